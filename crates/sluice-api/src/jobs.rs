@@ -1,0 +1,258 @@
+//! Job handlers: submit (one or a batch), read (poll or long-poll), cancel.
+
+use std::time::Duration;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use chrono::Utc;
+use serde::Deserialize;
+use sluice_core::job::{CancelOutcome, Outcome};
+use sluice_core::{JobError, JobId, JobRecord};
+use sluice_queue::Outgoing;
+use sluice_store::jobs::get_current;
+use utoipa::IntoParams;
+
+use crate::extract::{Caller, JsonBody};
+use crate::problem::{ApiError, Problem};
+use crate::submit::{check, Accepted};
+use crate::view::{BatchEntry, BatchView, JobView};
+use crate::AppState;
+
+/// A long-poll re-reads its job at least this often, in case a completion
+/// message was lost.
+const RECHECK_EVERY: Duration = Duration::from_secs(5);
+
+fn trace_id(headers: &HeaderMap) -> String {
+    headers
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split('-').nth(1))
+        .filter(|t| t.len() == 32)
+        .map(str::to_owned)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string())
+}
+
+/// Stores the records, publishes the messages, and waits for the broker's
+/// confirms. A job whose publish was not confirmed is marked failed
+/// (`enqueue_failed`) and reported as an error, never left looking queued.
+async fn enqueue(
+    state: &AppState,
+    accepted: Vec<Accepted>,
+) -> Result<Vec<Result<JobRecord, ApiError>>, ApiError> {
+    let records: Vec<JobRecord> = accepted.iter().map(|a| a.record.clone()).collect();
+    state.store.create(&records).await?;
+    let outgoing = accepted
+        .iter()
+        .map(|a| Outgoing {
+            priority: a.message.priority,
+            body: a.message.encode().into(),
+            headers: a.headers(),
+        })
+        .collect();
+    let confirms = state.queue.publish(outgoing).await;
+    let mut results = Vec::with_capacity(records.len());
+    for (record, confirm) in records.into_iter().zip(confirms) {
+        match confirm {
+            Ok(()) => {
+                state
+                    .metrics
+                    .jobs_submitted
+                    .with_label_values(&[record.priority.as_str()])
+                    .inc();
+                results.push(Ok(record));
+            }
+            Err(e) => {
+                let failed = Outcome::Failed(JobError::new("enqueue_failed", e.to_string()));
+                if let Err(store_error) = state.store.finish(record.id, &failed, Utc::now()).await {
+                    tracing::warn!(job = %record.id, error = %store_error, "cannot mark unconfirmed job failed");
+                }
+                results.push(Err(ApiError::QueueUnavailable(e.to_string())));
+            }
+        }
+    }
+    Ok(results)
+}
+
+fn accepted_response(status: StatusCode, record: JobRecord) -> Response {
+    let location = JobView::location(&record.id);
+    (
+        status,
+        [(header::LOCATION, location)],
+        Json(JobView::from(record)),
+    )
+        .into_response()
+}
+
+/// Submit a job.
+#[utoipa::path(post, path = "/v1/jobs", request_body = crate::submit::JobRequest,
+    responses((status = 202, body = JobView, description = "Accepted: the broker confirmed the job"),
+              (status = 400, body = Problem), (status = 401, body = Problem), (status = 413, body = Problem),
+              (status = 422, body = Problem), (status = 503, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn submit(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    headers: HeaderMap,
+    JsonBody(raw): JsonBody,
+) -> Result<Response, ApiError> {
+    let accepted = check(
+        raw,
+        &state.config,
+        &caller.tenant_id,
+        &trace_id(&headers),
+        Utc::now(),
+    )?;
+    let mut results = enqueue(&state, vec![accepted]).await?;
+    match results.pop() {
+        Some(Ok(record)) => Ok(accepted_response(StatusCode::ACCEPTED, record)),
+        Some(Err(e)) => Err(e),
+        None => Err(ApiError::QueueUnavailable("no confirm".into())),
+    }
+}
+
+/// Submit up to `max_batch_jobs` jobs at once.
+#[utoipa::path(post, path = "/v1/jobs/batch", request_body = crate::submit::BatchRequest,
+    responses((status = 202, body = BatchView, description = "Each entry is the job, or why it was not enqueued"),
+              (status = 400, body = Problem), (status = 401, body = Problem), (status = 422, body = Problem),
+              (status = 503, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn submit_batch(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    headers: HeaderMap,
+    JsonBody(raw): JsonBody,
+) -> Result<Response, ApiError> {
+    let request: crate::submit::BatchRequest = serde_json::from_value(raw)
+        .map_err(|e| ApiError::InvalidRequest(format!("expected {{\"jobs\": [...]}}: {e}")))?;
+    let max = state.config.api.max_batch_jobs;
+    if request.jobs.is_empty() || request.jobs.len() > max {
+        return Err(ApiError::InvalidRequest(format!(
+            "a batch holds 1 to {max} jobs (got {})",
+            request.jobs.len()
+        )));
+    }
+    let trace = trace_id(&headers);
+    let now = Utc::now();
+    let accepted = request
+        .jobs
+        .into_iter()
+        .enumerate()
+        .map(|(i, raw)| {
+            check(raw, &state.config, &caller.tenant_id, &trace, now).map_err(|e| {
+                let p = e.problem();
+                ApiError::InvalidRequest(format!("jobs[{i}]: {}: {}", p.title, p.detail))
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let results = enqueue(&state, accepted).await?;
+    if results.iter().all(Result::is_err) {
+        if let Some(Err(e)) = results.into_iter().next() {
+            return Err(e);
+        }
+        return Err(ApiError::QueueUnavailable("no confirm".into()));
+    }
+    let jobs = results
+        .into_iter()
+        .map(|r| match r {
+            Ok(record) => BatchEntry::Job(Box::new(JobView::from(record))),
+            Err(e) => BatchEntry::Error { error: e.problem() },
+        })
+        .collect();
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(BatchView {
+            object: "list",
+            jobs,
+        }),
+    )
+        .into_response())
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct WaitQuery {
+    /// Seconds to wait for the job to end (long-poll), at most `max_wait_s`.
+    pub wait: Option<f64>,
+}
+
+fn parse_id(id: &str) -> Result<JobId, ApiError> {
+    id.parse().map_err(|_| ApiError::JobNotFound(id.to_owned()))
+}
+
+/// The job, if it is the caller's.
+async fn own_job(state: &AppState, tenant: &str, id: JobId) -> Result<JobRecord, ApiError> {
+    match get_current(state.store.as_ref(), id, Utc::now()).await? {
+        Some(job) if job.tenant_id == tenant => Ok(job),
+        _ => Err(ApiError::JobNotFound(id.to_string())),
+    }
+}
+
+/// Read a job; with `?wait=`, wait for it to end first.
+#[utoipa::path(get, path = "/v1/jobs/{id}", params(("id" = String, Path), WaitQuery),
+    responses((status = 200, body = JobView), (status = 401, body = Problem), (status = 404, body = Problem),
+              (status = 422, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn get_job(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+    query: Result<Query<WaitQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<JobView>, ApiError> {
+    let Query(query) = query.map_err(|e| ApiError::InvalidRequest(e.body_text()))?;
+    let id = parse_id(&id)?;
+    let max = state.config.api.max_wait_s as f64;
+    let wait = match query.wait {
+        None => 0.0,
+        Some(w) if w.is_finite() && (0.0..=max).contains(&w) => w,
+        Some(w) => {
+            return Err(ApiError::InvalidRequest(format!(
+                "`wait` must be between 0 and {max} seconds (got {w})"
+            )))
+        }
+    };
+    // Watch first, then read: an end between the two still wakes us.
+    let mut watch = state.store.watch(id);
+    let mut job = own_job(&state, &caller.tenant_id, id).await?;
+    let until = tokio::time::Instant::now() + Duration::from_secs_f64(wait);
+    while !job.status.is_terminal() {
+        let now = tokio::time::Instant::now();
+        if now >= until {
+            break;
+        }
+        let mut next = until.min(now + RECHECK_EVERY);
+        if let Some(deadline) = job.deadline_at {
+            let left = (deadline - Utc::now()).to_std().unwrap_or_default();
+            next = next.min(now + left + Duration::from_millis(1));
+        }
+        tokio::select! {
+            () = watch.changed() => {}
+            () = tokio::time::sleep_until(next) => {}
+        }
+        job = own_job(&state, &caller.tenant_id, id).await?;
+    }
+    Ok(Json(JobView::from(job)))
+}
+
+/// Cancel a queued job; it will never reach a provider.
+#[utoipa::path(post, path = "/v1/jobs/{id}/cancel", params(("id" = String, Path)),
+    responses((status = 200, body = JobView), (status = 401, body = Problem), (status = 404, body = Problem),
+              (status = 409, body = Problem, description = "The job is already running or finished")),
+    security(("bearer" = [])))]
+pub async fn cancel(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+) -> Result<Json<JobView>, ApiError> {
+    let id = parse_id(&id)?;
+    own_job(&state, &caller.tenant_id, id).await?;
+    match state.store.cancel(id, Utc::now()).await? {
+        CancelOutcome::Canceled => Ok(Json(JobView::from(
+            own_job(&state, &caller.tenant_id, id).await?,
+        ))),
+        CancelOutcome::NotCancelable(status) => Err(ApiError::NotCancelable(format!(
+            "job {id} is {status}; only queued jobs can be canceled"
+        ))),
+        CancelOutcome::NotFound => Err(ApiError::JobNotFound(id.to_string())),
+    }
+}

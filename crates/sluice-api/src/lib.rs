@@ -1,0 +1,96 @@
+//! The API role: a thin HTTP front that checks the caller's key and the
+//! job, stores the job's record, publishes it with a confirmed publish,
+//! and answers reads (and long-polls) from the job store.
+//!
+//! Invariants: a 202 means the broker confirmed the job; one tenant never
+//! sees another's jobs (404); every error is problem+json.
+
+pub mod extract;
+pub mod jobs;
+pub mod openapi;
+pub mod ops;
+pub mod problem;
+pub mod submit;
+pub mod view;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::Uri;
+use axum::routing::{get, post};
+use axum::Router;
+use sluice_core::config::Config;
+use sluice_core::metrics::Metrics;
+use sluice_queue::JobQueue;
+use sluice_store::jobs::JobStore;
+use sluice_store::tenants::TenantStore;
+
+use crate::extract::KeyCache;
+use crate::problem::ApiError;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub queue: Arc<dyn JobQueue>,
+    pub store: Arc<dyn JobStore>,
+    pub tenants: Arc<dyn TenantStore>,
+    pub metrics: Arc<Metrics>,
+    pub keys: Arc<KeyCache>,
+}
+
+impl AppState {
+    pub fn new(
+        config: Arc<Config>,
+        queue: Arc<dyn JobQueue>,
+        store: Arc<dyn JobStore>,
+        tenants: Arc<dyn TenantStore>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self {
+            config,
+            queue,
+            store,
+            tenants,
+            metrics,
+            keys: Arc::default(),
+        }
+    }
+}
+
+async fn not_found(uri: Uri) -> ApiError {
+    ApiError::NotFound(uri.path().to_owned())
+}
+
+/// Every route of the API.
+pub fn router(state: AppState) -> Router {
+    let body_limit = state.config.api.max_body_bytes;
+    Router::new()
+        .route("/v1/jobs", post(jobs::submit))
+        .route("/v1/jobs/batch", post(jobs::submit_batch))
+        .route("/v1/jobs/{id}", get(jobs::get_job))
+        .route("/v1/jobs/{id}/cancel", post(jobs::cancel))
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
+        .route("/openapi.json", get(ops::openapi))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            ops::track,
+        ))
+        .with_state(state)
+}
+
+/// Serves the API on `listener` until `shutdown` resolves, then finishes
+/// the requests in flight.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}

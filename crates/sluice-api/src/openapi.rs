@@ -1,0 +1,37 @@
+//! The OpenAPI document, generated from the handlers and types.
+
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Sluice", description = "Queued, batched, metered LLM inference."),
+    paths(crate::jobs::submit, crate::jobs::submit_batch, crate::jobs::get_job, crate::jobs::cancel),
+    components(schemas(
+        crate::submit::JobRequest,
+        crate::submit::BatchRequest,
+        crate::view::JobView,
+        crate::view::BatchView,
+        crate::problem::Problem,
+        sluice_core::JobRecord,
+        sluice_core::JobStatus,
+        sluice_core::Usage,
+        sluice_core::JobError,
+        sluice_core::Priority,
+        sluice_core::Endpoint,
+    )),
+    modifiers(&BearerAuth)
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}

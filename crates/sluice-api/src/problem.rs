@@ -1,0 +1,158 @@
+//! Errors as `application/problem+json` (RFC 9457). Each kind has a stable
+//! `type` URI (`/problems/<slug>`, relative to the API's address), a status
+//! and a human `detail`.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Problem {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub title: String,
+    pub status: u16,
+    pub detail: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instance: Option<String>,
+}
+
+/// Every error the API answers with.
+#[derive(Debug)]
+pub enum ApiError {
+    MalformedJson(String),
+    InvalidRequest(String),
+    MissingModel(String),
+    UnknownModel(String),
+    UnknownEndpoint(String),
+    BodyTooLarge(usize),
+    Unauthorized(&'static str),
+    JobNotFound(String),
+    NotFound(String),
+    NotCancelable(String),
+    QueueUnavailable(String),
+    StoreUnavailable(String),
+}
+
+impl ApiError {
+    fn parts(&self) -> (StatusCode, &'static str, &'static str, String) {
+        use ApiError::*;
+        match self {
+            MalformedJson(d) => (
+                StatusCode::BAD_REQUEST,
+                "malformed-json",
+                "Malformed JSON",
+                d.clone(),
+            ),
+            InvalidRequest(d) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid-request",
+                "Invalid request",
+                d.clone(),
+            ),
+            MissingModel(d) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "missing-model",
+                "Missing model",
+                d.clone(),
+            ),
+            UnknownModel(d) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "unknown-model",
+                "Unknown model",
+                d.clone(),
+            ),
+            UnknownEndpoint(d) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "unknown-endpoint",
+                "Unknown endpoint",
+                d.clone(),
+            ),
+            BodyTooLarge(limit) => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body-too-large",
+                "Request body too large",
+                format!("the request body is over the limit of {limit} bytes"),
+            ),
+            Unauthorized(d) => (
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "Unauthorized",
+                (*d).to_owned(),
+            ),
+            JobNotFound(id) => (
+                StatusCode::NOT_FOUND,
+                "job-not-found",
+                "Job not found",
+                format!("no job {id} for this tenant (it may have passed its retention)"),
+            ),
+            NotFound(path) => (
+                StatusCode::NOT_FOUND,
+                "not-found",
+                "Not found",
+                format!("no route {path}"),
+            ),
+            NotCancelable(d) => (
+                StatusCode::CONFLICT,
+                "not-cancelable",
+                "Job cannot be canceled",
+                d.clone(),
+            ),
+            QueueUnavailable(d) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "queue-unavailable",
+                "Queue unavailable",
+                format!(
+                    "the job was not accepted: the broker did not confirm it ({d}); retry later"
+                ),
+            ),
+            StoreUnavailable(d) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store-unavailable",
+                "Store unavailable",
+                format!("the job store did not answer ({d}); retry later"),
+            ),
+        }
+    }
+
+    pub fn problem(&self) -> Problem {
+        let (status, slug, title, detail) = self.parts();
+        Problem {
+            kind: format!("/problems/{slug}"),
+            title: title.to_owned(),
+            status: status.as_u16(),
+            detail,
+            instance: None,
+        }
+    }
+}
+
+impl From<sluice_store::StoreError> for ApiError {
+    fn from(e: sluice_store::StoreError) -> Self {
+        Self::StoreUnavailable(e.to_string())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let problem = self.problem();
+        let status =
+            StatusCode::from_u16(problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        if status.is_server_error() {
+            tracing::warn!(detail = %problem.detail, "{}", problem.title);
+        }
+        let body = serde_json::to_vec(&problem).unwrap_or_default();
+        let mut response = (status, body).into_response();
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        if status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}

@@ -1,0 +1,175 @@
+//! Turning a submitted job into a record and a message, with every check
+//! a caller can fail: the envelope, the endpoint, the model, the body.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use serde_json::Value;
+use sluice_core::config::Config;
+use sluice_core::job::Metadata;
+use sluice_core::{Endpoint, JobId, JobMessage, JobRecord, Priority};
+use utoipa::ToSchema;
+
+use crate::problem::ApiError;
+
+/// The longest deadline a job may ask for.
+const MAX_DEADLINE_S: f64 = 7.0 * 86_400.0;
+
+/// A job as submitted.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct JobRequest {
+    /// `/v1/chat/completions` (default), `/v1/completions` or `/v1/embeddings`.
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    /// The OpenAI-shaped request body, with `model`.
+    #[schema(value_type = Object)]
+    pub body: Value,
+    /// Free-form labels (feature, route, …), returned with the job.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<Metadata>,
+    #[serde(default)]
+    pub priority: Option<Priority>,
+    /// Seconds from now; a job still queued then ends as `expired`.
+    #[serde(default)]
+    pub deadline_s: Option<f64>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BatchRequest {
+    #[schema(value_type = Vec<JobRequest>)]
+    pub jobs: Vec<Value>,
+}
+
+/// A checked job, ready to store and publish.
+pub struct Accepted {
+    pub record: JobRecord,
+    pub message: JobMessage,
+}
+
+impl Accepted {
+    /// The AMQP headers the message carries.
+    pub fn headers(&self) -> BTreeMap<String, String> {
+        let m = &self.message;
+        let mut h = BTreeMap::new();
+        h.insert("job-id".to_owned(), m.id.to_string());
+        h.insert("tenant-id".to_owned(), m.tenant_id.clone());
+        h.insert("trace-id".to_owned(), m.trace_id.clone());
+        h.insert("enqueued-at".to_owned(), m.enqueued_at.to_rfc3339());
+        if let Some(d) = m.deadline_at {
+            h.insert("deadline".to_owned(), d.to_rfc3339());
+        }
+        h
+    }
+}
+
+/// Checks one job envelope (as JSON) for `tenant`.
+pub fn check(
+    raw: Value,
+    config: &Config,
+    tenant_id: &str,
+    trace_id: &str,
+    now: DateTime<Utc>,
+) -> Result<Accepted, ApiError> {
+    let request: JobRequest = serde_json::from_value(raw)
+        .map_err(|e| ApiError::InvalidRequest(format!("the job is not valid: {e}")))?;
+    let endpoint: Endpoint = request
+        .endpoint
+        .as_deref()
+        .unwrap_or("/v1/chat/completions")
+        .parse()
+        .map_err(|e: sluice_core::job::UnknownEndpoint| ApiError::UnknownEndpoint(e.to_string()))?;
+    let body = request.body;
+    if !body.is_object() {
+        return Err(ApiError::InvalidRequest(
+            "`body` must be a JSON object".into(),
+        ));
+    }
+    let model = match body.get("model") {
+        Some(Value::String(m)) if !m.is_empty() => m.clone(),
+        Some(_) => {
+            return Err(ApiError::MissingModel(
+                "`body.model` must be a non-empty string".into(),
+            ))
+        }
+        None => return Err(ApiError::MissingModel("`body.model` is required".into())),
+    };
+    if config.route(&model).is_none() {
+        let known: Vec<&str> = config.models.iter().map(|m| m.name.as_str()).collect();
+        return Err(ApiError::UnknownModel(format!(
+            "no route for model {model:?}; known models: {}",
+            known.join(", ")
+        )));
+    }
+    check_body(endpoint, &body)?;
+    let deadline_at = match request.deadline_s {
+        None => None,
+        Some(s) if s.is_finite() && s > 0.0 && s <= MAX_DEADLINE_S => {
+            Some(now + chrono::Duration::milliseconds((s * 1000.0) as i64))
+        }
+        Some(s) => {
+            return Err(ApiError::InvalidRequest(format!(
+                "`deadline_s` must be above 0 and at most {MAX_DEADLINE_S} (got {s})"
+            )))
+        }
+    };
+    let id = JobId::new();
+    let priority = request.priority.unwrap_or_default();
+    let metadata = request.metadata.unwrap_or_default();
+    let record = JobRecord::queued(
+        id,
+        tenant_id.to_owned(),
+        endpoint,
+        model.clone(),
+        priority,
+        metadata.clone(),
+        now,
+        deadline_at,
+    );
+    let message = JobMessage {
+        id,
+        tenant_id: tenant_id.to_owned(),
+        endpoint,
+        model,
+        priority,
+        body,
+        metadata,
+        trace_id: trace_id.to_owned(),
+        enqueued_at: now,
+        deadline_at,
+    };
+    Ok(Accepted { record, message })
+}
+
+/// The body fields each endpoint cannot do without.
+fn check_body(endpoint: Endpoint, body: &Value) -> Result<(), ApiError> {
+    if body.get("stream").and_then(Value::as_bool) == Some(true) {
+        return Err(ApiError::InvalidRequest(
+            "`stream: true` is not supported for queued jobs".into(),
+        ));
+    }
+    let ok = match endpoint {
+        Endpoint::ChatCompletions => body
+            .get("messages")
+            .and_then(Value::as_array)
+            .is_some_and(|m| !m.is_empty()),
+        Endpoint::Completions => {
+            matches!(body.get("prompt"), Some(Value::String(_) | Value::Array(_)))
+        }
+        Endpoint::Embeddings => {
+            matches!(body.get("input"), Some(Value::String(_) | Value::Array(_)))
+        }
+    };
+    if ok {
+        return Ok(());
+    }
+    let need = match endpoint {
+        Endpoint::ChatCompletions => "`body.messages` (a non-empty array)",
+        Endpoint::Completions => "`body.prompt` (a string or an array of strings)",
+        Endpoint::Embeddings => "`body.input` (a string or an array of strings)",
+    };
+    Err(ApiError::InvalidRequest(format!("{endpoint} needs {need}")))
+}

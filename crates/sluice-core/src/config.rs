@@ -1,0 +1,400 @@
+//! The TOML configuration: providers, model routes, and the tunables of
+//! each role. Connections (AMQP, Redis, Postgres, prefix) come from the
+//! environment instead, see the binary.
+//!
+//! Loading refuses unknown keys, routes to unknown providers and bad URLs,
+//! with a message that says where.
+
+use std::collections::HashSet;
+use std::path::Path;
+
+use serde::Deserialize;
+use url::Url;
+
+use crate::Priority;
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub providers: Vec<ProviderConfig>,
+    #[serde(default)]
+    pub models: Vec<ModelRoute>,
+    #[serde(default)]
+    pub worker: WorkerConfig,
+    #[serde(default)]
+    pub api: ApiConfig,
+    #[serde(default)]
+    pub jobs: JobsConfig,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProviderKind {
+    /// An OpenAI-compatible HTTP API (OpenAI, vLLM, the mock provider, …).
+    Openai,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderConfig {
+    pub name: String,
+    pub kind: ProviderKind,
+    pub base_url: Url,
+    /// The environment variable that holds the API key, if the provider needs one.
+    #[serde(default)]
+    pub api_key_env: Option<String>,
+    /// Seconds before a request to this provider is abandoned.
+    #[serde(default = "defaults::provider_timeout_s")]
+    pub timeout_s: u64,
+    /// Requests in flight to this provider from one worker.
+    #[serde(default = "defaults::provider_concurrency")]
+    pub max_concurrency: usize,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelRoute {
+    /// The model name callers use.
+    pub name: String,
+    /// Providers to try, in order.
+    pub providers: Vec<String>,
+    /// The model name sent to the provider, when it differs from `name`.
+    #[serde(default)]
+    pub upstream_model: Option<String>,
+}
+
+/// How the worker consumes and batches.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WorkerConfig {
+    /// A batch is flushed when it holds this many jobs.
+    pub max_batch_size: usize,
+    /// … or when its jobs' estimated prompt tokens reach this.
+    pub max_batch_tokens: u64,
+    /// … or when its first job has waited this long, per priority class.
+    pub max_wait_ms: MaxWait,
+    /// Batches a worker sends at once; with `max_batch_size` it sets the
+    /// prefetch, which bounds the worker's memory.
+    pub batches_in_flight: usize,
+    /// Concurrent provider calls within one chat batch (chat has no array form).
+    pub fanout_concurrency: usize,
+    /// Characters of the prompt, after the system prompt, that form the
+    /// batch key's prefix. 0 batches jobs that share a system prompt.
+    pub prefix_chars: usize,
+    /// Provider attempts for a batch before its jobs fail.
+    pub provider_attempts: u32,
+    /// Deliveries of one message before RabbitMQ dead-letters it.
+    pub delivery_limit: u32,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MaxWait {
+    pub interactive: u64,
+    pub standard: u64,
+    pub batch: u64,
+}
+
+impl MaxWait {
+    pub fn for_priority(&self, p: Priority) -> std::time::Duration {
+        std::time::Duration::from_millis(match p {
+            Priority::Interactive => self.interactive,
+            Priority::Standard => self.standard,
+            Priority::Batch => self.batch,
+        })
+    }
+}
+
+impl Default for MaxWait {
+    fn default() -> Self {
+        Self {
+            interactive: 5,
+            standard: 25,
+            batch: 250,
+        }
+    }
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        Self {
+            max_batch_size: 32,
+            max_batch_tokens: 64_000,
+            max_wait_ms: MaxWait::default(),
+            batches_in_flight: 8,
+            fanout_concurrency: 16,
+            prefix_chars: 0,
+            provider_attempts: 3,
+            delivery_limit: 5,
+        }
+    }
+}
+
+impl WorkerConfig {
+    /// Unacked deliveries a worker may hold: enough to fill every batch in flight.
+    pub fn prefetch(&self) -> u16 {
+        u16::try_from(self.max_batch_size * self.batches_in_flight).unwrap_or(u16::MAX)
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiConfig {
+    /// Largest request body accepted, in bytes (413 above it).
+    pub max_body_bytes: usize,
+    /// Most jobs in one `POST /v1/jobs/batch`.
+    pub max_batch_jobs: usize,
+    /// Longest `?wait=` a long-poll may ask for, in seconds.
+    pub max_wait_s: u64,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 4 * 1024 * 1024,
+            max_batch_jobs: 1000,
+            max_wait_s: 60,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct JobsConfig {
+    /// How long a job record is kept after it was created, in seconds.
+    pub retention_s: u64,
+}
+
+impl Default for JobsConfig {
+    fn default() -> Self {
+        Self {
+            retention_s: 86_400,
+        }
+    }
+}
+
+mod defaults {
+    pub fn provider_timeout_s() -> u64 {
+        120
+    }
+    pub fn provider_concurrency() -> usize {
+        64
+    }
+}
+
+/// A configuration that cannot be used, and where.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("config {path}: {message}")]
+    Parse { path: String, message: String },
+    #[error("config {path}: {message}")]
+    Invalid { path: String, message: String },
+}
+
+impl Config {
+    /// Reads, parses and validates the file at `path`.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::parse(&text, &path.display().to_string())
+    }
+
+    /// Parses and validates `text`; `origin` names it in errors.
+    pub fn parse(text: &str, origin: &str) -> Result<Self, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: origin.to_owned(),
+            message: e.to_string().trim_end().to_owned(),
+        })?;
+        config.validate().map_err(|message| ConfigError::Invalid {
+            path: origin.to_owned(),
+            message,
+        })?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        let mut names = HashSet::new();
+        for (i, p) in self.providers.iter().enumerate() {
+            let at = format!("providers[{i}] ({:?})", p.name);
+            if p.name.is_empty() {
+                return Err(format!("providers[{i}]: name is empty"));
+            }
+            if !names.insert(p.name.as_str()) {
+                return Err(format!(
+                    "{at}: a provider with this name is already defined"
+                ));
+            }
+            if !matches!(p.base_url.scheme(), "http" | "https") || p.base_url.host().is_none() {
+                return Err(format!(
+                    "{at}: base_url {:?} must be an http:// or https:// URL with a host",
+                    p.base_url.as_str()
+                ));
+            }
+            if p.timeout_s == 0 || p.max_concurrency == 0 {
+                return Err(format!(
+                    "{at}: timeout_s and max_concurrency must be above 0"
+                ));
+            }
+        }
+        let mut models = HashSet::new();
+        for (i, m) in self.models.iter().enumerate() {
+            let at = format!("models[{i}] ({:?})", m.name);
+            if m.name.is_empty() {
+                return Err(format!("models[{i}]: name is empty"));
+            }
+            if !models.insert(m.name.as_str()) {
+                return Err(format!("{at}: a model with this name is already routed"));
+            }
+            if m.providers.is_empty() {
+                return Err(format!("{at}: providers is empty; name at least one"));
+            }
+            for p in &m.providers {
+                if !names.contains(p.as_str()) {
+                    let mut known: Vec<_> = names.iter().copied().collect();
+                    known.sort_unstable();
+                    return Err(format!(
+                        "{at}: unknown provider {p:?} (defined providers: {})",
+                        if known.is_empty() {
+                            "none".to_owned()
+                        } else {
+                            known.join(", ")
+                        }
+                    ));
+                }
+            }
+        }
+        let w = &self.worker;
+        if w.max_batch_size == 0 || w.batches_in_flight == 0 || w.fanout_concurrency == 0 {
+            return Err(
+                "worker: max_batch_size, batches_in_flight and fanout_concurrency must be above 0"
+                    .to_owned(),
+            );
+        }
+        if w.max_batch_size * w.batches_in_flight > usize::from(u16::MAX) {
+            return Err(
+                "worker: max_batch_size × batches_in_flight must stay under 65536 (the prefetch)"
+                    .to_owned(),
+            );
+        }
+        if w.provider_attempts == 0 || w.delivery_limit == 0 {
+            return Err("worker: provider_attempts and delivery_limit must be above 0".to_owned());
+        }
+        if self.api.max_batch_jobs == 0 || self.api.max_body_bytes == 0 {
+            return Err("api: max_batch_jobs and max_body_bytes must be above 0".to_owned());
+        }
+        if self.jobs.retention_s == 0 {
+            return Err("jobs: retention_s must be above 0".to_owned());
+        }
+        Ok(())
+    }
+
+    pub fn route(&self, model: &str) -> Option<&ModelRoute> {
+        self.models.iter().find(|m| m.name == model)
+    }
+
+    pub fn provider(&self, name: &str) -> Option<&ProviderConfig> {
+        self.providers.iter().find(|p| p.name == name)
+    }
+
+    /// The configuration `sluice dev` runs with: one mock provider at
+    /// `base_url` serving the models `mock-small` and `mock-embed`.
+    pub fn dev(base_url: Url) -> Self {
+        Self {
+            providers: vec![ProviderConfig {
+                name: "dev-mock".into(),
+                kind: ProviderKind::Openai,
+                base_url,
+                api_key_env: None,
+                timeout_s: defaults::provider_timeout_s(),
+                max_concurrency: defaults::provider_concurrency(),
+            }],
+            models: ["mock-small", "mock-large", "mock-embed"]
+                .into_iter()
+                .map(|name| ModelRoute {
+                    name: name.into(),
+                    providers: vec!["dev-mock".into()],
+                    upstream_model: None,
+                })
+                .collect(),
+            worker: WorkerConfig::default(),
+            api: ApiConfig::default(),
+            jobs: JobsConfig::default(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[[providers]]
+name = "local-mock"
+kind = "openai"
+base_url = "http://127.0.0.1:8090/v1"
+
+[[models]]
+name = "mock-small"
+providers = ["local-mock"]
+"#;
+
+    fn err(text: &str) -> String {
+        Config::parse(text, "test.toml").unwrap_err().to_string()
+    }
+
+    #[test]
+    fn the_minimal_config_loads_with_defaults() {
+        let c = Config::parse(GOOD, "test.toml").unwrap();
+        assert_eq!(c.route("mock-small").unwrap().providers, ["local-mock"]);
+        assert_eq!(c.worker.max_batch_size, 32);
+        assert_eq!(c.worker.prefetch(), 256);
+        assert_eq!(c.jobs.retention_s, 86_400);
+    }
+
+    #[test]
+    fn an_unknown_key_is_refused_with_its_line() {
+        let e = err(&format!("{GOOD}\n[worker]\nmax_batch = 3\n"));
+        assert!(e.contains("test.toml"), "{e}");
+        assert!(e.contains("unknown field `max_batch`"), "{e}");
+        assert!(e.contains("line 12"), "{e}");
+    }
+
+    #[test]
+    fn a_route_to_an_unknown_provider_is_refused() {
+        let e = err(&GOOD.replace(r#"providers = ["local-mock"]"#, r#"providers = ["nope"]"#));
+        assert!(
+            e.contains(r#"models[0] ("mock-small"): unknown provider "nope""#),
+            "{e}"
+        );
+        assert!(e.contains("local-mock"), "{e}");
+    }
+
+    #[test]
+    fn a_bad_url_is_refused() {
+        let e = err(&GOOD.replace("http://127.0.0.1:8090/v1", "not a url"));
+        assert!(e.contains("base_url"), "{e}");
+        let e = err(&GOOD.replace("http://127.0.0.1:8090/v1", "ftp://x/v1"));
+        assert!(
+            e.contains(r#"providers[0] ("local-mock"): base_url"#),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn duplicates_and_empty_routes_are_refused() {
+        let e = err(&format!(
+            "{GOOD}\n[[models]]\nname = \"mock-small\"\nproviders = [\"local-mock\"]\n"
+        ));
+        assert!(e.contains("already routed"), "{e}");
+        let e = err(&GOOD.replace(r#"providers = ["local-mock"]"#, "providers = []"));
+        assert!(e.contains("providers is empty"), "{e}");
+    }
+}

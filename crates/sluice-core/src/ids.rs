@@ -1,0 +1,73 @@
+//! Job ids: ULIDs, so that ids sort by creation time.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+/// A job's id: a ULID rendered in Crockford base32 (26 characters),
+/// lexicographically sortable by creation time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct JobId(ulid::Ulid);
+
+impl JobId {
+    /// A new id for a job created now.
+    pub fn new() -> Self {
+        Self(ulid::Ulid::new())
+    }
+}
+
+impl Default for JobId {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Display for JobId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// A string that is not a job id.
+#[derive(Debug, thiserror::Error)]
+#[error("not a job id: {0:?}")]
+pub struct BadJobId(String);
+
+impl FromStr for JobId {
+    type Err = BadJobId;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        ulid::Ulid::from_string(s)
+            .map(Self)
+            .map_err(|_| BadJobId(s.to_owned()))
+    }
+}
+
+impl TryFrom<String> for JobId {
+    type Error = BadJobId;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
+impl From<JobId> for String {
+    fn from(id: JobId) -> Self {
+        id.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_round_trip_and_sort_by_time() {
+        let a = JobId::new();
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let b = JobId::new();
+        assert!(a.to_string() < b.to_string());
+        assert_eq!(a.to_string().parse::<JobId>().unwrap(), a);
+        assert!("nope".parse::<JobId>().is_err());
+    }
+}

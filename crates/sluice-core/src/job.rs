@@ -1,0 +1,376 @@
+//! Jobs: what a caller submits, the states a job moves through, and the
+//! record a caller reads back.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::JobId;
+
+/// The provider endpoint a job is for, named by its OpenAI path.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    ToSchema,
+)]
+pub enum Endpoint {
+    #[default]
+    #[serde(rename = "/v1/chat/completions")]
+    ChatCompletions,
+    #[serde(rename = "/v1/completions")]
+    Completions,
+    #[serde(rename = "/v1/embeddings")]
+    Embeddings,
+}
+
+impl Endpoint {
+    pub const ALL: [Endpoint; 3] = [Self::ChatCompletions, Self::Completions, Self::Embeddings];
+
+    pub fn path(self) -> &'static str {
+        match self {
+            Self::ChatCompletions => "/v1/chat/completions",
+            Self::Completions => "/v1/completions",
+            Self::Embeddings => "/v1/embeddings",
+        }
+    }
+}
+
+impl fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.path())
+    }
+}
+
+/// A path that is not one of the endpoints Sluice serves.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "unknown endpoint {0:?}; expected one of /v1/chat/completions, /v1/completions, /v1/embeddings"
+)]
+pub struct UnknownEndpoint(pub String);
+
+impl FromStr for Endpoint {
+    type Err = UnknownEndpoint;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|e| e.path() == s)
+            .ok_or_else(|| UnknownEndpoint(s.to_owned()))
+    }
+}
+
+/// The priority class of a job; each class has its own queue.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    ToSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Priority {
+    Interactive,
+    #[default]
+    Standard,
+    Batch,
+}
+
+impl Priority {
+    pub const ALL: [Priority; 3] = [Self::Interactive, Self::Standard, Self::Batch];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Interactive => "interactive",
+            Self::Standard => "standard",
+            Self::Batch => "batch",
+        }
+    }
+}
+
+impl fmt::Display for Priority {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Where a job is in its life. A job's status only moves forward:
+/// queued → running → succeeded | failed | canceled | expired, and a
+/// terminal status never changes again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum JobStatus {
+    Queued,
+    Running,
+    Succeeded,
+    Failed,
+    Canceled,
+    Expired,
+}
+
+impl JobStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Running => "running",
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+            Self::Canceled => "canceled",
+            Self::Expired => "expired",
+        }
+    }
+
+    pub fn is_terminal(self) -> bool {
+        !matches!(self, Self::Queued | Self::Running)
+    }
+
+    /// Whether a job in `self` may move to `next`. Running → running is
+    /// allowed: it is a redelivered job starting another attempt.
+    pub fn can_move_to(self, next: JobStatus) -> bool {
+        use JobStatus::*;
+        match (self, next) {
+            (Queued, _) => next != Queued,
+            (Running, Running | Succeeded | Failed | Canceled) => true,
+            _ => false,
+        }
+    }
+}
+
+impl fmt::Display for JobStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for JobStatus {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(match s {
+            "queued" => Self::Queued,
+            "running" => Self::Running,
+            "succeeded" => Self::Succeeded,
+            "failed" => Self::Failed,
+            "canceled" => Self::Canceled,
+            "expired" => Self::Expired,
+            other => return Err(format!("unknown job status {other:?}")),
+        })
+    }
+}
+
+/// Tokens a job used, as the provider reported them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Usage {
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub total_tokens: u64,
+    /// Prompt tokens the provider served from its prompt cache.
+    #[serde(default)]
+    pub cached_tokens: u64,
+}
+
+impl Usage {
+    pub fn new(prompt_tokens: u64, completion_tokens: u64, cached_tokens: u64) -> Self {
+        Self {
+            prompt_tokens,
+            completion_tokens,
+            total_tokens: prompt_tokens + completion_tokens,
+            cached_tokens,
+        }
+    }
+}
+
+/// Why a job failed (or expired, or was never enqueued).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct JobError {
+    /// A stable, machine-readable kind, such as `provider_error`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// What happened, for a human.
+    pub message: String,
+}
+
+impl JobError {
+    pub fn new(kind: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            kind: kind.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Free-form labels a caller attaches to a job (feature, route, …).
+pub type Metadata = BTreeMap<String, serde_json::Value>;
+
+/// Everything Sluice keeps about a job, and what `GET /v1/jobs/{id}` shows.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct JobRecord {
+    #[schema(value_type = String, example = "01JDQ7Z5K3M8X2V4N6P9R0S1T2")]
+    pub id: JobId,
+    #[serde(skip_serializing)]
+    #[serde(default)]
+    pub tenant_id: String,
+    pub status: JobStatus,
+    pub endpoint: Endpoint,
+    pub model: String,
+    pub priority: Priority,
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub metadata: Metadata,
+    pub created_at: DateTime<Utc>,
+    #[serde(default)]
+    pub deadline_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub started_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub finished_at: Option<DateTime<Utc>>,
+    /// How many times a worker started the job (more than one after a redelivery).
+    #[serde(default)]
+    pub attempts: u32,
+    /// The provider's response body, OpenAI-shaped.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub result: Option<serde_json::Value>,
+    #[serde(default)]
+    pub error: Option<JobError>,
+    #[serde(default)]
+    pub usage: Option<Usage>,
+    /// The provider that answered.
+    #[serde(default)]
+    pub provider: Option<String>,
+}
+
+impl JobRecord {
+    /// A fresh record for a job just accepted.
+    #[allow(clippy::too_many_arguments)]
+    pub fn queued(
+        id: JobId,
+        tenant_id: String,
+        endpoint: Endpoint,
+        model: String,
+        priority: Priority,
+        metadata: Metadata,
+        created_at: DateTime<Utc>,
+        deadline_at: Option<DateTime<Utc>>,
+    ) -> Self {
+        Self {
+            id,
+            tenant_id,
+            status: JobStatus::Queued,
+            endpoint,
+            model,
+            priority,
+            metadata,
+            created_at,
+            deadline_at,
+            started_at: None,
+            finished_at: None,
+            attempts: 0,
+            result: None,
+            error: None,
+            usage: None,
+            provider: None,
+        }
+    }
+}
+
+/// How a job ended, as a worker reports it.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Outcome {
+    Succeeded {
+        result: serde_json::Value,
+        usage: Usage,
+        provider: String,
+    },
+    Failed(JobError),
+    Expired,
+}
+
+impl Outcome {
+    pub fn status(&self) -> JobStatus {
+        match self {
+            Self::Succeeded { .. } => JobStatus::Succeeded,
+            Self::Failed(_) => JobStatus::Failed,
+            Self::Expired => JobStatus::Expired,
+        }
+    }
+}
+
+/// What a worker learns when it tries to start a job.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StartOutcome {
+    /// The job is now running; this is its `attempt`-th start.
+    Started { attempt: u32 },
+    /// The job's deadline passed while it was queued: it is now expired.
+    Expired,
+    /// The job was already in this state (canceled, or finished by an
+    /// earlier delivery): nothing to do but ack.
+    AlreadyDone(JobStatus),
+    /// No record: it expired from the store, or was never written.
+    Missing,
+}
+
+/// What a caller learns when it cancels a job.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CancelOutcome {
+    Canceled,
+    /// Too late: the job is running or finished, in this status.
+    NotCancelable(JobStatus),
+    NotFound,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use JobStatus::*;
+
+    const ALL: [JobStatus; 6] = [Queued, Running, Succeeded, Failed, Canceled, Expired];
+
+    #[test]
+    fn terminal_states_never_move() {
+        for from in ALL.into_iter().filter(|s| s.is_terminal()) {
+            for to in ALL {
+                assert!(!from.can_move_to(to), "{from} -> {to}");
+            }
+        }
+    }
+
+    #[test]
+    fn queued_moves_anywhere_forward_and_running_cannot_expire() {
+        for to in ALL {
+            assert_eq!(Queued.can_move_to(to), to != Queued);
+        }
+        assert!(Running.can_move_to(Running));
+        assert!(Running.can_move_to(Succeeded));
+        assert!(!Running.can_move_to(Queued));
+        assert!(!Running.can_move_to(Expired));
+    }
+
+    #[test]
+    fn endpoints_and_statuses_parse_their_names() {
+        for e in Endpoint::ALL {
+            assert_eq!(e.path().parse::<Endpoint>().unwrap(), e);
+        }
+        assert!("/v1/images".parse::<Endpoint>().is_err());
+        for s in ALL {
+            assert_eq!(s.as_str().parse::<JobStatus>().unwrap(), s);
+        }
+    }
+}

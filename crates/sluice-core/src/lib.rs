@@ -1,0 +1,21 @@
+//! The domain of Sluice, free of I/O.
+//!
+//! - [`ids`]: time-sortable job ids.
+//! - [`job`]: what a job is, the states it moves through, and what a caller sees.
+//! - [`message`]: the message a job travels in through the queue.
+//! - [`config`]: the TOML configuration and its validation.
+//! - [`batching`]: batch keys (model + route + prompt-prefix hash) and token estimates.
+//! - [`split`]: exact integer splits of a batch total across its jobs.
+//! - [`metrics`]: the Prometheus metrics every role shares.
+
+pub mod batching;
+pub mod config;
+pub mod ids;
+pub mod job;
+pub mod message;
+pub mod metrics;
+pub mod split;
+
+pub use ids::JobId;
+pub use job::{Endpoint, JobError, JobRecord, JobStatus, Priority, Usage};
+pub use message::JobMessage;

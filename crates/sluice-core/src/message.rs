@@ -1,0 +1,41 @@
+//! The message a job travels in through the queue: the whole request, so
+//! that a worker needs nothing else to run it.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::job::Metadata;
+use crate::{Endpoint, JobId, Priority};
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct JobMessage {
+    pub id: JobId,
+    pub tenant_id: String,
+    pub endpoint: Endpoint,
+    pub model: String,
+    pub priority: Priority,
+    /// The OpenAI-shaped request body, with `model`.
+    pub body: serde_json::Value,
+    #[serde(default)]
+    pub metadata: Metadata,
+    pub trace_id: String,
+    pub enqueued_at: DateTime<Utc>,
+    #[serde(default)]
+    pub deadline_at: Option<DateTime<Utc>>,
+}
+
+impl JobMessage {
+    pub fn encode(&self) -> Vec<u8> {
+        // Serialising plain data with string keys cannot fail.
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Self, serde_json::Error> {
+        serde_json::from_slice(bytes)
+    }
+
+    /// Whether the deadline has passed at `now`.
+    pub fn is_past_deadline(&self, now: DateTime<Utc>) -> bool {
+        self.deadline_at.is_some_and(|d| now >= d)
+    }
+}

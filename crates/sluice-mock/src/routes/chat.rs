@@ -1,0 +1,165 @@
+//! `POST /v1/chat/completions`.
+//!
+//! The answer is generated from the content of the last `user` message;
+//! `prompt_tokens` counts the content of every message.
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::Json;
+use serde::{Deserialize, Serialize};
+
+use super::{
+    parse_body, reject_stream, require_model, resolve_max_tokens, resolve_n, response_id, unix_now,
+    Usage,
+};
+use crate::error::ApiError;
+use crate::state::{Shared, Work};
+use crate::text::{count_tokens, generate};
+
+pub(super) const PATH: &str = "/v1/chat/completions";
+
+#[derive(Debug, Deserialize)]
+struct ChatRequest {
+    model: Option<String>,
+    messages: Option<Vec<Message>>,
+    max_tokens: Option<u64>,
+    max_completion_tokens: Option<u64>,
+    n: Option<u64>,
+    stream: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Message {
+    role: String,
+    #[serde(default)]
+    content: Option<Content>,
+}
+
+/// A message's content: a string, or an array of parts of which only the
+/// `text` parts count.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Content {
+    Text(String),
+    Parts(Vec<ContentPart>),
+}
+
+#[derive(Debug, Deserialize)]
+struct ContentPart {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    text: Option<String>,
+}
+
+impl Message {
+    /// The text of the message; text parts are joined by newlines, so a
+    /// single part reads the same as a plain string.
+    fn text(&self) -> String {
+        match &self.content {
+            None => String::new(),
+            Some(Content::Text(text)) => text.clone(),
+            Some(Content::Parts(parts)) => parts
+                .iter()
+                .filter(|part| part.kind == "text")
+                .filter_map(|part| part.text.as_deref())
+                .collect::<Vec<_>>()
+                .join("\n"),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub(super) struct ChatResponse {
+    id: String,
+    object: &'static str,
+    created: u64,
+    model: String,
+    choices: Vec<Choice>,
+    usage: Usage,
+}
+
+#[derive(Debug, Serialize)]
+struct Choice {
+    index: u64,
+    message: AssistantMessage,
+    logprobs: Option<()>,
+    finish_reason: &'static str,
+}
+
+#[derive(Debug, Serialize)]
+struct AssistantMessage {
+    role: &'static str,
+    content: String,
+}
+
+pub(super) async fn handle(
+    State(shared): State<Shared>,
+    body: Bytes,
+) -> Result<Json<ChatResponse>, ApiError> {
+    let request: ChatRequest = parse_body(&body)?;
+    let model = require_model(request.model)?;
+    reject_stream(request.stream)?;
+    let messages = match request.messages {
+        Some(messages) if !messages.is_empty() => messages,
+        _ => {
+            return Err(ApiError::invalid(
+                "messages",
+                "you must provide a non-empty messages array",
+            ))
+        }
+    };
+    let (param, requested) = match request.max_completion_tokens {
+        Some(limit) => ("max_completion_tokens", Some(limit)),
+        None => ("max_tokens", request.max_tokens),
+    };
+    let max_tokens = resolve_max_tokens(requested, param, shared.options().default_max_tokens)?;
+    let n = resolve_n(request.n)?;
+
+    let texts: Vec<String> = messages.iter().map(Message::text).collect();
+    let prompt_tokens = texts.iter().map(|text| count_tokens(text)).sum::<u64>();
+    // The last user message; a conversation without one (say, only a
+    // system prompt) is answered from its last message.
+    let prompt = messages
+        .iter()
+        .zip(&texts)
+        .rev()
+        .find(|(message, _)| message.role == "user")
+        .or_else(|| messages.iter().zip(&texts).next_back())
+        .map(|(_, text)| text.as_str())
+        .unwrap_or_default();
+    let completion_tokens = max_tokens.saturating_mul(n);
+
+    shared
+        .serve(
+            PATH,
+            Work {
+                prompts: 1,
+                prompt_tokens,
+                completion_tokens,
+                decode_tokens: max_tokens,
+            },
+        )
+        .await;
+
+    let content = generate(prompt, max_tokens);
+    let choices = (0..n)
+        .map(|index| Choice {
+            index,
+            message: AssistantMessage {
+                role: "assistant",
+                content: content.clone(),
+            },
+            logprobs: None,
+            finish_reason: "length",
+        })
+        .collect();
+    Ok(Json(ChatResponse {
+        id: response_id("chatcmpl-", &body),
+        object: "chat.completion",
+        created: unix_now(),
+        model,
+        choices,
+        usage: Usage::new(prompt_tokens, completion_tokens),
+    }))
+}

@@ -1,0 +1,105 @@
+//! `POST /v1/completions`.
+//!
+//! `prompt` may be an array: a native batch, one request with many
+//! prompts. Choices come `n` per prompt in prompt order, with
+//! `index = prompt_index * n + j` as OpenAI numbers them, and `usage` is
+//! the total over the batch. The batch prefills every prompt but decodes
+//! them in parallel (see [`MockOptions::batch_latency`](crate::MockOptions::batch_latency)).
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::Json;
+use serde::{Deserialize, Serialize};
+
+use super::{
+    parse_body, reject_stream, require_model, resolve_max_tokens, resolve_n, response_id, unix_now,
+    TextInput, Usage,
+};
+use crate::error::ApiError;
+use crate::state::{Shared, Work};
+use crate::text::{count_tokens, generate};
+
+pub(super) const PATH: &str = "/v1/completions";
+
+#[derive(Debug, Deserialize)]
+struct CompletionRequest {
+    model: Option<String>,
+    prompt: Option<TextInput>,
+    max_tokens: Option<u64>,
+    n: Option<u64>,
+    stream: Option<bool>,
+}
+
+#[derive(Debug, Serialize)]
+pub(super) struct CompletionResponse {
+    id: String,
+    object: &'static str,
+    created: u64,
+    model: String,
+    choices: Vec<Choice>,
+    usage: Usage,
+}
+
+#[derive(Debug, Serialize)]
+struct Choice {
+    text: String,
+    index: u64,
+    logprobs: Option<()>,
+    finish_reason: &'static str,
+}
+
+pub(super) async fn handle(
+    State(shared): State<Shared>,
+    body: Bytes,
+) -> Result<Json<CompletionResponse>, ApiError> {
+    let request: CompletionRequest = parse_body(&body)?;
+    let model = require_model(request.model)?;
+    reject_stream(request.stream)?;
+    let prompts = request
+        .prompt
+        .ok_or_else(|| ApiError::invalid("prompt", "you must provide a prompt"))?
+        .into_texts("prompt")?;
+    let max_tokens = resolve_max_tokens(
+        request.max_tokens,
+        "max_tokens",
+        shared.options().default_max_tokens,
+    )?;
+    let n = resolve_n(request.n)?;
+
+    let prompt_tokens = prompts.iter().map(|p| count_tokens(p)).sum::<u64>();
+    let prompt_count = prompts.len() as u64;
+    let completion_tokens = max_tokens.saturating_mul(n).saturating_mul(prompt_count);
+
+    shared
+        .serve(
+            PATH,
+            Work {
+                prompts: prompt_count,
+                prompt_tokens,
+                completion_tokens,
+                decode_tokens: max_tokens,
+            },
+        )
+        .await;
+
+    let mut choices = Vec::with_capacity(prompts.len().saturating_mul(n as usize));
+    for (prompt_index, prompt) in (0u64..).zip(&prompts) {
+        let text = generate(prompt, max_tokens);
+        for j in 0..n {
+            choices.push(Choice {
+                text: text.clone(),
+                index: prompt_index * n + j,
+                logprobs: None,
+                finish_reason: "length",
+            });
+        }
+    }
+    Ok(Json(CompletionResponse {
+        id: response_id("cmpl-", &body),
+        object: "text_completion",
+        created: unix_now(),
+        model,
+        choices,
+        usage: Usage::new(prompt_tokens, completion_tokens),
+    }))
+}

@@ -1,0 +1,125 @@
+//! `POST /v1/embeddings`.
+//!
+//! `input` is one string or an array; each gets a deterministic unit
+//! vector (see [`embedding`](crate::text::embedding)). Embeddings only
+//! prefill, so they cost no decode time.
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::Json;
+use serde::{Deserialize, Serialize};
+
+use super::{parse_body, require_model, resolve_dims, TextInput};
+use crate::base64;
+use crate::error::ApiError;
+use crate::state::{Shared, Work};
+use crate::text::{count_tokens, embedding};
+
+pub(super) const PATH: &str = "/v1/embeddings";
+
+#[derive(Debug, Deserialize)]
+struct EmbeddingRequest {
+    model: Option<String>,
+    input: Option<TextInput>,
+    dimensions: Option<usize>,
+    encoding_format: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Encoding {
+    Float,
+    /// Little-endian `f32`s, base64-encoded; the OpenAI Python SDK's default.
+    Base64,
+}
+
+#[derive(Debug, Serialize)]
+pub(super) struct EmbeddingResponse {
+    object: &'static str,
+    data: Vec<EmbeddingData>,
+    model: String,
+    usage: EmbeddingUsage,
+}
+
+#[derive(Debug, Serialize)]
+struct EmbeddingData {
+    object: &'static str,
+    index: u64,
+    embedding: Vector,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+enum Vector {
+    Float(Vec<f32>),
+    Base64(String),
+}
+
+#[derive(Debug, Serialize)]
+struct EmbeddingUsage {
+    prompt_tokens: u64,
+    total_tokens: u64,
+}
+
+pub(super) async fn handle(
+    State(shared): State<Shared>,
+    body: Bytes,
+) -> Result<Json<EmbeddingResponse>, ApiError> {
+    let request: EmbeddingRequest = parse_body(&body)?;
+    let model = require_model(request.model)?;
+    let inputs = request
+        .input
+        .ok_or_else(|| ApiError::invalid("input", "you must provide an input"))?
+        .into_texts("input")?;
+    let dims = resolve_dims(request.dimensions, shared.options().embedding_dims)?;
+    let encoding = match request.encoding_format.as_deref() {
+        None | Some("float") => Encoding::Float,
+        Some("base64") => Encoding::Base64,
+        Some(other) => {
+            return Err(ApiError::invalid(
+                "encoding_format",
+                format!("encoding_format is {other:?}; it must be \"float\" or \"base64\""),
+            ))
+        }
+    };
+
+    let prompt_tokens = inputs.iter().map(|text| count_tokens(text)).sum::<u64>();
+    shared
+        .serve(
+            PATH,
+            Work {
+                prompts: inputs.len() as u64,
+                prompt_tokens,
+                completion_tokens: 0,
+                decode_tokens: 0,
+            },
+        )
+        .await;
+
+    let data = (0u64..)
+        .zip(&inputs)
+        .map(|(index, text)| EmbeddingData {
+            object: "embedding",
+            index,
+            embedding: encode(embedding(text, dims), encoding),
+        })
+        .collect();
+    Ok(Json(EmbeddingResponse {
+        object: "list",
+        data,
+        model,
+        usage: EmbeddingUsage {
+            prompt_tokens,
+            total_tokens: prompt_tokens,
+        },
+    }))
+}
+
+fn encode(vector: Vec<f32>, encoding: Encoding) -> Vector {
+    match encoding {
+        Encoding::Float => Vector::Float(vector),
+        Encoding::Base64 => {
+            let bytes: Vec<u8> = vector.iter().flat_map(|x| x.to_le_bytes()).collect();
+            Vector::Base64(base64::encode(&bytes))
+        }
+    }
+}

@@ -1,0 +1,182 @@
+//! The HTTP surface: one module per endpoint, plus what they share
+//! (body parsing, validation, ids).
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::{Method, Uri};
+use axum::routing::{get, post};
+use axum::{middleware, Router};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::auth;
+use crate::error::ApiError;
+use crate::state::Shared;
+
+mod admin;
+mod chat;
+mod completions;
+mod embeddings;
+
+/// Largest request body accepted. Benchmarks send batches of hundreds of
+/// prompts in one call, well past axum's 2 MiB default.
+const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
+
+/// Largest `max_tokens` accepted. The mock really writes that much text
+/// (four bytes a token), so this bounds one answer to 4 MiB.
+const MAX_TOKENS_LIMIT: u64 = 1 << 20;
+
+/// Largest `n` (choices per prompt) accepted, as OpenAI does.
+const MAX_CHOICES: u64 = 128;
+
+/// Largest embedding `dimensions` accepted; larger than any real model's.
+const MAX_EMBEDDING_DIMS: usize = 65_536;
+
+/// Every route of the mock, sharing `shared`.
+pub(crate) fn router(shared: Shared) -> Router {
+    let api = Router::new()
+        .route(chat::PATH, post(chat::handle))
+        .route(completions::PATH, post(completions::handle))
+        .route(embeddings::PATH, post(embeddings::handle))
+        .route(admin::STATS_PATH, get(admin::stats))
+        .route(admin::RESET_PATH, post(admin::reset))
+        .route_layer(middleware::from_fn_with_state(
+            shared.clone(),
+            auth::require_key,
+        ));
+    Router::new()
+        .merge(api)
+        .route("/healthz", get(|| async { "ok" }))
+        .fallback(unknown_url)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(shared)
+}
+
+async fn unknown_url(method: Method, uri: Uri) -> ApiError {
+    ApiError::unknown_url(method.as_str(), uri.path())
+}
+
+/// Parses a JSON body. Done by hand rather than with axum's `Json`
+/// extractor, so every parse failure is a 400 in the OpenAI shape (axum
+/// would answer 415 or 422 in plain text).
+pub(crate) fn parse_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|err| ApiError::unparsable(&err))
+}
+
+/// The `model`, which every endpoint requires.
+pub(crate) fn require_model(model: Option<String>) -> Result<String, ApiError> {
+    match model {
+        Some(model) if !model.trim().is_empty() => Ok(model),
+        _ => Err(ApiError::invalid(
+            "model",
+            "you must provide a model parameter",
+        )),
+    }
+}
+
+/// Completion tokens per choice: the request's limit, else the default.
+pub(crate) fn resolve_max_tokens(
+    requested: Option<u64>,
+    param: &str,
+    default: u64,
+) -> Result<u64, ApiError> {
+    let max_tokens = requested.unwrap_or(default);
+    if max_tokens > MAX_TOKENS_LIMIT {
+        return Err(ApiError::invalid(
+            param,
+            format!("{param} is {max_tokens}; the mock allows at most {MAX_TOKENS_LIMIT}"),
+        ));
+    }
+    Ok(max_tokens)
+}
+
+/// Choices per prompt (`n`), 1 by default.
+pub(crate) fn resolve_n(n: Option<u64>) -> Result<u64, ApiError> {
+    match n.unwrap_or(1) {
+        n @ 1..=MAX_CHOICES => Ok(n),
+        n => Err(ApiError::invalid(
+            "n",
+            format!("n is {n}; it must be between 1 and {MAX_CHOICES}"),
+        )),
+    }
+}
+
+/// Embedding length: the request's `dimensions`, else the default.
+pub(crate) fn resolve_dims(requested: Option<usize>, default: usize) -> Result<usize, ApiError> {
+    match requested.unwrap_or(default) {
+        dims @ 1..=MAX_EMBEDDING_DIMS => Ok(dims),
+        dims => Err(ApiError::invalid(
+            "dimensions",
+            format!("dimensions is {dims}; it must be between 1 and {MAX_EMBEDDING_DIMS}"),
+        )),
+    }
+}
+
+/// The mock answers in one piece; a streaming client would wait for
+/// server-sent events that never come, so it is told plainly instead.
+pub(crate) fn reject_stream(stream: Option<bool>) -> Result<(), ApiError> {
+    if stream == Some(true) {
+        return Err(ApiError::unsupported(
+            "stream",
+            "the mock does not stream; send stream: false",
+        ));
+    }
+    Ok(())
+}
+
+/// `prompt` or `input`: one string or an array of strings.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum TextInput {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl TextInput {
+    /// The texts, refusing an empty array.
+    pub(crate) fn into_texts(self, param: &str) -> Result<Vec<String>, ApiError> {
+        match self {
+            TextInput::One(text) => Ok(vec![text]),
+            TextInput::Many(texts) if texts.is_empty() => Err(ApiError::invalid(
+                param,
+                format!("{param} must not be an empty array"),
+            )),
+            TextInput::Many(texts) => Ok(texts),
+        }
+    }
+}
+
+/// Token usage, as OpenAI reports it.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub(crate) struct Usage {
+    pub(crate) prompt_tokens: u64,
+    pub(crate) completion_tokens: u64,
+    pub(crate) total_tokens: u64,
+}
+
+impl Usage {
+    pub(crate) fn new(prompt_tokens: u64, completion_tokens: u64) -> Self {
+        Self {
+            prompt_tokens,
+            completion_tokens,
+            total_tokens: prompt_tokens.saturating_add(completion_tokens),
+        }
+    }
+}
+
+/// A response id that is a function of the request body, so the same
+/// request gets the same id (and different requests different ones).
+pub(crate) fn response_id(prefix: &str, body: &[u8]) -> String {
+    let digest = hex::encode(Sha256::digest(body));
+    format!("{prefix}{}", digest.get(..24).unwrap_or(&digest))
+}
+
+/// Seconds since the Unix epoch, for `created`.
+pub(crate) fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_secs())
+        .unwrap_or(0)
+}

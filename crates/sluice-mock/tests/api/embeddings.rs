@@ -1,0 +1,95 @@
+use serde_json::{json, Value};
+use sluice_mock::{count_tokens, MockOptions};
+
+use crate::helpers::TestMock;
+
+fn vectors(response: &Value) -> Vec<Vec<f64>> {
+    response["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            d["embedding"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_f64().unwrap())
+                .collect()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn deterministic_unit_vectors_of_configured_dimension() {
+    let mock = TestMock::with(MockOptions {
+        embedding_dims: 24,
+        ..MockOptions::default()
+    });
+    let inputs = ["cat", "dog", "cat"];
+    let (status, response) = mock
+        .post("/v1/embeddings", &json!({"model": "e", "input": inputs}))
+        .await;
+    assert_eq!(status, 200, "{response}");
+    assert_eq!(response["object"], "list");
+    assert_eq!(response["model"], "e");
+    let vs = vectors(&response);
+    assert_eq!(vs.len(), 3);
+    for (i, v) in vs.iter().enumerate() {
+        assert_eq!(response["data"][i]["index"], i);
+        assert_eq!(response["data"][i]["object"], "embedding");
+        assert_eq!(v.len(), 24);
+        let norm = v.iter().map(|x| x * x).sum::<f64>().sqrt();
+        assert!((norm - 1.0).abs() < 1e-4, "norm {norm}");
+    }
+    assert_eq!(vs[0], vs[2]);
+    assert_ne!(vs[0], vs[1]);
+
+    let (_, single) = mock
+        .post("/v1/embeddings", &json!({"model": "e", "input": "cat"}))
+        .await;
+    assert_eq!(vectors(&single)[0], vs[0]);
+
+    let tokens: u64 = inputs.iter().map(|t| count_tokens(t)).sum();
+    assert_eq!(response["usage"]["prompt_tokens"], tokens);
+    assert_eq!(response["usage"]["total_tokens"], tokens);
+}
+
+#[tokio::test]
+async fn dimensions_parameter_overrides_default() {
+    let mock = TestMock::new();
+    let (_, response) = mock
+        .post(
+            "/v1/embeddings",
+            &json!({"model": "e", "input": "x", "dimensions": 5}),
+        )
+        .await;
+    assert_eq!(vectors(&response)[0].len(), 5);
+}
+
+#[tokio::test]
+async fn base64_encoding_is_little_endian_f32() {
+    let mock = TestMock::new();
+    let (_, floats) = mock
+        .post("/v1/embeddings", &json!({"model": "e", "input": "x"}))
+        .await;
+    let (_, b64) = mock
+        .post(
+            "/v1/embeddings",
+            &json!({"model": "e", "input": "x", "encoding_format": "base64"}),
+        )
+        .await;
+    let encoded = b64["data"][0]["embedding"].as_str().unwrap();
+    // 16 floats = 64 bytes = 88 base64 characters (with padding).
+    assert_eq!(encoded.len(), 88);
+    let first = floats["data"][0]["embedding"][0].as_f64().unwrap() as f32;
+    let expected_prefix: String = {
+        // The first three bytes of the first float make the first four characters.
+        let bytes = first.to_le_bytes();
+        let group = (u32::from(bytes[0]) << 16) | (u32::from(bytes[1]) << 8) | u32::from(bytes[2]);
+        const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        (0..4)
+            .map(|i| ALPHABET[((group >> (18 - 6 * i)) & 0x3f) as usize] as char)
+            .collect()
+    };
+    assert_eq!(&encoded[..4], expected_prefix);
+}

@@ -1,0 +1,92 @@
+//! The latency model through the handlers, on a paused clock: the elapsed
+//! (virtual) time is exactly what the model says.
+
+use std::time::Duration;
+
+use serde_json::json;
+use sluice_mock::{count_tokens, MockOptions};
+use tokio::time::Instant;
+
+use crate::helpers::TestMock;
+
+fn options() -> MockOptions {
+    MockOptions {
+        latency_fixed: Duration::from_millis(100),
+        latency_per_prompt_token: Duration::from_millis(1),
+        latency_per_completion_token: Duration::from_millis(20),
+        ..MockOptions::default()
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn chat_waits_fixed_plus_prefill_plus_decode() {
+    let mock = TestMock::with(options());
+    let prompt = "thirty-two bytes: eight tokens.."; // 32 bytes
+    assert_eq!(count_tokens(prompt), 8);
+    let start = Instant::now();
+    let (status, _) = mock
+        .post(
+            "/v1/chat/completions",
+            &json!({"model": "m", "max_tokens": 10, "messages": [{"role": "user", "content": prompt}]}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(start.elapsed(), Duration::from_millis(100 + 8 + 200));
+    assert_eq!(start.elapsed(), options().latency(8, 10));
+}
+
+#[tokio::test(start_paused = true)]
+async fn batch_is_faster_than_one_by_one() {
+    let mock = TestMock::with(options());
+    let prompts = ["aaaa", "bbbbbbbb", "cccccccccccc", "dddd"]; // 1 + 2 + 3 + 1 tokens
+
+    let start = Instant::now();
+    let (status, _) = mock
+        .post(
+            "/v1/completions",
+            &json!({"model": "m", "prompt": prompts, "max_tokens": 10}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let batch = start.elapsed();
+    // Prefill is summed over the prompts, decode paid once.
+    assert_eq!(batch, Duration::from_millis(100 + 7 + 200));
+    let sequences = prompts.iter().map(|p| (count_tokens(p), 10));
+    assert_eq!(batch, options().batch_latency(sequences));
+
+    let start = Instant::now();
+    for prompt in prompts {
+        mock.post(
+            "/v1/completions",
+            &json!({"model": "m", "prompt": prompt, "max_tokens": 10}),
+        )
+        .await;
+    }
+    let one_by_one = start.elapsed();
+    assert_eq!(one_by_one, Duration::from_millis(4 * (100 + 200) + 7));
+    assert!(batch < one_by_one);
+}
+
+#[tokio::test(start_paused = true)]
+async fn embeddings_pay_prefill_only() {
+    let mock = TestMock::with(options());
+    let start = Instant::now();
+    mock.post(
+        "/v1/embeddings",
+        &json!({"model": "e", "input": ["aaaa", "bbbbbbbb"]}),
+    )
+    .await;
+    assert_eq!(start.elapsed(), Duration::from_millis(100 + 3));
+}
+
+#[tokio::test(start_paused = true)]
+async fn default_options_answer_instantly() {
+    let mock = TestMock::new();
+    let start = Instant::now();
+    mock.post(
+        "/v1/completions",
+        &json!({"model": "m", "prompt": "x", "max_tokens": 1000}),
+    )
+    .await;
+    assert_eq!(start.elapsed(), Duration::ZERO);
+}

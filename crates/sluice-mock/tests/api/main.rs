@@ -1,0 +1,16 @@
+//! The mock over HTTP: through the router in-process, and once through a
+//! real listener.
+
+// Clippy's `allow-unwrap-in-tests` covers `#[test]` functions only, not the
+// helpers they share; in a test binary a panic is the failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod helpers;
+
+mod chat;
+mod completions;
+mod embeddings;
+mod errors;
+mod latency;
+mod serve;
+mod stats;

@@ -1,0 +1,45 @@
+//! Provider errors carry their retry decision; nothing parses strings to
+//! decide whether to retry.
+
+use std::time::Duration;
+
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum ProviderError {
+    /// Retrying cannot help (a 4xx other than 408, 409, 429; an answer that
+    /// cannot be matched to its job). The job fails with this message.
+    #[error("{provider}: {message}")]
+    Terminal { provider: String, message: String },
+    /// The provider asked to wait this long before trying again (429/503
+    /// with `Retry-After`).
+    #[error("{provider}: {message} (retry after {after:?})")]
+    RetryAfter {
+        provider: String,
+        after: Duration,
+        message: String,
+    },
+    /// Worth another try after a backoff (connect error, timeout, 5xx).
+    #[error("{provider}: {message}")]
+    Transient { provider: String, message: String },
+}
+
+impl ProviderError {
+    pub fn is_retryable(&self) -> bool {
+        !matches!(self, Self::Terminal { .. })
+    }
+
+    /// The shortest wait the provider asked for, if it asked.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::RetryAfter { after, .. } => Some(*after),
+            _ => None,
+        }
+    }
+
+    /// A stable kind for the job's error record.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Terminal { .. } => "provider_rejected",
+            Self::RetryAfter { .. } | Self::Transient { .. } => "provider_unavailable",
+        }
+    }
+}

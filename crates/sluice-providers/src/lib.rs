@@ -1,0 +1,53 @@
+//! Provider calls.
+//!
+//! - [`Provider`]: one batch in, one answer (or error) per job out, in order.
+//! - [`openai`]: the OpenAI-compatible adapter (OpenAI, vLLM, the mock).
+//!   Completions and embeddings batches go out as ONE call with an array;
+//!   chat batches as a bounded concurrent fan-out.
+//! - [`router`]: a model's ordered providers, with retries (exponential
+//!   backoff, full jitter, `Retry-After`) and fallback.
+//!
+//! Invariant: each answer is matched to its job by the index the provider
+//! returned; a response that cannot be matched is an error, never a guess.
+
+pub mod error;
+pub mod openai;
+pub mod router;
+
+use async_trait::async_trait;
+use sluice_core::{Endpoint, JobId, Usage};
+
+pub use error::ProviderError;
+pub use router::{RetryPolicy, Router};
+
+/// Jobs that go to a provider together.
+#[derive(Clone, Debug)]
+pub struct Batch {
+    pub endpoint: Endpoint,
+    /// The model name the provider knows.
+    pub upstream_model: String,
+    pub jobs: Vec<BatchJob>,
+}
+
+#[derive(Clone, Debug)]
+pub struct BatchJob {
+    pub id: JobId,
+    /// The caller's OpenAI-shaped body.
+    pub body: serde_json::Value,
+}
+
+/// One job's answer: the response body as the caller sees it (OpenAI-shaped,
+/// for this job alone) and the usage attributed to it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Answer {
+    pub body: serde_json::Value,
+    pub usage: Usage,
+}
+
+#[async_trait]
+pub trait Provider: Send + Sync {
+    fn name(&self) -> &str;
+
+    /// Sends `batch`; the result at index i is job i's.
+    async fn call(&self, batch: &Batch) -> Vec<Result<Answer, ProviderError>>;
+}

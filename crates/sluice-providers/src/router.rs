@@ -1,0 +1,302 @@
+//! Routes: a model's ordered providers. A batch goes to the first; jobs
+//! that fail with a retryable error are retried there with exponential
+//! backoff and full jitter (never sooner than a `Retry-After`), then fall
+//! back to the next provider. Terminal errors end a job at once.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::Rng;
+use sluice_core::config::{Config, ProviderKind};
+use sluice_core::metrics::Metrics;
+use sluice_core::Endpoint;
+
+use crate::openai::OpenAiProvider;
+use crate::{Answer, Batch, BatchJob, Provider, ProviderError};
+
+#[derive(Clone, Debug)]
+pub struct RetryPolicy {
+    /// Calls to one provider for one job before falling back.
+    pub attempts: u32,
+    /// First backoff ceiling; doubled per attempt.
+    pub base: Duration,
+    /// Largest backoff ceiling.
+    pub max: Duration,
+}
+
+impl RetryPolicy {
+    /// A full-jitter backoff before attempt `attempt + 1`, at least `floor`.
+    pub fn backoff(&self, attempt: u32, floor: Option<Duration>) -> Duration {
+        let ceiling = self
+            .base
+            .saturating_mul(2u32.saturating_pow(attempt.saturating_sub(1)))
+            .min(self.max);
+        let jitter = rand::thread_rng().gen_range(Duration::ZERO..=ceiling);
+        jitter.max(floor.unwrap_or_default())
+    }
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            attempts: 3,
+            base: Duration::from_millis(200),
+            max: Duration::from_secs(10),
+        }
+    }
+}
+
+pub struct Route {
+    pub providers: Vec<Arc<dyn Provider>>,
+    pub upstream_model: String,
+}
+
+/// One job's end: the answer and the provider that gave it, or the last error.
+pub type Routed = Result<(Answer, String), ProviderError>;
+
+pub struct Router {
+    routes: HashMap<String, Route>,
+    policy: RetryPolicy,
+}
+
+impl Router {
+    pub fn new(routes: HashMap<String, Route>, policy: RetryPolicy) -> Self {
+        Self { routes, policy }
+    }
+
+    /// Builds every provider and route the config names.
+    pub fn from_config(config: &Config, metrics: Arc<Metrics>) -> Result<Self, String> {
+        let mut providers: HashMap<&str, Arc<dyn Provider>> = HashMap::new();
+        for p in &config.providers {
+            let provider: Arc<dyn Provider> = match p.kind {
+                ProviderKind::Openai => Arc::new(OpenAiProvider::new(
+                    p,
+                    config.worker.fanout_concurrency,
+                    Arc::clone(&metrics),
+                )?),
+            };
+            providers.insert(p.name.as_str(), provider);
+        }
+        let mut routes = HashMap::new();
+        for m in &config.models {
+            let chain = m
+                .providers
+                .iter()
+                .map(|name| {
+                    providers
+                        .get(name.as_str())
+                        .cloned()
+                        .ok_or_else(|| format!("model {:?}: unknown provider {name:?}", m.name))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            routes.insert(
+                m.name.clone(),
+                Route {
+                    providers: chain,
+                    upstream_model: m.upstream_model.clone().unwrap_or_else(|| m.name.clone()),
+                },
+            );
+        }
+        let policy = RetryPolicy {
+            attempts: config.worker.provider_attempts,
+            ..RetryPolicy::default()
+        };
+        Ok(Self::new(routes, policy))
+    }
+
+    pub fn knows(&self, model: &str) -> bool {
+        self.routes.contains_key(model)
+    }
+
+    /// Runs `jobs` for `model` to an end each; the result at index i is job i's.
+    pub async fn call(&self, model: &str, endpoint: Endpoint, jobs: Vec<BatchJob>) -> Vec<Routed> {
+        let n = jobs.len();
+        let Some(route) = self.routes.get(model) else {
+            let e = ProviderError::Terminal {
+                provider: "router".into(),
+                message: format!("no route for model {model:?}"),
+            };
+            return (0..n).map(|_| Err(e.clone())).collect();
+        };
+        let mut ends: Vec<Option<Routed>> = (0..n).map(|_| None).collect();
+        let mut last_error: Vec<Option<ProviderError>> = vec![None; n];
+        let mut pending: Vec<usize> = (0..n).collect();
+        'providers: for provider in &route.providers {
+            for attempt in 1..=self.policy.attempts {
+                let batch = Batch {
+                    endpoint,
+                    upstream_model: route.upstream_model.clone(),
+                    jobs: pending.iter().map(|&i| jobs[i].clone()).collect(),
+                };
+                let results = provider.call(&batch).await;
+                let mut still = Vec::new();
+                let mut wait_floor: Option<Duration> = None;
+                for (&i, result) in pending.iter().zip(results) {
+                    match result {
+                        Ok(answer) => ends[i] = Some(Ok((answer, provider.name().to_owned()))),
+                        Err(e) if !e.is_retryable() => ends[i] = Some(Err(e)),
+                        Err(e) => {
+                            wait_floor = wait_floor.max(e.retry_after());
+                            tracing::warn!(provider = provider.name(), attempt, error = %e, "provider call failed");
+                            last_error[i] = Some(e);
+                            still.push(i);
+                        }
+                    }
+                }
+                pending = still;
+                if pending.is_empty() {
+                    break 'providers;
+                }
+                if attempt < self.policy.attempts {
+                    tokio::time::sleep(self.policy.backoff(attempt, wait_floor)).await;
+                }
+            }
+        }
+        ends.into_iter()
+            .zip(last_error)
+            .map(|(end, last)| {
+                end.unwrap_or_else(|| {
+                    Err(last.unwrap_or_else(|| ProviderError::Transient {
+                        provider: "router".into(),
+                        message: "no provider answered".into(),
+                    }))
+                })
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use async_trait::async_trait;
+    use serde_json::json;
+    use sluice_core::{JobId, Usage};
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    /// Fails its first `failures` calls with `error`, then answers.
+    struct Flaky {
+        name: String,
+        failures: u32,
+        error: ProviderError,
+        calls: AtomicU32,
+    }
+
+    #[async_trait]
+    impl Provider for Flaky {
+        fn name(&self) -> &str {
+            &self.name
+        }
+        async fn call(&self, batch: &Batch) -> Vec<Result<Answer, ProviderError>> {
+            let call = self.calls.fetch_add(1, Ordering::SeqCst);
+            batch
+                .jobs
+                .iter()
+                .map(|j| {
+                    if call < self.failures {
+                        Err(self.error.clone())
+                    } else {
+                        Ok(Answer {
+                            body: json!({"id": j.id.to_string(), "by": self.name}),
+                            usage: Usage::new(1, 1, 0),
+                        })
+                    }
+                })
+                .collect()
+        }
+    }
+
+    fn flaky(name: &str, failures: u32, error: ProviderError) -> Arc<Flaky> {
+        Arc::new(Flaky {
+            name: name.into(),
+            failures,
+            error,
+            calls: AtomicU32::new(0),
+        })
+    }
+
+    fn transient() -> ProviderError {
+        ProviderError::Transient {
+            provider: "p".into(),
+            message: "503".into(),
+        }
+    }
+
+    fn router(providers: Vec<Arc<dyn Provider>>) -> Router {
+        let mut routes = HashMap::new();
+        routes.insert(
+            "m".to_owned(),
+            Route {
+                providers,
+                upstream_model: "m".into(),
+            },
+        );
+        Router::new(
+            routes,
+            RetryPolicy {
+                attempts: 2,
+                base: Duration::from_millis(10),
+                max: Duration::from_millis(100),
+            },
+        )
+    }
+
+    fn jobs(n: usize) -> Vec<BatchJob> {
+        (0..n)
+            .map(|_| BatchJob {
+                id: JobId::new(),
+                body: json!({}),
+            })
+            .collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retries_then_falls_back_to_the_next_provider() {
+        let first = flaky("first", 10, transient());
+        let second = flaky("second", 0, transient());
+        let r = router(vec![first.clone(), second.clone()]);
+        let ends = r.call("m", Endpoint::ChatCompletions, jobs(3)).await;
+        assert!(ends.iter().all(|e| e.as_ref().unwrap().1 == "second"));
+        assert_eq!(first.calls.load(Ordering::SeqCst), 2);
+        assert_eq!(second.calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_terminal_error_is_not_retried() {
+        let terminal = ProviderError::Terminal {
+            provider: "p".into(),
+            message: "HTTP 400: bad".into(),
+        };
+        let only = flaky("only", 10, terminal.clone());
+        let backup = flaky("backup", 0, transient());
+        let r = router(vec![only.clone(), backup.clone()]);
+        let ends = r.call("m", Endpoint::ChatCompletions, jobs(2)).await;
+        assert!(ends.iter().all(|e| e.as_ref().unwrap_err() == &terminal));
+        assert_eq!(only.calls.load(Ordering::SeqCst), 1);
+        assert_eq!(backup.calls.load(Ordering::SeqCst), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retry_after_sets_the_least_wait() {
+        let asked = ProviderError::RetryAfter {
+            provider: "p".into(),
+            after: Duration::from_secs(3),
+            message: "429".into(),
+        };
+        let p = flaky("p", 1, asked);
+        let r = router(vec![p.clone()]);
+        let started = tokio::time::Instant::now();
+        let ends = r.call("m", Endpoint::ChatCompletions, jobs(1)).await;
+        assert!(ends[0].is_ok());
+        assert!(started.elapsed() >= Duration::from_secs(3));
+    }
+
+    #[tokio::test]
+    async fn an_unknown_model_fails_every_job() {
+        let r = router(vec![]);
+        let ends = r.call("nope", Endpoint::ChatCompletions, jobs(2)).await;
+        assert_eq!(ends.len(), 2);
+        assert!(ends.iter().all(|e| !e.as_ref().unwrap_err().is_retryable()));
+    }
+}

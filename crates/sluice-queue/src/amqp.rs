@@ -1,0 +1,430 @@
+//! [`JobQueue`] over RabbitMQ (AMQP 0-9-1, through lapin).
+//!
+//! One connection per [`AmqpQueue`], kept behind a lock. Every operation
+//! first checks it: when lapin reports it lost (broker restart, network),
+//! the queue reconnects with capped exponential backoff, redeclares the
+//! topology and recreates its channels. Operations are bounded in time: a
+//! publish during an outage fails with [`QueueError::Unavailable`] within
+//! a few seconds ([`ACQUIRE_BUDGET`]), never hangs and never reports a
+//! message it could not get confirmed.
+//!
+//! Channels:
+//! - [`PUBLISHER_CHANNELS`] publisher channels in confirm mode, used round
+//!   robin; a batch is sent on one channel (under its lock, so confirm
+//!   sequence numbers match the order of the frames) and its confirms are
+//!   then awaited together, outside the lock. A message the broker returns
+//!   as unroutable is matched to its message by message id (the job id),
+//!   since lapin may hand the return to another confirm of a `multiple` ack;
+//! - one admin channel for `depth` and `is_ready`;
+//! - one channel per consumer. Each [`Delivery`](crate::Delivery) holds a handle on its
+//!   consumer's channel, so that channel stays open while any delivery of it
+//!   is unsettled, even after the stream ended; lapin closes it when the
+//!   last handle goes (its unsettled deliveries are then redelivered), and
+//!   [`JobQueue::close`] closes the connection with everything on it.
+
+mod consume;
+mod publish;
+mod topology;
+
+pub use topology::teardown;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use futures::future::join_all;
+use lapin::options::{
+    BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions, QueueDeclareOptions,
+};
+use lapin::publisher_confirm::PublisherConfirm;
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::{Channel, Connection, ConnectionProperties, ExchangeKind};
+use tokio::sync::{Mutex, MutexGuard};
+use tokio::time::{sleep_until, timeout, timeout_at, Instant};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::{DeliveryStream, JobQueue, Outgoing, QueueError, Source, Topology};
+
+/// Publisher channels per connection, used round robin.
+pub const PUBLISHER_CHANNELS: usize = 4;
+/// How long an operation may spend getting a live connection (waiting for
+/// the lock, backing off, reconnecting) before it fails as unavailable.
+pub const ACQUIRE_BUDGET: Duration = Duration::from_secs(3);
+/// [`AmqpQueue::connect`]'s budget for the first connection.
+pub const CONNECT_BUDGET: Duration = Duration::from_secs(10);
+/// Longest wait for one batch's frames to be handed to the socket.
+pub const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest wait for the broker's confirms of one batch.
+pub const CONFIRM_TIMEOUT: Duration = Duration::from_secs(30);
+/// Longest wait for one request to the broker (declare, qos, ack, cancel).
+pub const RPC_TIMEOUT: Duration = Duration::from_secs(5);
+const BACKOFF_MIN: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+const REPLY_SUCCESS: u16 = 200;
+
+/// The RabbitMQ queue. See the module documentation.
+pub struct AmqpQueue {
+    url: String,
+    topology: Topology,
+    link: Mutex<Link>,
+    next_publisher: AtomicUsize,
+    next_consumer: AtomicU64,
+    closed: AtomicBool,
+}
+
+/// The current connection and the reconnection backoff.
+#[derive(Default)]
+struct Link {
+    current: Option<Arc<Conn>>,
+    failures: u32,
+    retry_at: Option<Instant>,
+    last_error: String,
+}
+
+/// One connection and its long-lived channels (created lazily, and again
+/// when the broker closed one).
+struct Conn {
+    connection: Connection,
+    publishers: Vec<Mutex<Option<Channel>>>,
+    admin: Mutex<Option<Channel>>,
+}
+
+fn unavailable(what: &str) -> impl FnOnce(lapin::Error) -> QueueError + '_ {
+    move |e| QueueError::Unavailable(format!("{what}: {e}"))
+}
+
+fn timed_out(what: &str, after: Duration) -> QueueError {
+    QueueError::Unavailable(format!("{what}: no answer within {after:?}"))
+}
+
+/// Runs `f` for at most `after`, a timeout being an [`QueueError::Unavailable`].
+async fn bounded<T>(
+    what: &str,
+    after: Duration,
+    f: impl std::future::Future<Output = Result<T, QueueError>>,
+) -> Result<T, QueueError> {
+    timeout(after, f)
+        .await
+        .unwrap_or_else(|_| Err(timed_out(what, after)))
+}
+
+fn string_arg(value: &str) -> AMQPValue {
+    AMQPValue::LongString(value.into())
+}
+
+async fn open_connection(url: &str) -> Result<Connection, QueueError> {
+    let properties = ConnectionProperties::default()
+        .with_connection_name("sluice".into())
+        .with_executor(tokio_executor_trait::Tokio::current())
+        .with_reactor(tokio_reactor_trait::Tokio);
+    Connection::connect(url, properties)
+        .await
+        .map_err(unavailable("connect"))
+}
+
+impl Conn {
+    async fn open(url: &str, topology: &Topology) -> Result<Self, QueueError> {
+        let connection = open_connection(url).await?;
+        let admin = connection
+            .create_channel()
+            .await
+            .map_err(unavailable("channel"))?;
+        topology::declare(&admin, topology)
+            .await
+            .map_err(unavailable("declaring the topology"))?;
+        let conn = Self {
+            connection,
+            publishers: (0..PUBLISHER_CHANNELS).map(|_| Mutex::new(None)).collect(),
+            admin: Mutex::new(Some(admin)),
+        };
+        for slot in &conn.publishers {
+            drop(conn.channel(slot, true).await?);
+        }
+        Ok(conn)
+    }
+
+    fn is_connected(&self) -> bool {
+        self.connection.status().connected()
+    }
+
+    /// The channel in `slot`, opened anew if there is none or the broker
+    /// closed it; the slot stays locked while the guard lives.
+    async fn channel<'a>(
+        &self,
+        slot: &'a Mutex<Option<Channel>>,
+        confirm: bool,
+    ) -> Result<(MutexGuard<'a, Option<Channel>>, Channel), QueueError> {
+        let mut guard = slot.lock().await;
+        if let Some(channel) = guard.as_ref().filter(|c| c.status().connected()) {
+            let channel = channel.clone();
+            return Ok((guard, channel));
+        }
+        let channel = self
+            .connection
+            .create_channel()
+            .await
+            .map_err(unavailable("channel"))?;
+        if confirm {
+            channel
+                .confirm_select(ConfirmSelectOptions::default())
+                .await
+                .map_err(unavailable("confirm.select"))?;
+        }
+        *guard = Some(channel.clone());
+        Ok((guard, channel))
+    }
+
+    async fn close(&self) {
+        for slot in self.publishers.iter().chain([&self.admin]) {
+            if let Some(channel) = slot.lock().await.take() {
+                if channel.status().connected() {
+                    let _ = timeout(RPC_TIMEOUT, channel.close(REPLY_SUCCESS, "closing")).await;
+                }
+            }
+        }
+        if self.is_connected() {
+            let closing = self.connection.close(REPLY_SUCCESS, "closing");
+            if let Ok(Err(e)) = timeout(RPC_TIMEOUT, closing).await {
+                warn!(error = %e, "closing the AMQP connection");
+            }
+        }
+    }
+}
+
+impl AmqpQueue {
+    /// Connects and declares the topology (idempotently: every role calls
+    /// this at start).
+    pub async fn connect(url: &str, topology: Topology) -> Result<Self, QueueError> {
+        let queue = Self {
+            url: url.to_owned(),
+            topology,
+            link: Mutex::new(Link::default()),
+            next_publisher: AtomicUsize::new(0),
+            next_consumer: AtomicU64::new(0),
+            closed: AtomicBool::new(false),
+        };
+        queue.conn(CONNECT_BUDGET).await?;
+        Ok(queue)
+    }
+
+    pub fn topology(&self) -> &Topology {
+        &self.topology
+    }
+
+    /// A live connection, reconnecting if the current one is lost; fails
+    /// as unavailable after `budget`, or at once while backing off past it.
+    async fn conn(&self, budget: Duration) -> Result<Arc<Conn>, QueueError> {
+        if self.closed.load(Ordering::SeqCst) {
+            return Err(QueueError::Unavailable("queue closed".into()));
+        }
+        let deadline = Instant::now() + budget;
+        timeout_at(deadline, self.conn_until(deadline))
+            .await
+            .unwrap_or_else(|_| Err(timed_out("connecting", budget)))
+    }
+
+    async fn conn_until(&self, deadline: Instant) -> Result<Arc<Conn>, QueueError> {
+        let mut link = self.link.lock().await;
+        if let Some(conn) = link.current.as_ref().filter(|c| c.is_connected()) {
+            return Ok(conn.clone());
+        }
+        if let Some(lost) = link.current.take() {
+            let state = lost.connection.status().state();
+            warn!(?state, "AMQP connection lost; reconnecting");
+        }
+        loop {
+            if self.closed.load(Ordering::SeqCst) {
+                return Err(QueueError::Unavailable("queue closed".into()));
+            }
+            if let Some(at) = link.retry_at {
+                if at > deadline {
+                    let last = &link.last_error;
+                    return Err(QueueError::Unavailable(format!(
+                        "reconnecting after: {last}"
+                    )));
+                }
+                sleep_until(at).await;
+            }
+            let attempt = timeout(RPC_TIMEOUT, Conn::open(&self.url, &self.topology)).await;
+            match attempt.unwrap_or_else(|_| Err(timed_out("connect", RPC_TIMEOUT))) {
+                Ok(conn) => {
+                    if link.failures > 0 {
+                        info!(failures = link.failures, "AMQP connection restored");
+                    }
+                    let conn = Arc::new(conn);
+                    *link = Link {
+                        current: Some(conn.clone()),
+                        ..Link::default()
+                    };
+                    return Ok(conn);
+                }
+                Err(e) => {
+                    link.failures = link.failures.saturating_add(1);
+                    let exponent = link.failures.saturating_sub(1).min(16);
+                    let backoff = (BACKOFF_MIN * 2u32.pow(exponent)).min(BACKOFF_MAX);
+                    warn!(error = %e, failures = link.failures, ?backoff, "AMQP connect failed");
+                    link.retry_at = Some(Instant::now() + backoff);
+                    link.last_error = e.to_string();
+                }
+            }
+        }
+    }
+
+    /// Sends every message on one publisher channel, returning the pending
+    /// confirms in order. Retries once on a fresh channel when the very
+    /// first send finds the channel or connection broken.
+    async fn send_all(&self, messages: &[Outgoing]) -> Vec<Result<PublisherConfirm, QueueError>> {
+        let timestamp = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let fail_all = |e: QueueError| {
+            let text = e.to_string();
+            let mut all = vec![Err(e)];
+            all.resize_with(messages.len(), || {
+                Err(QueueError::Unavailable(text.clone()))
+            });
+            all
+        };
+        let exchange = self.topology.jobs_exchange();
+        let mut retried = false;
+        'attempt: loop {
+            let conn = match self.conn(ACQUIRE_BUDGET).await {
+                Ok(conn) => conn,
+                Err(e) => return fail_all(e),
+            };
+            let index = self.next_publisher.fetch_add(1, Ordering::Relaxed) % conn.publishers.len();
+            let (_slot, channel) = match conn.channel(&conn.publishers[index], true).await {
+                Ok(open) => open,
+                Err(_) if !retried => {
+                    retried = true;
+                    continue 'attempt;
+                }
+                Err(e) => return fail_all(e),
+            };
+            let mut sent = Vec::with_capacity(messages.len());
+            for message in messages {
+                let publish = channel.basic_publish(
+                    &exchange,
+                    message.priority.as_str(),
+                    BasicPublishOptions {
+                        mandatory: true,
+                        immediate: false,
+                    },
+                    &message.body,
+                    publish::properties(message, timestamp),
+                );
+                match publish.await {
+                    Ok(confirm) => sent.push(Ok(confirm)),
+                    Err(_) if sent.is_empty() && !retried => {
+                        retried = true;
+                        continue 'attempt;
+                    }
+                    Err(e) => {
+                        let text = format!("publish: {e}");
+                        sent.resize_with(messages.len(), || {
+                            Err(QueueError::Unavailable(text.clone()))
+                        });
+                        break;
+                    }
+                }
+            }
+            return sent;
+        }
+    }
+
+    fn consumer_tag(&self, source: Source) -> String {
+        let n = self.next_consumer.fetch_add(1, Ordering::Relaxed);
+        format!("sluice.{}.{n}", self.topology.source_queue(source))
+    }
+}
+
+#[async_trait]
+impl JobQueue for AmqpQueue {
+    async fn publish(&self, messages: Vec<Outgoing>) -> Vec<Result<(), QueueError>> {
+        if messages.is_empty() {
+            return Vec::new();
+        }
+        let sent = match timeout(SEND_TIMEOUT, self.send_all(&messages)).await {
+            Ok(sent) => sent,
+            Err(_) => {
+                let text = timed_out("publish", SEND_TIMEOUT).to_string();
+                return messages
+                    .iter()
+                    .map(|_| Err(QueueError::Unavailable(text.clone())))
+                    .collect();
+            }
+        };
+        let deadline = Instant::now() + CONFIRM_TIMEOUT;
+        let confirmations = join_all(
+            sent.into_iter()
+                .map(|s| publish::await_confirm(s, deadline)),
+        )
+        .await;
+        publish::outcomes(&messages, confirmations)
+    }
+
+    async fn consume(
+        &self,
+        source: Source,
+        prefetch: u16,
+        stop: CancellationToken,
+    ) -> Result<DeliveryStream, QueueError> {
+        let conn = self.conn(ACQUIRE_BUDGET).await?;
+        let queue = self.topology.source_queue(source);
+        let tag = self.consumer_tag(source);
+        let start = consume::start(&conn.connection, queue, tag, prefetch, stop);
+        bounded("consume", RPC_TIMEOUT, start).await
+    }
+
+    async fn depth(&self, source: Source) -> Result<u64, QueueError> {
+        let conn = self.conn(ACQUIRE_BUDGET).await?;
+        let queue = self.topology.source_queue(source);
+        bounded("depth", RPC_TIMEOUT, async {
+            let (_slot, channel) = conn.channel(&conn.admin, false).await?;
+            let passive = QueueDeclareOptions {
+                passive: true,
+                ..QueueDeclareOptions::default()
+            };
+            let declared = channel
+                .queue_declare(&queue, passive, FieldTable::default())
+                .await
+                .map_err(unavailable("queue.declare"))?;
+            Ok(u64::from(declared.message_count()))
+        })
+        .await
+    }
+
+    async fn is_ready(&self) -> bool {
+        let Ok(conn) = self.conn(ACQUIRE_BUDGET).await else {
+            return false;
+        };
+        let exchange = self.topology.jobs_exchange();
+        let check = bounded("readiness", RPC_TIMEOUT, async {
+            let (_slot, channel) = conn.channel(&conn.admin, false).await?;
+            let passive = ExchangeDeclareOptions {
+                passive: true,
+                ..ExchangeDeclareOptions::default()
+            };
+            channel
+                .exchange_declare(
+                    &exchange,
+                    ExchangeKind::Direct,
+                    passive,
+                    FieldTable::default(),
+                )
+                .await
+                .map_err(unavailable("exchange.declare"))
+        });
+        check.await.is_ok()
+    }
+
+    async fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        let current = self.link.lock().await.current.take();
+        if let Some(conn) = current {
+            conn.close().await;
+        }
+    }
+}

@@ -1,0 +1,85 @@
+//! Declaring and deleting the exchanges and queues of a [`Topology`].
+
+use lapin::options::{
+    ExchangeDeclareOptions, ExchangeDeleteOptions, QueueBindOptions, QueueDeclareOptions,
+    QueueDeleteOptions,
+};
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::{Channel, ExchangeKind};
+use sluice_core::Priority;
+use tokio::time::timeout;
+
+use super::{bounded, open_connection, string_arg, unavailable, REPLY_SUCCESS, RPC_TIMEOUT};
+use crate::{QueueError, Topology};
+
+/// Declares every exchange and queue of `topology`, idempotently.
+pub(super) async fn declare(channel: &Channel, topology: &Topology) -> Result<(), lapin::Error> {
+    let exchange = ExchangeDeclareOptions {
+        durable: true,
+        ..ExchangeDeclareOptions::default()
+    };
+    let queue = QueueDeclareOptions {
+        durable: true,
+        ..QueueDeclareOptions::default()
+    };
+    let (jobs, dlx) = (topology.jobs_exchange(), topology.dead_letter_exchange());
+    let none = FieldTable::default;
+    channel
+        .exchange_declare(&dlx, ExchangeKind::Fanout, exchange, none())
+        .await?;
+    channel
+        .exchange_declare(&jobs, ExchangeKind::Direct, exchange, none())
+        .await?;
+
+    let mut quorum = FieldTable::default();
+    quorum.insert("x-queue-type".into(), string_arg("quorum"));
+    let dead = topology.dead_letter_queue();
+    channel.queue_declare(&dead, queue, quorum.clone()).await?;
+    channel
+        .queue_bind(&dead, &dlx, "", QueueBindOptions::default(), none())
+        .await?;
+
+    let mut args = quorum;
+    let limit = i64::from(topology.delivery_limit);
+    args.insert("x-delivery-limit".into(), AMQPValue::LongLongInt(limit));
+    args.insert("x-dead-letter-exchange".into(), string_arg(&dlx));
+    for priority in Priority::ALL {
+        let name = topology.queue(priority);
+        channel.queue_declare(&name, queue, args.clone()).await?;
+        let key = priority.as_str();
+        channel
+            .queue_bind(&name, &jobs, key, QueueBindOptions::default(), none())
+            .await?;
+    }
+    Ok(())
+}
+
+/// Deletes every queue and exchange of `topology` (their messages with
+/// them). Tests use it to leave nothing behind.
+pub async fn teardown(url: &str, topology: &Topology) -> Result<(), QueueError> {
+    let connection = bounded("connect", RPC_TIMEOUT, open_connection(url)).await?;
+    let result = bounded("teardown", RPC_TIMEOUT * 4, async {
+        let channel = connection
+            .create_channel()
+            .await
+            .map_err(unavailable("channel"))?;
+        let mut queues: Vec<String> = Priority::ALL.map(|p| topology.queue(p)).into();
+        queues.push(topology.dead_letter_queue());
+        for queue in queues {
+            channel
+                .queue_delete(&queue, QueueDeleteOptions::default())
+                .await
+                .map_err(unavailable("queue.delete"))?;
+        }
+        for exchange in [topology.jobs_exchange(), topology.dead_letter_exchange()] {
+            channel
+                .exchange_delete(&exchange, ExchangeDeleteOptions::default())
+                .await
+                .map_err(unavailable("exchange.delete"))?;
+        }
+        Ok(())
+    })
+    .await;
+    let _ = timeout(RPC_TIMEOUT, connection.close(REPLY_SUCCESS, "teardown")).await;
+    result
+}

@@ -1,0 +1,176 @@
+//! The job queue: a trait with a RabbitMQ implementation ([`amqp`]) and an
+//! in-memory one ([`memory`]) for unit tests and `sluice dev`.
+//!
+//! Topology, all named from the prefix `P` (see [`Topology`]):
+//! - exchange `P.jobs` (direct, durable); one durable quorum queue per
+//!   priority class, `P.jobs.interactive`, `P.jobs.standard`,
+//!   `P.jobs.batch`, bound by the class name, with `x-delivery-limit` and
+//!   `x-dead-letter-exchange = P.dlx`;
+//! - exchange `P.dlx` (fanout, durable) and its quorum queue `P.dead`,
+//!   where poison messages and messages past the delivery limit land.
+//!
+//! Invariants: a publish is `Ok` only once the broker confirmed it; each
+//! delivery is acked by its own tag, never with `multiple`.
+
+pub mod amqp;
+pub mod memory;
+
+use std::collections::BTreeMap;
+use std::pin::Pin;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::Stream;
+use sluice_core::Priority;
+
+pub use amqp::AmqpQueue;
+pub use memory::MemoryQueue;
+
+/// Names of every exchange and queue, derived from one prefix.
+#[derive(Clone, Debug)]
+pub struct Topology {
+    pub prefix: String,
+    /// Deliveries of one message before it is dead-lettered.
+    pub delivery_limit: u32,
+}
+
+impl Topology {
+    pub fn new(prefix: impl Into<String>, delivery_limit: u32) -> Self {
+        Self {
+            prefix: prefix.into(),
+            delivery_limit,
+        }
+    }
+    pub fn jobs_exchange(&self) -> String {
+        format!("{}.jobs", self.prefix)
+    }
+    pub fn queue(&self, priority: Priority) -> String {
+        format!("{}.jobs.{}", self.prefix, priority.as_str())
+    }
+    pub fn dead_letter_exchange(&self) -> String {
+        format!("{}.dlx", self.prefix)
+    }
+    pub fn dead_letter_queue(&self) -> String {
+        format!("{}.dead", self.prefix)
+    }
+    /// The queue a consumer of `source` reads.
+    pub fn source_queue(&self, source: Source) -> String {
+        match source {
+            Source::Jobs(priority) => self.queue(priority),
+            Source::DeadLetters => self.dead_letter_queue(),
+        }
+    }
+}
+
+/// Where a consumer reads from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Source {
+    Jobs(Priority),
+    DeadLetters,
+}
+
+/// A message to publish: the encoded job and the headers it carries
+/// (job id, tenant, trace id, enqueued-at, deadline).
+#[derive(Clone, Debug)]
+pub struct Outgoing {
+    pub priority: Priority,
+    pub body: Bytes,
+    pub headers: BTreeMap<String, String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    #[error("broker unavailable: {0}")]
+    Unavailable(String),
+    #[error("broker refused the message (nack)")]
+    Nacked,
+    #[error("broker returned the message as unroutable")]
+    Unroutable,
+    #[error("acknowledgement failed: {0}")]
+    Ack(String),
+}
+
+/// What a consumer receives. It must be settled exactly once, by
+/// [`Delivery::ack`], [`Delivery::requeue`] or [`Delivery::dead_letter`];
+/// one dropped unsettled stays unacked until its channel closes, and is
+/// then redelivered.
+pub struct Delivery {
+    pub body: Bytes,
+    pub headers: BTreeMap<String, String>,
+    /// The broker delivered this message before (to this or another consumer).
+    pub redelivered: bool,
+    /// Earlier deliveries of this message, where the broker counts them
+    /// (`x-delivery-count`); 0 on a first delivery.
+    pub delivery_count: u32,
+    pub(crate) settle: Box<dyn Settle>,
+}
+
+impl std::fmt::Debug for Delivery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Delivery")
+            .field("headers", &self.headers)
+            .field("redelivered", &self.redelivered)
+            .field("delivery_count", &self.delivery_count)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Delivery {
+    /// Done with: the broker forgets the message.
+    pub async fn ack(self) -> Result<(), QueueError> {
+        self.settle.settle(Settlement::Ack).await
+    }
+    /// Not done: the broker delivers it again (counting toward the limit).
+    pub async fn requeue(self) -> Result<(), QueueError> {
+        self.settle.settle(Settlement::Requeue).await
+    }
+    /// Poison: the broker moves it to the dead-letter queue.
+    pub async fn dead_letter(self) -> Result<(), QueueError> {
+        self.settle.settle(Settlement::DeadLetter).await
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Settlement {
+    Ack,
+    Requeue,
+    DeadLetter,
+}
+
+/// How an implementation settles one delivery, by its own tag.
+#[async_trait]
+pub trait Settle: Send + Sync {
+    async fn settle(self: Box<Self>, how: Settlement) -> Result<(), QueueError>;
+}
+
+pub type DeliveryStream = Pin<Box<dyn Stream<Item = Delivery> + Send>>;
+
+#[async_trait]
+pub trait JobQueue: Send + Sync + 'static {
+    /// Publishes every message, pipelined, and waits for the broker's
+    /// confirms. The result at index i is message i's: `Ok` only if the
+    /// broker confirmed it.
+    async fn publish(&self, messages: Vec<Outgoing>) -> Vec<Result<(), QueueError>>;
+
+    /// Starts a consumer on `source` holding at most `prefetch` unacked
+    /// deliveries. The stream ends when the connection is lost (call again
+    /// to resume: the implementation reconnects) or when `stop` is
+    /// cancelled: then the consumer is cancelled at the broker, no new
+    /// delivery arrives, and deliveries already handed out can still be
+    /// settled until [`JobQueue::close`].
+    async fn consume(
+        &self,
+        source: Source,
+        prefetch: u16,
+        stop: tokio_util::sync::CancellationToken,
+    ) -> Result<DeliveryStream, QueueError>;
+
+    /// Messages ready in `source` (not counting unacked ones).
+    async fn depth(&self, source: Source) -> Result<u64, QueueError>;
+
+    /// Whether the broker answers now.
+    async fn is_ready(&self) -> bool;
+
+    /// Closes the connection, after the caller settled what it holds.
+    async fn close(&self);
+}

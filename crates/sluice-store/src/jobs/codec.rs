@@ -1,0 +1,134 @@
+//! A job record as the fields of a Redis hash: the parts that never change
+//! in `meta` (JSON), each mutable part in a field of its own, so that the
+//! state-change scripts can set them without parsing JSON.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sluice_core::job::{Metadata, Outcome};
+use sluice_core::{Endpoint, JobError, JobId, JobRecord, Priority, Usage};
+
+use crate::StoreError;
+
+#[derive(Serialize, Deserialize)]
+struct Meta {
+    id: JobId,
+    tenant_id: String,
+    endpoint: Endpoint,
+    model: String,
+    priority: Priority,
+    #[serde(default)]
+    metadata: Metadata,
+    created_at: DateTime<Utc>,
+    #[serde(default)]
+    deadline_at: Option<DateTime<Utc>>,
+}
+
+pub fn rfc3339(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}
+
+fn json<T: Serialize>(value: &T) -> String {
+    serde_json::to_string(value).unwrap_or_default()
+}
+
+/// The fields of a fresh record.
+pub fn encode_new(r: &JobRecord) -> Vec<(String, String)> {
+    let meta = Meta {
+        id: r.id,
+        tenant_id: r.tenant_id.clone(),
+        endpoint: r.endpoint,
+        model: r.model.clone(),
+        priority: r.priority,
+        metadata: r.metadata.clone(),
+        created_at: r.created_at,
+        deadline_at: r.deadline_at,
+    };
+    let mut fields = vec![
+        ("meta".to_owned(), json(&meta)),
+        ("status".to_owned(), r.status.as_str().to_owned()),
+        ("attempts".to_owned(), r.attempts.to_string()),
+    ];
+    if let Some(d) = r.deadline_at {
+        fields.push(("deadline_ms".to_owned(), d.timestamp_millis().to_string()));
+    }
+    fields
+}
+
+/// The fields an outcome sets besides status and finish time.
+pub fn encode_outcome(outcome: &Outcome) -> Vec<(String, String)> {
+    match outcome {
+        Outcome::Succeeded {
+            result,
+            usage,
+            provider,
+        } => vec![
+            ("result".to_owned(), json(result)),
+            ("usage".to_owned(), json(usage)),
+            ("provider".to_owned(), provider.clone()),
+        ],
+        Outcome::Failed(error) => vec![("error".to_owned(), json(error))],
+        Outcome::Expired => vec![("error".to_owned(), json(&super::deadline_error()))],
+    }
+}
+
+pub fn encode_error(error: &JobError) -> String {
+    json(error)
+}
+
+fn parse<T: for<'de> Deserialize<'de>>(field: &str, text: &str) -> Result<T, StoreError> {
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("field {field}: {e}")))
+}
+
+fn time(field: &str, text: Option<&String>) -> Result<Option<DateTime<Utc>>, StoreError> {
+    text.map(|t| {
+        DateTime::parse_from_rfc3339(t)
+            .map(|d| d.with_timezone(&Utc))
+            .map_err(|e| StoreError::Corrupt(format!("field {field}: {e}")))
+    })
+    .transpose()
+}
+
+/// A record from its hash; `None` for an empty hash (no such key).
+pub fn decode(fields: &HashMap<String, String>) -> Result<Option<JobRecord>, StoreError> {
+    let Some(meta) = fields.get("meta") else {
+        return Ok(None);
+    };
+    let meta: Meta = parse("meta", meta)?;
+    let status = fields
+        .get("status")
+        .ok_or_else(|| StoreError::Corrupt("no status".into()))?
+        .parse()
+        .map_err(StoreError::Corrupt)?;
+    let attempts = fields
+        .get("attempts")
+        .map(|a| a.parse::<u32>())
+        .transpose()
+        .map_err(|e| StoreError::Corrupt(format!("field attempts: {e}")))?
+        .unwrap_or(0);
+    Ok(Some(JobRecord {
+        id: meta.id,
+        tenant_id: meta.tenant_id,
+        status,
+        endpoint: meta.endpoint,
+        model: meta.model,
+        priority: meta.priority,
+        metadata: meta.metadata,
+        created_at: meta.created_at,
+        deadline_at: meta.deadline_at,
+        started_at: time("started_at", fields.get("started_at"))?,
+        finished_at: time("finished_at", fields.get("finished_at"))?,
+        attempts,
+        result: fields
+            .get("result")
+            .map(|r| parse("result", r))
+            .transpose()?,
+        error: fields.get("error").map(|e| parse("error", e)).transpose()?,
+        usage: fields
+            .get("usage")
+            .map(|u| parse::<Usage>("usage", u))
+            .transpose()?,
+        provider: fields.get("provider").cloned(),
+    }))
+}

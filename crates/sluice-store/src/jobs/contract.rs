@@ -1,0 +1,197 @@
+//! The behaviour every job store must have, run against the in-memory
+//! store and against the real Redis (a unique prefix per test, deleted
+//! after).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use serde_json::json;
+use sluice_core::job::{CancelOutcome, Outcome, StartOutcome};
+use sluice_core::{Endpoint, JobError, JobId, JobRecord, JobStatus, Priority, Usage};
+use tokio_util::sync::CancellationToken;
+
+use super::*;
+
+fn fresh(deadline_in: Option<chrono::Duration>) -> JobRecord {
+    let now = Utc::now();
+    let mut meta = sluice_core::job::Metadata::new();
+    meta.insert("feature".into(), json!("search"));
+    JobRecord::queued(
+        JobId::new(),
+        "tenant-a".into(),
+        Endpoint::ChatCompletions,
+        "mock-small".into(),
+        Priority::Standard,
+        meta,
+        now,
+        deadline_in.map(|d| now + d),
+    )
+}
+
+fn success(text: &str) -> Outcome {
+    Outcome::Succeeded {
+        result: json!({"choices": [{"text": text}]}),
+        usage: Usage::new(10, 5, 2),
+        provider: "p".into(),
+    }
+}
+
+async fn a_job_moves_forward_once(store: &dyn JobStore) {
+    let job = fresh(None);
+    store.create(std::slice::from_ref(&job)).await.unwrap();
+    let read = store.get(job.id).await.unwrap().unwrap();
+    assert_eq!(read, job);
+    assert_eq!(read.tenant_id, "tenant-a");
+
+    let now = Utc::now();
+    assert_eq!(
+        store.start(job.id, now).await.unwrap(),
+        StartOutcome::Started { attempt: 1 }
+    );
+    // A redelivery starts it again: another attempt.
+    assert_eq!(
+        store.start(job.id, now).await.unwrap(),
+        StartOutcome::Started { attempt: 2 }
+    );
+    assert!(store.finish(job.id, &success("first"), now).await.unwrap());
+    // A second end is a no-op; the first result stands.
+    assert!(!store.finish(job.id, &success("second"), now).await.unwrap());
+    let failed = Outcome::Failed(JobError::new("x", "y"));
+    assert!(!store.finish(job.id, &failed, now).await.unwrap());
+    assert_eq!(
+        store.start(job.id, now).await.unwrap(),
+        StartOutcome::AlreadyDone(JobStatus::Succeeded)
+    );
+    let done = store.get(job.id).await.unwrap().unwrap();
+    assert_eq!(done.status, JobStatus::Succeeded);
+    assert_eq!(done.result, Some(json!({"choices": [{"text": "first"}]})));
+    assert_eq!(done.usage, Some(Usage::new(10, 5, 2)));
+    assert_eq!(done.attempts, 2);
+    assert!(done.started_at.is_some() && done.finished_at.is_some());
+    assert_eq!(done.error, None);
+}
+
+async fn cancel_only_stops_queued_jobs(store: &dyn JobStore) {
+    let now = Utc::now();
+    let queued = fresh(None);
+    let running = fresh(None);
+    store
+        .create(&[queued.clone(), running.clone()])
+        .await
+        .unwrap();
+    store.start(running.id, now).await.unwrap();
+    assert_eq!(
+        store.cancel(queued.id, now).await.unwrap(),
+        CancelOutcome::Canceled
+    );
+    assert_eq!(
+        store.cancel(running.id, now).await.unwrap(),
+        CancelOutcome::NotCancelable(JobStatus::Running)
+    );
+    assert_eq!(
+        store.cancel(JobId::new(), now).await.unwrap(),
+        CancelOutcome::NotFound
+    );
+    // A canceled job never starts.
+    assert_eq!(
+        store.start(queued.id, now).await.unwrap(),
+        StartOutcome::AlreadyDone(JobStatus::Canceled)
+    );
+    assert!(!store
+        .finish(queued.id, &success("late"), now)
+        .await
+        .unwrap());
+}
+
+async fn a_queued_job_past_its_deadline_expires(store: &dyn JobStore) {
+    let job = fresh(Some(chrono::Duration::milliseconds(-1)));
+    let later = fresh(Some(chrono::Duration::seconds(60)));
+    store.create(&[job.clone(), later.clone()]).await.unwrap();
+    let now = Utc::now();
+    assert_eq!(
+        store.start(job.id, now).await.unwrap(),
+        StartOutcome::Expired
+    );
+    let read = store.get(job.id).await.unwrap().unwrap();
+    assert_eq!(read.status, JobStatus::Expired);
+    assert_eq!(read.error.unwrap().kind, "deadline_exceeded");
+    assert_eq!(
+        store.start(later.id, now).await.unwrap(),
+        StartOutcome::Started { attempt: 1 }
+    );
+
+    // Reading a queued job past its deadline expires it too.
+    let polled = fresh(Some(chrono::Duration::milliseconds(-1)));
+    store.create(std::slice::from_ref(&polled)).await.unwrap();
+    let read = get_current(store, polled.id, Utc::now())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(read.status, JobStatus::Expired);
+}
+
+async fn a_watcher_wakes_on_the_end(store: &dyn JobStore) {
+    let job = fresh(None);
+    store.create(std::slice::from_ref(&job)).await.unwrap();
+    let mut watch = store.watch(job.id);
+    assert!(
+        tokio::time::timeout(Duration::from_millis(50), watch.changed())
+            .await
+            .is_err()
+    );
+    store.start(job.id, Utc::now()).await.unwrap();
+    store
+        .finish(job.id, &success("x"), Utc::now())
+        .await
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(5), watch.changed())
+        .await
+        .expect("the finish woke the watcher");
+}
+
+async fn run_all(store: &dyn JobStore) {
+    a_job_moves_forward_once(store).await;
+    cancel_only_stops_queued_jobs(store).await;
+    a_queued_job_past_its_deadline_expires(store).await;
+    assert!(store.get(JobId::new()).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn memory_store_keeps_the_contract() {
+    let store = MemoryJobStore::new(Duration::from_secs(60));
+    run_all(&store).await;
+    a_watcher_wakes_on_the_end(&store).await;
+}
+
+fn redis_url() -> String {
+    std::env::var("SLUICE_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+#[tokio::test]
+async fn redis_store_keeps_the_contract() {
+    let prefix = format!("test-{}", JobId::new().to_string().to_lowercase());
+    let store = Arc::new(
+        RedisJobStore::connect(RedisOptions {
+            url: redis_url(),
+            prefix,
+            retention: Duration::from_secs(60),
+            pool_size: 2,
+        })
+        .await
+        .expect("redis at SLUICE_REDIS_URL or 127.0.0.1:6379"),
+    );
+    run_all(store.as_ref()).await;
+
+    let stop = CancellationToken::new();
+    let listener = store.subscribe().await.unwrap();
+    #[allow(clippy::disallowed_methods)]
+    let listening = tokio::spawn(listener.run(stop.clone()));
+    a_watcher_wakes_on_the_end(store.as_ref()).await;
+    stop.cancel();
+    listening.await.unwrap();
+
+    assert!(store.delete_all().await.unwrap() > 0);
+    assert_eq!(store.delete_all().await.unwrap(), 0);
+    store.close().await;
+}

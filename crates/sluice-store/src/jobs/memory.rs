@@ -1,0 +1,141 @@
+//! Job records in process memory, for unit tests and `sluice dev`. Same
+//! forward-only rules as the Redis store; records past their retention are
+//! dropped as new ones arrive.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sluice_core::job::{CancelOutcome, Outcome, StartOutcome};
+use sluice_core::{JobId, JobRecord, JobStatus};
+
+use super::waiters::{WaiterHub, Watch};
+use super::JobStore;
+use crate::StoreError;
+
+pub struct MemoryJobStore {
+    jobs: Mutex<HashMap<JobId, JobRecord>>,
+    retention: chrono::Duration,
+    hub: Arc<WaiterHub>,
+}
+
+impl MemoryJobStore {
+    pub fn new(retention: Duration) -> Self {
+        Self {
+            jobs: Mutex::default(),
+            retention: chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::MAX),
+            hub: WaiterHub::new(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<JobId, JobRecord>> {
+        self.jobs.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+#[async_trait]
+impl JobStore for MemoryJobStore {
+    async fn create(&self, jobs: &[JobRecord]) -> Result<(), StoreError> {
+        let now = Utc::now();
+        let mut map = self.lock();
+        map.retain(|_, r| r.created_at + self.retention > now);
+        for job in jobs {
+            map.insert(job.id, job.clone());
+        }
+        Ok(())
+    }
+
+    async fn get(&self, id: JobId) -> Result<Option<JobRecord>, StoreError> {
+        Ok(self.lock().get(&id).cloned())
+    }
+
+    async fn start(&self, id: JobId, now: DateTime<Utc>) -> Result<StartOutcome, StoreError> {
+        let outcome = {
+            let mut map = self.lock();
+            let Some(job) = map.get_mut(&id) else {
+                return Ok(StartOutcome::Missing);
+            };
+            match job.status {
+                JobStatus::Queued if job.deadline_at.is_some_and(|d| now >= d) => {
+                    job.status = JobStatus::Expired;
+                    job.finished_at = Some(now);
+                    job.error = Some(super::deadline_error());
+                    StartOutcome::Expired
+                }
+                JobStatus::Queued | JobStatus::Running => {
+                    if job.status == JobStatus::Queued {
+                        job.started_at = Some(now);
+                    }
+                    job.status = JobStatus::Running;
+                    job.attempts += 1;
+                    return Ok(StartOutcome::Started {
+                        attempt: job.attempts,
+                    });
+                }
+                done => return Ok(StartOutcome::AlreadyDone(done)),
+            }
+        };
+        self.hub.notify(id);
+        Ok(outcome)
+    }
+
+    async fn finish(
+        &self,
+        id: JobId,
+        outcome: &Outcome,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        {
+            let mut map = self.lock();
+            let Some(job) = map.get_mut(&id) else {
+                return Ok(false);
+            };
+            if !job.status.can_move_to(outcome.status()) {
+                return Ok(false);
+            }
+            job.status = outcome.status();
+            job.finished_at = Some(now);
+            match outcome {
+                Outcome::Succeeded {
+                    result,
+                    usage,
+                    provider,
+                } => {
+                    job.result = Some(result.clone());
+                    job.usage = Some(*usage);
+                    job.provider = Some(provider.clone());
+                }
+                Outcome::Failed(error) => job.error = Some(error.clone()),
+                Outcome::Expired => job.error = Some(super::deadline_error()),
+            }
+        }
+        self.hub.notify(id);
+        Ok(true)
+    }
+
+    async fn cancel(&self, id: JobId, now: DateTime<Utc>) -> Result<CancelOutcome, StoreError> {
+        {
+            let mut map = self.lock();
+            let Some(job) = map.get_mut(&id) else {
+                return Ok(CancelOutcome::NotFound);
+            };
+            if job.status != JobStatus::Queued {
+                return Ok(CancelOutcome::NotCancelable(job.status));
+            }
+            job.status = JobStatus::Canceled;
+            job.finished_at = Some(now);
+        }
+        self.hub.notify(id);
+        Ok(CancelOutcome::Canceled)
+    }
+
+    fn watch(&self, id: JobId) -> Watch {
+        self.hub.watch(id)
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+}

@@ -1,0 +1,83 @@
+//! Job records and their forward-only state changes.
+//!
+//! Every change of status is a compare-and-set ([`JobStore::start`],
+//! [`JobStore::finish`], [`JobStore::cancel`]): a second finish of the same
+//! job is a no-op that reports `false`, never an overwrite. Each change to
+//! a terminal status notifies the job's watchers ([`JobStore::watch`]).
+
+mod codec;
+mod memory;
+mod redis;
+mod waiters;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sluice_core::job::{CancelOutcome, Outcome, StartOutcome};
+use sluice_core::{JobError, JobId, JobRecord, JobStatus};
+
+pub use memory::MemoryJobStore;
+pub use redis::{CompletionListener, RedisJobStore, RedisOptions};
+pub use waiters::{WaiterHub, Watch};
+
+use crate::StoreError;
+
+#[async_trait]
+pub trait JobStore: Send + Sync + 'static {
+    /// Writes fresh (queued) records; each is kept for the store's retention.
+    async fn create(&self, jobs: &[JobRecord]) -> Result<(), StoreError>;
+
+    /// The record as stored, whoever owns it; callers check the tenant.
+    async fn get(&self, id: JobId) -> Result<Option<JobRecord>, StoreError>;
+
+    /// Moves a queued (or redelivered running) job to running, unless its
+    /// deadline passed while it was queued: then it becomes expired.
+    async fn start(&self, id: JobId, now: DateTime<Utc>) -> Result<StartOutcome, StoreError>;
+
+    /// Ends a job. `Ok(false)` when the job had already ended (or is gone):
+    /// the earlier end stands.
+    async fn finish(
+        &self,
+        id: JobId,
+        outcome: &Outcome,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+
+    /// Cancels a job that is still queued.
+    async fn cancel(&self, id: JobId, now: DateTime<Utc>) -> Result<CancelOutcome, StoreError>;
+
+    /// Starts watching a job for its end. Watch first, then read the
+    /// record, then wait: a finish between the read and the wait still wakes.
+    fn watch(&self, id: JobId) -> Watch;
+
+    async fn ping(&self) -> Result<(), StoreError>;
+}
+
+/// The error an expired job carries.
+pub fn deadline_error() -> JobError {
+    JobError::new(
+        "deadline_exceeded",
+        "the job was still queued when its deadline passed; it never reached a provider",
+    )
+}
+
+/// Reads a job, first expiring it if it is still queued past its deadline,
+/// so that a caller never sees a queued job whose deadline has passed.
+pub async fn get_current(
+    store: &dyn JobStore,
+    id: JobId,
+    now: DateTime<Utc>,
+) -> Result<Option<JobRecord>, StoreError> {
+    let Some(record) = store.get(id).await? else {
+        return Ok(None);
+    };
+    let overdue =
+        record.status == JobStatus::Queued && record.deadline_at.is_some_and(|d| now >= d);
+    if !overdue {
+        return Ok(Some(record));
+    }
+    store.finish(id, &Outcome::Expired, now).await?;
+    store.get(id).await
+}
+
+#[cfg(test)]
+mod contract;

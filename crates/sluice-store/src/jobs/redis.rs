@@ -1,0 +1,266 @@
+//! Job records in Redis, through fred.
+//!
+//! Keys, all under the configured prefix `P`:
+//! - `P:job:{ID}`: the record, a hash (see `codec`), with the retention TTL.
+//!   The id is the key's hash tag, so a script touching a job touches one slot.
+//! - `P:done`: the completion channel; each end publishes the job id.
+//!
+//! State changes are Lua scripts (`lua/`): compare-and-set, so a job's
+//! status only moves forward, and each end publishes in the same atomic step.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use fred::clients::SubscriberClient;
+use fred::prelude::*;
+use fred::types::config::Server;
+use fred::types::scan::Scanner;
+use fred::types::scripts::Script;
+use fred::types::Message;
+use futures::StreamExt;
+use sluice_core::job::{CancelOutcome, Outcome, StartOutcome};
+use sluice_core::{JobId, JobRecord, JobStatus};
+use tokio_util::sync::CancellationToken;
+
+use super::codec::{self, rfc3339};
+use super::waiters::{WaiterHub, Watch};
+use super::JobStore;
+use crate::StoreError;
+
+/// How long one Redis command may take before it fails: a store that does
+/// not answer is an error the caller sees, not a hang.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Clone, Debug)]
+pub struct RedisOptions {
+    pub url: String,
+    pub prefix: String,
+    /// How long a job record is kept after it is created.
+    pub retention: Duration,
+    pub pool_size: usize,
+}
+
+pub struct RedisJobStore {
+    pool: Pool,
+    builder: Builder,
+    prefix: String,
+    retention_s: i64,
+    hub: Arc<WaiterHub>,
+    start: Script,
+    finish: Script,
+    cancel: Script,
+}
+
+impl RedisJobStore {
+    /// Connects; fails at once if Redis does not answer.
+    pub async fn connect(opts: RedisOptions) -> Result<Self, StoreError> {
+        let config = Config::from_url(&opts.url)?;
+        let mut builder = Builder::from_config(config);
+        builder
+            .with_performance_config(|p| {
+                p.default_command_timeout = COMMAND_TIMEOUT;
+                p.broadcast_channel_capacity = 4096;
+            })
+            .with_connection_config(|c| {
+                c.connection_timeout = COMMAND_TIMEOUT;
+            })
+            .set_policy(ReconnectPolicy::new_exponential(0, 100, 2_000, 2));
+        let pool = builder.build_pool(opts.pool_size.max(1))?;
+        pool.init().await?;
+        Ok(Self {
+            pool,
+            builder,
+            prefix: opts.prefix,
+            retention_s: i64::try_from(opts.retention.as_secs()).unwrap_or(i64::MAX),
+            hub: WaiterHub::new(),
+            start: Script::from_lua(include_str!("lua/start.lua")),
+            finish: Script::from_lua(include_str!("lua/finish.lua")),
+            cancel: Script::from_lua(include_str!("lua/cancel.lua")),
+        })
+    }
+
+    fn key(&self, id: JobId) -> String {
+        format!("{}:job:{{{id}}}", self.prefix)
+    }
+
+    fn channel(&self) -> String {
+        format!("{}:done", self.prefix)
+    }
+
+    /// Subscribes to the completion channel: one subscription for the
+    /// whole process, confirmed when this returns. Run the listener to feed
+    /// this store's watchers.
+    pub async fn subscribe(&self) -> Result<CompletionListener, StoreError> {
+        let subscriber = self.builder.build_subscriber_client()?;
+        subscriber.init().await?;
+        let messages = subscriber.message_rx();
+        let reconnects = subscriber.reconnect_rx();
+        let resubscriber = subscriber.manage_subscriptions();
+        subscriber.subscribe(self.channel()).await?;
+        Ok(CompletionListener {
+            subscriber,
+            messages,
+            reconnects,
+            resubscriber,
+            hub: Arc::clone(&self.hub),
+        })
+    }
+
+    /// Deletes every key under this store's prefix (tests, teardown).
+    pub async fn delete_all(&self) -> Result<u64, StoreError> {
+        let client = self.pool.next();
+        let mut scan = client.scan(format!("{}:*", self.prefix), Some(500), None);
+        let mut deleted = 0;
+        while let Some(page) = scan.next().await {
+            let mut page = page?;
+            if let Some(keys) = page.take_results() {
+                if !keys.is_empty() {
+                    deleted += client.del::<u64, _>(keys).await?;
+                }
+            }
+            page.next();
+        }
+        Ok(deleted)
+    }
+
+    pub async fn close(&self) {
+        let _ = self.pool.quit().await;
+    }
+}
+
+/// The process's completion subscription; see [`RedisJobStore::subscribe`].
+pub struct CompletionListener {
+    subscriber: SubscriberClient,
+    messages: tokio::sync::broadcast::Receiver<Message>,
+    reconnects: tokio::sync::broadcast::Receiver<Server>,
+    resubscriber: tokio::task::JoinHandle<()>,
+    hub: Arc<WaiterHub>,
+}
+
+impl CompletionListener {
+    /// Wakes the watchers of each job that ends, until `stop`. After a
+    /// reconnect (when a message may have been missed) every watcher
+    /// reads its job again.
+    pub async fn run(mut self, stop: CancellationToken) {
+        use tokio::sync::broadcast::error::RecvError;
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => break,
+                message = self.messages.recv() => match message {
+                    Ok(message) => {
+                        if let Some(id) = message.value.as_str().and_then(|s| s.parse().ok()) {
+                            self.hub.notify(id);
+                        }
+                    }
+                    Err(RecvError::Lagged(_)) => self.hub.notify_all(),
+                    Err(RecvError::Closed) => break,
+                },
+                _ = self.reconnects.recv() => self.hub.notify_all(),
+            }
+        }
+        self.resubscriber.abort();
+        let _ = self.subscriber.quit().await;
+    }
+}
+
+#[async_trait]
+impl JobStore for RedisJobStore {
+    async fn create(&self, jobs: &[JobRecord]) -> Result<(), StoreError> {
+        let pipeline = self.pool.next().pipeline();
+        for job in jobs {
+            let key = self.key(job.id);
+            let () = pipeline.hset(&key, codec::encode_new(job)).await?;
+            let () = pipeline.expire(&key, self.retention_s, None).await?;
+        }
+        let results: Vec<Value> = pipeline.all().await?;
+        drop(results);
+        Ok(())
+    }
+
+    async fn get(&self, id: JobId) -> Result<Option<JobRecord>, StoreError> {
+        let fields: HashMap<String, String> = self.pool.hgetall(self.key(id)).await?;
+        codec::decode(&fields)
+    }
+
+    async fn start(&self, id: JobId, now: DateTime<Utc>) -> Result<StartOutcome, StoreError> {
+        let args = vec![
+            now.timestamp_millis().to_string(),
+            rfc3339(now),
+            codec::encode_error(&super::deadline_error()),
+            self.channel(),
+            id.to_string(),
+        ];
+        let reply: Vec<String> = self
+            .start
+            .evalsha_with_reload(self.pool.next(), vec![self.key(id)], args)
+            .await?;
+        match reply
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>()
+            .as_slice()
+        {
+            ["started", attempt] => Ok(StartOutcome::Started {
+                attempt: attempt.parse().unwrap_or(1),
+            }),
+            ["expired"] => Ok(StartOutcome::Expired),
+            ["missing"] => Ok(StartOutcome::Missing),
+            ["done", status] => Ok(StartOutcome::AlreadyDone(
+                status.parse().map_err(StoreError::Corrupt)?,
+            )),
+            other => Err(StoreError::Corrupt(format!(
+                "start script answered {other:?}"
+            ))),
+        }
+    }
+
+    async fn finish(
+        &self,
+        id: JobId,
+        outcome: &Outcome,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let mut args = vec![
+            outcome.status().as_str().to_owned(),
+            rfc3339(now),
+            self.channel(),
+            id.to_string(),
+        ];
+        for (field, value) in codec::encode_outcome(outcome) {
+            args.push(field);
+            args.push(value);
+        }
+        let applied: i64 = self
+            .finish
+            .evalsha_with_reload(self.pool.next(), vec![self.key(id)], args)
+            .await?;
+        Ok(applied == 1)
+    }
+
+    async fn cancel(&self, id: JobId, now: DateTime<Utc>) -> Result<CancelOutcome, StoreError> {
+        let args = vec![rfc3339(now), self.channel(), id.to_string()];
+        let reply: String = self
+            .cancel
+            .evalsha_with_reload(self.pool.next(), vec![self.key(id)], args)
+            .await?;
+        Ok(match reply.as_str() {
+            "ok" => CancelOutcome::Canceled,
+            "missing" => CancelOutcome::NotFound,
+            other => CancelOutcome::NotCancelable(
+                other.parse::<JobStatus>().map_err(StoreError::Corrupt)?,
+            ),
+        })
+    }
+
+    fn watch(&self, id: JobId) -> Watch {
+        self.hub.watch(id)
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        let () = self.pool.next().ping(None).await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,302 @@
+//! Tenants and keys in a map, for tests and single-process setups.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use super::keys::{display_prefix, generate_key, hash_key, looks_like_key};
+use super::{ApiKey, NewKey, Principal, Tenant, TenantStore};
+use crate::StoreError;
+
+/// An in-memory [`TenantStore`] with the same semantics as the PostgreSQL
+/// one: unique tenant names, keys kept only as hashes, revoked and expired
+/// keys refused.
+#[derive(Debug, Default)]
+pub struct MemoryTenantStore {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    /// By name.
+    tenants: HashMap<String, Tenant>,
+    /// By key hash.
+    keys: HashMap<String, KeyRow>,
+}
+
+#[derive(Debug)]
+struct KeyRow {
+    record: ApiKey,
+    last_used_at: Option<DateTime<Utc>>,
+    expires_at: Option<DateTime<Utc>>,
+    revoked_at: Option<DateTime<Utc>>,
+}
+
+impl MemoryTenantStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic elsewhere cannot leave the maps half-updated (every
+        // change is a single insert), so a poisoned lock is still usable.
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn key_row_mut<'a>(inner: &'a mut Inner, key_id: &str) -> Result<&'a mut KeyRow, StoreError> {
+        inner
+            .keys
+            .values_mut()
+            .find(|row| row.record.id == key_id)
+            .ok_or_else(|| StoreError::NotFound(format!("no such key: {key_id}")))
+    }
+
+    /// Revokes a key by id; it no longer authenticates.
+    pub fn revoke_key(&self, key_id: &str) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        let row = Self::key_row_mut(&mut inner, key_id)?;
+        row.revoked_at.get_or_insert_with(Utc::now);
+        Ok(())
+    }
+
+    /// Sets (or clears) when a key expires.
+    pub fn set_key_expiry(
+        &self,
+        key_id: &str,
+        expires_at: Option<DateTime<Utc>>,
+    ) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        Self::key_row_mut(&mut inner, key_id)?.expires_at = expires_at;
+        Ok(())
+    }
+
+    /// When a key last authenticated, if ever.
+    pub fn key_last_used_at(&self, key_id: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let mut inner = self.lock();
+        Ok(Self::key_row_mut(&mut inner, key_id)?.last_used_at)
+    }
+}
+
+#[async_trait]
+impl TenantStore for MemoryTenantStore {
+    async fn create_tenant(&self, name: &str) -> Result<Tenant, StoreError> {
+        let mut inner = self.lock();
+        if inner.tenants.contains_key(name) {
+            return Err(StoreError::Conflict(format!(
+                "tenant {name:?} already exists"
+            )));
+        }
+        let tenant = Tenant {
+            id: Uuid::now_v7().to_string(),
+            name: name.to_owned(),
+            created_at: Utc::now(),
+        };
+        inner.tenants.insert(name.to_owned(), tenant.clone());
+        Ok(tenant)
+    }
+
+    async fn tenant_by_name(&self, name: &str) -> Result<Option<Tenant>, StoreError> {
+        Ok(self.lock().tenants.get(name).cloned())
+    }
+
+    async fn create_key(&self, tenant: &str, key_name: &str) -> Result<NewKey, StoreError> {
+        let mut inner = self.lock();
+        let tenant_id = inner
+            .tenants
+            .get(tenant)
+            .map(|t| t.id.clone())
+            .ok_or_else(|| StoreError::NotFound(format!("no such tenant: {tenant:?}")))?;
+        let key = generate_key();
+        let hash = hash_key(&key);
+        if inner.keys.contains_key(&hash) {
+            return Err(StoreError::Conflict("key hash collision".to_owned()));
+        }
+        let record = ApiKey {
+            id: Uuid::now_v7().to_string(),
+            tenant_id,
+            name: key_name.to_owned(),
+            display_prefix: display_prefix(&key),
+            created_at: Utc::now(),
+        };
+        inner.keys.insert(
+            hash,
+            KeyRow {
+                record: record.clone(),
+                last_used_at: None,
+                expires_at: None,
+                revoked_at: None,
+            },
+        );
+        Ok(NewKey { key, record })
+    }
+
+    async fn authenticate(&self, presented: &str) -> Result<Option<Principal>, StoreError> {
+        if !looks_like_key(presented) {
+            return Ok(None);
+        }
+        let hash = hash_key(presented);
+        let now = Utc::now();
+        let mut inner = self.lock();
+        let Inner { tenants, keys } = &mut *inner;
+        let Some(row) = keys.get_mut(&hash) else {
+            return Ok(None);
+        };
+        if row.revoked_at.is_some() || row.expires_at.is_some_and(|at| at <= now) {
+            return Ok(None);
+        }
+        let Some(tenant) = tenants.values().find(|t| t.id == row.record.tenant_id) else {
+            return Ok(None);
+        };
+        row.last_used_at = Some(now);
+        Ok(Some(Principal {
+            tenant_id: tenant.id.clone(),
+            tenant_name: tenant.name.clone(),
+            key_id: row.record.id.clone(),
+        }))
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tenants::KEY_PREFIX;
+    use chrono::Duration;
+
+    #[tokio::test]
+    async fn create_and_find_tenant() {
+        let store = MemoryTenantStore::new();
+        let t = store.create_tenant("acme").await.unwrap();
+        assert_eq!(t.name, "acme");
+        assert!(Uuid::parse_str(&t.id).is_ok());
+        assert_eq!(store.tenant_by_name("acme").await.unwrap(), Some(t));
+        assert_eq!(store.tenant_by_name("nope").await.unwrap(), None);
+        store.ping().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn duplicate_tenant_conflicts() {
+        let store = MemoryTenantStore::new();
+        store.create_tenant("acme").await.unwrap();
+        let err = store.create_tenant("acme").await.unwrap_err();
+        assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn tenant_ids_sort_by_creation() {
+        let store = MemoryTenantStore::new();
+        let a = store.create_tenant("a").await.unwrap();
+        let b = store.create_tenant("b").await.unwrap();
+        assert!(a.id < b.id);
+    }
+
+    #[tokio::test]
+    async fn key_for_unknown_tenant_is_not_found() {
+        let store = MemoryTenantStore::new();
+        let err = store.create_key("ghost", "k").await.unwrap_err();
+        assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn key_authenticates_as_its_tenant() {
+        let store = MemoryTenantStore::new();
+        let t = store.create_tenant("acme").await.unwrap();
+        let new = store.create_key("acme", "ci").await.unwrap();
+        assert!(new.key.starts_with(KEY_PREFIX));
+        assert_eq!(new.record.tenant_id, t.id);
+        assert_eq!(new.record.name, "ci");
+        assert_eq!(new.record.display_prefix, &new.key[..14]);
+        assert_eq!(store.key_last_used_at(&new.record.id).unwrap(), None);
+
+        let p = store.authenticate(&new.key).await.unwrap().unwrap();
+        assert_eq!(
+            p,
+            Principal {
+                tenant_id: t.id,
+                tenant_name: "acme".into(),
+                key_id: new.record.id.clone(),
+            }
+        );
+        assert!(store.key_last_used_at(&new.record.id).unwrap().is_some());
+    }
+
+    #[tokio::test]
+    async fn plaintext_is_not_kept() {
+        let store = MemoryTenantStore::new();
+        store.create_tenant("acme").await.unwrap();
+        let new = store.create_key("acme", "ci").await.unwrap();
+        let dump = format!("{store:?}");
+        assert!(!dump.contains(&new.key));
+        assert!(dump.contains(&hash_key(&new.key)));
+    }
+
+    #[tokio::test]
+    async fn unknown_and_malformed_keys_are_refused() {
+        let store = MemoryTenantStore::new();
+        store.create_tenant("acme").await.unwrap();
+        let new = store.create_key("acme", "ci").await.unwrap();
+        assert_eq!(store.authenticate(&generate_key()).await.unwrap(), None);
+        assert_eq!(store.authenticate("").await.unwrap(), None);
+        assert_eq!(store.authenticate(&new.key[..20]).await.unwrap(), None);
+        assert_eq!(
+            store.authenticate(&format!("{}x", new.key)).await.unwrap(),
+            None
+        );
+    }
+
+    #[tokio::test]
+    async fn revoked_key_is_refused() {
+        let store = MemoryTenantStore::new();
+        store.create_tenant("acme").await.unwrap();
+        let new = store.create_key("acme", "ci").await.unwrap();
+        store.revoke_key(&new.record.id).unwrap();
+        assert_eq!(store.authenticate(&new.key).await.unwrap(), None);
+        assert!(matches!(
+            store.revoke_key("nope"),
+            Err(StoreError::NotFound(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn expired_key_is_refused() {
+        let store = MemoryTenantStore::new();
+        store.create_tenant("acme").await.unwrap();
+        let new = store.create_key("acme", "ci").await.unwrap();
+        let id = &new.record.id;
+
+        store
+            .set_key_expiry(id, Some(Utc::now() + Duration::hours(1)))
+            .unwrap();
+        assert!(store.authenticate(&new.key).await.unwrap().is_some());
+
+        store
+            .set_key_expiry(id, Some(Utc::now() - Duration::seconds(1)))
+            .unwrap();
+        assert_eq!(store.authenticate(&new.key).await.unwrap(), None);
+
+        store.set_key_expiry(id, None).unwrap();
+        assert!(store.authenticate(&new.key).await.unwrap().is_some());
+    }
+
+    #[tokio::test]
+    async fn keys_of_different_tenants_stay_apart() {
+        let store = MemoryTenantStore::new();
+        store.create_tenant("a").await.unwrap();
+        store.create_tenant("b").await.unwrap();
+        let ka = store.create_key("a", "k").await.unwrap();
+        let kb = store.create_key("b", "k").await.unwrap();
+        assert_ne!(ka.key, kb.key);
+        let pa = store.authenticate(&ka.key).await.unwrap().unwrap();
+        let pb = store.authenticate(&kb.key).await.unwrap().unwrap();
+        assert_eq!(pa.tenant_name, "a");
+        assert_eq!(pb.tenant_name, "b");
+    }
+}

@@ -1,0 +1,66 @@
+//! Tenants and their API keys. A key is shown once, when it is created;
+//! the store keeps only its SHA-256 hash and a short display prefix.
+
+mod keys;
+mod memory;
+mod postgres;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+pub use keys::{generate_key, hash_key, KEY_PREFIX};
+pub use memory::MemoryTenantStore;
+pub use postgres::{check_migrated, connect, migrate, PgTenantStore};
+
+use crate::StoreError;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Tenant {
+    pub id: String,
+    pub name: String,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApiKey {
+    pub id: String,
+    pub tenant_id: String,
+    pub name: String,
+    /// The first characters of the key, safe to show (`sk-sluice-AbC1…`).
+    pub display_prefix: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A key created just now, with its plaintext: the only time it exists.
+#[derive(Clone, Debug)]
+pub struct NewKey {
+    pub key: String,
+    pub record: ApiKey,
+}
+
+/// Who a request is from, once its key checked out.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Principal {
+    pub tenant_id: String,
+    pub tenant_name: String,
+    pub key_id: String,
+}
+
+#[async_trait]
+pub trait TenantStore: Send + Sync + 'static {
+    /// Creates a tenant; `StoreError::Conflict` if the name is taken.
+    async fn create_tenant(&self, name: &str) -> Result<Tenant, StoreError>;
+
+    async fn tenant_by_name(&self, name: &str) -> Result<Option<Tenant>, StoreError>;
+
+    /// Creates a key for the tenant named `tenant`; `StoreError::NotFound`
+    /// if there is no such tenant.
+    async fn create_key(&self, tenant: &str, key_name: &str) -> Result<NewKey, StoreError>;
+
+    /// The principal a presented key stands for, or `None` for an unknown,
+    /// revoked or expired key. Records the key's last use.
+    async fn authenticate(&self, presented: &str) -> Result<Option<Principal>, StoreError>;
+
+    /// Whether the store answers.
+    async fn ping(&self) -> Result<(), StoreError>;
+}

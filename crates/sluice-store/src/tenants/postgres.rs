@@ -1,0 +1,220 @@
+//! Tenants and keys in PostgreSQL, and the schema migrations.
+//!
+//! Queries are built at run time (`sqlx::query`), so building needs no
+//! database. Ids are UUIDv7 made here, so they sort by creation time.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::migrate::Migrator;
+use sqlx::postgres::PgPoolOptions;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use super::keys::{display_prefix, generate_key, hash_key, looks_like_key};
+use super::{ApiKey, NewKey, Principal, Tenant, TenantStore};
+use crate::StoreError;
+
+/// The migrations in `migrations/` at the workspace root, embedded.
+pub static MIGRATOR: Migrator = sqlx::migrate!("../../migrations");
+
+/// Connections per process: requests only touch PostgreSQL to check keys.
+const MAX_CONNECTIONS: u32 = 10;
+/// How long a caller waits for a connection before the store counts as
+/// unavailable.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// PostgreSQL's SQLSTATE for a unique constraint violation.
+const UNIQUE_VIOLATION: &str = "23505";
+/// PostgreSQL's SQLSTATE for a foreign key violation.
+const FOREIGN_KEY_VIOLATION: &str = "23503";
+
+/// A small pool to the database at `url`.
+pub async fn connect(url: &str) -> Result<PgPool, StoreError> {
+    let pool = PgPoolOptions::new()
+        .max_connections(MAX_CONNECTIONS)
+        .acquire_timeout(ACQUIRE_TIMEOUT)
+        .connect(url)
+        .await?;
+    Ok(pool)
+}
+
+/// Applies any migrations the database lacks.
+pub async fn migrate(pool: &PgPool) -> Result<(), StoreError> {
+    MIGRATOR.run(pool).await?;
+    Ok(())
+}
+
+/// Fails with [`StoreError::Unmigrated`] unless every migration this build
+/// knows has been applied.
+pub async fn check_migrated(pool: &PgPool) -> Result<(), StoreError> {
+    let have_table: bool = sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
+        .fetch_one(pool)
+        .await?;
+    let applied: HashSet<i64> = if have_table {
+        sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
+            .fetch_all(pool)
+            .await?
+            .into_iter()
+            .collect()
+    } else {
+        HashSet::new()
+    };
+    let missing: Vec<String> = MIGRATOR
+        .iter()
+        .filter(|m| !m.migration_type.is_down_migration())
+        .filter(|m| !applied.contains(&m.version))
+        .map(|m| format!("{:04}_{}", m.version, m.description.replace(' ', "_")))
+        .collect();
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(StoreError::Unmigrated(format!(
+            "database is not migrated: run `sluice migrate` (missing: {})",
+            missing.join(", ")
+        )))
+    }
+}
+
+/// Whether `err` is PostgreSQL refusing a row with SQLSTATE `code`.
+fn is_db_code(err: &sqlx::Error, code: &str) -> bool {
+    match err {
+        sqlx::Error::Database(db) => db.code().as_deref() == Some(code),
+        _ => false,
+    }
+}
+
+/// The [`TenantStore`] on PostgreSQL.
+#[derive(Clone, Debug)]
+pub struct PgTenantStore {
+    pool: PgPool,
+}
+
+impl PgTenantStore {
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool }
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+}
+
+#[async_trait]
+impl TenantStore for PgTenantStore {
+    async fn create_tenant(&self, name: &str) -> Result<Tenant, StoreError> {
+        let id = Uuid::now_v7();
+        let created_at: DateTime<Utc> = sqlx::query_scalar(
+            "INSERT INTO tenants (id, name) VALUES ($1, $2) RETURNING created_at",
+        )
+        .bind(id)
+        .bind(name)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|err| {
+            if is_db_code(&err, UNIQUE_VIOLATION) {
+                StoreError::Conflict(format!("tenant {name:?} already exists"))
+            } else {
+                StoreError::Postgres(err)
+            }
+        })?;
+        Ok(Tenant {
+            id: id.to_string(),
+            name: name.to_owned(),
+            created_at,
+        })
+    }
+
+    async fn tenant_by_name(&self, name: &str) -> Result<Option<Tenant>, StoreError> {
+        let row: Option<(Uuid, String, DateTime<Utc>)> =
+            sqlx::query_as("SELECT id, name, created_at FROM tenants WHERE name = $1")
+                .bind(name)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(row.map(|(id, name, created_at)| Tenant {
+            id: id.to_string(),
+            name,
+            created_at,
+        }))
+    }
+
+    async fn create_key(&self, tenant: &str, key_name: &str) -> Result<NewKey, StoreError> {
+        let id = Uuid::now_v7();
+        let key = generate_key();
+        let shown = display_prefix(&key);
+        let not_found = || StoreError::NotFound(format!("no such tenant: {tenant:?}"));
+        // One statement: the tenant lookup and the insert cannot race.
+        let row: Option<(Uuid, DateTime<Utc>)> = sqlx::query_as(
+            "INSERT INTO api_keys (id, tenant_id, name, key_hash, display_prefix) \
+             SELECT $1, t.id, $2, $3, $4 FROM tenants t WHERE t.name = $5 \
+             RETURNING tenant_id, created_at",
+        )
+        .bind(id)
+        .bind(key_name)
+        .bind(hash_key(&key))
+        .bind(&shown)
+        .bind(tenant)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|err| {
+            if is_db_code(&err, FOREIGN_KEY_VIOLATION) {
+                not_found()
+            } else if is_db_code(&err, UNIQUE_VIOLATION) {
+                StoreError::Conflict("key hash collision".to_owned())
+            } else {
+                StoreError::Postgres(err)
+            }
+        })?;
+        let (tenant_id, created_at) = row.ok_or_else(not_found)?;
+        Ok(NewKey {
+            key,
+            record: ApiKey {
+                id: id.to_string(),
+                tenant_id: tenant_id.to_string(),
+                name: key_name.to_owned(),
+                display_prefix: shown,
+                created_at,
+            },
+        })
+    }
+
+    async fn authenticate(&self, presented: &str) -> Result<Option<Principal>, StoreError> {
+        if !looks_like_key(presented) {
+            return Ok(None);
+        }
+        // One round trip: find a live key and, at most once a minute,
+        // record its use (the data-modifying CTE runs even though the
+        // final SELECT does not read it).
+        let row: Option<(Uuid, Uuid, String)> = sqlx::query_as(
+            "WITH k AS ( \
+                 SELECT k.id, k.tenant_id, t.name AS tenant_name, k.last_used_at \
+                 FROM api_keys k JOIN tenants t ON t.id = k.tenant_id \
+                 WHERE k.key_hash = $1 \
+                   AND k.revoked_at IS NULL \
+                   AND (k.expires_at IS NULL OR k.expires_at > now()) \
+             ), touched AS ( \
+                 UPDATE api_keys SET last_used_at = now() \
+                 FROM k \
+                 WHERE api_keys.id = k.id \
+                   AND (k.last_used_at IS NULL \
+                        OR k.last_used_at < now() - interval '1 minute') \
+             ) \
+             SELECT id, tenant_id, tenant_name FROM k",
+        )
+        .bind(hash_key(presented))
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|(key_id, tenant_id, tenant_name)| Principal {
+            tenant_id: tenant_id.to_string(),
+            tenant_name,
+            key_id: key_id.to_string(),
+        }))
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+}

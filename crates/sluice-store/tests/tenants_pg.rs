@@ -1,0 +1,296 @@
+//! The PostgreSQL tenant store against a real server.
+//!
+//! Each test makes its own database `sluice_test_<random hex>` on the
+//! server at `SLUICE_TEST_PG_ADMIN_URL` (default
+//! `postgres://postgres@127.0.0.1:5432`), and drops it when done, even if
+//! the test fails.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use rand::Rng;
+use sluice_store::tenants::{
+    check_migrated, connect, generate_key, hash_key, migrate, PgTenantStore, TenantStore,
+    KEY_PREFIX,
+};
+use sluice_store::StoreError;
+use sqlx::{Connection, Executor, PgConnection, PgPool, Row};
+
+const DEFAULT_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432";
+
+fn admin_url() -> String {
+    std::env::var("SLUICE_TEST_PG_ADMIN_URL").unwrap_or_else(|_| DEFAULT_ADMIN_URL.to_owned())
+}
+
+/// `url` pointing at database `db` instead of whatever it named.
+fn url_for_db(url: &str, db: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let authority_start = base.find("://").map_or(0, |i| i + 3);
+    let base = match base[authority_start..].find('/') {
+        Some(i) => &base[..authority_start + i],
+        None => base,
+    };
+    match query {
+        Some(q) => format!("{base}/{db}?{q}"),
+        None => format!("{base}/{db}"),
+    }
+}
+
+/// A scratch database, dropped on drop.
+struct TestDb {
+    name: String,
+    pool: PgPool,
+}
+
+impl TestDb {
+    async fn new() -> Self {
+        let name = format!("sluice_test_{:016x}", rand::thread_rng().gen::<u64>());
+        let mut admin = PgConnection::connect(&admin_url())
+            .await
+            .expect("connect to the admin database (is PostgreSQL running?)");
+        admin
+            .execute(format!("CREATE DATABASE \"{name}\"").as_str())
+            .await
+            .unwrap();
+        admin.close().await.unwrap();
+        let pool = connect(&url_for_db(&admin_url(), &name)).await.unwrap();
+        Self { name, pool }
+    }
+
+    async fn migrated() -> Self {
+        let db = Self::new().await;
+        migrate(&db.pool).await.unwrap();
+        db
+    }
+
+    fn store(&self) -> PgTenantStore {
+        PgTenantStore::new(self.pool.clone())
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let name = std::mem::take(&mut self.name);
+        // Drop cannot await, and the test's runtime (which drives the
+        // pool's sockets) is blocked right here: do the cleanup on a
+        // thread of its own, with a runtime and a connection of its own,
+        // and leave the pool alone (awaiting `pool.close()` here would
+        // deadlock). FORCE ends the pool's sessions; the pool itself is
+        // dropped right after this, without needing its runtime.
+        let done = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let mut admin = PgConnection::connect(&admin_url()).await?;
+                admin
+                    .execute(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)").as_str())
+                    .await?;
+                admin.close().await
+            })
+        })
+        .join();
+        match done {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => eprintln!("could not drop test database: {err}"),
+            Err(_) => eprintln!("could not drop test database: cleanup panicked"),
+        }
+    }
+}
+
+#[test]
+fn url_for_db_replaces_the_database() {
+    assert_eq!(
+        url_for_db("postgres://postgres@127.0.0.1:5432", "x"),
+        "postgres://postgres@127.0.0.1:5432/x"
+    );
+    assert_eq!(
+        url_for_db("postgres://u:p@h:1/postgres?sslmode=disable", "x"),
+        "postgres://u:p@h:1/x?sslmode=disable"
+    );
+}
+
+#[tokio::test]
+async fn key_is_stored_hashed() {
+    let db = TestDb::migrated().await;
+    let store = db.store();
+    let tenant = store.create_tenant("acme").await.unwrap();
+    let new = store.create_key("acme", "ci").await.unwrap();
+
+    assert!(new.key.starts_with(KEY_PREFIX));
+    assert_eq!(new.record.tenant_id, tenant.id);
+    assert_eq!(new.record.name, "ci");
+    assert_eq!(new.record.display_prefix, &new.key[..14]);
+
+    let row = sqlx::query(
+        "SELECT id::text, tenant_id::text, name, key_hash, display_prefix, \
+                created_at::text, last_used_at::text, expires_at::text, revoked_at::text \
+         FROM api_keys",
+    )
+    .fetch_all(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(row.len(), 1);
+    let row = &row[0];
+    let key_hash: String = row.get("key_hash");
+    assert_eq!(key_hash, hash_key(&new.key));
+    assert_eq!(
+        row.get::<String, _>("display_prefix"),
+        new.record.display_prefix
+    );
+    assert_eq!(row.get::<String, _>("id"), new.record.id);
+
+    // The plaintext (or its secret part) is in no column.
+    let secret = &new.key[KEY_PREFIX.len()..];
+    for i in 0..row.len() {
+        let value: Option<String> = row.get(i);
+        if let Some(value) = value {
+            assert!(!value.contains(&new.key), "column {i} holds the key");
+            assert!(!value.contains(secret), "column {i} holds the key's secret");
+        }
+    }
+}
+
+#[tokio::test]
+async fn authenticate_known_and_unknown_keys() {
+    let db = TestDb::migrated().await;
+    let store = db.store();
+    let tenant = store.create_tenant("acme").await.unwrap();
+    let new = store.create_key("acme", "ci").await.unwrap();
+
+    let last_used = || async {
+        sqlx::query_scalar::<_, Option<chrono::DateTime<chrono::Utc>>>(
+            "SELECT last_used_at FROM api_keys",
+        )
+        .fetch_one(&db.pool)
+        .await
+        .unwrap()
+    };
+    assert_eq!(last_used().await, None);
+
+    let p = store.authenticate(&new.key).await.unwrap().unwrap();
+    assert_eq!(p.tenant_id, tenant.id);
+    assert_eq!(p.tenant_name, "acme");
+    assert_eq!(p.key_id, new.record.id);
+    let first_use = last_used().await.expect("last_used_at recorded");
+
+    // A second use within the minute does not write again.
+    assert!(store.authenticate(&new.key).await.unwrap().is_some());
+    assert_eq!(last_used().await, Some(first_use));
+
+    assert_eq!(store.authenticate(&generate_key()).await.unwrap(), None);
+    assert_eq!(store.authenticate("").await.unwrap(), None);
+    assert_eq!(store.authenticate("Bearer nonsense").await.unwrap(), None);
+    assert_eq!(store.authenticate(&hash_key(&new.key)).await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn revoked_and_expired_keys_are_refused() {
+    let db = TestDb::migrated().await;
+    let store = db.store();
+    store.create_tenant("acme").await.unwrap();
+    let revoked = store.create_key("acme", "revoked").await.unwrap();
+    let expired = store.create_key("acme", "expired").await.unwrap();
+    let future = store.create_key("acme", "future").await.unwrap();
+
+    sqlx::query("UPDATE api_keys SET revoked_at = now() WHERE name = 'revoked'")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    sqlx::query(
+        "UPDATE api_keys SET expires_at = now() - interval '1 second' WHERE name = 'expired'",
+    )
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    sqlx::query("UPDATE api_keys SET expires_at = now() + interval '1 hour' WHERE name = 'future'")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+
+    assert_eq!(store.authenticate(&revoked.key).await.unwrap(), None);
+    assert_eq!(store.authenticate(&expired.key).await.unwrap(), None);
+    assert!(store.authenticate(&future.key).await.unwrap().is_some());
+}
+
+#[tokio::test]
+async fn duplicate_tenant_conflicts() {
+    let db = TestDb::migrated().await;
+    let store = db.store();
+    let first = store.create_tenant("acme").await.unwrap();
+    let err = store.create_tenant("acme").await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+
+    let found = store.tenant_by_name("acme").await.unwrap().unwrap();
+    assert_eq!(found.id, first.id);
+    assert_eq!(found.name, "acme");
+    assert_eq!(store.tenant_by_name("other").await.unwrap(), None);
+
+    // Ids are UUIDv7: later tenants sort after earlier ones.
+    let second = store.create_tenant("zeta").await.unwrap();
+    assert_eq!(
+        uuid::Uuid::parse_str(&second.id).unwrap().get_version_num(),
+        7
+    );
+    assert!(first.id < second.id);
+    store.ping().await.unwrap();
+}
+
+#[tokio::test]
+async fn key_for_unknown_tenant_is_not_found() {
+    let db = TestDb::migrated().await;
+    let store = db.store();
+    let err = store.create_key("ghost", "k").await.unwrap_err();
+    assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM api_keys")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(count, 0);
+}
+
+#[tokio::test]
+async fn deleting_a_tenant_deletes_its_keys() {
+    let db = TestDb::migrated().await;
+    let store = db.store();
+    store.create_tenant("acme").await.unwrap();
+    let new = store.create_key("acme", "ci").await.unwrap();
+    sqlx::query("DELETE FROM tenants WHERE name = 'acme'")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(store.authenticate(&new.key).await.unwrap(), None);
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM api_keys")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(count, 0);
+}
+
+#[tokio::test]
+async fn check_migrated_before_and_after_migrate() {
+    let db = TestDb::new().await;
+
+    let err = check_migrated(&db.pool).await.unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, StoreError::Unmigrated(_)), "{err:?}");
+    assert!(msg.contains("sluice migrate"), "{msg}");
+    assert!(msg.contains("0001_tenants"), "{msg}");
+
+    migrate(&db.pool).await.unwrap();
+    check_migrated(&db.pool).await.unwrap();
+    // Migrating again is a no-op.
+    migrate(&db.pool).await.unwrap();
+    check_migrated(&db.pool).await.unwrap();
+
+    // A migration record gone missing counts as unmigrated again.
+    sqlx::query("DELETE FROM _sqlx_migrations WHERE version = 1")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    let msg = check_migrated(&db.pool).await.unwrap_err().to_string();
+    assert!(msg.contains("0001_tenants"), "{msg}");
+}

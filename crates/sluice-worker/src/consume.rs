@@ -1,0 +1,161 @@
+//! Consumer loops: one per priority queue feeding the batcher, and one on
+//! the dead-letter queue that marks its jobs failed. Each loop resumes
+//! (reconnecting) when its stream ends, until shutdown.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use futures::StreamExt;
+use sluice_core::batching::{estimate_tokens, prompt_text, BatchKey};
+use sluice_core::config::WorkerConfig;
+use sluice_core::job::Outcome;
+use sluice_core::metrics::Metrics;
+use sluice_core::{JobError, JobId, JobMessage};
+use sluice_queue::{Delivery, JobQueue, Source};
+use sluice_store::jobs::JobStore;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::batcher::Incoming;
+use crate::execute::Pending;
+use crate::retry::with_store_retry;
+
+const MAX_RECONNECT_BACKOFF: Duration = Duration::from_secs(5);
+
+pub struct Consumers {
+    pub queue: Arc<dyn JobQueue>,
+    pub store: Arc<dyn JobStore>,
+    pub metrics: Arc<Metrics>,
+    pub config: WorkerConfig,
+}
+
+/// The header that carries a job's id, readable even when the body is not.
+pub const JOB_ID_HEADER: &str = "job-id";
+
+fn job_id_of(delivery: &Delivery) -> Option<JobId> {
+    delivery.headers.get(JOB_ID_HEADER)?.parse().ok()
+}
+
+impl Consumers {
+    /// Consumes `source` into `tx` until `stop`.
+    pub async fn jobs(
+        &self,
+        source: Source,
+        prefetch: u16,
+        tx: mpsc::Sender<Incoming<Pending>>,
+        stop: CancellationToken,
+    ) {
+        self.resume_until_stopped(source, prefetch, &stop, |delivery| {
+            self.admit(delivery, &tx)
+        })
+        .await;
+    }
+
+    /// Marks each dead-lettered job failed, then acks it, until `stop`.
+    pub async fn dead_letters(&self, stop: CancellationToken) {
+        let prefetch = 32;
+        self.resume_until_stopped(Source::DeadLetters, prefetch, &stop, |d| self.bury(d))
+            .await;
+    }
+
+    async fn resume_until_stopped<'a, F, Fut>(
+        &'a self,
+        source: Source,
+        prefetch: u16,
+        stop: &CancellationToken,
+        mut handle: F,
+    ) where
+        F: FnMut(Delivery) -> Fut,
+        Fut: std::future::Future<Output = ()> + 'a,
+    {
+        let mut backoff = Duration::from_millis(100);
+        while !stop.is_cancelled() {
+            match self.queue.consume(source, prefetch, stop.clone()).await {
+                Ok(mut deliveries) => {
+                    backoff = Duration::from_millis(100);
+                    while let Some(delivery) = deliveries.next().await {
+                        handle(delivery).await;
+                    }
+                }
+                Err(e) => tracing::warn!(?source, error = %e, "cannot consume; retrying"),
+            }
+            tokio::select! {
+                () = stop.cancelled() => {}
+                () = tokio::time::sleep(backoff) => {}
+            }
+            backoff = (backoff * 2).min(MAX_RECONNECT_BACKOFF);
+        }
+    }
+
+    /// Decodes a delivery and hands it to the batcher; a poison message is
+    /// marked failed (when its id can be read) and dead-lettered.
+    async fn admit(&self, delivery: Delivery, tx: &mpsc::Sender<Incoming<Pending>>) {
+        self.metrics.inflight_jobs.inc();
+        let message = match JobMessage::decode(&delivery.body) {
+            Ok(m) => m,
+            Err(e) => {
+                let reason = format!("the job's message could not be decoded: {e}");
+                tracing::error!(headers = ?delivery.headers, %reason, "poison message");
+                if let Some(id) = job_id_of(&delivery) {
+                    let failed = Outcome::Failed(JobError::new("undecodable_message", &reason));
+                    let _ = with_store_retry("fail poison", || {
+                        self.store.finish(id, &failed, Utc::now())
+                    })
+                    .await;
+                }
+                self.metrics.inflight_jobs.dec();
+                if let Err(e) = delivery.dead_letter().await {
+                    tracing::warn!(error = %e, "dead-lettering failed");
+                }
+                return;
+            }
+        };
+        let incoming = Incoming {
+            key: BatchKey::of(&message, self.config.prefix_chars),
+            tokens: estimate_tokens(&prompt_text(message.endpoint, &message.body)),
+            max_wait: self.config.max_wait_ms.for_priority(message.priority),
+            item: Pending { message, delivery },
+        };
+        if let Err(mpsc::error::SendError(lost)) = tx.send(incoming).await {
+            // The batcher is gone (shutting down): give the job back.
+            self.metrics.inflight_jobs.dec();
+            let _ = lost.item.delivery.requeue().await;
+        }
+    }
+
+    /// A dead-lettered message: its job failed for good.
+    async fn bury(&self, delivery: Delivery) {
+        let id =
+            job_id_of(&delivery).or_else(|| JobMessage::decode(&delivery.body).ok().map(|m| m.id));
+        let Some(id) = id else {
+            tracing::error!(headers = ?delivery.headers, "dead letter without a job id; dropping it");
+            let _ = delivery.ack().await;
+            return;
+        };
+        let failed = Outcome::Failed(JobError::new(
+            "dead_lettered",
+            "the job's message could not be processed: it was delivered too many times or could not be decoded",
+        ));
+        match with_store_retry("fail dead letter", || {
+            self.store.finish(id, &failed, Utc::now())
+        })
+        .await
+        {
+            Ok(applied) => {
+                if applied {
+                    self.metrics
+                        .jobs_finished
+                        .with_label_values(&["failed"])
+                        .inc();
+                    tracing::error!(job = %id, "job dead-lettered; marked failed");
+                }
+                let _ = delivery.ack().await;
+            }
+            Err(e) => {
+                tracing::warn!(job = %id, error = %e, "cannot mark dead letter failed; requeueing");
+                let _ = delivery.requeue().await;
+            }
+        }
+    }
+}

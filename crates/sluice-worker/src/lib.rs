@@ -1,0 +1,119 @@
+//! The worker role.
+//!
+//! ```text
+//! consumers (one per priority queue, prefetch-bounded)
+//!   → batcher (key = endpoint + model + priority + prompt-prefix hash)
+//!   → at most `batches_in_flight` batches at once
+//!   → start each job (cancel/deadline checked here, just before the call)
+//!   → provider router (one array call, or a bounded fan-out)
+//!   → store each result (compare-and-set; notifies waiters)
+//!   → ack each delivery by its own tag
+//! ```
+//!
+//! Shutdown: consumers are cancelled at the broker, open batches flush,
+//! in-flight batches finish, store and ack; then `run` returns.
+
+pub mod batcher;
+pub mod consume;
+pub mod execute;
+pub mod retry;
+
+use std::sync::Arc;
+
+use sluice_core::config::WorkerConfig;
+use sluice_core::metrics::Metrics;
+use sluice_core::Priority;
+use sluice_providers::Router;
+use sluice_queue::{JobQueue, Source};
+use sluice_store::jobs::JobStore;
+use tokio::sync::{mpsc, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use batcher::Limits;
+use consume::Consumers;
+use execute::Executor;
+
+pub struct Worker {
+    pub queue: Arc<dyn JobQueue>,
+    pub store: Arc<dyn JobStore>,
+    pub router: Arc<Router>,
+    pub metrics: Arc<Metrics>,
+    pub config: WorkerConfig,
+}
+
+/// The share of the prefetch each priority queue's consumer gets (3:2:1),
+/// so that interactive jobs are taken up first when all queues are full.
+fn prefetch_for(priority: Priority, config: &WorkerConfig) -> u16 {
+    let total = u32::from(config.prefetch());
+    let share = match priority {
+        Priority::Interactive => total / 2,
+        Priority::Standard => total / 3,
+        Priority::Batch => total / 6,
+    };
+    let floor = u32::try_from(config.max_batch_size).unwrap_or(u32::MAX);
+    u16::try_from(share.max(floor).max(1)).unwrap_or(u16::MAX)
+}
+
+impl Worker {
+    /// Runs until `shutdown`, then drains: every job taken is stored and
+    /// acked (or given back) before this returns.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let consumers = Arc::new(Consumers {
+            queue: Arc::clone(&self.queue),
+            store: Arc::clone(&self.store),
+            metrics: Arc::clone(&self.metrics),
+            config: self.config.clone(),
+        });
+        let tasks = TaskTracker::new();
+        let (tx, rx) = mpsc::channel(usize::from(self.config.prefetch()));
+        for priority in Priority::ALL {
+            let consumers = Arc::clone(&consumers);
+            let (tx, stop) = (tx.clone(), shutdown.clone());
+            let prefetch = prefetch_for(priority, &self.config);
+            tasks.spawn(async move {
+                consumers
+                    .jobs(Source::Jobs(priority), prefetch, tx, stop)
+                    .await;
+            });
+        }
+        drop(tx);
+        {
+            let consumers = Arc::clone(&consumers);
+            let stop = shutdown.clone();
+            tasks.spawn(async move { consumers.dead_letters(stop).await });
+        }
+
+        let executor = Arc::new(Executor {
+            store: Arc::clone(&self.store),
+            router: Arc::clone(&self.router),
+            metrics: Arc::clone(&self.metrics),
+        });
+        let slots = Arc::new(Semaphore::new(self.config.batches_in_flight));
+        let batches = TaskTracker::new();
+        let limits = Limits {
+            max_jobs: self.config.max_batch_size,
+            max_tokens: self.config.max_batch_tokens,
+        };
+        batcher::run(limits, rx, |flushed| {
+            let (executor, slots, batches) =
+                (Arc::clone(&executor), Arc::clone(&slots), batches.clone());
+            async move {
+                let Ok(slot) = slots.acquire_owned().await else {
+                    return;
+                };
+                batches.spawn(async move {
+                    executor.run(flushed).await;
+                    drop(slot);
+                });
+            }
+        })
+        .await;
+        // The batcher returns once every job consumer stopped: finish the rest.
+        batches.close();
+        batches.wait().await;
+        tasks.close();
+        tasks.wait().await;
+        tracing::info!("worker drained");
+    }
+}

@@ -1,0 +1,25 @@
+//! `sluice`: one binary, a subcommand per role (see `cli.rs`).
+
+mod cli;
+mod roles;
+mod runtime;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    runtime::init_logging();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return runtime::fail(&anyhow::anyhow!("cannot start the runtime: {e}")),
+    };
+    match rt.block_on(roles::run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => runtime::fail(&e),
+    }
+}

@@ -1,0 +1,53 @@
+//! `sluice api`: the HTTP front.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use sluice_api::AppState;
+use sluice_core::metrics::Metrics;
+use sluice_queue::JobQueue;
+use tokio_util::task::TaskTracker;
+
+use super::connect;
+use crate::cli::{ConfigArg, Connections};
+use crate::runtime::{say, shutdown_signal};
+
+pub async fn run(listen: SocketAddr, config: ConfigArg, conn: Connections) -> anyhow::Result<()> {
+    let config = Arc::new(connect::load_config(&config)?);
+    let tenants = connect::postgres(&conn).await?;
+    let store = connect::redis(&conn, &config, 8).await?;
+    let queue = connect::rabbitmq(&conn, &config).await?;
+    let metrics = Arc::new(Metrics::new());
+    let shutdown = shutdown_signal();
+
+    let tasks = TaskTracker::new();
+    let listener = store
+        .subscribe()
+        .await
+        .context("cannot subscribe to job completions")?;
+    tasks.spawn(listener.run(shutdown.clone()));
+
+    let state = AppState::new(
+        config,
+        queue.clone(),
+        store.clone(),
+        Arc::new(tenants),
+        metrics,
+    );
+    let socket = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    let addr = socket.local_addr()?;
+    say(&format!("sluice api listening on http://{addr}"));
+    let stop = shutdown.clone();
+    sluice_api::serve(socket, state, async move { stop.cancelled().await }).await?;
+    // Phase 2: in-flight requests are done; stop the listener, close connections.
+    shutdown.cancel();
+    tasks.close();
+    tasks.wait().await;
+    queue.close().await;
+    store.close().await;
+    tracing::info!("api stopped");
+    Ok(())
+}

@@ -1,0 +1,69 @@
+//! Start-up shared by the roles: the config, and each service, with an
+//! error that names what failed and how to fix it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use sluice_core::config::Config;
+use sluice_queue::{AmqpQueue, Topology};
+use sluice_store::jobs::{RedisJobStore, RedisOptions};
+use sluice_store::tenants::{self, PgTenantStore};
+
+use crate::cli::{ConfigArg, Connections};
+
+pub fn load_config(arg: &ConfigArg) -> anyhow::Result<Config> {
+    let path = arg.config.as_ref().context(
+        "no config file: pass --config PATH or set SLUICE_CONFIG (see config/sluice.example.toml)",
+    )?;
+    Ok(Config::load(path)?)
+}
+
+/// PostgreSQL, checked to be migrated.
+pub async fn postgres(conn: &Connections) -> anyhow::Result<PgTenantStore> {
+    let pool = tenants::connect(&conn.database_url)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot connect to PostgreSQL at {}",
+                redact(&conn.database_url)
+            )
+        })?;
+    tenants::check_migrated(&pool).await?;
+    Ok(PgTenantStore::new(pool))
+}
+
+pub async fn redis(
+    conn: &Connections,
+    config: &Config,
+    pool_size: usize,
+) -> anyhow::Result<Arc<RedisJobStore>> {
+    let store = RedisJobStore::connect(RedisOptions {
+        url: conn.redis_url.clone(),
+        prefix: conn.prefix.clone(),
+        retention: Duration::from_secs(config.jobs.retention_s),
+        pool_size,
+    })
+    .await
+    .with_context(|| format!("cannot connect to Redis at {}", redact(&conn.redis_url)))?;
+    Ok(Arc::new(store))
+}
+
+pub async fn rabbitmq(conn: &Connections, config: &Config) -> anyhow::Result<Arc<AmqpQueue>> {
+    let topology = Topology::new(conn.prefix.clone(), config.worker.delivery_limit);
+    let queue = AmqpQueue::connect(&conn.amqp_url, topology)
+        .await
+        .with_context(|| format!("cannot connect to RabbitMQ at {}", redact(&conn.amqp_url)))?;
+    Ok(Arc::new(queue))
+}
+
+/// A URL without its password, for messages.
+pub fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}

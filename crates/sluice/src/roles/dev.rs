@@ -1,0 +1,92 @@
+//! `sluice dev`: api, worker and mock provider in one process, on the
+//! in-memory queue and stores. Nothing to install; nothing is kept.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use sluice_api::AppState;
+use sluice_core::config::Config;
+use sluice_core::metrics::Metrics;
+use sluice_mock::{MockOptions, MockServer};
+use sluice_providers::Router;
+use sluice_queue::{MemoryQueue, Topology};
+use sluice_store::jobs::MemoryJobStore;
+use sluice_store::tenants::{MemoryTenantStore, TenantStore};
+use sluice_worker::Worker;
+use tokio_util::task::TaskTracker;
+
+use crate::runtime::{say, shutdown_signal};
+
+pub async fn run(listen: SocketAddr) -> anyhow::Result<()> {
+    let shutdown = shutdown_signal();
+    let tasks = TaskTracker::new();
+
+    let mock_socket = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let mock_url = url::Url::parse(&format!("http://{}/v1", mock_socket.local_addr()?))?;
+    {
+        let stop = shutdown.clone();
+        let mock = MockServer::new(MockOptions {
+            latency_fixed: Duration::from_millis(50),
+            latency_per_completion_token: Duration::from_micros(500),
+            ..MockOptions::default()
+        });
+        tasks.spawn(async move {
+            if let Err(e) = mock
+                .serve(mock_socket, async move { stop.cancelled().await })
+                .await
+            {
+                tracing::error!(error = %e, "mock provider stopped");
+            }
+        });
+    }
+
+    let config = Config::dev(mock_url.clone());
+    let metrics = Arc::new(Metrics::new());
+    let queue = Arc::new(MemoryQueue::new(Topology::new(
+        "dev",
+        config.worker.delivery_limit,
+    )));
+    let store = Arc::new(MemoryJobStore::new(Duration::from_secs(
+        config.jobs.retention_s,
+    )));
+    let tenants = Arc::new(MemoryTenantStore::new());
+    tenants.create_tenant("dev").await?;
+    let key = tenants.create_key("dev", "dev").await?.key;
+
+    let worker = Worker {
+        queue: queue.clone(),
+        store: store.clone(),
+        router: Arc::new(
+            Router::from_config(&config, Arc::clone(&metrics)).map_err(anyhow::Error::msg)?,
+        ),
+        metrics: Arc::clone(&metrics),
+        config: config.worker.clone(),
+    };
+    tasks.spawn(worker.run(shutdown.clone()));
+
+    let state = AppState::new(Arc::new(config), queue, store, tenants, metrics);
+    let socket = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen} (try --listen 127.0.0.1:0)"))?;
+    let addr = socket.local_addr()?;
+    say(&format!(
+        "sluice dev: api on http://{addr}, mock provider on {mock_url}"
+    ));
+    say("everything is in memory: jobs, tenants and keys are gone when this stops");
+    say(&format!("api key: {key}"));
+    say("try:");
+    say(&format!(
+        "curl -s -X POST http://{addr}/v1/jobs -H 'Authorization: Bearer {key}' -H 'Content-Type: application/json' \
+-d '{{\"body\": {{\"model\": \"mock-small\", \"messages\": [{{\"role\": \"user\", \"content\": \"Hello\"}}]}}}}' \
+| sed -E 's/.*\"id\":\"([0-9A-Z]+)\".*/\\1/' \
+| xargs -I{{}} curl -s 'http://{addr}/v1/jobs/{{}}?wait=10' -H 'Authorization: Bearer {key}'"
+    ));
+    let stop = shutdown.clone();
+    sluice_api::serve(socket, state, async move { stop.cancelled().await }).await?;
+    shutdown.cancel();
+    tasks.close();
+    tasks.wait().await;
+    Ok(())
+}

@@ -1,0 +1,31 @@
+//! One module per subcommand.
+
+mod admin;
+mod api;
+pub mod bench;
+mod connect;
+mod dev;
+mod mock;
+mod worker;
+
+use crate::cli::{Cli, Command};
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Api {
+            listen,
+            config,
+            conn,
+        } => api::run(listen, config, conn).await,
+        Command::Worker {
+            metrics_listen,
+            config,
+            conn,
+        } => worker::run(metrics_listen, config, conn).await,
+        Command::MockLlm(args) => mock::run(args).await,
+        Command::Migrate { conn } => admin::migrate(conn).await,
+        Command::Admin { command, conn } => admin::run(command, conn).await,
+        Command::Dev { listen } => dev::run(listen).await,
+        Command::Bench { command } => bench::run(command).await,
+    }
+}

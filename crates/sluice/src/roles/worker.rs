@@ -1,0 +1,70 @@
+//! `sluice worker`: consume, batch, call, store, ack.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use axum::routing::get;
+use sluice_core::metrics::Metrics;
+use sluice_providers::Router;
+use sluice_queue::JobQueue;
+use sluice_worker::Worker;
+use tokio_util::task::TaskTracker;
+
+use super::connect;
+use crate::cli::{ConfigArg, Connections};
+use crate::runtime::{say, shutdown_signal};
+
+pub async fn run(
+    metrics_listen: Option<SocketAddr>,
+    config: ConfigArg,
+    conn: Connections,
+) -> anyhow::Result<()> {
+    let config = connect::load_config(&config)?;
+    // The worker does not read tenants yet, but it must not run against a
+    // database that a newer API expects migrated.
+    connect::postgres(&conn).await?;
+    let store = connect::redis(&conn, &config, 4).await?;
+    let queue = connect::rabbitmq(&conn, &config).await?;
+    let metrics = Arc::new(Metrics::new());
+    let router = Router::from_config(&config, Arc::clone(&metrics)).map_err(anyhow::Error::msg)?;
+    let shutdown = shutdown_signal();
+
+    let tasks = TaskTracker::new();
+    if let Some(addr) = metrics_listen {
+        let socket = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr}"))?;
+        say(&format!(
+            "sluice worker metrics on http://{}",
+            socket.local_addr()?
+        ));
+        let metrics = Arc::clone(&metrics);
+        let app = axum::Router::new()
+            .route("/metrics", get(move || async move { metrics.render() }))
+            .route("/healthz", get(|| async { "ok" }));
+        let stop = shutdown.clone();
+        tasks.spawn(async move {
+            let _ = axum::serve(socket, app)
+                .with_graceful_shutdown(async move { stop.cancelled().await })
+                .await;
+        });
+    }
+    say("sluice worker consuming");
+    Worker {
+        queue: queue.clone(),
+        store: store.clone(),
+        router: Arc::new(router),
+        metrics,
+        config: config.worker.clone(),
+    }
+    .run(shutdown.clone())
+    .await;
+    shutdown.cancel();
+    tasks.close();
+    tasks.wait().await;
+    queue.close().await;
+    store.close().await;
+    tracing::info!("worker stopped");
+    Ok(())
+}

@@ -1,0 +1,71 @@
+//! Process plumbing: logging, signals, failure exit.
+
+use std::process::ExitCode;
+
+use tokio_util::sync::CancellationToken;
+
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SLUICE_LOG").unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("info,lapin=warn,fred=warn,sqlx=warn")
+    });
+    let json = std::env::var("SLUICE_LOG_FORMAT").is_ok_and(|f| f == "json");
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+/// A one-line reason on stderr and a non-zero exit.
+pub fn fail(e: &anyhow::Error) -> ExitCode {
+    let reason: Vec<String> = e.chain().map(ToString::to_string).collect();
+    eprintln!("error: {}", reason.join(": "));
+    ExitCode::FAILURE
+}
+
+/// A token cancelled on SIGTERM or Ctrl-C.
+pub fn shutdown_signal() -> CancellationToken {
+    let token = CancellationToken::new();
+    let cancel = token.clone();
+    // The signal listener lives as long as the process; it only cancels.
+    #[allow(clippy::disallowed_methods)]
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutting down");
+        cancel.cancel();
+    });
+    token
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Prints a line on stdout (what a caller or a test reads), flushed.
+#[allow(clippy::print_stdout)]
+pub fn say(line: &str) {
+    use std::io::Write;
+    println!("{line}");
+    let _ = std::io::stdout().flush();
+}

@@ -1,0 +1,18 @@
+//! The end-to-end harness: a [`Stack`] of real `sluice` processes (mock
+//! provider, API, workers) on free ports, against the real RabbitMQ, Redis
+//! and PostgreSQL, isolated by a unique prefix and a database of its own,
+//! all of it removed when the stack is dropped. Each test drives it over
+//! HTTP with a [`Client`].
+//!
+//! The tests spawn `target/debug/sluice` (built by `scripts/test.sh`), or
+//! the binary `SLUICE_BIN` names. Set `TEST_LOG=1` to see the roles' logs.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
+
+mod client;
+mod process;
+mod stack;
+
+pub use client::{Client, Response};
+pub use process::Role;
+pub use stack::{Stack, StackOptions};

@@ -1,0 +1,140 @@
+//! Jobs of all three endpoints get their own answers, and completions go
+//! out batched.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use serde_json::{json, Value};
+use sluice_e2e::{Stack, StackOptions};
+use sluice_mock::answer_text;
+
+fn chat(prompt: &str) -> Value {
+    json!({"body": {"model": "mock-small", "max_tokens": 8, "messages": [
+        {"role": "system", "content": "You answer briefly."},
+        {"role": "user", "content": prompt}]}})
+}
+
+#[tokio::test]
+async fn each_endpoint_answers_each_job_with_its_own_result() {
+    let stack = Stack::start(StackOptions::default()).await;
+    let client = stack.tenant("acme").await;
+
+    let chat_ids: Vec<String> = futures::future::join_all((0..6).map(|i| {
+        let client = client.clone();
+        async move { client.submit(&chat(&format!("question {i}"))).await }
+    }))
+    .await;
+    let completion_ids = client
+        .submit_batch(
+            (0..6)
+                .map(|i| json!({"endpoint": "/v1/completions", "metadata": {"feature": "tags"},
+                    "body": {"model": "mock-small", "max_tokens": 5, "prompt": format!("prompt {i}")}}))
+                .collect(),
+        )
+        .await;
+    let embedding_ids = client
+        .submit_batch(
+            (0..4)
+                .map(|i| {
+                    json!({"endpoint": "/v1/embeddings",
+                    "body": {"model": "mock-embed", "input": format!("text {i}")}})
+                })
+                .collect(),
+        )
+        .await;
+
+    for (i, job) in client.wait_all(&chat_ids, 30).await.iter().enumerate() {
+        assert_eq!(job["status"], "succeeded", "{job}");
+        let text = job["result"]["choices"][0]["message"]["content"]
+            .as_str()
+            .unwrap();
+        assert!(
+            text.starts_with(&answer_text(&format!("question {i}"))),
+            "{text}"
+        );
+        assert_eq!(job["usage"]["completion_tokens"], 8);
+        assert_eq!(job["attempts"], 1);
+        assert!(job["started_at"].is_string() && job["finished_at"].is_string());
+    }
+    for (i, job) in client
+        .wait_all(&completion_ids, 30)
+        .await
+        .iter()
+        .enumerate()
+    {
+        assert_eq!(job["status"], "succeeded", "{job}");
+        assert_eq!(job["endpoint"], "/v1/completions");
+        assert_eq!(job["metadata"]["feature"], "tags");
+        let choices = job["result"]["choices"].as_array().unwrap();
+        assert_eq!(choices.len(), 1, "one choice per job: {job}");
+        let text = choices[0]["text"].as_str().unwrap();
+        assert!(
+            text.starts_with(&answer_text(&format!("prompt {i}"))),
+            "{text}"
+        );
+        assert_eq!(job["usage"]["completion_tokens"], 5, "{job}");
+    }
+    for (i, job) in client.wait_all(&embedding_ids, 30).await.iter().enumerate() {
+        assert_eq!(job["status"], "succeeded", "{job}");
+        let got = job["result"]["data"][0]["embedding"]
+            .as_array()
+            .unwrap()
+            .clone();
+        let want = sluice_mock::text::embedding(&format!("text {i}"), 16);
+        assert_eq!(got.len(), want.len());
+        for (g, w) in got.iter().zip(want) {
+            assert!((g.as_f64().unwrap() - f64::from(w)).abs() < 1e-6);
+        }
+    }
+}
+
+#[tokio::test]
+async fn completions_go_out_as_batched_array_calls() {
+    // A long enough wait that the whole burst lands in one or two batches.
+    let stack = Stack::start(StackOptions {
+        worker_toml: "max_batch_size = 32\nmax_wait_ms = { standard = 300 }".into(),
+        ..StackOptions::default()
+    })
+    .await;
+    let client = stack.tenant("acme").await;
+    let prompts: Vec<String> = (0..64)
+        .map(|i| format!("classify item number {i}"))
+        .collect();
+    let ids = client
+        .submit_batch(
+            prompts
+                .iter()
+                .map(|p| json!({"endpoint": "/v1/completions", "body": {"model": "mock-small", "max_tokens": 3, "prompt": p}}))
+                .collect(),
+        )
+        .await;
+    let jobs = client.wait_all(&ids, 30).await;
+    for (job, prompt) in jobs.iter().zip(&prompts) {
+        let text = job["result"]["choices"][0]["text"].as_str().unwrap();
+        assert!(text.starts_with(&answer_text(prompt)), "{prompt}: {job}");
+    }
+    let stats = stack.mock_stats().await;
+    let completions = &stats["by_endpoint"]["/v1/completions"];
+    assert_eq!(completions["prompts"], 64, "{stats}");
+    let requests = completions["requests"].as_u64().unwrap();
+    assert!(
+        requests <= 8,
+        "64 prompts took {requests} calls: not batched ({stats})"
+    );
+    // Usage per job sums exactly to what the provider reported.
+    let prompt_tokens: u64 = jobs
+        .iter()
+        .map(|j| j["usage"]["prompt_tokens"].as_u64().unwrap())
+        .sum();
+    let completion_tokens: u64 = jobs
+        .iter()
+        .map(|j| j["usage"]["completion_tokens"].as_u64().unwrap())
+        .sum();
+    assert_eq!(
+        prompt_tokens,
+        completions["prompt_tokens"].as_u64().unwrap()
+    );
+    assert_eq!(
+        completion_tokens,
+        completions["completion_tokens"].as_u64().unwrap()
+    );
+}
