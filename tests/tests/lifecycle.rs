@@ -1,6 +1,6 @@
 //! Cancel, deadlines, long-poll, and tenant isolation.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods)]
 
 use std::time::{Duration, Instant};
 
