@@ -270,3 +270,53 @@ impl Drop for Stack {
         let _ = cleaner.join();
     }
 }
+
+/// Counts, per job id, the completion notices Sluice publishes: one per
+/// state change to an end. A job that ended twice would count 2.
+pub struct CompletionCounter {
+    counts: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, u32>>>,
+    subscriber: fred::clients::SubscriberClient,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl CompletionCounter {
+    pub async fn start(prefix: &str) -> Self {
+        use fred::prelude::*;
+        let config = Config::from_url(&redis_url()).expect("redis url");
+        let subscriber = Builder::from_config(config)
+            .with_performance_config(|p| p.broadcast_channel_capacity = 65_536)
+            .build_subscriber_client()
+            .expect("subscriber");
+        subscriber.init().await.expect("redis");
+        let mut messages = subscriber.message_rx();
+        subscriber
+            .subscribe(format!("{prefix}:done"))
+            .await
+            .expect("subscribe");
+        let counts = std::sync::Arc::new(std::sync::Mutex::new(std::collections::HashMap::new()));
+        let sink = std::sync::Arc::clone(&counts);
+        #[allow(clippy::disallowed_methods)]
+        let task = tokio::spawn(async move {
+            while let Ok(message) = messages.recv().await {
+                if let Some(id) = message.value.as_string() {
+                    *sink.lock().unwrap().entry(id).or_insert(0) += 1;
+                }
+            }
+        });
+        Self {
+            counts,
+            subscriber,
+            task,
+        }
+    }
+
+    pub fn counts(&self) -> std::collections::HashMap<String, u32> {
+        self.counts.lock().unwrap().clone()
+    }
+
+    pub async fn stop(self) {
+        use fred::prelude::*;
+        let _ = self.subscriber.quit().await;
+        self.task.abort();
+    }
+}

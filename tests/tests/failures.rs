@@ -1,0 +1,156 @@
+//! Nothing accepted is lost: a worker killed mid-run, and RabbitMQ
+//! restarted mid-run. Each job ends exactly once.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods)]
+
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use sluice_e2e::{CompletionCounter, Stack, StackOptions};
+use sluice_mock::answer_text;
+
+fn chat(prompt: &str) -> Value {
+    json!({"body": {"model": "mock-small", "max_tokens": 4, "messages": [{"role": "user", "content": prompt}]}})
+}
+
+fn assert_answered(job: &Value, prompt: &str) {
+    assert_eq!(job["status"], "succeeded", "{job}");
+    let text = job["result"]["choices"][0]["message"]["content"]
+        .as_str()
+        .unwrap();
+    assert!(text.starts_with(&answer_text(prompt)), "{prompt}: {job}");
+}
+
+/// Waits until every id was announced, then a little more for duplicates.
+async fn assert_each_ended_once(counter: &CompletionCounter, ids: &[String]) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while counter.counts().len() < ids.len() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let counts = counter.counts();
+    for id in ids {
+        assert_eq!(
+            counts.get(id),
+            Some(&1),
+            "job {id} ended {:?} times",
+            counts.get(id)
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_worker_killed_mid_run_loses_no_job() {
+    let mut stack = Stack::start(StackOptions {
+        mock_args: vec!["--latency-fixed-ms".into(), "150".into()],
+        ..StackOptions::default()
+    })
+    .await;
+    let client = stack.tenant("acme").await;
+    let counter = CompletionCounter::start(&stack.prefix).await;
+    let prompts: Vec<String> = (0..400).map(|i| format!("job number {i}")).collect();
+    let ids = client
+        .submit_batch(prompts.iter().map(|p| chat(p)).collect())
+        .await;
+
+    // Let the worker get well into the run, then kill it without warning.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while counter.counts().len() < 40 {
+        assert!(
+            Instant::now() < deadline,
+            "the first worker made no progress"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let victim = stack.workers.remove(0);
+    victim.kill().await;
+    let done_before = counter.counts().len();
+    assert!(
+        done_before < ids.len(),
+        "the run finished before the kill; make it longer"
+    );
+
+    stack.start_worker().await;
+    let jobs = client.wait_all(&ids, 120).await;
+    for (job, prompt) in jobs.iter().zip(&prompts) {
+        assert_answered(job, prompt);
+    }
+    assert_each_ended_once(&counter, &ids).await;
+    // Some jobs ran twice (the killed worker's unacked ones): at least once, never lost.
+    let stats = stack.mock_stats().await;
+    assert!(stats["prompts"].as_u64().unwrap() >= 400, "{stats}");
+    assert!(
+        jobs.iter().any(|j| j["attempts"].as_u64().unwrap() >= 2),
+        "no job was redelivered"
+    );
+    counter.stop().await;
+}
+
+async fn rabbitmqctl(args: &[&str]) {
+    let out = tokio::process::Command::new("rabbitmqctl")
+        .args(args)
+        .output()
+        .await
+        .expect("rabbitmqctl must be installed to restart the broker");
+    assert!(
+        out.status.success(),
+        "rabbitmqctl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Restarts the shared broker: run serially (scripts/test.sh, pass 2).
+#[tokio::test]
+async fn disruptive_rabbitmq_restart_loses_no_confirmed_job() {
+    let stack = Stack::start(StackOptions {
+        mock_args: vec!["--latency-fixed-ms".into(), "20".into()],
+        ..StackOptions::default()
+    })
+    .await;
+    let client = stack.tenant("acme").await;
+    let counter = CompletionCounter::start(&stack.prefix).await;
+
+    let submitter = {
+        let client = client.clone();
+        tokio::spawn(async move {
+            let mut accepted = Vec::new();
+            let mut refused = 0;
+            let until = Instant::now() + Duration::from_secs(12);
+            let mut i = 0;
+            while Instant::now() < until {
+                let prompt = format!("restart job {i}");
+                let r = client.post("/v1/jobs", &chat(&prompt)).await;
+                match r.status {
+                    202 => accepted.push((r.body["id"].as_str().unwrap().to_owned(), prompt)),
+                    503 => {
+                        assert_eq!(r.content_type, "application/problem+json");
+                        refused += 1;
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                    other => panic!("unexpected {other}: {r:?}"),
+                }
+                i += 1;
+            }
+            (accepted, refused)
+        })
+    };
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    rabbitmqctl(&["stop_app"]).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    rabbitmqctl(&["start_app"]).await;
+    rabbitmqctl(&["await_startup"]).await;
+    let (accepted, refused) = submitter.await.unwrap();
+    eprintln!(
+        "accepted {} jobs, {refused} refused with 503 during the restart",
+        accepted.len()
+    );
+    assert!(accepted.len() > 20);
+
+    let ids: Vec<String> = accepted.iter().map(|(id, _)| id.clone()).collect();
+    let jobs = client.wait_all(&ids, 120).await;
+    for (job, (_, prompt)) in jobs.iter().zip(&accepted) {
+        assert_answered(job, prompt);
+    }
+    assert_each_ended_once(&counter, &ids).await;
+    counter.stop().await;
+}
