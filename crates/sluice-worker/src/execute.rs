@@ -46,14 +46,19 @@ impl Executor {
         self.call_and_finish(&key, runnable).await;
     }
 
-    /// Starts each job; settles the ones that must not run.
+    /// Starts each job (concurrently); settles the ones that must not run.
     async fn start_all(&self, items: Vec<Pending>) -> Vec<Pending> {
-        let mut runnable = Vec::with_capacity(items.len());
-        for pending in items {
+        let now = Utc::now();
+        let started = futures::future::join_all(items.into_iter().map(|pending| async move {
             let id = pending.message.id;
-            let now = Utc::now();
-            let started = with_store_retry("start", || self.store.start(id, now)).await;
-            match started {
+            let outcome = with_store_retry("start", || self.store.start(id, now)).await;
+            (pending, outcome)
+        }))
+        .await;
+        let mut runnable = Vec::with_capacity(started.len());
+        let mut settle = Vec::new();
+        for (pending, outcome) in started {
+            match outcome {
                 Ok(StartOutcome::Started { .. }) => {
                     let waited = (now - pending.message.enqueued_at)
                         .num_milliseconds()
@@ -69,17 +74,18 @@ impl Executor {
                         .jobs_finished
                         .with_label_values(&["expired"])
                         .inc();
-                    self.settle_ack(pending).await;
+                    settle.push((pending, true));
                 }
                 Ok(StartOutcome::AlreadyDone(_) | StartOutcome::Missing) => {
-                    self.settle_ack(pending).await;
+                    settle.push((pending, true))
                 }
                 Err(e) => {
-                    tracing::error!(job = %id, error = %e, "cannot start job; returning it to the queue");
-                    self.settle_requeue(pending).await;
+                    tracing::error!(job = %pending.message.id, error = %e, "cannot start job; returning it to the queue");
+                    settle.push((pending, false));
                 }
             }
         }
+        self.settle_all(settle).await;
         runnable
     }
 
@@ -92,33 +98,50 @@ impl Executor {
             })
             .collect();
         let results = self.router.call(&key.model, key.endpoint, jobs).await;
-        for (pending, result) in runnable.into_iter().zip(results) {
-            let outcome = match result {
-                Ok((answer, provider)) => Outcome::Succeeded {
-                    result: answer.body,
-                    usage: answer.usage,
-                    provider,
-                },
-                Err(e) => Outcome::Failed(JobError::new(e.kind(), e.to_string())),
-            };
-            let id = pending.message.id;
-            let now = Utc::now();
-            match with_store_retry("finish", || self.store.finish(id, &outcome, now)).await {
-                Ok(applied) => {
-                    if applied {
-                        self.metrics
-                            .jobs_finished
-                            .with_label_values(&[outcome.status().as_str()])
-                            .inc();
+        let now = Utc::now();
+        let finished = futures::future::join_all(runnable.into_iter().zip(results).map(
+            |(pending, result)| async move {
+                let outcome = match result {
+                    Ok((answer, provider)) => Outcome::Succeeded {
+                        result: answer.body,
+                        usage: answer.usage,
+                        provider,
+                    },
+                    Err(e) => Outcome::Failed(JobError::new(e.kind(), e.to_string())),
+                };
+                let id = pending.message.id;
+                let stored = with_store_retry("finish", || self.store.finish(id, &outcome, now)).await;
+                match stored {
+                    Ok(applied) => {
+                        if applied {
+                            self.metrics
+                                .jobs_finished
+                                .with_label_values(&[outcome.status().as_str()])
+                                .inc();
+                        }
+                        (pending, true)
                     }
-                    self.settle_ack(pending).await;
+                    Err(e) => {
+                        tracing::error!(job = %id, error = %e, "cannot store result; returning job to the queue");
+                        (pending, false)
+                    }
                 }
-                Err(e) => {
-                    tracing::error!(job = %id, error = %e, "cannot store result; returning job to the queue");
-                    self.settle_requeue(pending).await;
-                }
+            },
+        ))
+        .await;
+        self.settle_all(finished).await;
+    }
+
+    /// Acks (`true`) or requeues (`false`) each delivery, by its own tag.
+    async fn settle_all(&self, settle: Vec<(Pending, bool)>) {
+        futures::future::join_all(settle.into_iter().map(|(pending, ack)| async move {
+            if ack {
+                self.settle_ack(pending).await;
+            } else {
+                self.settle_requeue(pending).await;
             }
-        }
+        }))
+        .await;
     }
 
     async fn settle_ack(&self, pending: Pending) {

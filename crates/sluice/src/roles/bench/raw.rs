@@ -1,0 +1,86 @@
+//! The broker's raw ceiling: persistent messages to a quorum queue with
+//! pipelined confirms through the same `AmqpQueue` the roles use, then
+//! consumed and acked one by one.
+
+use std::time::Instant;
+
+use bytes_body::body;
+use futures::StreamExt;
+use serde::Serialize;
+use sluice_core::Priority;
+use sluice_queue::{AmqpQueue, JobQueue, Outgoing, Source, Topology};
+use tokio_util::sync::CancellationToken;
+
+/// Messages per `publish` call; several calls are in flight at once.
+const CHUNK: usize = 500;
+const PUBLISHERS: usize = 4;
+
+#[derive(Debug, Default, Serialize, Clone)]
+pub struct RawCeiling {
+    pub messages: usize,
+    pub publish_per_s: f64,
+    pub consume_per_s: f64,
+}
+
+mod bytes_body {
+    /// A body the size of a typical job message.
+    pub fn body(i: usize) -> Vec<u8> {
+        format!("{{\"i\":{i},\"pad\":\"{}\"}}", "x".repeat(400)).into_bytes()
+    }
+}
+
+pub async fn ceiling(amqp_url: &str, messages: usize) -> anyhow::Result<RawCeiling> {
+    let topology = Topology::new(
+        format!("bench-raw-{}", ulid::Ulid::new().to_string().to_lowercase()),
+        5,
+    );
+    let queue = AmqpQueue::connect(amqp_url, topology.clone()).await?;
+    let result = measure(&queue, messages).await;
+    queue.close().await;
+    sluice_queue::amqp::teardown(amqp_url, &topology).await?;
+    result
+}
+
+async fn measure(queue: &AmqpQueue, messages: usize) -> anyhow::Result<RawCeiling> {
+    let chunks: Vec<Vec<Outgoing>> = (0..messages)
+        .map(|i| Outgoing {
+            priority: Priority::Standard,
+            body: body(i).into(),
+            headers: Default::default(),
+        })
+        .collect::<Vec<_>>()
+        .chunks(CHUNK)
+        .map(<[Outgoing]>::to_vec)
+        .collect();
+    let started = Instant::now();
+    let results: Vec<Vec<Result<(), sluice_queue::QueueError>>> = futures::stream::iter(chunks)
+        .map(|chunk| queue.publish(chunk))
+        .buffer_unordered(PUBLISHERS)
+        .collect()
+        .await;
+    let publish_s = started.elapsed().as_secs_f64();
+    let failed = results.iter().flatten().filter(|r| r.is_err()).count();
+    anyhow::ensure!(failed == 0, "{failed} raw publishes were not confirmed");
+
+    let stop = CancellationToken::new();
+    let mut deliveries = queue
+        .consume(Source::Jobs(Priority::Standard), 1000, stop.clone())
+        .await?;
+    let started = Instant::now();
+    let mut consumed = 0;
+    while consumed < messages {
+        let next = tokio::time::timeout(super::PHASE_LIMIT, deliveries.next()).await?;
+        let Some(delivery) = next else {
+            anyhow::bail!("the raw consumer stopped after {consumed} messages");
+        };
+        delivery.ack().await?;
+        consumed += 1;
+    }
+    let consume_s = started.elapsed().as_secs_f64();
+    stop.cancel();
+    Ok(RawCeiling {
+        messages,
+        publish_per_s: messages as f64 / publish_s,
+        consume_per_s: messages as f64 / consume_s,
+    })
+}

@@ -1,0 +1,90 @@
+//! The figures, as a markdown table (and JSON).
+
+use serde::Serialize;
+
+use super::raw::RawCeiling;
+
+#[derive(Debug, Default, Serialize)]
+pub struct Report {
+    pub raw: Option<RawCeiling>,
+    pub steady: Vec<Steady>,
+    pub backlog: Option<Backlog>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Steady {
+    pub jobs_per_request: usize,
+    pub clients: usize,
+    pub jobs: usize,
+    pub accepted: usize,
+    pub errors: usize,
+    pub accepted_per_s: f64,
+    pub submit_p50_ms: f64,
+    pub submit_p99_ms: f64,
+    pub finished_per_s: f64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Backlog {
+    pub jobs: usize,
+    pub drain_per_s: f64,
+    pub worker_peak_rss_mib: f64,
+}
+
+impl Report {
+    pub fn markdown(&self) -> String {
+        let mut out = String::from("| measure | value | target |\n|---|---|---|\n");
+        let mut row =
+            |m: &str, v: String, t: String| out.push_str(&format!("| {m} | {v} | {t} |\n"));
+        let ceiling = self.raw.as_ref().map(|r| r.publish_per_s).unwrap_or(0.0);
+        if let Some(r) = &self.raw {
+            row(
+                "broker raw publish (confirmed, persistent, quorum)",
+                format!("{:.0} msg/s", r.publish_per_s),
+                "baseline".into(),
+            );
+            row(
+                "broker raw consume (acked one by one)",
+                format!("{:.0} msg/s", r.consume_per_s),
+                "baseline".into(),
+            );
+        }
+        for s in &self.steady {
+            let how = format!(
+                "{} job(s) per request, {} clients",
+                s.jobs_per_request, s.clients
+            );
+            row(
+                &format!("API accepted jobs/s ({how})"),
+                format!(
+                    "{:.0} ({} of {}, {} not accepted)",
+                    s.accepted_per_s, s.accepted, s.jobs, s.errors
+                ),
+                format!("≥ {:.0} (½ raw publish)", ceiling / 2.0),
+            );
+            row(
+                &format!("submit latency p50 / p99 ({how})"),
+                format!("{:.1} / {:.1} ms", s.submit_p50_ms, s.submit_p99_ms),
+                "—".into(),
+            );
+            row(
+                &format!("finished jobs/s end to end ({how})"),
+                format!("{:.0}", s.finished_per_s),
+                format!("≥ {:.0} (⅓ raw publish)", ceiling / 3.0),
+            );
+        }
+        if let Some(b) = &self.backlog {
+            row(
+                "backlog drain, one worker",
+                format!("{:.0} jobs/s ({} jobs)", b.drain_per_s, b.jobs),
+                "—".into(),
+            );
+            row(
+                "worker peak RSS with the backlog waiting",
+                format!("{:.1} MiB", b.worker_peak_rss_mib),
+                "< 150 MiB".into(),
+            );
+        }
+        out
+    }
+}
