@@ -197,7 +197,7 @@ async fn a_message_delivered_twice_ends_its_job_once_with_its_own_answer() {
 async fn a_poison_message_fails_its_job_and_is_dead_lettered() {
     let h = Harness::start();
     let (record, _) = message(Endpoint::ChatCompletions);
-    h.store.create(&[record.clone()]).await.unwrap();
+    h.store.create(std::slice::from_ref(&record)).await.unwrap();
     h.queue
         .publish(vec![outgoing(b"{not json".to_vec(), record.id)])
         .await;
@@ -212,7 +212,7 @@ async fn a_poison_message_fails_its_job_and_is_dead_lettered() {
 async fn a_canceled_job_is_acked_without_a_provider_call() {
     let h = Harness::start();
     let (record, message) = message(Endpoint::ChatCompletions);
-    h.store.create(&[record.clone()]).await.unwrap();
+    h.store.create(std::slice::from_ref(&record)).await.unwrap();
     h.store.cancel(record.id, Utc::now()).await.unwrap();
     h.queue
         .publish(vec![outgoing(message.encode(), message.id)])
