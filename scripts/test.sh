@@ -39,6 +39,9 @@ else
     # -------------------------------------------------------------------------
 fi
 
+echo "test: deploy/ and k8s/ checks (compose, Dockerfile lint, kustomize + schemas, promtool)"
+scripts/check-deploy.sh || status=$?
+
 if (( status != 0 )); then
     echo "test: FAILED (exit ${status})" >&2
 else

@@ -42,8 +42,7 @@ async fn enqueue(
     accepted: Vec<Accepted>,
 ) -> Result<Vec<Result<JobRecord, ApiError>>, ApiError> {
     let records: Vec<JobRecord> = accepted.iter().map(|a| a.record.clone()).collect();
-    state.store.create(&records).await?;
-    let outgoing = accepted
+    let outgoing: Vec<Outgoing> = accepted
         .iter()
         .map(|a| Outgoing {
             priority: a.message.priority,
@@ -51,7 +50,11 @@ async fn enqueue(
             headers: a.headers(),
         })
         .collect();
-    let confirms = state.queue.publish(outgoing).await;
+    let confirms = state
+        .ingest
+        .submit(records.clone(), outgoing)
+        .await
+        .map_err(|e| ApiError::StoreUnavailable(e.to_string()))?;
     let mut results = Vec::with_capacity(records.len());
     for (record, confirm) in records.into_iter().zip(confirms) {
         match confirm {

@@ -6,6 +6,7 @@
 //! sees another's jobs (404); every error is problem+json.
 
 pub mod extract;
+pub mod ingest;
 pub mod jobs;
 pub mod openapi;
 pub mod ops;
@@ -37,17 +38,23 @@ pub struct AppState {
     pub tenants: Arc<dyn TenantStore>,
     pub metrics: Arc<Metrics>,
     pub keys: Arc<KeyCache>,
+    pub ingest: ingest::Ingest,
 }
 
 impl AppState {
+    /// The state, with its submission flusher running on `tasks` (it stops
+    /// once the state and every clone of it are dropped).
     pub fn new(
         config: Arc<Config>,
         queue: Arc<dyn JobQueue>,
         store: Arc<dyn JobStore>,
         tenants: Arc<dyn TenantStore>,
         metrics: Arc<Metrics>,
+        tasks: &tokio_util::task::TaskTracker,
     ) -> Self {
+        let ingest = ingest::Ingest::start(Arc::clone(&queue), Arc::clone(&store), tasks);
         Self {
+            ingest,
             config,
             queue,
             store,

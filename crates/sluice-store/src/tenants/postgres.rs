@@ -33,6 +33,11 @@ const FOREIGN_KEY_VIOLATION: &str = "23503";
 
 /// A small pool to the database at `url`.
 pub async fn connect(url: &str) -> Result<PgPool, StoreError> {
+    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        return Err(StoreError::Postgres(sqlx::Error::Configuration(
+            "the database URL must start with postgres:// or postgresql://".into(),
+        )));
+    }
     let pool = PgPoolOptions::new()
         .max_connections(MAX_CONNECTIONS)
         .acquire_timeout(ACQUIRE_TIMEOUT)

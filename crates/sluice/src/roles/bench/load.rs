@@ -111,25 +111,35 @@ pub async fn run_all(
     Ok(())
 }
 
-/// Submits `args.jobs` jobs, `per_request` at a time, from
-/// `args.concurrency` clients (fewer for batches), while the workers run.
-async fn steady(
+/// What a submission run achieved.
+struct Submitted {
+    accepted: usize,
+    clients: usize,
+    accepted_per_s: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    started: Instant,
+}
+
+/// Submits jobs `0..jobs`, `per_request` at a time, from `concurrency`
+/// clients (a few for batches).
+async fn submit_all(
     stack: &BenchStack,
-    args: &ThroughputArgs,
     http: &reqwest::Client,
-    finished: &Finished,
+    jobs: usize,
     per_request: usize,
-) -> anyhow::Result<Steady> {
+    concurrency: usize,
+) -> Submitted {
     let per_request = per_request.max(1);
     let (url, clients) = if per_request == 1 {
-        (format!("{}/v1/jobs", stack.api_url), args.concurrency)
+        (format!("{}/v1/jobs", stack.api_url), concurrency)
     } else {
         (
             format!("{}/v1/jobs/batch", stack.api_url),
-            args.concurrency.div_ceil(per_request).clamp(2, 8),
+            concurrency.div_ceil(per_request).clamp(2, 8),
         )
     };
-    let requests: Vec<Value> = (0..args.jobs)
+    let requests: Vec<Value> = (0..jobs)
         .collect::<Vec<_>>()
         .chunks(per_request)
         .map(|chunk| {
@@ -141,14 +151,14 @@ async fn steady(
         })
         .collect();
     let started = Instant::now();
-    let latencies: Vec<Result<(Duration, usize), String>> = futures::stream::iter(requests)
+    let results: Vec<Result<(Duration, usize), String>> = futures::stream::iter(requests)
         .map(|body| {
-            let jobs = body["jobs"].as_array().map_or(1, Vec::len);
+            let n = body["jobs"].as_array().map_or(1, Vec::len);
             let request = http.post(&url).bearer_auth(&stack.key).json(&body);
             async move {
                 let sent = Instant::now();
                 match request.send().await {
-                    Ok(r) if r.status().as_u16() == 202 => Ok((sent.elapsed(), jobs)),
+                    Ok(r) if r.status().as_u16() == 202 => Ok((sent.elapsed(), n)),
                     Ok(r) => Err(format!("HTTP {}", r.status())),
                     Err(e) => Err(e.to_string()),
                 }
@@ -157,55 +167,71 @@ async fn steady(
         .buffer_unordered(clients)
         .collect()
         .await;
-    let submit_s = started.elapsed().as_secs_f64();
-    let mut ok: Vec<Duration> = latencies
+    let elapsed = started.elapsed().as_secs_f64();
+    let mut latencies: Vec<Duration> = results
         .iter()
         .filter_map(|r| r.as_ref().ok().map(|(d, _)| *d))
         .collect();
-    let accepted: usize = latencies
+    let accepted: usize = results
         .iter()
         .filter_map(|r| r.as_ref().ok().map(|(_, n)| *n))
         .sum();
-    let errors = args.jobs - accepted;
-    if let Some(Err(first)) = latencies.iter().find(|r| r.is_err()) {
-        eprintln!("bench: {errors} jobs were not accepted, the first failure {first}");
+    if let Some(Err(first)) = results.iter().find(|r| r.is_err()) {
+        eprintln!(
+            "bench: {} jobs were not accepted, the first failure {first}",
+            jobs - accepted
+        );
     }
-    let last = finished.wait_for(accepted, || {}).await?;
-    ok.sort_unstable();
+    latencies.sort_unstable();
+    Submitted {
+        accepted,
+        clients,
+        accepted_per_s: accepted as f64 / elapsed,
+        p50_ms: percentile(&latencies, 0.50),
+        p99_ms: percentile(&latencies, 0.99),
+        started,
+    }
+}
+
+/// Submits `args.jobs` jobs while the workers run, and waits for them all.
+async fn steady(
+    stack: &BenchStack,
+    args: &ThroughputArgs,
+    http: &reqwest::Client,
+    finished: &Finished,
+    per_request: usize,
+) -> anyhow::Result<Steady> {
+    let s = submit_all(stack, http, args.jobs, per_request, args.concurrency).await;
+    let last = finished.wait_for(s.accepted, || {}).await?;
     Ok(Steady {
         jobs_per_request: per_request,
-        clients,
+        clients: s.clients,
         jobs: args.jobs,
-        accepted,
-        errors,
-        accepted_per_s: accepted as f64 / submit_s,
-        submit_p50_ms: percentile(&ok, 0.50),
-        submit_p99_ms: percentile(&ok, 0.99),
-        finished_per_s: accepted as f64 / (last - started).as_secs_f64(),
+        accepted: s.accepted,
+        errors: args.jobs - s.accepted,
+        accepted_per_s: s.accepted_per_s,
+        submit_p50_ms: s.p50_ms,
+        submit_p99_ms: s.p99_ms,
+        finished_per_s: s.accepted as f64 / (last - s.started).as_secs_f64(),
     })
 }
 
-/// Leaves `args.backlog` jobs waiting with no worker, then starts one and
-/// samples its memory while it drains them.
+/// With the workers stopped, submits `args.backlog` single-job requests
+/// (the API and broker alone), then starts one worker and samples its
+/// memory while it drains them.
 pub async fn backlog(stack: &mut BenchStack, args: &ThroughputArgs) -> anyhow::Result<Backlog> {
-    let http = reqwest::Client::new();
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(args.concurrency)
+        .build()?;
     let finished = Finished::start(&args.conn.redis_url, &stack.prefix).await?;
     stack.stop_workers().await;
-    let url = format!("{}/v1/jobs/batch", stack.api_url);
-    for chunk in (0..args.backlog).collect::<Vec<_>>().chunks(1000) {
-        let jobs: Vec<Value> = chunk.iter().map(|&i| job(i)).collect();
-        let r = http
-            .post(&url)
-            .bearer_auth(&stack.key)
-            .json(&json!({"jobs": jobs}))
-            .send()
-            .await?;
-        anyhow::ensure!(
-            r.status().as_u16() == 202,
-            "backlog submit: HTTP {}",
-            r.status()
-        );
-    }
+    let s = submit_all(stack, &http, args.backlog, 1, args.concurrency).await;
+    anyhow::ensure!(
+        s.accepted == args.backlog,
+        "only {} of {} backlog jobs accepted",
+        s.accepted,
+        args.backlog
+    );
     stack.start_worker().await?;
     let pid = stack
         .workers
@@ -225,6 +251,10 @@ pub async fn backlog(stack: &mut BenchStack, args: &ThroughputArgs) -> anyhow::R
     finished.stop().await;
     Ok(Backlog {
         jobs: args.backlog,
+        clients: s.clients,
+        ingest_per_s: s.accepted_per_s,
+        ingest_p50_ms: s.p50_ms,
+        ingest_p99_ms: s.p99_ms,
         drain_per_s: args.backlog as f64 / (last - started).as_secs_f64(),
         worker_peak_rss_mib: peak_rss.max(hwm) as f64 / 1024.0,
     })

@@ -19,6 +19,9 @@ const PUBLISHERS: usize = 4;
 pub struct RawCeiling {
     pub messages: usize,
     pub publish_per_s: f64,
+    /// The same messages published one per call, 256 calls at once: what
+    /// concurrent single-job requests can get from the broker at best.
+    pub publish_single_per_s: f64,
     pub consume_per_s: f64,
 }
 
@@ -62,13 +65,33 @@ async fn measure(queue: &AmqpQueue, messages: usize) -> anyhow::Result<RawCeilin
     let failed = results.iter().flatten().filter(|r| r.is_err()).count();
     anyhow::ensure!(failed == 0, "{failed} raw publishes were not confirmed");
 
+    let started = Instant::now();
+    let singles: Vec<Vec<Result<(), sluice_queue::QueueError>>> =
+        futures::stream::iter(0..messages)
+            .map(|i| {
+                queue.publish(vec![Outgoing {
+                    priority: Priority::Standard,
+                    body: body(i).into(),
+                    headers: Default::default(),
+                }])
+            })
+            .buffer_unordered(256)
+            .collect()
+            .await;
+    let single_s = started.elapsed().as_secs_f64();
+    let failed = singles.iter().flatten().filter(|r| r.is_err()).count();
+    anyhow::ensure!(
+        failed == 0,
+        "{failed} single raw publishes were not confirmed"
+    );
+
     let stop = CancellationToken::new();
     let mut deliveries = queue
         .consume(Source::Jobs(Priority::Standard), 1000, stop.clone())
         .await?;
     let started = Instant::now();
     let mut consumed = 0;
-    while consumed < messages {
+    while consumed < 2 * messages {
         let next = tokio::time::timeout(super::PHASE_LIMIT, deliveries.next()).await?;
         let Some(delivery) = next else {
             anyhow::bail!("the raw consumer stopped after {consumed} messages");
@@ -81,6 +104,7 @@ async fn measure(queue: &AmqpQueue, messages: usize) -> anyhow::Result<RawCeilin
     Ok(RawCeiling {
         messages,
         publish_per_s: messages as f64 / publish_s,
-        consume_per_s: messages as f64 / consume_s,
+        publish_single_per_s: messages as f64 / single_s,
+        consume_per_s: 2.0 * messages as f64 / consume_s,
     })
 }

@@ -27,6 +27,10 @@ pub struct Steady {
 #[derive(Debug, Serialize)]
 pub struct Backlog {
     pub jobs: usize,
+    pub clients: usize,
+    pub ingest_per_s: f64,
+    pub ingest_p50_ms: f64,
+    pub ingest_p99_ms: f64,
     pub drain_per_s: f64,
     pub worker_peak_rss_mib: f64,
 }
@@ -41,6 +45,11 @@ impl Report {
             row(
                 "broker raw publish (confirmed, persistent, quorum)",
                 format!("{:.0} msg/s", r.publish_per_s),
+                "baseline".into(),
+            );
+            row(
+                "broker raw publish, one message per call, 256 calls at once",
+                format!("{:.0} msg/s", r.publish_single_per_s),
                 "baseline".into(),
             );
             row(
@@ -74,6 +83,17 @@ impl Report {
             );
         }
         if let Some(b) = &self.backlog {
+            row(
+                &format!(
+                    "API accepted jobs/s, workers stopped (1 job per request, {} clients)",
+                    b.clients
+                ),
+                format!(
+                    "{:.0} (p50 {:.1} ms, p99 {:.1} ms)",
+                    b.ingest_per_s, b.ingest_p50_ms, b.ingest_p99_ms
+                ),
+                format!("≥ {:.0} (½ raw publish)", ceiling / 2.0),
+            );
             row(
                 "backlog drain, one worker",
                 format!("{:.0} jobs/s ({} jobs)", b.drain_per_s, b.jobs),

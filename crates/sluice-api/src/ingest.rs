@@ -1,0 +1,129 @@
+//! Group commit for submissions: concurrent requests' jobs are written to
+//! the store and published together, so that a burst of single-job
+//! requests costs a few store pipelines and publish calls instead of one
+//! of each per job. Nothing waits for company: a flush takes whatever is
+//! queued at that moment, so a lone request goes out at once.
+//!
+//! Invariant kept: each job's record is written before its message is
+//! published, and a caller hears back only after the broker's confirm for
+//! its own jobs (or the failure).
+
+use std::sync::Arc;
+
+use sluice_core::JobRecord;
+use sluice_queue::{JobQueue, Outgoing, QueueError};
+use sluice_store::jobs::JobStore;
+use sluice_store::StoreError;
+use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio_util::task::TaskTracker;
+
+/// Most jobs in one flush (one store pipeline, one publish call).
+const MAX_FLUSH_JOBS: usize = 1000;
+/// Flushes in flight at once: enough to keep the broker's confirms
+/// pipelined while the next group forms.
+const FLUSHES_IN_FLIGHT: usize = 16;
+/// Submissions waiting for a flush; a full queue makes callers wait.
+const QUEUE_DEPTH: usize = 4096;
+
+type Reply = Result<Vec<Result<(), QueueError>>, Arc<StoreError>>;
+
+struct Submission {
+    records: Vec<JobRecord>,
+    outgoing: Vec<Outgoing>,
+    reply: oneshot::Sender<Reply>,
+}
+
+/// The submitting side; dropping every clone stops the flusher after it
+/// flushed what it holds.
+#[derive(Clone)]
+pub struct Ingest {
+    tx: mpsc::Sender<Submission>,
+}
+
+impl Ingest {
+    /// Starts the flusher on `tasks`.
+    pub fn start(queue: Arc<dyn JobQueue>, store: Arc<dyn JobStore>, tasks: &TaskTracker) -> Self {
+        let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
+        let flushes = tasks.clone();
+        tasks.spawn(run(rx, queue, store, flushes));
+        Self { tx }
+    }
+
+    /// Stores and publishes `records`/`outgoing` (same order); the
+    /// broker's answer for each message, or the store's error for all.
+    pub async fn submit(&self, records: Vec<JobRecord>, outgoing: Vec<Outgoing>) -> Reply {
+        let (reply, answer) = oneshot::channel();
+        let n = outgoing.len();
+        let unavailable = || {
+            Ok((0..n)
+                .map(|_| Err(QueueError::Unavailable("the API is shutting down".into())))
+                .collect())
+        };
+        if self
+            .tx
+            .send(Submission {
+                records,
+                outgoing,
+                reply,
+            })
+            .await
+            .is_err()
+        {
+            return unavailable();
+        }
+        answer.await.unwrap_or_else(|_| unavailable())
+    }
+}
+
+async fn run(
+    mut rx: mpsc::Receiver<Submission>,
+    queue: Arc<dyn JobQueue>,
+    store: Arc<dyn JobStore>,
+    flushes: TaskTracker,
+) {
+    let slots = Arc::new(Semaphore::new(FLUSHES_IN_FLIGHT));
+    while let Some(first) = rx.recv().await {
+        let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
+            return;
+        };
+        let mut group = vec![first];
+        let mut jobs = group[0].outgoing.len();
+        while jobs < MAX_FLUSH_JOBS {
+            match rx.try_recv() {
+                Ok(next) => {
+                    jobs += next.outgoing.len();
+                    group.push(next);
+                }
+                Err(_) => break,
+            }
+        }
+        let (queue, store) = (Arc::clone(&queue), Arc::clone(&store));
+        flushes.spawn(async move {
+            flush(group, queue.as_ref(), store.as_ref()).await;
+            drop(slot);
+        });
+    }
+}
+
+async fn flush(group: Vec<Submission>, queue: &dyn JobQueue, store: &dyn JobStore) {
+    let records: Vec<JobRecord> = group
+        .iter()
+        .flat_map(|s| s.records.iter().cloned())
+        .collect();
+    if let Err(e) = store.create(&records).await {
+        let e = Arc::new(e);
+        for s in group {
+            let _ = s.reply.send(Err(Arc::clone(&e)));
+        }
+        return;
+    }
+    let outgoing: Vec<Outgoing> = group
+        .iter()
+        .flat_map(|s| s.outgoing.iter().cloned())
+        .collect();
+    let mut confirms = queue.publish(outgoing).await.into_iter();
+    for s in group {
+        let mine: Vec<_> = confirms.by_ref().take(s.outgoing.len()).collect();
+        let _ = s.reply.send(Ok(mine));
+    }
+}
