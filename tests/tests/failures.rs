@@ -154,3 +154,45 @@ async fn disruptive_rabbitmq_restart_loses_no_confirmed_job() {
     assert_each_ended_once(&counter, &ids).await;
     counter.stop().await;
 }
+
+async fn redis_cli(args: &[&str]) {
+    let url = std::env::var("SLUICE_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let out = tokio::process::Command::new("redis-cli")
+        .args(["-u", &url])
+        .args(args)
+        .output()
+        .await
+        .expect("redis-cli must be installed to disturb Redis");
+    assert!(
+        out.status.success(),
+        "redis-cli {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Cuts every Redis connection and pauses Redis mid-run: the worker holds
+/// its jobs unacked until Redis answers again, and nothing is lost.
+/// Disturbs the shared Redis: run serially (scripts/test.sh, pass 2).
+#[tokio::test]
+async fn disruptive_redis_outage_loses_no_job() {
+    let stack = Stack::start(StackOptions {
+        mock_args: vec!["--latency-fixed-ms".into(), "50".into()],
+        ..StackOptions::default()
+    })
+    .await;
+    let client = stack.tenant("acme").await;
+    let prompts: Vec<String> = (0..600).map(|i| format!("redis outage job {i}")).collect();
+    let ids = client
+        .submit_batch(prompts.iter().map(|p| chat(p)).collect())
+        .await;
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        redis_cli(&["CLIENT", "PAUSE", "1500", "ALL"]).await;
+        redis_cli(&["CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes"]).await;
+        redis_cli(&["CLIENT", "KILL", "TYPE", "pubsub"]).await;
+    }
+    let jobs = client.wait_all(&ids, 180).await;
+    for (job, prompt) in jobs.iter().zip(&prompts) {
+        assert_answered(job, prompt);
+    }
+}

@@ -1,6 +1,5 @@
 //! `sluice migrate` and `sluice admin …`.
 
-use anyhow::Context;
 use sluice_store::tenants::{self, PgTenantStore, TenantStore};
 
 use super::connect::redact;
@@ -8,14 +7,7 @@ use crate::cli::{AdminCommand, Connections, KeyCommand, TenantCommand};
 use crate::runtime::say;
 
 pub async fn migrate(conn: Connections) -> anyhow::Result<()> {
-    let pool = tenants::connect(&conn.database_url)
-        .await
-        .with_context(|| {
-            format!(
-                "cannot connect to PostgreSQL at {}",
-                redact(&conn.database_url)
-            )
-        })?;
+    let pool = super::connect::pg_pool(&conn).await?;
     tenants::migrate(&pool).await?;
     say(&format!(
         "database {} is migrated",

@@ -19,16 +19,19 @@ pub fn load_config(arg: &ConfigArg) -> anyhow::Result<Config> {
     Ok(Config::load(path)?)
 }
 
+/// A pool to PostgreSQL, migrated or not.
+pub async fn pg_pool(conn: &Connections) -> anyhow::Result<sqlx::PgPool> {
+    tenants::connect(&conn.database_url).await.with_context(|| {
+        format!(
+            "cannot connect to PostgreSQL at {}",
+            redact(&conn.database_url)
+        )
+    })
+}
+
 /// PostgreSQL, checked to be migrated.
 pub async fn postgres(conn: &Connections) -> anyhow::Result<PgTenantStore> {
-    let pool = tenants::connect(&conn.database_url)
-        .await
-        .with_context(|| {
-            format!(
-                "cannot connect to PostgreSQL at {}",
-                redact(&conn.database_url)
-            )
-        })?;
+    let pool = pg_pool(conn).await?;
     tenants::check_migrated(&pool).await?;
     Ok(PgTenantStore::new(pool))
 }
