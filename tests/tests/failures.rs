@@ -99,6 +99,13 @@ async fn rabbitmqctl(args: &[&str]) {
     );
 }
 
+async fn readyz_status(url: &str) -> u16 {
+    reqwest::get(url)
+        .await
+        .map(|r| r.status().as_u16())
+        .unwrap_or(0)
+}
+
 /// Restarts the shared broker: run serially (scripts/test.sh, pass 2).
 #[tokio::test]
 async fn disruptive_rabbitmq_restart_loses_no_confirmed_job() {
@@ -136,9 +143,23 @@ async fn disruptive_rabbitmq_restart_loses_no_confirmed_job() {
     };
     tokio::time::sleep(Duration::from_secs(2)).await;
     rabbitmqctl(&["stop_app"]).await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    let readyz = format!("{}/readyz", stack.api_url());
+    assert_eq!(
+        readyz_status(&readyz).await,
+        503,
+        "not ready while RabbitMQ is down"
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
     rabbitmqctl(&["start_app"]).await;
     rabbitmqctl(&["await_startup"]).await;
+    let back = Instant::now() + Duration::from_secs(30);
+    while readyz_status(&readyz).await != 200 {
+        assert!(
+            Instant::now() < back,
+            "the API did not become ready after RabbitMQ came back"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     let (accepted, refused) = submitter.await.unwrap();
     eprintln!(
         "accepted {} jobs, {refused} refused with 503 during the restart",
