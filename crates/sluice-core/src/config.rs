@@ -50,6 +50,12 @@ pub struct ProviderConfig {
     /// Requests in flight to this provider from one worker.
     #[serde(default = "defaults::provider_concurrency")]
     pub max_concurrency: usize,
+    /// Consecutive failed calls that open the provider's circuit breaker.
+    #[serde(default = "defaults::breaker_failures")]
+    pub breaker_failures: u32,
+    /// Seconds the breaker stays open before one probe call.
+    #[serde(default = "defaults::breaker_cool_down_s")]
+    pub breaker_cool_down_s: u64,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -180,6 +186,12 @@ mod defaults {
     }
     pub fn provider_concurrency() -> usize {
         64
+    }
+    pub fn breaker_failures() -> u32 {
+        5
+    }
+    pub fn breaker_cool_down_s() -> u64 {
+        10
     }
 }
 
@@ -315,6 +327,8 @@ impl Config {
                 api_key_env: None,
                 timeout_s: defaults::provider_timeout_s(),
                 max_concurrency: defaults::provider_concurrency(),
+                breaker_failures: defaults::breaker_failures(),
+                breaker_cool_down_s: defaults::breaker_cool_down_s(),
             }],
             models: ["mock-small", "mock-large", "mock-embed"]
                 .into_iter()

@@ -2,8 +2,8 @@
 //! that `sluice dev` (all roles in one process) serves them all at once.
 
 use prometheus::{
-    exponential_buckets, Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts,
-    Registry, TextEncoder,
+    exponential_buckets, Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 pub struct Metrics {
@@ -22,6 +22,8 @@ pub struct Metrics {
     pub provider_duration: HistogramVec,
     /// Jobs a worker holds unacked.
     pub inflight_jobs: IntGauge,
+    /// Each provider's circuit breaker: 0 closed, 1 open, 2 half-open.
+    pub provider_breaker_state: IntGaugeVec,
     /// HTTP requests the API answered, by route and status.
     pub http_requests: HistogramVec,
 }
@@ -79,6 +81,15 @@ impl Metrics {
             #[allow(clippy::expect_used)]
             inflight_jobs: IntGauge::new("sluice_inflight_jobs", "Jobs a worker holds unacked.")
                 .expect("valid gauge"),
+            #[allow(clippy::expect_used)]
+            provider_breaker_state: IntGaugeVec::new(
+                Opts::new(
+                    "sluice_provider_breaker_state",
+                    "Each provider's circuit breaker: 0 closed, 1 open, 2 half-open.",
+                ),
+                &["provider"],
+            )
+            .expect("valid gauge"),
             http_requests: histogram(
                 "sluice_http_request_duration_seconds",
                 "Seconds the API took to answer, by route and status.",
@@ -86,7 +97,8 @@ impl Metrics {
                 seconds(),
             ),
         };
-        let collectors: [Box<dyn prometheus::core::Collector>; 8] = [
+        let collectors: [Box<dyn prometheus::core::Collector>; 9] = [
+            Box::new(m.provider_breaker_state.clone()),
             Box::new(m.jobs_submitted.clone()),
             Box::new(m.jobs_finished.clone()),
             Box::new(m.batch_size.clone()),

@@ -12,6 +12,7 @@ use sluice_core::config::{Config, ProviderKind};
 use sluice_core::metrics::Metrics;
 use sluice_core::Endpoint;
 
+use crate::breaker::{Admission, Breaker, BreakerConfig};
 use crate::openai::OpenAiProvider;
 use crate::{Answer, Batch, BatchJob, Provider, ProviderError};
 
@@ -58,11 +59,43 @@ pub type Routed = Result<(Answer, String), ProviderError>;
 pub struct Router {
     routes: HashMap<String, Route>,
     policy: RetryPolicy,
+    /// One breaker per provider, shared by every route through it.
+    breakers: HashMap<String, Arc<Breaker>>,
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl Router {
+    /// A router whose providers all get the default breaker.
     pub fn new(routes: HashMap<String, Route>, policy: RetryPolicy) -> Self {
-        Self { routes, policy }
+        let breakers = routes
+            .values()
+            .flat_map(|r| r.providers.iter())
+            .map(|p| {
+                (
+                    p.name().to_owned(),
+                    Arc::new(Breaker::new(BreakerConfig::default())),
+                )
+            })
+            .collect();
+        Self {
+            routes,
+            policy,
+            breakers,
+            metrics: None,
+        }
+    }
+
+    fn breaker(&self, provider: &str) -> Option<&Breaker> {
+        self.breakers.get(provider).map(Arc::as_ref)
+    }
+
+    fn show_breaker(&self, provider: &str) {
+        if let (Some(metrics), Some(breaker)) = (&self.metrics, self.breaker(provider)) {
+            metrics
+                .provider_breaker_state
+                .with_label_values(&[provider])
+                .set(breaker.state().gauge());
+        }
     }
 
     /// Builds every provider and route the config names.
@@ -102,7 +135,21 @@ impl Router {
             attempts: config.worker.provider_attempts,
             ..RetryPolicy::default()
         };
-        Ok(Self::new(routes, policy))
+        let mut router = Self::new(routes, policy);
+        for p in &config.providers {
+            let breaker = BreakerConfig {
+                failures_to_open: p.breaker_failures,
+                cool_down: std::time::Duration::from_secs(p.breaker_cool_down_s),
+            };
+            router
+                .breakers
+                .insert(p.name.clone(), Arc::new(Breaker::new(breaker)));
+        }
+        router.metrics = Some(metrics);
+        for name in router.breakers.keys() {
+            router.show_breaker(name);
+        }
+        Ok(router)
     }
 
     pub fn knows(&self, model: &str) -> bool {
@@ -124,12 +171,31 @@ impl Router {
         let mut pending: Vec<usize> = (0..n).collect();
         'providers: for provider in &route.providers {
             for attempt in 1..=self.policy.attempts {
+                let breaker = self.breaker(provider.name());
+                if breaker.is_some_and(|b| b.admit() == Admission::Skip) {
+                    let open = ProviderError::Transient {
+                        provider: provider.name().to_owned(),
+                        message: "circuit breaker open; provider skipped".into(),
+                    };
+                    for &i in &pending {
+                        last_error[i].get_or_insert_with(|| open.clone());
+                    }
+                    continue 'providers;
+                }
                 let batch = Batch {
                     endpoint,
                     upstream_model: route.upstream_model.clone(),
                     jobs: pending.iter().map(|&i| jobs[i].clone()).collect(),
                 };
                 let results = provider.call(&batch).await;
+                // The provider failed the call if no job got an answer from it.
+                let answered = results
+                    .iter()
+                    .any(|r| r.as_ref().map_or_else(|e| !e.is_retryable(), |_| true));
+                if let Some(b) = breaker {
+                    b.record(answered);
+                    self.show_breaker(provider.name());
+                }
                 let mut still = Vec::new();
                 let mut wait_floor: Option<Duration> = None;
                 for (&i, result) in pending.iter().zip(results) {
@@ -290,6 +356,32 @@ mod tests {
         let ends = r.call("m", Endpoint::ChatCompletions, jobs(1)).await;
         assert!(ends[0].is_ok());
         assert!(started.elapsed() >= Duration::from_secs(3));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_open_breaker_skips_a_dead_provider_without_calling_it() {
+        let dead = flaky("dead", u32::MAX, transient());
+        let backup = flaky("backup", 0, transient());
+        let r = router(vec![dead.clone(), backup.clone()]);
+        // Default breaker: 5 failed calls open it. Each call here makes 2 attempts.
+        for _ in 0..3 {
+            let ends = r.call("m", Endpoint::ChatCompletions, jobs(1)).await;
+            assert_eq!(ends[0].as_ref().unwrap().1, "backup");
+        }
+        assert_eq!(dead.calls.load(Ordering::SeqCst), 5);
+        for _ in 0..10 {
+            r.call("m", Endpoint::ChatCompletions, jobs(1)).await;
+        }
+        assert_eq!(
+            dead.calls.load(Ordering::SeqCst),
+            5,
+            "no call was spent on the open provider"
+        );
+        assert_eq!(backup.calls.load(Ordering::SeqCst), 13);
+        // After the cool-down one probe goes to it again.
+        tokio::time::advance(Duration::from_secs(10)).await;
+        r.call("m", Endpoint::ChatCompletions, jobs(1)).await;
+        assert_eq!(dead.calls.load(Ordering::SeqCst), 6);
     }
 
     #[tokio::test]
