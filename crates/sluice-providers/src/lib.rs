@@ -12,6 +12,7 @@
 
 pub mod breaker;
 pub mod error;
+pub mod http;
 pub mod openai;
 pub mod router;
 

@@ -2,8 +2,9 @@
 //! with a prompt array and embeddings with an input array (one call each).
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
+use crate::http::ProviderHttp;
+use crate::{Answer, Batch, Provider, ProviderError};
 use async_trait::async_trait;
 use futures::StreamExt;
 use serde_json::{json, Value};
@@ -12,27 +13,11 @@ use sluice_core::config::ProviderConfig;
 use sluice_core::metrics::Metrics;
 use sluice_core::split::split_proportional;
 use sluice_core::{Endpoint, Usage};
-use tokio::sync::Semaphore;
-
-use crate::{Answer, Batch, Provider, ProviderError};
-
-/// The longest `Retry-After` honoured as given; longer asks are capped.
-const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
-/// The wait assumed for a 429 without `Retry-After`.
-const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(1);
-/// How much of an error body is kept for the job's error message.
-const ERROR_BODY_LIMIT: usize = 2_000;
 
 pub struct OpenAiProvider {
-    name: String,
-    base_url: String,
-    api_key: Option<String>,
-    http: reqwest::Client,
-    /// Calls in flight to this provider from this process.
-    permits: Arc<Semaphore>,
+    http: ProviderHttp,
     /// Concurrent calls within one chat batch.
     fanout: usize,
-    metrics: Arc<Metrics>,
 }
 
 impl OpenAiProvider {
@@ -43,126 +28,25 @@ impl OpenAiProvider {
         fanout: usize,
         metrics: Arc<Metrics>,
     ) -> Result<Self, String> {
-        let api_key = match &config.api_key_env {
-            Some(var) => Some(std::env::var(var).map_err(|_| {
-                format!(
-                    "provider {:?}: environment variable {var} (api_key_env) is not set",
-                    config.name
-                )
-            })?),
-            None => None,
-        };
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(config.timeout_s))
-            .connect_timeout(Duration::from_secs(5))
-            .pool_max_idle_per_host(config.max_concurrency)
-            .build()
-            .map_err(|e| format!("provider {:?}: {e}", config.name))?;
+        let http = ProviderHttp::new(config, metrics)?;
         Ok(Self {
-            name: config.name.clone(),
-            base_url: config.base_url.as_str().trim_end_matches('/').to_owned(),
-            api_key,
             http,
-            permits: Arc::new(Semaphore::new(config.max_concurrency)),
             fanout: fanout.max(1),
-            metrics,
         })
     }
 
-    fn url(&self, endpoint: Endpoint) -> String {
-        let path = endpoint.path().trim_start_matches("/v1");
-        format!("{}{path}", self.base_url)
-    }
-
-    fn transient(&self, message: impl Into<String>) -> ProviderError {
-        ProviderError::Transient {
-            provider: self.name.clone(),
-            message: message.into(),
-        }
-    }
-
     fn terminal(&self, message: impl Into<String>) -> ProviderError {
-        ProviderError::Terminal {
-            provider: self.name.clone(),
-            message: message.into(),
-        }
+        self.http.terminal(message)
     }
 
-    /// One HTTP call; the decoded JSON body of a 2xx answer.
+    /// One call to `endpoint`, with the key as a bearer token.
     async fn post(&self, endpoint: Endpoint, body: &Value) -> Result<Value, ProviderError> {
-        let _permit = self
-            .permits
-            .acquire()
-            .await
-            .map_err(|_| self.transient("provider is shutting down"))?;
-        let started = Instant::now();
-        let result = self.post_unmetered(endpoint, body).await;
-        let outcome = match &result {
-            Ok(_) => "ok",
-            Err(ProviderError::Terminal { .. }) => "rejected",
-            Err(_) => "unavailable",
+        let url = self.http.url(endpoint.path().trim_start_matches("/v1"));
+        let headers: Vec<(&str, String)> = match self.http.api_key() {
+            Some(key) => vec![("authorization", format!("Bearer {key}"))],
+            None => Vec::new(),
         };
-        self.metrics
-            .provider_duration
-            .with_label_values(&[&self.name, endpoint.path(), outcome])
-            .observe(started.elapsed().as_secs_f64());
-        result
-    }
-
-    async fn post_unmetered(
-        &self,
-        endpoint: Endpoint,
-        body: &Value,
-    ) -> Result<Value, ProviderError> {
-        let mut request = self.http.post(self.url(endpoint)).json(body);
-        if let Some(key) = &self.api_key {
-            request = request.bearer_auth(key);
-        }
-        let response = request.send().await.map_err(|e| {
-            if e.is_timeout() {
-                self.transient("request timed out")
-            } else {
-                self.transient(format!("request failed: {e}"))
-            }
-        })?;
-        let status = response.status();
-        let retry_after = response
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<f64>().ok())
-            .filter(|s| s.is_finite() && *s >= 0.0)
-            .map(|s| Duration::from_secs_f64(s).min(MAX_RETRY_AFTER));
-        if status.is_success() {
-            return response
-                .json::<Value>()
-                .await
-                .map_err(|e| self.transient(format!("unreadable response body: {e}")));
-        }
-        let text = response.text().await.unwrap_or_default();
-        let message = serde_json::from_str::<Value>(&text)
-            .ok()
-            .and_then(|v| {
-                v.pointer("/error/message")
-                    .and_then(Value::as_str)
-                    .map(str::to_owned)
-            })
-            .unwrap_or_else(|| text.chars().take(ERROR_BODY_LIMIT).collect());
-        let message = format!("HTTP {}: {message}", status.as_u16());
-        match status.as_u16() {
-            429 => Err(ProviderError::RetryAfter {
-                provider: self.name.clone(),
-                after: retry_after.unwrap_or(DEFAULT_RETRY_AFTER),
-                message,
-            }),
-            503 if retry_after.is_some() => Err(ProviderError::RetryAfter {
-                provider: self.name.clone(),
-                after: retry_after.unwrap_or(DEFAULT_RETRY_AFTER),
-                message,
-            }),
-            408 | 409 | 500..=599 => Err(self.transient(message)),
-            _ => Err(self.terminal(message)),
-        }
+        self.http.post(&url, &headers, body, endpoint.path()).await
     }
 
     async fn chat(&self, batch: &Batch) -> Vec<Result<Answer, ProviderError>> {
@@ -310,7 +194,7 @@ fn usage_json(endpoint: Endpoint, u: &Usage) -> Value {
 #[async_trait]
 impl Provider for OpenAiProvider {
     fn name(&self) -> &str {
-        &self.name
+        self.http.name()
     }
 
     async fn call(&self, batch: &Batch) -> Vec<Result<Answer, ProviderError>> {

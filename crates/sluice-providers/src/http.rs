@@ -1,0 +1,210 @@
+//! The HTTP side every adapter shares: a client with the provider's
+//! timeout, a concurrency limit, the duration metric, and one mapping from
+//! a failed call to a retry decision.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use sluice_core::config::ProviderConfig;
+use sluice_core::metrics::Metrics;
+use tokio::sync::Semaphore;
+
+use crate::ProviderError;
+
+/// The longest `Retry-After` honoured as given; longer asks are capped.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
+/// The wait assumed for a 429 without `Retry-After`.
+const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(1);
+/// How much of an error body is kept for the job's error message.
+const ERROR_BODY_LIMIT: usize = 2_000;
+
+pub struct ProviderHttp {
+    name: String,
+    base_url: String,
+    api_key: Option<String>,
+    client: reqwest::Client,
+    /// Calls in flight to this provider from this process.
+    permits: Arc<Semaphore>,
+    metrics: Arc<Metrics>,
+}
+
+impl ProviderHttp {
+    /// Reads the API key from the environment variable the config names;
+    /// fails if it is unset.
+    pub fn new(config: &ProviderConfig, metrics: Arc<Metrics>) -> Result<Self, String> {
+        let api_key = match &config.api_key_env {
+            Some(var) => Some(std::env::var(var).map_err(|_| {
+                format!(
+                    "provider {:?}: environment variable {var} (api_key_env) is not set",
+                    config.name
+                )
+            })?),
+            None => None,
+        };
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(config.timeout_s))
+            .connect_timeout(Duration::from_secs(5))
+            .pool_max_idle_per_host(config.max_concurrency)
+            .build()
+            .map_err(|e| format!("provider {:?}: {e}", config.name))?;
+        Ok(Self {
+            name: config.name.clone(),
+            base_url: config.base_url.as_str().trim_end_matches('/').to_owned(),
+            api_key,
+            client,
+            permits: Arc::new(Semaphore::new(config.max_concurrency)),
+            metrics,
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn api_key(&self) -> Option<&str> {
+        self.api_key.as_deref()
+    }
+
+    /// The base URL joined with `path` (which starts with `/`).
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base_url)
+    }
+
+    pub fn transient(&self, message: impl Into<String>) -> ProviderError {
+        ProviderError::Transient {
+            provider: self.name.clone(),
+            message: message.into(),
+        }
+    }
+
+    pub fn terminal(&self, message: impl Into<String>) -> ProviderError {
+        ProviderError::Terminal {
+            provider: self.name.clone(),
+            message: message.into(),
+        }
+    }
+
+    /// One POST of `body`; the decoded JSON of a 2xx answer. `label` names
+    /// the endpoint in the duration metric.
+    pub async fn post(
+        &self,
+        url: &str,
+        headers: &[(&str, String)],
+        body: &Value,
+        label: &str,
+    ) -> Result<Value, ProviderError> {
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| self.transient("provider is shutting down"))?;
+        let started = Instant::now();
+        let result = self.post_unmetered(url, headers, body).await;
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(ProviderError::Terminal { .. }) => "rejected",
+            Err(_) => "unavailable",
+        };
+        self.metrics
+            .provider_duration
+            .with_label_values(&[&self.name, label, outcome])
+            .observe(started.elapsed().as_secs_f64());
+        result
+    }
+
+    async fn post_unmetered(
+        &self,
+        url: &str,
+        headers: &[(&str, String)],
+        body: &Value,
+    ) -> Result<Value, ProviderError> {
+        let mut request = self.client.post(url).json(body);
+        for (name, value) in headers {
+            request = request.header(*name, value);
+        }
+        let response = request.send().await.map_err(|e| {
+            if e.is_timeout() {
+                self.transient("request timed out")
+            } else {
+                self.transient(format!("request failed: {e}"))
+            }
+        })?;
+        let status = response.status();
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .filter(|s| s.is_finite() && *s >= 0.0)
+            .map(|s| Duration::from_secs_f64(s).min(MAX_RETRY_AFTER));
+        if status.is_success() {
+            return response
+                .json::<Value>()
+                .await
+                .map_err(|e| self.transient(format!("unreadable response body: {e}")));
+        }
+        let text = response.text().await.unwrap_or_default();
+        // OpenAI's and Anthropic's error bodies both carry `error.message`.
+        let message = serde_json::from_str::<Value>(&text)
+            .ok()
+            .and_then(|v| {
+                v.pointer("/error/message")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+            })
+            .unwrap_or_else(|| text.chars().take(ERROR_BODY_LIMIT).collect());
+        Err(classify(
+            &self.name,
+            status.as_u16(),
+            retry_after,
+            format!("HTTP {}: {message}", status.as_u16()),
+        ))
+    }
+}
+
+/// The retry decision for a failed HTTP status: 429 (and 503 with
+/// `Retry-After`) waits as asked; 408, 409 and 5xx are worth a retry;
+/// every other status fails the job at once.
+pub fn classify(
+    provider: &str,
+    status: u16,
+    retry_after: Option<Duration>,
+    message: String,
+) -> ProviderError {
+    let provider = provider.to_owned();
+    match (status, retry_after) {
+        (429, after) | (503, after @ Some(_)) => ProviderError::RetryAfter {
+            provider,
+            after: after.unwrap_or(DEFAULT_RETRY_AFTER),
+            message,
+        },
+        (408 | 409 | 500..=599, _) => ProviderError::Transient { provider, message },
+        _ => ProviderError::Terminal { provider, message },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_carry_their_retry_decision() {
+        let c = |status, after| classify("p", status, after, String::new());
+        assert_eq!(c(429, None).retry_after(), Some(DEFAULT_RETRY_AFTER));
+        assert_eq!(
+            c(429, Some(Duration::from_secs(7))).retry_after(),
+            Some(Duration::from_secs(7))
+        );
+        assert_eq!(
+            c(503, Some(Duration::from_secs(2))).retry_after(),
+            Some(Duration::from_secs(2))
+        );
+        for retryable in [408, 409, 500, 502, 503, 529] {
+            assert!(c(retryable, None).is_retryable(), "{retryable}");
+        }
+        for terminal in [400, 401, 403, 404, 413, 422] {
+            assert!(!c(terminal, None).is_retryable(), "{terminal}");
+        }
+    }
+}
