@@ -33,6 +33,8 @@ pub struct Config {
 pub enum ProviderKind {
     /// An OpenAI-compatible HTTP API (OpenAI, vLLM, the mock provider, …).
     Openai,
+    /// Anthropic's Messages API (chat jobs only).
+    Anthropic,
 }
 
 #[derive(Clone, Debug, Deserialize)]

@@ -184,6 +184,10 @@ pub struct Usage {
     /// Prompt tokens the provider served from its prompt cache.
     #[serde(default)]
     pub cached_tokens: u64,
+    /// Prompt tokens the provider wrote to its prompt cache (Anthropic's
+    /// `cache_creation_input_tokens`; priced above plain input).
+    #[serde(default)]
+    pub cache_write_tokens: u64,
 }
 
 impl Usage {
@@ -193,6 +197,7 @@ impl Usage {
             completion_tokens,
             total_tokens: prompt_tokens + completion_tokens,
             cached_tokens,
+            cache_write_tokens: 0,
         }
     }
 }

@@ -12,6 +12,7 @@ use sluice_core::config::{Config, ProviderKind};
 use sluice_core::metrics::Metrics;
 use sluice_core::Endpoint;
 
+use crate::anthropic::AnthropicProvider;
 use crate::breaker::{Admission, Breaker, BreakerConfig};
 use crate::openai::OpenAiProvider;
 use crate::{Answer, Batch, BatchJob, Provider, ProviderError};
@@ -104,6 +105,11 @@ impl Router {
         for p in &config.providers {
             let provider: Arc<dyn Provider> = match p.kind {
                 ProviderKind::Openai => Arc::new(OpenAiProvider::new(
+                    p,
+                    config.worker.fanout_concurrency,
+                    Arc::clone(&metrics),
+                )?),
+                ProviderKind::Anthropic => Arc::new(AnthropicProvider::new(
                     p,
                     config.worker.fanout_concurrency,
                     Arc::clone(&metrics),

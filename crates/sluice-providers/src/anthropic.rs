@@ -1,0 +1,266 @@
+//! The Anthropic Messages adapter. Jobs keep the OpenAI shape on the way
+//! in and out; this translates the request (system prompt, roles,
+//! max_tokens, stop sequences) and the answer (text, finish reason, usage
+//! with cache reads and writes). A batch goes out as a bounded fan-out of
+//! single calls (Messages has no array form), each marking the shared
+//! system prompt with `cache_control`, so the batch's jobs share the
+//! provider's prompt cache.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use futures::StreamExt;
+use serde_json::{json, Map, Value};
+use sluice_core::batching::content_text;
+use sluice_core::config::ProviderConfig;
+use sluice_core::metrics::Metrics;
+use sluice_core::{Endpoint, Usage};
+
+use crate::http::ProviderHttp;
+use crate::{Answer, Batch, Provider, ProviderError};
+
+/// The API version this adapter speaks.
+pub const ANTHROPIC_VERSION: &str = "2023-06-01";
+/// Anthropic requires `max_tokens`; this is used when a job gives none.
+pub const DEFAULT_MAX_TOKENS: u64 = 1024;
+
+pub struct AnthropicProvider {
+    http: ProviderHttp,
+    fanout: usize,
+}
+
+impl AnthropicProvider {
+    pub fn new(
+        config: &ProviderConfig,
+        fanout: usize,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, String> {
+        Ok(Self {
+            http: ProviderHttp::new(config, metrics)?,
+            fanout: fanout.max(1),
+        })
+    }
+
+    async fn one(&self, body: &Value, model: &str) -> Result<Answer, ProviderError> {
+        let request = to_messages(body, model).map_err(|why| self.http.terminal(why))?;
+        let mut headers = vec![("anthropic-version", ANTHROPIC_VERSION.to_owned())];
+        if let Some(key) = self.http.api_key() {
+            headers.push(("x-api-key", key.to_owned()));
+        }
+        let url = self.http.url("/messages");
+        let response = self
+            .http
+            .post(&url, &headers, &request, "/v1/messages")
+            .await?;
+        from_messages(&response).map_err(|why| self.http.terminal(why))
+    }
+}
+
+#[async_trait]
+impl Provider for AnthropicProvider {
+    fn name(&self) -> &str {
+        self.http.name()
+    }
+
+    async fn call(&self, batch: &Batch) -> Vec<Result<Answer, ProviderError>> {
+        if batch.endpoint != Endpoint::ChatCompletions {
+            let e = self.http.terminal(format!(
+                "{} is not served by an Anthropic provider (chat completions only)",
+                batch.endpoint
+            ));
+            return batch.jobs.iter().map(|_| Err(e.clone())).collect();
+        }
+        let model = batch.upstream_model.as_str();
+        let bodies: Vec<Value> = batch.jobs.iter().map(|j| j.body.clone()).collect();
+        futures::stream::iter(bodies)
+            .map(|body| async move { self.one(&body, model).await })
+            .buffered(self.fanout)
+            .collect()
+            .await
+    }
+}
+
+/// An OpenAI chat body as a Messages request.
+pub fn to_messages(body: &Value, model: &str) -> Result<Value, String> {
+    let messages = body
+        .get("messages")
+        .and_then(Value::as_array)
+        .ok_or("the job has no messages")?;
+    let mut system = Vec::new();
+    let mut turns: Vec<(String, String)> = Vec::new();
+    for m in messages {
+        let role = m.get("role").and_then(Value::as_str).unwrap_or("user");
+        let text = content_text(m.get("content").unwrap_or(&Value::Null));
+        match role {
+            "system" | "developer" => system.push(text),
+            "user" | "assistant" => match turns.last_mut() {
+                // Messages wants alternating turns: merge a repeated role.
+                Some((last, acc)) if last == role => {
+                    acc.push_str("\n\n");
+                    acc.push_str(&text);
+                }
+                _ => turns.push((role.to_owned(), text)),
+            },
+            other => {
+                return Err(format!(
+                    "message role {other:?} is not supported by the Anthropic adapter"
+                ))
+            }
+        }
+    }
+    if turns.first().is_none_or(|(role, _)| role != "user") {
+        return Err(
+            "the Anthropic Messages API needs the first non-system message to be from the user"
+                .into(),
+        );
+    }
+    for unsupported in [
+        "tools",
+        "functions",
+        "tool_choice",
+        "response_format",
+        "logprobs",
+    ] {
+        if body.get(unsupported).is_some_and(|v| !v.is_null()) {
+            return Err(format!(
+                "`{unsupported}` is not supported by the Anthropic adapter"
+            ));
+        }
+    }
+    let max_tokens = body
+        .get("max_completion_tokens")
+        .or_else(|| body.get("max_tokens"))
+        .and_then(Value::as_u64)
+        .unwrap_or(DEFAULT_MAX_TOKENS);
+    let mut request = Map::new();
+    request.insert("model".into(), json!(model));
+    request.insert("max_tokens".into(), json!(max_tokens));
+    request.insert(
+        "messages".into(),
+        Value::Array(
+            turns
+                .into_iter()
+                .map(|(role, text)| json!({"role": role, "content": text}))
+                .collect(),
+        ),
+    );
+    if !system.is_empty() {
+        // The shared prefix of the batch: marked for the prompt cache.
+        request.insert(
+            "system".into(),
+            json!([{"type": "text", "text": system.join("\n\n"), "cache_control": {"type": "ephemeral"}}]),
+        );
+    }
+    match body.get("stop") {
+        Some(Value::String(s)) => {
+            request.insert("stop_sequences".into(), json!([s]));
+        }
+        Some(Value::Array(a)) => {
+            request.insert("stop_sequences".into(), Value::Array(a.clone()));
+        }
+        _ => {}
+    }
+    for passed in ["temperature", "top_p"] {
+        if let Some(v) = body.get(passed).filter(|v| !v.is_null()) {
+            request.insert(passed.into(), v.clone());
+        }
+    }
+    Ok(Value::Object(request))
+}
+
+/// A Messages answer as an OpenAI chat completion, with its usage.
+pub fn from_messages(response: &Value) -> Result<Answer, String> {
+    let content = response
+        .get("content")
+        .and_then(Value::as_array)
+        .ok_or("response without content")?;
+    let text: String = content
+        .iter()
+        .filter(|b| b.get("type").and_then(Value::as_str) == Some("text"))
+        .filter_map(|b| b.get("text").and_then(Value::as_str))
+        .collect();
+    let u = response.get("usage").ok_or("response without usage")?;
+    let field = |name: &str| u.get(name).and_then(Value::as_u64).unwrap_or(0);
+    let (input, output) = (field("input_tokens"), field("output_tokens"));
+    let (read, write) = (
+        field("cache_read_input_tokens"),
+        field("cache_creation_input_tokens"),
+    );
+    // OpenAI counts every prompt token in prompt_tokens, cached or not.
+    let mut usage = Usage::new(input + read + write, output, read);
+    usage.cache_write_tokens = write;
+    let finish_reason = match response.get("stop_reason").and_then(Value::as_str) {
+        Some("max_tokens") => "length",
+        Some("tool_use") => "tool_calls",
+        _ => "stop",
+    };
+    let body = json!({
+        "id": response.get("id").cloned().unwrap_or(Value::Null),
+        "object": "chat.completion",
+        "model": response.get("model").cloned().unwrap_or(Value::Null),
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish_reason}],
+        "usage": {
+            "prompt_tokens": usage.prompt_tokens,
+            "completion_tokens": usage.completion_tokens,
+            "total_tokens": usage.total_tokens,
+            "prompt_tokens_details": {"cached_tokens": usage.cached_tokens},
+            "cache_creation_input_tokens": usage.cache_write_tokens,
+        },
+    });
+    Ok(Answer { body, usage })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_chat_body_becomes_a_messages_request() {
+        let body = json!({"model": "claude", "max_tokens": 50, "stop": "END", "temperature": 0,
+            "messages": [
+                {"role": "system", "content": "Be brief."},
+                {"role": "user", "content": "one"},
+                {"role": "user", "content": [{"type": "text", "text": "two"}]},
+                {"role": "assistant", "content": "ok"},
+                {"role": "user", "content": "three"}]});
+        let r = to_messages(&body, "claude-x").unwrap();
+        assert_eq!(r["model"], "claude-x");
+        assert_eq!(r["max_tokens"], 50);
+        assert_eq!(r["stop_sequences"], json!(["END"]));
+        assert_eq!(r["temperature"], 0);
+        assert_eq!(r["system"][0]["text"], "Be brief.");
+        assert_eq!(r["system"][0]["cache_control"]["type"], "ephemeral");
+        let turns = r["messages"].as_array().unwrap();
+        assert_eq!(turns.len(), 3);
+        assert_eq!(turns[0], json!({"role": "user", "content": "one\n\ntwo"}));
+        assert_eq!(turns[2]["content"], "three");
+    }
+
+    #[test]
+    fn what_messages_cannot_express_is_refused() {
+        let assistant_first = json!({"messages": [{"role": "assistant", "content": "hi"}]});
+        assert!(to_messages(&assistant_first, "m").is_err());
+        let tools = json!({"messages": [{"role": "user", "content": "x"}], "tools": []});
+        assert!(to_messages(&tools, "m").unwrap_err().contains("tools"));
+        let no_max = json!({"messages": [{"role": "user", "content": "x"}]});
+        assert_eq!(
+            to_messages(&no_max, "m").unwrap()["max_tokens"],
+            DEFAULT_MAX_TOKENS
+        );
+    }
+
+    #[test]
+    fn an_answer_becomes_a_chat_completion_with_cache_usage() {
+        let response = json!({"id": "msg_1", "type": "message", "model": "claude-x", "stop_reason": "max_tokens",
+            "content": [{"type": "text", "text": "mock:abc"}, {"type": "text", "text": " tok"}],
+            "usage": {"input_tokens": 10, "output_tokens": 7, "cache_read_input_tokens": 100, "cache_creation_input_tokens": 5}});
+        let a = from_messages(&response).unwrap();
+        assert_eq!(a.body["choices"][0]["message"]["content"], "mock:abc tok");
+        assert_eq!(a.body["choices"][0]["finish_reason"], "length");
+        assert_eq!(a.usage.prompt_tokens, 115);
+        assert_eq!(a.usage.cached_tokens, 100);
+        assert_eq!(a.usage.cache_write_tokens, 5);
+        assert_eq!(a.usage.completion_tokens, 7);
+        assert_eq!(a.usage.total_tokens, 122);
+    }
+}
