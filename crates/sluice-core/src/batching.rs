@@ -158,6 +158,28 @@ pub fn estimate_tokens(text: &str) -> u64 {
     (text.len() as u64).div_ceil(4).max(1)
 }
 
+/// What a provider's token limiter charges for a request before it runs:
+/// the prompt (estimated) plus the completion it may generate
+/// (`max_tokens`, or a default when the body gives none) for each prompt
+/// and choice. Used for fleet budgets, never for billing.
+pub fn request_tokens(endpoint: Endpoint, body: &Value) -> u64 {
+    let prompts = match body.get(array_field(endpoint)) {
+        Some(Value::Array(items)) if endpoint != Endpoint::ChatCompletions => items.len() as u64,
+        _ => 1,
+    };
+    let choices = body.get("n").and_then(Value::as_u64).unwrap_or(1).max(1);
+    let completion = match endpoint {
+        Endpoint::Embeddings => 0,
+        Endpoint::Completions => body.get("max_tokens").and_then(Value::as_u64).unwrap_or(16),
+        Endpoint::ChatCompletions => body
+            .get("max_completion_tokens")
+            .or_else(|| body.get("max_tokens"))
+            .and_then(Value::as_u64)
+            .unwrap_or(256),
+    };
+    estimate_tokens(&prompt_text(endpoint, body)) + completion * prompts * choices
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -221,6 +243,18 @@ mod tests {
         assert_ne!(
             k(json!({"model": "m", "prompt": "x", "n": 2})),
             k(json!({"model": "m", "prompt": "x", "n": 2}))
+        );
+    }
+
+    #[test]
+    fn request_tokens_count_prompts_and_the_completion_allowance() {
+        let chat = json!({"messages": [{"role": "user", "content": "12345678"}], "max_tokens": 10});
+        assert_eq!(request_tokens(Endpoint::ChatCompletions, &chat), 2 + 10);
+        let batch = json!({"prompt": ["1234", "5678"], "max_tokens": 5, "n": 2});
+        assert_eq!(request_tokens(Endpoint::Completions, &batch), 3 + 5 * 2 * 2);
+        assert_eq!(
+            request_tokens(Endpoint::Embeddings, &json!({"input": ["12345678"]})),
+            2
         );
     }
 

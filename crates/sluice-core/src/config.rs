@@ -58,6 +58,21 @@ pub struct ProviderConfig {
     /// Seconds the breaker stays open before one probe call.
     #[serde(default = "defaults::breaker_cool_down_s")]
     pub breaker_cool_down_s: u64,
+    /// The provider's request limit, shared by the whole fleet (Redis).
+    #[serde(default)]
+    pub requests_per_minute: Option<u64>,
+    /// The provider's token limit (prompt + max_tokens), shared likewise.
+    #[serde(default)]
+    pub tokens_per_minute: Option<u64>,
+}
+
+impl ProviderConfig {
+    pub fn budget(&self) -> crate::budget::BudgetLimits {
+        crate::budget::BudgetLimits {
+            requests_per_minute: self.requests_per_minute,
+            tokens_per_minute: self.tokens_per_minute,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -331,6 +346,8 @@ impl Config {
                 max_concurrency: defaults::provider_concurrency(),
                 breaker_failures: defaults::breaker_failures(),
                 breaker_cool_down_s: defaults::breaker_cool_down_s(),
+                requests_per_minute: None,
+                tokens_per_minute: None,
             }],
             models: ["mock-small", "mock-large", "mock-embed"]
                 .into_iter()

@@ -9,6 +9,7 @@
 //! - [`metrics`]: the Prometheus metrics every role shares.
 
 pub mod batching;
+pub mod budget;
 pub mod config;
 pub mod ids;
 pub mod job;

@@ -24,6 +24,8 @@ pub struct Metrics {
     pub inflight_jobs: IntGauge,
     /// Each provider's circuit breaker: 0 closed, 1 open, 2 half-open.
     pub provider_breaker_state: IntGaugeVec,
+    /// Seconds a call waited for its provider's fleet-wide budget.
+    pub provider_budget_wait: HistogramVec,
     /// HTTP requests the API answered, by route and status.
     pub http_requests: HistogramVec,
 }
@@ -90,6 +92,12 @@ impl Metrics {
                 &["provider"],
             )
             .expect("valid gauge"),
+            provider_budget_wait: histogram(
+                "sluice_provider_budget_wait_seconds",
+                "Seconds a provider call waited for the fleet-wide budget.",
+                &["provider"],
+                seconds(),
+            ),
             http_requests: histogram(
                 "sluice_http_request_duration_seconds",
                 "Seconds the API took to answer, by route and status.",
@@ -97,7 +105,8 @@ impl Metrics {
                 seconds(),
             ),
         };
-        let collectors: [Box<dyn prometheus::core::Collector>; 9] = [
+        let collectors: [Box<dyn prometheus::core::Collector>; 10] = [
+            Box::new(m.provider_budget_wait.clone()),
             Box::new(m.provider_breaker_state.clone()),
             Box::new(m.jobs_submitted.clone()),
             Box::new(m.jobs_finished.clone()),

@@ -11,7 +11,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use futures::StreamExt;
 use serde_json::{json, Map, Value};
-use sluice_core::batching::content_text;
+use sluice_core::batching::{content_text, request_tokens};
+use sluice_core::budget::RateBudget;
 use sluice_core::config::ProviderConfig;
 use sluice_core::metrics::Metrics;
 use sluice_core::{Endpoint, Usage};
@@ -34,9 +35,10 @@ impl AnthropicProvider {
         config: &ProviderConfig,
         fanout: usize,
         metrics: Arc<Metrics>,
+        budget: Option<Arc<dyn RateBudget>>,
     ) -> Result<Self, String> {
         Ok(Self {
-            http: ProviderHttp::new(config, metrics)?,
+            http: ProviderHttp::new(config, metrics, budget)?,
             fanout: fanout.max(1),
         })
     }
@@ -48,9 +50,10 @@ impl AnthropicProvider {
             headers.push(("x-api-key", key.to_owned()));
         }
         let url = self.http.url("/messages");
+        let tokens = request_tokens(Endpoint::ChatCompletions, body);
         let response = self
             .http
-            .post(&url, &headers, &request, "/v1/messages")
+            .post(&url, &headers, &request, "/v1/messages", tokens)
             .await?;
         from_messages(&response).map_err(|why| self.http.terminal(why))
     }

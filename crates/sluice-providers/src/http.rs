@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use sluice_core::budget::{BudgetLimits, Grant, RateBudget};
 use sluice_core::config::ProviderConfig;
 use sluice_core::metrics::Metrics;
 use tokio::sync::Semaphore;
@@ -18,6 +19,10 @@ const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
 const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(1);
 /// How much of an error body is kept for the job's error message.
 const ERROR_BODY_LIMIT: usize = 2_000;
+/// The longest a call waits for the fleet-wide budget before it gives up
+/// (as a retry-after error, so the router backs off or falls back); well
+/// under RabbitMQ's consumer timeout, since the jobs wait unacked.
+const MAX_BUDGET_WAIT: Duration = Duration::from_secs(120);
 
 pub struct ProviderHttp {
     name: String,
@@ -27,12 +32,18 @@ pub struct ProviderHttp {
     /// Calls in flight to this provider from this process.
     permits: Arc<Semaphore>,
     metrics: Arc<Metrics>,
+    /// The fleet-wide budget and this provider's limits, if it has any.
+    budget: Option<(Arc<dyn RateBudget>, BudgetLimits)>,
 }
 
 impl ProviderHttp {
     /// Reads the API key from the environment variable the config names;
     /// fails if it is unset.
-    pub fn new(config: &ProviderConfig, metrics: Arc<Metrics>) -> Result<Self, String> {
+    pub fn new(
+        config: &ProviderConfig,
+        metrics: Arc<Metrics>,
+        budget: Option<Arc<dyn RateBudget>>,
+    ) -> Result<Self, String> {
         let api_key = match &config.api_key_env {
             Some(var) => Some(std::env::var(var).map_err(|_| {
                 format!(
@@ -55,6 +66,9 @@ impl ProviderHttp {
             client,
             permits: Arc::new(Semaphore::new(config.max_concurrency)),
             metrics,
+            budget: budget
+                .filter(|_| !config.budget().is_unlimited())
+                .map(|b| (b, config.budget())),
         })
     }
 
@@ -85,7 +99,42 @@ impl ProviderHttp {
         }
     }
 
-    /// One POST of `body`; the decoded JSON of a 2xx answer. `label` names
+    /// Waits until the fleet-wide budget has room for one request of
+    /// `tokens`. A budget store that fails is logged and not waited on: the
+    /// provider's own limits (429) still stand behind it.
+    async fn spend_budget(&self, tokens: u64) -> Result<(), ProviderError> {
+        let Some((budget, limits)) = &self.budget else {
+            return Ok(());
+        };
+        let started = Instant::now();
+        loop {
+            match budget.try_acquire(&self.name, limits, 1, tokens).await {
+                Ok(Grant::Granted) => break,
+                Ok(Grant::Wait(wait)) => {
+                    if started.elapsed() + wait > MAX_BUDGET_WAIT {
+                        return Err(ProviderError::RetryAfter {
+                            provider: self.name.clone(),
+                            after: wait,
+                            message: "the fleet-wide budget stayed spent".into(),
+                        });
+                    }
+                    tokio::time::sleep(wait).await;
+                }
+                Err(e) => {
+                    tracing::warn!(provider = %self.name, error = %e, "budget store unavailable; calling without it");
+                    break;
+                }
+            }
+        }
+        self.metrics
+            .provider_budget_wait
+            .with_label_values(&[&self.name])
+            .observe(started.elapsed().as_secs_f64());
+        Ok(())
+    }
+
+    /// One POST of `body`, after taking `tokens` (and one request) from the
+    /// fleet-wide budget; the decoded JSON of a 2xx answer. `label` names
     /// the endpoint in the duration metric.
     pub async fn post(
         &self,
@@ -93,7 +142,9 @@ impl ProviderHttp {
         headers: &[(&str, String)],
         body: &Value,
         label: &str,
+        tokens: u64,
     ) -> Result<Value, ProviderError> {
+        self.spend_budget(tokens).await?;
         let _permit = self
             .permits
             .acquire()

@@ -8,7 +8,8 @@ use crate::{Answer, Batch, Provider, ProviderError};
 use async_trait::async_trait;
 use futures::StreamExt;
 use serde_json::{json, Value};
-use sluice_core::batching::estimate_tokens;
+use sluice_core::batching::{estimate_tokens, request_tokens};
+use sluice_core::budget::RateBudget;
 use sluice_core::config::ProviderConfig;
 use sluice_core::metrics::Metrics;
 use sluice_core::split::split_proportional;
@@ -27,8 +28,9 @@ impl OpenAiProvider {
         config: &ProviderConfig,
         fanout: usize,
         metrics: Arc<Metrics>,
+        budget: Option<Arc<dyn RateBudget>>,
     ) -> Result<Self, String> {
-        let http = ProviderHttp::new(config, metrics)?;
+        let http = ProviderHttp::new(config, metrics, budget)?;
         Ok(Self {
             http,
             fanout: fanout.max(1),
@@ -46,7 +48,10 @@ impl OpenAiProvider {
             Some(key) => vec![("authorization", format!("Bearer {key}"))],
             None => Vec::new(),
         };
-        self.http.post(&url, &headers, body, endpoint.path()).await
+        let tokens = request_tokens(endpoint, body);
+        self.http
+            .post(&url, &headers, body, endpoint.path(), tokens)
+            .await
     }
 
     async fn chat(&self, batch: &Batch) -> Vec<Result<Answer, ProviderError>> {

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rand::Rng;
+use sluice_core::budget::RateBudget;
 use sluice_core::config::{Config, ProviderKind};
 use sluice_core::metrics::Metrics;
 use sluice_core::Endpoint;
@@ -99,8 +100,13 @@ impl Router {
         }
     }
 
-    /// Builds every provider and route the config names.
-    pub fn from_config(config: &Config, metrics: Arc<Metrics>) -> Result<Self, String> {
+    /// Builds every provider and route the config names; providers with
+    /// limits take from the fleet-wide `budget`.
+    pub fn from_config(
+        config: &Config,
+        metrics: Arc<Metrics>,
+        budget: Option<Arc<dyn RateBudget>>,
+    ) -> Result<Self, String> {
         let mut providers: HashMap<&str, Arc<dyn Provider>> = HashMap::new();
         for p in &config.providers {
             let provider: Arc<dyn Provider> = match p.kind {
@@ -108,11 +114,13 @@ impl Router {
                     p,
                     config.worker.fanout_concurrency,
                     Arc::clone(&metrics),
+                    budget.clone(),
                 )?),
                 ProviderKind::Anthropic => Arc::new(AnthropicProvider::new(
                     p,
                     config.worker.fanout_concurrency,
                     Arc::clone(&metrics),
+                    budget.clone(),
                 )?),
             };
             providers.insert(p.name.as_str(), provider);

@@ -3,9 +3,11 @@
 //!
 //! - [`jobs`]: job records, their forward-only state changes and the
 //!   completion notifications long-polls wait on (Redis through fred).
+//! - [`budget`]: fleet-wide provider rate budgets (Redis).
 //! - [`tenants`]: tenants and API keys, keys stored hashed (PostgreSQL
 //!   through sqlx), and the migrations.
 
+pub mod budget;
 pub mod jobs;
 pub mod tenants;
 

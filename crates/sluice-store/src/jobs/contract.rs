@@ -195,3 +195,46 @@ async fn redis_store_keeps_the_contract() {
     assert_eq!(store.delete_all().await.unwrap(), 0);
     store.close().await;
 }
+
+#[tokio::test]
+async fn redis_budget_is_shared_and_bounded() {
+    use sluice_core::budget::{BudgetLimits, Grant, RateBudget};
+    let prefix = format!("test-{}", JobId::new().to_string().to_lowercase());
+    let store = RedisJobStore::connect(RedisOptions {
+        url: redis_url(),
+        prefix,
+        retention: Duration::from_secs(60),
+        pool_size: 2,
+    })
+    .await
+    .unwrap();
+    // Two handles, as two workers would have: one budget between them.
+    let (a, b) = (store.budget(), store.budget());
+    let limits = BudgetLimits {
+        requests_per_minute: Some(5),
+        tokens_per_minute: Some(1_000),
+    };
+    let mut granted = 0;
+    for i in 0..10 {
+        let budget = if i % 2 == 0 { &a } else { &b };
+        if budget.try_acquire("mock", &limits, 1, 10).await.unwrap() == Grant::Granted {
+            granted += 1;
+        }
+    }
+    assert_eq!(granted, 5);
+    match a.try_acquire("mock", &limits, 1, 10).await.unwrap() {
+        Grant::Wait(d) => assert!(d >= Duration::from_secs(1) && d <= Duration::from_secs(60)),
+        Grant::Granted => panic!("over the limit"),
+    }
+    // Tokens bind too; another provider is untouched.
+    assert_eq!(
+        a.try_acquire("other", &limits, 1, 990).await.unwrap(),
+        Grant::Granted
+    );
+    assert!(matches!(
+        a.try_acquire("other", &limits, 1, 20).await.unwrap(),
+        Grant::Wait(_)
+    ));
+    assert!(store.delete_all().await.unwrap() >= 2);
+    store.close().await;
+}

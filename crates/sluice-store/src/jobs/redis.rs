@@ -126,6 +126,11 @@ impl RedisJobStore {
         Ok(deleted)
     }
 
+    /// The fleet-wide provider budget, on this store's connections.
+    pub fn budget(&self) -> crate::budget::RedisBudget {
+        crate::budget::RedisBudget::new(self.pool.clone(), self.prefix.clone())
+    }
+
     pub async fn close(&self) {
         let _ = self.pool.quit().await;
     }

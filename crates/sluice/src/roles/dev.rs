@@ -59,7 +59,12 @@ pub async fn run(listen: SocketAddr) -> anyhow::Result<()> {
         queue: queue.clone(),
         store: store.clone(),
         router: Arc::new(
-            Router::from_config(&config, Arc::clone(&metrics)).map_err(anyhow::Error::msg)?,
+            Router::from_config(
+                &config,
+                Arc::clone(&metrics),
+                Some(Arc::new(sluice_core::budget::MemoryBudget::default())),
+            )
+            .map_err(anyhow::Error::msg)?,
         ),
         metrics: Arc::clone(&metrics),
         config: config.worker.clone(),

@@ -27,7 +27,9 @@ pub async fn run(
     let store = connect::redis(&conn, &config, 4).await?;
     let queue = connect::rabbitmq(&conn, &config).await?;
     let metrics = Arc::new(Metrics::new());
-    let router = Router::from_config(&config, Arc::clone(&metrics)).map_err(anyhow::Error::msg)?;
+    let budget: Arc<dyn sluice_core::budget::RateBudget> = Arc::new(store.budget());
+    let router = Router::from_config(&config, Arc::clone(&metrics), Some(budget))
+        .map_err(anyhow::Error::msg)?;
     let shutdown = shutdown_signal();
 
     let tasks = TaskTracker::new();

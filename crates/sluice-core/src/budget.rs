@@ -1,0 +1,221 @@
+//! Fleet-wide rate budgets: requests and tokens per minute per provider,
+//! shared by every worker, so that the fleet together stays under a
+//! provider's limits instead of each worker spending them in full.
+//!
+//! The window is a sliding minute kept as 60 one-second slots: a call is
+//! granted when the last 60 seconds' requests (and tokens) plus its own
+//! stay within the limit; otherwise the answer says how long until enough
+//! of the window has slid past. A single call larger than the whole token
+//! limit is granted into an empty window, so that it is not starved.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BudgetLimits {
+    pub requests_per_minute: Option<u64>,
+    pub tokens_per_minute: Option<u64>,
+}
+
+impl BudgetLimits {
+    pub fn is_unlimited(&self) -> bool {
+        self.requests_per_minute.is_none() && self.tokens_per_minute.is_none()
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Grant {
+    Granted,
+    /// Spent: ask again after this long.
+    Wait(Duration),
+}
+
+#[async_trait]
+pub trait RateBudget: Send + Sync {
+    /// Takes `requests` and `tokens` from `provider`'s budget if they fit.
+    async fn try_acquire(
+        &self,
+        provider: &str,
+        limits: &BudgetLimits,
+        requests: u64,
+        tokens: u64,
+    ) -> Result<Grant, String>;
+}
+
+/// One second of the window: what was granted in it.
+#[derive(Clone, Copy, Debug, Default)]
+struct Slot {
+    second: u64,
+    requests: u64,
+    tokens: u64,
+}
+
+/// Decides on a window of slots (oldest first, all within the last 60 s
+/// of `now`): `None` to grant, or the seconds to wait.
+fn decide(
+    slots: &[Slot],
+    now: u64,
+    limits: &BudgetLimits,
+    requests: u64,
+    tokens: u64,
+) -> Option<u64> {
+    let used_r: u64 = slots.iter().map(|s| s.requests).sum();
+    let used_t: u64 = slots.iter().map(|s| s.tokens).sum();
+    let over = |used_r: u64, used_t: u64| {
+        limits
+            .requests_per_minute
+            .is_some_and(|l| used_r + requests > l)
+            || limits
+                .tokens_per_minute
+                .is_some_and(|l| used_t > 0 && used_t + tokens > l)
+    };
+    if !over(used_r, used_t) {
+        return None;
+    }
+    let (mut r, mut t) = (used_r, used_t);
+    for slot in slots {
+        r -= slot.requests;
+        t -= slot.tokens;
+        if !over(r, t) {
+            return Some((slot.second + 60).saturating_sub(now).max(1));
+        }
+    }
+    Some(60)
+}
+
+/// The budget in one process (unit tests, `sluice dev`).
+#[derive(Default)]
+pub struct MemoryBudget {
+    windows: Mutex<HashMap<String, VecDeque<Slot>>>,
+}
+
+impl MemoryBudget {
+    /// As [`RateBudget::try_acquire`], at `now` (seconds since any epoch).
+    pub fn acquire_at(
+        &self,
+        provider: &str,
+        limits: &BudgetLimits,
+        requests: u64,
+        tokens: u64,
+        now: u64,
+    ) -> Grant {
+        let mut windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
+        let window = windows.entry(provider.to_owned()).or_default();
+        while window.front().is_some_and(|s| s.second + 60 <= now) {
+            window.pop_front();
+        }
+        let slots: Vec<Slot> = window.iter().copied().collect();
+        if let Some(wait) = decide(&slots, now, limits, requests, tokens) {
+            return Grant::Wait(Duration::from_secs(wait));
+        }
+        match window.back_mut() {
+            Some(slot) if slot.second == now => {
+                slot.requests += requests;
+                slot.tokens += tokens;
+            }
+            _ => window.push_back(Slot {
+                second: now,
+                requests,
+                tokens,
+            }),
+        }
+        Grant::Granted
+    }
+}
+
+#[async_trait]
+impl RateBudget for MemoryBudget {
+    async fn try_acquire(
+        &self,
+        provider: &str,
+        limits: &BudgetLimits,
+        requests: u64,
+        tokens: u64,
+    ) -> Result<Grant, String> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        Ok(self.acquire_at(provider, limits, requests, tokens, now))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RPM: BudgetLimits = BudgetLimits {
+        requests_per_minute: Some(3),
+        tokens_per_minute: None,
+    };
+
+    #[test]
+    fn requests_past_the_limit_wait_until_the_window_slides() {
+        let b = MemoryBudget::default();
+        assert_eq!(b.acquire_at("p", &RPM, 1, 0, 100), Grant::Granted);
+        assert_eq!(b.acquire_at("p", &RPM, 1, 0, 110), Grant::Granted);
+        assert_eq!(b.acquire_at("p", &RPM, 1, 0, 110), Grant::Granted);
+        // Full: the oldest request (t=100) leaves the window at t=160.
+        assert_eq!(
+            b.acquire_at("p", &RPM, 1, 0, 120),
+            Grant::Wait(Duration::from_secs(40))
+        );
+        assert_eq!(b.acquire_at("p", &RPM, 1, 0, 160), Grant::Granted);
+        // Another provider has its own budget.
+        assert_eq!(b.acquire_at("q", &RPM, 1, 0, 120), Grant::Granted);
+    }
+
+    #[test]
+    fn tokens_count_and_a_huge_call_is_not_starved() {
+        let tpm = BudgetLimits {
+            requests_per_minute: None,
+            tokens_per_minute: Some(1000),
+        };
+        let b = MemoryBudget::default();
+        assert_eq!(b.acquire_at("p", &tpm, 1, 600, 0), Grant::Granted);
+        assert_eq!(
+            b.acquire_at("p", &tpm, 1, 600, 1),
+            Grant::Wait(Duration::from_secs(59))
+        );
+        assert_eq!(b.acquire_at("p", &tpm, 1, 400, 1), Grant::Granted);
+        // Bigger than the whole limit: granted once the window is empty.
+        assert!(matches!(
+            b.acquire_at("p", &tpm, 1, 5000, 30),
+            Grant::Wait(_)
+        ));
+        assert_eq!(b.acquire_at("p", &tpm, 1, 5000, 61), Grant::Granted);
+    }
+
+    #[test]
+    fn in_any_minute_the_grants_stay_within_the_limit() {
+        let limits = BudgetLimits {
+            requests_per_minute: Some(50),
+            tokens_per_minute: Some(5_000),
+        };
+        let b = MemoryBudget::default();
+        let mut granted: Vec<(u64, u64)> = Vec::new();
+        for t in 0..300u64 {
+            for k in 0..5 {
+                let tokens = 50 + (t * 7 + k * 13) % 200;
+                if b.acquire_at("p", &limits, 1, tokens, t) == Grant::Granted {
+                    granted.push((t, tokens));
+                }
+            }
+        }
+        for start in 0..240 {
+            let in_window: Vec<_> = granted
+                .iter()
+                .filter(|(t, _)| *t >= start && *t < start + 60)
+                .collect();
+            assert!(in_window.len() <= 50);
+            assert!(in_window.iter().map(|(_, k)| k).sum::<u64>() <= 5_000);
+        }
+        // And the budget is used, not wasted: the binding limit here is
+        // tokens, and 5 minutes grant at least 90% of 5 × 5,000.
+        let tokens: u64 = granted.iter().map(|(_, k)| k).sum();
+        assert!(tokens >= 22_500, "{tokens}");
+    }
+}
