@@ -16,6 +16,7 @@ pub mod error;
 pub mod http;
 pub mod openai;
 pub mod router;
+pub mod tokens;
 
 use async_trait::async_trait;
 use sluice_core::{Endpoint, JobId, Usage};

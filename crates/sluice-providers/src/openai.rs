@@ -4,11 +4,12 @@
 use std::sync::Arc;
 
 use crate::http::ProviderHttp;
+use crate::tokens;
 use crate::{Answer, Batch, Provider, ProviderError};
 use async_trait::async_trait;
 use futures::StreamExt;
 use serde_json::{json, Value};
-use sluice_core::batching::{estimate_tokens, request_tokens};
+use sluice_core::batching::request_tokens;
 use sluice_core::budget::RateBudget;
 use sluice_core::config::ProviderConfig;
 use sluice_core::metrics::Metrics;
@@ -108,14 +109,16 @@ impl OpenAiProvider {
         let Some(total) = usage_of(&response) else {
             return everyone(self.terminal("response without usage"));
         };
+        let model = batch.upstream_model.as_str();
         let prompt_weights: Vec<u64> = inputs
             .iter()
-            .map(|i| estimate_tokens(i.as_str().unwrap_or_default()))
+            .map(|i| tokens::count(model, i.as_str().unwrap_or_default()))
             .collect();
         let completion_weights: Vec<u64> = items
             .iter()
             .map(|item| {
-                estimate_tokens(item.get("text").and_then(Value::as_str).unwrap_or_default())
+                let text = item.get("text").and_then(Value::as_str).unwrap_or_default();
+                tokens::count(model, text)
             })
             .collect();
         let prompt = split_proportional(total.prompt_tokens, &prompt_weights);
