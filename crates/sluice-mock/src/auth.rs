@@ -1,13 +1,39 @@
 //! The optional API key: when [`MockOptions::api_key`](crate::MockOptions)
-//! is set, requests must carry `Authorization: Bearer <key>`.
+//! is set, requests must carry `Authorization: Bearer <key>`, or
+//! `x-api-key: <key>` on the Anthropic route.
 
 use axum::extract::{Request, State};
 use axum::http::header::AUTHORIZATION;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use crate::error::ApiError;
+use crate::error::{AnthropicError, ApiError};
 use crate::state::Shared;
+
+/// Anthropic's API key header.
+const X_API_KEY: &str = "x-api-key";
+
+/// Middleware for `/v1/messages`: answers 401 in Anthropic's shape unless
+/// the request carries the key in `x-api-key`.
+pub(crate) async fn require_x_api_key(
+    State(shared): State<Shared>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let Some(expected) = shared.options().api_key.as_deref() else {
+        return next.run(request).await;
+    };
+    let presented = request
+        .headers()
+        .get(X_API_KEY)
+        .and_then(|value| value.to_str().ok())
+        .map(str::trim);
+    if presented == Some(expected) {
+        next.run(request).await
+    } else {
+        AnthropicError(ApiError::unauthorized("x-api-key: <key>")).into_response()
+    }
+}
 
 /// Middleware that answers 401 unless the request carries the key.
 pub(crate) async fn require_key(
@@ -26,7 +52,7 @@ pub(crate) async fn require_key(
     if presented == Some(expected) {
         next.run(request).await
     } else {
-        ApiError::unauthorized().into_response()
+        ApiError::unauthorized("Authorization: Bearer <key>").into_response()
     }
 }
 

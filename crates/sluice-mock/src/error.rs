@@ -1,17 +1,22 @@
 //! Errors in the OpenAI shape:
 //! `{"error": {"message", "type", "param", "code"}}`, so SDKs raise their
-//! usual exceptions against the mock.
+//! usual exceptions against the mock; [`AnthropicError`] renders the same
+//! errors in Anthropic's shape for `/v1/messages`.
 
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Serialize;
 
-/// An error answered to the client.
+/// An error answered to the client, with any extra headers (`Retry-After`
+/// and `x-ratelimit-*` on a 429).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct ApiError {
     status: StatusCode,
     body: ErrorBody,
+    /// A list rather than a `HeaderMap`, which would make every `Result`
+    /// of the handlers several times larger.
+    headers: Vec<(HeaderName, HeaderValue)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -50,30 +55,82 @@ impl ApiError {
         Self::bad_request(message.into(), Some(param.to_owned()), Some("unsupported"))
     }
 
-    /// 401: the API key is missing or wrong.
-    pub(crate) fn unauthorized() -> Self {
-        Self {
-            status: StatusCode::UNAUTHORIZED,
-            body: ErrorBody {
-                message: "Incorrect or missing API key: send `Authorization: Bearer <key>`."
-                    .to_owned(),
-                kind: INVALID_REQUEST,
-                param: None,
-                code: Some("invalid_api_key"),
-            },
-        }
+    /// 401: the API key is missing or wrong; `how` says how to send it.
+    pub(crate) fn unauthorized(how: &str) -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            format!("Incorrect or missing API key: send `{how}`."),
+            INVALID_REQUEST,
+            Some("invalid_api_key"),
+        )
     }
 
     /// 404: no such route.
     pub(crate) fn unknown_url(method: &str, path: &str) -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            format!("Unknown request URL: {method} {path}."),
+            INVALID_REQUEST,
+            Some("unknown_url"),
+        )
+    }
+
+    /// 429: a rate limit is exhausted; `limit` is `"requests"` or
+    /// `"tokens"`, the error `type` OpenAI gives.
+    pub(crate) fn rate_limited(limit: &'static str, message: String) -> Self {
+        Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            message,
+            limit,
+            Some("rate_limit_exceeded"),
+        )
+    }
+
+    /// 500 or 503 from fault injection.
+    pub(crate) fn injected(status: StatusCode) -> Self {
+        let message = if status == StatusCode::SERVICE_UNAVAILABLE {
+            "The server is overloaded or not ready yet (injected by the mock)."
+        } else {
+            "The server had an error while processing your request (injected by the mock)."
+        };
+        Self::new(status, message.to_owned(), SERVER_ERROR, None)
+    }
+
+    /// 503: the mock was taken down with `POST /mock/admin/down`.
+    pub(crate) fn down() -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "The mock is down; POST /mock/admin/up brings it back.".to_owned(),
+            SERVER_ERROR,
+            Some("mock_down"),
+        )
+    }
+
+    /// The same error with `headers` added.
+    pub(crate) fn with_headers(mut self, headers: HeaderMap) -> Self {
+        self.headers.extend(
+            headers
+                .iter()
+                .map(|(name, value)| (name.clone(), value.clone())),
+        );
+        self
+    }
+
+    fn new(
+        status: StatusCode,
+        message: String,
+        kind: &'static str,
+        code: Option<&'static str>,
+    ) -> Self {
         Self {
-            status: StatusCode::NOT_FOUND,
+            status,
             body: ErrorBody {
-                message: format!("Unknown request URL: {method} {path}."),
-                kind: INVALID_REQUEST,
+                message,
+                kind,
                 param: None,
-                code: Some("unknown_url"),
+                code,
             },
+            headers: Vec::new(),
         }
     }
 
@@ -86,12 +143,78 @@ impl ApiError {
                 param,
                 code,
             },
+            headers: Vec::new(),
         }
     }
 }
 
+const SERVER_ERROR: &str = "server_error";
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(Envelope { error: &self.body })).into_response()
+        (
+            self.status,
+            header_map(self.headers),
+            Json(Envelope { error: &self.body }),
+        )
+            .into_response()
     }
+}
+
+/// An [`ApiError`] in Anthropic's shape:
+/// `{"type": "error", "error": {"type", "message"}}`, the error type
+/// following from the status as Anthropic documents it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct AnthropicError(pub(crate) ApiError);
+
+impl From<ApiError> for AnthropicError {
+    fn from(error: ApiError) -> Self {
+        Self(error)
+    }
+}
+
+#[derive(Serialize)]
+struct AnthropicEnvelope<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    error: AnthropicBody<'a>,
+}
+
+#[derive(Serialize)]
+struct AnthropicBody<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    message: &'a str,
+}
+
+impl IntoResponse for AnthropicError {
+    fn into_response(self) -> Response {
+        let ApiError {
+            status,
+            body,
+            headers,
+        } = self.0;
+        let kind = match status.as_u16() {
+            400 => "invalid_request_error",
+            401 => "authentication_error",
+            403 => "permission_error",
+            404 => "not_found_error",
+            413 => "request_too_large",
+            429 => "rate_limit_error",
+            503 | 529 => "overloaded_error",
+            _ => "api_error",
+        };
+        let envelope = AnthropicEnvelope {
+            kind: "error",
+            error: AnthropicBody {
+                kind,
+                message: &body.message,
+            },
+        };
+        (status, header_map(headers), Json(envelope)).into_response()
+    }
+}
+
+fn header_map(headers: Vec<(HeaderName, HeaderValue)>) -> HeaderMap {
+    headers.into_iter().collect()
 }

@@ -1,42 +1,75 @@
 //! A mock LLM provider: a real HTTP server speaking the OpenAI-compatible
-//! API, for tests, `sluice dev` and the benchmarks.
+//! API and Anthropic's Messages API, for tests, `sluice dev` and the
+//! benchmarks.
 //!
 //! Its answers are a deterministic function of the prompt
 //! ([`answer_text`]), so a test can tell whether each job got its own
-//! answer. It models what makes a provider slow: a fixed cost per request,
-//! prefill per prompt token and decode per completion token, with native
-//! batches (an array `prompt` or `input`) that decode in parallel. It keeps
-//! its own counters ([`MockStats`]), the provider's side of every test.
+//! answer. It models what makes a provider slow and expensive: a fixed cost
+//! per request, prefill per prompt token and decode per completion token,
+//! native batches (an array `prompt` or `input`) that decode in parallel, a
+//! prompt-prefix cache that makes repeated prefixes cheaper and faster,
+//! rate limits, injected errors and stalls, and a price table. It keeps its
+//! own counters ([`MockStats`]) and its own bill ([`MockBill`]), the
+//! provider's side of every test.
 //!
-//! - [`options`]: [`MockOptions`], the latency model and defaults.
+//! - [`options`]: [`MockOptions`], everything configurable, and
+//!   [`config`]: the same as a TOML file.
+//! - [`latency`]: the latency model (jitter, batch efficiency, cache).
+//! - [`prefix`] and [`cache`]: what a cacheable prefix is, and the store.
+//! - [`pricing`]: prices and the exact cost rule; [`bill`]: the bill.
+//! - [`limits`]: rate limits; [`faults`]: fault injection, seeded by
+//!   [`dice`].
 //! - [`text`]: the deterministic "model": answers, tokenizer, embeddings.
 //! - [`stats`]: [`MockStats`], what was served.
-//! - `routes`: one module per endpoint; `auth`: the optional API key;
-//!   `error`: errors in the OpenAI shape.
+//! - `routes`: one module per endpoint; `admission`: rate limits and
+//!   faults per request; `auth`: the optional API key; `error`: errors in
+//!   the OpenAI and Anthropic shapes.
 //!
 //! Routes: `POST /v1/chat/completions`, `POST /v1/completions`,
-//! `POST /v1/embeddings`, `GET /mock/stats`, `POST /mock/reset`,
-//! `GET /healthz`.
+//! `POST /v1/embeddings`, `POST /v1/messages`, `GET /mock/stats`,
+//! `GET /mock/bill`, `POST /mock/reset`, `POST /mock/admin/down`,
+//! `POST /mock/admin/up`, `GET /healthz`. Every billed answer carries its
+//! cost in micro-dollars in `x-mock-cost-micros`.
 
 use std::future::Future;
 
+mod admission;
 mod auth;
 mod base64;
+pub mod bill;
+pub mod cache;
+pub mod config;
+pub mod dice;
 mod error;
+pub mod faults;
+pub mod latency;
+pub mod limits;
 pub mod options;
+pub mod prefix;
+pub mod pricing;
+pub mod ratio;
 mod routes;
 mod state;
 pub mod stats;
 pub mod text;
 
+pub use bill::{MockBill, ModelBill};
+pub use cache::PrefixCacheOptions;
+pub use config::{ConfigError, MockConfig};
+pub use faults::Faults;
+pub use latency::Sequence;
+pub use limits::RateLimits;
 pub use options::MockOptions;
+pub use pricing::{Price, PriceTable, Usage};
+pub use ratio::Ratio;
 pub use stats::{EndpointStats, MockStats};
 pub use text::{answer_text, count_tokens};
 
 use state::Shared;
 
-/// The mock server. Clones share the same counters, so a test can serve
-/// one clone and read the stats from another.
+/// The mock server. Clones share the same state (counters, bill, cache,
+/// rate-limit windows, down switch), so a test can serve one clone and
+/// read the stats from another.
 #[derive(Clone, Debug)]
 pub struct MockServer {
     shared: Shared,
@@ -54,7 +87,7 @@ impl MockServer {
         self.shared.options()
     }
 
-    /// Every route, sharing this server's counters.
+    /// Every route, sharing this server's state.
     pub fn router(&self) -> axum::Router {
         routes::router(self.shared.clone())
     }
@@ -64,9 +97,32 @@ impl MockServer {
         self.shared.stats().snapshot()
     }
 
-    /// Zeroes the counters, as `POST /mock/reset` does.
+    /// A snapshot of the bill, as `GET /mock/bill` returns it.
+    pub fn bill(&self) -> MockBill {
+        self.shared.bill().snapshot()
+    }
+
+    /// Back to a fresh start, as `POST /mock/reset` does: zeroes the
+    /// counters and the bill, empties the prefix cache and the rate-limit
+    /// windows, and restarts the request numbering that seeds jitter and
+    /// faults. The down switch is left as it is.
+    pub fn reset(&self) {
+        self.shared.reset();
+    }
+
+    /// The same as [`reset`](Self::reset), under its older name.
     pub fn reset_stats(&self) {
-        self.shared.stats().reset();
+        self.reset();
+    }
+
+    /// Takes the mock down (every `/v1` call answers 503) or brings it
+    /// back, as `POST /mock/admin/down` and `/mock/admin/up` do.
+    pub fn set_down(&self, down: bool) {
+        self.shared.set_down(down);
+    }
+
+    pub fn is_down(&self) -> bool {
+        self.shared.is_down()
     }
 
     /// Serves on `listener` until `shutdown` completes, then stops

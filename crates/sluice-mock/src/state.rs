@@ -1,11 +1,28 @@
-//! The state every handler shares: the options and the live counters.
+//! The state every handler shares: the options, the counters, the bill,
+//! the prefix cache, the rate-limit windows and the down switch; and
+//! [`Shared::serve`], which accounts for a request and waits as long as
+//! the latency model says.
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
 
+use axum::http::{HeaderMap, HeaderValue};
+use tokio::time::Instant;
+
+use crate::admission::{quota_headers, Admission};
+use crate::bill::{BillRecorder, Refusal};
+use crate::cache::{Boundary, CacheOutcome, PrefixCache};
+use crate::latency::Sequence;
+use crate::limits::RateLimiter;
 use crate::options::MockOptions;
+use crate::pricing::Usage;
 use crate::stats::StatsRecorder;
 
-/// Cheap to clone; all clones see the same counters.
+/// The header that carries a billed request's cost in micro-dollars.
+pub(crate) const COST_HEADER: &str = "x-mock-cost-micros";
+
+/// Cheap to clone; all clones see the same state.
 #[derive(Clone, Debug)]
 pub(crate) struct Shared {
     inner: Arc<Inner>,
@@ -15,19 +32,46 @@ pub(crate) struct Shared {
 struct Inner {
     options: MockOptions,
     stats: StatsRecorder,
+    bill: BillRecorder,
+    cache: Mutex<PrefixCache>,
+    limiter: Mutex<RateLimiter>,
+    down: AtomicBool,
+    /// The sequence number of the next admitted request.
+    next_sequence: AtomicU64,
 }
 
-/// What serving one request costs, for the counters and the latency model.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What serving one request costs, for the counters, the bill and the
+/// latency model.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Work {
     /// Prompts in the request.
     pub(crate) prompts: u64,
-    /// Prompt tokens over all prompts (as reported in `usage`).
-    pub(crate) prompt_tokens: u64,
+    /// One per prompt: its tokens, cached tokens and decode length.
+    pub(crate) sequences: Vec<Sequence>,
     /// Completion tokens over all choices (as reported in `usage`).
     pub(crate) completion_tokens: u64,
-    /// Completion tokens of the longest single sequence: what decode waits for.
-    pub(crate) decode_tokens: u64,
+    /// Prompt tokens written to the cache at the cache-write price.
+    pub(crate) cache_write_tokens: u64,
+}
+
+impl Work {
+    /// The billed usage.
+    pub(crate) fn usage(&self) -> Usage {
+        let sum =
+            |f: fn(&Sequence) -> u64| self.sequences.iter().map(f).fold(0u64, u64::saturating_add);
+        Usage {
+            prompt_tokens: sum(|s| s.prompt_tokens),
+            cached_tokens: sum(|s| s.cached_tokens),
+            cache_write_tokens: self.cache_write_tokens,
+            completion_tokens: self.completion_tokens,
+        }
+    }
+}
+
+/// What a served request was charged, and the headers that say so.
+#[derive(Debug, Clone)]
+pub(crate) struct Receipt {
+    pub(crate) headers: HeaderMap,
 }
 
 impl Shared {
@@ -36,6 +80,11 @@ impl Shared {
             inner: Arc::new(Inner {
                 options,
                 stats: StatsRecorder::default(),
+                bill: BillRecorder::default(),
+                cache: Mutex::default(),
+                limiter: Mutex::default(),
+                down: AtomicBool::new(false),
+                next_sequence: AtomicU64::new(0),
             }),
         }
     }
@@ -48,23 +97,103 @@ impl Shared {
         &self.inner.stats
     }
 
-    /// Counts the request, then waits as long as the latency model says.
+    pub(crate) fn bill(&self) -> &BillRecorder {
+        &self.inner.bill
+    }
+
+    pub(crate) fn is_down(&self) -> bool {
+        self.inner.down.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn set_down(&self, down: bool) {
+        self.inner.down.store(down, Ordering::SeqCst);
+    }
+
+    /// Back to a fresh start with the same options: counters, bill, prefix
+    /// cache, rate-limit windows and request numbering. The down switch
+    /// stays as it is.
+    pub(crate) fn reset(&self) {
+        self.stats().reset();
+        self.bill().reset();
+        lock(&self.inner.cache).clear();
+        lock(&self.inner.limiter).clear();
+        self.inner.next_sequence.store(0, Ordering::SeqCst);
+    }
+
+    /// Counts an error served instead of an answer, in the stats and the
+    /// bill.
+    pub(crate) fn refused(&self, refusal: Refusal) {
+        self.stats().refused(refusal);
+        self.bill().refused(refusal);
+    }
+
+    pub(crate) fn limiter(&self) -> MutexGuard<'_, RateLimiter> {
+        lock(&self.inner.limiter)
+    }
+
+    pub(crate) fn next_sequence(&self) -> u64 {
+        self.inner.next_sequence.fetch_add(1, Ordering::SeqCst)
+    }
+
+    /// Looks a prompt's prefix boundaries up in the cache and stores them.
+    pub(crate) fn cache_lookup(&self, boundaries: &[Boundary]) -> CacheOutcome {
+        if boundaries.is_empty() {
+            return CacheOutcome::default();
+        }
+        lock(&self.inner.cache).lookup_and_store(
+            &self.options().prefix_cache,
+            boundaries,
+            Instant::now(),
+        )
+    }
+
+    /// Counts and bills the request, then waits as long as the latency
+    /// model says (plus any stall).
     ///
-    /// The request is counted before the wait, as a provider bills a
-    /// request it has accepted even when the client hangs up before the
-    /// answer arrives.
-    pub(crate) async fn serve(&self, path: &str, work: Work) {
+    /// The request is counted and billed before the wait, as a provider
+    /// bills a request it has accepted even when the client hangs up before
+    /// the answer arrives.
+    pub(crate) async fn serve(
+        &self,
+        path: &str,
+        model: &str,
+        admission: &Admission,
+        work: &Work,
+    ) -> Receipt {
+        let usage = work.usage();
         self.stats().record(
             path,
             work.prompts,
-            work.prompt_tokens,
-            work.completion_tokens,
+            usage.prompt_tokens,
+            usage.completion_tokens,
         );
-        let delay = self
-            .options()
-            .latency(work.prompt_tokens, work.decode_tokens);
+        if admission.stall.is_some() {
+            self.stats().stalled();
+        }
+        let options = self.options();
+        let cost_micros = options.prices.cost_micros(model, &usage);
+        self.bill().charge(model, &usage, cost_micros);
+
+        let base = options.base_latency(work.sequences.iter().copied());
+        let delay = options
+            .jittered(base, admission.sequence)
+            .saturating_add(admission.stall.unwrap_or(Duration::ZERO));
         if !delay.is_zero() {
             tokio::time::sleep(delay).await;
         }
+
+        let mut headers = admission
+            .quota
+            .as_ref()
+            .map(quota_headers)
+            .unwrap_or_default();
+        headers.insert(COST_HEADER, HeaderValue::from(cost_micros));
+        Receipt { headers }
     }
+}
+
+// Every holder updates these in a few steps that cannot panic halfway in a
+// way that matters to a mock, so a poisoned lock is simply taken over.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }

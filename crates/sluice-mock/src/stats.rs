@@ -1,11 +1,15 @@
 //! What the mock has served: requests, prompts and tokens, in total and per
 //! endpoint. Benchmarks and tests read these as the provider's side of the
 //! story (how many calls the queue really made, how many tokens it billed).
+//! The errors served instead of answers (429s, injected 5xx, 503s while
+//! down) and the stalls are counted apart; they are not requests served.
 
 use std::collections::BTreeMap;
 use std::sync::{Mutex, PoisonError};
 
 use serde::{Deserialize, Serialize};
+
+use crate::bill::Refusal;
 
 /// The counters kept for one endpoint.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
@@ -43,6 +47,18 @@ pub struct MockStats {
     pub completion_tokens: u64,
     /// The same counters per request path, e.g. `/v1/chat/completions`.
     pub by_endpoint: BTreeMap<String, EndpointStats>,
+    /// 429s served.
+    #[serde(default)]
+    pub rate_limited: u64,
+    /// Injected 500s and 503s served.
+    #[serde(default)]
+    pub injected_errors: u64,
+    /// 503s served while down.
+    #[serde(default)]
+    pub down_rejections: u64,
+    /// Served requests that stalled (they count as served as well).
+    #[serde(default)]
+    pub stalls: u64,
 }
 
 impl MockStats {
@@ -89,6 +105,22 @@ impl StatsRecorder {
         self.lock().record(path, &served);
     }
 
+    /// Counts an error served instead of an answer.
+    pub(crate) fn refused(&self, refusal: Refusal) {
+        let mut stats = self.lock();
+        let counter = match refusal {
+            Refusal::RateLimited => &mut stats.rate_limited,
+            Refusal::Injected => &mut stats.injected_errors,
+            Refusal::Down => &mut stats.down_rejections,
+        };
+        *counter = counter.saturating_add(1);
+    }
+
+    pub(crate) fn stalled(&self) {
+        let mut stats = self.lock();
+        stats.stalls = stats.stalls.saturating_add(1);
+    }
+
     pub(crate) fn snapshot(&self) -> MockStats {
         self.lock().clone()
     }
@@ -130,6 +162,21 @@ mod tests {
         );
         assert_eq!(s.endpoint("/b").prompts, 2);
         assert_eq!(s.endpoint("/never"), EndpointStats::default());
+        rec.refused(Refusal::RateLimited);
+        rec.refused(Refusal::Injected);
+        rec.refused(Refusal::Down);
+        rec.stalled();
+        let s = rec.snapshot();
+        assert_eq!(
+            (
+                s.rate_limited,
+                s.injected_errors,
+                s.down_rejections,
+                s.stalls
+            ),
+            (1, 1, 1, 1)
+        );
+        assert_eq!(s.requests, 3);
         rec.reset();
         assert_eq!(rec.snapshot(), MockStats::default());
     }

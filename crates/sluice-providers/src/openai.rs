@@ -114,15 +114,9 @@ impl OpenAiProvider {
             .iter()
             .map(|i| tokens::count(model, i.as_str().unwrap_or_default()))
             .collect();
-        let completion_weights: Vec<u64> = items
-            .iter()
-            .map(|item| {
-                let text = item.get("text").and_then(Value::as_str).unwrap_or_default();
-                tokens::count(model, text)
-            })
-            .collect();
+        let max_tokens = first.body.get("max_tokens").and_then(Value::as_u64);
         let prompt = split_proportional(total.prompt_tokens, &prompt_weights);
-        let completion = split_proportional(total.completion_tokens, &completion_weights);
+        let completion = split_completion(model, total.completion_tokens, &items, max_tokens);
         let cached = split_proportional(total.cached_tokens, &prompt_weights);
         items
             .into_iter()
@@ -140,6 +134,47 @@ impl OpenAiProvider {
             })
             .collect()
     }
+}
+
+/// Each choice's share of a batch call's completion tokens. A choice that
+/// stopped for `length` generated exactly `max_tokens` (the batch shares
+/// its parameters); the rest of the total is split across the others by
+/// their tiktoken counts. If the fixed parts do not fit the total, the
+/// whole total is split by counts. The parts always sum to the total.
+fn split_completion(model: &str, total: u64, items: &[Value], max_tokens: Option<u64>) -> Vec<u64> {
+    let hit_length =
+        |item: &Value| item.get("finish_reason").and_then(Value::as_str) == Some("length");
+    let counts: Vec<u64> = items
+        .iter()
+        .map(|item| {
+            tokens::count(
+                model,
+                item.get("text").and_then(Value::as_str).unwrap_or_default(),
+            )
+        })
+        .collect();
+    let fixed: u64 = match max_tokens {
+        Some(max) => items.iter().filter(|i| hit_length(i)).count() as u64 * max,
+        None => 0,
+    };
+    let (Some(max), true) = (max_tokens, fixed <= total && fixed > 0) else {
+        return split_proportional(total, &counts);
+    };
+    let free: Vec<u64> = items
+        .iter()
+        .zip(&counts)
+        .map(|(item, &c)| if hit_length(item) { 0 } else { c })
+        .collect();
+    let rest = total - fixed;
+    if free.iter().all(|&c| c == 0) && rest > 0 {
+        return split_proportional(total, &counts);
+    }
+    let shares = split_proportional(rest, &free);
+    items
+        .iter()
+        .zip(shares)
+        .map(|(item, share)| if hit_length(item) { max } else { share })
+        .collect()
 }
 
 /// The items of an array response, in job order, each matched by its
@@ -216,6 +251,23 @@ impl Provider for OpenAiProvider {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn length_limited_choices_get_exactly_max_tokens() {
+        let items = vec![
+            json!({"text": "mock:7e5b8ad56422e58b", "finish_reason": "length"}),
+            json!({"text": "mock:0123", "finish_reason": "length"}),
+            json!({"text": "a short answer", "finish_reason": "stop"}),
+            json!({"text": "a somewhat longer answer than that", "finish_reason": "stop"}),
+        ];
+        let parts = split_completion("gpt-4o", 20 + 9, &items, Some(10));
+        assert_eq!(&parts[..2], &[10, 10]);
+        assert_eq!(parts.iter().sum::<u64>(), 29);
+        assert!(parts[3] > parts[2]);
+        // Inconsistent totals fall back to a proportional split, still exact.
+        let parts = split_completion("gpt-4o", 5, &items, Some(10));
+        assert_eq!(parts.iter().sum::<u64>(), 5);
+    }
 
     #[test]
     fn items_are_matched_by_index_never_by_position() {

@@ -1,21 +1,42 @@
-//! The mock's own control endpoints: `GET /mock/stats` and
-//! `POST /mock/reset`. They are not counted in the stats.
+//! The mock's own control endpoints: `GET /mock/stats`, `GET /mock/bill`,
+//! `POST /mock/reset`, `POST /mock/admin/down` and `POST /mock/admin/up`.
+//! They are not counted in the stats nor billed.
 
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 
+use crate::bill::MockBill;
 use crate::state::Shared;
 use crate::stats::MockStats;
 
 pub(super) const STATS_PATH: &str = "/mock/stats";
 pub(super) const RESET_PATH: &str = "/mock/reset";
+pub(super) const BILL_PATH: &str = "/mock/bill";
+pub(super) const DOWN_PATH: &str = "/mock/admin/down";
+pub(super) const UP_PATH: &str = "/mock/admin/up";
 
 pub(super) async fn stats(State(shared): State<Shared>) -> Json<MockStats> {
     Json(shared.stats().snapshot())
 }
 
+pub(super) async fn bill(State(shared): State<Shared>) -> Json<MockBill> {
+    Json(shared.bill().snapshot())
+}
+
+/// Zeroes the counters and the bill, empties the prefix cache and the
+/// rate-limit windows, and restarts request numbering.
 pub(super) async fn reset(State(shared): State<Shared>) -> StatusCode {
-    shared.stats().reset();
+    shared.reset();
+    StatusCode::NO_CONTENT
+}
+
+pub(super) async fn down(State(shared): State<Shared>) -> StatusCode {
+    shared.set_down(true);
+    StatusCode::NO_CONTENT
+}
+
+pub(super) async fn up(State(shared): State<Shared>) -> StatusCode {
+    shared.set_down(false);
     StatusCode::NO_CONTENT
 }

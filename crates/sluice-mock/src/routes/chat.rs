@@ -1,18 +1,22 @@
 //! `POST /v1/chat/completions`.
 //!
 //! The answer is generated from the content of the last `user` message;
-//! `prompt_tokens` counts the content of every message.
+//! `prompt_tokens` counts the content of every message. The messages
+//! before the answered one are the cacheable prefix (see
+//! [`prefix`](crate::prefix)), scoped by `prompt_cache_key` when given.
 
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::Json;
+use axum::response::Response;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    parse_body, reject_stream, require_model, resolve_max_tokens, resolve_n, response_id, unix_now,
-    Usage,
+    parse_body, reject_stream, require_model, resolve_max_tokens, resolve_n, respond, response_id,
+    unix_now, Usage,
 };
 use crate::error::ApiError;
+use crate::latency::Sequence;
+use crate::prefix::{piece_prefixes, Piece, Scope};
 use crate::state::{Shared, Work};
 use crate::text::{count_tokens, generate};
 
@@ -26,6 +30,7 @@ struct ChatRequest {
     max_completion_tokens: Option<u64>,
     n: Option<u64>,
     stream: Option<bool>,
+    prompt_cache_key: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -96,7 +101,7 @@ struct AssistantMessage {
 pub(super) async fn handle(
     State(shared): State<Shared>,
     body: Bytes,
-) -> Result<Json<ChatResponse>, ApiError> {
+) -> Result<Response, ApiError> {
     let request: ChatRequest = parse_body(&body)?;
     let model = require_model(request.model)?;
     reject_stream(request.stream)?;
@@ -120,27 +125,41 @@ pub(super) async fn handle(
     let prompt_tokens = texts.iter().map(|text| count_tokens(text)).sum::<u64>();
     // The last user message; a conversation without one (say, only a
     // system prompt) is answered from its last message.
-    let prompt = messages
+    let answered = messages
         .iter()
-        .zip(&texts)
-        .rev()
-        .find(|(message, _)| message.role == "user")
-        .or_else(|| messages.iter().zip(&texts).next_back())
-        .map(|(_, text)| text.as_str())
-        .unwrap_or_default();
+        .rposition(|message| message.role == "user")
+        .unwrap_or(messages.len().saturating_sub(1));
+    let prompt = texts.get(answered).map(String::as_str).unwrap_or_default();
     let completion_tokens = max_tokens.saturating_mul(n);
 
-    shared
-        .serve(
-            PATH,
-            Work {
-                prompts: 1,
-                prompt_tokens,
-                completion_tokens,
-                decode_tokens: max_tokens,
-            },
-        )
-        .await;
+    let admission = shared.admit(&model, prompt_tokens.saturating_add(completion_tokens))?;
+    let scope = Scope {
+        api: "chat",
+        model: &model,
+        cache_key: request.prompt_cache_key.as_deref(),
+    };
+    let pieces = messages
+        .iter()
+        .zip(&texts)
+        .take(answered)
+        .map(|(message, text)| Piece {
+            role: &message.role,
+            text,
+            boundary: true,
+        });
+    let boundaries = piece_prefixes(&shared.options().prefix_cache, scope, pieces);
+    let cached_tokens = shared.cache_lookup(&boundaries).read_tokens;
+    let work = Work {
+        prompts: 1,
+        sequences: vec![Sequence {
+            prompt_tokens,
+            cached_tokens,
+            decode_tokens: max_tokens,
+        }],
+        completion_tokens,
+        cache_write_tokens: 0,
+    };
+    let receipt = shared.serve(PATH, &model, &admission, &work).await;
 
     let content = generate(prompt, max_tokens);
     let choices = (0..n)
@@ -154,12 +173,13 @@ pub(super) async fn handle(
             finish_reason: "length",
         })
         .collect();
-    Ok(Json(ChatResponse {
+    let response = ChatResponse {
         id: response_id("chatcmpl-", &body),
         object: "chat.completion",
         created: unix_now(),
         model,
         choices,
-        usage: Usage::new(prompt_tokens, completion_tokens),
-    }))
+        usage: Usage::new(prompt_tokens, completion_tokens, cached_tokens),
+    };
+    Ok(respond(receipt, response))
 }

@@ -4,18 +4,22 @@
 //! prompts. Choices come `n` per prompt in prompt order, with
 //! `index = prompt_index * n + j` as OpenAI numbers them, and `usage` is
 //! the total over the batch. The batch prefills every prompt but decodes
-//! them in parallel (see [`MockOptions::batch_latency`](crate::MockOptions::batch_latency)).
+//! them in parallel (see [`latency`](crate::latency)). Each prompt's
+//! leading blocks may come from the prefix cache (see
+//! [`prefix`](crate::prefix)), scoped by `prompt_cache_key` when given.
 
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::Json;
+use axum::response::Response;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    parse_body, reject_stream, require_model, resolve_max_tokens, resolve_n, response_id, unix_now,
-    TextInput, Usage,
+    parse_body, reject_stream, require_model, resolve_max_tokens, resolve_n, respond, response_id,
+    unix_now, TextInput, Usage,
 };
 use crate::error::ApiError;
+use crate::latency::Sequence;
+use crate::prefix::{text_blocks, Scope};
 use crate::state::{Shared, Work};
 use crate::text::{count_tokens, generate};
 
@@ -28,6 +32,7 @@ struct CompletionRequest {
     max_tokens: Option<u64>,
     n: Option<u64>,
     stream: Option<bool>,
+    prompt_cache_key: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -51,7 +56,7 @@ struct Choice {
 pub(super) async fn handle(
     State(shared): State<Shared>,
     body: Bytes,
-) -> Result<Json<CompletionResponse>, ApiError> {
+) -> Result<Response, ApiError> {
     let request: CompletionRequest = parse_body(&body)?;
     let model = require_model(request.model)?;
     reject_stream(request.stream)?;
@@ -70,17 +75,32 @@ pub(super) async fn handle(
     let prompt_count = prompts.len() as u64;
     let completion_tokens = max_tokens.saturating_mul(n).saturating_mul(prompt_count);
 
-    shared
-        .serve(
-            PATH,
-            Work {
-                prompts: prompt_count,
-                prompt_tokens,
-                completion_tokens,
+    let admission = shared.admit(&model, prompt_tokens.saturating_add(completion_tokens))?;
+    let scope = Scope {
+        api: "completions",
+        model: &model,
+        cache_key: request.prompt_cache_key.as_deref(),
+    };
+    // In order, so that a prompt can hit the prefix of an earlier one.
+    let sequences: Vec<Sequence> = prompts
+        .iter()
+        .map(|prompt| {
+            let boundaries = text_blocks(&shared.options().prefix_cache, scope, prompt);
+            Sequence {
+                prompt_tokens: count_tokens(prompt),
+                cached_tokens: shared.cache_lookup(&boundaries).read_tokens,
                 decode_tokens: max_tokens,
-            },
-        )
-        .await;
+            }
+        })
+        .collect();
+    let cached_tokens = sequences.iter().map(|s| s.cached_tokens).sum::<u64>();
+    let work = Work {
+        prompts: prompt_count,
+        sequences,
+        completion_tokens,
+        cache_write_tokens: 0,
+    };
+    let receipt = shared.serve(PATH, &model, &admission, &work).await;
 
     let mut choices = Vec::with_capacity(prompts.len().saturating_mul(n as usize));
     for (prompt_index, prompt) in (0u64..).zip(&prompts) {
@@ -94,12 +114,13 @@ pub(super) async fn handle(
             });
         }
     }
-    Ok(Json(CompletionResponse {
+    let response = CompletionResponse {
         id: response_id("cmpl-", &body),
         object: "text_completion",
         created: unix_now(),
         model,
         choices,
-        usage: Usage::new(prompt_tokens, completion_tokens),
-    }))
+        usage: Usage::new(prompt_tokens, completion_tokens, cached_tokens),
+    };
+    Ok(respond(receipt, response))
 }

@@ -2,16 +2,18 @@
 //!
 //! `input` is one string or an array; each gets a deterministic unit
 //! vector (see [`embedding`](crate::text::embedding)). Embeddings only
-//! prefill, so they cost no decode time.
+//! prefill, so they cost no decode time. They are billed at the model's
+//! input price and never cached.
 
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::Json;
+use axum::response::Response;
 use serde::{Deserialize, Serialize};
 
-use super::{parse_body, require_model, resolve_dims, TextInput};
+use super::{parse_body, require_model, resolve_dims, respond, TextInput};
 use crate::base64;
 use crate::error::ApiError;
+use crate::latency::Sequence;
 use crate::state::{Shared, Work};
 use crate::text::{count_tokens, embedding};
 
@@ -63,7 +65,7 @@ struct EmbeddingUsage {
 pub(super) async fn handle(
     State(shared): State<Shared>,
     body: Bytes,
-) -> Result<Json<EmbeddingResponse>, ApiError> {
+) -> Result<Response, ApiError> {
     let request: EmbeddingRequest = parse_body(&body)?;
     let model = require_model(request.model)?;
     let inputs = request
@@ -83,17 +85,21 @@ pub(super) async fn handle(
     };
 
     let prompt_tokens = inputs.iter().map(|text| count_tokens(text)).sum::<u64>();
-    shared
-        .serve(
-            PATH,
-            Work {
-                prompts: inputs.len() as u64,
-                prompt_tokens,
-                completion_tokens: 0,
+    let admission = shared.admit(&model, prompt_tokens)?;
+    let work = Work {
+        prompts: inputs.len() as u64,
+        sequences: inputs
+            .iter()
+            .map(|text| Sequence {
+                prompt_tokens: count_tokens(text),
+                cached_tokens: 0,
                 decode_tokens: 0,
-            },
-        )
-        .await;
+            })
+            .collect(),
+        completion_tokens: 0,
+        cache_write_tokens: 0,
+    };
+    let receipt = shared.serve(PATH, &model, &admission, &work).await;
 
     let data = (0u64..)
         .zip(&inputs)
@@ -103,7 +109,7 @@ pub(super) async fn handle(
             embedding: encode(embedding(text, dims), encoding),
         })
         .collect();
-    Ok(Json(EmbeddingResponse {
+    let response = EmbeddingResponse {
         object: "list",
         data,
         model,
@@ -111,7 +117,8 @@ pub(super) async fn handle(
             prompt_tokens,
             total_tokens: prompt_tokens,
         },
-    }))
+    };
+    Ok(respond(receipt, response))
 }
 
 fn encode(vector: Vec<f32>, encoding: Encoding) -> Vector {

@@ -5,20 +5,23 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::{Method, Uri};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{middleware, Router};
+use axum::{middleware, Json, Router};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::auth;
 use crate::error::ApiError;
-use crate::state::Shared;
+use crate::state::{Receipt, Shared};
 
 mod admin;
 mod chat;
 mod completions;
+mod down;
 mod embeddings;
+mod messages;
 
 /// Largest request body accepted. Benchmarks send batches of hundreds of
 /// prompts in one call, well past axum's 2 MiB default.
@@ -34,20 +37,40 @@ const MAX_CHOICES: u64 = 128;
 /// Largest embedding `dimensions` accepted; larger than any real model's.
 const MAX_EMBEDDING_DIMS: usize = 65_536;
 
-/// Every route of the mock, sharing `shared`.
+/// Every route of the mock, sharing `shared`. On each `/v1` route the key
+/// is checked first (401), then the down switch (503), then the request
+/// itself (400), then the rate limits (429) and fault injection (5xx).
 pub(crate) fn router(shared: Shared) -> Router {
-    let api = Router::new()
+    let openai = Router::new()
         .route(chat::PATH, post(chat::handle))
         .route(completions::PATH, post(completions::handle))
         .route(embeddings::PATH, post(embeddings::handle))
+        .route_layer(middleware::from_fn_with_state(shared.clone(), down::openai));
+    let control = Router::new()
         .route(admin::STATS_PATH, get(admin::stats))
         .route(admin::RESET_PATH, post(admin::reset))
+        .route(admin::BILL_PATH, get(admin::bill))
+        .route(admin::DOWN_PATH, post(admin::down))
+        .route(admin::UP_PATH, post(admin::up));
+    let bearer = openai
+        .merge(control)
         .route_layer(middleware::from_fn_with_state(
             shared.clone(),
             auth::require_key,
         ));
+    let anthropic = Router::new()
+        .route(messages::PATH, post(messages::handle))
+        .route_layer(middleware::from_fn_with_state(
+            shared.clone(),
+            down::anthropic,
+        ))
+        .route_layer(middleware::from_fn_with_state(
+            shared.clone(),
+            auth::require_x_api_key,
+        ));
     Router::new()
-        .merge(api)
+        .merge(bearer)
+        .merge(anthropic)
         .route("/healthz", get(|| async { "ok" }))
         .fallback(unknown_url)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -148,22 +171,36 @@ impl TextInput {
     }
 }
 
-/// Token usage, as OpenAI reports it.
+/// Token usage, as OpenAI reports it. `prompt_tokens` includes the
+/// cached ones.
 #[derive(Debug, Clone, Copy, Serialize)]
 pub(crate) struct Usage {
     pub(crate) prompt_tokens: u64,
     pub(crate) completion_tokens: u64,
     pub(crate) total_tokens: u64,
+    pub(crate) prompt_tokens_details: PromptTokensDetails,
+}
+
+#[derive(Debug, Clone, Copy, Serialize)]
+pub(crate) struct PromptTokensDetails {
+    /// Prompt tokens read from the prefix cache.
+    pub(crate) cached_tokens: u64,
 }
 
 impl Usage {
-    pub(crate) fn new(prompt_tokens: u64, completion_tokens: u64) -> Self {
+    pub(crate) fn new(prompt_tokens: u64, completion_tokens: u64, cached_tokens: u64) -> Self {
         Self {
             prompt_tokens,
             completion_tokens,
             total_tokens: prompt_tokens.saturating_add(completion_tokens),
+            prompt_tokens_details: PromptTokensDetails { cached_tokens },
         }
     }
+}
+
+/// A 200 with `body` and the receipt's headers (cost, rate limits).
+pub(crate) fn respond<T: Serialize>(receipt: Receipt, body: T) -> Response {
+    (receipt.headers, Json(body)).into_response()
 }
 
 /// A response id that is a function of the request body, so the same

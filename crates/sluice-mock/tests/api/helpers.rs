@@ -1,7 +1,7 @@
 use axum::body::Body;
-use axum::http::{Request, StatusCode};
+use axum::http::{HeaderMap, Request, StatusCode};
 use serde_json::Value;
-use sluice_mock::{MockOptions, MockServer};
+use sluice_mock::{MockOptions, MockServer, Price};
 use tower::ServiceExt;
 
 /// Bodies in tests are small; this only guards against a runaway answer.
@@ -45,19 +45,91 @@ impl TestMock {
     }
 
     async fn send(&self, request: Request<Body>) -> (StatusCode, Value) {
+        let reply = self.send_full(request).await;
+        (reply.status, reply.body)
+    }
+
+    /// POSTs `body` as JSON with extra `headers`, keeping the response's
+    /// headers.
+    pub async fn post_with(&self, path: &str, body: &Value, headers: &[(&str, &str)]) -> Reply {
+        let mut request = Request::post(path).header("content-type", "application/json");
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        self.send_full(request.body(Body::from(body.to_string())).unwrap())
+            .await
+    }
+
+    /// POSTs `body` and keeps the response's headers.
+    pub async fn post_full(&self, path: &str, body: &Value) -> Reply {
+        self.post_with(path, body, &[]).await
+    }
+
+    /// An Anthropic Messages call with the version header.
+    pub async fn messages(&self, body: &Value) -> Reply {
+        self.post_with("/v1/messages", body, &[("anthropic-version", "2023-06-01")])
+            .await
+    }
+
+    async fn send_full(&self, request: Request<Body>) -> Reply {
         let response = self.server.router().oneshot(request).await.unwrap();
         let status = response.status();
+        let headers = response.headers().clone();
         let bytes = axum::body::to_bytes(response.into_body(), MAX_RESPONSE_BYTES)
             .await
             .unwrap();
-        let json = if bytes.is_empty() {
+        let body = if bytes.is_empty() {
             Value::Null
         } else {
             serde_json::from_slice(&bytes)
                 .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()))
         };
-        (status, json)
+        Reply {
+            status,
+            headers,
+            body,
+        }
     }
+}
+
+/// A response with its headers.
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Value,
+}
+
+impl Reply {
+    /// A header as an integer.
+    pub fn header_u64(&self, name: &str) -> u64 {
+        self.headers[name].to_str().unwrap().parse().unwrap()
+    }
+
+    /// What the mock charged for this request.
+    pub fn cost(&self) -> u64 {
+        self.header_u64("x-mock-cost-micros")
+    }
+}
+
+/// The cost of an OpenAI-route request, written independently of the
+/// crate: `(uncached × input + cached × cached_input + completion ×
+/// output) / 1e6`, rounded half up.
+pub fn openai_cost(price: &Price, prompt: u64, cached: u64, completion: u64) -> u64 {
+    let exact = u128::from(prompt - cached) * u128::from(price.input)
+        + u128::from(cached) * u128::from(price.cached_input)
+        + u128::from(completion) * u128::from(price.output);
+    u64::try_from((exact + 500_000) / 1_000_000).unwrap()
+}
+
+/// The cost of an Anthropic request: cache writes at 1.25 × input, i.e.
+/// `(uncached × input + read × cached_input + 1.25 × written × input +
+/// output × output_price) / 1e6`, rounded half up, in quarter units.
+pub fn anthropic_cost(price: &Price, input: u64, read: u64, written: u64, output: u64) -> u64 {
+    let quarters = 4 * u128::from(input) * u128::from(price.input)
+        + 4 * u128::from(read) * u128::from(price.cached_input)
+        + 5 * u128::from(written) * u128::from(price.input)
+        + 4 * u128::from(output) * u128::from(price.output);
+    u64::try_from((quarters + 2_000_000) / 4_000_000).unwrap()
 }
 
 /// The text of every choice of a completions response, in order.

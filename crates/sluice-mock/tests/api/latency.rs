@@ -90,3 +90,57 @@ async fn default_options_answer_instantly() {
     .await;
     assert_eq!(start.elapsed(), Duration::ZERO);
 }
+
+#[tokio::test(start_paused = true)]
+async fn batch_efficiency_overlaps_prefill() {
+    let mock = TestMock::with(MockOptions {
+        batch_efficiency: sluice_mock::Ratio::percent(50),
+        ..options()
+    });
+    let prompts = ["aaaa", "bbbbbbbb", "cccccccccccc", "dddd"]; // 1 + 2 + 3 + 1 tokens
+    let start = Instant::now();
+    mock.post(
+        "/v1/completions",
+        &json!({"model": "m", "prompt": prompts, "max_tokens": 10}),
+    )
+    .await;
+    // Prefill = 0.5 × 7 ms + 0.5 × 3 ms = 5 ms.
+    assert_eq!(start.elapsed(), Duration::from_millis(100 + 5 + 200));
+}
+
+#[tokio::test(start_paused = true)]
+async fn jitter_is_bounded_varied_and_seeded() {
+    let jittery = MockOptions {
+        latency_jitter: sluice_mock::Ratio::percent(30),
+        seed: 5,
+        ..options()
+    };
+    let base = jittery.latency(1, 10); // 100 + 1 + 200 ms
+    let run = || async {
+        let mock = TestMock::with(jittery.clone());
+        let mut elapsed = Vec::new();
+        for _ in 0..50 {
+            let start = Instant::now();
+            mock.post(
+                "/v1/completions",
+                &json!({"model": "m", "prompt": "x", "max_tokens": 10}),
+            )
+            .await;
+            elapsed.push(start.elapsed());
+        }
+        elapsed
+    };
+    let first = run().await;
+    let (lo, hi) = (base.mul_f64(0.7), base.mul_f64(1.3));
+    assert!(first.iter().all(|d| *d >= lo && *d <= hi), "{first:?}");
+    assert!(first.iter().any(|d| *d < base) && first.iter().any(|d| *d > base));
+    // Exactly the model's figure, up to tokio's 1 ms timer resolution.
+    for (i, d) in first.iter().enumerate() {
+        let expected = jittery.jittered(base, i as u64);
+        assert!(
+            *d >= expected && *d - expected < Duration::from_millis(1),
+            "{d:?} vs {expected:?}"
+        );
+    }
+    assert_eq!(run().await, first);
+}

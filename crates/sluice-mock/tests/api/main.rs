@@ -7,10 +7,15 @@
 
 mod helpers;
 
+mod bill;
 mod chat;
 mod completions;
 mod embeddings;
 mod errors;
+mod faults;
 mod latency;
+mod messages;
+mod prefix_cache;
+mod rate_limits;
 mod serve;
 mod stats;

@@ -1,0 +1,224 @@
+//! The latency model: how long the mock takes to answer a request.
+//!
+//! A request is one or more sequences (one per prompt; a chat request or a
+//! single prompt is one). For sequence `i` with `p_i` prompt tokens, of
+//! which `k_i` were read from the prefix cache, and `d_i` completion tokens
+//! to decode (per choice; choices decode in parallel):
+//!
+//! ```text
+//! prefill_i = (p_i − k_i) × per_prompt_token + k_i × per_cached_prompt_token
+//! prefill   = (1 − e) × Σ prefill_i + e × max prefill_i    (e = batch_efficiency)
+//! decode    = max d_i × per_completion_token
+//! base      = fixed + prefill + decode
+//! latency   = base × (1 + jitter × r) + stall
+//! ```
+//!
+//! `r` is uniform in `[−1, 1]` (in millionths), drawn from the seed and the
+//! request's sequence number (see [`dice`](crate::dice)); `stall` is zero
+//! unless [`Faults`](crate::Faults) stalls the request. Every step is
+//! integer nanoseconds, rounded down, saturating.
+//!
+//! With `e = 0` (the default) a batch prefills its prompts one after the
+//! other, as the mock always did; with `e = 1` it prefills them all in the
+//! time of the longest. For any `e` in `[0, 1]` a batch costs at most
+//! `fixed + Σ prefill_i + max decode`, less than its prompts sent one by one
+//! (`n × fixed + Σ prefill_i + Σ decode_i`) whenever there are at least two
+//! and `fixed` or decode is not zero.
+
+use std::time::Duration;
+
+use crate::dice::{draw, Purpose};
+use crate::options::MockOptions;
+use crate::ratio::Ratio;
+
+/// One sequence of a request, as the latency model sees it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Sequence {
+    /// Every prompt token of the sequence, cached or not.
+    pub prompt_tokens: u64,
+    /// Of those, read from the prefix cache.
+    pub cached_tokens: u64,
+    /// Completion tokens to decode.
+    pub decode_tokens: u64,
+}
+
+impl MockOptions {
+    /// How long a single uncached sequence takes: the fixed cost, plus
+    /// prefill for `prefill_tokens`, plus decode for `decode_tokens`.
+    /// Saturates instead of overflowing.
+    pub fn latency(&self, prefill_tokens: u64, decode_tokens: u64) -> Duration {
+        self.base_latency([Sequence {
+            prompt_tokens: prefill_tokens,
+            cached_tokens: 0,
+            decode_tokens,
+        }])
+    }
+
+    /// The latency of a native batch of uncached sequences, given
+    /// `(prompt_tokens, completion_tokens)` for each: see [`base_latency`](Self::base_latency).
+    pub fn batch_latency(&self, sequences: impl IntoIterator<Item = (u64, u64)>) -> Duration {
+        self.base_latency(sequences.into_iter().map(|(p, c)| Sequence {
+            prompt_tokens: p,
+            cached_tokens: 0,
+            decode_tokens: c,
+        }))
+    }
+
+    /// `base` in the [module documentation](self): the latency before jitter
+    /// and stalls.
+    pub fn base_latency(&self, sequences: impl IntoIterator<Item = Sequence>) -> Duration {
+        let per_prompt = self.latency_per_prompt_token.as_nanos();
+        let per_cached = self.latency_per_cached_prompt_token.as_nanos();
+        let (mut sum, mut max, mut decode) = (0u128, 0u128, 0u64);
+        for sequence in sequences {
+            let cached = sequence.cached_tokens.min(sequence.prompt_tokens);
+            let uncached = sequence.prompt_tokens - cached;
+            let prefill = per_prompt
+                .saturating_mul(u128::from(uncached))
+                .saturating_add(per_cached.saturating_mul(u128::from(cached)));
+            sum = sum.saturating_add(prefill);
+            max = max.max(prefill);
+            decode = decode.max(sequence.decode_tokens);
+        }
+        let prefill = sum - self.batch_efficiency.of(sum - max);
+        let decode = self
+            .latency_per_completion_token
+            .as_nanos()
+            .saturating_mul(u128::from(decode));
+        let total = self
+            .latency_fixed
+            .as_nanos()
+            .saturating_add(prefill)
+            .saturating_add(decode);
+        nanos(total)
+    }
+
+    /// `base × (1 + jitter × r)` for the request numbered `sequence`.
+    pub fn jittered(&self, base: Duration, sequence: u64) -> Duration {
+        if self.latency_jitter.is_zero() {
+            return base;
+        }
+        let span = 2 * u64::from(Ratio::SCALE) + 1;
+        let r = i64::try_from(draw(self.seed, sequence, Purpose::Jitter) % span).unwrap_or(0)
+            - i64::from(Ratio::SCALE);
+        let base_nanos = base.as_nanos();
+        let delta = self.latency_jitter.of(Ratio::from_ppm(
+            u32::try_from(r.unsigned_abs()).unwrap_or(Ratio::SCALE),
+        )
+        .of(base_nanos));
+        if r < 0 {
+            nanos(base_nanos - delta)
+        } else {
+            nanos(base_nanos.saturating_add(delta))
+        }
+    }
+}
+
+/// A duration of `nanos`, saturating at about 584 years.
+fn nanos(nanos: u128) -> Duration {
+    Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts() -> MockOptions {
+        MockOptions {
+            latency_fixed: Duration::from_millis(50),
+            latency_per_prompt_token: Duration::from_micros(100),
+            latency_per_completion_token: Duration::from_millis(10),
+            ..MockOptions::default()
+        }
+    }
+
+    #[test]
+    fn default_is_instant() {
+        let o = MockOptions::default();
+        assert_eq!(o.latency(1_000, 1_000), Duration::ZERO);
+        assert_eq!(o.jittered(Duration::ZERO, 3), Duration::ZERO);
+    }
+
+    #[test]
+    fn latency_is_fixed_plus_prefill_plus_decode() {
+        let o = opts();
+        assert_eq!(o.latency(0, 0), Duration::from_millis(50));
+        // 50ms + 200 * 0.1ms + 16 * 10ms
+        assert_eq!(o.latency(200, 16), Duration::from_millis(50 + 20 + 160));
+    }
+
+    #[test]
+    fn batch_sums_prefill_and_maxes_decode() {
+        let o = opts();
+        let seqs = [(100, 16), (300, 8), (200, 32)];
+        // 50ms + 600 * 0.1ms + 32 * 10ms
+        assert_eq!(o.batch_latency(seqs), Duration::from_millis(50 + 60 + 320));
+        let one_by_one: Duration = seqs.iter().map(|&(p, c)| o.latency(p, c)).sum();
+        assert!(o.batch_latency(seqs) < one_by_one);
+        assert_eq!(o.batch_latency([]), Duration::from_millis(50));
+    }
+
+    #[test]
+    fn batch_efficiency_moves_prefill_from_sum_to_max() {
+        let seqs = [(100, 16), (300, 8), (200, 32)];
+        // Σ prefill = 60 ms, max = 30 ms.
+        for (e, prefill_ms) in [(0, 60), (50, 45), (100, 30)] {
+            let o = MockOptions {
+                batch_efficiency: Ratio::percent(e),
+                ..opts()
+            };
+            let expected = Duration::from_millis(50 + prefill_ms + 320);
+            assert_eq!(o.batch_latency(seqs), expected, "e = {e}%");
+            let one_by_one: Duration = seqs.iter().map(|&(p, c)| o.latency(p, c)).sum();
+            assert!(o.batch_latency(seqs) < one_by_one);
+        }
+    }
+
+    #[test]
+    fn cached_tokens_prefill_at_their_own_rate() {
+        let o = MockOptions {
+            latency_per_cached_prompt_token: Duration::from_micros(10),
+            ..opts()
+        };
+        let seq = Sequence {
+            prompt_tokens: 200,
+            cached_tokens: 150,
+            decode_tokens: 16,
+        };
+        // 50ms + 50 * 0.1ms + 150 * 0.01ms + 16 * 10ms
+        let expected = Duration::from_micros(50_000 + 5_000 + 1_500 + 160_000);
+        assert_eq!(o.base_latency([seq]), expected);
+        assert!(o.base_latency([seq]) < o.latency(200, 16));
+    }
+
+    #[test]
+    fn jitter_stays_within_its_band_and_is_seeded() {
+        let o = MockOptions {
+            latency_jitter: Ratio::percent(20),
+            seed: 9,
+            ..opts()
+        };
+        let base = Duration::from_millis(100);
+        let samples: Vec<Duration> = (0..1_000).map(|i| o.jittered(base, i)).collect();
+        let (lo, hi) = (Duration::from_millis(80), Duration::from_millis(120));
+        assert!(samples.iter().all(|d| (lo..=hi).contains(d)));
+        assert!(samples.iter().any(|d| *d < Duration::from_millis(85)));
+        assert!(samples.iter().any(|d| *d > Duration::from_millis(115)));
+        let again: Vec<Duration> = (0..1_000).map(|i| o.jittered(base, i)).collect();
+        assert_eq!(samples, again);
+        let reseeded = MockOptions { seed: 10, ..o };
+        assert_ne!(
+            samples[..10],
+            (0..10)
+                .map(|i| reseeded.jittered(base, i))
+                .collect::<Vec<_>>()[..]
+        );
+    }
+
+    #[test]
+    fn latency_saturates() {
+        let o = opts();
+        let huge = o.latency(u64::MAX, u64::MAX);
+        assert!(huge >= Duration::from_nanos(u64::MAX));
+    }
+}

@@ -1,0 +1,248 @@
+//! `POST /v1/messages`: Anthropic's Messages API.
+//!
+//! Requires the `anthropic-version` header (any value) and, when a key is
+//! configured, `x-api-key`. The answer is [`generate`]d from the text of
+//! the last `user` message, as on the chat route; `max_tokens` is required
+//! and is always the output length, so `stop_reason` is `"max_tokens"`
+//! (`stop_sequences` are accepted and never matched). Only `text` blocks
+//! carry tokens; other blocks count for nothing.
+//!
+//! The prefix cache follows `cache_control` breakpoints (see
+//! [`prefix`](crate::prefix)): the prefix up to and including a marked
+//! block is read from the cache if it was stored before
+//! (`cache_read_input_tokens`), otherwise written
+//! (`cache_creation_input_tokens`, billed at 1.25 × the input price).
+//! `input_tokens` is what is left, as Anthropic reports it; the bill's
+//! `prompt_tokens` is the sum of the three.
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::Response;
+use serde::{Deserialize, Serialize};
+
+use super::{parse_body, reject_stream, require_model, resolve_max_tokens, respond, response_id};
+use crate::error::{AnthropicError, ApiError};
+use crate::latency::Sequence;
+use crate::prefix::{piece_prefixes, Piece, Scope};
+use crate::state::{Shared, Work};
+use crate::text::{count_tokens, generate};
+
+pub(super) const PATH: &str = "/v1/messages";
+
+const VERSION_HEADER: &str = "anthropic-version";
+
+#[derive(Debug, Deserialize)]
+struct MessagesRequest {
+    model: Option<String>,
+    system: Option<Content>,
+    messages: Option<Vec<Message>>,
+    max_tokens: Option<u64>,
+    // Accepted for compatibility; the mock never stops early.
+    #[allow(dead_code)]
+    stop_sequences: Option<Vec<String>>,
+    stream: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Message {
+    role: String,
+    content: Content,
+}
+
+/// A string, or an array of content blocks.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Content {
+    Text(String),
+    Blocks(Vec<Block>),
+}
+
+#[derive(Debug, Deserialize)]
+struct Block {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    text: Option<String>,
+    /// Any non-null value (`{"type": "ephemeral"}`) marks a breakpoint.
+    #[serde(default)]
+    cache_control: Option<serde_json::Value>,
+}
+
+/// One block of the flattened prompt.
+struct Flat<'a> {
+    role: &'a str,
+    text: &'a str,
+    breakpoint: bool,
+}
+
+impl Content {
+    fn flatten<'a>(&'a self, role: &'a str, out: &mut Vec<Flat<'a>>) {
+        match self {
+            Content::Text(text) => out.push(Flat {
+                role,
+                text,
+                breakpoint: false,
+            }),
+            Content::Blocks(blocks) => out.extend(blocks.iter().map(|block| Flat {
+                role,
+                text: block.text().unwrap_or_default(),
+                breakpoint: block.cache_control.as_ref().is_some_and(|c| !c.is_null()),
+            })),
+        }
+    }
+
+    /// The text, text blocks joined by newlines (as on the chat route).
+    fn text(&self) -> String {
+        match self {
+            Content::Text(text) => text.clone(),
+            Content::Blocks(blocks) => blocks
+                .iter()
+                .filter_map(Block::text)
+                .collect::<Vec<_>>()
+                .join("\n"),
+        }
+    }
+}
+
+impl Block {
+    fn text(&self) -> Option<&str> {
+        (self.kind == "text")
+            .then_some(self.text.as_deref())
+            .flatten()
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct MessagesResponse {
+    id: String,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    role: &'static str,
+    model: String,
+    content: Vec<TextBlock>,
+    stop_reason: &'static str,
+    stop_sequence: Option<String>,
+    usage: AnthropicUsage,
+}
+
+#[derive(Debug, Serialize)]
+struct TextBlock {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    text: String,
+}
+
+#[derive(Debug, Serialize)]
+struct AnthropicUsage {
+    input_tokens: u64,
+    output_tokens: u64,
+    cache_creation_input_tokens: u64,
+    cache_read_input_tokens: u64,
+}
+
+pub(super) async fn handle(
+    State(shared): State<Shared>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, AnthropicError> {
+    if !headers.contains_key(VERSION_HEADER) {
+        return Err(
+            ApiError::invalid(VERSION_HEADER, "anthropic-version: header is required").into(),
+        );
+    }
+    let request: MessagesRequest = parse_body(&body)?;
+    let model = require_model(request.model)?;
+    reject_stream(request.stream)?;
+    let messages = match request.messages {
+        Some(messages) if !messages.is_empty() => messages,
+        _ => {
+            return Err(ApiError::invalid(
+                "messages",
+                "messages: you must provide a non-empty array",
+            )
+            .into())
+        }
+    };
+    if let Some(i) = messages
+        .iter()
+        .position(|m| m.role != "user" && m.role != "assistant")
+    {
+        return Err(ApiError::invalid(
+            "messages",
+            format!("messages.{i}.role: must be \"user\" or \"assistant\""),
+        )
+        .into());
+    }
+    let Some(requested) = request.max_tokens else {
+        return Err(ApiError::invalid("max_tokens", "max_tokens: Field required").into());
+    };
+    if requested == 0 {
+        return Err(ApiError::invalid("max_tokens", "max_tokens: must be at least 1").into());
+    }
+    let max_tokens = resolve_max_tokens(Some(requested), "max_tokens", 0)?;
+
+    let mut flat = Vec::new();
+    if let Some(system) = &request.system {
+        system.flatten("system", &mut flat);
+    }
+    for message in &messages {
+        message.content.flatten(&message.role, &mut flat);
+    }
+    let prompt_tokens = flat.iter().map(|f| count_tokens(f.text)).sum::<u64>();
+    let answered = messages
+        .iter()
+        .rposition(|m| m.role == "user")
+        .unwrap_or(messages.len().saturating_sub(1));
+    let prompt = messages
+        .get(answered)
+        .map(|m| m.content.text())
+        .unwrap_or_default();
+
+    let admission = shared.admit(&model, prompt_tokens.saturating_add(max_tokens))?;
+    let scope = Scope {
+        api: "messages",
+        model: &model,
+        cache_key: None,
+    };
+    let pieces = flat.iter().map(|f| Piece {
+        role: f.role,
+        text: f.text,
+        boundary: f.breakpoint,
+    });
+    let boundaries = piece_prefixes(&shared.options().prefix_cache, scope, pieces);
+    let outcome = shared.cache_lookup(&boundaries);
+    let work = Work {
+        prompts: 1,
+        sequences: vec![Sequence {
+            prompt_tokens,
+            cached_tokens: outcome.read_tokens,
+            decode_tokens: max_tokens,
+        }],
+        completion_tokens: max_tokens,
+        cache_write_tokens: outcome.written_tokens,
+    };
+    let receipt = shared.serve(PATH, &model, &admission, &work).await;
+
+    let response = MessagesResponse {
+        id: response_id("msg_", &body),
+        kind: "message",
+        role: "assistant",
+        model,
+        content: vec![TextBlock {
+            kind: "text",
+            text: generate(&prompt, max_tokens),
+        }],
+        stop_reason: "max_tokens",
+        stop_sequence: None,
+        usage: AnthropicUsage {
+            input_tokens: prompt_tokens
+                .saturating_sub(outcome.read_tokens)
+                .saturating_sub(outcome.written_tokens),
+            output_tokens: max_tokens,
+            cache_creation_input_tokens: outcome.written_tokens,
+            cache_read_input_tokens: outcome.read_tokens,
+        },
+    };
+    Ok(respond(receipt, response))
+}
