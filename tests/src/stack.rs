@@ -20,6 +20,8 @@ pub struct StackOptions {
     pub worker_toml: String,
     /// Lines added to the config's `[api]` table.
     pub api_toml: String,
+    /// Top-level TOML added to the config (`[[prices]]`, more providers).
+    pub extra_toml: String,
 }
 
 impl Default for StackOptions {
@@ -30,6 +32,7 @@ impl Default for StackOptions {
             mock_args: Vec::new(),
             worker_toml: "max_wait_ms = { interactive = 5, standard = 20, batch = 50 }".into(),
             api_toml: String::new(),
+            extra_toml: String::new(),
         }
     }
 }
@@ -116,8 +119,10 @@ providers = ["mock"]
 
 [api]
 {}
+
+{}
 "#,
-                options.worker_toml, options.api_toml
+                options.worker_toml, options.api_toml, options.extra_toml
             ),
         )
         .expect("write config");
@@ -202,6 +207,18 @@ providers = ["mock"]
             .await;
         let key = out.lines().last().expect("key line").trim().to_owned();
         Client::new(&self.api_url(), &key)
+    }
+
+    /// The mock provider's own bill.
+    pub async fn mock_bill(&self) -> Value {
+        self.http
+            .get(format!("{}/mock/bill", self.mock_url()))
+            .send()
+            .await
+            .expect("mock bill")
+            .json()
+            .await
+            .expect("bill json")
     }
 
     /// What the mock provider served so far.

@@ -20,6 +20,9 @@ pub struct Config {
     pub providers: Vec<ProviderConfig>,
     #[serde(default)]
     pub models: Vec<ModelRoute>,
+    /// What each provider charges per model (µ$ per million tokens).
+    #[serde(default)]
+    pub prices: Vec<PriceEntry>,
     #[serde(default)]
     pub worker: WorkerConfig,
     #[serde(default)]
@@ -85,6 +88,17 @@ pub struct ModelRoute {
     /// The model name sent to the provider, when it differs from `name`.
     #[serde(default)]
     pub upstream_model: Option<String>,
+}
+
+/// One line of the price table.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PriceEntry {
+    pub provider: String,
+    /// The model name the provider bills (the route's `upstream_model`).
+    pub model: String,
+    #[serde(flatten)]
+    pub price: crate::pricing::Price,
 }
 
 /// How the worker consumes and batches.
@@ -300,6 +314,16 @@ impl Config {
                 }
             }
         }
+        let mut priced = HashSet::new();
+        for (i, p) in self.prices.iter().enumerate() {
+            let at = format!("prices[{i}] ({:?}, {:?})", p.provider, p.model);
+            if !names.contains(p.provider.as_str()) {
+                return Err(format!("{at}: unknown provider {:?}", p.provider));
+            }
+            if !priced.insert((p.provider.as_str(), p.model.as_str())) {
+                return Err(format!("{at}: this provider and model are already priced"));
+            }
+        }
         let w = &self.worker;
         if w.max_batch_size == 0 || w.batches_in_flight == 0 || w.fanout_concurrency == 0 {
             return Err(
@@ -333,6 +357,14 @@ impl Config {
         self.providers.iter().find(|p| p.name == name)
     }
 
+    /// What `provider` charges for `model`, if the table says.
+    pub fn price(&self, provider: &str, model: &str) -> Option<crate::pricing::Price> {
+        self.prices
+            .iter()
+            .find(|p| p.provider == provider && p.model == model)
+            .map(|p| p.price)
+    }
+
     /// The configuration `sluice dev` runs with: one mock provider at
     /// `base_url` serving the models `mock-small` and `mock-embed`.
     pub fn dev(base_url: Url) -> Self {
@@ -357,6 +389,7 @@ impl Config {
                     upstream_model: None,
                 })
                 .collect(),
+            prices: Vec::new(),
             worker: WorkerConfig::default(),
             api: ApiConfig::default(),
             jobs: JobsConfig::default(),
@@ -419,6 +452,32 @@ providers = ["local-mock"]
             e.contains(r#"providers[0] ("local-mock"): base_url"#),
             "{e}"
         );
+    }
+
+    #[test]
+    fn prices_are_read_and_must_name_a_provider() {
+        let text = format!(
+            "{GOOD}\n[[prices]]\nprovider = \"local-mock\"\nmodel = \"mock-small\"\ninput = 150000\ncached_input = 75000\noutput = 600000\n"
+        );
+        let c = Config::parse(&text, "test.toml").unwrap();
+        let p = c.price("local-mock", "mock-small").unwrap();
+        assert_eq!(
+            (p.input, p.cached_input, p.output, p.cache_write),
+            (150_000, 75_000, 600_000, None)
+        );
+        assert!(c.price("local-mock", "other").is_none());
+        let e = err(&text.replace(
+            "provider = \"local-mock\"\nmodel",
+            "provider = \"x\"\nmodel",
+        ));
+        assert!(
+            e.contains("prices[0]") && e.contains("unknown provider"),
+            "{e}"
+        );
+        let e = err(&text.replace("cached_input = 75000", "cached_input = 75000\ncahced = 1"));
+        assert!(e.contains("cahced"), "{e}");
+        let e = err(&text.replace("output = 600000", "output = 1.5"));
+        assert!(e.contains("output") || e.contains("invalid type"), "{e}");
     }
 
     #[test]

@@ -257,6 +257,11 @@ pub struct JobRecord {
     pub error: Option<JobError>,
     #[serde(default)]
     pub usage: Option<Usage>,
+    /// What the provider charged for this job, in micro-dollars (its share
+    /// of the call, when a call served several jobs); null when the price
+    /// table does not price the provider's model.
+    #[serde(default)]
+    pub cost_micros: Option<u64>,
     /// The provider that answered.
     #[serde(default)]
     pub provider: Option<String>,
@@ -291,6 +296,7 @@ impl JobRecord {
             result: None,
             error: None,
             usage: None,
+            cost_micros: None,
             provider: None,
         }
     }
@@ -303,6 +309,8 @@ pub enum Outcome {
         result: serde_json::Value,
         usage: Usage,
         provider: String,
+        /// What the provider charged for this job, when its price is known.
+        cost_micros: Option<u64>,
     },
     Failed(JobError),
     Expired,

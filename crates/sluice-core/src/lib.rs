@@ -15,6 +15,7 @@ pub mod ids;
 pub mod job;
 pub mod message;
 pub mod metrics;
+pub mod pricing;
 pub mod split;
 
 pub use ids::JobId;

@@ -6,6 +6,7 @@
 //! system prompt with `cache_control`, so the batch's jobs share the
 //! provider's prompt cache.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -15,6 +16,7 @@ use sluice_core::batching::{content_text, request_tokens};
 use sluice_core::budget::RateBudget;
 use sluice_core::config::ProviderConfig;
 use sluice_core::metrics::Metrics;
+use sluice_core::pricing::Price;
 use sluice_core::{Endpoint, Usage};
 
 use crate::http::ProviderHttp;
@@ -27,6 +29,8 @@ pub const DEFAULT_MAX_TOKENS: u64 = 1024;
 
 pub struct AnthropicProvider {
     http: ProviderHttp,
+    /// What this provider charges, by the model name it bills.
+    prices: HashMap<String, Price>,
     fanout: usize,
 }
 
@@ -39,8 +43,15 @@ impl AnthropicProvider {
     ) -> Result<Self, String> {
         Ok(Self {
             http: ProviderHttp::new(config, metrics, budget)?,
+            prices: HashMap::new(),
             fanout: fanout.max(1),
         })
+    }
+
+    /// Sets the prices of this provider's models.
+    pub fn with_prices(mut self, prices: HashMap<String, Price>) -> Self {
+        self.prices = prices;
+        self
     }
 
     async fn one(&self, body: &Value, model: &str) -> Result<Answer, ProviderError> {
@@ -55,7 +66,9 @@ impl AnthropicProvider {
             .http
             .post(&url, &headers, &request, "/v1/messages", tokens)
             .await?;
-        from_messages(&response).map_err(|why| self.http.terminal(why))
+        let mut answer = from_messages(&response).map_err(|why| self.http.terminal(why))?;
+        answer.cost_micros = self.prices.get(model).map(|p| p.call_cost(&answer.usage));
+        Ok(answer)
     }
 }
 
@@ -210,7 +223,11 @@ pub fn from_messages(response: &Value) -> Result<Answer, String> {
             "cache_creation_input_tokens": usage.cache_write_tokens,
         },
     });
-    Ok(Answer { body, usage })
+    Ok(Answer {
+        body,
+        usage,
+        cost_micros: None,
+    })
 }
 
 #[cfg(test)]

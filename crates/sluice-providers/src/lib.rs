@@ -46,6 +46,9 @@ pub struct BatchJob {
 pub struct Answer {
     pub body: serde_json::Value,
     pub usage: Usage,
+    /// What this job's share of the call cost, in µ$, when the price table
+    /// prices the provider's model.
+    pub cost_micros: Option<u64>,
 }
 
 #[async_trait]

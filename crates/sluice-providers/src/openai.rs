@@ -1,6 +1,7 @@
 //! The OpenAI-compatible adapter: chat completions (fan-out), completions
 //! with a prompt array and embeddings with an input array (one call each).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::http::ProviderHttp;
@@ -13,11 +14,14 @@ use sluice_core::batching::request_tokens;
 use sluice_core::budget::RateBudget;
 use sluice_core::config::ProviderConfig;
 use sluice_core::metrics::Metrics;
+use sluice_core::pricing::Price;
 use sluice_core::split::split_proportional;
 use sluice_core::{Endpoint, Usage};
 
 pub struct OpenAiProvider {
     http: ProviderHttp,
+    /// What this provider charges, by the model name it bills.
+    prices: HashMap<String, Price>,
     /// Concurrent calls within one chat batch.
     fanout: usize,
 }
@@ -34,8 +38,15 @@ impl OpenAiProvider {
         let http = ProviderHttp::new(config, metrics, budget)?;
         Ok(Self {
             http,
+            prices: HashMap::new(),
             fanout: fanout.max(1),
         })
+    }
+
+    /// Sets the prices of this provider's models.
+    pub fn with_prices(mut self, prices: HashMap<String, Price>) -> Self {
+        self.prices = prices;
+        self
     }
 
     fn terminal(&self, message: impl Into<String>) -> ProviderError {
@@ -73,9 +84,11 @@ impl OpenAiProvider {
         if response.get("choices").and_then(Value::as_array).is_none() {
             return Err(self.terminal("chat completion response without choices"));
         }
+        let cost_micros = self.prices.get(model).map(|p| p.call_cost(&usage));
         Ok(Answer {
             body: response,
             usage,
+            cost_micros,
         })
     }
 
@@ -118,18 +131,30 @@ impl OpenAiProvider {
         let prompt = split_proportional(total.prompt_tokens, &prompt_weights);
         let completion = split_completion(model, total.completion_tokens, &items, max_tokens);
         let cached = split_proportional(total.cached_tokens, &prompt_weights);
+        let usages: Vec<Usage> = (0..n)
+            .map(|i| Usage::new(prompt[i], completion[i], cached[i]))
+            .collect();
+        let costs: Vec<Option<u64>> = match self.prices.get(model) {
+            Some(price) => price
+                .split_cost(&total, &usages)
+                .into_iter()
+                .map(Some)
+                .collect(),
+            None => vec![None; n],
+        };
         items
             .into_iter()
-            .enumerate()
-            .map(|(i, mut item)| {
+            .zip(usages)
+            .zip(costs)
+            .map(|((mut item, usage), cost_micros)| {
                 item["index"] = json!(0);
-                let usage = Usage::new(prompt[i], completion[i], cached[i]);
                 let mut answer = response.clone();
                 answer[items_field] = json!([item]);
                 answer["usage"] = usage_json(batch.endpoint, &usage);
                 Ok(Answer {
                     body: answer,
                     usage,
+                    cost_micros,
                 })
             })
             .collect()

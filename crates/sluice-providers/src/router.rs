@@ -109,19 +109,22 @@ impl Router {
     ) -> Result<Self, String> {
         let mut providers: HashMap<&str, Arc<dyn Provider>> = HashMap::new();
         for p in &config.providers {
+            let prices: HashMap<String, sluice_core::pricing::Price> = config
+                .prices
+                .iter()
+                .filter(|entry| entry.provider == p.name)
+                .map(|entry| (entry.model.clone(), entry.price))
+                .collect();
+            let fanout = config.worker.fanout_concurrency;
             let provider: Arc<dyn Provider> = match p.kind {
-                ProviderKind::Openai => Arc::new(OpenAiProvider::new(
-                    p,
-                    config.worker.fanout_concurrency,
-                    Arc::clone(&metrics),
-                    budget.clone(),
-                )?),
-                ProviderKind::Anthropic => Arc::new(AnthropicProvider::new(
-                    p,
-                    config.worker.fanout_concurrency,
-                    Arc::clone(&metrics),
-                    budget.clone(),
-                )?),
+                ProviderKind::Openai => Arc::new(
+                    OpenAiProvider::new(p, fanout, Arc::clone(&metrics), budget.clone())?
+                        .with_prices(prices),
+                ),
+                ProviderKind::Anthropic => Arc::new(
+                    AnthropicProvider::new(p, fanout, Arc::clone(&metrics), budget.clone())?
+                        .with_prices(prices),
+                ),
             };
             providers.insert(p.name.as_str(), provider);
         }
@@ -280,6 +283,7 @@ mod tests {
                         Ok(Answer {
                             body: json!({"id": j.id.to_string(), "by": self.name}),
                             usage: Usage::new(1, 1, 0),
+                            cost_micros: Some(1),
                         })
                     }
                 })

@@ -106,6 +106,7 @@ impl Executor {
                         result: answer.body,
                         usage: answer.usage,
                         provider,
+                        cost_micros: answer.cost_micros,
                     },
                     Err(e) => Outcome::Failed(JobError::new(e.kind(), e.to_string())),
                 };

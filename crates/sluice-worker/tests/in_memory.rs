@@ -43,6 +43,7 @@ impl Provider for Echo {
                 Ok(Answer {
                     body: json!({"echo": j.id.to_string()}),
                     usage: Usage::new(1, 1, 0),
+                    cost_micros: Some(3),
                 })
             })
             .collect()

@@ -63,11 +63,18 @@ pub fn encode_outcome(outcome: &Outcome) -> Vec<(String, String)> {
             result,
             usage,
             provider,
-        } => vec![
-            ("result".to_owned(), json(result)),
-            ("usage".to_owned(), json(usage)),
-            ("provider".to_owned(), provider.clone()),
-        ],
+            cost_micros,
+        } => {
+            let mut fields = vec![
+                ("result".to_owned(), json(result)),
+                ("usage".to_owned(), json(usage)),
+                ("provider".to_owned(), provider.clone()),
+            ];
+            if let Some(cost) = cost_micros {
+                fields.push(("cost_micros".to_owned(), cost.to_string()));
+            }
+            fields
+        }
         Outcome::Failed(error) => vec![("error".to_owned(), json(error))],
         Outcome::Expired => vec![("error".to_owned(), json(&super::deadline_error()))],
     }
@@ -130,5 +137,10 @@ pub fn decode(fields: &HashMap<String, String>) -> Result<Option<JobRecord>, Sto
             .map(|u| parse::<Usage>("usage", u))
             .transpose()?,
         provider: fields.get("provider").cloned(),
+        cost_micros: fields
+            .get("cost_micros")
+            .map(|c| c.parse::<u64>())
+            .transpose()
+            .map_err(|e| StoreError::Corrupt(format!("field cost_micros: {e}")))?,
     }))
 }

@@ -34,6 +34,7 @@ fn success(text: &str) -> Outcome {
         result: json!({"choices": [{"text": text}]}),
         usage: Usage::new(10, 5, 2),
         provider: "p".into(),
+        cost_micros: Some(1234),
     }
 }
 
@@ -67,6 +68,7 @@ async fn a_job_moves_forward_once(store: &dyn JobStore) {
     assert_eq!(done.status, JobStatus::Succeeded);
     assert_eq!(done.result, Some(json!({"choices": [{"text": "first"}]})));
     assert_eq!(done.usage, Some(Usage::new(10, 5, 2)));
+    assert_eq!(done.cost_micros, Some(1234));
     assert_eq!(done.attempts, 2);
     assert!(done.started_at.is_some() && done.finished_at.is_some());
     assert_eq!(done.error, None);

@@ -102,10 +102,12 @@ impl JobStore for MemoryJobStore {
                     result,
                     usage,
                     provider,
+                    cost_micros,
                 } => {
                     job.result = Some(result.clone());
                     job.usage = Some(*usage);
                     job.provider = Some(provider.clone());
+                    job.cost_micros = *cost_micros;
                 }
                 Outcome::Failed(error) => job.error = Some(error.clone()),
                 Outcome::Expired => job.error = Some(super::deadline_error()),

@@ -1,0 +1,111 @@
+//! Every cost figure is traceable to what the provider billed: the jobs'
+//! costs sum to the mock provider's own bill, to the micro-dollar.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use serde_json::{json, Value};
+use sluice_e2e::{Stack, StackOptions};
+
+#[tokio::test]
+async fn the_jobs_costs_sum_to_the_providers_bill_exactly() {
+    // Odd prices, so that rounding matters; the mock's prefix cache on.
+    let stack = Stack::start(StackOptions {
+        mock_args: vec![
+            "--prefix-cache".into(),
+            "--price".into(),
+            "mock-small=1500001:150001:6000001".into(),
+            "--price".into(),
+            "mock-embed=20011:0:0".into(),
+        ],
+        extra_toml: r#"
+[[prices]]
+provider = "mock"
+model = "mock-small"
+input = 1500001
+cached_input = 150001
+output = 6000001
+
+[[prices]]
+provider = "mock"
+model = "mock-embed"
+input = 20011
+cached_input = 0
+output = 0
+"#
+        .into(),
+        ..StackOptions::default()
+    })
+    .await;
+    let client = stack.tenant("acme").await;
+    let system = "You are a careful assistant. ".repeat(40);
+    let template =
+        "Classify the following support ticket into one of billing, bugs, sales or other. "
+            .repeat(8);
+
+    let mut ids = Vec::new();
+    // Two rounds, so that the second finds the shared prefixes cached.
+    for round in 0..2 {
+        let chats: Vec<Value> = (0..12)
+            .map(|i| {
+                json!({"body": {"model": "mock-small", "max_tokens": 7 + i, "messages": [
+                {"role": "system", "content": system},
+                {"role": "user", "content": format!("question {round}-{i}")}]}})
+            })
+            .collect();
+        let completions: Vec<Value> = (0..20)
+            .map(|i| json!({"endpoint": "/v1/completions",
+                "body": {"model": "mock-small", "max_tokens": 9, "prompt": format!("{template} Ticket {round}-{i}: it broke {}", "!".repeat(i))}}))
+            .collect();
+        let embeddings: Vec<Value> = (0..10)
+            .map(|i| json!({"endpoint": "/v1/embeddings", "body": {"model": "mock-embed", "input": format!("text {round} {i} {}", "x".repeat(i * 5))}}))
+            .collect();
+        let batch = client
+            .submit_batch(
+                chats
+                    .into_iter()
+                    .chain(completions)
+                    .chain(embeddings)
+                    .collect(),
+            )
+            .await;
+        // Finish the round before the next, so its prefixes are cached.
+        client.wait_all(&batch, 60).await;
+        ids.extend(batch);
+    }
+    let jobs = client.wait_all(&ids, 60).await;
+    let mut sluice_total: u64 = 0;
+    let mut cached: u64 = 0;
+    for job in &jobs {
+        assert_eq!(job["status"], "succeeded", "{job}");
+        sluice_total += job["cost_micros"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no cost on {job}"));
+        cached += job["usage"]["cached_tokens"].as_u64().unwrap();
+    }
+    let bill = stack.mock_bill().await;
+    assert_eq!(
+        sluice_total,
+        bill["total_cost_micros"].as_u64().unwrap(),
+        "Sluice's costs vs the bill {bill}"
+    );
+    assert!(
+        cached > 0,
+        "the run should have hit the provider's prefix cache"
+    );
+    let billed_cached: u64 = bill["by_model"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|m| m["cached_tokens"].as_u64().unwrap())
+        .sum();
+    assert_eq!(cached, billed_cached, "{bill}");
+    // Completions went out batched, so some calls' costs were split.
+    let stats = stack.mock_stats().await;
+    assert!(
+        stats["by_endpoint"]["/v1/completions"]["requests"]
+            .as_u64()
+            .unwrap()
+            < 40,
+        "{stats}"
+    );
+}
