@@ -20,8 +20,11 @@ pub struct StackOptions {
     pub worker_toml: String,
     /// Lines added to the config's `[api]` table.
     pub api_toml: String,
-    /// Top-level TOML added to the config (`[[prices]]`, more providers).
+    /// Top-level TOML added to the config (`[[prices]]`, more providers);
+    /// `{backup_url}` in it becomes the backup mock's base URL.
     pub extra_toml: String,
+    /// Flags of a second mock provider (a backup), when one is wanted.
+    pub backup_mock: Option<Vec<String>>,
 }
 
 impl Default for StackOptions {
@@ -33,6 +36,7 @@ impl Default for StackOptions {
             worker_toml: "max_wait_ms = { interactive = 5, standard = 20, batch = 50 }".into(),
             api_toml: String::new(),
             extra_toml: String::new(),
+            backup_mock: None,
         }
     }
 }
@@ -44,6 +48,7 @@ pub struct Stack {
     pub env: Vec<(String, String)>,
     pub config_path: PathBuf,
     pub mock: Role,
+    pub backup: Option<Role>,
     pub api: Option<Role>,
     pub workers: Vec<Role>,
     http: reqwest::Client,
@@ -95,6 +100,19 @@ impl Stack {
         mock_args.extend(options.mock_args.iter().map(String::as_str));
         let mock = Role::start("mock-llm", &mock_args, &env, "listening on", &dir).await;
         let mock_url = mock.addr.clone().expect("mock address");
+        let backup = match &options.backup_mock {
+            Some(args) => {
+                let mut backup_args = vec!["mock-llm", "--listen", "127.0.0.1:0"];
+                backup_args.extend(args.iter().map(String::as_str));
+                Some(Role::start("backup-mock", &backup_args, &env, "listening on", &dir).await)
+            }
+            None => None,
+        };
+        let backup_url = backup
+            .as_ref()
+            .and_then(|b| b.addr.clone())
+            .unwrap_or_default();
+        let extra_toml = options.extra_toml.replace("{backup_url}", &backup_url);
 
         let config_path = dir.join("sluice.toml");
         std::fs::write(
@@ -122,7 +140,7 @@ providers = ["mock"]
 
 {}
 "#,
-                options.worker_toml, options.api_toml, options.extra_toml
+                options.worker_toml, options.api_toml, extra_toml
             ),
         )
         .expect("write config");
@@ -134,6 +152,7 @@ providers = ["mock"]
             env,
             config_path,
             mock,
+            backup,
             api: None,
             workers: Vec::new(),
             http: reqwest::Client::new(),
@@ -177,14 +196,14 @@ providers = ["mock"]
 
     pub async fn start_worker(&mut self) {
         let config = self.config_arg();
-        let role = Role::start(
+        let args = [
             "worker",
-            &["worker", "--config", &config],
-            &self.env,
-            "consuming",
-            &self.dir,
-        )
-        .await;
+            "--config",
+            &config,
+            "--metrics-listen",
+            "127.0.0.1:0",
+        ];
+        let role = Role::start("worker", &args, &self.env, "metrics on", &self.dir).await;
         self.workers.push(role);
     }
 
@@ -274,6 +293,7 @@ impl Drop for Stack {
         // our own: Drop cannot await, and may run inside the test's runtime.
         self.api = None;
         self.workers.clear();
+        self.backup = None;
         let (prefix, database, dir) =
             (self.prefix.clone(), self.database.clone(), self.dir.clone());
         let cleaner = std::thread::spawn(move || {
