@@ -2,9 +2,11 @@
 //! shared by every worker, so that the fleet together stays under a
 //! provider's limits instead of each worker spending them in full.
 //!
-//! The window is a sliding minute kept as 60 one-second slots: a call is
-//! granted when the last 60 seconds' requests (and tokens) plus its own
-//! stay within the limit; otherwise the answer says how long until enough
+//! The window is a sliding minute kept as one-second slots: a call is
+//! granted when the requests (and tokens) granted in the current second and
+//! the 60 before it, plus its own, stay within the limit (61 slots, so that
+//! a grant leaves the window no sooner than a full minute after it was
+//! made, whatever the fraction of its second); otherwise the answer says how long until enough
 //! of the window has slid past. A single call larger than the whole token
 //! limit is granted into an empty window, so that it is not starved.
 
@@ -53,8 +55,12 @@ struct Slot {
     tokens: u64,
 }
 
-/// Decides on a window of slots (oldest first, all within the last 60 s
-/// of `now`): `None` to grant, or the seconds to wait.
+/// Seconds a slot stays in the window: the slot of second `s` counts until
+/// `s + WINDOW_SLOTS`.
+const WINDOW_SLOTS: u64 = 61;
+
+/// Decides on a window of slots (oldest first, all within the window at
+/// `now`): `None` to grant, or the seconds to wait.
 fn decide(
     slots: &[Slot],
     now: u64,
@@ -80,10 +86,10 @@ fn decide(
         r -= slot.requests;
         t -= slot.tokens;
         if !over(r, t) {
-            return Some((slot.second + 60).saturating_sub(now).max(1));
+            return Some((slot.second + WINDOW_SLOTS).saturating_sub(now).max(1));
         }
     }
-    Some(60)
+    Some(WINDOW_SLOTS)
 }
 
 /// The budget in one process (unit tests, `sluice dev`).
@@ -104,7 +110,10 @@ impl MemoryBudget {
     ) -> Grant {
         let mut windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
         let window = windows.entry(provider.to_owned()).or_default();
-        while window.front().is_some_and(|s| s.second + 60 <= now) {
+        while window
+            .front()
+            .is_some_and(|s| s.second + WINDOW_SLOTS <= now)
+        {
             window.pop_front();
         }
         let slots: Vec<Slot> = window.iter().copied().collect();
@@ -158,12 +167,17 @@ mod tests {
         assert_eq!(b.acquire_at("p", &RPM, 1, 0, 100), Grant::Granted);
         assert_eq!(b.acquire_at("p", &RPM, 1, 0, 110), Grant::Granted);
         assert_eq!(b.acquire_at("p", &RPM, 1, 0, 110), Grant::Granted);
-        // Full: the oldest request (t=100) leaves the window at t=160.
+        // Full: the oldest request (second 100) leaves the window at 161,
+        // a full minute after the end of its second.
         assert_eq!(
             b.acquire_at("p", &RPM, 1, 0, 120),
-            Grant::Wait(Duration::from_secs(40))
+            Grant::Wait(Duration::from_secs(41))
         );
-        assert_eq!(b.acquire_at("p", &RPM, 1, 0, 160), Grant::Granted);
+        assert_eq!(
+            b.acquire_at("p", &RPM, 1, 0, 160),
+            Grant::Wait(Duration::from_secs(1))
+        );
+        assert_eq!(b.acquire_at("p", &RPM, 1, 0, 161), Grant::Granted);
         // Another provider has its own budget.
         assert_eq!(b.acquire_at("q", &RPM, 1, 0, 120), Grant::Granted);
     }
@@ -178,7 +192,7 @@ mod tests {
         assert_eq!(b.acquire_at("p", &tpm, 1, 600, 0), Grant::Granted);
         assert_eq!(
             b.acquire_at("p", &tpm, 1, 600, 1),
-            Grant::Wait(Duration::from_secs(59))
+            Grant::Wait(Duration::from_secs(60))
         );
         assert_eq!(b.acquire_at("p", &tpm, 1, 400, 1), Grant::Granted);
         // Bigger than the whole limit: granted once the window is empty.
@@ -186,7 +200,7 @@ mod tests {
             b.acquire_at("p", &tpm, 1, 5000, 30),
             Grant::Wait(_)
         ));
-        assert_eq!(b.acquire_at("p", &tpm, 1, 5000, 61), Grant::Granted);
+        assert_eq!(b.acquire_at("p", &tpm, 1, 5000, 62), Grant::Granted);
     }
 
     #[test]

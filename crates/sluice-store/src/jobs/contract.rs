@@ -225,7 +225,10 @@ async fn redis_budget_is_shared_and_bounded() {
     }
     assert_eq!(granted, 5);
     match a.try_acquire("mock", &limits, 1, 10).await.unwrap() {
-        Grant::Wait(d) => assert!(d >= Duration::from_secs(1) && d <= Duration::from_secs(60)),
+        Grant::Wait(d) => assert!(
+            d >= Duration::from_secs(1) && d <= Duration::from_secs(61),
+            "{d:?}"
+        ),
         Grant::Granted => panic!("over the limit"),
     }
     // Tokens bind too; another provider is untouched.

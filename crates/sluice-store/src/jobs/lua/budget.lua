@@ -1,5 +1,6 @@
 -- Take requests and tokens from a provider's fleet-wide budget, if they
--- fit in the sliding minute (60 one-second slots, by the server's clock).
+-- fit in the sliding minute: 61 one-second slots by the server's clock, so
+-- that a grant leaves the window no sooner than 60 s after it was made.
 -- KEYS[1] the budget hash: fields "<second>:r" and "<second>:t"
 -- ARGV[1] requests  ARGV[2] tokens  ARGV[3] requests/min (0: none)  ARGV[4] tokens/min (0: none)
 -- Answers {1, 0} when granted, {0, seconds to wait} when not.
@@ -8,7 +9,7 @@ local need_r, need_t = tonumber(ARGV[1]), tonumber(ARGV[2])
 local rpm, tpm = tonumber(ARGV[3]), tonumber(ARGV[4])
 local rs, ts = {}, {}
 local used_r, used_t = 0, 0
-for age = 59, 0, -1 do
+for age = 60, 0, -1 do
   local second = now - age
   local slot = redis.call('HMGET', KEYS[1], second .. ':r', second .. ':t')
   local r, t = tonumber(slot[1]) or 0, tonumber(slot[2]) or 0
@@ -22,18 +23,18 @@ local function over(ur, ut)
 end
 if over(used_r, used_t) then
   -- Slot k (oldest first) leaves the window k seconds from now.
-  for k = 1, 60 do
+  for k = 1, 61 do
     used_r = used_r - rs[k]
     used_t = used_t - ts[k]
     if not over(used_r, used_t) then
       return {0, k}
     end
   end
-  return {0, 60}
+  return {0, 61}
 end
 redis.call('HINCRBY', KEYS[1], now .. ':r', need_r)
 redis.call('HINCRBY', KEYS[1], now .. ':t', need_t)
-for second = now - 70, now - 60 do
+for second = now - 71, now - 61 do
   redis.call('HDEL', KEYS[1], second .. ':r', second .. ':t')
 end
 redis.call('EXPIRE', KEYS[1], 120)
