@@ -20,6 +20,8 @@ pub struct StackOptions {
     pub worker_toml: String,
     /// Lines added to the config's `[api]` table.
     pub api_toml: String,
+    /// Lines added to the mock provider's `[[providers]]` table.
+    pub provider_toml: String,
     /// Top-level TOML added to the config (`[[prices]]`, more providers);
     /// `{backup_url}` in it becomes the backup mock's base URL.
     pub extra_toml: String,
@@ -35,6 +37,7 @@ impl Default for StackOptions {
             mock_args: Vec::new(),
             worker_toml: "max_wait_ms = { interactive = 5, standard = 20, batch = 50 }".into(),
             api_toml: String::new(),
+            provider_toml: String::new(),
             extra_toml: String::new(),
             backup_mock: None,
         }
@@ -123,6 +126,7 @@ impl Stack {
 name = "mock"
 kind = "openai"
 base_url = "{mock_url}/v1"
+{provider_toml}
 
 [[models]]
 name = "mock-small"
@@ -140,7 +144,10 @@ providers = ["mock"]
 
 {}
 "#,
-                options.worker_toml, options.api_toml, extra_toml
+                options.worker_toml,
+                options.api_toml,
+                extra_toml,
+                provider_toml = options.provider_toml
             ),
         )
         .expect("write config");

@@ -84,3 +84,52 @@ providers = ["mock", "backup"]
         wasted
     );
 }
+
+#[tokio::test]
+async fn workers_share_the_providers_limit_instead_of_collecting_429s() {
+    // The provider allows 20 requests a minute; three workers together
+    // must stay under it, so 30 chat jobs (30 requests) take two windows.
+    let mut stack = Stack::start(StackOptions {
+        workers: 3,
+        mock_args: vec!["--requests-per-minute".into(), "20".into()],
+        provider_toml: "requests_per_minute = 20".into(),
+        ..StackOptions::default()
+    })
+    .await;
+    let client = stack.tenant("acme").await;
+    let jobs = (0..30)
+        .map(|i| json!({"body": {"model": "mock-small", "max_tokens": 2, "messages": [{"role": "user", "content": format!("limited {i}")}]}}))
+        .collect();
+    let ids = client.submit_batch(jobs).await;
+    for done in client.wait_all(&ids, 200).await {
+        assert_eq!(done["status"], "succeeded", "{done}");
+    }
+    let bill = stack.mock_bill().await;
+    assert_eq!(
+        bill["rate_limited"], 0,
+        "the fleet kept under the limit: {bill}"
+    );
+    let waited: f64 = {
+        let mut total = 0.0;
+        for w in &stack.workers {
+            let addr = w.addr.clone().unwrap();
+            let text = reqwest::get(format!("{addr}/metrics"))
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            total += text
+                .lines()
+                .filter(|l| l.starts_with("sluice_provider_budget_wait_seconds_sum"))
+                .filter_map(|l| l.split_whitespace().last()?.parse::<f64>().ok())
+                .sum::<f64>();
+        }
+        total
+    };
+    assert!(
+        waited > 10.0,
+        "some calls waited for the next window ({waited} s)"
+    );
+    stack.workers.clear();
+}
