@@ -109,3 +109,85 @@ output = 0
         "{stats}"
     );
 }
+
+#[tokio::test]
+async fn the_anthropic_adapter_answers_caches_and_costs_like_the_bill() {
+    let stack = Stack::start(StackOptions {
+        backup_mock: Some(vec![
+            "--prefix-cache".into(),
+            "--price".into(),
+            "claude-mock=3000000:300000:15000000".into(),
+        ]),
+        extra_toml: r#"
+[[providers]]
+name = "anthropic"
+kind = "anthropic"
+base_url = "{backup_url}/v1"
+
+[[models]]
+name = "claude-mock"
+providers = ["anthropic"]
+
+[[prices]]
+provider = "anthropic"
+model = "claude-mock"
+input = 3000000
+cached_input = 300000
+output = 15000000
+"#
+        .into(),
+        ..StackOptions::default()
+    })
+    .await;
+    let client = stack.tenant("acme").await;
+    let system = "You answer questions about the Sluice queue, briefly and exactly. ".repeat(30);
+    let mut jobs = Vec::new();
+    for round in 0..2 {
+        let ids = client
+            .submit_batch(
+                (0..6)
+                    .map(|i| json!({"body": {"model": "claude-mock", "max_tokens": 12, "stop": ["END"], "messages": [
+                        {"role": "system", "content": system},
+                        {"role": "user", "content": format!("question {round}-{i}")}]}}))
+                    .collect(),
+            )
+            .await;
+        jobs.extend(client.wait_all(&ids, 60).await);
+    }
+    let mut total = 0;
+    for (n, job) in jobs.iter().enumerate() {
+        assert_eq!(job["status"], "succeeded", "{job}");
+        assert_eq!(job["provider"], "anthropic");
+        let (round, i) = (n / 6, n % 6);
+        let text = job["result"]["choices"][0]["message"]["content"]
+            .as_str()
+            .unwrap();
+        assert!(
+            text.starts_with(&sluice_mock::answer_text(&format!("question {round}-{i}"))),
+            "{job}"
+        );
+        assert_eq!(job["result"]["object"], "chat.completion");
+        assert_eq!(job["usage"]["completion_tokens"], 12);
+        total += job["cost_micros"].as_u64().unwrap();
+    }
+    // The shared system prompt was written to the cache, then read from it.
+    let written: u64 = jobs
+        .iter()
+        .map(|j| j["usage"]["cache_write_tokens"].as_u64().unwrap())
+        .sum();
+    let read: u64 = jobs[6..]
+        .iter()
+        .map(|j| j["usage"]["cached_tokens"].as_u64().unwrap())
+        .sum();
+    assert!(written > 0 && read > 0, "written {written}, read {read}");
+    let bill: Value = reqwest::get(format!(
+        "{}/mock/bill",
+        stack.backup.as_ref().unwrap().addr.clone().unwrap()
+    ))
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(total, bill["total_cost_micros"].as_u64().unwrap(), "{bill}");
+}

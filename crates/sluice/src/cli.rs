@@ -257,4 +257,6 @@ pub enum KeyCommand {
 pub enum BenchCommand {
     /// Throughput of the full stack against the broker's raw ceiling.
     Throughput(crate::roles::bench::ThroughputArgs),
+    /// A burst far above a provider's rate limit: goodput and 429s.
+    Limits(crate::roles::bench::limits::LimitsArgs),
 }

@@ -27,6 +27,7 @@ impl Proc {
 pub struct BenchStack {
     pub prefix: String,
     pub api_url: String,
+    pub mock_url: String,
     pub key: String,
     conn: Connections,
     database: String,
@@ -45,7 +46,14 @@ fn swap_database(url: &str, database: &str) -> anyhow::Result<String> {
 }
 
 impl BenchStack {
-    pub async fn start(conn: &Connections, workers: usize) -> anyhow::Result<Self> {
+    /// Starts the stack: the mock with `mock_args`, the provider entry with
+    /// `provider_toml` lines, the API and `workers` workers.
+    pub async fn start(
+        conn: &Connections,
+        workers: usize,
+        mock_args: &[&str],
+        provider_toml: &str,
+    ) -> anyhow::Result<Self> {
         let unique = ulid::Ulid::new().to_string().to_lowercase();
         let prefix = format!("bench-{unique}");
         let database = format!("sluice_bench_{unique}");
@@ -75,6 +83,7 @@ impl BenchStack {
         let mut stack = Self {
             prefix,
             api_url: String::new(),
+            mock_url: String::new(),
             key,
             conn: conn.clone(),
             database,
@@ -85,15 +94,15 @@ impl BenchStack {
             workers: Vec::new(),
             drains: TaskTracker::new(),
         };
-        let mock = stack
-            .spawn(&["mock-llm", "--listen", "127.0.0.1:0"], "listening on")
-            .await?;
+        let mut args = vec!["mock-llm", "--listen", "127.0.0.1:0"];
+        args.extend_from_slice(mock_args);
+        let mock = stack.spawn(&args, "listening on").await?;
         let mock_url = mock.addr.clone().context("mock address")?;
         stack.procs.push(mock);
         std::fs::write(
             stack.config_path(),
             format!(
-                "[[providers]]\nname = \"mock\"\nkind = \"openai\"\nbase_url = \"{mock_url}/v1\"\n\n\
+                "[[providers]]\nname = \"mock\"\nkind = \"openai\"\nbase_url = \"{mock_url}/v1\"\n{provider_toml}\n\n\
                  [[models]]\nname = \"mock-small\"\nproviders = [\"mock\"]\n"
             ),
         )?;
@@ -105,6 +114,7 @@ impl BenchStack {
             )
             .await?;
         stack.api_url = api.addr.clone().context("api address")?;
+        stack.mock_url = mock_url;
         stack.procs.push(api);
         for _ in 0..workers {
             stack.start_worker().await?;

@@ -17,7 +17,7 @@ use super::report::{Backlog, Report, Steady};
 use super::{ThroughputArgs, PHASE_LIMIT};
 
 /// Counts jobs as they end, from the completion channel.
-struct Finished {
+pub(super) struct Finished {
     count: Arc<AtomicUsize>,
     stop: CancellationToken,
     tasks: TaskTracker,
@@ -25,7 +25,7 @@ struct Finished {
 }
 
 impl Finished {
-    async fn start(redis_url: &str, prefix: &str) -> anyhow::Result<Self> {
+    pub(super) async fn start(redis_url: &str, prefix: &str) -> anyhow::Result<Self> {
         let subscriber = Builder::from_config(Config::from_url(redis_url)?)
             .with_performance_config(|p| p.broadcast_channel_capacity = 1 << 17)
             .build_subscriber_client()?;
@@ -58,7 +58,7 @@ impl Finished {
         })
     }
 
-    fn get(&self) -> usize {
+    pub(super) fn get(&self) -> usize {
         self.count.load(Ordering::Relaxed)
     }
 
@@ -77,7 +77,7 @@ impl Finished {
         Ok(Instant::now())
     }
 
-    async fn stop(self) {
+    pub(super) async fn stop(self) {
         self.stop.cancel();
         self.tasks.close();
         self.tasks.wait().await;

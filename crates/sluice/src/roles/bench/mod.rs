@@ -7,6 +7,7 @@
 //! ceiling measured in the same run.
 
 mod children;
+pub mod limits;
 mod load;
 mod raw;
 mod report;
@@ -50,6 +51,7 @@ pub const PHASE_LIMIT: Duration = Duration::from_secs(600);
 pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
     match command {
         BenchCommand::Throughput(args) => throughput(args).await,
+        BenchCommand::Limits(args) => limits::run(args).await,
     }
 }
 
@@ -61,7 +63,7 @@ async fn throughput(args: ThroughputArgs) -> anyhow::Result<()> {
     );
     report.raw = Some(raw::ceiling(&args.conn.amqp_url, args.raw_messages).await?);
 
-    let mut stack = children::BenchStack::start(&args.conn, args.workers).await?;
+    let mut stack = children::BenchStack::start(&args.conn, args.workers, &[], "").await?;
     let outcome = async {
         load::run_all(&stack, &args, &mut report).await?;
         eprintln!(
