@@ -169,30 +169,27 @@ impl OpenAiProvider {
 fn split_completion(model: &str, total: u64, items: &[Value], max_tokens: Option<u64>) -> Vec<u64> {
     let hit_length =
         |item: &Value| item.get("finish_reason").and_then(Value::as_str) == Some("length");
-    let counts: Vec<u64> = items
-        .iter()
-        .map(|item| {
-            tokens::count(
-                model,
-                item.get("text").and_then(Value::as_str).unwrap_or_default(),
-            )
-        })
-        .collect();
+    let count = |item: &Value| {
+        tokens::count(
+            model,
+            item.get("text").and_then(Value::as_str).unwrap_or_default(),
+        )
+    };
     let fixed: u64 = match max_tokens {
         Some(max) => items.iter().filter(|i| hit_length(i)).count() as u64 * max,
         None => 0,
     };
     let (Some(max), true) = (max_tokens, fixed <= total && fixed > 0) else {
-        return split_proportional(total, &counts);
+        return split_proportional(total, &items.iter().map(count).collect::<Vec<_>>());
     };
+    // Only the choices that stopped early need counting.
     let free: Vec<u64> = items
         .iter()
-        .zip(&counts)
-        .map(|(item, &c)| if hit_length(item) { 0 } else { c })
+        .map(|item| if hit_length(item) { 0 } else { count(item) })
         .collect();
     let rest = total - fixed;
     if free.iter().all(|&c| c == 0) && rest > 0 {
-        return split_proportional(total, &counts);
+        return split_proportional(total, &items.iter().map(count).collect::<Vec<_>>());
     }
     let shares = split_proportional(rest, &free);
     items
