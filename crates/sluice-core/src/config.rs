@@ -67,6 +67,13 @@ pub struct ProviderConfig {
     /// The provider's token limit (prompt + max_tokens), shared likewise.
     #[serde(default)]
     pub tokens_per_minute: Option<u64>,
+    /// Extra HTTP headers sent with every request (organisation, project, …).
+    #[serde(default)]
+    pub headers: std::collections::BTreeMap<String, String>,
+    /// Send the batch's prefix hash as `prompt_cache_key` (OpenAI), so that
+    /// the jobs of one batch key share the provider's prompt cache.
+    #[serde(default = "defaults::yes")]
+    pub prompt_cache_key: bool,
 }
 
 impl ProviderConfig {
@@ -88,6 +95,11 @@ pub struct ModelRoute {
     /// The model name sent to the provider, when it differs from `name`.
     #[serde(default)]
     pub upstream_model: Option<String>,
+    /// Weights among equals: the providers named here share the first
+    /// place of the route, each batch going first to one of them chosen by
+    /// weight; the others follow in order as fallbacks.
+    #[serde(default)]
+    pub weights: std::collections::BTreeMap<String, u32>,
 }
 
 /// One line of the price table.
@@ -218,6 +230,9 @@ mod defaults {
     pub fn provider_concurrency() -> usize {
         64
     }
+    pub fn yes() -> bool {
+        true
+    }
     pub fn breaker_failures() -> u32 {
         5
     }
@@ -298,6 +313,16 @@ impl Config {
             }
             if m.providers.is_empty() {
                 return Err(format!("{at}: providers is empty; name at least one"));
+            }
+            for (p, weight) in &m.weights {
+                if !m.providers.contains(p) {
+                    return Err(format!(
+                        "{at}: weights name {p:?}, which is not in its providers"
+                    ));
+                }
+                if *weight == 0 {
+                    return Err(format!("{at}: the weight of {p:?} must be above 0"));
+                }
             }
             for p in &m.providers {
                 if !names.contains(p.as_str()) {
@@ -380,6 +405,8 @@ impl Config {
                 breaker_cool_down_s: defaults::breaker_cool_down_s(),
                 requests_per_minute: None,
                 tokens_per_minute: None,
+                headers: Default::default(),
+                prompt_cache_key: true,
             }],
             models: ["mock-small", "mock-large", "mock-embed"]
                 .into_iter()
@@ -387,6 +414,7 @@ impl Config {
                     name: name.into(),
                     providers: vec!["dev-mock".into()],
                     upstream_model: None,
+                    weights: Default::default(),
                 })
                 .collect(),
             prices: Vec::new(),

@@ -34,6 +34,8 @@ pub struct ProviderHttp {
     metrics: Arc<Metrics>,
     /// The fleet-wide budget and this provider's limits, if it has any.
     budget: Option<(Arc<dyn RateBudget>, BudgetLimits)>,
+    /// Headers the config adds to every request.
+    extra_headers: reqwest::header::HeaderMap,
 }
 
 impl ProviderHttp {
@@ -53,6 +55,14 @@ impl ProviderHttp {
             })?),
             None => None,
         };
+        let mut extra_headers = reqwest::header::HeaderMap::new();
+        for (name, value) in &config.headers {
+            let header = reqwest::header::HeaderName::from_bytes(name.as_bytes())
+                .map_err(|e| format!("provider {:?}: header name {name:?}: {e}", config.name))?;
+            let value = reqwest::header::HeaderValue::from_str(value)
+                .map_err(|e| format!("provider {:?}: header {name:?}: {e}", config.name))?;
+            extra_headers.insert(header, value);
+        }
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(config.timeout_s))
             .connect_timeout(Duration::from_secs(5))
@@ -69,6 +79,7 @@ impl ProviderHttp {
             budget: budget
                 .filter(|_| !config.budget().is_unlimited())
                 .map(|b| (b, config.budget())),
+            extra_headers,
         })
     }
 
@@ -170,7 +181,11 @@ impl ProviderHttp {
         headers: &[(&str, String)],
         body: &Value,
     ) -> Result<Value, ProviderError> {
-        let mut request = self.client.post(url).json(body);
+        let mut request = self
+            .client
+            .post(url)
+            .json(body)
+            .headers(self.extra_headers.clone());
         for (name, value) in headers {
             request = request.header(*name, value);
         }

@@ -28,6 +28,9 @@ pub use router::{RetryPolicy, Router};
 #[derive(Clone, Debug)]
 pub struct Batch {
     pub endpoint: Endpoint,
+    /// The hash of the prompt prefix the batch's jobs share (their batch
+    /// key's): the provider's prompt-cache key.
+    pub prefix_hash: String,
     /// The model name the provider knows.
     pub upstream_model: String,
     pub jobs: Vec<BatchJob>,

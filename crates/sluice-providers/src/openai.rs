@@ -24,6 +24,8 @@ pub struct OpenAiProvider {
     prices: HashMap<String, Price>,
     /// Concurrent calls within one chat batch.
     fanout: usize,
+    /// Whether to send the batch's prefix hash as `prompt_cache_key`.
+    prompt_cache_key: bool,
 }
 
 impl OpenAiProvider {
@@ -39,6 +41,7 @@ impl OpenAiProvider {
         Ok(Self {
             http,
             prices: HashMap::new(),
+            prompt_cache_key: config.prompt_cache_key,
             fanout: fanout.max(1),
         })
     }
@@ -47,6 +50,16 @@ impl OpenAiProvider {
     pub fn with_prices(mut self, prices: HashMap<String, Price>) -> Self {
         self.prices = prices;
         self
+    }
+
+    /// The body with the batch's prefix hash as `prompt_cache_key`, unless
+    /// turned off or the caller set one.
+    fn with_cache_key(&self, body: Value, prefix_hash: &str) -> Value {
+        if self.prompt_cache_key {
+            with_cache_key(body, prefix_hash)
+        } else {
+            body
+        }
     }
 
     fn terminal(&self, message: impl Into<String>) -> ProviderError {
@@ -68,7 +81,11 @@ impl OpenAiProvider {
 
     async fn chat(&self, batch: &Batch) -> Vec<Result<Answer, ProviderError>> {
         let model = batch.upstream_model.as_str();
-        let bodies: Vec<Value> = batch.jobs.iter().map(|job| job.body.clone()).collect();
+        let bodies: Vec<Value> = batch
+            .jobs
+            .iter()
+            .map(|job| self.with_cache_key(job.body.clone(), &batch.prefix_hash))
+            .collect();
         futures::stream::iter(bodies)
             .map(|body| self.chat_one(body, model))
             .buffered(self.fanout)
@@ -108,7 +125,7 @@ impl OpenAiProvider {
         let Some(first) = batch.jobs.first() else {
             return Vec::new();
         };
-        let mut body = first.body.clone();
+        let mut body = self.with_cache_key(first.body.clone(), &batch.prefix_hash);
         body["model"] = json!(batch.upstream_model);
         body[field] = Value::Array(inputs.clone());
         let response = match self.post(batch.endpoint, &body).await {
@@ -159,6 +176,17 @@ impl OpenAiProvider {
             })
             .collect()
     }
+}
+
+/// `body` with `prompt_cache_key` set to `key`, unless it has one (or the
+/// key is empty, or the body is not an object).
+fn with_cache_key(mut body: Value, key: &str) -> Value {
+    if let Some(map) = body.as_object_mut() {
+        if !key.is_empty() && !map.contains_key("prompt_cache_key") {
+            map.insert("prompt_cache_key".into(), json!(key));
+        }
+    }
+    body
 }
 
 /// Each choice's share of a batch call's completion tokens. A choice that
@@ -273,6 +301,17 @@ impl Provider for OpenAiProvider {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_prefix_hash_becomes_the_prompt_cache_key_unless_the_caller_set_one() {
+        let set = with_cache_key(json!({"model": "m"}), "abc");
+        assert_eq!(set["prompt_cache_key"], "abc");
+        let kept = with_cache_key(json!({"prompt_cache_key": "mine"}), "abc");
+        assert_eq!(kept["prompt_cache_key"], "mine");
+        assert!(with_cache_key(json!({}), "")
+            .get("prompt_cache_key")
+            .is_none());
+    }
 
     #[test]
     fn length_limited_choices_get_exactly_max_tokens() {

@@ -53,6 +53,57 @@ impl Default for RetryPolicy {
 pub struct Route {
     pub providers: Vec<Arc<dyn Provider>>,
     pub upstream_model: String,
+    /// Parallel to `providers`: a weight among equals, or 0 for an
+    /// ordinary place in the order.
+    pub weights: Vec<u32>,
+}
+
+impl Route {
+    /// A route tried strictly in order.
+    pub fn ordered(providers: Vec<Arc<dyn Provider>>, upstream_model: impl Into<String>) -> Self {
+        let weights = vec![0; providers.len()];
+        Self {
+            providers,
+            upstream_model: upstream_model.into(),
+            weights,
+        }
+    }
+
+    /// This call's order: the weighted providers first, shuffled by weight
+    /// (the first drawn with probability weight / total, and so on), then
+    /// the others in their configured order.
+    pub fn order(&self, rng: &mut impl Rng) -> Vec<&Arc<dyn Provider>> {
+        let mut weighted: Vec<(usize, u32)> = self
+            .weights
+            .iter()
+            .enumerate()
+            .filter(|(_, w)| **w > 0)
+            .map(|(i, w)| (i, *w))
+            .collect();
+        let mut order = Vec::with_capacity(self.providers.len());
+        while !weighted.is_empty() {
+            let total: u32 = weighted.iter().map(|(_, w)| w).sum();
+            let mut draw = rng.gen_range(0..total);
+            let pick = weighted
+                .iter()
+                .position(|(_, w)| {
+                    if draw < *w {
+                        true
+                    } else {
+                        draw -= w;
+                        false
+                    }
+                })
+                .unwrap_or(0);
+            order.push(&self.providers[weighted.remove(pick).0]);
+        }
+        for (i, p) in self.providers.iter().enumerate() {
+            if self.weights.get(i).copied().unwrap_or(0) == 0 {
+                order.push(p);
+            }
+        }
+        order
+    }
 }
 
 /// One job's end: the answer and the provider that gave it, or the last error.
@@ -140,11 +191,17 @@ impl Router {
                         .ok_or_else(|| format!("model {:?}: unknown provider {name:?}", m.name))
                 })
                 .collect::<Result<Vec<_>, _>>()?;
+            let weights = m
+                .providers
+                .iter()
+                .map(|name| m.weights.get(name).copied().unwrap_or(0))
+                .collect();
             routes.insert(
                 m.name.clone(),
                 Route {
                     providers: chain,
                     upstream_model: m.upstream_model.clone().unwrap_or_else(|| m.name.clone()),
+                    weights,
                 },
             );
         }
@@ -173,8 +230,15 @@ impl Router {
         self.routes.contains_key(model)
     }
 
-    /// Runs `jobs` for `model` to an end each; the result at index i is job i's.
-    pub async fn call(&self, model: &str, endpoint: Endpoint, jobs: Vec<BatchJob>) -> Vec<Routed> {
+    /// Runs `jobs` for `model` to an end each; the result at index i is job
+    /// i's. `prefix_hash` names the prompt prefix the jobs share.
+    pub async fn call(
+        &self,
+        model: &str,
+        endpoint: Endpoint,
+        prefix_hash: &str,
+        jobs: Vec<BatchJob>,
+    ) -> Vec<Routed> {
         let n = jobs.len();
         let Some(route) = self.routes.get(model) else {
             let e = ProviderError::Terminal {
@@ -186,7 +250,8 @@ impl Router {
         let mut ends: Vec<Option<Routed>> = (0..n).map(|_| None).collect();
         let mut last_error: Vec<Option<ProviderError>> = vec![None; n];
         let mut pending: Vec<usize> = (0..n).collect();
-        'providers: for provider in &route.providers {
+        let order = route.order(&mut rand::thread_rng());
+        'providers: for provider in order {
             for attempt in 1..=self.policy.attempts {
                 let breaker = self.breaker(provider.name());
                 if breaker.is_some_and(|b| b.admit() == Admission::Skip) {
@@ -201,6 +266,7 @@ impl Router {
                 }
                 let batch = Batch {
                     endpoint,
+                    prefix_hash: prefix_hash.to_owned(),
                     upstream_model: route.upstream_model.clone(),
                     jobs: pending.iter().map(|&i| jobs[i].clone()).collect(),
                 };
@@ -309,13 +375,7 @@ mod tests {
 
     fn router(providers: Vec<Arc<dyn Provider>>) -> Router {
         let mut routes = HashMap::new();
-        routes.insert(
-            "m".to_owned(),
-            Route {
-                providers,
-                upstream_model: "m".into(),
-            },
-        );
+        routes.insert("m".to_owned(), Route::ordered(providers, "m"));
         Router::new(
             routes,
             RetryPolicy {
@@ -340,7 +400,7 @@ mod tests {
         let first = flaky("first", 10, transient());
         let second = flaky("second", 0, transient());
         let r = router(vec![first.clone(), second.clone()]);
-        let ends = r.call("m", Endpoint::ChatCompletions, jobs(3)).await;
+        let ends = r.call("m", Endpoint::ChatCompletions, "", jobs(3)).await;
         assert!(ends.iter().all(|e| e.as_ref().unwrap().1 == "second"));
         assert_eq!(first.calls.load(Ordering::SeqCst), 2);
         assert_eq!(second.calls.load(Ordering::SeqCst), 1);
@@ -355,7 +415,7 @@ mod tests {
         let only = flaky("only", 10, terminal.clone());
         let backup = flaky("backup", 0, transient());
         let r = router(vec![only.clone(), backup.clone()]);
-        let ends = r.call("m", Endpoint::ChatCompletions, jobs(2)).await;
+        let ends = r.call("m", Endpoint::ChatCompletions, "", jobs(2)).await;
         assert!(ends.iter().all(|e| e.as_ref().unwrap_err() == &terminal));
         assert_eq!(only.calls.load(Ordering::SeqCst), 1);
         assert_eq!(backup.calls.load(Ordering::SeqCst), 0);
@@ -371,7 +431,7 @@ mod tests {
         let p = flaky("p", 1, asked);
         let r = router(vec![p.clone()]);
         let started = tokio::time::Instant::now();
-        let ends = r.call("m", Endpoint::ChatCompletions, jobs(1)).await;
+        let ends = r.call("m", Endpoint::ChatCompletions, "", jobs(1)).await;
         assert!(ends[0].is_ok());
         assert!(started.elapsed() >= Duration::from_secs(3));
     }
@@ -383,12 +443,12 @@ mod tests {
         let r = router(vec![dead.clone(), backup.clone()]);
         // Default breaker: 5 failed calls open it. Each call here makes 2 attempts.
         for _ in 0..3 {
-            let ends = r.call("m", Endpoint::ChatCompletions, jobs(1)).await;
+            let ends = r.call("m", Endpoint::ChatCompletions, "", jobs(1)).await;
             assert_eq!(ends[0].as_ref().unwrap().1, "backup");
         }
         assert_eq!(dead.calls.load(Ordering::SeqCst), 5);
         for _ in 0..10 {
-            r.call("m", Endpoint::ChatCompletions, jobs(1)).await;
+            r.call("m", Endpoint::ChatCompletions, "", jobs(1)).await;
         }
         assert_eq!(
             dead.calls.load(Ordering::SeqCst),
@@ -398,14 +458,42 @@ mod tests {
         assert_eq!(backup.calls.load(Ordering::SeqCst), 13);
         // After the cool-down one probe goes to it again.
         tokio::time::advance(Duration::from_secs(10)).await;
-        r.call("m", Endpoint::ChatCompletions, jobs(1)).await;
+        r.call("m", Endpoint::ChatCompletions, "", jobs(1)).await;
         assert_eq!(dead.calls.load(Ordering::SeqCst), 6);
+    }
+
+    #[test]
+    fn weighted_equals_share_the_first_place_by_weight() {
+        use rand::SeedableRng;
+        let (a, b, c) = (
+            flaky("a", 0, transient()),
+            flaky("b", 0, transient()),
+            flaky("c", 0, transient()),
+        );
+        let route = Route {
+            providers: vec![a, b, c],
+            upstream_model: "m".into(),
+            weights: vec![3, 0, 1],
+        };
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let mut first = HashMap::new();
+        for _ in 0..4000 {
+            let order: Vec<&str> = route.order(&mut rng).iter().map(|p| p.name()).collect();
+            assert_eq!(order.len(), 3);
+            assert_eq!(order[2], "b", "the unweighted provider follows the equals");
+            *first.entry(order[0]).or_insert(0) += 1;
+        }
+        let a_share = f64::from(first["a"]) / 4000.0;
+        assert!(
+            (0.70..0.80).contains(&a_share),
+            "a went first {a_share} of the time"
+        );
     }
 
     #[tokio::test]
     async fn an_unknown_model_fails_every_job() {
         let r = router(vec![]);
-        let ends = r.call("nope", Endpoint::ChatCompletions, jobs(2)).await;
+        let ends = r.call("nope", Endpoint::ChatCompletions, "", jobs(2)).await;
         assert_eq!(ends.len(), 2);
         assert!(ends.iter().all(|e| !e.as_ref().unwrap_err().is_retryable()));
     }

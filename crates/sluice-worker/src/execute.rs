@@ -97,7 +97,10 @@ impl Executor {
                 body: p.message.body.clone(),
             })
             .collect();
-        let results = self.router.call(&key.model, key.endpoint, jobs).await;
+        let results = self
+            .router
+            .call(&key.model, key.endpoint, &key.prefix_hash, jobs)
+            .await;
         let now = Utc::now();
         let finished = futures::future::join_all(runnable.into_iter().zip(results).map(
             |(pending, result)| async move {

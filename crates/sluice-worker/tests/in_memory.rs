@@ -109,10 +109,7 @@ impl Harness {
         let mut routes = HashMap::new();
         routes.insert(
             "m".to_owned(),
-            Route {
-                providers: vec![echo.clone() as Arc<dyn Provider>],
-                upstream_model: "m".into(),
-            },
+            Route::ordered(vec![echo.clone() as Arc<dyn Provider>], "m"),
         );
         let metrics = Arc::new(Metrics::new());
         let worker = sluice_worker::Worker {
