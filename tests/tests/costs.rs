@@ -191,3 +191,100 @@ output = 15000000
     .unwrap();
     assert_eq!(total, bill["total_cost_micros"].as_u64().unwrap(), "{bill}");
 }
+
+#[tokio::test]
+async fn costs_still_match_the_bills_when_a_fallback_serves_part_of_the_run() {
+    let prices = [
+        "--price".to_owned(),
+        "mock-small=2000003:200003:8000003".to_owned(),
+        "--prefix-cache".to_owned(),
+    ];
+    let stack = Stack::start(StackOptions {
+        mock_args: prices.to_vec(),
+        backup_mock: Some(prices.to_vec()),
+        worker_toml:
+            "max_wait_ms = { interactive = 5, standard = 20, batch = 50 }\nprovider_attempts = 1"
+                .into(),
+        extra_toml: r#"
+[[providers]]
+name = "backup"
+kind = "openai"
+base_url = "{backup_url}/v1"
+
+[[models]]
+name = "mock-ha"
+providers = ["mock", "backup"]
+upstream_model = "mock-small"
+
+[[prices]]
+provider = "mock"
+model = "mock-small"
+input = 2000003
+cached_input = 200003
+output = 8000003
+
+[[prices]]
+provider = "backup"
+model = "mock-small"
+input = 2000003
+cached_input = 200003
+output = 8000003
+"#
+        .into(),
+        ..StackOptions::default()
+    })
+    .await;
+    let client = stack.tenant("acme").await;
+    let template = "Summarise this customer message in one line, politely and exactly. ".repeat(6);
+    let round = |r: usize| -> Vec<Value> {
+        (0..16)
+            .map(|i| json!({"endpoint": "/v1/completions", "body": {"model": "mock-ha", "max_tokens": 5,
+                "prompt": format!("{template} Message {r}-{i}: {}", "?".repeat(i))}}))
+            .chain((0..8).map(|i| json!({"body": {"model": "mock-ha", "max_tokens": 4 + i,
+                "messages": [{"role": "system", "content": template}, {"role": "user", "content": format!("hi {r}-{i}")}]}})))
+            .collect()
+    };
+    let first = client.submit_batch(round(0)).await;
+    let mut jobs = client.wait_all(&first, 60).await;
+    // The primary goes down: the second round is served by the backup.
+    reqwest::Client::new()
+        .post(format!("{}/mock/admin/down", stack.mock_url()))
+        .send()
+        .await
+        .unwrap();
+    let second = client.submit_batch(round(1)).await;
+    jobs.extend(client.wait_all(&second, 60).await);
+
+    let mut by_provider = std::collections::HashMap::<String, u64>::new();
+    for job in &jobs {
+        assert_eq!(job["status"], "succeeded", "{job}");
+        *by_provider
+            .entry(job["provider"].as_str().unwrap().to_owned())
+            .or_default() += job["cost_micros"].as_u64().unwrap();
+    }
+    assert_eq!(
+        by_provider.len(),
+        2,
+        "both providers served part of the run: {by_provider:?}"
+    );
+    let primary = stack.mock_bill().await;
+    let backup: Value = reqwest::get(format!(
+        "{}/mock/bill",
+        stack.backup.as_ref().unwrap().addr.clone().unwrap()
+    ))
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(
+        by_provider["mock"],
+        primary["total_cost_micros"].as_u64().unwrap(),
+        "{primary}"
+    );
+    assert_eq!(
+        by_provider["backup"],
+        backup["total_cost_micros"].as_u64().unwrap(),
+        "{backup}"
+    );
+}
