@@ -14,6 +14,8 @@ pub struct Response {
     pub status: u16,
     pub content_type: String,
     pub location: Option<String>,
+    /// Every header, by lower-case name.
+    pub headers: std::collections::HashMap<String, String>,
     pub body: Value,
 }
 
@@ -38,12 +40,18 @@ impl Client {
         };
         let content_type = header(reqwest::header::CONTENT_TYPE).unwrap_or_default();
         let location = header(reqwest::header::LOCATION);
+        let headers = response
+            .headers()
+            .iter()
+            .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
+            .collect();
         let text = response.text().await.expect("body");
         let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
         Response {
             status,
             content_type,
             location,
+            headers,
             body,
         }
     }

@@ -364,3 +364,14 @@ impl CompletionCounter {
         self.task.abort();
     }
 }
+
+impl Stack {
+    /// Starts another API replica; a client of it with `key`.
+    pub async fn another_api(&mut self, key: &str) -> (Role, Client) {
+        let config = self.config_arg();
+        let args = ["api", "--listen", "127.0.0.1:0", "--config", &config];
+        let role = Role::start("api", &args, &self.env, "listening on", &self.dir).await;
+        let client = Client::new(&role.addr.clone().expect("api address"), key);
+        (role, client)
+    }
+}

@@ -8,6 +8,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::Utc;
 use serde::Deserialize;
+use sluice_core::batching::request_tokens;
 use sluice_core::job::{CancelOutcome, Outcome};
 use sluice_core::{JobError, JobId, JobRecord};
 use sluice_queue::Outgoing;
@@ -15,6 +16,7 @@ use sluice_store::jobs::get_current;
 use utoipa::IntoParams;
 
 use crate::extract::{Caller, JsonBody};
+use crate::limits;
 use crate::problem::{ApiError, Problem};
 use crate::submit::{check, Accepted};
 use crate::view::{BatchEntry, BatchView, JobView};
@@ -107,12 +109,18 @@ pub async fn submit(
         &trace_id(&headers),
         Utc::now(),
     )?;
+    let tokens = request_tokens(accepted.message.endpoint, &accepted.message.body);
+    let limit = limits::admit(&state, &caller, 1, tokens).await?;
     let mut results = enqueue(&state, vec![accepted]).await?;
-    match results.pop() {
-        Some(Ok(record)) => Ok(accepted_response(StatusCode::ACCEPTED, record)),
-        Some(Err(e)) => Err(e),
-        None => Err(ApiError::QueueUnavailable("no confirm".into())),
+    let mut response = match results.pop() {
+        Some(Ok(record)) => accepted_response(StatusCode::ACCEPTED, record),
+        Some(Err(e)) => return Err(e),
+        None => return Err(ApiError::QueueUnavailable("no confirm".into())),
+    };
+    if let Some(limit) = limit {
+        limit.apply(response.headers_mut());
     }
+    Ok(response)
 }
 
 /// Submit up to `max_batch_jobs` jobs at once.
@@ -149,6 +157,11 @@ pub async fn submit_batch(
             })
         })
         .collect::<Result<Vec<_>, _>>()?;
+    let tokens = accepted
+        .iter()
+        .map(|a| request_tokens(a.message.endpoint, &a.message.body))
+        .sum();
+    let limit = limits::admit(&state, &caller, accepted.len() as u64, tokens).await?;
     let results = enqueue(&state, accepted).await?;
     if results.iter().all(Result::is_err) {
         if let Some(Err(e)) = results.into_iter().next() {
@@ -163,14 +176,15 @@ pub async fn submit_batch(
             Err(e) => BatchEntry::Error { error: e.problem() },
         })
         .collect();
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(BatchView {
-            object: "list",
-            jobs,
-        }),
-    )
-        .into_response())
+    let view = BatchView {
+        object: "list",
+        jobs,
+    };
+    let mut response = (StatusCode::ACCEPTED, Json(view)).into_response();
+    if let Some(limit) = limit {
+        limit.apply(response.headers_mut());
+    }
+    Ok(response)
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

@@ -8,6 +8,7 @@
 pub mod extract;
 pub mod ingest;
 pub mod jobs;
+pub mod limits;
 pub mod openapi;
 pub mod ops;
 pub mod problem;
@@ -21,6 +22,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::Uri;
 use axum::routing::{get, post};
 use axum::Router;
+use sluice_core::budget::RateBudget;
 use sluice_core::config::Config;
 use sluice_core::metrics::Metrics;
 use sluice_queue::JobQueue;
@@ -39,6 +41,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub keys: Arc<KeyCache>,
     pub ingest: ingest::Ingest,
+    /// Tenants' rate limits, shared by every replica.
+    pub limiter: Arc<dyn RateBudget>,
 }
 
 impl AppState {
@@ -50,11 +54,13 @@ impl AppState {
         store: Arc<dyn JobStore>,
         tenants: Arc<dyn TenantStore>,
         metrics: Arc<Metrics>,
+        limiter: Arc<dyn RateBudget>,
         tasks: &tokio_util::task::TaskTracker,
     ) -> Self {
         let ingest = ingest::Ingest::start(Arc::clone(&queue), Arc::clone(&store), tasks);
         Self {
             ingest,
+            limiter,
             config,
             queue,
             store,

@@ -33,6 +33,33 @@ pub enum ApiError {
     NotCancelable(String),
     QueueUnavailable(String),
     StoreUnavailable(String),
+    /// Over the tenant's rate limit; the headers say when to come back.
+    RateLimited {
+        detail: String,
+        headers: RateLimitHeaders,
+        retry_after_s: u64,
+    },
+}
+
+/// The `RateLimit-*` headers (IETF draft): the binding limit, what is left
+/// of it, and seconds until the window frees up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RateLimitHeaders {
+    pub limit: u64,
+    pub remaining: u64,
+    pub reset_s: u64,
+}
+
+impl RateLimitHeaders {
+    pub fn apply(&self, headers: &mut axum::http::HeaderMap) {
+        for (name, value) in [
+            ("ratelimit-limit", self.limit),
+            ("ratelimit-remaining", self.remaining),
+            ("ratelimit-reset", self.reset_s),
+        ] {
+            headers.insert(name, HeaderValue::from(value));
+        }
+    }
 }
 
 impl ApiError {
@@ -107,6 +134,12 @@ impl ApiError {
                     "the job was not accepted: the broker did not confirm it ({d}); retry later"
                 ),
             ),
+            RateLimited { detail, .. } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate-limited",
+                "Rate limit exceeded",
+                detail.clone(),
+            ),
             StoreUnavailable(d) => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "store-unavailable",
@@ -148,6 +181,17 @@ impl IntoResponse for ApiError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
+        if let ApiError::RateLimited {
+            headers,
+            retry_after_s,
+            ..
+        } = &self
+        {
+            headers.apply(response.headers_mut());
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_s));
+        }
         if status == StatusCode::UNAUTHORIZED {
             response
                 .headers_mut()

@@ -35,16 +35,38 @@ pub enum Grant {
     Wait(Duration),
 }
 
+/// A decision, with what a caller needs for `RateLimit-*` headers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Acquired {
+    pub grant: Grant,
+    /// Requests and tokens the window holds (with this call, if granted).
+    pub used_requests: u64,
+    pub used_tokens: u64,
+    /// Until the oldest use in the window leaves it.
+    pub reset: Duration,
+}
+
 #[async_trait]
 pub trait RateBudget: Send + Sync {
-    /// Takes `requests` and `tokens` from `provider`'s budget if they fit.
-    async fn try_acquire(
+    /// Takes `requests` and `tokens` from the budget named `key` if they fit.
+    async fn acquire(
         &self,
-        provider: &str,
+        key: &str,
         limits: &BudgetLimits,
         requests: u64,
         tokens: u64,
-    ) -> Result<Grant, String>;
+    ) -> Result<Acquired, String>;
+
+    /// As [`RateBudget::acquire`], the decision alone.
+    async fn try_acquire(
+        &self,
+        key: &str,
+        limits: &BudgetLimits,
+        requests: u64,
+        tokens: u64,
+    ) -> Result<Grant, String> {
+        Ok(self.acquire(key, limits, requests, tokens).await?.grant)
+    }
 }
 
 /// One second of the window: what was granted in it.
@@ -108,6 +130,19 @@ impl MemoryBudget {
         tokens: u64,
         now: u64,
     ) -> Grant {
+        self.acquire_detailed_at(provider, limits, requests, tokens, now)
+            .grant
+    }
+
+    /// As [`RateBudget::acquire`], at `now` (seconds since any epoch).
+    pub fn acquire_detailed_at(
+        &self,
+        provider: &str,
+        limits: &BudgetLimits,
+        requests: u64,
+        tokens: u64,
+        now: u64,
+    ) -> Acquired {
         let mut windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
         let window = windows.entry(provider.to_owned()).or_default();
         while window
@@ -117,8 +152,18 @@ impl MemoryBudget {
             window.pop_front();
         }
         let slots: Vec<Slot> = window.iter().copied().collect();
+        let used_requests: u64 = slots.iter().map(|s| s.requests).sum();
+        let used_tokens: u64 = slots.iter().map(|s| s.tokens).sum();
+        let reset = |oldest: Option<&Slot>| {
+            Duration::from_secs(oldest.map_or(WINDOW_SLOTS, |s| s.second + WINDOW_SLOTS - now))
+        };
         if let Some(wait) = decide(&slots, now, limits, requests, tokens) {
-            return Grant::Wait(Duration::from_secs(wait));
+            return Acquired {
+                grant: Grant::Wait(Duration::from_secs(wait)),
+                used_requests,
+                used_tokens,
+                reset: reset(slots.first()),
+            };
         }
         match window.back_mut() {
             Some(slot) if slot.second == now => {
@@ -131,24 +176,29 @@ impl MemoryBudget {
                 tokens,
             }),
         }
-        Grant::Granted
+        Acquired {
+            grant: Grant::Granted,
+            used_requests: used_requests + requests,
+            used_tokens: used_tokens + tokens,
+            reset: reset(window.front()),
+        }
     }
 }
 
 #[async_trait]
 impl RateBudget for MemoryBudget {
-    async fn try_acquire(
+    async fn acquire(
         &self,
-        provider: &str,
+        key: &str,
         limits: &BudgetLimits,
         requests: u64,
         tokens: u64,
-    ) -> Result<Grant, String> {
+    ) -> Result<Acquired, String> {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0);
-        Ok(self.acquire_at(provider, limits, requests, tokens, now))
+        Ok(self.acquire_detailed_at(key, limits, requests, tokens, now))
     }
 }
 
@@ -180,6 +230,24 @@ mod tests {
         assert_eq!(b.acquire_at("p", &RPM, 1, 0, 161), Grant::Granted);
         // Another provider has its own budget.
         assert_eq!(b.acquire_at("q", &RPM, 1, 0, 120), Grant::Granted);
+    }
+
+    #[test]
+    fn a_decision_says_what_is_used_and_when_it_resets() {
+        let b = MemoryBudget::default();
+        let a = b.acquire_detailed_at("p", &RPM, 1, 5, 100);
+        assert_eq!(
+            (a.grant, a.used_requests, a.used_tokens),
+            (Grant::Granted, 1, 5)
+        );
+        assert_eq!(a.reset, Duration::from_secs(61));
+        b.acquire_detailed_at("p", &RPM, 2, 0, 110);
+        let refused = b.acquire_detailed_at("p", &RPM, 1, 0, 120);
+        assert_eq!(refused.grant, Grant::Wait(Duration::from_secs(41)));
+        assert_eq!(
+            (refused.used_requests, refused.reset),
+            (3, Duration::from_secs(41))
+        );
     }
 
     #[test]

@@ -29,6 +29,18 @@ pub struct Config {
     pub api: ApiConfig,
     #[serde(default)]
     pub jobs: JobsConfig,
+    #[serde(default)]
+    pub tenants: TenantsConfig,
+}
+
+/// Defaults for tenants that have no limits of their own.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TenantsConfig {
+    /// Jobs a tenant may submit per minute, across every API replica.
+    pub requests_per_minute: Option<u64>,
+    /// Estimated tokens (prompt + max_tokens) a tenant may submit per minute.
+    pub tokens_per_minute: Option<u64>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
@@ -368,6 +380,10 @@ impl Config {
         if self.api.max_batch_jobs == 0 || self.api.max_body_bytes == 0 {
             return Err("api: max_batch_jobs and max_body_bytes must be above 0".to_owned());
         }
+        if self.tenants.requests_per_minute == Some(0) || self.tenants.tokens_per_minute == Some(0)
+        {
+            return Err("tenants: requests_per_minute and tokens_per_minute must be above 0 (leave them out for no limit)".to_owned());
+        }
         if self.jobs.retention_s == 0 {
             return Err("jobs: retention_s must be above 0".to_owned());
         }
@@ -421,6 +437,7 @@ impl Config {
             worker: WorkerConfig::default(),
             api: ApiConfig::default(),
             jobs: JobsConfig::default(),
+            tenants: TenantsConfig::default(),
         }
     }
 }

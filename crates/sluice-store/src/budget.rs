@@ -1,5 +1,5 @@
-//! The fleet-wide provider budget in Redis: one hash per provider
-//! (`P:budget:{provider}`), changed only by one script (`lua/budget.lua`)
+//! Fleet-wide budgets in Redis (providers' limits, and tenants' as
+//! `tenant:ID`): one hash per name (`P:budget:{name}`), changed only by one script (`lua/budget.lua`)
 //! on the server's clock, so every worker sees the same window.
 
 use std::time::Duration;
@@ -7,7 +7,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use fred::prelude::*;
 use fred::types::scripts::Script;
-use sluice_core::budget::{BudgetLimits, Grant, RateBudget};
+use sluice_core::budget::{Acquired, BudgetLimits, Grant, RateBudget};
 
 pub struct RedisBudget {
     pool: Pool,
@@ -27,17 +27,22 @@ impl RedisBudget {
 
 #[async_trait]
 impl RateBudget for RedisBudget {
-    async fn try_acquire(
+    async fn acquire(
         &self,
-        provider: &str,
+        name: &str,
         limits: &BudgetLimits,
         requests: u64,
         tokens: u64,
-    ) -> Result<Grant, String> {
+    ) -> Result<Acquired, String> {
         if limits.is_unlimited() {
-            return Ok(Grant::Granted);
+            return Ok(Acquired {
+                grant: Grant::Granted,
+                used_requests: 0,
+                used_tokens: 0,
+                reset: Duration::ZERO,
+            });
         }
-        let key = format!("{}:budget:{{{provider}}}", self.prefix);
+        let key = format!("{}:budget:{{{name}}}", self.prefix);
         let args = vec![
             requests,
             tokens,
@@ -49,10 +54,16 @@ impl RateBudget for RedisBudget {
             .evalsha_with_reload(self.pool.next(), vec![key], args)
             .await
             .map_err(|e| e.to_string())?;
-        match reply.as_slice() {
-            [1, _] => Ok(Grant::Granted),
-            [0, wait] => Ok(Grant::Wait(Duration::from_secs(*wait))),
-            other => Err(format!("budget script answered {other:?}")),
-        }
+        let (grant, used_requests, used_tokens, reset) = match reply.as_slice() {
+            [1, _, r, t, reset] => (Grant::Granted, *r, *t, *reset),
+            [0, wait, r, t, reset] => (Grant::Wait(Duration::from_secs(*wait)), *r, *t, *reset),
+            other => return Err(format!("budget script answered {other:?}")),
+        };
+        Ok(Acquired {
+            grant,
+            used_requests,
+            used_tokens,
+            reset: Duration::from_secs(reset),
+        })
     }
 }

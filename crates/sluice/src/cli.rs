@@ -240,6 +240,17 @@ pub enum AdminCommand {
 pub enum TenantCommand {
     /// Creates a tenant.
     Create { name: String },
+    /// Sets a tenant's rate limits (a limit left out is removed: the
+    /// config's default applies).
+    Limits {
+        name: String,
+        /// Jobs per minute, across every API replica.
+        #[arg(long)]
+        requests_per_minute: Option<u64>,
+        /// Estimated tokens (prompt + max_tokens) per minute.
+        #[arg(long)]
+        tokens_per_minute: Option<u64>,
+    },
 }
 
 #[derive(Subcommand, Debug)]

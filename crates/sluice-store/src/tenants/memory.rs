@@ -23,6 +23,8 @@ pub struct MemoryTenantStore {
 struct Inner {
     /// By name.
     tenants: HashMap<String, Tenant>,
+    /// Rate limits by tenant id.
+    limits: HashMap<String, (Option<u64>, Option<u64>)>,
     /// By key hash.
     keys: HashMap<String, KeyRow>,
 }
@@ -142,7 +144,11 @@ impl TenantStore for MemoryTenantStore {
         let hash = hash_key(presented);
         let now = Utc::now();
         let mut inner = self.lock();
-        let Inner { tenants, keys } = &mut *inner;
+        let Inner {
+            tenants,
+            keys,
+            limits,
+        } = &mut *inner;
         let Some(row) = keys.get_mut(&hash) else {
             return Ok(None);
         };
@@ -153,11 +159,34 @@ impl TenantStore for MemoryTenantStore {
             return Ok(None);
         };
         row.last_used_at = Some(now);
+        let (requests_per_minute, tokens_per_minute) =
+            limits.get(&tenant.id).copied().unwrap_or_default();
         Ok(Some(Principal {
             tenant_id: tenant.id.clone(),
             tenant_name: tenant.name.clone(),
             key_id: row.record.id.clone(),
+            requests_per_minute,
+            tokens_per_minute,
         }))
+    }
+
+    async fn set_limits(
+        &self,
+        tenant: &str,
+        requests_per_minute: Option<u64>,
+        tokens_per_minute: Option<u64>,
+    ) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        let id = inner
+            .tenants
+            .values()
+            .find(|t| t.name == tenant)
+            .map(|t| t.id.clone())
+            .ok_or_else(|| StoreError::NotFound(format!("no tenant named {tenant:?}")))?;
+        inner
+            .limits
+            .insert(id, (requests_per_minute, tokens_per_minute));
+        Ok(())
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
@@ -223,6 +252,8 @@ mod tests {
                 tenant_id: t.id,
                 tenant_name: "acme".into(),
                 key_id: new.record.id.clone(),
+                requests_per_minute: None,
+                tokens_per_minute: None,
             }
         );
         assert!(store.key_last_used_at(&new.record.id).unwrap().is_some());

@@ -44,6 +44,9 @@ pub struct Principal {
     pub tenant_id: String,
     pub tenant_name: String,
     pub key_id: String,
+    /// The tenant's own limits (`None`: the config's default).
+    pub requests_per_minute: Option<u64>,
+    pub tokens_per_minute: Option<u64>,
 }
 
 #[async_trait]
@@ -60,6 +63,15 @@ pub trait TenantStore: Send + Sync + 'static {
     /// The principal a presented key stands for, or `None` for an unknown,
     /// revoked or expired key. Records the key's last use.
     async fn authenticate(&self, presented: &str) -> Result<Option<Principal>, StoreError>;
+
+    /// Sets (or, with `None`, clears) the tenant's rate limits;
+    /// `StoreError::NotFound` if there is no such tenant.
+    async fn set_limits(
+        &self,
+        tenant: &str,
+        requests_per_minute: Option<u64>,
+        tokens_per_minute: Option<u64>,
+    ) -> Result<(), StoreError>;
 
     /// Whether the store answers.
     async fn ping(&self) -> Result<(), StoreError>;

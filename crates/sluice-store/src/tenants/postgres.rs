@@ -192,9 +192,11 @@ impl TenantStore for PgTenantStore {
         // One round trip: find a live key and, at most once a minute,
         // record its use (the data-modifying CTE runs even though the
         // final SELECT does not read it).
-        let row: Option<(Uuid, Uuid, String)> = sqlx::query_as(
+        type Row = (Uuid, Uuid, String, Option<i64>, Option<i64>);
+        let row: Option<Row> = sqlx::query_as(
             "WITH k AS ( \
-                 SELECT k.id, k.tenant_id, t.name AS tenant_name, k.last_used_at \
+                 SELECT k.id, k.tenant_id, t.name AS tenant_name, k.last_used_at, \
+                        t.requests_per_minute, t.tokens_per_minute \
                  FROM api_keys k JOIN tenants t ON t.id = k.tenant_id \
                  WHERE k.key_hash = $1 \
                    AND k.revoked_at IS NULL \
@@ -206,16 +208,42 @@ impl TenantStore for PgTenantStore {
                    AND (k.last_used_at IS NULL \
                         OR k.last_used_at < now() - interval '1 minute') \
              ) \
-             SELECT id, tenant_id, tenant_name FROM k",
+             SELECT id, tenant_id, tenant_name, requests_per_minute, tokens_per_minute FROM k",
         )
         .bind(hash_key(presented))
         .fetch_optional(&self.pool)
         .await?;
-        Ok(row.map(|(key_id, tenant_id, tenant_name)| Principal {
-            tenant_id: tenant_id.to_string(),
-            tenant_name,
-            key_id: key_id.to_string(),
-        }))
+        let limit = |v: Option<i64>| v.and_then(|v| u64::try_from(v).ok());
+        Ok(
+            row.map(|(key_id, tenant_id, tenant_name, rpm, tpm)| Principal {
+                tenant_id: tenant_id.to_string(),
+                tenant_name,
+                key_id: key_id.to_string(),
+                requests_per_minute: limit(rpm),
+                tokens_per_minute: limit(tpm),
+            }),
+        )
+    }
+
+    async fn set_limits(
+        &self,
+        tenant: &str,
+        requests_per_minute: Option<u64>,
+        tokens_per_minute: Option<u64>,
+    ) -> Result<(), StoreError> {
+        let as_i64 = |v: Option<u64>| v.map(|v| i64::try_from(v).unwrap_or(i64::MAX));
+        let updated = sqlx::query(
+            "UPDATE tenants SET requests_per_minute = $2, tokens_per_minute = $3 WHERE name = $1",
+        )
+        .bind(tenant)
+        .bind(as_i64(requests_per_minute))
+        .bind(as_i64(tokens_per_minute))
+        .execute(&self.pool)
+        .await?;
+        if updated.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("no tenant named {tenant:?}")));
+        }
+        Ok(())
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

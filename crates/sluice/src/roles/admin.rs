@@ -25,6 +25,27 @@ pub async fn run(command: AdminCommand, conn: Connections) -> anyhow::Result<()>
             let tenant = store.create_tenant(&name).await?;
             say(&format!("created tenant {} ({})", tenant.name, tenant.id));
         }
+        AdminCommand::Tenant {
+            command:
+                TenantCommand::Limits {
+                    name,
+                    requests_per_minute,
+                    tokens_per_minute,
+                },
+        } => {
+            if requests_per_minute == Some(0) || tokens_per_minute == Some(0) {
+                anyhow::bail!("limits must be above 0; leave a limit out to remove it");
+            }
+            store
+                .set_limits(&name, requests_per_minute, tokens_per_minute)
+                .await?;
+            let show = |v: Option<u64>| v.map_or("the default".to_owned(), |v| v.to_string());
+            say(&format!(
+                "tenant {name}: {} jobs/min, {} tokens/min",
+                show(requests_per_minute),
+                show(tokens_per_minute)
+            ));
+        }
         AdminCommand::Key {
             command: KeyCommand::Create { tenant, name },
         } => create_key(&store, &tenant, &name).await?,

@@ -34,6 +34,7 @@ pub async fn run(listen: SocketAddr, config: ConfigArg, conn: Connections) -> an
         store.clone(),
         Arc::new(tenants),
         metrics,
+        Arc::new(store.budget()),
         &tasks,
     );
     let socket = tokio::net::TcpListener::bind(listen)

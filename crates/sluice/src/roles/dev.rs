@@ -71,7 +71,16 @@ pub async fn run(listen: SocketAddr) -> anyhow::Result<()> {
     };
     tasks.spawn(worker.run(shutdown.clone()));
 
-    let state = AppState::new(Arc::new(config), queue, store, tenants, metrics, &tasks);
+    let limiter = Arc::new(sluice_core::budget::MemoryBudget::default());
+    let state = AppState::new(
+        Arc::new(config),
+        queue,
+        store,
+        tenants,
+        metrics,
+        limiter,
+        &tasks,
+    );
     let socket = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen} (try --listen 127.0.0.1:0)"))?;

@@ -3,7 +3,9 @@
 -- that a grant leaves the window no sooner than 60 s after it was made.
 -- KEYS[1] the budget hash: fields "<second>:r" and "<second>:t"
 -- ARGV[1] requests  ARGV[2] tokens  ARGV[3] requests/min (0: none)  ARGV[4] tokens/min (0: none)
--- Answers {1, 0} when granted, {0, seconds to wait} when not.
+-- Answers {granted (1 or 0), seconds to wait, requests used, tokens used,
+-- seconds until the oldest use leaves the window}, the uses counting this
+-- call when it was granted.
 local now = tonumber(redis.call('TIME')[1])
 local need_r, need_t = tonumber(ARGV[1]), tonumber(ARGV[2])
 local rpm, tpm = tonumber(ARGV[3]), tonumber(ARGV[4])
@@ -21,16 +23,25 @@ end
 local function over(ur, ut)
   return (rpm > 0 and ur + need_r > rpm) or (tpm > 0 and ut > 0 and ut + need_t > tpm)
 end
-if over(used_r, used_t) then
-  -- Slot k (oldest first) leaves the window k seconds from now.
+local function reset()
   for k = 1, 61 do
-    used_r = used_r - rs[k]
-    used_t = used_t - ts[k]
-    if not over(used_r, used_t) then
-      return {0, k}
+    if rs[k] > 0 or ts[k] > 0 then
+      return k
     end
   end
-  return {0, 61}
+  return 61
+end
+if over(used_r, used_t) then
+  local ur, ut = used_r, used_t
+  -- Slot k (oldest first) leaves the window k seconds from now.
+  for k = 1, 61 do
+    ur = ur - rs[k]
+    ut = ut - ts[k]
+    if not over(ur, ut) then
+      return {0, k, used_r, used_t, reset()}
+    end
+  end
+  return {0, 61, used_r, used_t, reset()}
 end
 redis.call('HINCRBY', KEYS[1], now .. ':r', need_r)
 redis.call('HINCRBY', KEYS[1], now .. ':t', need_t)
@@ -38,4 +49,6 @@ for second = now - 71, now - 61 do
   redis.call('HDEL', KEYS[1], second .. ':r', second .. ':t')
 end
 redis.call('EXPIRE', KEYS[1], 120)
-return {1, 0}
+rs[61] = rs[61] + need_r
+ts[61] = ts[61] + need_t
+return {1, 0, used_r + need_r, used_t + need_t, reset()}

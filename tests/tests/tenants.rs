@@ -1,0 +1,86 @@
+//! Per-tenant rate limits hold across API replicas, and one tenant over
+//! its limit does not stop another.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use serde_json::json;
+use sluice_e2e::{Stack, StackOptions};
+
+fn chat(i: usize) -> serde_json::Value {
+    json!({"body": {"model": "mock-small", "max_tokens": 2, "messages": [{"role": "user", "content": format!("hi {i}")}]}})
+}
+
+#[tokio::test]
+async fn a_tenant_over_its_limit_gets_429_on_every_replica_and_others_do_not() {
+    let mut stack = Stack::start(StackOptions::default()).await;
+    let flood = stack.tenant("flood").await;
+    let calm = stack.tenant("calm").await;
+    let out = stack
+        .sluice(&[
+            "admin",
+            "tenant",
+            "limits",
+            "flood",
+            "--requests-per-minute",
+            "10",
+        ])
+        .await;
+    assert!(out.contains("10 jobs/min"), "{out}");
+    let (_replica, flood_b) = stack.another_api(&flood.key).await;
+
+    // Twenty jobs, alternating between two replicas: ten get in.
+    let mut accepted = Vec::new();
+    let mut refused = Vec::new();
+    for i in 0..20 {
+        let client = if i % 2 == 0 { &flood } else { &flood_b };
+        let r = client.post("/v1/jobs", &chat(i)).await;
+        match r.status {
+            202 => accepted.push(r.body["id"].as_str().unwrap().to_owned()),
+            429 => refused.push(r),
+            other => panic!("unexpected {other}: {r:?}"),
+        }
+    }
+    assert_eq!(accepted.len(), 10, "one limit across both replicas");
+    let r = &refused[0];
+    assert_eq!(r.content_type, "application/problem+json");
+    assert_eq!(r.body["type"], "/problems/rate-limited");
+    let header = |name: &str| {
+        r.headers
+            .get(name)
+            .unwrap_or_else(|| panic!("no {name}: {r:?}"))
+            .clone()
+    };
+    assert_eq!(header("ratelimit-limit"), "10");
+    assert_eq!(header("ratelimit-remaining"), "0");
+    let reset: u64 = header("ratelimit-reset").parse().unwrap();
+    let retry: u64 = header("retry-after").parse().unwrap();
+    assert!(
+        (1..=61).contains(&reset) && (1..=61).contains(&retry),
+        "{reset} {retry}"
+    );
+
+    // The other tenant is not limited, and the flood's accepted jobs run.
+    let calm_ids: Vec<String> = futures::future::join_all((0..10).map(|i| {
+        let calm = calm.clone();
+        async move { calm.submit(&chat(100 + i)).await }
+    }))
+    .await;
+    for job in calm.wait_all(&calm_ids, 30).await {
+        assert_eq!(job["status"], "succeeded");
+    }
+    for job in flood.wait_all(&accepted, 30).await {
+        assert_eq!(job["status"], "succeeded");
+    }
+    // A batch larger than the whole limit says so.
+    let big = flood
+        .post(
+            "/v1/jobs/batch",
+            &json!({"jobs": (0..11).map(chat).collect::<Vec<_>>()}),
+        )
+        .await;
+    assert_eq!(big.status, 429);
+    assert!(
+        big.body["detail"].as_str().unwrap().contains("more than"),
+        "{big:?}"
+    );
+}
