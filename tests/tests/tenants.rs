@@ -84,3 +84,36 @@ async fn a_tenant_over_its_limit_gets_429_on_every_replica_and_others_do_not() {
         "{big:?}"
     );
 }
+
+#[tokio::test]
+async fn a_revoked_key_stops_working_within_seconds_and_keys_are_stored_hashed() {
+    let stack = Stack::start(StackOptions::default()).await;
+    let acme = stack.tenant("acme").await;
+    let id = acme.submit(&chat(1)).await;
+    assert_eq!(acme.wait(&id, 30).await["status"], "succeeded");
+
+    let listed = stack.sluice(&["admin", "key", "list", "--tenant", "acme"]).await;
+    let key_id = listed.split_whitespace().next().unwrap().to_owned();
+    assert!(!listed.contains(&acme.key), "the list never shows a key: {listed}");
+
+    // The table holds a hash, never the key.
+    use sqlx::Connection;
+    let mut db = sqlx::PgConnection::connect(&stack.database_url()).await.unwrap();
+    let (hash,): (String,) = sqlx::query_as("SELECT key_hash FROM api_keys").fetch_one(&mut db).await.unwrap();
+    assert_ne!(hash, acme.key);
+    assert!(!hash.contains(&acme.key[10..]));
+
+    let out = stack.sluice(&["admin", "key", "revoke", &key_id]).await;
+    assert!(out.contains("revoked"), "{out}");
+    let started = std::time::Instant::now();
+    loop {
+        let r = acme.job(&id).await;
+        if r.status == 401 {
+            break;
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(10), "the revoked key still works: {r:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    let listed = stack.sluice(&["admin", "key", "list", "--tenant", "acme"]).await;
+    assert!(listed.contains("REVOKED"), "{listed}");
+}

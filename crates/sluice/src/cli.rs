@@ -262,6 +262,13 @@ pub enum KeyCommand {
         #[arg(long, default_value = "default")]
         name: String,
     },
+    /// Revokes a key by its id; it stops working within seconds everywhere.
+    Revoke { id: String },
+    /// Lists a tenant's keys (never the keys themselves).
+    List {
+        #[arg(long)]
+        tenant: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]

@@ -170,6 +170,28 @@ impl TenantStore for MemoryTenantStore {
         }))
     }
 
+    async fn revoke_key(&self, key_id: &str) -> Result<(), StoreError> {
+        MemoryTenantStore::revoke_key(self, key_id)
+    }
+
+    async fn list_keys(&self, tenant: &str) -> Result<Vec<(ApiKey, bool)>, StoreError> {
+        let inner = self.lock();
+        let id = inner
+            .tenants
+            .values()
+            .find(|t| t.name == tenant)
+            .map(|t| t.id.clone())
+            .ok_or_else(|| StoreError::NotFound(format!("no tenant named {tenant:?}")))?;
+        let mut keys: Vec<(ApiKey, bool)> = inner
+            .keys
+            .values()
+            .filter(|k| k.record.tenant_id == id)
+            .map(|k| (k.record.clone(), k.revoked_at.is_some()))
+            .collect();
+        keys.sort_by(|a, b| b.0.id.cmp(&a.0.id));
+        Ok(keys)
+    }
+
     async fn set_limits(
         &self,
         tenant: &str,

@@ -64,6 +64,14 @@ pub trait TenantStore: Send + Sync + 'static {
     /// revoked or expired key. Records the key's last use.
     async fn authenticate(&self, presented: &str) -> Result<Option<Principal>, StoreError>;
 
+    /// Revokes a key by its id: it stops authenticating at once (API
+    /// replicas trust a checked key for a few seconds at most).
+    /// `StoreError::NotFound` if there is no such key.
+    async fn revoke_key(&self, key_id: &str) -> Result<(), StoreError>;
+
+    /// The tenant's keys, newest first, with whether each is revoked.
+    async fn list_keys(&self, tenant: &str) -> Result<Vec<(ApiKey, bool)>, StoreError>;
+
     /// Sets (or, with `None`, clears) the tenant's rate limits;
     /// `StoreError::NotFound` if there is no such tenant.
     async fn set_limits(

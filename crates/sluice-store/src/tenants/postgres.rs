@@ -225,6 +225,51 @@ impl TenantStore for PgTenantStore {
         )
     }
 
+    async fn revoke_key(&self, key_id: &str) -> Result<(), StoreError> {
+        let not_found = || StoreError::NotFound(format!("no key with id {key_id:?}"));
+        let id = Uuid::parse_str(key_id).map_err(|_| not_found())?;
+        let updated = sqlx::query(
+            "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, now()) WHERE id = $1",
+        )
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        if updated.rows_affected() == 0 {
+            return Err(not_found());
+        }
+        Ok(())
+    }
+
+    async fn list_keys(&self, tenant: &str) -> Result<Vec<(ApiKey, bool)>, StoreError> {
+        if self.tenant_by_name(tenant).await?.is_none() {
+            return Err(StoreError::NotFound(format!("no tenant named {tenant:?}")));
+        }
+        type Row = (Uuid, Uuid, String, String, DateTime<Utc>, bool);
+        let rows: Vec<Row> = sqlx::query_as(
+            "SELECT k.id, k.tenant_id, k.name, k.display_prefix, k.created_at, k.revoked_at IS NOT NULL \
+             FROM api_keys k JOIN tenants t ON t.id = k.tenant_id \
+             WHERE t.name = $1 ORDER BY k.id DESC",
+        )
+        .bind(tenant)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(
+                |(id, tenant_id, name, display_prefix, created_at, revoked)| {
+                    let key = ApiKey {
+                        id: id.to_string(),
+                        tenant_id: tenant_id.to_string(),
+                        name,
+                        display_prefix,
+                        created_at,
+                    };
+                    (key, revoked)
+                },
+            )
+            .collect())
+    }
+
     async fn set_limits(
         &self,
         tenant: &str,

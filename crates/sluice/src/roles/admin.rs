@@ -49,6 +49,26 @@ pub async fn run(command: AdminCommand, conn: Connections) -> anyhow::Result<()>
         AdminCommand::Key {
             command: KeyCommand::Create { tenant, name },
         } => create_key(&store, &tenant, &name).await?,
+        AdminCommand::Key {
+            command: KeyCommand::Revoke { id },
+        } => {
+            store.revoke_key(&id).await?;
+            say(&format!("revoked key {id}"));
+        }
+        AdminCommand::Key {
+            command: KeyCommand::List { tenant },
+        } => {
+            for (key, revoked) in store.list_keys(&tenant).await? {
+                say(&format!(
+                    "{}  {:<16} {}…  created {}{}",
+                    key.id,
+                    key.name,
+                    key.display_prefix,
+                    key.created_at.format("%Y-%m-%dT%H:%M:%SZ"),
+                    if revoked { "  REVOKED" } else { "" }
+                ));
+            }
+        }
     }
     Ok(())
 }
@@ -56,8 +76,8 @@ pub async fn run(command: AdminCommand, conn: Connections) -> anyhow::Result<()>
 async fn create_key(store: &PgTenantStore, tenant: &str, name: &str) -> anyhow::Result<()> {
     let key = store.create_key(tenant, name).await?;
     say(&format!(
-        "created key {:?} ({}) for tenant {tenant}; it is shown once, below:",
-        key.record.name, key.record.display_prefix
+        "created key {:?} (id {}, {}…) for tenant {tenant}; it is shown once, below:",
+        key.record.name, key.record.id, key.record.display_prefix
     ));
     say(&key.key);
     Ok(())
