@@ -86,6 +86,21 @@ async fn a_worker_killed_mid_run_loses_no_job() {
         .filter(|j| j["attempts"].as_u64().unwrap() >= 2)
         .count();
     eprintln!("{rerun} jobs were started again after the kill");
+    // The ledger counts each job once, however often it ran.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let usage = client.get("/v1/usage").await.body;
+        let counted = usage["total"]["jobs"].as_u64().unwrap();
+        assert!(counted <= 400, "a job was counted twice: {usage}");
+        if counted == 400 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the ledger has {counted} of 400 jobs"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     counter.stop().await;
 }
 

@@ -92,14 +92,24 @@ async fn a_revoked_key_stops_working_within_seconds_and_keys_are_stored_hashed()
     let id = acme.submit(&chat(1)).await;
     assert_eq!(acme.wait(&id, 30).await["status"], "succeeded");
 
-    let listed = stack.sluice(&["admin", "key", "list", "--tenant", "acme"]).await;
+    let listed = stack
+        .sluice(&["admin", "key", "list", "--tenant", "acme"])
+        .await;
     let key_id = listed.split_whitespace().next().unwrap().to_owned();
-    assert!(!listed.contains(&acme.key), "the list never shows a key: {listed}");
+    assert!(
+        !listed.contains(&acme.key),
+        "the list never shows a key: {listed}"
+    );
 
     // The table holds a hash, never the key.
     use sqlx::Connection;
-    let mut db = sqlx::PgConnection::connect(&stack.database_url()).await.unwrap();
-    let (hash,): (String,) = sqlx::query_as("SELECT key_hash FROM api_keys").fetch_one(&mut db).await.unwrap();
+    let mut db = sqlx::PgConnection::connect(&stack.database_url())
+        .await
+        .unwrap();
+    let (hash,): (String,) = sqlx::query_as("SELECT key_hash FROM api_keys")
+        .fetch_one(&mut db)
+        .await
+        .unwrap();
     assert_ne!(hash, acme.key);
     assert!(!hash.contains(&acme.key[10..]));
 
@@ -111,9 +121,14 @@ async fn a_revoked_key_stops_working_within_seconds_and_keys_are_stored_hashed()
         if r.status == 401 {
             break;
         }
-        assert!(started.elapsed() < std::time::Duration::from_secs(10), "the revoked key still works: {r:?}");
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "the revoked key still works: {r:?}"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(250)).await;
     }
-    let listed = stack.sluice(&["admin", "key", "list", "--tenant", "acme"]).await;
+    let listed = stack
+        .sluice(&["admin", "key", "list", "--tenant", "acme"])
+        .await;
     assert!(listed.contains("REVOKED"), "{listed}");
 }

@@ -106,6 +106,7 @@ pub async fn submit(
         raw,
         &state.config,
         &caller.tenant_id,
+        &caller.key_id,
         &trace_id(&headers),
         Utc::now(),
     )?;
@@ -151,7 +152,15 @@ pub async fn submit_batch(
         .into_iter()
         .enumerate()
         .map(|(i, raw)| {
-            check(raw, &state.config, &caller.tenant_id, &trace, now).map_err(|e| {
+            check(
+                raw,
+                &state.config,
+                &caller.tenant_id,
+                &caller.key_id,
+                &trace,
+                now,
+            )
+            .map_err(|e| {
                 let p = e.problem();
                 ApiError::InvalidRequest(format!("jobs[{i}]: {}: {}", p.title, p.detail))
             })

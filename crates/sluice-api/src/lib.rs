@@ -13,6 +13,7 @@ pub mod openapi;
 pub mod ops;
 pub mod problem;
 pub mod submit;
+pub mod usage;
 pub mod view;
 
 use std::future::Future;
@@ -28,6 +29,7 @@ use sluice_core::metrics::Metrics;
 use sluice_queue::JobQueue;
 use sluice_store::jobs::JobStore;
 use sluice_store::tenants::TenantStore;
+use sluice_store::usage::UsageLedger;
 
 use crate::extract::KeyCache;
 use crate::problem::ApiError;
@@ -43,29 +45,35 @@ pub struct AppState {
     pub ingest: ingest::Ingest,
     /// Tenants' rate limits, shared by every replica.
     pub limiter: Arc<dyn RateBudget>,
+    /// The usage ledger, for reports.
+    pub usage: Arc<dyn UsageLedger>,
+}
+
+/// What the API talks to.
+pub struct Backends {
+    pub config: Arc<Config>,
+    pub queue: Arc<dyn JobQueue>,
+    pub store: Arc<dyn JobStore>,
+    pub tenants: Arc<dyn TenantStore>,
+    pub metrics: Arc<Metrics>,
+    pub limiter: Arc<dyn RateBudget>,
+    pub usage: Arc<dyn UsageLedger>,
 }
 
 impl AppState {
     /// The state, with its submission flusher running on `tasks` (it stops
     /// once the state and every clone of it are dropped).
-    pub fn new(
-        config: Arc<Config>,
-        queue: Arc<dyn JobQueue>,
-        store: Arc<dyn JobStore>,
-        tenants: Arc<dyn TenantStore>,
-        metrics: Arc<Metrics>,
-        limiter: Arc<dyn RateBudget>,
-        tasks: &tokio_util::task::TaskTracker,
-    ) -> Self {
-        let ingest = ingest::Ingest::start(Arc::clone(&queue), Arc::clone(&store), tasks);
+    pub fn new(b: Backends, tasks: &tokio_util::task::TaskTracker) -> Self {
+        let ingest = ingest::Ingest::start(Arc::clone(&b.queue), Arc::clone(&b.store), tasks);
         Self {
             ingest,
-            limiter,
-            config,
-            queue,
-            store,
-            tenants,
-            metrics,
+            limiter: b.limiter,
+            usage: b.usage,
+            config: b.config,
+            queue: b.queue,
+            store: b.store,
+            tenants: b.tenants,
+            metrics: b.metrics,
             keys: Arc::default(),
         }
     }
@@ -83,6 +91,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/jobs/batch", post(jobs::submit_batch))
         .route("/v1/jobs/{id}", get(jobs::get_job))
         .route("/v1/jobs/{id}/cancel", post(jobs::cancel))
+        .route("/v1/usage", get(usage::report))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))

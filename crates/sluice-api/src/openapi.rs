@@ -6,13 +6,14 @@ use utoipa::{Modify, OpenApi};
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Sluice", description = "Queued, batched, metered LLM inference."),
-    paths(crate::jobs::submit, crate::jobs::submit_batch, crate::jobs::get_job, crate::jobs::cancel),
+    paths(crate::jobs::submit, crate::jobs::submit_batch, crate::jobs::get_job, crate::jobs::cancel, crate::usage::report),
     components(schemas(
         crate::submit::JobRequest,
         crate::submit::BatchRequest,
         crate::view::JobView,
         crate::view::BatchView,
         crate::problem::Problem,
+        crate::usage::UsageReport,
         sluice_core::JobRecord,
         sluice_core::JobStatus,
         sluice_core::Usage,

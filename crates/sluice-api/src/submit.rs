@@ -71,6 +71,7 @@ pub fn check(
     raw: Value,
     config: &Config,
     tenant_id: &str,
+    key_id: &str,
     trace_id: &str,
     now: DateTime<Utc>,
 ) -> Result<Accepted, ApiError> {
@@ -119,7 +120,7 @@ pub fn check(
     let id = JobId::new();
     let priority = request.priority.unwrap_or_default();
     let metadata = request.metadata.unwrap_or_default();
-    let record = JobRecord::queued(
+    let mut record = JobRecord::queued(
         id,
         tenant_id.to_owned(),
         endpoint,
@@ -129,6 +130,7 @@ pub fn check(
         now,
         deadline_at,
     );
+    record.key_id = Some(key_id.to_owned());
     let message = JobMessage {
         id,
         tenant_id: tenant_id.to_owned(),
@@ -138,6 +140,7 @@ pub fn check(
         body,
         metadata,
         trace_id: trace_id.to_owned(),
+        key_id: Some(key_id.to_owned()),
         enqueued_at: now,
         deadline_at,
     };

@@ -196,6 +196,7 @@ mod tests {
             body,
             metadata: Default::default(),
             trace_id: String::new(),
+            key_id: None,
             enqueued_at: chrono::Utc::now(),
             deadline_at: None,
         }

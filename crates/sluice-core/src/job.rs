@@ -232,6 +232,10 @@ pub struct JobRecord {
     #[serde(skip_serializing)]
     #[serde(default)]
     pub tenant_id: String,
+    /// The API key the job was submitted with.
+    #[serde(skip_serializing)]
+    #[serde(default)]
+    pub key_id: Option<String>,
     pub status: JobStatus,
     pub endpoint: Endpoint,
     pub model: String,
@@ -283,6 +287,7 @@ impl JobRecord {
         Self {
             id,
             tenant_id,
+            key_id: None,
             status: JobStatus::Queued,
             endpoint,
             model,

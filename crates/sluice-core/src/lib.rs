@@ -13,6 +13,7 @@ pub mod budget;
 pub mod config;
 pub mod ids;
 pub mod job;
+pub mod ledger;
 pub mod message;
 pub mod metrics;
 pub mod pricing;

@@ -19,6 +19,9 @@ pub struct JobMessage {
     #[serde(default)]
     pub metadata: Metadata,
     pub trace_id: String,
+    /// The API key the job was submitted with (for the usage ledger).
+    #[serde(default)]
+    pub key_id: Option<String>,
     pub enqueued_at: DateTime<Utc>,
     #[serde(default)]
     pub deadline_at: Option<DateTime<Utc>>,

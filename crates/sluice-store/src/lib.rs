@@ -10,6 +10,7 @@
 pub mod budget;
 pub mod jobs;
 pub mod tenants;
+pub mod usage;
 
 /// A store that failed to answer. Callers treat it as "unavailable, try
 /// later": nothing is acked or confirmed on a store error.

@@ -1,17 +1,25 @@
 //! Running one flushed batch: start each job (skipping canceled, expired
 //! and already-finished ones), call the provider once for the rest, store
-//! each result, and only then ack each delivery by its own tag.
+//! each result, write the batch's usage-ledger rows, and only then ack each
+//! delivery by its own tag.
+//!
+//! A job that ended before its delivery was acked (a crash, a redelivery)
+//! has its ledger row written again from its stored record; the ledger
+//! keeps the first row per job, so nothing is counted twice or lost.
 
 use std::sync::Arc;
+use std::time::Instant;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use sluice_core::batching::BatchKey;
 use sluice_core::job::{Outcome, StartOutcome};
+use sluice_core::ledger::LedgerRow;
 use sluice_core::metrics::Metrics;
-use sluice_core::{JobError, JobMessage};
+use sluice_core::{JobError, JobMessage, JobStatus};
 use sluice_providers::{BatchJob, Router};
 use sluice_queue::Delivery;
 use sluice_store::jobs::JobStore;
+use sluice_store::usage::UsageLedger;
 
 use crate::batcher::Flushed;
 use crate::retry::with_store_retry;
@@ -25,7 +33,16 @@ pub struct Pending {
 pub struct Executor {
     pub store: Arc<dyn JobStore>,
     pub router: Arc<Router>,
+    pub ledger: Arc<dyn UsageLedger>,
     pub metrics: Arc<Metrics>,
+}
+
+/// A job done with for now: ack it (with its ledger row, if it has one), or
+/// give it back to the queue.
+struct Settled {
+    pending: Pending,
+    ack: bool,
+    row: Option<LedgerRow>,
 }
 
 impl Executor {
@@ -35,19 +52,22 @@ impl Executor {
             .batch_flushes
             .with_label_values(&[batch.reason.as_str()])
             .inc();
-        let runnable = self.start_all(batch.items).await;
-        if runnable.is_empty() {
-            return;
+        let (runnable, mut settled) = self.start_all(batch.items).await;
+        if !runnable.is_empty() {
+            self.metrics
+                .batch_size
+                .with_label_values(&[key.endpoint.path()])
+                .observe(runnable.len() as f64);
+            settled.extend(self.call_and_finish(&key, runnable).await);
         }
-        self.metrics
-            .batch_size
-            .with_label_values(&[key.endpoint.path()])
-            .observe(runnable.len() as f64);
-        self.call_and_finish(&key, runnable).await;
+        self.settle_all(settled).await;
     }
 
-    /// Starts each job (concurrently); settles the ones that must not run.
-    async fn start_all(&self, items: Vec<Pending>) -> Vec<Pending> {
+    /// Starts each job (concurrently); what must not run is settled.
+    async fn start_all(
+        &self,
+        items: Vec<Pending>,
+    ) -> (Vec<(Pending, DateTime<Utc>)>, Vec<Settled>) {
         let now = Utc::now();
         let started = futures::future::join_all(items.into_iter().map(|pending| async move {
             let id = pending.message.id;
@@ -56,7 +76,7 @@ impl Executor {
         }))
         .await;
         let mut runnable = Vec::with_capacity(started.len());
-        let mut settle = Vec::new();
+        let mut settled = Vec::new();
         for (pending, outcome) in started {
             match outcome {
                 Ok(StartOutcome::Started { .. }) => {
@@ -67,43 +87,80 @@ impl Executor {
                         .queue_wait
                         .with_label_values(&[pending.message.priority.as_str()])
                         .observe(waited as f64 / 1000.0);
-                    runnable.push(pending);
+                    runnable.push((pending, now));
                 }
                 Ok(StartOutcome::Expired) => {
                     self.metrics
                         .jobs_finished
                         .with_label_values(&["expired"])
                         .inc();
-                    settle.push((pending, true));
+                    settled.push(self.ended_earlier(pending).await);
                 }
-                Ok(StartOutcome::AlreadyDone(_) | StartOutcome::Missing) => {
-                    settle.push((pending, true))
+                Ok(StartOutcome::AlreadyDone(JobStatus::Canceled) | StartOutcome::Missing) => {
+                    settled.push(Settled {
+                        pending,
+                        ack: true,
+                        row: None,
+                    });
                 }
+                Ok(StartOutcome::AlreadyDone(_)) => settled.push(self.ended_earlier(pending).await),
                 Err(e) => {
                     tracing::error!(job = %pending.message.id, error = %e, "cannot start job; returning it to the queue");
-                    settle.push((pending, false));
+                    settled.push(Settled {
+                        pending,
+                        ack: false,
+                        row: None,
+                    });
                 }
             }
         }
-        self.settle_all(settle).await;
-        runnable
+        (runnable, settled)
     }
 
-    async fn call_and_finish(&self, key: &BatchKey, runnable: Vec<Pending>) {
+    /// A job that already ended: ack it, with its ledger row rebuilt from
+    /// the stored record (it may not have been written before a crash).
+    async fn ended_earlier(&self, pending: Pending) -> Settled {
+        let id = pending.message.id;
+        match with_store_retry("read", || self.store.get(id)).await {
+            Ok(record) => Settled {
+                pending,
+                ack: true,
+                row: record
+                    .as_ref()
+                    .and_then(|r| LedgerRow::from_record(r, None)),
+            },
+            Err(e) => {
+                tracing::error!(job = %id, error = %e, "cannot read ended job; returning it to the queue");
+                Settled {
+                    pending,
+                    ack: false,
+                    row: None,
+                }
+            }
+        }
+    }
+
+    async fn call_and_finish(
+        &self,
+        key: &BatchKey,
+        runnable: Vec<(Pending, DateTime<Utc>)>,
+    ) -> Vec<Settled> {
         let jobs: Vec<BatchJob> = runnable
             .iter()
-            .map(|p| BatchJob {
+            .map(|(p, _)| BatchJob {
                 id: p.message.id,
                 body: p.message.body.clone(),
             })
             .collect();
+        let called = Instant::now();
         let results = self
             .router
             .call(&key.model, key.endpoint, &key.prefix_hash, jobs)
             .await;
+        let latency_ms = u64::try_from(called.elapsed().as_millis()).unwrap_or(u64::MAX);
         let now = Utc::now();
-        let finished = futures::future::join_all(runnable.into_iter().zip(results).map(
-            |(pending, result)| async move {
+        futures::future::join_all(runnable.into_iter().zip(results).map(
+            |((pending, started_at), result)| async move {
                 let outcome = match result {
                     Ok((answer, provider)) => Outcome::Succeeded {
                         result: answer.body,
@@ -114,55 +171,95 @@ impl Executor {
                     Err(e) => Outcome::Failed(JobError::new(e.kind(), e.to_string())),
                 };
                 let id = pending.message.id;
-                let stored = with_store_retry("finish", || self.store.finish(id, &outcome, now)).await;
-                match stored {
-                    Ok(applied) => {
-                        if applied {
-                            self.metrics
-                                .jobs_finished
-                                .with_label_values(&[outcome.status().as_str()])
-                                .inc();
-                        }
-                        (pending, true)
+                match with_store_retry("finish", || self.store.finish(id, &outcome, now)).await {
+                    Ok(true) => {
+                        self.metrics
+                            .jobs_finished
+                            .with_label_values(&[outcome.status().as_str()])
+                            .inc();
+                        let row = ledger_row(&pending.message, &outcome, started_at, now, latency_ms);
+                        Settled { pending, ack: true, row: Some(row) }
                     }
+                    // Another delivery ended it first: its row stands.
+                    Ok(false) => self.ended_earlier(pending).await,
                     Err(e) => {
                         tracing::error!(job = %id, error = %e, "cannot store result; returning job to the queue");
-                        (pending, false)
+                        Settled { pending, ack: false, row: None }
                     }
                 }
             },
         ))
-        .await;
-        self.settle_all(finished).await;
+        .await
     }
 
-    /// Acks (`true`) or requeues (`false`) each delivery, by its own tag.
-    async fn settle_all(&self, settle: Vec<(Pending, bool)>) {
-        futures::future::join_all(settle.into_iter().map(|(pending, ack)| async move {
-            if ack {
-                self.settle_ack(pending).await;
+    /// Writes the ledger rows of what is acked, in one insert, then acks
+    /// (or requeues) each delivery by its own tag. If the ledger cannot be
+    /// written, the jobs go back to the queue: their redelivery finds them
+    /// ended and writes their rows then.
+    async fn settle_all(&self, settled: Vec<Settled>) {
+        let rows: Vec<LedgerRow> = settled
+            .iter()
+            .filter(|s| s.ack)
+            .filter_map(|s| s.row.clone())
+            .collect();
+        let ledger_ok = rows.is_empty()
+            || match with_store_retry("ledger", || self.ledger.record(&rows)).await {
+                Ok(()) => true,
+                Err(e) => {
+                    tracing::error!(error = %e, rows = rows.len(), "cannot write the usage ledger; requeueing");
+                    false
+                }
+            };
+        futures::future::join_all(settled.into_iter().map(|s| async move {
+            let id = s.pending.message.id;
+            self.metrics.inflight_jobs.dec();
+            let result = if s.ack && (ledger_ok || s.row.is_none()) {
+                s.pending.delivery.ack().await
             } else {
-                self.settle_requeue(pending).await;
+                s.pending.delivery.requeue().await
+            };
+            if let Err(e) = result {
+                // The channel is gone: the broker redelivers, and the job's
+                // stored end makes that redelivery a no-op.
+                tracing::warn!(job = %id, error = %e, "settling the delivery failed");
             }
         }))
         .await;
     }
+}
 
-    async fn settle_ack(&self, pending: Pending) {
-        let id = pending.message.id;
-        self.metrics.inflight_jobs.dec();
-        if let Err(e) = pending.delivery.ack().await {
-            // The channel is gone: the broker will redeliver, and the job's
-            // stored end makes that redelivery a no-op.
-            tracing::warn!(job = %id, error = %e, "ack failed");
-        }
-    }
-
-    async fn settle_requeue(&self, pending: Pending) {
-        let id = pending.message.id;
-        self.metrics.inflight_jobs.dec();
-        if let Err(e) = pending.delivery.requeue().await {
-            tracing::warn!(job = %id, error = %e, "requeue failed");
-        }
+/// The ledger row of a job this worker just ended.
+fn ledger_row(
+    message: &JobMessage,
+    outcome: &Outcome,
+    started_at: DateTime<Utc>,
+    finished_at: DateTime<Utc>,
+    provider_latency_ms: u64,
+) -> LedgerRow {
+    let (usage, cost, provider) = match outcome {
+        Outcome::Succeeded {
+            usage,
+            cost_micros,
+            provider,
+            ..
+        } => (*usage, cost_micros.unwrap_or(0), Some(provider.clone())),
+        _ => (Default::default(), 0, None),
+    };
+    LedgerRow {
+        job_id: message.id,
+        tenant_id: message.tenant_id.clone(),
+        key_id: message.key_id.clone(),
+        model: message.model.clone(),
+        provider,
+        endpoint: message.endpoint,
+        metadata: message.metadata.clone(),
+        status: outcome.status(),
+        usage,
+        cost_micros: cost,
+        saved_micros: 0,
+        cache_hit: false,
+        queue_wait_ms: u64::try_from((started_at - message.enqueued_at).num_milliseconds()).ok(),
+        provider_latency_ms: Some(provider_latency_ms),
+        finished_at,
     }
 }

@@ -26,6 +26,7 @@ use sluice_core::Priority;
 use sluice_providers::Router;
 use sluice_queue::{JobQueue, Source};
 use sluice_store::jobs::JobStore;
+use sluice_store::usage::UsageLedger;
 use tokio::sync::{mpsc, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -38,6 +39,7 @@ pub struct Worker {
     pub queue: Arc<dyn JobQueue>,
     pub store: Arc<dyn JobStore>,
     pub router: Arc<Router>,
+    pub ledger: Arc<dyn UsageLedger>,
     pub metrics: Arc<Metrics>,
     pub config: WorkerConfig,
 }
@@ -87,6 +89,7 @@ impl Worker {
         let executor = Arc::new(Executor {
             store: Arc::clone(&self.store),
             router: Arc::clone(&self.router),
+            ledger: Arc::clone(&self.ledger),
             metrics: Arc::clone(&self.metrics),
         });
         let slots = Arc::new(Semaphore::new(self.config.batches_in_flight));

@@ -85,6 +85,7 @@ fn message(endpoint: Endpoint) -> (JobRecord, JobMessage) {
         body,
         metadata: Default::default(),
         trace_id: String::new(),
+        key_id: None,
         enqueued_at: now,
         deadline_at: None,
     };
@@ -112,10 +113,12 @@ impl Harness {
             Route::ordered(vec![echo.clone() as Arc<dyn Provider>], "m"),
         );
         let metrics = Arc::new(Metrics::new());
+        let ledger = Arc::new(sluice_store::usage::MemoryLedger::default());
         let worker = sluice_worker::Worker {
             queue: queue.clone(),
             store: store.clone(),
             router: Arc::new(Router::new(routes, RetryPolicy::default())),
+            ledger: ledger.clone(),
             metrics: metrics.clone(),
             config: WorkerConfig::default(),
         };

@@ -226,6 +226,8 @@ pub struct MockArgs {
 
 #[derive(Subcommand, Debug)]
 pub enum AdminCommand {
+    /// Usage and cost from the ledger, across tenants or for one.
+    Usage(UsageArgs),
     Tenant {
         #[command(subcommand)]
         command: TenantCommand,
@@ -234,6 +236,31 @@ pub enum AdminCommand {
         #[command(subcommand)]
         command: KeyCommand,
     },
+}
+
+#[derive(Args, Debug)]
+pub struct UsageArgs {
+    /// One tenant, by name (default: every tenant).
+    #[arg(long)]
+    pub tenant: Option<String>,
+    /// Comma-separated: model, feature, route, day, provider, tenant.
+    #[arg(long, default_value = "")]
+    pub group_by: String,
+    /// Start (inclusive), RFC 3339 or YYYY-MM-DD; default: this month's start.
+    #[arg(long)]
+    pub from: Option<String>,
+    /// End (exclusive), RFC 3339 or YYYY-MM-DD; default: now.
+    #[arg(long)]
+    pub to: Option<String>,
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: UsageFormat,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum UsageFormat {
+    Table,
+    Csv,
+    Json,
 }
 
 #[derive(Subcommand, Debug)]

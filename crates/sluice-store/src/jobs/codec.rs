@@ -15,6 +15,8 @@ use crate::StoreError;
 struct Meta {
     id: JobId,
     tenant_id: String,
+    #[serde(default)]
+    key_id: Option<String>,
     endpoint: Endpoint,
     model: String,
     priority: Priority,
@@ -38,6 +40,7 @@ pub fn encode_new(r: &JobRecord) -> Vec<(String, String)> {
     let meta = Meta {
         id: r.id,
         tenant_id: r.tenant_id.clone(),
+        key_id: r.key_id.clone(),
         endpoint: r.endpoint,
         model: r.model.clone(),
         priority: r.priority,
@@ -117,6 +120,7 @@ pub fn decode(fields: &HashMap<String, String>) -> Result<Option<JobRecord>, Sto
     Ok(Some(JobRecord {
         id: meta.id,
         tenant_id: meta.tenant_id,
+        key_id: meta.key_id,
         status,
         endpoint: meta.endpoint,
         model: meta.model,

@@ -19,6 +19,7 @@ pub async fn migrate(conn: Connections) -> anyhow::Result<()> {
 pub async fn run(command: AdminCommand, conn: Connections) -> anyhow::Result<()> {
     let store = super::connect::postgres(&conn).await?;
     match command {
+        AdminCommand::Usage(args) => super::usage::run(&store, args).await?,
         AdminCommand::Tenant {
             command: TenantCommand::Create { name },
         } => {

@@ -16,6 +16,7 @@ use crate::runtime::{say, shutdown_signal};
 pub async fn run(listen: SocketAddr, config: ConfigArg, conn: Connections) -> anyhow::Result<()> {
     let config = Arc::new(connect::load_config(&config)?);
     let tenants = connect::postgres(&conn).await?;
+    let pool = tenants.pool().clone();
     let store = connect::redis(&conn, &config, 8).await?;
     let queue = connect::rabbitmq(&conn, &config).await?;
     let metrics = Arc::new(Metrics::new());
@@ -28,15 +29,16 @@ pub async fn run(listen: SocketAddr, config: ConfigArg, conn: Connections) -> an
         .context("cannot subscribe to job completions")?;
     tasks.spawn(listener.run(shutdown.clone()));
 
-    let state = AppState::new(
+    let backends = sluice_api::Backends {
         config,
-        queue.clone(),
-        store.clone(),
-        Arc::new(tenants),
+        queue: queue.clone(),
+        store: store.clone(),
+        tenants: Arc::new(tenants),
         metrics,
-        Arc::new(store.budget()),
-        &tasks,
-    );
+        limiter: Arc::new(store.budget()),
+        usage: Arc::new(sluice_store::usage::PgLedger::new(pool)),
+    };
+    let state = AppState::new(backends, &tasks);
     let socket = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;

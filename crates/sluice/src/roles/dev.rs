@@ -55,6 +55,7 @@ pub async fn run(listen: SocketAddr) -> anyhow::Result<()> {
     tenants.create_tenant("dev").await?;
     let key = tenants.create_key("dev", "dev").await?.key;
 
+    let ledger = Arc::new(sluice_store::usage::MemoryLedger::default());
     let worker = Worker {
         queue: queue.clone(),
         store: store.clone(),
@@ -66,21 +67,23 @@ pub async fn run(listen: SocketAddr) -> anyhow::Result<()> {
             )
             .map_err(anyhow::Error::msg)?,
         ),
+        ledger: ledger.clone(),
         metrics: Arc::clone(&metrics),
         config: config.worker.clone(),
     };
     tasks.spawn(worker.run(shutdown.clone()));
 
     let limiter = Arc::new(sluice_core::budget::MemoryBudget::default());
-    let state = AppState::new(
-        Arc::new(config),
+    let backends = sluice_api::Backends {
+        config: Arc::new(config),
         queue,
         store,
         tenants,
         metrics,
         limiter,
-        &tasks,
-    );
+        usage: ledger,
+    };
+    let state = AppState::new(backends, &tasks);
     let socket = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen} (try --listen 127.0.0.1:0)"))?;

@@ -6,6 +6,7 @@ pub mod bench;
 mod connect;
 mod dev;
 mod mock;
+mod usage;
 mod worker;
 
 use crate::cli::{Cli, Command};

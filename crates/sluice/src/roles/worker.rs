@@ -21,9 +21,9 @@ pub async fn run(
     conn: Connections,
 ) -> anyhow::Result<()> {
     let config = connect::load_config(&config)?;
-    // The worker does not read tenants yet, but it must not run against a
-    // database that a newer API expects migrated.
-    connect::postgres(&conn).await?;
+    // The worker writes the usage ledger; it refuses an unmigrated database.
+    let tenants = connect::postgres(&conn).await?;
+    let ledger = Arc::new(sluice_store::usage::PgLedger::new(tenants.pool().clone()));
     let store = connect::redis(&conn, &config, 4).await?;
     let queue = connect::rabbitmq(&conn, &config).await?;
     let metrics = Arc::new(Metrics::new());
@@ -57,6 +57,7 @@ pub async fn run(
         queue: queue.clone(),
         store: store.clone(),
         router: Arc::new(router),
+        ledger,
         metrics,
         config: config.worker.clone(),
     }

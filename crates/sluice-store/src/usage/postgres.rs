@@ -1,0 +1,151 @@
+//! The ledger in PostgreSQL (`usage_ledger`, migration 0003). Rows go in
+//! with one multi-row insert per batch; `ON CONFLICT (job_id) DO NOTHING`
+//! keeps a redelivered job from being counted twice. Reports group in SQL
+//! over the (tenant_id, finished_at) index.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use sluice_core::ledger::LedgerRow;
+use sqlx::{PgPool, Row};
+use uuid::Uuid;
+
+use super::{GroupBy, UsageLedger, UsageLine, UsageQuery};
+use crate::StoreError;
+
+pub struct PgLedger {
+    pool: PgPool,
+}
+
+impl PgLedger {
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool }
+    }
+}
+
+/// The SQL of a group key; fixed text per variant, never caller input.
+fn column(g: GroupBy) -> &'static str {
+    match g {
+        GroupBy::Model => "model",
+        GroupBy::Feature => "feature",
+        GroupBy::Route => "route",
+        GroupBy::Day => "to_char(finished_at AT TIME ZONE 'UTC', 'YYYY-MM-DD')",
+        GroupBy::Provider => "provider",
+        GroupBy::Tenant => "tenant_id::text",
+    }
+}
+
+fn as_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn uuid(text: &str, what: &str) -> Result<Uuid, StoreError> {
+    Uuid::parse_str(text).map_err(|_| StoreError::Corrupt(format!("{what} {text:?} is not a uuid")))
+}
+
+#[async_trait]
+impl UsageLedger for PgLedger {
+    async fn record(&self, rows: &[LedgerRow]) -> Result<(), StoreError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let mut parsed = Vec::with_capacity(rows.len());
+        for r in rows {
+            let key = r.key_id.as_deref().map(|k| uuid(k, "key id")).transpose()?;
+            parsed.push((r, uuid(&r.tenant_id, "tenant id")?, key));
+        }
+        let mut insert = sqlx::QueryBuilder::new(
+            "INSERT INTO usage_ledger (job_id, tenant_id, key_id, model, provider, endpoint, feature, route, \
+             metadata, status, prompt_tokens, cached_tokens, cache_write_tokens, completion_tokens, \
+             cost_micros, saved_micros, cache_hit, queue_wait_ms, provider_latency_ms, finished_at) ",
+        );
+        insert.push_values(parsed, |mut b, (r, tenant, key)| {
+            b.push_bind(r.job_id.to_string())
+                .push_bind(tenant)
+                .push_bind(key)
+                .push_bind(r.model.clone())
+                .push_bind(r.provider.clone())
+                .push_bind(r.endpoint.path())
+                .push_bind(r.label("feature"))
+                .push_bind(r.label("route"))
+                .push_bind(sqlx::types::Json(r.metadata.clone()))
+                .push_bind(r.status.as_str())
+                .push_bind(as_i64(r.usage.prompt_tokens))
+                .push_bind(as_i64(r.usage.cached_tokens))
+                .push_bind(as_i64(r.usage.cache_write_tokens))
+                .push_bind(as_i64(r.usage.completion_tokens))
+                .push_bind(as_i64(r.cost_micros))
+                .push_bind(as_i64(r.saved_micros))
+                .push_bind(r.cache_hit)
+                .push_bind(r.queue_wait_ms.map(as_i64))
+                .push_bind(r.provider_latency_ms.map(as_i64))
+                .push_bind(r.finished_at);
+        });
+        insert.push(" ON CONFLICT (job_id) DO NOTHING");
+        insert.build().execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn report(&self, q: &UsageQuery) -> Result<Vec<UsageLine>, StoreError> {
+        let keys: Vec<String> = q
+            .group_by
+            .iter()
+            .enumerate()
+            .map(|(i, g)| format!("{} AS g{i}", column(*g)))
+            .collect();
+        let mut sql = String::from("SELECT ");
+        for k in &keys {
+            sql.push_str(k);
+            sql.push_str(", ");
+        }
+        sql.push_str(
+            "count(*)::bigint AS jobs, sum(prompt_tokens)::bigint AS prompt_tokens, \
+             sum(cached_tokens)::bigint AS cached_tokens, sum(completion_tokens)::bigint AS completion_tokens, \
+             sum(cost_micros)::bigint AS cost_micros, sum(saved_micros)::bigint AS saved_micros \
+             FROM usage_ledger WHERE finished_at >= $1 AND finished_at < $2",
+        );
+        let tenant = q
+            .tenant_id
+            .as_deref()
+            .map(|t| uuid(t, "tenant id"))
+            .transpose()?;
+        if tenant.is_some() {
+            sql.push_str(" AND tenant_id = $3");
+        }
+        if !q.group_by.is_empty() {
+            let positions: Vec<String> = (1..=q.group_by.len()).map(|i| i.to_string()).collect();
+            sql.push_str(&format!(" GROUP BY {0} ORDER BY {0}", positions.join(", ")));
+        }
+        let mut query = sqlx::query(&sql).bind(q.from).bind(q.to);
+        if let Some(t) = tenant {
+            query = query.bind(t);
+        }
+        let rows = query.fetch_all(&self.pool).await?;
+        let number = |row: &sqlx::postgres::PgRow, name: &str| -> Result<u64, StoreError> {
+            let v: Option<i64> = row.try_get(name)?;
+            Ok(u64::try_from(v.unwrap_or(0)).unwrap_or(0))
+        };
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            let jobs = number(&row, "jobs")?;
+            if jobs == 0 {
+                continue;
+            }
+            let mut group = BTreeMap::new();
+            for (i, g) in q.group_by.iter().enumerate() {
+                let v: Option<String> = row.try_get(format!("g{i}").as_str())?;
+                group.insert(g.as_str().to_owned(), v);
+            }
+            out.push(UsageLine {
+                group,
+                jobs,
+                prompt_tokens: number(&row, "prompt_tokens")?,
+                cached_tokens: number(&row, "cached_tokens")?,
+                completion_tokens: number(&row, "completion_tokens")?,
+                cost_micros: number(&row, "cost_micros")?,
+                saved_micros: number(&row, "saved_micros")?,
+            });
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,28 @@
+-- The usage ledger: one row per finished job, written by the worker in the
+-- same step that acks the job's batch. The job id is the key, so a job is
+-- never counted twice, however often its message was delivered.
+CREATE TABLE usage_ledger (
+    job_id              text        PRIMARY KEY,
+    tenant_id           uuid        NOT NULL,
+    key_id              uuid,
+    model               text        NOT NULL,
+    provider            text,
+    endpoint            text        NOT NULL,
+    feature             text,
+    route               text,
+    metadata            jsonb       NOT NULL DEFAULT '{}',
+    status              text        NOT NULL,
+    prompt_tokens       bigint      NOT NULL DEFAULT 0,
+    cached_tokens       bigint      NOT NULL DEFAULT 0,
+    cache_write_tokens  bigint      NOT NULL DEFAULT 0,
+    completion_tokens   bigint      NOT NULL DEFAULT 0,
+    cost_micros         bigint      NOT NULL DEFAULT 0,
+    saved_micros        bigint      NOT NULL DEFAULT 0,
+    cache_hit           boolean     NOT NULL DEFAULT false,
+    queue_wait_ms       bigint,
+    provider_latency_ms bigint,
+    finished_at         timestamptz NOT NULL
+);
+
+-- Reports read one tenant's rows in a time range.
+CREATE INDEX usage_ledger_tenant_finished ON usage_ledger (tenant_id, finished_at);
