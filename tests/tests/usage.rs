@@ -121,3 +121,45 @@ async fn the_ledger_reports_each_tenants_usage_and_matches_the_bill() {
     let r = alice.get("/v1/usage?from=2020-01-01&to=2020-02-01").await;
     assert_eq!(r.body["total"]["jobs"], 0, "{r:?}");
 }
+
+#[tokio::test]
+async fn a_tenant_at_its_budget_gets_402_and_another_does_not() {
+    let stack = Stack::start(StackOptions {
+        mock_args: vec!["--price".into(), "mock-small=1000000:100000:4000000".into()],
+        extra_toml: "[[prices]]\nprovider = \"mock\"\nmodel = \"mock-small\"\ninput = 1000000\ncached_input = 100000\noutput = 4000000\n".into(),
+        ..StackOptions::default()
+    })
+    .await;
+    let thrifty = stack.tenant("thrifty").await;
+    let rich = stack.tenant("rich").await;
+    let out = stack.sluice(&["admin", "tenant", "budget", "thrifty", "--monthly-micros", "50"]).await;
+    assert!(out.contains("50 micro-dollars"), "{out}");
+    let chat = |i: usize| json!({"body": {"model": "mock-small", "max_tokens": 20, "messages": [{"role": "user", "content": format!("q {i}")}]}});
+
+    // Each job costs about 80 µ$: the first gets in, then the cap is spent.
+    let first = thrifty.submit(&chat(0)).await;
+    let done = thrifty.wait(&first, 30).await;
+    let cost = done["cost_micros"].as_u64().unwrap();
+    assert!(cost >= 50, "{done}");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let refused = loop {
+        let r = thrifty.post("/v1/jobs", &chat(1)).await;
+        if r.status == 402 {
+            break r;
+        }
+        assert_eq!(r.status, 202, "{r:?}");
+        assert!(Instant::now() < deadline, "never refused");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    assert_eq!(refused.body["type"], "/problems/budget-exhausted");
+    assert!(refused.body["detail"].as_str().unwrap().contains("50"), "{refused:?}");
+    let budget = thrifty.get("/v1/budget").await.body;
+    assert_eq!(budget["budget_micros"], 50);
+    assert!(budget["spent_micros"].as_u64().unwrap() >= cost, "{budget}");
+    assert_eq!(budget["remaining_micros"], 0);
+
+    // Another tenant is not refused.
+    let id = rich.submit(&chat(2)).await;
+    assert_eq!(rich.wait(&id, 30).await["status"], "succeeded");
+    assert_eq!(rich.get("/v1/budget").await.body["budget_micros"], Value::Null);
+}

@@ -16,11 +16,11 @@ use sluice_store::jobs::get_current;
 use utoipa::IntoParams;
 
 use crate::extract::{Caller, JsonBody};
-use crate::limits;
 use crate::problem::{ApiError, Problem};
 use crate::submit::{check, Accepted};
 use crate::view::{BatchEntry, BatchView, JobView};
 use crate::AppState;
+use crate::{budget, limits};
 
 /// A long-poll re-reads its job at least this often, in case a completion
 /// message was lost.
@@ -111,6 +111,7 @@ pub async fn submit(
         Utc::now(),
     )?;
     let tokens = request_tokens(accepted.message.endpoint, &accepted.message.body);
+    budget::check(&state, &caller).await?;
     let limit = limits::admit(&state, &caller, 1, tokens).await?;
     let mut results = enqueue(&state, vec![accepted]).await?;
     let mut response = match results.pop() {
@@ -170,6 +171,7 @@ pub async fn submit_batch(
         .iter()
         .map(|a| request_tokens(a.message.endpoint, &a.message.body))
         .sum();
+    budget::check(&state, &caller).await?;
     let limit = limits::admit(&state, &caller, accepted.len() as u64, tokens).await?;
     let results = enqueue(&state, accepted).await?;
     if results.iter().all(Result::is_err) {

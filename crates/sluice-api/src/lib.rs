@@ -5,6 +5,7 @@
 //! Invariants: a 202 means the broker confirmed the job; one tenant never
 //! sees another's jobs (404); every error is problem+json.
 
+pub mod budget;
 pub mod extract;
 pub mod ingest;
 pub mod jobs;
@@ -47,6 +48,8 @@ pub struct AppState {
     pub limiter: Arc<dyn RateBudget>,
     /// The usage ledger, for reports.
     pub usage: Arc<dyn UsageLedger>,
+    /// Tenants' spend this month, read again every few seconds.
+    pub spend: Arc<budget::SpendCache>,
 }
 
 /// What the API talks to.
@@ -75,6 +78,7 @@ impl AppState {
             tenants: b.tenants,
             metrics: b.metrics,
             keys: Arc::default(),
+            spend: Arc::default(),
         }
     }
 }
@@ -92,6 +96,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/jobs/{id}", get(jobs::get_job))
         .route("/v1/jobs/{id}/cancel", post(jobs::cancel))
         .route("/v1/usage", get(usage::report))
+        .route("/v1/budget", get(budget::show))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))

@@ -6,7 +6,7 @@ use utoipa::{Modify, OpenApi};
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Sluice", description = "Queued, batched, metered LLM inference."),
-    paths(crate::jobs::submit, crate::jobs::submit_batch, crate::jobs::get_job, crate::jobs::cancel, crate::usage::report),
+    paths(crate::jobs::submit, crate::jobs::submit_batch, crate::jobs::get_job, crate::jobs::cancel, crate::usage::report, crate::budget::show),
     components(schemas(
         crate::submit::JobRequest,
         crate::submit::BatchRequest,
@@ -14,6 +14,7 @@ use utoipa::{Modify, OpenApi};
         crate::view::BatchView,
         crate::problem::Problem,
         crate::usage::UsageReport,
+        crate::budget::BudgetView,
         sluice_core::JobRecord,
         sluice_core::JobStatus,
         sluice_core::Usage,

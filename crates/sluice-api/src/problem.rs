@@ -33,6 +33,8 @@ pub enum ApiError {
     NotCancelable(String),
     QueueUnavailable(String),
     StoreUnavailable(String),
+    /// The tenant has spent its monthly budget.
+    BudgetExhausted(String),
     /// Over the tenant's rate limit; the headers say when to come back.
     RateLimited {
         detail: String,
@@ -133,6 +135,12 @@ impl ApiError {
                 format!(
                     "the job was not accepted: the broker did not confirm it ({d}); retry later"
                 ),
+            ),
+            BudgetExhausted(d) => (
+                StatusCode::PAYMENT_REQUIRED,
+                "budget-exhausted",
+                "Monthly budget exhausted",
+                d.clone(),
             ),
             RateLimited { detail, .. } => (
                 StatusCode::TOO_MANY_REQUESTS,

@@ -267,6 +267,13 @@ pub enum UsageFormat {
 pub enum TenantCommand {
     /// Creates a tenant.
     Create { name: String },
+    /// Sets (or, without a value, removes) a tenant's monthly spend cap.
+    Budget {
+        name: String,
+        /// The cap in integer micro-dollars ($1 = 1000000).
+        #[arg(long)]
+        monthly_micros: Option<u64>,
+    },
     /// Sets a tenant's rate limits (a limit left out is removed: the
     /// config's default applies).
     Limits {

@@ -25,6 +25,8 @@ struct Inner {
     tenants: HashMap<String, Tenant>,
     /// Rate limits by tenant id.
     limits: HashMap<String, (Option<u64>, Option<u64>)>,
+    /// Monthly spend caps by tenant id.
+    budgets: HashMap<String, u64>,
     /// By key hash.
     keys: HashMap<String, KeyRow>,
 }
@@ -148,6 +150,7 @@ impl TenantStore for MemoryTenantStore {
             tenants,
             keys,
             limits,
+            budgets,
         } = &mut *inner;
         let Some(row) = keys.get_mut(&hash) else {
             return Ok(None);
@@ -167,7 +170,27 @@ impl TenantStore for MemoryTenantStore {
             key_id: row.record.id.clone(),
             requests_per_minute,
             tokens_per_minute,
+            monthly_budget_micros: budgets.get(&tenant.id).copied(),
         }))
+    }
+
+    async fn set_budget(
+        &self,
+        tenant: &str,
+        monthly_micros: Option<u64>,
+    ) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        let id = inner
+            .tenants
+            .values()
+            .find(|t| t.name == tenant)
+            .map(|t| t.id.clone())
+            .ok_or_else(|| StoreError::NotFound(format!("no tenant named {tenant:?}")))?;
+        match monthly_micros {
+            Some(cap) => inner.budgets.insert(id, cap),
+            None => inner.budgets.remove(&id),
+        };
+        Ok(())
     }
 
     async fn revoke_key(&self, key_id: &str) -> Result<(), StoreError> {
@@ -276,6 +299,7 @@ mod tests {
                 key_id: new.record.id.clone(),
                 requests_per_minute: None,
                 tokens_per_minute: None,
+                monthly_budget_micros: None,
             }
         );
         assert!(store.key_last_used_at(&new.record.id).unwrap().is_some());

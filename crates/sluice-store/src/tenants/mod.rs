@@ -47,6 +47,8 @@ pub struct Principal {
     /// The tenant's own limits (`None`: the config's default).
     pub requests_per_minute: Option<u64>,
     pub tokens_per_minute: Option<u64>,
+    /// The tenant's monthly spend cap in µ$, if it has one.
+    pub monthly_budget_micros: Option<u64>,
 }
 
 #[async_trait]
@@ -80,6 +82,10 @@ pub trait TenantStore: Send + Sync + 'static {
         requests_per_minute: Option<u64>,
         tokens_per_minute: Option<u64>,
     ) -> Result<(), StoreError>;
+
+    /// Sets (or, with `None`, removes) the tenant's monthly spend cap.
+    async fn set_budget(&self, tenant: &str, monthly_micros: Option<u64>)
+        -> Result<(), StoreError>;
 
     /// Whether the store answers.
     async fn ping(&self) -> Result<(), StoreError>;

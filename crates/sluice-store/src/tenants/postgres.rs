@@ -192,11 +192,11 @@ impl TenantStore for PgTenantStore {
         // One round trip: find a live key and, at most once a minute,
         // record its use (the data-modifying CTE runs even though the
         // final SELECT does not read it).
-        type Row = (Uuid, Uuid, String, Option<i64>, Option<i64>);
+        type Row = (Uuid, Uuid, String, Option<i64>, Option<i64>, Option<i64>);
         let row: Option<Row> = sqlx::query_as(
             "WITH k AS ( \
                  SELECT k.id, k.tenant_id, t.name AS tenant_name, k.last_used_at, \
-                        t.requests_per_minute, t.tokens_per_minute \
+                        t.requests_per_minute, t.tokens_per_minute, t.monthly_budget_micros \
                  FROM api_keys k JOIN tenants t ON t.id = k.tenant_id \
                  WHERE k.key_hash = $1 \
                    AND k.revoked_at IS NULL \
@@ -208,21 +208,23 @@ impl TenantStore for PgTenantStore {
                    AND (k.last_used_at IS NULL \
                         OR k.last_used_at < now() - interval '1 minute') \
              ) \
-             SELECT id, tenant_id, tenant_name, requests_per_minute, tokens_per_minute FROM k",
+             SELECT id, tenant_id, tenant_name, requests_per_minute, tokens_per_minute, \
+                    monthly_budget_micros FROM k",
         )
         .bind(hash_key(presented))
         .fetch_optional(&self.pool)
         .await?;
         let limit = |v: Option<i64>| v.and_then(|v| u64::try_from(v).ok());
-        Ok(
-            row.map(|(key_id, tenant_id, tenant_name, rpm, tpm)| Principal {
+        Ok(row.map(
+            |(key_id, tenant_id, tenant_name, rpm, tpm, budget)| Principal {
                 tenant_id: tenant_id.to_string(),
                 tenant_name,
                 key_id: key_id.to_string(),
                 requests_per_minute: limit(rpm),
                 tokens_per_minute: limit(tpm),
-            }),
-        )
+                monthly_budget_micros: limit(budget),
+            },
+        ))
     }
 
     async fn revoke_key(&self, key_id: &str) -> Result<(), StoreError> {
@@ -268,6 +270,22 @@ impl TenantStore for PgTenantStore {
                 },
             )
             .collect())
+    }
+
+    async fn set_budget(
+        &self,
+        tenant: &str,
+        monthly_micros: Option<u64>,
+    ) -> Result<(), StoreError> {
+        let updated = sqlx::query("UPDATE tenants SET monthly_budget_micros = $2 WHERE name = $1")
+            .bind(tenant)
+            .bind(monthly_micros.map(|v| i64::try_from(v).unwrap_or(i64::MAX)))
+            .execute(&self.pool)
+            .await?;
+        if updated.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("no tenant named {tenant:?}")));
+        }
+        Ok(())
     }
 
     async fn set_limits(

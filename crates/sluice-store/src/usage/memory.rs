@@ -36,6 +36,18 @@ impl UsageLedger for MemoryLedger {
         Ok(())
     }
 
+    async fn spend(&self, tenant_id: &str, month: chrono::NaiveDate) -> Result<u64, StoreError> {
+        let map = self.rows.lock().unwrap_or_else(|e| e.into_inner());
+        let month = month.format("%Y-%m").to_string();
+        Ok(map
+            .values()
+            .filter(|r| {
+                r.tenant_id == tenant_id && r.finished_at.format("%Y-%m").to_string() == month
+            })
+            .map(|r| r.cost_micros)
+            .sum())
+    }
+
     async fn report(&self, q: &UsageQuery) -> Result<Vec<UsageLine>, StoreError> {
         let map = self.rows.lock().unwrap_or_else(|e| e.into_inner());
         let mut groups: BTreeMap<Vec<Option<String>>, UsageLine> = BTreeMap::new();

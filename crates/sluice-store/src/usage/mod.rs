@@ -100,4 +100,7 @@ pub trait UsageLedger: Send + Sync + 'static {
     async fn record(&self, rows: &[LedgerRow]) -> Result<(), StoreError>;
 
     async fn report(&self, query: &UsageQuery) -> Result<Vec<UsageLine>, StoreError>;
+
+    /// What the tenant spent in the month starting on `month` (UTC), µ$.
+    async fn spend(&self, tenant_id: &str, month: chrono::NaiveDate) -> Result<u64, StoreError>;
 }

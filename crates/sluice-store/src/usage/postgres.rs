@@ -54,8 +54,11 @@ impl UsageLedger for PgLedger {
             let key = r.key_id.as_deref().map(|k| uuid(k, "key id")).transpose()?;
             parsed.push((r, uuid(&r.tenant_id, "tenant id")?, key));
         }
+        // The rows, and in the same statement each newly recorded job's
+        // cost added to its tenant's month (a job already recorded adds
+        // nothing: it returns no row).
         let mut insert = sqlx::QueryBuilder::new(
-            "INSERT INTO usage_ledger (job_id, tenant_id, key_id, model, provider, endpoint, feature, route, \
+            "WITH ins AS (INSERT INTO usage_ledger (job_id, tenant_id, key_id, model, provider, endpoint, feature, route, \
              metadata, status, prompt_tokens, cached_tokens, cache_write_tokens, completion_tokens, \
              cost_micros, saved_micros, cache_hit, queue_wait_ms, provider_latency_ms, finished_at) ",
         );
@@ -81,9 +84,27 @@ impl UsageLedger for PgLedger {
                 .push_bind(r.provider_latency_ms.map(as_i64))
                 .push_bind(r.finished_at);
         });
-        insert.push(" ON CONFLICT (job_id) DO NOTHING");
+        insert.push(
+            " ON CONFLICT (job_id) DO NOTHING RETURNING tenant_id, finished_at, cost_micros) \
+             INSERT INTO tenant_spend (tenant_id, month, cost_micros) \
+             SELECT tenant_id, date_trunc('month', finished_at AT TIME ZONE 'UTC')::date, sum(cost_micros) \
+             FROM ins GROUP BY 1, 2 \
+             ON CONFLICT (tenant_id, month) DO UPDATE SET cost_micros = tenant_spend.cost_micros + EXCLUDED.cost_micros",
+        );
         insert.build().execute(&self.pool).await?;
         Ok(())
+    }
+
+    async fn spend(&self, tenant_id: &str, month: chrono::NaiveDate) -> Result<u64, StoreError> {
+        let tenant = uuid(tenant_id, "tenant id")?;
+        let spent: Option<i64> = sqlx::query_scalar(
+            "SELECT cost_micros FROM tenant_spend WHERE tenant_id = $1 AND month = $2",
+        )
+        .bind(tenant)
+        .bind(month)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(u64::try_from(spent.unwrap_or(0)).unwrap_or(0))
     }
 
     async fn report(&self, q: &UsageQuery) -> Result<Vec<UsageLine>, StoreError> {

@@ -47,6 +47,19 @@ pub async fn run(command: AdminCommand, conn: Connections) -> anyhow::Result<()>
                 show(tokens_per_minute)
             ));
         }
+        AdminCommand::Tenant {
+            command:
+                TenantCommand::Budget {
+                    name,
+                    monthly_micros,
+                },
+        } => {
+            store.set_budget(&name, monthly_micros).await?;
+            say(&match monthly_micros {
+                Some(cap) => format!("tenant {name}: monthly budget {cap} micro-dollars"),
+                None => format!("tenant {name}: no monthly budget"),
+            });
+        }
         AdminCommand::Key {
             command: KeyCommand::Create { tenant, name },
         } => create_key(&store, &tenant, &name).await?,
