@@ -132,7 +132,16 @@ async fn a_tenant_at_its_budget_gets_402_and_another_does_not() {
     .await;
     let thrifty = stack.tenant("thrifty").await;
     let rich = stack.tenant("rich").await;
-    let out = stack.sluice(&["admin", "tenant", "budget", "thrifty", "--monthly-micros", "50"]).await;
+    let out = stack
+        .sluice(&[
+            "admin",
+            "tenant",
+            "budget",
+            "thrifty",
+            "--monthly-micros",
+            "50",
+        ])
+        .await;
     assert!(out.contains("50 micro-dollars"), "{out}");
     let chat = |i: usize| json!({"body": {"model": "mock-small", "max_tokens": 20, "messages": [{"role": "user", "content": format!("q {i}")}]}});
 
@@ -152,7 +161,10 @@ async fn a_tenant_at_its_budget_gets_402_and_another_does_not() {
         tokio::time::sleep(Duration::from_millis(300)).await;
     };
     assert_eq!(refused.body["type"], "/problems/budget-exhausted");
-    assert!(refused.body["detail"].as_str().unwrap().contains("50"), "{refused:?}");
+    assert!(
+        refused.body["detail"].as_str().unwrap().contains("50"),
+        "{refused:?}"
+    );
     let budget = thrifty.get("/v1/budget").await.body;
     assert_eq!(budget["budget_micros"], 50);
     assert!(budget["spent_micros"].as_u64().unwrap() >= cost, "{budget}");
@@ -161,5 +173,8 @@ async fn a_tenant_at_its_budget_gets_402_and_another_does_not() {
     // Another tenant is not refused.
     let id = rich.submit(&chat(2)).await;
     assert_eq!(rich.wait(&id, 30).await["status"], "succeeded");
-    assert_eq!(rich.get("/v1/budget").await.body["budget_micros"], Value::Null);
+    assert_eq!(
+        rich.get("/v1/budget").await.body["budget_micros"],
+        Value::Null
+    );
 }

@@ -311,4 +311,6 @@ pub enum BenchCommand {
     Throughput(crate::roles::bench::ThroughputArgs),
     /// A burst far above a provider's rate limit: goodput and 429s.
     Limits(crate::roles::bench::limits::LimitsArgs),
+    /// Usage reports over a large generated ledger.
+    Ledger(crate::roles::bench::ledger::LedgerArgs),
 }

@@ -7,6 +7,7 @@
 //! ceiling measured in the same run.
 
 mod children;
+pub mod ledger;
 pub mod limits;
 mod load;
 mod raw;
@@ -52,6 +53,7 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
     match command {
         BenchCommand::Throughput(args) => throughput(args).await,
         BenchCommand::Limits(args) => limits::run(args).await,
+        BenchCommand::Ledger(args) => ledger::run(args).await,
     }
 }
 

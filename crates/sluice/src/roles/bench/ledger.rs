@@ -1,0 +1,133 @@
+//! `sluice bench ledger`: usage reports over a large ledger. Fills a
+//! database of its own with generated rows (spread over tenants, models,
+//! features, routes and a month), then times the reports Sluice serves.
+
+use std::time::Instant;
+
+use anyhow::Context;
+use clap::Args;
+use sluice_store::usage::{GroupBy, PgLedger, UsageLedger, UsageQuery};
+use sqlx::Connection;
+
+use crate::cli::Connections;
+use crate::runtime::say;
+
+#[derive(Args, Debug)]
+pub struct LedgerArgs {
+    /// Rows in the ledger.
+    #[arg(long, default_value_t = 10_000_000)]
+    pub rows: u64,
+    /// Tenants the rows are spread over.
+    #[arg(long, default_value_t = 100)]
+    pub tenants: u64,
+    /// Runs of each report (the median is reported).
+    #[arg(long, default_value_t = 5)]
+    pub runs: usize,
+    #[command(flatten)]
+    pub conn: Connections,
+}
+
+fn with_database(url: &str, database: &str) -> anyhow::Result<String> {
+    let mut u = url::Url::parse(url).context("SLUICE_DATABASE_URL")?;
+    u.set_path(&format!("/{database}"));
+    Ok(u.to_string())
+}
+
+pub async fn run(args: LedgerArgs) -> anyhow::Result<()> {
+    let database = format!(
+        "sluice_bench_ledger_{}",
+        ulid::Ulid::new().to_string().to_lowercase()
+    );
+    let admin_url = with_database(&args.conn.database_url, "postgres")?;
+    let mut admin = sqlx::PgConnection::connect(&admin_url).await?;
+    sqlx::query(&format!("CREATE DATABASE \"{database}\""))
+        .execute(&mut admin)
+        .await?;
+    let outcome = measure(&args, &with_database(&args.conn.database_url, &database)?).await;
+    let drop = format!("DROP DATABASE IF EXISTS \"{database}\" WITH (FORCE)");
+    sqlx::query(&drop).execute(&mut admin).await?;
+    say(&outcome?);
+    Ok(())
+}
+
+async fn measure(args: &LedgerArgs, url: &str) -> anyhow::Result<String> {
+    let pool = sluice_store::tenants::connect(url).await?;
+    sluice_store::tenants::migrate(&pool).await?;
+    eprintln!(
+        "bench: generating {} ledger rows over {} tenants",
+        args.rows, args.tenants
+    );
+    let started = Instant::now();
+    // Tenant ids are md5-derived uuids, so a tenant's rows can be named.
+    sqlx::query(
+        "INSERT INTO usage_ledger (job_id, tenant_id, model, provider, endpoint, feature, route, status, \
+         prompt_tokens, cached_tokens, completion_tokens, cost_micros, finished_at) \
+         SELECT 'bench-' || g, md5('tenant-' || (g % $2))::uuid, 'model-' || (g / 7 % 5), \
+                'provider-' || (g / 3 % 2), '/v1/chat/completions', 'feature-' || (g / 11 % 10), \
+                'route-' || (g / 13 % 5), 'succeeded', 1000 + g % 500, g % 300, 200 + g % 100, 1500 + g % 1000, \
+                timestamptz '2026-10-01 00:00:00+00' + (g * 7919 % 2592000) * interval '1 second' \
+         FROM generate_series(1, $1) AS g",
+    )
+    .bind(i64::try_from(args.rows)?)
+    .bind(i64::try_from(args.tenants)?)
+    .execute(&pool)
+    .await?;
+    sqlx::query("VACUUM ANALYZE usage_ledger")
+        .execute(&pool)
+        .await?;
+    let fill_s = started.elapsed().as_secs_f64();
+    let ledger = PgLedger::new(pool.clone());
+    let tenant: (String,) = sqlx::query_as("SELECT md5('tenant-7')::uuid::text")
+        .fetch_one(&pool)
+        .await?;
+    let month = |t: Option<String>, g: &[GroupBy]| UsageQuery {
+        tenant_id: t,
+        from: chrono::DateTime::parse_from_rfc3339("2026-10-01T00:00:00Z")
+            .map(|d| d.to_utc())
+            .unwrap_or_default(),
+        to: chrono::DateTime::parse_from_rfc3339("2026-11-01T00:00:00Z")
+            .map(|d| d.to_utc())
+            .unwrap_or_default(),
+        group_by: g.to_vec(),
+    };
+    let all = [
+        GroupBy::Model,
+        GroupBy::Feature,
+        GroupBy::Route,
+        GroupBy::Day,
+    ];
+    let cases = [
+        (
+            "one tenant's month, by model, feature, route, day (API)",
+            month(Some(tenant.0.clone()), &all),
+        ),
+        (
+            "one tenant's month, total (API)",
+            month(Some(tenant.0.clone()), &[]),
+        ),
+        (
+            "every tenant's month, by tenant (operator)",
+            month(None, &[GroupBy::Tenant]),
+        ),
+    ];
+    let mut out = format!(
+        "ledger of {} rows over {} tenants (filled in {fill_s:.0} s)\n\n| report | groups | median | max |\n|---|---|---|---|\n",
+        args.rows, args.tenants
+    );
+    for (name, query) in cases {
+        let mut times = Vec::new();
+        let mut groups = 0;
+        for _ in 0..args.runs.max(1) {
+            let t = Instant::now();
+            groups = ledger.report(&query).await?.len();
+            times.push(t.elapsed().as_secs_f64() * 1000.0);
+        }
+        times.sort_by(f64::total_cmp);
+        out.push_str(&format!(
+            "| {name} | {groups} | {:.0} ms | {:.0} ms |\n",
+            times[times.len() / 2],
+            times[times.len() - 1]
+        ));
+    }
+    Ok(out)
+}
