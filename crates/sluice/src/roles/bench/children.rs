@@ -29,6 +29,8 @@ pub struct BenchStack {
     pub api_url: String,
     pub mock_url: String,
     pub key: String,
+    /// The bench tenant's store (to change its limits mid-run).
+    pub tenants: PgTenantStore,
     conn: Connections,
     database: String,
     admin_url: String,
@@ -85,6 +87,7 @@ impl BenchStack {
             api_url: String::new(),
             mock_url: String::new(),
             key,
+            tenants: store,
             conn: conn.clone(),
             database,
             admin_url,

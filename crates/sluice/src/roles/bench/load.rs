@@ -12,8 +12,10 @@ use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use sluice_store::tenants::TenantStore;
+
 use super::children::{memory_kib, BenchStack};
-use super::report::{Backlog, Report, Steady};
+use super::report::{Backlog, Limiter, Report, Steady};
 use super::{ThroughputArgs, PHASE_LIMIT};
 
 /// Counts jobs as they end, from the completion channel.
@@ -213,6 +215,39 @@ async fn steady(
         submit_p50_ms: s.p50_ms,
         submit_p99_ms: s.p99_ms,
         finished_per_s: s.accepted as f64 / (last - s.started).as_secs_f64(),
+    })
+}
+
+/// Submit latency with the tenant limiter off, then on (limits high enough
+/// never to refuse), with the workers stopped: what the limit check costs.
+pub async fn limiter_overhead(
+    stack: &mut BenchStack,
+    args: &ThroughputArgs,
+) -> anyhow::Result<Limiter> {
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(64)
+        .build()?;
+    stack.stop_workers().await;
+    let jobs = args.limiter_jobs;
+    let off = submit_all(stack, &http, jobs, 1, 32).await;
+    stack
+        .tenants
+        .set_limits("bench", Some(1 << 40), Some(1 << 50))
+        .await?;
+    // The API trusts a checked key (and its limits) for 5 s.
+    tokio::time::sleep(sluice_api::extract::KEY_CACHE_TTL + Duration::from_secs(1)).await;
+    let on = submit_all(stack, &http, jobs, 1, 32).await;
+    stack.tenants.set_limits("bench", None, None).await?;
+    anyhow::ensure!(
+        off.accepted == jobs && on.accepted == jobs,
+        "the limiter phases lost submissions"
+    );
+    Ok(Limiter {
+        jobs,
+        off_p50_ms: off.p50_ms,
+        off_p99_ms: off.p99_ms,
+        on_p50_ms: on.p50_ms,
+        on_p99_ms: on.p99_ms,
     })
 }
 

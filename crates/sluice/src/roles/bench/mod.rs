@@ -27,6 +27,9 @@ pub struct ThroughputArgs {
     /// Concurrent submitting clients.
     #[arg(long, default_value_t = 64)]
     pub concurrency: usize,
+    /// Jobs per phase when timing the tenant limiter (off, then on).
+    #[arg(long, default_value_t = 5_000)]
+    pub limiter_jobs: usize,
     /// Jobs per request in the batch-endpoint phase.
     #[arg(long, default_value_t = 100)]
     pub batch_size: usize,
@@ -68,6 +71,11 @@ async fn throughput(args: ThroughputArgs) -> anyhow::Result<()> {
     let mut stack = children::BenchStack::start(&args.conn, args.workers, &[], "").await?;
     let outcome = async {
         load::run_all(&stack, &args, &mut report).await?;
+        eprintln!(
+            "bench: tenant limiter off, then on ({} jobs each)",
+            args.limiter_jobs
+        );
+        report.limiter = Some(load::limiter_overhead(&mut stack, &args).await?);
         eprintln!(
             "bench: backlog phase ({} jobs waiting, then one worker)",
             args.backlog

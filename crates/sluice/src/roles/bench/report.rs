@@ -9,6 +9,7 @@ pub struct Report {
     pub raw: Option<RawCeiling>,
     pub steady: Vec<Steady>,
     pub backlog: Option<Backlog>,
+    pub limiter: Option<Limiter>,
 }
 
 #[derive(Debug, Serialize)]
@@ -22,6 +23,15 @@ pub struct Steady {
     pub submit_p50_ms: f64,
     pub submit_p99_ms: f64,
     pub finished_per_s: f64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Limiter {
+    pub jobs: usize,
+    pub off_p50_ms: f64,
+    pub off_p99_ms: f64,
+    pub on_p50_ms: f64,
+    pub on_p99_ms: f64,
 }
 
 #[derive(Debug, Serialize)]
@@ -80,6 +90,27 @@ impl Report {
                 &format!("finished jobs/s end to end ({how})"),
                 format!("{:.0}", s.finished_per_s),
                 format!("≥ {:.0} (⅓ raw publish)", ceiling / 3.0),
+            );
+        }
+        if let Some(l) = &self.limiter {
+            row(
+                &format!(
+                    "submit p50 / p99, tenant limiter off ({} jobs, 32 clients)",
+                    l.jobs
+                ),
+                format!("{:.2} / {:.2} ms", l.off_p50_ms, l.off_p99_ms),
+                "baseline".into(),
+            );
+            row(
+                &format!(
+                    "submit p50 / p99, tenant limiter on ({} jobs, 32 clients)",
+                    l.jobs
+                ),
+                format!("{:.2} / {:.2} ms", l.on_p50_ms, l.on_p99_ms),
+                format!(
+                    "p99 within 1 ms of off (now {:+.2} ms)",
+                    l.on_p99_ms - l.off_p99_ms
+                ),
             );
         }
         if let Some(b) = &self.backlog {
