@@ -1,6 +1,7 @@
--- Take requests and tokens from a provider's fleet-wide budget, if they
--- fit in the sliding minute: 61 one-second slots by the server's clock, so
--- that a grant leaves the window no sooner than 60 s after it was made.
+-- Take requests and tokens from a fleet-wide budget (a provider's limits,
+-- or a tenant's), if they fit in the sliding minute: 61 one-second slots by
+-- the server's clock, so that a grant leaves the window no sooner than 60 s
+-- after it was made.
 -- KEYS[1] the budget hash: fields "<second>:r" and "<second>:t"
 -- ARGV[1] requests  ARGV[2] tokens  ARGV[3] requests/min (0: none)  ARGV[4] tokens/min (0: none)
 -- Answers {granted (1 or 0), seconds to wait, requests used, tokens used,
@@ -9,16 +10,34 @@
 local now = tonumber(redis.call('TIME')[1])
 local need_r, need_t = tonumber(ARGV[1]), tonumber(ARGV[2])
 local rpm, tpm = tonumber(ARGV[3]), tonumber(ARGV[4])
-local rs, ts = {}, {}
+local oldest = now - 60
+-- One read of the whole hash: it only ever holds the last minute or so.
+local flat = redis.call('HGETALL', KEYS[1])
+local rs, ts, stale = {}, {}, {}
+for k = 1, 61 do
+  rs[k] = 0
+  ts[k] = 0
+end
 local used_r, used_t = 0, 0
-for age = 60, 0, -1 do
-  local second = now - age
-  local slot = redis.call('HMGET', KEYS[1], second .. ':r', second .. ':t')
-  local r, t = tonumber(slot[1]) or 0, tonumber(slot[2]) or 0
-  rs[#rs + 1] = r
-  ts[#ts + 1] = t
-  used_r = used_r + r
-  used_t = used_t + t
+for i = 1, #flat, 2 do
+  local second, kind = string.match(flat[i], '^(%d+):(%a)$')
+  second = tonumber(second)
+  local value = tonumber(flat[i + 1]) or 0
+  if second and second >= oldest and second <= now then
+    local k = second - oldest + 1
+    if kind == 'r' then
+      rs[k] = rs[k] + value
+      used_r = used_r + value
+    else
+      ts[k] = ts[k] + value
+      used_t = used_t + value
+    end
+  elseif second and second < oldest then
+    stale[#stale + 1] = flat[i]
+  end
+end
+if #stale > 0 then
+  redis.call('HDEL', KEYS[1], unpack(stale))
 end
 local function over(ur, ut)
   return (rpm > 0 and ur + need_r > rpm) or (tpm > 0 and ut > 0 and ut + need_t > tpm)
@@ -45,9 +64,6 @@ if over(used_r, used_t) then
 end
 redis.call('HINCRBY', KEYS[1], now .. ':r', need_r)
 redis.call('HINCRBY', KEYS[1], now .. ':t', need_t)
-for second = now - 71, now - 61 do
-  redis.call('HDEL', KEYS[1], second .. ':r', second .. ':t')
-end
 redis.call('EXPIRE', KEYS[1], 120)
 rs[61] = rs[61] + need_r
 ts[61] = ts[61] + need_t

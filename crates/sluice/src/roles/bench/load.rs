@@ -238,6 +238,7 @@ pub async fn limiter_overhead(
     tokio::time::sleep(sluice_api::extract::KEY_CACHE_TTL + Duration::from_secs(1)).await;
     let on = submit_all(stack, &http, jobs, 1, 32).await;
     stack.tenants.set_limits("bench", None, None).await?;
+    tokio::time::sleep(sluice_api::extract::KEY_CACHE_TTL + Duration::from_secs(1)).await;
     anyhow::ensure!(
         off.accepted == jobs && on.accepted == jobs,
         "the limiter phases lost submissions"
