@@ -131,4 +131,21 @@ async fn a_revoked_key_stops_working_within_seconds_and_keys_are_stored_hashed()
         .sluice(&["admin", "key", "list", "--tenant", "acme"])
         .await;
     assert!(listed.contains("REVOKED"), "{listed}");
+
+    // A key past its expiry does not work; one before it does.
+    let args = [
+        "admin",
+        "key",
+        "create",
+        "--tenant",
+        "acme",
+        "--expires-in-days",
+    ];
+    let out = stack.sluice(&[&args[..], &["0"]].concat()).await;
+    let expired = sluice_e2e::Client::new(&stack.api_url(), out.lines().last().unwrap().trim());
+    assert_eq!(expired.job(&id).await.status, 401);
+    let out = stack.sluice(&[&args[..], &["30"]].concat()).await;
+    assert!(out.contains("expires at"), "{out}");
+    let fresh = sluice_e2e::Client::new(&stack.api_url(), out.lines().last().unwrap().trim());
+    assert_eq!(fresh.job(&id).await.status, 200);
 }

@@ -295,6 +295,9 @@ pub enum KeyCommand {
         tenant: String,
         #[arg(long, default_value = "default")]
         name: String,
+        /// The key stops working this many days from now.
+        #[arg(long)]
+        expires_in_days: Option<u32>,
     },
     /// Revokes a key by its id; it stops working within seconds everywhere.
     Revoke { id: String },

@@ -197,6 +197,14 @@ impl TenantStore for MemoryTenantStore {
         MemoryTenantStore::revoke_key(self, key_id)
     }
 
+    async fn set_key_expiry(
+        &self,
+        key_id: &str,
+        expires_at: Option<DateTime<Utc>>,
+    ) -> Result<(), StoreError> {
+        MemoryTenantStore::set_key_expiry(self, key_id, expires_at)
+    }
+
     async fn list_keys(&self, tenant: &str) -> Result<Vec<(ApiKey, bool)>, StoreError> {
         let inner = self.lock();
         let id = inner

@@ -71,6 +71,13 @@ pub trait TenantStore: Send + Sync + 'static {
     /// `StoreError::NotFound` if there is no such key.
     async fn revoke_key(&self, key_id: &str) -> Result<(), StoreError>;
 
+    /// Sets (or clears) when a key stops working.
+    async fn set_key_expiry(
+        &self,
+        key_id: &str,
+        expires_at: Option<DateTime<Utc>>,
+    ) -> Result<(), StoreError>;
+
     /// The tenant's keys, newest first, with whether each is revoked.
     async fn list_keys(&self, tenant: &str) -> Result<Vec<(ApiKey, bool)>, StoreError>;
 

@@ -242,6 +242,24 @@ impl TenantStore for PgTenantStore {
         Ok(())
     }
 
+    async fn set_key_expiry(
+        &self,
+        key_id: &str,
+        expires_at: Option<DateTime<Utc>>,
+    ) -> Result<(), StoreError> {
+        let not_found = || StoreError::NotFound(format!("no key with id {key_id:?}"));
+        let id = Uuid::parse_str(key_id).map_err(|_| not_found())?;
+        let updated = sqlx::query("UPDATE api_keys SET expires_at = $2 WHERE id = $1")
+            .bind(id)
+            .bind(expires_at)
+            .execute(&self.pool)
+            .await?;
+        if updated.rows_affected() == 0 {
+            return Err(not_found());
+        }
+        Ok(())
+    }
+
     async fn list_keys(&self, tenant: &str) -> Result<Vec<(ApiKey, bool)>, StoreError> {
         if self.tenant_by_name(tenant).await?.is_none() {
             return Err(StoreError::NotFound(format!("no tenant named {tenant:?}")));

@@ -61,8 +61,13 @@ pub async fn run(command: AdminCommand, conn: Connections) -> anyhow::Result<()>
             });
         }
         AdminCommand::Key {
-            command: KeyCommand::Create { tenant, name },
-        } => create_key(&store, &tenant, &name).await?,
+            command:
+                KeyCommand::Create {
+                    tenant,
+                    name,
+                    expires_in_days,
+                },
+        } => create_key(&store, &tenant, &name, expires_in_days).await?,
         AdminCommand::Key {
             command: KeyCommand::Revoke { id },
         } => {
@@ -87,8 +92,21 @@ pub async fn run(command: AdminCommand, conn: Connections) -> anyhow::Result<()>
     Ok(())
 }
 
-async fn create_key(store: &PgTenantStore, tenant: &str, name: &str) -> anyhow::Result<()> {
+async fn create_key(
+    store: &PgTenantStore,
+    tenant: &str,
+    name: &str,
+    expires_in_days: Option<u32>,
+) -> anyhow::Result<()> {
     let key = store.create_key(tenant, name).await?;
+    if let Some(days) = expires_in_days {
+        let at = chrono::Utc::now() + chrono::Duration::days(i64::from(days));
+        store.set_key_expiry(&key.record.id, Some(at)).await?;
+        say(&format!(
+            "the key expires at {}",
+            at.format("%Y-%m-%dT%H:%M:%SZ")
+        ));
+    }
     say(&format!(
         "created key {:?} (id {}, {}…) for tenant {tenant}; it is shown once, below:",
         key.record.name, key.record.id, key.record.display_prefix
