@@ -177,4 +177,53 @@ async fn a_tenant_at_its_budget_gets_402_and_another_does_not() {
         rich.get("/v1/budget").await.body["budget_micros"],
         Value::Null
     );
+
+    // A key's own cap stops that key, not the tenant's other keys.
+    let out = stack
+        .sluice(&[
+            "admin", "key", "create", "--tenant", "rich", "--name", "intern",
+        ])
+        .await;
+    let intern = Client::new(&stack.api_url(), out.lines().last().unwrap().trim());
+    let listed = stack
+        .sluice(&["admin", "key", "list", "--tenant", "rich"])
+        .await;
+    let intern_id = listed
+        .lines()
+        .find(|l| l.contains("intern"))
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned();
+    stack
+        .sluice(&[
+            "admin",
+            "key",
+            "budget",
+            &intern_id,
+            "--monthly-micros",
+            "50",
+        ])
+        .await;
+    let id = intern.submit(&chat(3)).await;
+    intern.wait(&id, 30).await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let r = intern.post("/v1/jobs", &chat(4)).await;
+        if r.status == 402 {
+            assert!(
+                r.body["detail"].as_str().unwrap().contains("API key"),
+                "{r:?}"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the key's cap never applied: {r:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let id = rich.submit(&chat(5)).await;
+    assert_eq!(rich.wait(&id, 30).await["status"], "succeeded");
 }

@@ -30,34 +30,56 @@ fn this_month() -> NaiveDate {
     NaiveDate::from_ymd_opt(now.year(), now.month(), 1).unwrap_or_else(|| now.date_naive())
 }
 
-async fn spent(state: &AppState, tenant_id: &str) -> Result<u64, ApiError> {
+/// Whose spend: a tenant's, or one key's.
+enum Spender<'a> {
+    Tenant(&'a str),
+    Key(&'a str),
+}
+
+async fn spent(state: &AppState, who: Spender<'_>) -> Result<u64, ApiError> {
+    let cache_key = match who {
+        Spender::Tenant(id) => format!("tenant:{id}"),
+        Spender::Key(id) => format!("key:{id}"),
+    };
     if let Some(&(spent, at)) = state
         .spend
         .entries
         .lock()
         .unwrap_or_else(|e| e.into_inner())
-        .get(tenant_id)
+        .get(&cache_key)
     {
         if at.elapsed() < SPEND_CACHE_TTL {
             return Ok(spent);
         }
     }
-    let spent = state.usage.spend(tenant_id, this_month()).await?;
+    let spent = match who {
+        Spender::Tenant(id) => state.usage.spend(id, this_month()).await?,
+        Spender::Key(id) => state.usage.key_spend(id, this_month()).await?,
+    };
     state
         .spend
         .entries
         .lock()
         .unwrap_or_else(|e| e.into_inner())
-        .insert(tenant_id.to_owned(), (spent, Instant::now()));
+        .insert(cache_key, (spent, Instant::now()));
     Ok(spent)
 }
 
-/// Refuses a submission from a tenant at or past its monthly cap.
+/// Refuses a submission from a tenant (or a key) at or past its monthly cap.
 pub async fn check(state: &AppState, caller: &Principal) -> Result<(), ApiError> {
+    if let Some(cap) = caller.key_monthly_budget_micros {
+        let spent = spent(state, Spender::Key(&caller.key_id)).await?;
+        if spent >= cap {
+            return Err(ApiError::BudgetExhausted(format!(
+                "this API key has spent {spent} of its monthly budget of {cap} micro-dollars for {}",
+                this_month().format("%Y-%m"),
+            )));
+        }
+    }
     let Some(cap) = caller.monthly_budget_micros else {
         return Ok(());
     };
-    let spent = spent(state, &caller.tenant_id).await?;
+    let spent = spent(state, Spender::Tenant(&caller.tenant_id)).await?;
     if spent >= cap {
         return Err(ApiError::BudgetExhausted(format!(
             "tenant {:?} has spent {spent} of its monthly budget of {cap} micro-dollars for {}; \

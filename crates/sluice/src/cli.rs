@@ -299,6 +299,13 @@ pub enum KeyCommand {
         #[arg(long)]
         expires_in_days: Option<u32>,
     },
+    /// Sets (or, without a value, removes) a key's own monthly spend cap.
+    Budget {
+        id: String,
+        /// The cap in integer micro-dollars ($1 = 1000000).
+        #[arg(long)]
+        monthly_micros: Option<u64>,
+    },
     /// Revokes a key by its id; it stops working within seconds everywhere.
     Revoke { id: String },
     /// Lists a tenant's keys (never the keys themselves).

@@ -25,8 +25,9 @@ struct Inner {
     tenants: HashMap<String, Tenant>,
     /// Rate limits by tenant id.
     limits: HashMap<String, (Option<u64>, Option<u64>)>,
-    /// Monthly spend caps by tenant id.
+    /// Monthly spend caps by tenant id, and by key id.
     budgets: HashMap<String, u64>,
+    key_budgets: HashMap<String, u64>,
     /// By key hash.
     keys: HashMap<String, KeyRow>,
 }
@@ -151,6 +152,7 @@ impl TenantStore for MemoryTenantStore {
             keys,
             limits,
             budgets,
+            key_budgets,
         } = &mut *inner;
         let Some(row) = keys.get_mut(&hash) else {
             return Ok(None);
@@ -171,6 +173,7 @@ impl TenantStore for MemoryTenantStore {
             requests_per_minute,
             tokens_per_minute,
             monthly_budget_micros: budgets.get(&tenant.id).copied(),
+            key_monthly_budget_micros: key_budgets.get(&row.record.id).copied(),
         }))
     }
 
@@ -195,6 +198,20 @@ impl TenantStore for MemoryTenantStore {
 
     async fn revoke_key(&self, key_id: &str) -> Result<(), StoreError> {
         MemoryTenantStore::revoke_key(self, key_id)
+    }
+
+    async fn set_key_budget(
+        &self,
+        key_id: &str,
+        monthly_micros: Option<u64>,
+    ) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        Self::key_row_mut(&mut inner, key_id)?;
+        match monthly_micros {
+            Some(cap) => inner.key_budgets.insert(key_id.to_owned(), cap),
+            None => inner.key_budgets.remove(key_id),
+        };
+        Ok(())
     }
 
     async fn set_key_expiry(
@@ -308,6 +325,7 @@ mod tests {
                 requests_per_minute: None,
                 tokens_per_minute: None,
                 monthly_budget_micros: None,
+                key_monthly_budget_micros: None,
             }
         );
         assert!(store.key_last_used_at(&new.record.id).unwrap().is_some());

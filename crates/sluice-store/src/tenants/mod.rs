@@ -49,6 +49,8 @@ pub struct Principal {
     pub tokens_per_minute: Option<u64>,
     /// The tenant's monthly spend cap in µ$, if it has one.
     pub monthly_budget_micros: Option<u64>,
+    /// The key's own monthly cap in µ$, if it has one.
+    pub key_monthly_budget_micros: Option<u64>,
 }
 
 #[async_trait]
@@ -70,6 +72,13 @@ pub trait TenantStore: Send + Sync + 'static {
     /// replicas trust a checked key for a few seconds at most).
     /// `StoreError::NotFound` if there is no such key.
     async fn revoke_key(&self, key_id: &str) -> Result<(), StoreError>;
+
+    /// Sets (or, with `None`, removes) a key's own monthly spend cap.
+    async fn set_key_budget(
+        &self,
+        key_id: &str,
+        monthly_micros: Option<u64>,
+    ) -> Result<(), StoreError>;
 
     /// Sets (or clears) when a key stops working.
     async fn set_key_expiry(

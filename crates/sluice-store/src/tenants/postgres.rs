@@ -192,11 +192,20 @@ impl TenantStore for PgTenantStore {
         // One round trip: find a live key and, at most once a minute,
         // record its use (the data-modifying CTE runs even though the
         // final SELECT does not read it).
-        type Row = (Uuid, Uuid, String, Option<i64>, Option<i64>, Option<i64>);
+        type Row = (
+            Uuid,
+            Uuid,
+            String,
+            Option<i64>,
+            Option<i64>,
+            Option<i64>,
+            Option<i64>,
+        );
         let row: Option<Row> = sqlx::query_as(
             "WITH k AS ( \
                  SELECT k.id, k.tenant_id, t.name AS tenant_name, k.last_used_at, \
-                        t.requests_per_minute, t.tokens_per_minute, t.monthly_budget_micros \
+                        t.requests_per_minute, t.tokens_per_minute, t.monthly_budget_micros, \
+                        k.monthly_budget_micros AS key_budget \
                  FROM api_keys k JOIN tenants t ON t.id = k.tenant_id \
                  WHERE k.key_hash = $1 \
                    AND k.revoked_at IS NULL \
@@ -209,20 +218,21 @@ impl TenantStore for PgTenantStore {
                         OR k.last_used_at < now() - interval '1 minute') \
              ) \
              SELECT id, tenant_id, tenant_name, requests_per_minute, tokens_per_minute, \
-                    monthly_budget_micros FROM k",
+                    monthly_budget_micros, key_budget FROM k",
         )
         .bind(hash_key(presented))
         .fetch_optional(&self.pool)
         .await?;
         let limit = |v: Option<i64>| v.and_then(|v| u64::try_from(v).ok());
         Ok(row.map(
-            |(key_id, tenant_id, tenant_name, rpm, tpm, budget)| Principal {
+            |(key_id, tenant_id, tenant_name, rpm, tpm, budget, key_budget)| Principal {
                 tenant_id: tenant_id.to_string(),
                 tenant_name,
                 key_id: key_id.to_string(),
                 requests_per_minute: limit(rpm),
                 tokens_per_minute: limit(tpm),
                 monthly_budget_micros: limit(budget),
+                key_monthly_budget_micros: limit(key_budget),
             },
         ))
     }
@@ -236,6 +246,24 @@ impl TenantStore for PgTenantStore {
         .bind(id)
         .execute(&self.pool)
         .await?;
+        if updated.rows_affected() == 0 {
+            return Err(not_found());
+        }
+        Ok(())
+    }
+
+    async fn set_key_budget(
+        &self,
+        key_id: &str,
+        monthly_micros: Option<u64>,
+    ) -> Result<(), StoreError> {
+        let not_found = || StoreError::NotFound(format!("no key with id {key_id:?}"));
+        let id = Uuid::parse_str(key_id).map_err(|_| not_found())?;
+        let updated = sqlx::query("UPDATE api_keys SET monthly_budget_micros = $2 WHERE id = $1")
+            .bind(id)
+            .bind(monthly_micros.map(|v| i64::try_from(v).unwrap_or(i64::MAX)))
+            .execute(&self.pool)
+            .await?;
         if updated.rows_affected() == 0 {
             return Err(not_found());
         }

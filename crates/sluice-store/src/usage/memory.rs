@@ -48,6 +48,19 @@ impl UsageLedger for MemoryLedger {
             .sum())
     }
 
+    async fn key_spend(&self, key_id: &str, month: chrono::NaiveDate) -> Result<u64, StoreError> {
+        let map = self.rows.lock().unwrap_or_else(|e| e.into_inner());
+        let month = month.format("%Y-%m").to_string();
+        Ok(map
+            .values()
+            .filter(|r| {
+                r.key_id.as_deref() == Some(key_id)
+                    && r.finished_at.format("%Y-%m").to_string() == month
+            })
+            .map(|r| r.cost_micros)
+            .sum())
+    }
+
     async fn report(&self, q: &UsageQuery) -> Result<Vec<UsageLine>, StoreError> {
         let map = self.rows.lock().unwrap_or_else(|e| e.into_inner());
         let mut groups: BTreeMap<Vec<Option<String>>, UsageLine> = BTreeMap::new();

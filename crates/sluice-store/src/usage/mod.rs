@@ -103,4 +103,7 @@ pub trait UsageLedger: Send + Sync + 'static {
 
     /// What the tenant spent in the month starting on `month` (UTC), µ$.
     async fn spend(&self, tenant_id: &str, month: chrono::NaiveDate) -> Result<u64, StoreError>;
+
+    /// What the key spent in the month starting on `month` (UTC), µ$.
+    async fn key_spend(&self, key_id: &str, month: chrono::NaiveDate) -> Result<u64, StoreError>;
 }

@@ -85,7 +85,11 @@ impl UsageLedger for PgLedger {
                 .push_bind(r.finished_at);
         });
         insert.push(
-            " ON CONFLICT (job_id) DO NOTHING RETURNING tenant_id, finished_at, cost_micros) \
+            " ON CONFLICT (job_id) DO NOTHING RETURNING tenant_id, key_id, finished_at, cost_micros), \
+             by_key AS (INSERT INTO key_spend (key_id, month, cost_micros) \
+             SELECT key_id, date_trunc('month', finished_at AT TIME ZONE 'UTC')::date, sum(cost_micros) \
+             FROM ins WHERE key_id IS NOT NULL GROUP BY 1, 2 \
+             ON CONFLICT (key_id, month) DO UPDATE SET cost_micros = key_spend.cost_micros + EXCLUDED.cost_micros) \
              INSERT INTO tenant_spend (tenant_id, month, cost_micros) \
              SELECT tenant_id, date_trunc('month', finished_at AT TIME ZONE 'UTC')::date, sum(cost_micros) \
              FROM ins GROUP BY 1, 2 \
@@ -101,6 +105,18 @@ impl UsageLedger for PgLedger {
             "SELECT cost_micros FROM tenant_spend WHERE tenant_id = $1 AND month = $2",
         )
         .bind(tenant)
+        .bind(month)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(u64::try_from(spent.unwrap_or(0)).unwrap_or(0))
+    }
+
+    async fn key_spend(&self, key_id: &str, month: chrono::NaiveDate) -> Result<u64, StoreError> {
+        let key = uuid(key_id, "key id")?;
+        let spent: Option<i64> = sqlx::query_scalar(
+            "SELECT cost_micros FROM key_spend WHERE key_id = $1 AND month = $2",
+        )
+        .bind(key)
         .bind(month)
         .fetch_optional(&self.pool)
         .await?;

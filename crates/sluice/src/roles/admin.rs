@@ -69,6 +69,15 @@ pub async fn run(command: AdminCommand, conn: Connections) -> anyhow::Result<()>
                 },
         } => create_key(&store, &tenant, &name, expires_in_days).await?,
         AdminCommand::Key {
+            command: KeyCommand::Budget { id, monthly_micros },
+        } => {
+            store.set_key_budget(&id, monthly_micros).await?;
+            say(&match monthly_micros {
+                Some(cap) => format!("key {id}: monthly budget {cap} micro-dollars"),
+                None => format!("key {id}: no monthly budget of its own"),
+            });
+        }
+        AdminCommand::Key {
             command: KeyCommand::Revoke { id },
         } => {
             store.revoke_key(&id).await?;
