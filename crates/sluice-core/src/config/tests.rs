@@ -1,0 +1,90 @@
+use super::*;
+
+const GOOD: &str = r#"
+[[providers]]
+name = "local-mock"
+kind = "openai"
+base_url = "http://127.0.0.1:8090/v1"
+
+[[models]]
+name = "mock-small"
+providers = ["local-mock"]
+"#;
+
+fn err(text: &str) -> String {
+    Config::parse(text, "test.toml").unwrap_err().to_string()
+}
+
+#[test]
+fn the_minimal_config_loads_with_defaults() {
+    let c = Config::parse(GOOD, "test.toml").unwrap();
+    assert_eq!(c.route("mock-small").unwrap().providers, ["local-mock"]);
+    assert_eq!(c.worker.max_batch_size, 32);
+    assert_eq!(c.worker.prefetch(), 256);
+    assert_eq!(c.jobs.retention_s, 86_400);
+}
+
+#[test]
+fn an_unknown_key_is_refused_with_its_line() {
+    let e = err(&format!("{GOOD}\n[worker]\nmax_batch = 3\n"));
+    assert!(e.contains("test.toml"), "{e}");
+    assert!(e.contains("unknown field `max_batch`"), "{e}");
+    assert!(e.contains("line 12"), "{e}");
+}
+
+#[test]
+fn a_route_to_an_unknown_provider_is_refused() {
+    let e = err(&GOOD.replace(r#"providers = ["local-mock"]"#, r#"providers = ["nope"]"#));
+    assert!(
+        e.contains(r#"models[0] ("mock-small"): unknown provider "nope""#),
+        "{e}"
+    );
+    assert!(e.contains("local-mock"), "{e}");
+}
+
+#[test]
+fn a_bad_url_is_refused() {
+    let e = err(&GOOD.replace("http://127.0.0.1:8090/v1", "not a url"));
+    assert!(e.contains("base_url"), "{e}");
+    let e = err(&GOOD.replace("http://127.0.0.1:8090/v1", "ftp://x/v1"));
+    assert!(
+        e.contains(r#"providers[0] ("local-mock"): base_url"#),
+        "{e}"
+    );
+}
+
+#[test]
+fn prices_are_read_and_must_name_a_provider() {
+    let text = format!(
+        "{GOOD}\n[[prices]]\nprovider = \"local-mock\"\nmodel = \"mock-small\"\ninput = 150000\ncached_input = 75000\noutput = 600000\n"
+    );
+    let c = Config::parse(&text, "test.toml").unwrap();
+    let p = c.price("local-mock", "mock-small").unwrap();
+    assert_eq!(
+        (p.input, p.cached_input, p.output, p.cache_write),
+        (150_000, 75_000, 600_000, None)
+    );
+    assert!(c.price("local-mock", "other").is_none());
+    let e = err(&text.replace(
+        "provider = \"local-mock\"\nmodel",
+        "provider = \"x\"\nmodel",
+    ));
+    assert!(
+        e.contains("prices[0]") && e.contains("unknown provider"),
+        "{e}"
+    );
+    let e = err(&text.replace("cached_input = 75000", "cached_input = 75000\ncahced = 1"));
+    assert!(e.contains("cahced"), "{e}");
+    let e = err(&text.replace("output = 600000", "output = 1.5"));
+    assert!(e.contains("output") || e.contains("invalid type"), "{e}");
+}
+
+#[test]
+fn duplicates_and_empty_routes_are_refused() {
+    let e = err(&format!(
+        "{GOOD}\n[[models]]\nname = \"mock-small\"\nproviders = [\"local-mock\"]\n"
+    ));
+    assert!(e.contains("already routed"), "{e}");
+    let e = err(&GOOD.replace(r#"providers = ["local-mock"]"#, "providers = []"));
+    assert!(e.contains("providers is empty"), "{e}");
+}

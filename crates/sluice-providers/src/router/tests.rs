@@ -1,0 +1,179 @@
+use super::*;
+use async_trait::async_trait;
+use serde_json::json;
+use sluice_core::{JobId, Usage};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+/// Fails its first `failures` calls with `error`, then answers.
+struct Flaky {
+    name: String,
+    failures: u32,
+    error: ProviderError,
+    calls: AtomicU32,
+}
+
+#[async_trait]
+impl Provider for Flaky {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    async fn call(&self, batch: &Batch) -> Vec<Result<Answer, ProviderError>> {
+        let call = self.calls.fetch_add(1, Ordering::SeqCst);
+        batch
+            .jobs
+            .iter()
+            .map(|j| {
+                if call < self.failures {
+                    Err(self.error.clone())
+                } else {
+                    Ok(Answer {
+                        body: json!({"id": j.id.to_string(), "by": self.name}),
+                        usage: Usage::new(1, 1, 0),
+                        cost_micros: Some(1),
+                    })
+                }
+            })
+            .collect()
+    }
+}
+
+fn flaky(name: &str, failures: u32, error: ProviderError) -> Arc<Flaky> {
+    Arc::new(Flaky {
+        name: name.into(),
+        failures,
+        error,
+        calls: AtomicU32::new(0),
+    })
+}
+
+fn transient() -> ProviderError {
+    ProviderError::Transient {
+        provider: "p".into(),
+        message: "503".into(),
+    }
+}
+
+fn router(providers: Vec<Arc<dyn Provider>>) -> Router {
+    let mut routes = HashMap::new();
+    routes.insert("m".to_owned(), Route::ordered(providers, "m"));
+    Router::new(
+        routes,
+        RetryPolicy {
+            attempts: 2,
+            base: Duration::from_millis(10),
+            max: Duration::from_millis(100),
+        },
+    )
+}
+
+fn jobs(n: usize) -> Vec<BatchJob> {
+    (0..n)
+        .map(|_| BatchJob {
+            id: JobId::new(),
+            body: json!({}),
+        })
+        .collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn retries_then_falls_back_to_the_next_provider() {
+    let first = flaky("first", 10, transient());
+    let second = flaky("second", 0, transient());
+    let r = router(vec![first.clone(), second.clone()]);
+    let ends = r.call("m", Endpoint::ChatCompletions, "", jobs(3)).await;
+    assert!(ends.iter().all(|e| e.as_ref().unwrap().1 == "second"));
+    assert_eq!(first.calls.load(Ordering::SeqCst), 2);
+    assert_eq!(second.calls.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_terminal_error_is_not_retried() {
+    let terminal = ProviderError::Terminal {
+        provider: "p".into(),
+        message: "HTTP 400: bad".into(),
+    };
+    let only = flaky("only", 10, terminal.clone());
+    let backup = flaky("backup", 0, transient());
+    let r = router(vec![only.clone(), backup.clone()]);
+    let ends = r.call("m", Endpoint::ChatCompletions, "", jobs(2)).await;
+    assert!(ends.iter().all(|e| e.as_ref().unwrap_err() == &terminal));
+    assert_eq!(only.calls.load(Ordering::SeqCst), 1);
+    assert_eq!(backup.calls.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn retry_after_sets_the_least_wait() {
+    let asked = ProviderError::RetryAfter {
+        provider: "p".into(),
+        after: Duration::from_secs(3),
+        message: "429".into(),
+    };
+    let p = flaky("p", 1, asked);
+    let r = router(vec![p.clone()]);
+    let started = tokio::time::Instant::now();
+    let ends = r.call("m", Endpoint::ChatCompletions, "", jobs(1)).await;
+    assert!(ends[0].is_ok());
+    assert!(started.elapsed() >= Duration::from_secs(3));
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_open_breaker_skips_a_dead_provider_without_calling_it() {
+    let dead = flaky("dead", u32::MAX, transient());
+    let backup = flaky("backup", 0, transient());
+    let r = router(vec![dead.clone(), backup.clone()]);
+    // Default breaker: 5 failed calls open it. Each call here makes 2 attempts.
+    for _ in 0..3 {
+        let ends = r.call("m", Endpoint::ChatCompletions, "", jobs(1)).await;
+        assert_eq!(ends[0].as_ref().unwrap().1, "backup");
+    }
+    assert_eq!(dead.calls.load(Ordering::SeqCst), 5);
+    for _ in 0..10 {
+        r.call("m", Endpoint::ChatCompletions, "", jobs(1)).await;
+    }
+    assert_eq!(
+        dead.calls.load(Ordering::SeqCst),
+        5,
+        "no call was spent on the open provider"
+    );
+    assert_eq!(backup.calls.load(Ordering::SeqCst), 13);
+    // After the cool-down one probe goes to it again.
+    tokio::time::advance(Duration::from_secs(10)).await;
+    r.call("m", Endpoint::ChatCompletions, "", jobs(1)).await;
+    assert_eq!(dead.calls.load(Ordering::SeqCst), 6);
+}
+
+#[test]
+fn weighted_equals_share_the_first_place_by_weight() {
+    use rand::SeedableRng;
+    let (a, b, c) = (
+        flaky("a", 0, transient()),
+        flaky("b", 0, transient()),
+        flaky("c", 0, transient()),
+    );
+    let route = Route {
+        providers: vec![a, b, c],
+        upstream_model: "m".into(),
+        weights: vec![3, 0, 1],
+    };
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    let mut first = HashMap::new();
+    for _ in 0..4000 {
+        let order: Vec<&str> = route.order(&mut rng).iter().map(|p| p.name()).collect();
+        assert_eq!(order.len(), 3);
+        assert_eq!(order[2], "b", "the unweighted provider follows the equals");
+        *first.entry(order[0]).or_insert(0) += 1;
+    }
+    let a_share = f64::from(first["a"]) / 4000.0;
+    assert!(
+        (0.70..0.80).contains(&a_share),
+        "a went first {a_share} of the time"
+    );
+}
+
+#[tokio::test]
+async fn an_unknown_model_fails_every_job() {
+    let r = router(vec![]);
+    let ends = r.call("nope", Endpoint::ChatCompletions, "", jobs(2)).await;
+    assert_eq!(ends.len(), 2);
+    assert!(ends.iter().all(|e| !e.as_ref().unwrap_err().is_retryable()));
+}
