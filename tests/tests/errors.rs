@@ -160,3 +160,55 @@ async fn the_operational_endpoints_answer() {
     assert!(spec["paths"]["/v1/jobs"]["post"].is_object(), "{spec}");
     assert!(spec["paths"]["/v1/jobs/{id}"]["get"].is_object());
 }
+
+#[tokio::test]
+async fn an_idempotency_key_returns_the_first_job_and_refuses_a_different_request() {
+    let stack = Stack::start(StackOptions::default()).await;
+    let client = stack.tenant("acme").await;
+    let other = stack.tenant("other").await;
+    let job =
+        json!({"body": {"model": "mock-small", "messages": [{"role": "user", "content": "once"}]}});
+    let send = |c: &Client, body: &serde_json::Value, key: &str| {
+        reqwest::Client::new()
+            .post(format!("{}/v1/jobs", c.base))
+            .bearer_auth(&c.key)
+            .header("idempotency-key", key)
+            .json(body)
+            .send()
+    };
+    let first = send(&client, &job, "order-42").await.unwrap();
+    assert_eq!(first.status(), 202);
+    let first: serde_json::Value = first.json().await.unwrap();
+    // The same request again: the same job, not a second one.
+    let again = send(&client, &job, "order-42").await.unwrap();
+    assert_eq!(again.status(), 200);
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
+    let again: serde_json::Value = again.json().await.unwrap();
+    assert_eq!(again["id"], first["id"]);
+    // The same key with another body is refused.
+    let changed = json!({"body": {"model": "mock-small", "messages": [{"role": "user", "content": "twice"}]}});
+    let r = send(&client, &changed, "order-42").await.unwrap();
+    assert_eq!(r.status(), 422);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["type"], "/problems/idempotency-key-reused");
+    // Keys are per tenant: another tenant's same key is its own.
+    let theirs = send(&other, &job, "order-42").await.unwrap();
+    assert_eq!(theirs.status(), 202);
+    let theirs: serde_json::Value = theirs.json().await.unwrap();
+    assert_eq!(
+        other.wait(theirs["id"].as_str().unwrap(), 30).await["status"],
+        "succeeded"
+    );
+    // One job ran for the first tenant.
+    assert_eq!(
+        client.wait(first["id"].as_str().unwrap(), 30).await["status"],
+        "succeeded"
+    );
+    let bad = send(&client, &job, "").await.unwrap();
+    assert_eq!(bad.status(), 422);
+    assert_eq!(
+        stack.mock_stats().await["prompts"],
+        2,
+        "one job per tenant reached the provider"
+    );
+}

@@ -12,7 +12,8 @@ use sluice_core::batching::request_tokens;
 use sluice_core::job::{CancelOutcome, Outcome};
 use sluice_core::{JobError, JobId, JobRecord};
 use sluice_queue::Outgoing;
-use sluice_store::jobs::get_current;
+use sluice_store::jobs::{get_current, IdempotencyClaim};
+use sluice_store::tenants::Principal;
 use utoipa::IntoParams;
 
 use crate::extract::{Caller, JsonBody};
@@ -102,6 +103,8 @@ pub async fn submit(
     headers: HeaderMap,
     JsonBody(raw): JsonBody,
 ) -> Result<Response, ApiError> {
+    let idempotency = idempotency_key(&headers)?;
+    let fingerprint = sluice_core::batching::short_hash(raw.to_string().as_bytes());
     let accepted = check(
         raw,
         &state.config,
@@ -110,10 +113,95 @@ pub async fn submit(
         &trace_id(&headers),
         Utc::now(),
     )?;
+    if let Some(key) = &idempotency {
+        let claim = state
+            .store
+            .claim_idempotency(
+                &caller.tenant_id,
+                key,
+                &fingerprint,
+                accepted.record.id,
+                IDEMPOTENCY_TTL,
+            )
+            .await?;
+        if let IdempotencyClaim::Held {
+            job,
+            fingerprint: held,
+        } = claim
+        {
+            return replay(&state, &caller.tenant_id, job, held == fingerprint).await;
+        }
+    }
+    let outcome = accept_one(&state, &caller, accepted).await;
+    if let (Err(_), Some(key)) = (&outcome, &idempotency) {
+        // Not accepted: the key is free for the client's retry.
+        if let Err(e) = state
+            .store
+            .release_idempotency(&caller.tenant_id, key)
+            .await
+        {
+            tracing::warn!(error = %e, "cannot release an idempotency key");
+        }
+    }
+    outcome
+}
+
+/// How long an `Idempotency-Key` keeps answering with its job.
+pub const IDEMPOTENCY_TTL: Duration = Duration::from_secs(86_400);
+
+/// The request's `Idempotency-Key`, if it sent a valid one.
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(value) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let key = value.to_str().unwrap_or_default().trim();
+    if key.is_empty() || key.len() > 255 || !key.chars().all(|c| c.is_ascii_graphic()) {
+        return Err(ApiError::InvalidRequest(
+            "`Idempotency-Key` must be 1 to 255 visible ASCII characters".into(),
+        ));
+    }
+    Ok(Some(key.to_owned()))
+}
+
+/// The answer to a repeated `Idempotency-Key`: the job the first request
+/// made, if this request is the same one.
+async fn replay(
+    state: &AppState,
+    tenant: &str,
+    job: JobId,
+    same_request: bool,
+) -> Result<Response, ApiError> {
+    if !same_request {
+        return Err(ApiError::IdempotencyKeyReused(
+            "this Idempotency-Key was used for a different request; use a new key".into(),
+        ));
+    }
+    match own_job(state, tenant, job).await {
+        Ok(record) => {
+            let mut response = accepted_response(StatusCode::OK, record);
+            response.headers_mut().insert(
+                "idempotent-replayed",
+                axum::http::HeaderValue::from_static("true"),
+            );
+            Ok(response)
+        }
+        Err(ApiError::JobNotFound(_)) => Err(ApiError::IdempotencyInProgress(
+            "a request with this Idempotency-Key is still being processed; retry shortly".into(),
+        )),
+        Err(e) => Err(e),
+    }
+}
+
+/// Checks the caller's budget and limits, then enqueues one job.
+async fn accept_one(
+    state: &AppState,
+    caller: &Principal,
+    accepted: Accepted,
+) -> Result<Response, ApiError> {
     let tokens = request_tokens(accepted.message.endpoint, &accepted.message.body);
-    budget::check(&state, &caller).await?;
-    let limit = limits::admit(&state, &caller, 1, tokens).await?;
-    let mut results = enqueue(&state, vec![accepted]).await?;
+    budget::check(state, caller).await?;
+    let limit = limits::admit(state, caller, 1, tokens).await?;
+    let mut results = enqueue(state, vec![accepted]).await?;
     let mut response = match results.pop() {
         Some(Ok(record)) => accepted_response(StatusCode::ACCEPTED, record),
         Some(Err(e)) => return Err(e),

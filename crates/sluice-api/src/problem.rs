@@ -35,6 +35,10 @@ pub enum ApiError {
     StoreUnavailable(String),
     /// The tenant has spent its monthly budget.
     BudgetExhausted(String),
+    /// An `Idempotency-Key` reused for a different request.
+    IdempotencyKeyReused(String),
+    /// The first request with this `Idempotency-Key` has not finished.
+    IdempotencyInProgress(String),
     /// Over the tenant's rate limit; the headers say when to come back.
     RateLimited {
         detail: String,
@@ -135,6 +139,18 @@ impl ApiError {
                 format!(
                     "the job was not accepted: the broker did not confirm it ({d}); retry later"
                 ),
+            ),
+            IdempotencyInProgress(d) => (
+                StatusCode::CONFLICT,
+                "idempotency-in-progress",
+                "Request in progress",
+                d.clone(),
+            ),
+            IdempotencyKeyReused(d) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "idempotency-key-reused",
+                "Idempotency key reused",
+                d.clone(),
             ),
             BudgetExhausted(d) => (
                 StatusCode::PAYMENT_REQUIRED,

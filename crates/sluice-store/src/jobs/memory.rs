@@ -17,6 +17,8 @@ use crate::StoreError;
 
 pub struct MemoryJobStore {
     jobs: Mutex<HashMap<JobId, JobRecord>>,
+    /// Idempotency claims by (tenant, key); kept for the process's life.
+    claims: Mutex<HashMap<(String, String), String>>,
     retention: chrono::Duration,
     hub: Arc<WaiterHub>,
 }
@@ -25,6 +27,7 @@ impl MemoryJobStore {
     pub fn new(retention: Duration) -> Self {
         Self {
             jobs: Mutex::default(),
+            claims: Mutex::default(),
             retention: chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::MAX),
             hub: WaiterHub::new(),
         }
@@ -135,6 +138,30 @@ impl JobStore for MemoryJobStore {
 
     fn watch(&self, id: JobId) -> Watch {
         self.hub.watch(id)
+    }
+
+    async fn claim_idempotency(
+        &self,
+        tenant: &str,
+        key: &str,
+        fingerprint: &str,
+        job: JobId,
+        _ttl: Duration,
+    ) -> Result<super::IdempotencyClaim, StoreError> {
+        let mut claims = self.claims.lock().unwrap_or_else(|e| e.into_inner());
+        match claims.entry((tenant.to_owned(), key.to_owned())) {
+            std::collections::hash_map::Entry::Occupied(held) => super::decode_claim(held.get()),
+            std::collections::hash_map::Entry::Vacant(slot) => {
+                slot.insert(super::encode_claim(job, fingerprint));
+                Ok(super::IdempotencyClaim::Claimed)
+            }
+        }
+    }
+
+    async fn release_idempotency(&self, tenant: &str, key: &str) -> Result<(), StoreError> {
+        let mut claims = self.claims.lock().unwrap_or_else(|e| e.into_inner());
+        claims.remove(&(tenant.to_owned(), key.to_owned()));
+        Ok(())
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

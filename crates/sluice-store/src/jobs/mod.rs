@@ -49,7 +49,50 @@ pub trait JobStore: Send + Sync + 'static {
     /// record, then wait: a finish between the read and the wait still wakes.
     fn watch(&self, id: JobId) -> Watch;
 
+    /// Claims an `Idempotency-Key` of `tenant` for `job`, for `ttl`: the
+    /// first claim wins, a later one learns the job (and request
+    /// fingerprint) that holds it.
+    async fn claim_idempotency(
+        &self,
+        tenant: &str,
+        key: &str,
+        fingerprint: &str,
+        job: JobId,
+        ttl: std::time::Duration,
+    ) -> Result<IdempotencyClaim, StoreError>;
+
+    /// Gives a claim back (the request it was for was not accepted).
+    async fn release_idempotency(&self, tenant: &str, key: &str) -> Result<(), StoreError>;
+
     async fn ping(&self) -> Result<(), StoreError>;
+}
+
+/// What claiming an idempotency key found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum IdempotencyClaim {
+    Claimed,
+    /// Held by an earlier request for this job, with that fingerprint.
+    Held {
+        job: JobId,
+        fingerprint: String,
+    },
+}
+
+fn encode_claim(job: JobId, fingerprint: &str) -> String {
+    format!("{job}|{fingerprint}")
+}
+
+fn decode_claim(value: &str) -> Result<IdempotencyClaim, StoreError> {
+    let (job, fingerprint) = value
+        .split_once('|')
+        .ok_or_else(|| StoreError::Corrupt(format!("idempotency claim {value:?}")))?;
+    let job = job
+        .parse()
+        .map_err(|_| StoreError::Corrupt(format!("idempotency claim {value:?}")))?;
+    Ok(IdempotencyClaim::Held {
+        job,
+        fingerprint: fingerprint.to_owned(),
+    })
 }
 
 /// The error an expired job carries.

@@ -264,6 +264,43 @@ impl JobStore for RedisJobStore {
         self.hub.watch(id)
     }
 
+    async fn claim_idempotency(
+        &self,
+        tenant: &str,
+        key: &str,
+        fingerprint: &str,
+        job: JobId,
+        ttl: Duration,
+    ) -> Result<super::IdempotencyClaim, StoreError> {
+        let name = format!("{}:idem:{{{tenant}}}:{key}", self.prefix);
+        let ttl = i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX).max(1);
+        let set: Option<String> = self
+            .pool
+            .set(
+                &name,
+                super::encode_claim(job, fingerprint),
+                Some(Expiration::EX(ttl)),
+                Some(SetOptions::NX),
+                false,
+            )
+            .await?;
+        if set.is_some() {
+            return Ok(super::IdempotencyClaim::Claimed);
+        }
+        let held: Option<String> = self.pool.get(&name).await?;
+        match held {
+            Some(value) => super::decode_claim(&value),
+            // It expired between the two commands: try once more.
+            None => Ok(super::IdempotencyClaim::Claimed),
+        }
+    }
+
+    async fn release_idempotency(&self, tenant: &str, key: &str) -> Result<(), StoreError> {
+        let name = format!("{}:idem:{{{tenant}}}:{key}", self.prefix);
+        let _: i64 = self.pool.del(name).await?;
+        Ok(())
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         let () = self.pool.next().ping(None).await?;
         Ok(())
