@@ -27,7 +27,7 @@ use crate::{budget, limits};
 /// message was lost.
 const RECHECK_EVERY: Duration = Duration::from_secs(5);
 
-fn trace_id(headers: &HeaderMap) -> String {
+pub(crate) fn trace_id(headers: &HeaderMap) -> String {
     headers
         .get("traceparent")
         .and_then(|v| v.to_str().ok())
@@ -40,7 +40,7 @@ fn trace_id(headers: &HeaderMap) -> String {
 /// Stores the records, publishes the messages, and waits for the broker's
 /// confirms. A job whose publish was not confirmed is marked failed
 /// (`enqueue_failed`) and reported as an error, never left looking queued.
-async fn enqueue(
+pub(crate) async fn enqueue(
     state: &AppState,
     accepted: Vec<Accepted>,
 ) -> Result<Vec<Result<JobRecord, ApiError>>, ApiError> {
@@ -297,7 +297,11 @@ fn parse_id(id: &str) -> Result<JobId, ApiError> {
 }
 
 /// The job, if it is the caller's.
-async fn own_job(state: &AppState, tenant: &str, id: JobId) -> Result<JobRecord, ApiError> {
+pub(crate) async fn own_job(
+    state: &AppState,
+    tenant: &str,
+    id: JobId,
+) -> Result<JobRecord, ApiError> {
     match get_current(state.store.as_ref(), id, Utc::now()).await? {
         Some(job) if job.tenant_id == tenant => Ok(job),
         _ => Err(ApiError::JobNotFound(id.to_string())),
@@ -327,10 +331,21 @@ pub async fn get_job(
             )))
         }
     };
+    let job = wait_for_end(&state, &caller.tenant_id, id, Duration::from_secs_f64(wait)).await?;
+    Ok(Json(JobView::from(job)))
+}
+
+/// The tenant's job, once it ended or `wait` passed, whichever is first.
+pub(crate) async fn wait_for_end(
+    state: &AppState,
+    tenant: &str,
+    id: JobId,
+    wait: Duration,
+) -> Result<JobRecord, ApiError> {
     // Watch first, then read: an end between the two still wakes us.
     let mut watch = state.store.watch(id);
-    let mut job = own_job(&state, &caller.tenant_id, id).await?;
-    let until = tokio::time::Instant::now() + Duration::from_secs_f64(wait);
+    let mut job = own_job(state, tenant, id).await?;
+    let until = tokio::time::Instant::now() + wait;
     while !job.status.is_terminal() {
         let now = tokio::time::Instant::now();
         if now >= until {
@@ -345,9 +360,9 @@ pub async fn get_job(
             () = watch.changed() => {}
             () = tokio::time::sleep_until(next) => {}
         }
-        job = own_job(&state, &caller.tenant_id, id).await?;
+        job = own_job(state, tenant, id).await?;
     }
-    Ok(Json(JobView::from(job)))
+    Ok(job)
 }
 
 /// Cancel a queued job; it will never reach a provider.

@@ -6,6 +6,7 @@
 //! sees another's jobs (404); every error is problem+json.
 
 pub mod budget;
+pub mod compat;
 pub mod extract;
 pub mod ingest;
 pub mod jobs;
@@ -97,6 +98,9 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/jobs/{id}/cancel", post(jobs::cancel))
         .route("/v1/usage", get(usage::report))
         .route("/v1/budget", get(budget::show))
+        .route("/v1/chat/completions", post(compat::chat_completions))
+        .route("/v1/completions", post(compat::completions))
+        .route("/v1/embeddings", post(compat::embeddings))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))

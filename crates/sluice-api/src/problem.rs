@@ -37,6 +37,10 @@ pub enum ApiError {
     BudgetExhausted(String),
     /// An `Idempotency-Key` reused for a different request.
     IdempotencyKeyReused(String),
+    /// A synchronous call's job failed at the provider.
+    ProviderFailed(String),
+    /// A synchronous call's job did not end in time.
+    SyncTimeout(String),
     /// The first request with this `Idempotency-Key` has not finished.
     IdempotencyInProgress(String),
     /// Over the tenant's rate limit; the headers say when to come back.
@@ -139,6 +143,18 @@ impl ApiError {
                 format!(
                     "the job was not accepted: the broker did not confirm it ({d}); retry later"
                 ),
+            ),
+            ProviderFailed(d) => (
+                StatusCode::BAD_GATEWAY,
+                "provider-failed",
+                "Provider failed",
+                d.clone(),
+            ),
+            SyncTimeout(d) => (
+                StatusCode::GATEWAY_TIMEOUT,
+                "still-running",
+                "Job still running",
+                d.clone(),
             ),
             IdempotencyInProgress(d) => (
                 StatusCode::CONFLICT,

@@ -1,0 +1,97 @@
+//! OpenAI-compatible endpoints (`POST /v1/chat/completions`,
+//! `/v1/completions`, `/v1/embeddings`) that enqueue a job and wait for it,
+//! so that existing SDKs work unchanged: point their base URL at Sluice and
+//! use a Sluice key. The answer is the provider's response body; the job
+//! goes through the same queue, batching, limits, budget and ledger.
+
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use chrono::Utc;
+use serde_json::{json, Value};
+use sluice_core::batching::request_tokens;
+use sluice_core::{Endpoint, JobStatus};
+
+use crate::extract::{Caller, JsonBody};
+use crate::jobs::{enqueue, trace_id, wait_for_end};
+use crate::problem::ApiError;
+use crate::submit::check;
+use crate::{budget, limits, AppState};
+
+/// How long a synchronous call waits for its job before answering 504 (the
+/// job goes on; `Sluice-Job-Id` names it for a poll).
+pub const SYNC_WAIT: Duration = Duration::from_secs(600);
+
+async fn call(
+    state: AppState,
+    caller: sluice_store::tenants::Principal,
+    headers: HeaderMap,
+    endpoint: Endpoint,
+    body: Value,
+) -> Result<Response, ApiError> {
+    let envelope = json!({"endpoint": endpoint.path(), "body": body, "priority": "interactive"});
+    let accepted = check(
+        envelope,
+        &state.config,
+        &caller.tenant_id,
+        &caller.key_id,
+        &trace_id(&headers),
+        Utc::now(),
+    )?;
+    let tokens = request_tokens(endpoint, &accepted.message.body);
+    budget::check(&state, &caller).await?;
+    limits::admit(&state, &caller, 1, tokens).await?;
+    let id = accepted.record.id;
+    match enqueue(&state, vec![accepted]).await?.pop() {
+        Some(Ok(_)) => {}
+        Some(Err(e)) => return Err(e),
+        None => return Err(ApiError::QueueUnavailable("no confirm".into())),
+    }
+    let job = wait_for_end(&state, &caller.tenant_id, id, SYNC_WAIT).await?;
+    let job_header = HeaderValue::from_str(&id.to_string()).unwrap_or(HeaderValue::from_static(""));
+    let mut response = match (job.status, job.result) {
+        (JobStatus::Succeeded, Some(result)) => (StatusCode::OK, Json(result)).into_response(),
+        (JobStatus::Failed, _) => {
+            let why = job.error.map(|e| e.message).unwrap_or_default();
+            ApiError::ProviderFailed(format!("job {id} failed: {why}")).into_response()
+        }
+        (status, _) if !status.is_terminal() => ApiError::SyncTimeout(format!(
+            "job {id} is still {status} after {} s; poll GET /v1/jobs/{id}",
+            SYNC_WAIT.as_secs()
+        ))
+        .into_response(),
+        (status, _) => ApiError::ProviderFailed(format!("job {id} ended {status}")).into_response(),
+    };
+    response.headers_mut().insert("sluice-job-id", job_header);
+    Ok(response)
+}
+
+pub async fn chat_completions(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody,
+) -> Result<Response, ApiError> {
+    call(state, caller, headers, Endpoint::ChatCompletions, body).await
+}
+
+pub async fn completions(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody,
+) -> Result<Response, ApiError> {
+    call(state, caller, headers, Endpoint::Completions, body).await
+}
+
+pub async fn embeddings(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody,
+) -> Result<Response, ApiError> {
+    call(state, caller, headers, Endpoint::Embeddings, body).await
+}
