@@ -11,10 +11,12 @@ echo "test: building target/debug/sluice"
 cargo build --bin sluice
 
 # Tests named `disruptive_*` restart or break shared services (RabbitMQ,
-# Redis, PostgreSQL) and must not overlap other tests: the first pass runs
-# everything else in parallel, the second runs them one at a time.
+# Redis, PostgreSQL), and tests named `serial_*` measure timing that a busy
+# machine would distort (a provider's rate window): neither may overlap
+# other tests. The first pass runs everything else in parallel, the second
+# runs them one at a time.
 # (Matched on the test's own name, at the top level or inside a module.)
-DISRUPTIVE='test(/(^|::)disruptive_/)'
+DISRUPTIVE='test(/(^|::)(disruptive|serial)_/)'
 
 status=0
 if cargo nextest --version >/dev/null 2>&1; then
@@ -31,11 +33,11 @@ if cargo nextest --version >/dev/null 2>&1; then
 else
     echo "test: cargo-nextest not found; falling back to cargo test"
     echo "test: pass 1/2, everything but disruptive_* tests (parallel)"
-    cargo test --workspace --no-fail-fast -- --skip disruptive_ || status=$?
+    cargo test --workspace --no-fail-fast -- --skip disruptive_ --skip serial_ || status=$?
 
     # ---- pass 2: disruptive tests, serially --------------------------------
     echo "test: pass 2/2, disruptive_* tests (serial)"
-    cargo test --workspace --no-fail-fast -- disruptive_ --test-threads 1 || status=$?
+    cargo test --workspace --no-fail-fast -- disruptive_ serial_ --test-threads 1 || status=$?
     # -------------------------------------------------------------------------
 fi
 
