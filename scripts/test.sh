@@ -20,23 +20,23 @@ DISRUPTIVE='test(/(^|::)(disruptive|serial)_/)'
 
 status=0
 if cargo nextest --version >/dev/null 2>&1; then
-    echo "test: pass 1/2, everything but disruptive_* tests (parallel)"
+    echo "test: pass 1/2, everything but disruptive_* and serial_* tests (parallel)"
     cargo nextest run --workspace --no-fail-fast \
         -E "not ${DISRUPTIVE}" || status=$?
 
     # ---- pass 2: disruptive tests, serially --------------------------------
-    echo "test: pass 2/2, disruptive_* tests (serial)"
+    echo "test: pass 2/2, disruptive_* and serial_* tests, one at a time"
     # Having no disruptive tests (yet) is fine.
     cargo nextest run --workspace --no-fail-fast --no-tests pass \
         -E "${DISRUPTIVE}" --test-threads 1 || status=$?
     # -------------------------------------------------------------------------
 else
     echo "test: cargo-nextest not found; falling back to cargo test"
-    echo "test: pass 1/2, everything but disruptive_* tests (parallel)"
+    echo "test: pass 1/2, everything but disruptive_* and serial_* tests (parallel)"
     cargo test --workspace --no-fail-fast -- --skip disruptive_ --skip serial_ || status=$?
 
     # ---- pass 2: disruptive tests, serially --------------------------------
-    echo "test: pass 2/2, disruptive_* tests (serial)"
+    echo "test: pass 2/2, disruptive_* and serial_* tests, one at a time"
     cargo test --workspace --no-fail-fast -- disruptive_ serial_ --test-threads 1 || status=$?
     # -------------------------------------------------------------------------
 fi
