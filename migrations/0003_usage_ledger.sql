@@ -29,3 +29,23 @@ CREATE TABLE usage_ledger (
 CREATE INDEX usage_ledger_tenant_finished ON usage_ledger (tenant_id, finished_at)
     INCLUDE (model, provider, feature, route, prompt_tokens, cached_tokens,
              completion_tokens, cost_micros, saved_micros);
+
+-- Daily totals per tenant and label, kept in step with the ledger by the
+-- same statement that inserts its rows, so that reports over whole days
+-- read a few rows per group instead of every job's.
+CREATE TABLE usage_daily (
+    tenant_id          uuid    NOT NULL,
+    day                date    NOT NULL,
+    model              text    NOT NULL,
+    provider           text    NOT NULL DEFAULT '',
+    feature            text    NOT NULL DEFAULT '',
+    route              text    NOT NULL DEFAULT '',
+    jobs               bigint  NOT NULL DEFAULT 0,
+    prompt_tokens      bigint  NOT NULL DEFAULT 0,
+    cached_tokens      bigint  NOT NULL DEFAULT 0,
+    completion_tokens  bigint  NOT NULL DEFAULT 0,
+    cost_micros        bigint  NOT NULL DEFAULT 0,
+    saved_micros       bigint  NOT NULL DEFAULT 0,
+    PRIMARY KEY (tenant_id, day, model, provider, feature, route)
+);
+CREATE INDEX usage_daily_day ON usage_daily (day);

@@ -72,6 +72,19 @@ async fn the_ledger_reports_each_tenants_usage_and_matches_the_bill() {
         })
         .collect();
     assert_eq!(features, vec![("chat", 20), ("search", 10)]);
+    // Whole days are read from the daily totals: the same figures.
+    let month = &a["from"].as_str().unwrap()[..10];
+    let days = usage_with(
+        &alice,
+        &format!("?from={month}&to=2100-01-01&group_by=feature"),
+        30,
+    )
+    .await;
+    assert_eq!(
+        days["total"], a["total"],
+        "daily totals vs the ledger: {days}"
+    );
+    assert_eq!(days["data"].as_array().unwrap().len(), 2, "{days}");
     let ledger =
         a["total"]["cost_micros"].as_u64().unwrap() + b["total"]["cost_micros"].as_u64().unwrap();
     assert_eq!(ledger, cost);

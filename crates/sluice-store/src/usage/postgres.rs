@@ -23,7 +23,7 @@ impl PgLedger {
     }
 }
 
-/// The SQL of a group key; fixed text per variant, never caller input.
+/// The SQL of a group key over the ledger; fixed text, never caller input.
 fn column(g: GroupBy) -> &'static str {
     match g {
         GroupBy::Model => "model",
@@ -33,6 +33,23 @@ fn column(g: GroupBy) -> &'static str {
         GroupBy::Provider => "provider",
         GroupBy::Tenant => "tenant_id::text",
     }
+}
+
+/// The same over the daily totals (where a missing label is '').
+fn daily_column(g: GroupBy) -> &'static str {
+    match g {
+        GroupBy::Model => "model",
+        GroupBy::Feature => "nullif(feature, '')",
+        GroupBy::Route => "nullif(route, '')",
+        GroupBy::Day => "to_char(day, 'YYYY-MM-DD')",
+        GroupBy::Provider => "nullif(provider, '')",
+        GroupBy::Tenant => "tenant_id::text",
+    }
+}
+
+/// Whether `t` is a midnight (UTC): a range of whole days reads the daily totals.
+fn is_midnight(t: &chrono::DateTime<chrono::Utc>) -> bool {
+    t.time() == chrono::NaiveTime::MIN
 }
 
 fn as_i64(v: u64) -> i64 {
@@ -85,7 +102,20 @@ impl UsageLedger for PgLedger {
                 .push_bind(r.finished_at);
         });
         insert.push(
-            " ON CONFLICT (job_id) DO NOTHING RETURNING tenant_id, key_id, finished_at, cost_micros), \
+            " ON CONFLICT (job_id) DO NOTHING RETURNING tenant_id, key_id, finished_at, cost_micros, \
+             model, provider, feature, route, prompt_tokens, cached_tokens, completion_tokens, saved_micros), \
+             daily AS (INSERT INTO usage_daily (tenant_id, day, model, provider, feature, route, jobs, \
+             prompt_tokens, cached_tokens, completion_tokens, cost_micros, saved_micros) \
+             SELECT tenant_id, (finished_at AT TIME ZONE 'UTC')::date, model, coalesce(provider, ''), \
+             coalesce(feature, ''), coalesce(route, ''), count(*), sum(prompt_tokens), sum(cached_tokens), \
+             sum(completion_tokens), sum(cost_micros), sum(saved_micros) FROM ins GROUP BY 1, 2, 3, 4, 5, 6 \
+             ON CONFLICT (tenant_id, day, model, provider, feature, route) DO UPDATE SET \
+             jobs = usage_daily.jobs + EXCLUDED.jobs, \
+             prompt_tokens = usage_daily.prompt_tokens + EXCLUDED.prompt_tokens, \
+             cached_tokens = usage_daily.cached_tokens + EXCLUDED.cached_tokens, \
+             completion_tokens = usage_daily.completion_tokens + EXCLUDED.completion_tokens, \
+             cost_micros = usage_daily.cost_micros + EXCLUDED.cost_micros, \
+             saved_micros = usage_daily.saved_micros + EXCLUDED.saved_micros), \
              by_key AS (INSERT INTO key_spend (key_id, month, cost_micros) \
              SELECT key_id, date_trunc('month', finished_at AT TIME ZONE 'UTC')::date, sum(cost_micros) \
              FROM ins WHERE key_id IS NOT NULL GROUP BY 1, 2 \
@@ -124,23 +154,36 @@ impl UsageLedger for PgLedger {
     }
 
     async fn report(&self, q: &UsageQuery) -> Result<Vec<UsageLine>, StoreError> {
+        let daily = is_midnight(&q.from) && is_midnight(&q.to);
         let keys: Vec<String> = q
             .group_by
             .iter()
             .enumerate()
-            .map(|(i, g)| format!("{} AS g{i}", column(*g)))
+            .map(|(i, g)| {
+                format!(
+                    "{} AS g{i}",
+                    if daily { daily_column(*g) } else { column(*g) }
+                )
+            })
             .collect();
         let mut sql = String::from("SELECT ");
         for k in &keys {
             sql.push_str(k);
             sql.push_str(", ");
         }
-        sql.push_str(
-            "count(*)::bigint AS jobs, sum(prompt_tokens)::bigint AS prompt_tokens, \
+        let sums = "sum(prompt_tokens)::bigint AS prompt_tokens, \
              sum(cached_tokens)::bigint AS cached_tokens, sum(completion_tokens)::bigint AS completion_tokens, \
-             sum(cost_micros)::bigint AS cost_micros, sum(saved_micros)::bigint AS saved_micros \
-             FROM usage_ledger WHERE finished_at >= $1 AND finished_at < $2",
-        );
+             sum(cost_micros)::bigint AS cost_micros, sum(saved_micros)::bigint AS saved_micros";
+        if daily {
+            sql.push_str(&format!(
+                "sum(jobs)::bigint AS jobs, {sums} FROM usage_daily \
+                 WHERE day >= ($1 AT TIME ZONE 'UTC')::date AND day < ($2 AT TIME ZONE 'UTC')::date"
+            ));
+        } else {
+            sql.push_str(&format!(
+                "count(*)::bigint AS jobs, {sums} FROM usage_ledger WHERE finished_at >= $1 AND finished_at < $2"
+            ));
+        }
         let tenant = q
             .tenant_id
             .as_deref()
