@@ -12,14 +12,13 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::Utc;
 use serde_json::{json, Value};
-use sluice_core::batching::request_tokens;
 use sluice_core::{Endpoint, JobStatus};
 
 use crate::extract::{Caller, JsonBody};
-use crate::jobs::{enqueue, trace_id, wait_for_end};
+use crate::jobs::{admit_and_enqueue, trace_id, wait_for_end};
 use crate::problem::ApiError;
 use crate::submit::check;
-use crate::{budget, limits, AppState};
+use crate::AppState;
 
 /// How long a synchronous call waits for its job before answering 504 (the
 /// job goes on; `Sluice-Job-Id` names it for a poll).
@@ -41,15 +40,8 @@ async fn call(
         &trace_id(&headers),
         Utc::now(),
     )?;
-    let tokens = request_tokens(endpoint, &accepted.message.body);
-    budget::check(&state, &caller).await?;
-    limits::admit(&state, &caller, 1, tokens).await?;
     let id = accepted.record.id;
-    match enqueue(&state, vec![accepted]).await?.pop() {
-        Some(Ok(_)) => {}
-        Some(Err(e)) => return Err(e),
-        None => return Err(ApiError::QueueUnavailable("no confirm".into())),
-    }
+    admit_and_enqueue(&state, &caller, accepted).await?;
     let job = wait_for_end(&state, &caller.tenant_id, id, SYNC_WAIT).await?;
     let job_header = HeaderValue::from_str(&id.to_string()).unwrap_or(HeaderValue::from_static(""));
     let mut response = match (job.status, job.result) {

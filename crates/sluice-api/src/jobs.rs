@@ -17,7 +17,7 @@ use sluice_store::tenants::Principal;
 use utoipa::IntoParams;
 
 use crate::extract::{Caller, JsonBody};
-use crate::problem::{ApiError, Problem};
+use crate::problem::{ApiError, Problem, RateLimitHeaders};
 use crate::submit::{check, Accepted};
 use crate::view::{BatchEntry, BatchView, JobView};
 use crate::AppState;
@@ -192,21 +192,31 @@ async fn replay(
     }
 }
 
+/// Checks the caller's budget and rate limits for one job, then enqueues
+/// it; the stored record and the rate-limit headers to answer with.
+pub(crate) async fn admit_and_enqueue(
+    state: &AppState,
+    caller: &Principal,
+    accepted: Accepted,
+) -> Result<(JobRecord, Option<RateLimitHeaders>), ApiError> {
+    let tokens = request_tokens(accepted.message.endpoint, &accepted.message.body);
+    budget::check(state, caller).await?;
+    let limit = limits::admit(state, caller, 1, tokens).await?;
+    match enqueue(state, vec![accepted]).await?.pop() {
+        Some(Ok(record)) => Ok((record, limit)),
+        Some(Err(e)) => Err(e),
+        None => Err(ApiError::QueueUnavailable("no confirm".into())),
+    }
+}
+
 /// Checks the caller's budget and limits, then enqueues one job.
 async fn accept_one(
     state: &AppState,
     caller: &Principal,
     accepted: Accepted,
 ) -> Result<Response, ApiError> {
-    let tokens = request_tokens(accepted.message.endpoint, &accepted.message.body);
-    budget::check(state, caller).await?;
-    let limit = limits::admit(state, caller, 1, tokens).await?;
-    let mut results = enqueue(state, vec![accepted]).await?;
-    let mut response = match results.pop() {
-        Some(Ok(record)) => accepted_response(StatusCode::ACCEPTED, record),
-        Some(Err(e)) => return Err(e),
-        None => return Err(ApiError::QueueUnavailable("no confirm".into())),
-    };
+    let (record, limit) = admit_and_enqueue(state, caller, accepted).await?;
+    let mut response = accepted_response(StatusCode::ACCEPTED, record);
     if let Some(limit) = limit {
         limit.apply(response.headers_mut());
     }

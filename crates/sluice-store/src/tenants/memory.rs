@@ -32,6 +32,17 @@ struct Inner {
     keys: HashMap<String, KeyRow>,
 }
 
+impl Inner {
+    /// The id of the tenant named `name`.
+    fn tenant_id(&self, name: &str) -> Result<String, StoreError> {
+        self.tenants
+            .values()
+            .find(|t| t.name == name)
+            .map(|t| t.id.clone())
+            .ok_or_else(|| StoreError::NotFound(format!("no tenant named {name:?}")))
+    }
+}
+
 #[derive(Debug)]
 struct KeyRow {
     record: ApiKey,
@@ -183,12 +194,7 @@ impl TenantStore for MemoryTenantStore {
         monthly_micros: Option<u64>,
     ) -> Result<(), StoreError> {
         let mut inner = self.lock();
-        let id = inner
-            .tenants
-            .values()
-            .find(|t| t.name == tenant)
-            .map(|t| t.id.clone())
-            .ok_or_else(|| StoreError::NotFound(format!("no tenant named {tenant:?}")))?;
+        let id = inner.tenant_id(tenant)?;
         match monthly_micros {
             Some(cap) => inner.budgets.insert(id, cap),
             None => inner.budgets.remove(&id),
@@ -224,12 +230,7 @@ impl TenantStore for MemoryTenantStore {
 
     async fn list_keys(&self, tenant: &str) -> Result<Vec<(ApiKey, bool)>, StoreError> {
         let inner = self.lock();
-        let id = inner
-            .tenants
-            .values()
-            .find(|t| t.name == tenant)
-            .map(|t| t.id.clone())
-            .ok_or_else(|| StoreError::NotFound(format!("no tenant named {tenant:?}")))?;
+        let id = inner.tenant_id(tenant)?;
         let mut keys: Vec<(ApiKey, bool)> = inner
             .keys
             .values()
@@ -247,12 +248,7 @@ impl TenantStore for MemoryTenantStore {
         tokens_per_minute: Option<u64>,
     ) -> Result<(), StoreError> {
         let mut inner = self.lock();
-        let id = inner
-            .tenants
-            .values()
-            .find(|t| t.name == tenant)
-            .map(|t| t.id.clone())
-            .ok_or_else(|| StoreError::NotFound(format!("no tenant named {tenant:?}")))?;
+        let id = inner.tenant_id(tenant)?;
         inner
             .limits
             .insert(id, (requests_per_minute, tokens_per_minute));
