@@ -31,6 +31,8 @@ pub struct Config {
     pub jobs: JobsConfig,
     #[serde(default)]
     pub tenants: TenantsConfig,
+    #[serde(default)]
+    pub cache: crate::cache::CacheConfig,
 }
 
 /// Defaults for tenants that have no limits of their own.
@@ -387,6 +389,14 @@ impl Config {
         if self.jobs.retention_s == 0 {
             return Err("jobs: retention_s must be above 0".to_owned());
         }
+        self.cache.validate()?;
+        if let Some(model) = &self.cache.semantic.model {
+            if self.route(model).is_none() {
+                return Err(format!(
+                    "cache.semantic: model {model:?} has no [[models]] route"
+                ));
+            }
+        }
         Ok(())
     }
 
@@ -438,6 +448,7 @@ impl Config {
             api: ApiConfig::default(),
             jobs: JobsConfig::default(),
             tenants: TenantsConfig::default(),
+            cache: crate::cache::CacheConfig::default(),
         }
     }
 }

@@ -60,6 +60,7 @@ pub async fn run(
         ledger,
         metrics,
         config: config.worker.clone(),
+        cache: Arc::new(store.cache()),
     }
     .run(shutdown.clone())
     .await;
