@@ -283,17 +283,25 @@ pub async fn submit_batch(
         .collect::<Result<Vec<_>, _>>()?;
     // Cache hits answer at once; the rest are limited and enqueued. (Batch
     // jobs do not join identical jobs in flight.)
-    let mut hits: Vec<Option<JobRecord>> = Vec::with_capacity(accepted.len());
-    let mut queued = Vec::with_capacity(accepted.len());
-    for mut job in accepted {
-        match cache::lookup(&state, &caller, &mut job).await? {
-            Some(record) => hits.push(Some(record)),
-            None => {
-                cache::file(&state, &mut job).await;
-                hits.push(None);
-                queued.push(job);
+    let looked_up = futures::future::join_all(accepted.into_iter().map(|mut job| {
+        let (state, caller) = (&state, &caller);
+        async move {
+            let hit = cache::lookup(state, caller, &mut job).await?;
+            if hit.is_none() {
+                cache::file(state, &mut job).await;
             }
+            Ok::<_, ApiError>((job, hit))
         }
+    }))
+    .await;
+    let mut hits: Vec<Option<JobRecord>> = Vec::with_capacity(looked_up.len());
+    let mut queued = Vec::with_capacity(looked_up.len());
+    for result in looked_up {
+        let (job, hit) = result?;
+        if hit.is_none() {
+            queued.push(job);
+        }
+        hits.push(hit);
     }
     let tokens = queued
         .iter()

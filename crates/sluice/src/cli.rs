@@ -323,4 +323,6 @@ pub enum BenchCommand {
     Limits(crate::roles::bench::limits::LimitsArgs),
     /// Usage reports over a large generated ledger.
     Ledger(crate::roles::bench::ledger::LedgerArgs),
+    /// A workload of repeated requests: hit rate, provider calls, hit latency.
+    Cache(crate::roles::bench::cache::CacheArgs),
 }

@@ -296,7 +296,7 @@ pub async fn backlog(stack: &mut BenchStack, args: &ThroughputArgs) -> anyhow::R
     })
 }
 
-fn percentile(sorted: &[Duration], q: f64) -> f64 {
+pub(super) fn percentile(sorted: &[Duration], q: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }

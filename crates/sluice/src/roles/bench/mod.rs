@@ -6,6 +6,7 @@
 //! own that it removes afterwards, and reports beside them the broker's raw
 //! ceiling measured in the same run.
 
+pub mod cache;
 mod children;
 pub mod ledger;
 pub mod limits;
@@ -57,6 +58,7 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Throughput(args) => throughput(args).await,
         BenchCommand::Limits(args) => limits::run(args).await,
         BenchCommand::Ledger(args) => ledger::run(args).await,
+        BenchCommand::Cache(args) => cache::run(args).await,
     }
 }
 

@@ -1,0 +1,236 @@
+//! `sluice bench cache`: a workload in which a share of requests repeat an
+//! earlier one (exactly), sent by closed-loop clients to the full stack.
+//! Reports the hit rate, the provider calls against the number of unique
+//! requests (the floor), and the API's answer time for hits beside the
+//! answer time for misses measured in the same run.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use rand::{Rng, SeedableRng};
+use serde_json::{json, Value};
+
+use super::children::BenchStack;
+use super::load::{percentile, Finished};
+use super::PHASE_LIMIT;
+use crate::cli::Connections;
+use crate::runtime::say;
+
+#[derive(Args, Debug)]
+pub struct CacheArgs {
+    /// Requests in the run.
+    #[arg(long, default_value_t = 20_000)]
+    pub requests: usize,
+    /// The share of requests that repeat an earlier one.
+    #[arg(long, default_value_t = 0.65)]
+    pub repeat_share: f64,
+    /// Concurrent clients, each sending its next request once the last was answered.
+    #[arg(long, default_value_t = 32)]
+    pub concurrency: usize,
+    /// The mock provider's fixed latency per call, in ms.
+    #[arg(long, default_value_t = 50)]
+    pub latency_ms: u64,
+    #[arg(long, default_value_t = 2)]
+    pub workers: usize,
+    /// Seeds the workload.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    #[command(flatten)]
+    pub conn: Connections,
+}
+
+/// The prompt index of each request: a new prompt, or one drawn uniformly
+/// from those already sent.
+fn workload(args: &CacheArgs) -> (Vec<usize>, usize) {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(args.seed);
+    let mut unique = 0;
+    let order = (0..args.requests)
+        .map(|_| {
+            if unique > 0 && rng.gen_bool(args.repeat_share.clamp(0.0, 1.0)) {
+                rng.gen_range(0..unique)
+            } else {
+                unique += 1;
+                unique - 1
+            }
+        })
+        .collect();
+    (order, unique)
+}
+
+fn request(prompt: usize) -> Value {
+    json!({"body": {"model": "mock-small", "temperature": 0, "max_tokens": 16,
+        "messages": [{"role": "user", "content": format!("support question number {prompt}: where is my order?")}]}})
+}
+
+#[derive(Default)]
+struct Timings {
+    /// Answered 200 from the cache.
+    hits: Vec<Duration>,
+    /// Answered 202: enqueued, or joined an identical job in flight.
+    queued: Vec<Duration>,
+    errors: usize,
+}
+
+/// The least histogram bucket bound (ms) under which `q` of the API's
+/// `POST /v1/jobs` answers with `status` fell: the server's own view,
+/// without the client's share of the machine.
+fn server_quantile_ms(metrics: &str, status: &str, q: f64) -> Option<f64> {
+    let wanted = [
+        "method=\"POST\"",
+        "route=\"/v1/jobs\"",
+        &format!("status=\"{status}\""),
+    ];
+    let mut buckets: Vec<(f64, f64)> = metrics
+        .lines()
+        .filter(|l| l.starts_with("sluice_http_request_duration_seconds_bucket{"))
+        .filter(|l| wanted.iter().all(|w| l.contains(w)))
+        .filter_map(|l| {
+            let le = l.split("le=\"").nth(1)?.split('"').next()?;
+            let le = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse().ok()?
+            };
+            let n = l.rsplit(' ').next()?.parse::<f64>().ok()?;
+            Some((le, n))
+        })
+        .collect();
+    buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let total = buckets.last()?.1;
+    buckets
+        .iter()
+        .find(|(_, n)| *n >= total * q)
+        .map(|(le, _)| le * 1000.0)
+}
+
+/// A counter's value from the API's `/metrics` text.
+fn counter(metrics: &str, series: &str) -> u64 {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(series))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .map_or(0, |v| v as u64)
+}
+
+pub async fn run(args: CacheArgs) -> anyhow::Result<()> {
+    let latency = args.latency_ms.to_string();
+    let stack = BenchStack::start(
+        &args.conn,
+        args.workers,
+        &["--latency-fixed-ms", &latency],
+        "",
+    )
+    .await?;
+    let outcome = measure(&stack, &args).await;
+    stack.stop().await;
+    say(&outcome?);
+    Ok(())
+}
+
+async fn measure(stack: &BenchStack, args: &CacheArgs) -> anyhow::Result<String> {
+    let (order, unique) = workload(args);
+    let order = Arc::new(order);
+    let next = Arc::new(AtomicUsize::new(0));
+    let timings = Arc::new(Mutex::new(Timings::default()));
+    let http = reqwest::Client::new();
+    let finished = Finished::start(&args.conn.redis_url, &stack.prefix).await?;
+    let started = Instant::now();
+    let clients = (0..args.concurrency).map(|_| {
+        let (order, next, timings, http) = (
+            Arc::clone(&order),
+            Arc::clone(&next),
+            Arc::clone(&timings),
+            http.clone(),
+        );
+        let (url, key) = (format!("{}/v1/jobs", stack.api_url), stack.key.clone());
+        async move {
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(&prompt) = order.get(i) else { break };
+                let sent = Instant::now();
+                let answer = http
+                    .post(&url)
+                    .bearer_auth(&key)
+                    .json(&request(prompt))
+                    .send()
+                    .await;
+                let took = sent.elapsed();
+                let mut t = timings.lock().unwrap_or_else(|p| p.into_inner());
+                match answer {
+                    Ok(r) if r.status().as_u16() == 200 => t.hits.push(took),
+                    Ok(r) if r.status().as_u16() == 202 => t.queued.push(took),
+                    _ => t.errors += 1,
+                }
+            }
+        }
+    });
+    futures::future::join_all(clients).await;
+    let submitted = started.elapsed();
+    let (mut hits, mut queued, errors) = {
+        let t = timings.lock().unwrap_or_else(|p| p.into_inner());
+        (t.hits.clone(), t.queued.clone(), t.errors)
+    };
+    // Every queued or joined job ends with a completion notice.
+    let expected = queued.len();
+    let give_up = Instant::now() + PHASE_LIMIT;
+    while finished.get() < expected && Instant::now() < give_up {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let ended = finished.get();
+    finished.stop().await;
+    let stats: Value = http
+        .get(format!("{}/mock/stats", stack.mock_url))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let calls = stats["by_endpoint"]["/v1/chat/completions"]["requests"]
+        .as_u64()
+        .unwrap_or(0);
+    let metrics = http
+        .get(format!("{}/metrics", stack.api_url))
+        .send()
+        .await?
+        .text()
+        .await?;
+    let joined = counter(
+        &metrics,
+        "sluice_cache_requests_total{kind=\"inflight\",outcome=\"hit\"}",
+    );
+    hits.sort();
+    queued.sort();
+    let n = args.requests as f64;
+    let over = (calls as f64 / unique as f64 - 1.0) * 100.0;
+    Ok(format!(
+        "\n## sluice bench cache\n\n\
+         {requests} requests, {share:.0}% repeats ({unique} unique), {c} clients, \
+         mock latency {lat} ms, {w} workers; submitted in {secs:.1} s; {ended} of {expected} queued jobs ended\n\n\
+         | figure | value |\n|---|---|\n\
+         | exact hits (200 at once) | {h} ({hr:.1}%) |\n\
+         | joined a job in flight (202) | {joined} ({jr:.1}%) |\n\
+         | sent to the queue (202) | {q} |\n\
+         | errors | {errors} |\n\
+         | provider calls | {calls} (unique requests {unique}: {over:+.2}%) |\n\
+         | hit answer time p50 / p99 | {h50:.2} / {h99:.2} ms |\n\
+         | 202 answer time p50 / p99 (baseline) | {q50:.2} / {q99:.2} ms |\n\
+         | the API's own time, p99 bucket: hits / 202s | ≤ {s200} / ≤ {s202} ms |\n",
+        requests = args.requests,
+        share = args.repeat_share * 100.0,
+        c = args.concurrency,
+        lat = args.latency_ms,
+        w = args.workers,
+        secs = submitted.as_secs_f64(),
+        h = hits.len(),
+        hr = hits.len() as f64 / n * 100.0,
+        jr = joined as f64 / n * 100.0,
+        q = queued.len().saturating_sub(joined as usize),
+        h50 = percentile(&hits, 0.50),
+        h99 = percentile(&hits, 0.99),
+        q50 = percentile(&queued, 0.50),
+        q99 = percentile(&queued, 0.99),
+        s200 = server_quantile_ms(&metrics, "200", 0.99).map_or("?".into(), |v| format!("{v}")),
+        s202 = server_quantile_ms(&metrics, "202", 0.99).map_or("?".into(), |v| format!("{v}")),
+    ))
+}
