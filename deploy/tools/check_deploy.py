@@ -83,6 +83,7 @@ CONFIG_KEYS = {
     "worker": {
         "max_batch_size", "max_batch_tokens", "max_wait_ms", "batches_in_flight",
         "fanout_concurrency", "prefix_chars", "provider_attempts", "delivery_limit",
+        "drain_timeout_s",
     },
     "max_wait_ms": {"interactive", "standard", "batch"},
     "api": {"max_body_bytes", "max_batch_jobs", "max_wait_s"},

@@ -51,6 +51,9 @@ pub struct AppState {
     pub usage: Arc<dyn UsageLedger>,
     /// Tenants' spend this month, read again every few seconds.
     pub spend: Arc<budget::SpendCache>,
+    /// Cancelled when the process shuts down: long-polls answer at once
+    /// (with the job as it is), so a rollout does not wait out their `wait`.
+    pub shutdown: tokio_util::sync::CancellationToken,
 }
 
 /// What the API talks to.
@@ -80,7 +83,14 @@ impl AppState {
             metrics: b.metrics,
             keys: Arc::default(),
             spend: Arc::default(),
+            shutdown: tokio_util::sync::CancellationToken::new(),
         }
+    }
+
+    /// Long-polls end early once `shutdown` is cancelled.
+    pub fn with_shutdown(mut self, shutdown: tokio_util::sync::CancellationToken) -> Self {
+        self.shutdown = shutdown;
+        self
     }
 }
 

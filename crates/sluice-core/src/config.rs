@@ -147,6 +147,11 @@ pub struct WorkerConfig {
     pub provider_attempts: u32,
     /// Deliveries of one message before RabbitMQ dead-letters it.
     pub delivery_limit: u32,
+    /// Longest a worker drains after SIGTERM (flush, finish the provider
+    /// calls, store, ack) before it closes its connection anyway; what it
+    /// still holds then goes back to the queue and runs again elsewhere.
+    /// Keep it under the pod's `terminationGracePeriodSeconds`.
+    pub drain_timeout_s: u64,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -188,6 +193,7 @@ impl Default for WorkerConfig {
             prefix_chars: 0,
             provider_attempts: 3,
             delivery_limit: 5,
+            drain_timeout_s: 60,
         }
     }
 }

@@ -38,7 +38,7 @@ pub async fn run(listen: SocketAddr, config: ConfigArg, conn: Connections) -> an
         limiter: Arc::new(store.budget()),
         usage: Arc::new(sluice_store::usage::PgLedger::new(pool)),
     };
-    let state = AppState::new(backends, &tasks);
+    let state = AppState::new(backends, &tasks).with_shutdown(shutdown.clone());
     let socket = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;

@@ -83,7 +83,7 @@ pub async fn run(listen: SocketAddr) -> anyhow::Result<()> {
         limiter,
         usage: ledger,
     };
-    let state = AppState::new(backends, &tasks);
+    let state = AppState::new(backends, &tasks).with_shutdown(shutdown.clone());
     let socket = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen} (try --listen 127.0.0.1:0)"))?;

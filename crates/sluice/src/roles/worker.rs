@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use axum::routing::get;
@@ -53,7 +54,7 @@ pub async fn run(
         });
     }
     say("sluice worker consuming");
-    Worker {
+    let worker = Worker {
         queue: queue.clone(),
         store: store.clone(),
         router: Arc::new(router),
@@ -61,8 +62,21 @@ pub async fn run(
         metrics,
         config: config.worker.clone(),
     }
-    .run(shutdown.clone())
-    .await;
+    .run(shutdown.clone());
+    // The drain is bounded: past `drain_timeout_s` the connection closes
+    // and whatever is still unacked goes back to the queue.
+    let drain = Duration::from_secs(config.worker.drain_timeout_s);
+    let overdue = async {
+        shutdown.cancelled().await;
+        tokio::time::sleep(drain).await;
+    };
+    tokio::select! {
+        () = worker => {}
+        () = overdue => tracing::warn!(
+            drain_timeout_s = drain.as_secs(),
+            "drain not done in time; closing: unacked jobs go back to the queue"
+        ),
+    }
     shutdown.cancel();
     tasks.close();
     tasks.wait().await;
