@@ -77,7 +77,7 @@ def first_lines(text: str, n: int = 6) -> str:
 
 # The keys crates/sluice-core/src/config.rs accepts (it denies unknown ones).
 CONFIG_KEYS = {
-    "": {"providers", "models", "worker", "api", "jobs"},
+    "": {"providers", "models", "worker", "api", "jobs", "metrics"},
     "providers": {"name", "kind", "base_url", "api_key_env", "timeout_s", "max_concurrency"},
     "models": {"name", "providers", "upstream_model"},
     "worker": {
@@ -88,6 +88,7 @@ CONFIG_KEYS = {
     "max_wait_ms": {"interactive", "standard", "batch"},
     "api": {"max_body_bytes", "max_batch_jobs", "max_wait_s"},
     "jobs": {"retention_s"},
+    "metrics": {"tenant_label"},
 }
 PROVIDER_KINDS = {"openai"}
 
@@ -127,7 +128,7 @@ def config_problems(cfg: dict) -> list[str]:
         for p in m.get("providers", []):
             if p not in names:
                 problems.append(f"models[{i}]: unknown provider {p!r}")
-    for section in ("worker", "api", "jobs"):
+    for section in ("worker", "api", "jobs", "metrics"):
         unknown = set(cfg.get(section, {})) - CONFIG_KEYS[section]
         if unknown:
             problems.append(f"[{section}]: unknown keys {sorted(unknown)}")

@@ -71,7 +71,12 @@ impl AppState {
     /// The state, with its submission flusher running on `tasks` (it stops
     /// once the state and every clone of it are dropped).
     pub fn new(b: Backends, tasks: &tokio_util::task::TaskTracker) -> Self {
-        let ingest = ingest::Ingest::start(Arc::clone(&b.queue), Arc::clone(&b.store), tasks);
+        let ingest = ingest::Ingest::start(
+            Arc::clone(&b.queue),
+            Arc::clone(&b.store),
+            Arc::clone(&b.metrics),
+            tasks,
+        );
         Self {
             ingest,
             limiter: b.limiter,

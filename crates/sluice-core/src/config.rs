@@ -31,6 +31,31 @@ pub struct Config {
     pub jobs: JobsConfig,
     #[serde(default)]
     pub tenants: TenantsConfig,
+    #[serde(default)]
+    pub metrics: MetricsConfig,
+}
+
+/// What the Prometheus metrics label.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Label token, cost and budget metrics by tenant; off bounds their
+    /// series to the models served, whatever the number of tenants.
+    pub tenant_label: bool,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self { tenant_label: true }
+    }
+}
+
+impl MetricsConfig {
+    pub fn options(&self) -> crate::metrics::MetricsOptions {
+        crate::metrics::MetricsOptions {
+            tenant_label: self.tenant_label,
+        }
+    }
 }
 
 /// Defaults for tenants that have no limits of their own.
@@ -443,6 +468,7 @@ impl Config {
             worker: WorkerConfig::default(),
             api: ApiConfig::default(),
             jobs: JobsConfig::default(),
+            metrics: MetricsConfig::default(),
             tenants: TenantsConfig::default(),
         }
     }

@@ -52,6 +52,10 @@ impl Executor {
             .batch_flushes
             .with_label_values(&[batch.reason.as_str()])
             .inc();
+        self.metrics
+            .batch_wait
+            .with_label_values(&[batch.reason.as_str()])
+            .observe(batch.opened.elapsed().as_secs_f64());
         let (runnable, mut settled) = self.start_all(batch.items).await;
         if !runnable.is_empty() {
             self.metrics
@@ -177,6 +181,7 @@ impl Executor {
                             .jobs_finished
                             .with_label_values(&[outcome.status().as_str()])
                             .inc();
+                        self.metrics.record_job_usage(&pending.message, &outcome);
                         let row = ledger_row(&pending.message, &outcome, started_at, now, latency_ms);
                         Settled { pending, ack: true, row: Some(row) }
                     }

@@ -15,6 +15,7 @@
 
 pub mod batcher;
 pub mod consume;
+pub mod depth;
 pub mod execute;
 pub mod retry;
 

@@ -19,7 +19,7 @@ pub async fn run(listen: SocketAddr, config: ConfigArg, conn: Connections) -> an
     let pool = tenants.pool().clone();
     let store = connect::redis(&conn, &config, 8).await?;
     let queue = connect::rabbitmq(&conn, &config).await?;
-    let metrics = Arc::new(Metrics::new());
+    let metrics = Arc::new(Metrics::with_options(config.metrics.options()));
     let shutdown = shutdown_signal();
 
     let tasks = TaskTracker::new();

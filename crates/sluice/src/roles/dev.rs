@@ -43,7 +43,7 @@ pub async fn run(listen: SocketAddr) -> anyhow::Result<()> {
     }
 
     let config = Config::dev(mock_url.clone());
-    let metrics = Arc::new(Metrics::new());
+    let metrics = Arc::new(Metrics::with_options(config.metrics.options()));
     let queue = Arc::new(MemoryQueue::new(Topology::new(
         "dev",
         config.worker.delivery_limit,

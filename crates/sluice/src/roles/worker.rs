@@ -27,7 +27,7 @@ pub async fn run(
     let ledger = Arc::new(sluice_store::usage::PgLedger::new(tenants.pool().clone()));
     let store = connect::redis(&conn, &config, 4).await?;
     let queue = connect::rabbitmq(&conn, &config).await?;
-    let metrics = Arc::new(Metrics::new());
+    let metrics = Arc::new(Metrics::with_options(config.metrics.options()));
     let budget: Arc<dyn sluice_core::budget::RateBudget> = Arc::new(store.budget());
     let router = Router::from_config(&config, Arc::clone(&metrics), Some(budget))
         .map_err(anyhow::Error::msg)?;
@@ -52,6 +52,11 @@ pub async fn run(
                 .with_graceful_shutdown(async move { stop.cancelled().await })
                 .await;
         });
+    }
+    {
+        let queue: Arc<dyn JobQueue> = queue.clone();
+        let (metrics, stop) = (Arc::clone(&metrics), shutdown.clone());
+        tasks.spawn(sluice_worker::depth::poll(queue, metrics, stop));
     }
     say("sluice worker consuming");
     let worker = Worker {
