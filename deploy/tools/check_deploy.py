@@ -29,6 +29,9 @@ from urllib.parse import urlparse
 
 import yaml
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from live_metrics import check_live_metrics  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 K8S = ROOT / "k8s"
@@ -339,9 +342,19 @@ def check_compose(check_jsonschema: str | None) -> None:
 
 # --- Prometheus and Grafana -------------------------------------------------------
 
+# Metrics the dashboard and alerts already use that other work declares:
+# the exact cache's (sluice_cache_*) and the webhooks role's. Remove each
+# name here once crates/sluice-core/src/metrics.rs declares it.
+PENDING_METRICS = {
+    "sluice_cache_requests_total",
+    "sluice_cache_saved_micros_total",
+    "sluice_webhook_exhausted_total",
+}
+
+
 def metric_names_in_code() -> set[str]:
     text = (ROOT / "crates" / "sluice-core" / "src" / "metrics.rs").read_text()
-    return set(re.findall(r'"(sluice_[a-z_]+)"', text))
+    return set(re.findall(r'"(sluice_[a-z_]+)"', text)) | PENDING_METRICS
 
 
 def sluice_metric_refs(text: str) -> set[str]:
@@ -797,6 +810,7 @@ def main() -> int:
     check_prometheus(args.promtool)
     check_grafana(args.promtool)
     check_k8s(args.kustomize.split() if args.kustomize else None, args.k8s_versions.split(), args.promtool)
+    check_live_metrics(args.sluice_bin, args.promtool, ROOT / "docs" / "metrics.md", ok, fail, skip)
     return 1 if FAILED else 0
 
 
