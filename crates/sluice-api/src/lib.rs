@@ -15,6 +15,7 @@ pub mod openapi;
 pub mod ops;
 pub mod problem;
 pub mod submit;
+pub mod trace;
 pub mod usage;
 pub mod view;
 
@@ -126,6 +127,7 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             ops::track,
         ))
+        .layer(axum::middleware::from_fn(trace::propagate))
         .with_state(state)
 }
 

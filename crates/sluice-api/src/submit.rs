@@ -58,6 +58,11 @@ impl Accepted {
         h.insert("job-id".to_owned(), m.id.to_string());
         h.insert("tenant-id".to_owned(), m.tenant_id.clone());
         h.insert("trace-id".to_owned(), m.trace_id.clone());
+        // The API's span of this request is the worker's parent.
+        let parent = crate::trace::current()
+            .filter(|tp| tp.trace_id == m.trace_id)
+            .unwrap_or_else(|| sluice_core::trace::TraceParent::in_trace(&m.trace_id));
+        h.insert(sluice_core::trace::HEADER.to_owned(), parent.to_string());
         h.insert("enqueued-at".to_owned(), m.enqueued_at.to_rfc3339());
         if let Some(d) = m.deadline_at {
             h.insert("deadline".to_owned(), d.to_rfc3339());

@@ -18,6 +18,7 @@ pub mod consume;
 pub mod depth;
 pub mod execute;
 pub mod retry;
+pub mod trace;
 
 use std::sync::Arc;
 
