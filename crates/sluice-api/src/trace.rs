@@ -23,22 +23,34 @@ pub fn current() -> Option<TraceParent> {
 /// Joins or starts the trace; the handlers see the API's own span as the
 /// request's `traceparent` header, and so does the caller in the answer.
 pub async fn propagate(mut request: Request, next: Next) -> Response {
-    let ours = request
+    let theirs = request
         .headers()
         .get(HEADER)
         .and_then(|v| v.to_str().ok())
-        .and_then(TraceParent::parse)
-        .map_or_else(TraceParent::root, |theirs| theirs.child());
-    let header = HeaderValue::from_str(&ours.to_string()).ok();
-    if let Some(value) = &header {
-        request.headers_mut().insert(HEADER, value.clone());
-    }
+        .and_then(TraceParent::parse);
+    let ours = theirs
+        .as_ref()
+        .map_or_else(TraceParent::root, TraceParent::child);
     let span = tracing::info_span!(
         "request",
         method = %request.method(),
         path = %request.uri().path(),
-        trace_id = %ours.trace_id,
+        trace_id = tracing::field::Empty,
     );
+    #[cfg(feature = "otel")]
+    let ours = {
+        // The exported span joins the caller's trace; the answer names it.
+        use tracing_opentelemetry::OpenTelemetrySpanExt;
+        if let Some(theirs) = &theirs {
+            let _ = span.set_parent(theirs.otel_context());
+        }
+        ours.with_otel_span(&span.context())
+    };
+    span.record("trace_id", tracing::field::display(&ours.trace_id));
+    let header = HeaderValue::from_str(&ours.to_string()).ok();
+    if let Some(value) = &header {
+        request.headers_mut().insert(HEADER, value.clone());
+    }
     let mut response = CURRENT
         .scope(ours, next.run(request).instrument(span))
         .await;

@@ -96,6 +96,47 @@ impl TraceParent {
     }
 }
 
+#[cfg(feature = "otel")]
+impl TraceParent {
+    /// The remote parent context this `traceparent` names, for
+    /// `tracing_opentelemetry::OpenTelemetrySpanExt::set_parent`.
+    pub fn otel_context(&self) -> opentelemetry::Context {
+        use opentelemetry::trace::{
+            SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState,
+        };
+        let flags = if self.sampled {
+            TraceFlags::SAMPLED
+        } else {
+            TraceFlags::default()
+        };
+        let context = SpanContext::new(
+            TraceId::from_hex(&self.trace_id).unwrap_or(TraceId::INVALID),
+            SpanId::from_hex(&self.span_id).unwrap_or(SpanId::INVALID),
+            flags,
+            true,
+            TraceState::default(),
+        );
+        opentelemetry::Context::new().with_remote_span_context(context)
+    }
+
+    /// The ids an exported span got (its trace id and its own span id), or
+    /// `self` when the span is not exported.
+    pub fn with_otel_span(&self, context: &opentelemetry::Context) -> Self {
+        use opentelemetry::trace::TraceContextExt;
+        let span = context.span();
+        let ids = span.span_context();
+        if ids.is_valid() {
+            Self {
+                trace_id: ids.trace_id().to_string(),
+                span_id: ids.span_id().to_string(),
+                sampled: ids.is_sampled(),
+            }
+        } else {
+            self.clone()
+        }
+    }
+}
+
 impl fmt::Display for TraceParent {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let flags = u8::from(self.sampled);

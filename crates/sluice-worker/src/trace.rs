@@ -21,13 +21,21 @@ pub fn of(pending: &Pending) -> TraceParent {
 /// The span every step of the job runs in.
 pub fn job_span(pending: &Pending) -> tracing::Span {
     let m = &pending.message;
-    tracing::info_span!(
+    let trace = of(pending);
+    let span = tracing::info_span!(
         "job",
         job_id = %m.id,
-        trace_id = %of(pending).trace_id,
+        trace_id = %trace.trace_id,
         tenant_id = %m.tenant_id,
         model = %m.model,
-    )
+    );
+    #[cfg(feature = "otel")]
+    {
+        // The exported span's parent is the API's span of the submission.
+        use tracing_opentelemetry::OpenTelemetrySpanExt;
+        let _ = span.set_parent(trace.otel_context());
+    }
+    span
 }
 
 /// The `traceparent` for the provider call: the same trace, a new span.
