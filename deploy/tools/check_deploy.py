@@ -617,6 +617,20 @@ def selects(selector: dict, labels: dict) -> bool:
     return True
 
 
+def worker_drain_timeout(configmaps: dict[str, dict]) -> int:
+    """The longest `[worker] drain_timeout_s` in the rendered config files (60 by default)."""
+    longest = 0
+    for cm in configmaps.values():
+        for key, text in (cm.get("data") or {}).items():
+            if key.endswith(".toml"):
+                try:
+                    cfg = tomllib.loads(text)
+                except tomllib.TOMLDecodeError:
+                    continue
+                longest = max(longest, int(cfg.get("worker", {}).get("drain_timeout_s", 60)))
+    return longest or 60
+
+
 def policy_problems(name: str, docs: list[dict]) -> list[str]:
     """What the brief asks of every rendering, and the references between objects."""
     p: list[str] = []
@@ -664,6 +678,11 @@ def policy_problems(name: str, docs: list[dict]) -> list[str]:
         pod = d["spec"]["template"]["spec"]
         c = pod["containers"][0]
         expect(p, pod.get("terminationGracePeriodSeconds") == 90, f"{name}: {role}: terminationGracePeriodSeconds is not 90")
+        if role == "sluice-worker":
+            # The grace period must cover the worker's bounded drain, with room to close.
+            drain = worker_drain_timeout(by_kind.get("ConfigMap", {}))
+            expect(p, drain + 10 <= pod.get("terminationGracePeriodSeconds", 0),
+                   f"{name}: {role}: terminationGracePeriodSeconds does not cover drain_timeout_s ({drain} s) + 10 s")
         expect(p, "replicas" not in d["spec"], f"{name}: {role}: sets replicas, which fights its autoscaler")
         seen = set()
         for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
@@ -770,7 +789,7 @@ def check_k8s(kustomize: list[str] | None, versions: list[str], promtool: str | 
     if problems:
         fail("k8s policy", "; ".join(problems))
     else:
-        ok("k8s policy", "non-root, read-only root fs, resources, probes, grace 90 s; Services, PDBs, autoscalers, "
+        ok("k8s policy", "non-root, read-only root fs, resources, probes, grace 90 s (covers the worker's drain_timeout_s); Services, PDBs, autoscalers, "
                          "ServiceMonitor, Secret and ConfigMap references resolve; autoscaler queue/target match the prefix and the standard-queue prefetch")
 
     # The PrometheusRule carries deploy/prometheus/alerts.yml verbatim.
