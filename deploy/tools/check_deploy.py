@@ -343,11 +343,9 @@ def check_compose(check_jsonschema: str | None) -> None:
 # --- Prometheus and Grafana -------------------------------------------------------
 
 # Metrics the dashboard and alerts already use that other work declares:
-# the exact cache's (sluice_cache_*) and the webhooks role's. Remove each
+# the webhooks role's. Remove each
 # name here once crates/sluice-core/src/metrics.rs declares it.
 PENDING_METRICS = {
-    "sluice_cache_requests_total",
-    "sluice_cache_saved_micros_total",
     "sluice_webhook_exhausted_total",
 }
 

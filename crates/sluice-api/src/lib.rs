@@ -6,6 +6,7 @@
 //! sees another's jobs (404); every error is problem+json.
 
 pub mod budget;
+pub mod cache;
 pub mod compat;
 pub mod extract;
 pub mod ingest;
@@ -30,6 +31,7 @@ use sluice_core::budget::RateBudget;
 use sluice_core::config::Config;
 use sluice_core::metrics::Metrics;
 use sluice_queue::JobQueue;
+use sluice_store::cache::ResponseCache;
 use sluice_store::jobs::JobStore;
 use sluice_store::tenants::TenantStore;
 use sluice_store::usage::UsageLedger;
@@ -55,6 +57,12 @@ pub struct AppState {
     /// Cancelled when the process shuts down: long-polls answer at once
     /// (with the job as it is), so a rollout does not wait out their `wait`.
     pub shutdown: tokio_util::sync::CancellationToken,
+    /// Cached answers, in-flight requests and prompt vectors.
+    pub cache: Arc<dyn ResponseCache>,
+    /// The semantic cache's embedder, when one is configured.
+    pub semantic: Option<Arc<cache::semantic::SemanticIndex>>,
+    /// Writes the ledger rows of cache hits and embedding calls.
+    pub cache_rows: cache::ledger::RowWriter,
 }
 
 /// What the API talks to.
@@ -66,6 +74,9 @@ pub struct Backends {
     pub metrics: Arc<Metrics>,
     pub limiter: Arc<dyn RateBudget>,
     pub usage: Arc<dyn UsageLedger>,
+    pub cache: Arc<dyn ResponseCache>,
+    /// Calls the semantic cache's embedding model (the config's routes).
+    pub embedder: Option<Arc<sluice_providers::Router>>,
 }
 
 impl AppState {
@@ -78,7 +89,14 @@ impl AppState {
             Arc::clone(&b.metrics),
             tasks,
         );
+        let semantic = b.embedder.and_then(|router| {
+            cache::semantic::SemanticIndex::new(router, &b.config.cache.semantic).map(Arc::new)
+        });
+        let cache_rows = cache::ledger::RowWriter::start(Arc::clone(&b.usage), tasks);
         Self {
+            cache: b.cache,
+            semantic,
+            cache_rows,
             ingest,
             limiter: b.limiter,
             usage: b.usage,
@@ -114,6 +132,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/jobs/{id}/cancel", post(jobs::cancel))
         .route("/v1/usage", get(usage::report))
         .route("/v1/budget", get(budget::show))
+        .route("/v1/cache", axum::routing::delete(cache::clear))
         .route("/v1/chat/completions", post(compat::chat_completions))
         .route("/v1/completions", post(compat::completions))
         .route("/v1/embeddings", post(compat::embeddings))

@@ -6,7 +6,7 @@ use utoipa::{Modify, OpenApi};
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Sluice", description = "Queued, batched, metered LLM inference."),
-    paths(crate::jobs::submit, crate::jobs::submit_batch, crate::jobs::get_job, crate::jobs::cancel, crate::usage::report, crate::budget::show),
+    paths(crate::jobs::submit, crate::jobs::submit_batch, crate::jobs::get_job, crate::jobs::cancel, crate::usage::report, crate::budget::show, crate::cache::clear),
     components(schemas(
         crate::submit::JobRequest,
         crate::submit::BatchRequest,
@@ -21,6 +21,11 @@ use utoipa::{Modify, OpenApi};
         sluice_core::JobError,
         sluice_core::Priority,
         sluice_core::Endpoint,
+        sluice_core::cache::CacheOptions,
+        sluice_core::cache::CacheMode,
+        sluice_core::cache::CacheInfo,
+        sluice_core::cache::CacheKind,
+        crate::cache::Cleared,
     )),
     modifiers(&BearerAuth)
 )]

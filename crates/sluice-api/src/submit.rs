@@ -6,11 +6,15 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::Value;
+use sluice_core::cache::CacheOptions;
 use sluice_core::config::Config;
 use sluice_core::job::Metadata;
 use sluice_core::{Endpoint, JobId, JobMessage, JobRecord, Priority};
 use utoipa::ToSchema;
 
+use sluice_store::tenants::Principal;
+
+use crate::cache::plan::{plan, CachePlan};
 use crate::problem::ApiError;
 
 /// The longest deadline a job may ask for.
@@ -35,6 +39,9 @@ pub struct JobRequest {
     /// Seconds from now; a job still queued then ends as `expired`.
     #[serde(default)]
     pub deadline_s: Option<f64>,
+    /// What the cache may do for this job (`mode`, `ttl_s`, `semantic`).
+    #[serde(default)]
+    pub cache: Option<CacheOptions>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -48,38 +55,33 @@ pub struct BatchRequest {
 pub struct Accepted {
     pub record: JobRecord,
     pub message: JobMessage,
+    /// The cache's part in it, if it takes one.
+    pub cache: Option<CachePlan>,
 }
 
 impl Accepted {
     /// The AMQP headers the message carries.
     pub fn headers(&self) -> BTreeMap<String, String> {
         let m = &self.message;
-        let mut h = BTreeMap::new();
-        h.insert("job-id".to_owned(), m.id.to_string());
-        h.insert("tenant-id".to_owned(), m.tenant_id.clone());
-        h.insert("trace-id".to_owned(), m.trace_id.clone());
+        let mut h = m.headers();
         // The API's span of this request is the worker's parent.
         let parent = crate::trace::current()
             .filter(|tp| tp.trace_id == m.trace_id)
             .unwrap_or_else(|| sluice_core::trace::TraceParent::in_trace(&m.trace_id));
         h.insert(sluice_core::trace::HEADER.to_owned(), parent.to_string());
-        h.insert("enqueued-at".to_owned(), m.enqueued_at.to_rfc3339());
-        if let Some(d) = m.deadline_at {
-            h.insert("deadline".to_owned(), d.to_rfc3339());
-        }
         h
     }
 }
 
-/// Checks one job envelope (as JSON) for `tenant`.
+/// Checks one job envelope (as JSON) for `caller`.
 pub fn check(
     raw: Value,
     config: &Config,
-    tenant_id: &str,
-    key_id: &str,
+    caller: &Principal,
     trace_id: &str,
     now: DateTime<Utc>,
 ) -> Result<Accepted, ApiError> {
+    let (tenant_id, key_id) = (caller.tenant_id.as_str(), caller.key_id.as_str());
     let request: JobRequest = serde_json::from_value(raw)
         .map_err(|e| ApiError::InvalidRequest(format!("the job is not valid: {e}")))?;
     let endpoint: Endpoint = request
@@ -111,6 +113,14 @@ pub fn check(
         )));
     }
     check_body(endpoint, &body)?;
+    let cache = plan(
+        config,
+        caller,
+        endpoint,
+        &model,
+        &body,
+        request.cache.as_ref(),
+    )?;
     let deadline_at = match request.deadline_s {
         None => None,
         Some(s) if s.is_finite() && s > 0.0 && s <= MAX_DEADLINE_S => {
@@ -148,8 +158,13 @@ pub fn check(
         key_id: Some(key_id.to_owned()),
         enqueued_at: now,
         deadline_at,
+        cache: cache.as_ref().map(CachePlan::directive),
     };
-    Ok(Accepted { record, message })
+    Ok(Accepted {
+        record,
+        message,
+        cache,
+    })
 }
 
 /// The body fields each endpoint cannot do without.

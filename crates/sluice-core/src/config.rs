@@ -33,6 +33,8 @@ pub struct Config {
     pub tenants: TenantsConfig,
     #[serde(default)]
     pub metrics: MetricsConfig,
+    #[serde(default)]
+    pub cache: crate::cache::CacheConfig,
 }
 
 /// What the Prometheus metrics label.
@@ -418,6 +420,14 @@ impl Config {
         if self.jobs.retention_s == 0 {
             return Err("jobs: retention_s must be above 0".to_owned());
         }
+        self.cache.validate()?;
+        if let Some(model) = &self.cache.semantic.model {
+            if self.route(model).is_none() {
+                return Err(format!(
+                    "cache.semantic: model {model:?} has no [[models]] route"
+                ));
+            }
+        }
         Ok(())
     }
 
@@ -470,6 +480,7 @@ impl Config {
             jobs: JobsConfig::default(),
             metrics: MetricsConfig::default(),
             tenants: TenantsConfig::default(),
+            cache: crate::cache::CacheConfig::default(),
         }
     }
 }

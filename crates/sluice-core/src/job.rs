@@ -269,6 +269,12 @@ pub struct JobRecord {
     /// The provider that answered.
     #[serde(default)]
     pub provider: Option<String>,
+    /// Whether the answer came from the cache (no provider call of its own).
+    #[serde(default)]
+    pub cached: bool,
+    /// How the cached answer was found, and what it saved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache: Option<crate::cache::CacheInfo>,
 }
 
 impl JobRecord {
@@ -303,6 +309,8 @@ impl JobRecord {
             usage: None,
             cost_micros: None,
             provider: None,
+            cached: false,
+            cache: None,
         }
     }
 }
@@ -319,12 +327,18 @@ pub enum Outcome {
     },
     Failed(JobError),
     Expired,
+    /// Answered from the cache: the answer's result, usage and provider,
+    /// at no cost to this job.
+    Cached {
+        answer: crate::cache::CachedAnswer,
+        info: crate::cache::CacheInfo,
+    },
 }
 
 impl Outcome {
     pub fn status(&self) -> JobStatus {
         match self {
-            Self::Succeeded { .. } => JobStatus::Succeeded,
+            Self::Succeeded { .. } | Self::Cached { .. } => JobStatus::Succeeded,
             Self::Failed(_) => JobStatus::Failed,
             Self::Expired => JobStatus::Expired,
         }

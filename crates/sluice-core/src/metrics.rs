@@ -9,8 +9,8 @@
 pub mod catalog;
 
 use prometheus::{
-    exponential_buckets, Encoder, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Registry,
-    TextEncoder,
+    exponential_buckets, Encoder, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    Registry, TextEncoder,
 };
 
 use crate::job::Usage;
@@ -74,6 +74,13 @@ pub struct Metrics {
     pub tokens: IntCounterVec,
     /// What finished jobs cost, in micro-dollars, by model and tenant.
     pub cost_micros: IntCounterVec,
+    // --- cache ---
+    /// Cache lookups, by kind (exact, semantic, inflight) and outcome
+    /// (hit, miss, error).
+    pub cache_requests: IntCounterVec,
+    /// Micro-dollars that cache hits (and joined in-flight requests) did
+    /// not spend: what their answers cost when a provider made them.
+    pub cache_saved_micros: IntCounter,
 }
 
 fn seconds() -> Vec<f64> {
@@ -178,6 +185,15 @@ impl Metrics {
                 "sluice_cost_micros_total",
                 "What finished jobs cost at the price table, in micro-dollars.",
                 &["model", "tenant"],
+            ),
+            cache_requests: b.counter(
+                "sluice_cache_requests_total",
+                "Cache lookups, by kind (exact, semantic, inflight) and outcome (hit, miss, error).",
+                &["kind", "outcome"],
+            ),
+            cache_saved_micros: b.plain_counter(
+                "sluice_cache_saved_micros_total",
+                "Micro-dollars cache hits did not spend (what the answers cost when made).",
             ),
             options,
             catalog: Vec::new(),

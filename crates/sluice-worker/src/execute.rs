@@ -24,6 +24,7 @@ use sluice_store::jobs::JobStore;
 use sluice_store::usage::UsageLedger;
 
 use crate::batcher::Flushed;
+use crate::followers::{Ended, Followers};
 use crate::retry::with_store_retry;
 
 /// A job the worker holds: its message and the delivery to settle.
@@ -37,14 +38,53 @@ pub struct Executor {
     pub router: Arc<Router>,
     pub ledger: Arc<dyn UsageLedger>,
     pub metrics: Arc<Metrics>,
+    pub followers: Followers,
 }
 
-/// A job done with for now: ack it (with its ledger row, if it has one), or
-/// give it back to the queue.
+/// A job done with for now: ack it (with its ledger rows: its own, if it
+/// has one, and those of the jobs that ended with it), or give it back to
+/// the queue.
 struct Settled {
     pending: Pending,
     ack: bool,
     row: Option<LedgerRow>,
+    followers: Vec<LedgerRow>,
+}
+
+impl Settled {
+    fn ack(pending: Pending, row: Option<LedgerRow>) -> Self {
+        Self {
+            pending,
+            ack: true,
+            row,
+            followers: Vec::new(),
+        }
+    }
+
+    fn requeue(pending: Pending) -> Self {
+        Self {
+            pending,
+            ack: false,
+            row: None,
+            followers: Vec::new(),
+        }
+    }
+
+    /// Ends the jobs that follow this one (see [`Followers`]); if that
+    /// fails, this job goes back to the queue to try again.
+    async fn with_followers(mut self, followers: &Followers, ended: Ended) -> Self {
+        if !self.ack {
+            return self;
+        }
+        match followers.after(&self.pending.message, &ended).await {
+            Ok(rows) => self.followers = rows,
+            Err(e) => {
+                tracing::error!(job = %self.pending.message.id, error = %e, "returning job to the queue");
+                self.ack = false;
+            }
+        }
+        self
+    }
 }
 
 impl Executor {
@@ -107,20 +147,13 @@ impl Executor {
                     settled.push(self.ended_earlier(pending).await);
                 }
                 Ok(StartOutcome::AlreadyDone(JobStatus::Canceled) | StartOutcome::Missing) => {
-                    settled.push(Settled {
-                        pending,
-                        ack: true,
-                        row: None,
-                    });
+                    let done = Settled::ack(pending, None);
+                    settled.push(done.with_followers(&self.followers, Ended::NotRun).await);
                 }
                 Ok(StartOutcome::AlreadyDone(_)) => settled.push(self.ended_earlier(pending).await),
                 Err(e) => {
                     tracing::error!(job = %pending.message.id, error = %e, "cannot start job; returning it to the queue");
-                    settled.push(Settled {
-                        pending,
-                        ack: false,
-                        row: None,
-                    });
+                    settled.push(Settled::requeue(pending));
                 }
             }
         }
@@ -132,20 +165,18 @@ impl Executor {
     async fn ended_earlier(&self, pending: Pending) -> Settled {
         let id = pending.message.id;
         match with_store_retry("read", || self.store.get(id)).await {
-            Ok(record) => Settled {
-                pending,
-                ack: true,
-                row: record
+            Ok(record) => {
+                let row = record
                     .as_ref()
-                    .and_then(|r| LedgerRow::from_record(r, None)),
-            },
+                    .and_then(|r| LedgerRow::from_record(r, None));
+                let ended = Ended::from_record(record.as_ref());
+                Settled::ack(pending, row)
+                    .with_followers(&self.followers, ended)
+                    .await
+            }
             Err(e) => {
                 tracing::error!(job = %id, error = %e, "cannot read ended job; returning it to the queue");
-                Settled {
-                    pending,
-                    ack: false,
-                    row: None,
-                }
+                Settled::requeue(pending)
             }
         }
     }
@@ -183,6 +214,10 @@ impl Executor {
                     },
                     Err(e) => Outcome::Failed(JobError::new(e.kind(), e.to_string())),
                 };
+                // Cached before the job ends, so that whoever sees the end
+                // and asks again finds the answer.
+                let ended = Ended::from_outcome(&pending.message, &outcome);
+                self.followers.remember(&pending.message, &ended).await;
                 let id = pending.message.id;
                 match with_store_retry("finish", || self.store.finish(id, &outcome, now)).await {
                     Ok(true) => {
@@ -193,13 +228,13 @@ impl Executor {
                             .inc();
                         self.metrics.record_job_usage(&pending.message, &outcome);
                         let row = ledger_row(&pending.message, &outcome, started_at, now, latency_ms);
-                        Settled { pending, ack: true, row: Some(row) }
+                        Settled::ack(pending, Some(row)).with_followers(&self.followers, ended).await
                     }
                     // Another delivery ended it first: its row stands.
                     Ok(false) => self.ended_earlier(pending).await,
                     Err(e) => {
                         tracing::error!(job = %id, error = %e, "cannot store result; returning job to the queue");
-                        Settled { pending, ack: false, row: None }
+                        Settled::requeue(pending)
                     }
                 }
                 }
@@ -217,7 +252,7 @@ impl Executor {
         let rows: Vec<LedgerRow> = settled
             .iter()
             .filter(|s| s.ack)
-            .filter_map(|s| s.row.clone())
+            .flat_map(|s| s.row.iter().chain(&s.followers).cloned())
             .collect();
         let ledger_ok = rows.is_empty()
             || match with_store_retry("ledger", || self.ledger.record(&rows)).await {
@@ -230,7 +265,8 @@ impl Executor {
         futures::future::join_all(settled.into_iter().map(|s| async move {
             let id = s.pending.message.id;
             self.metrics.inflight_jobs.dec();
-            let result = if s.ack && (ledger_ok || s.row.is_none()) {
+            let has_rows = s.row.is_some() || !s.followers.is_empty();
+            let result = if s.ack && (ledger_ok || !has_rows) {
                 s.pending.delivery.ack().await
             } else {
                 s.pending.delivery.requeue().await

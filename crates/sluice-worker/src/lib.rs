@@ -7,7 +7,8 @@
 //!   → start each job (cancel/deadline checked here, just before the call)
 //!   → provider router (one array call, or a bounded fan-out)
 //!   → store each result (compare-and-set; notifies waiters)
-//!   → ack each delivery by its own tag
+//!   → cache the answer; end the identical jobs that joined it in flight
+//!   → ledger rows → ack each delivery by its own tag
 //! ```
 //!
 //! Shutdown: consumers are cancelled at the broker, open batches flush,
@@ -17,6 +18,7 @@ pub mod batcher;
 pub mod consume;
 pub mod depth;
 pub mod execute;
+pub mod followers;
 pub mod retry;
 pub mod trace;
 
@@ -27,6 +29,7 @@ use sluice_core::metrics::Metrics;
 use sluice_core::Priority;
 use sluice_providers::Router;
 use sluice_queue::{JobQueue, Source};
+use sluice_store::cache::ResponseCache;
 use sluice_store::jobs::JobStore;
 use sluice_store::usage::UsageLedger;
 use tokio::sync::{mpsc, Semaphore};
@@ -44,6 +47,8 @@ pub struct Worker {
     pub ledger: Arc<dyn UsageLedger>,
     pub metrics: Arc<Metrics>,
     pub config: WorkerConfig,
+    /// Where answers are cached and joined jobs are found.
+    pub cache: Arc<dyn ResponseCache>,
 }
 
 /// The share of the prefetch each priority queue's consumer gets (3:2:1),
@@ -93,6 +98,12 @@ impl Worker {
             router: Arc::clone(&self.router),
             ledger: Arc::clone(&self.ledger),
             metrics: Arc::clone(&self.metrics),
+            followers: followers::Followers {
+                cache: Arc::clone(&self.cache),
+                queue: Arc::clone(&self.queue),
+                store: Arc::clone(&self.store),
+                metrics: Arc::clone(&self.metrics),
+            },
         });
         let slots = Arc::new(Semaphore::new(self.config.batches_in_flight));
         let batches = TaskTracker::new();

@@ -88,6 +88,7 @@ fn message(endpoint: Endpoint) -> (JobRecord, JobMessage) {
         key_id: None,
         enqueued_at: now,
         deadline_at: None,
+        cache: None,
     };
     (record, message)
 }
@@ -121,6 +122,7 @@ impl Harness {
             ledger: ledger.clone(),
             metrics: metrics.clone(),
             config: WorkerConfig::default(),
+            cache: Arc::new(sluice_store::cache::MemoryCache::new()),
         };
         let stop = CancellationToken::new();
         let worker = tokio::spawn(worker.run(stop.clone()));

@@ -4,7 +4,8 @@
 
 use prometheus::core::Collector;
 use prometheus::{
-    GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry,
 };
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -68,6 +69,11 @@ impl Builder {
     pub fn counter(&mut self, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
         let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid counter");
         self.add(c, Kind::Counter, labels)
+    }
+
+    pub fn plain_counter(&mut self, name: &str, help: &str) -> IntCounter {
+        let c = IntCounter::new(name, help).expect("valid counter");
+        self.add(c, Kind::Counter, &[])
     }
 
     pub fn gauge(&mut self, name: &str, help: &str) -> IntGauge {

@@ -66,6 +66,7 @@ pub async fn run(
         ledger,
         metrics,
         config: config.worker.clone(),
+        cache: Arc::new(store.cache()),
     }
     .run(shutdown.clone());
     // The drain is bounded: past `drain_timeout_s` the connection closes
