@@ -10,6 +10,13 @@ scripts/services.sh
 echo "test: building target/debug/sluice"
 cargo build --bin sluice
 
+# The OpenTelemetry export (`--features otel`) is off by default and slow to
+# build cold; check that it still compiles when asked to.
+if [[ "${SLUICE_TEST_OTEL:-0}" == "1" ]]; then
+    echo "test: checking the otel feature compiles"
+    cargo check -p sluice --features otel
+fi
+
 # Tests named `disruptive_*` restart or break shared services (RabbitMQ,
 # Redis, PostgreSQL), and tests named `serial_*` measure timing that a busy
 # machine would distort (a provider's rate window): neither may overlap

@@ -13,6 +13,6 @@ mod client;
 mod process;
 mod stack;
 
-pub use client::{Client, Response};
+pub use client::{is_terminal, Client, Response};
 pub use process::Role;
-pub use stack::{redis_url, CompletionCounter, Stack, StackOptions};
+pub use stack::{amqp_url, redis_url, CompletionCounter, Stack, StackOptions};

@@ -52,14 +52,13 @@ impl Role {
             .expect("a free log name");
         let log = std::fs::File::create(&log_path).expect("log file");
         let mut command = Command::new(binary());
+        // The log filter: the test's own (in `env`), else SLUICE_LOG, else info.
+        let filter = std::env::var("SLUICE_LOG")
+            .unwrap_or_else(|_| "info,lapin=warn,fred=warn,sqlx=warn".into());
         command
             .args(args)
+            .env("SLUICE_LOG", filter)
             .envs(env.iter().cloned())
-            .env(
-                "SLUICE_LOG",
-                std::env::var("SLUICE_LOG")
-                    .unwrap_or_else(|_| "info,lapin=warn,fred=warn,sqlx=warn".into()),
-            )
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(if std::env::var("TEST_LOG").is_ok() {

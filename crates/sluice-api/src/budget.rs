@@ -80,6 +80,7 @@ pub async fn check(state: &AppState, caller: &Principal) -> Result<(), ApiError>
         return Ok(());
     };
     let spent = spent(state, Spender::Tenant(&caller.tenant_id)).await?;
+    state.metrics.record_budget(&caller.tenant_id, spent, cap);
     if spent >= cap {
         return Err(ApiError::BudgetExhausted(format!(
             "tenant {:?} has spent {spent} of its monthly budget of {cap} micro-dollars for {}; \

@@ -10,6 +10,7 @@
 
 use std::sync::Arc;
 
+use sluice_core::metrics::Metrics;
 use sluice_core::JobRecord;
 use sluice_queue::{JobQueue, Outgoing, QueueError};
 use sluice_store::jobs::JobStore;
@@ -42,10 +43,15 @@ pub struct Ingest {
 
 impl Ingest {
     /// Starts the flusher on `tasks`.
-    pub fn start(queue: Arc<dyn JobQueue>, store: Arc<dyn JobStore>, tasks: &TaskTracker) -> Self {
+    pub fn start(
+        queue: Arc<dyn JobQueue>,
+        store: Arc<dyn JobStore>,
+        metrics: Arc<Metrics>,
+        tasks: &TaskTracker,
+    ) -> Self {
         let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
         let flushes = tasks.clone();
-        tasks.spawn(run(rx, queue, store, flushes));
+        tasks.spawn(run(rx, queue, store, metrics, flushes));
         Self { tx }
     }
 
@@ -79,6 +85,7 @@ async fn run(
     mut rx: mpsc::Receiver<Submission>,
     queue: Arc<dyn JobQueue>,
     store: Arc<dyn JobStore>,
+    metrics: Arc<Metrics>,
     flushes: TaskTracker,
 ) {
     let slots = Arc::new(Semaphore::new(FLUSHES_IN_FLIGHT));
@@ -97,15 +104,21 @@ async fn run(
                 Err(_) => break,
             }
         }
-        let (queue, store) = (Arc::clone(&queue), Arc::clone(&store));
+        let (queue, store, metrics) =
+            (Arc::clone(&queue), Arc::clone(&store), Arc::clone(&metrics));
         flushes.spawn(async move {
-            flush(group, queue.as_ref(), store.as_ref()).await;
+            flush(group, queue.as_ref(), store.as_ref(), &metrics).await;
             drop(slot);
         });
     }
 }
 
-async fn flush(group: Vec<Submission>, queue: &dyn JobQueue, store: &dyn JobStore) {
+async fn flush(
+    group: Vec<Submission>,
+    queue: &dyn JobQueue,
+    store: &dyn JobStore,
+    metrics: &Metrics,
+) {
     let records: Vec<JobRecord> = group
         .iter()
         .flat_map(|s| s.records.iter().cloned())
@@ -121,7 +134,15 @@ async fn flush(group: Vec<Submission>, queue: &dyn JobQueue, store: &dyn JobStor
         .iter()
         .flat_map(|s| s.outgoing.iter().cloned())
         .collect();
-    let mut confirms = queue.publish(outgoing).await.into_iter();
+    let confirms = queue.publish(outgoing).await;
+    for confirm in &confirms {
+        let outcome = match confirm {
+            Ok(()) => "ok",
+            Err(e) => e.confirm_outcome(),
+        };
+        metrics.publish_confirms.with_label_values(&[outcome]).inc();
+    }
+    let mut confirms = confirms.into_iter();
     for s in group {
         let mine: Vec<_> = confirms.by_ref().take(s.outgoing.len()).collect();
         let _ = s.reply.send(Ok(mine));

@@ -409,7 +409,7 @@ pub(crate) async fn wait_for_end(
     let until = tokio::time::Instant::now() + wait;
     while !job.status.is_terminal() {
         let now = tokio::time::Instant::now();
-        if now >= until {
+        if now >= until || state.shutdown.is_cancelled() {
             break;
         }
         let mut next = until.min(now + RECHECK_EVERY);
@@ -420,6 +420,7 @@ pub(crate) async fn wait_for_end(
         tokio::select! {
             () = watch.changed() => {}
             () = tokio::time::sleep_until(next) => {}
+            () = state.shutdown.cancelled() => {}
         }
         job = own_job(state, tenant, id).await?;
     }

@@ -16,6 +16,7 @@ pub mod openapi;
 pub mod ops;
 pub mod problem;
 pub mod submit;
+pub mod trace;
 pub mod usage;
 pub mod view;
 
@@ -53,6 +54,9 @@ pub struct AppState {
     pub usage: Arc<dyn UsageLedger>,
     /// Tenants' spend this month, read again every few seconds.
     pub spend: Arc<budget::SpendCache>,
+    /// Cancelled when the process shuts down: long-polls answer at once
+    /// (with the job as it is), so a rollout does not wait out their `wait`.
+    pub shutdown: tokio_util::sync::CancellationToken,
     /// Cached answers, in-flight requests and prompt vectors.
     pub cache: Arc<dyn ResponseCache>,
     /// The semantic cache's embedder, when one is configured.
@@ -79,7 +83,12 @@ impl AppState {
     /// The state, with its submission flusher running on `tasks` (it stops
     /// once the state and every clone of it are dropped).
     pub fn new(b: Backends, tasks: &tokio_util::task::TaskTracker) -> Self {
-        let ingest = ingest::Ingest::start(Arc::clone(&b.queue), Arc::clone(&b.store), tasks);
+        let ingest = ingest::Ingest::start(
+            Arc::clone(&b.queue),
+            Arc::clone(&b.store),
+            Arc::clone(&b.metrics),
+            tasks,
+        );
         let semantic = b.embedder.and_then(|router| {
             cache::semantic::SemanticIndex::new(router, &b.config.cache.semantic).map(Arc::new)
         });
@@ -98,7 +107,14 @@ impl AppState {
             metrics: b.metrics,
             keys: Arc::default(),
             spend: Arc::default(),
+            shutdown: tokio_util::sync::CancellationToken::new(),
         }
+    }
+
+    /// Long-polls end early once `shutdown` is cancelled.
+    pub fn with_shutdown(mut self, shutdown: tokio_util::sync::CancellationToken) -> Self {
+        self.shutdown = shutdown;
+        self
     }
 }
 
@@ -130,6 +146,7 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             ops::track,
         ))
+        .layer(axum::middleware::from_fn(trace::propagate))
         .with_state(state)
 }
 

@@ -62,7 +62,14 @@ pub struct Accepted {
 impl Accepted {
     /// The AMQP headers the message carries.
     pub fn headers(&self) -> BTreeMap<String, String> {
-        self.message.headers()
+        let m = &self.message;
+        let mut h = m.headers();
+        // The API's span of this request is the worker's parent.
+        let parent = crate::trace::current()
+            .filter(|tp| tp.trace_id == m.trace_id)
+            .unwrap_or_else(|| sluice_core::trace::TraceParent::in_trace(&m.trace_id));
+        h.insert(sluice_core::trace::HEADER.to_owned(), parent.to_string());
+        h
     }
 }
 

@@ -32,7 +32,32 @@ pub struct Config {
     #[serde(default)]
     pub tenants: TenantsConfig,
     #[serde(default)]
+    pub metrics: MetricsConfig,
+    #[serde(default)]
     pub cache: crate::cache::CacheConfig,
+}
+
+/// What the Prometheus metrics label.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Label token, cost and budget metrics by tenant; off bounds their
+    /// series to the models served, whatever the number of tenants.
+    pub tenant_label: bool,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self { tenant_label: true }
+    }
+}
+
+impl MetricsConfig {
+    pub fn options(&self) -> crate::metrics::MetricsOptions {
+        crate::metrics::MetricsOptions {
+            tenant_label: self.tenant_label,
+        }
+    }
 }
 
 /// Defaults for tenants that have no limits of their own.
@@ -149,6 +174,11 @@ pub struct WorkerConfig {
     pub provider_attempts: u32,
     /// Deliveries of one message before RabbitMQ dead-letters it.
     pub delivery_limit: u32,
+    /// Longest a worker drains after SIGTERM (flush, finish the provider
+    /// calls, store, ack) before it closes its connection anyway; what it
+    /// still holds then goes back to the queue and runs again elsewhere.
+    /// Keep it under the pod's `terminationGracePeriodSeconds`.
+    pub drain_timeout_s: u64,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -190,6 +220,7 @@ impl Default for WorkerConfig {
             prefix_chars: 0,
             provider_attempts: 3,
             delivery_limit: 5,
+            drain_timeout_s: 60,
         }
     }
 }
@@ -447,6 +478,7 @@ impl Config {
             worker: WorkerConfig::default(),
             api: ApiConfig::default(),
             jobs: JobsConfig::default(),
+            metrics: MetricsConfig::default(),
             tenants: TenantsConfig::default(),
             cache: crate::cache::CacheConfig::default(),
         }

@@ -20,6 +20,7 @@ pub mod message;
 pub mod metrics;
 pub mod pricing;
 pub mod split;
+pub mod trace;
 
 pub use ids::JobId;
 pub use job::{Endpoint, JobError, JobRecord, JobStatus, Priority, Usage};

@@ -1,33 +1,80 @@
 //! The Prometheus metrics of every role, in one registry per process, so
 //! that `sluice dev` (all roles in one process) serves them all at once.
+//!
+//! Every metric is declared here, through a [`catalog::Builder`] that
+//! registers it and records its name, type, labels and help text; the
+//! catalog in `docs/metrics.md` is that record, and a unit test fails when
+//! the two differ (`SLUICE_BLESS=1` rewrites the file).
+
+pub mod catalog;
 
 use prometheus::{
-    exponential_buckets, Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
-    IntGaugeVec, Opts, Registry, TextEncoder,
+    exponential_buckets, Encoder, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    Registry, TextEncoder,
 };
+
+use crate::job::Usage;
+pub use catalog::{Entry, Kind};
+
+/// How much the metrics may say about tenants.
+#[derive(Clone, Copy, Debug)]
+pub struct MetricsOptions {
+    /// Label tokens, cost and budget metrics by tenant. Off, every tenant
+    /// counts under one series (an empty `tenant` label, which Prometheus
+    /// drops), bounding the series to the models served.
+    pub tenant_label: bool,
+}
+
+impl Default for MetricsOptions {
+    fn default() -> Self {
+        Self { tenant_label: true }
+    }
+}
 
 pub struct Metrics {
     registry: Registry,
+    catalog: Vec<Entry>,
+    options: MetricsOptions,
+    // --- api ---
     /// Jobs accepted by the API (confirmed by the broker), by priority.
     pub jobs_submitted: IntCounterVec,
+    /// HTTP requests the API answered, by route and status.
+    pub http_requests: HistogramVec,
+    /// Publisher confirms the API received, by outcome.
+    pub publish_confirms: IntCounterVec,
+    /// Each capped tenant's spend this month over its cap.
+    pub tenant_budget_used: prometheus::GaugeVec,
+    // --- queue ---
+    /// Messages ready in each queue, as the broker counts them.
+    pub queue_depth: IntGaugeVec,
+    /// Seconds from enqueue to the start of the provider call.
+    pub queue_wait: HistogramVec,
+    // --- worker ---
     /// Jobs that reached a terminal status, by status.
     pub jobs_finished: IntCounterVec,
+    /// Jobs a worker holds unacked.
+    pub inflight_jobs: IntGauge,
     /// Jobs per flushed batch, by endpoint.
     pub batch_size: HistogramVec,
     /// Flushed batches, by reason (size, tokens, wait, shutdown).
     pub batch_flushes: IntCounterVec,
-    /// Seconds from enqueue to the start of the provider call.
-    pub queue_wait: HistogramVec,
+    /// Seconds a batch stayed open, from its first job to its flush.
+    pub batch_wait: HistogramVec,
+    // --- providers ---
     /// Seconds a provider call took, by provider, endpoint and outcome.
     pub provider_duration: HistogramVec,
-    /// Jobs a worker holds unacked.
-    pub inflight_jobs: IntGauge,
+    /// Failed provider calls, by provider, endpoint and kind.
+    pub provider_errors: IntCounterVec,
     /// Each provider's circuit breaker: 0 closed, 1 open, 2 half-open.
     pub provider_breaker_state: IntGaugeVec,
     /// Seconds a call waited for its provider's fleet-wide budget.
     pub provider_budget_wait: HistogramVec,
-    /// HTTP requests the API answered, by route and status.
-    pub http_requests: HistogramVec,
+    // --- usage ---
+    /// Tokens of finished jobs, by model, tenant and kind.
+    pub tokens: IntCounterVec,
+    /// What finished jobs cost, in micro-dollars, by model and tenant.
+    pub cost_micros: IntCounterVec,
+    // --- cache ---
     /// Cache lookups, by kind (exact, semantic, inflight) and outcome
     /// (hit, miss, error).
     pub cache_requests: IntCounterVec,
@@ -36,117 +83,195 @@ pub struct Metrics {
     pub cache_saved_micros: IntCounter,
 }
 
-fn histogram(name: &str, help: &str, labels: &[&str], buckets: Vec<f64>) -> HistogramVec {
-    // Names and labels are constants of this file; they are valid.
-    #[allow(clippy::expect_used)]
-    HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), labels)
-        .expect("valid histogram")
-}
-
-fn plain_counter(name: &str, help: &str) -> IntCounter {
-    #[allow(clippy::expect_used)]
-    IntCounter::new(name, help).expect("valid counter")
-}
-
-fn counter(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
-    #[allow(clippy::expect_used)]
-    IntCounterVec::new(Opts::new(name, help), labels).expect("valid counter")
+fn seconds() -> Vec<f64> {
+    // 0.5 ms to about 65 s.
+    exponential_buckets(0.0005, 2.0, 18).unwrap_or_default()
 }
 
 impl Metrics {
     pub fn new() -> Self {
-        let seconds = || exponential_buckets(0.0005, 2.0, 18).unwrap_or_default();
+        Self::with_options(MetricsOptions::default())
+    }
+
+    pub fn with_options(options: MetricsOptions) -> Self {
+        let mut b = catalog::Builder::new();
         let m = Self {
-            registry: Registry::new(),
-            jobs_submitted: counter(
+            jobs_submitted: b.counter(
                 "sluice_jobs_submitted_total",
                 "Jobs accepted by the API and confirmed by the broker.",
                 &["priority"],
             ),
-            jobs_finished: counter(
-                "sluice_jobs_finished_total",
-                "Jobs that reached a terminal status.",
-                &["status"],
+            http_requests: b.histogram(
+                "sluice_http_request_duration_seconds",
+                "Seconds the API took to answer, by method, route template and status.",
+                &["method", "route", "status"],
+                seconds(),
             ),
-            batch_size: histogram(
-                "sluice_batch_size",
-                "Jobs in each batch a worker sent to a provider.",
-                &["endpoint"],
-                vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0],
+            publish_confirms: b.counter(
+                "sluice_publish_confirms_total",
+                "Publisher confirms of job messages: ok, nack, unroutable, timeout or unavailable.",
+                &["outcome"],
             ),
-            batch_flushes: counter(
-                "sluice_batch_flushes_total",
-                "Batches flushed, by what flushed them.",
-                &["reason"],
+            tenant_budget_used: b.float_gauge(
+                "sluice_tenant_budget_used_ratio",
+                "A capped tenant's spend this month over its monthly cap (1 = at the cap), as the API last read it.",
+                &["tenant"],
             ),
-            queue_wait: histogram(
+            queue_depth: b.gauge_vec(
+                "sluice_queue_depth",
+                "Messages ready in each queue (interactive, standard, batch, dead), read from the broker every few seconds.",
+                &["queue"],
+            ),
+            queue_wait: b.histogram(
                 "sluice_queue_wait_seconds",
                 "Seconds from a job's enqueue to the start of its provider call.",
                 &["priority"],
                 seconds(),
             ),
-            provider_duration: histogram(
+            jobs_finished: b.counter(
+                "sluice_jobs_finished_total",
+                "Jobs that reached a terminal status.",
+                &["status"],
+            ),
+            inflight_jobs: b.gauge(
+                "sluice_inflight_jobs",
+                "Jobs a worker holds unacked.",
+            ),
+            batch_size: b.histogram(
+                "sluice_batch_size",
+                "Jobs in each batch a worker sent to a provider.",
+                &["endpoint"],
+                vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0],
+            ),
+            batch_flushes: b.counter(
+                "sluice_batch_flushes_total",
+                "Batches flushed, by what flushed them: size, tokens, wait or shutdown.",
+                &["reason"],
+            ),
+            batch_wait: b.histogram(
+                "sluice_batch_wait_seconds",
+                "Seconds a batch stayed open, from its first job to its flush, by flush reason.",
+                &["reason"],
+                seconds(),
+            ),
+            provider_duration: b.histogram(
                 "sluice_provider_request_duration_seconds",
-                "Seconds each provider call took.",
+                "Seconds each provider call took; outcome is ok, rejected (a 4xx retrying cannot help) or unavailable.",
                 &["provider", "endpoint", "outcome"],
                 seconds(),
             ),
-            #[allow(clippy::expect_used)]
-            inflight_jobs: IntGauge::new("sluice_inflight_jobs", "Jobs a worker holds unacked.")
-                .expect("valid gauge"),
-            #[allow(clippy::expect_used)]
-            provider_breaker_state: IntGaugeVec::new(
-                Opts::new(
-                    "sluice_provider_breaker_state",
-                    "Each provider's circuit breaker: 0 closed, 1 open, 2 half-open.",
-                ),
+            provider_errors: b.counter(
+                "sluice_provider_errors_total",
+                "Failed provider calls, by kind: timeout, connect, rate_limited, server, rejected or bad_response.",
+                &["provider", "endpoint", "kind"],
+            ),
+            provider_breaker_state: b.gauge_vec(
+                "sluice_provider_breaker_state",
+                "Each provider's circuit breaker: 0 closed, 1 open, 2 half-open.",
                 &["provider"],
-            )
-            .expect("valid gauge"),
-            provider_budget_wait: histogram(
+            ),
+            provider_budget_wait: b.histogram(
                 "sluice_provider_budget_wait_seconds",
-                "Seconds a provider call waited for the fleet-wide budget.",
+                "Seconds a provider call waited for the provider's fleet-wide request and token budget.",
                 &["provider"],
                 seconds(),
             ),
-            http_requests: histogram(
-                "sluice_http_request_duration_seconds",
-                "Seconds the API took to answer, by route and status.",
-                &["method", "route", "status"],
-                seconds(),
+            tokens: b.counter(
+                "sluice_tokens_total",
+                "Tokens of finished jobs as the provider reported them; kind is prompt, completion, cached (prompt tokens read from the provider's cache) or cache_write.",
+                &["model", "tenant", "kind"],
             ),
-            cache_requests: counter(
+            cost_micros: b.counter(
+                "sluice_cost_micros_total",
+                "What finished jobs cost at the price table, in micro-dollars.",
+                &["model", "tenant"],
+            ),
+            cache_requests: b.counter(
                 "sluice_cache_requests_total",
                 "Cache lookups, by kind (exact, semantic, inflight) and outcome (hit, miss, error).",
                 &["kind", "outcome"],
             ),
-            cache_saved_micros: plain_counter(
+            cache_saved_micros: b.plain_counter(
                 "sluice_cache_saved_micros_total",
                 "Micro-dollars cache hits did not spend (what the answers cost when made).",
             ),
+            options,
+            catalog: Vec::new(),
+            registry: Registry::new(),
         };
-        let collectors: [Box<dyn prometheus::core::Collector>; 12] = [
-            Box::new(m.cache_requests.clone()),
-            Box::new(m.cache_saved_micros.clone()),
-            Box::new(m.provider_budget_wait.clone()),
-            Box::new(m.provider_breaker_state.clone()),
-            Box::new(m.jobs_submitted.clone()),
-            Box::new(m.jobs_finished.clone()),
-            Box::new(m.batch_size.clone()),
-            Box::new(m.batch_flushes.clone()),
-            Box::new(m.queue_wait.clone()),
-            Box::new(m.provider_duration.clone()),
-            Box::new(m.inflight_jobs.clone()),
-            Box::new(m.http_requests.clone()),
-        ];
-        for c in collectors {
-            // Each name is registered once, in this fresh registry.
-            let _ = m.registry.register(c);
+        let (registry, catalog) = b.finish();
+        Self {
+            registry,
+            catalog,
+            ..m
         }
-        m
     }
 
-    /// The registry, for roles that add metrics of their own.
+    /// Every metric: name, type, labels and help, in declaration order.
+    pub fn catalog(&self) -> &[Entry] {
+        &self.catalog
+    }
+
+    /// The value of a `tenant` label: the tenant, or empty when tenant
+    /// labels are off.
+    pub fn tenant<'a>(&self, tenant: &'a str) -> &'a str {
+        if self.options.tenant_label {
+            tenant
+        } else {
+            ""
+        }
+    }
+
+    /// Counts a finished job's tokens and cost.
+    pub fn record_usage(&self, model: &str, tenant: &str, usage: &Usage, cost_micros: Option<u64>) {
+        let tenant = self.tenant(tenant);
+        for (kind, n) in [
+            ("prompt", usage.prompt_tokens),
+            ("completion", usage.completion_tokens),
+            ("cached", usage.cached_tokens),
+            ("cache_write", usage.cache_write_tokens),
+        ] {
+            if n > 0 {
+                self.tokens
+                    .with_label_values(&[model, tenant, kind])
+                    .inc_by(n);
+            }
+        }
+        if let Some(cost) = cost_micros {
+            self.cost_micros
+                .with_label_values(&[model, tenant])
+                .inc_by(cost);
+        }
+    }
+
+    /// Counts the tokens and cost of a job this worker just ended.
+    pub fn record_job_usage(&self, message: &crate::JobMessage, outcome: &crate::job::Outcome) {
+        if let crate::job::Outcome::Succeeded {
+            usage, cost_micros, ..
+        } = outcome
+        {
+            self.record_usage(&message.model, &message.tenant_id, usage, *cost_micros);
+        }
+    }
+
+    /// Shows a capped tenant's spend over its cap (not when tenant labels
+    /// are off: one series cannot say which tenant is near its cap).
+    pub fn record_budget(&self, tenant: &str, spent_micros: u64, cap_micros: u64) {
+        if !self.options.tenant_label {
+            return;
+        }
+        let ratio = if cap_micros == 0 {
+            1.0
+        } else {
+            spent_micros as f64 / cap_micros as f64
+        };
+        self.tenant_budget_used
+            .with_label_values(&[tenant])
+            .set(ratio);
+    }
+
+    /// The registry, for roles that add metrics of their own (declare them
+    /// here instead, so that the catalog lists them).
     pub fn registry(&self) -> &Registry {
         &self.registry
     }
@@ -192,5 +317,44 @@ mod tests {
         ] {
             assert!(text.contains(name), "{name} missing from\n{text}");
         }
+    }
+
+    #[test]
+    fn tokens_and_cost_drop_the_tenant_when_asked() {
+        let usage = Usage::new(10, 5, 4);
+        let on = Metrics::new();
+        on.record_usage("m", "acme", &usage, Some(70));
+        on.record_budget("acme", 90, 100);
+        let text = on.render();
+        assert!(
+            text.contains(r#"sluice_tokens_total{kind="prompt",model="m",tenant="acme"} 10"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"sluice_cost_micros_total{model="m",tenant="acme"} 70"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"sluice_tenant_budget_used_ratio{tenant="acme"} 0.9"#),
+            "{text}"
+        );
+
+        let off = Metrics::with_options(MetricsOptions {
+            tenant_label: false,
+        });
+        off.record_usage("m", "acme", &usage, Some(70));
+        off.record_usage("m", "globex", &usage, Some(30));
+        off.record_budget("acme", 90, 100);
+        let text = off.render();
+        assert!(!text.contains("acme") && !text.contains("globex"), "{text}");
+        assert!(
+            text.contains(r#"sluice_cost_micros_total{model="m",tenant=""} 100"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"sluice_tokens_total{kind="completion",model="m",tenant=""} 10"#),
+            "{text}"
+        );
+        assert!(!text.contains("sluice_tenant_budget_used_ratio{"), "{text}");
     }
 }

@@ -27,7 +27,8 @@
 //!
 //! Routes: `POST /v1/chat/completions`, `POST /v1/completions`,
 //! `POST /v1/embeddings`, `POST /v1/messages`, `GET /mock/stats`,
-//! `GET /mock/bill`, `POST /mock/reset`, `POST /mock/admin/down`,
+//! `GET /mock/bill`, `GET /mock/traces` (the `traceparent`s received),
+//! `POST /mock/reset`, `POST /mock/admin/down`,
 //! `POST /mock/admin/up`, `GET /healthz`. Every billed answer carries its
 //! cost in micro-dollars in `x-mock-cost-micros`.
 
@@ -52,6 +53,7 @@ mod routes;
 mod state;
 pub mod stats;
 pub mod text;
+pub mod traces;
 
 pub use bill::{MockBill, ModelBill};
 pub use cache::PrefixCacheOptions;

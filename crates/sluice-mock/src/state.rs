@@ -38,6 +38,7 @@ struct Inner {
     down: AtomicBool,
     /// The sequence number of the next admitted request.
     next_sequence: AtomicU64,
+    traces: crate::traces::TraceLog,
 }
 
 /// What serving one request costs, for the counters, the bill and the
@@ -85,6 +86,7 @@ impl Shared {
                 limiter: Mutex::default(),
                 down: AtomicBool::new(false),
                 next_sequence: AtomicU64::new(0),
+                traces: crate::traces::TraceLog::default(),
             }),
         }
     }
@@ -99,6 +101,10 @@ impl Shared {
 
     pub(crate) fn bill(&self) -> &BillRecorder {
         &self.inner.bill
+    }
+
+    pub(crate) fn traces(&self) -> &crate::traces::TraceLog {
+        &self.inner.traces
     }
 
     pub(crate) fn is_down(&self) -> bool {
@@ -118,6 +124,7 @@ impl Shared {
         lock(&self.inner.cache).clear();
         lock(&self.inner.limiter).clear();
         self.inner.next_sequence.store(0, Ordering::SeqCst);
+        self.traces().clear();
     }
 
     /// Counts an error served instead of an answer, in the stats and the

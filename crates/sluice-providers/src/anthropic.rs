@@ -54,11 +54,19 @@ impl AnthropicProvider {
         self
     }
 
-    async fn one(&self, body: &Value, model: &str) -> Result<Answer, ProviderError> {
+    async fn one(
+        &self,
+        body: &Value,
+        model: &str,
+        traceparent: Option<&str>,
+    ) -> Result<Answer, ProviderError> {
         let request = to_messages(body, model).map_err(|why| self.http.terminal(why))?;
         let mut headers = vec![("anthropic-version", ANTHROPIC_VERSION.to_owned())];
         if let Some(key) = self.http.api_key() {
             headers.push(("x-api-key", key.to_owned()));
+        }
+        if let Some(tp) = traceparent {
+            headers.push((sluice_core::trace::HEADER, tp.to_owned()));
         }
         let url = self.http.url("/messages");
         let tokens = request_tokens(Endpoint::ChatCompletions, body);
@@ -87,9 +95,13 @@ impl Provider for AnthropicProvider {
             return batch.jobs.iter().map(|_| Err(e.clone())).collect();
         }
         let model = batch.upstream_model.as_str();
-        let bodies: Vec<Value> = batch.jobs.iter().map(|j| j.body.clone()).collect();
-        futures::stream::iter(bodies)
-            .map(|body| async move { self.one(&body, model).await })
+        let jobs: Vec<(Value, Option<String>)> = batch
+            .jobs
+            .iter()
+            .map(|j| (j.body.clone(), j.traceparent.clone()))
+            .collect();
+        futures::stream::iter(jobs)
+            .map(|(body, tp)| async move { self.one(&body, model, tp.as_deref()).await })
             .buffered(self.fanout)
             .collect()
             .await

@@ -165,22 +165,29 @@ impl ProviderHttp {
         let result = self.post_unmetered(url, headers, body).await;
         let outcome = match &result {
             Ok(_) => "ok",
-            Err(ProviderError::Terminal { .. }) => "rejected",
+            Err((_, ProviderError::Terminal { .. })) => "rejected",
             Err(_) => "unavailable",
         };
         self.metrics
             .provider_duration
             .with_label_values(&[&self.name, label, outcome])
             .observe(started.elapsed().as_secs_f64());
-        result
+        result.map_err(|(kind, error)| {
+            self.metrics
+                .provider_errors
+                .with_label_values(&[&self.name, label, kind])
+                .inc();
+            error
+        })
     }
 
+    /// One POST; a failure comes with its kind for `sluice_provider_errors_total`.
     async fn post_unmetered(
         &self,
         url: &str,
         headers: &[(&str, String)],
         body: &Value,
-    ) -> Result<Value, ProviderError> {
+    ) -> Result<Value, (&'static str, ProviderError)> {
         let mut request = self
             .client
             .post(url)
@@ -191,9 +198,9 @@ impl ProviderHttp {
         }
         let response = request.send().await.map_err(|e| {
             if e.is_timeout() {
-                self.transient("request timed out")
+                ("timeout", self.transient("request timed out"))
             } else {
-                self.transient(format!("request failed: {e}"))
+                ("connect", self.transient(format!("request failed: {e}")))
             }
         })?;
         let status = response.status();
@@ -205,10 +212,10 @@ impl ProviderHttp {
             .filter(|s| s.is_finite() && *s >= 0.0)
             .map(|s| Duration::from_secs_f64(s).min(MAX_RETRY_AFTER));
         if status.is_success() {
-            return response
-                .json::<Value>()
-                .await
-                .map_err(|e| self.transient(format!("unreadable response body: {e}")));
+            return response.json::<Value>().await.map_err(|e| {
+                let error = self.transient(format!("unreadable response body: {e}"));
+                ("bad_response", error)
+            });
         }
         let text = response.text().await.unwrap_or_default();
         // OpenAI's and Anthropic's error bodies both carry `error.message`.
@@ -220,12 +227,19 @@ impl ProviderHttp {
                     .map(str::to_owned)
             })
             .unwrap_or_else(|| text.chars().take(ERROR_BODY_LIMIT).collect());
-        Err(classify(
+        let code = status.as_u16();
+        let kind = match code {
+            429 => "rate_limited",
+            408 | 409 | 500..=599 => "server",
+            _ => "rejected",
+        };
+        let error = classify(
             &self.name,
-            status.as_u16(),
+            code,
             retry_after,
-            format!("HTTP {}: {message}", status.as_u16()),
-        ))
+            format!("HTTP {code}: {message}"),
+        );
+        Err((kind, error))
     }
 }
 

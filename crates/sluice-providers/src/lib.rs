@@ -41,6 +41,9 @@ pub struct BatchJob {
     pub id: JobId,
     /// The caller's OpenAI-shaped body.
     pub body: serde_json::Value,
+    /// The W3C `traceparent` to send on the provider call that serves this
+    /// job (an array call sends its first job's).
+    pub traceparent: Option<String>,
 }
 
 /// One job's answer: the response body as the caller sees it (OpenAI-shaped,

@@ -66,13 +66,22 @@ impl OpenAiProvider {
         self.http.terminal(message)
     }
 
-    /// One call to `endpoint`, with the key as a bearer token.
-    async fn post(&self, endpoint: Endpoint, body: &Value) -> Result<Value, ProviderError> {
+    /// One call to `endpoint`, with the key as a bearer token and the
+    /// job's `traceparent`.
+    async fn post(
+        &self,
+        endpoint: Endpoint,
+        body: &Value,
+        traceparent: Option<&str>,
+    ) -> Result<Value, ProviderError> {
         let url = self.http.url(endpoint.path().trim_start_matches("/v1"));
-        let headers: Vec<(&str, String)> = match self.http.api_key() {
+        let mut headers: Vec<(&str, String)> = match self.http.api_key() {
             Some(key) => vec![("authorization", format!("Bearer {key}"))],
             None => Vec::new(),
         };
+        if let Some(tp) = traceparent {
+            headers.push((sluice_core::trace::HEADER, tp.to_owned()));
+        }
         let tokens = request_tokens(endpoint, body);
         self.http
             .post(&url, &headers, body, endpoint.path(), tokens)
@@ -81,21 +90,31 @@ impl OpenAiProvider {
 
     async fn chat(&self, batch: &Batch) -> Vec<Result<Answer, ProviderError>> {
         let model = batch.upstream_model.as_str();
-        let bodies: Vec<Value> = batch
+        let bodies: Vec<(Value, Option<String>)> = batch
             .jobs
             .iter()
-            .map(|job| self.with_cache_key(job.body.clone(), &batch.prefix_hash))
+            .map(|job| {
+                let body = self.with_cache_key(job.body.clone(), &batch.prefix_hash);
+                (body, job.traceparent.clone())
+            })
             .collect();
         futures::stream::iter(bodies)
-            .map(|body| self.chat_one(body, model))
+            .map(|(body, traceparent)| self.chat_one(body, model, traceparent))
             .buffered(self.fanout)
             .collect()
             .await
     }
 
-    async fn chat_one(&self, mut body: Value, model: &str) -> Result<Answer, ProviderError> {
+    async fn chat_one(
+        &self,
+        mut body: Value,
+        model: &str,
+        traceparent: Option<String>,
+    ) -> Result<Answer, ProviderError> {
         body["model"] = json!(model);
-        let response = self.post(Endpoint::ChatCompletions, &body).await?;
+        let response = self
+            .post(Endpoint::ChatCompletions, &body, traceparent.as_deref())
+            .await?;
         let usage = usage_of(&response)
             .ok_or_else(|| self.terminal("chat completion response without usage"))?;
         if response.get("choices").and_then(Value::as_array).is_none() {
@@ -128,7 +147,8 @@ impl OpenAiProvider {
         let mut body = self.with_cache_key(first.body.clone(), &batch.prefix_hash);
         body["model"] = json!(batch.upstream_model);
         body[field] = Value::Array(inputs.clone());
-        let response = match self.post(batch.endpoint, &body).await {
+        let traceparent = first.traceparent.as_deref();
+        let response = match self.post(batch.endpoint, &body, traceparent).await {
             Ok(r) => r,
             Err(e) => return everyone(e),
         };

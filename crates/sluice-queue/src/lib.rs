@@ -86,8 +86,23 @@ pub enum QueueError {
     Nacked,
     #[error("broker returned the message as unroutable")]
     Unroutable,
+    #[error("publisher confirm: no answer within {0:?}")]
+    ConfirmTimeout(std::time::Duration),
     #[error("acknowledgement failed: {0}")]
     Ack(String),
+}
+
+impl QueueError {
+    /// The `outcome` label of `sluice_publish_confirms_total` for a
+    /// publish that failed with this error.
+    pub fn confirm_outcome(&self) -> &'static str {
+        match self {
+            Self::Nacked => "nack",
+            Self::Unroutable => "unroutable",
+            Self::ConfirmTimeout(_) => "timeout",
+            Self::Unavailable(_) | Self::Ack(_) => "unavailable",
+        }
+    }
 }
 
 /// What a consumer receives. It must be settled exactly once, by

@@ -39,11 +39,14 @@ pub struct Flushed<T> {
     pub key: BatchKey,
     pub items: Vec<T>,
     pub reason: FlushReason,
+    /// When the batch's first job came in.
+    pub opened: Instant,
 }
 
 struct Open<T> {
     items: Vec<T>,
     tokens: u64,
+    opened: Instant,
     due: Instant,
 }
 
@@ -79,6 +82,7 @@ impl<T> Batcher<T> {
                         key: key.clone(),
                         items: open.items,
                         reason: FlushReason::Tokens,
+                        opened: open.opened,
                     });
                 }
             }
@@ -86,6 +90,7 @@ impl<T> Batcher<T> {
         let open = self.open.entry(key.clone()).or_insert_with(|| Open {
             items: Vec::new(),
             tokens: 0,
+            opened: now,
             due: now + max_wait,
         });
         open.items.push(item);
@@ -103,6 +108,7 @@ impl<T> Batcher<T> {
                     key,
                     items: open.items,
                     reason,
+                    opened: open.opened,
                 });
             }
         }
@@ -128,6 +134,7 @@ impl<T> Batcher<T> {
                     key,
                     items: o.items,
                     reason: FlushReason::Wait,
+                    opened: o.opened,
                 })
             })
             .collect()
@@ -141,6 +148,7 @@ impl<T> Batcher<T> {
                 key,
                 items: o.items,
                 reason: FlushReason::Shutdown,
+                opened: o.opened,
             })
             .collect()
     }

@@ -10,6 +10,8 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use tracing::Instrument;
+
 use chrono::{DateTime, Utc};
 use sluice_core::batching::BatchKey;
 use sluice_core::job::{Outcome, StartOutcome};
@@ -92,6 +94,10 @@ impl Executor {
             .batch_flushes
             .with_label_values(&[batch.reason.as_str()])
             .inc();
+        self.metrics
+            .batch_wait
+            .with_label_values(&[batch.reason.as_str()])
+            .observe(batch.opened.elapsed().as_secs_f64());
         let (runnable, mut settled) = self.start_all(batch.items).await;
         if !runnable.is_empty() {
             self.metrics
@@ -109,10 +115,14 @@ impl Executor {
         items: Vec<Pending>,
     ) -> (Vec<(Pending, DateTime<Utc>)>, Vec<Settled>) {
         let now = Utc::now();
-        let started = futures::future::join_all(items.into_iter().map(|pending| async move {
-            let id = pending.message.id;
-            let outcome = with_store_retry("start", || self.store.start(id, now)).await;
-            (pending, outcome)
+        let started = futures::future::join_all(items.into_iter().map(|pending| {
+            let span = crate::trace::job_span(&pending);
+            async move {
+                let id = pending.message.id;
+                let outcome = with_store_retry("start", || self.store.start(id, now)).await;
+                (pending, outcome)
+            }
+            .instrument(span)
         }))
         .await;
         let mut runnable = Vec::with_capacity(started.len());
@@ -181,6 +191,7 @@ impl Executor {
             .map(|(p, _)| BatchJob {
                 id: p.message.id,
                 body: p.message.body.clone(),
+                traceparent: Some(crate::trace::outgoing(p)),
             })
             .collect();
         let called = Instant::now();
@@ -191,7 +202,9 @@ impl Executor {
         let latency_ms = u64::try_from(called.elapsed().as_millis()).unwrap_or(u64::MAX);
         let now = Utc::now();
         futures::future::join_all(runnable.into_iter().zip(results).map(
-            |((pending, started_at), result)| async move {
+            |((pending, started_at), result)| {
+                let span = crate::trace::job_span(&pending);
+                async move {
                 let outcome = match result {
                     Ok((answer, provider)) => Outcome::Succeeded {
                         result: answer.body,
@@ -208,10 +221,12 @@ impl Executor {
                 let id = pending.message.id;
                 match with_store_retry("finish", || self.store.finish(id, &outcome, now)).await {
                     Ok(true) => {
+                        tracing::debug!(status = %outcome.status(), "job ended");
                         self.metrics
                             .jobs_finished
                             .with_label_values(&[outcome.status().as_str()])
                             .inc();
+                        self.metrics.record_job_usage(&pending.message, &outcome);
                         let row = ledger_row(&pending.message, &outcome, started_at, now, latency_ms);
                         Settled::ack(pending, Some(row)).with_followers(&self.followers, ended).await
                     }
@@ -222,6 +237,8 @@ impl Executor {
                         Settled::requeue(pending)
                     }
                 }
+                }
+                .instrument(span)
             },
         ))
         .await

@@ -16,9 +16,11 @@
 
 pub mod batcher;
 pub mod consume;
+pub mod depth;
 pub mod execute;
 pub mod followers;
 pub mod retry;
+pub mod trace;
 
 use std::sync::Arc;
 

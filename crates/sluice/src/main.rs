@@ -1,6 +1,8 @@
 //! `sluice`: one binary, a subcommand per role (see `cli.rs`).
 
 mod cli;
+#[cfg(feature = "otel")]
+mod otel;
 mod roles;
 mod runtime;
 
@@ -16,7 +18,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
-    runtime::init_logging();
+    let role = std::env::args().nth(1).unwrap_or_else(|| "sluice".into());
+    let _telemetry = runtime::init_logging(&role);
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -4,18 +4,42 @@ use std::process::ExitCode;
 
 use tokio_util::sync::CancellationToken;
 
-pub fn init_logging() {
+/// What must live until the process ends (the span exporter, with `otel`).
+pub struct Telemetry {
+    #[cfg(feature = "otel")]
+    _otel: crate::otel::Guard,
+}
+
+/// Logs on stderr (`SLUICE_LOG` filter, `SLUICE_LOG_FORMAT=json` for JSON
+/// lines with the current span's fields), and with the `otel` feature the
+/// span export. `role` names the service.
+pub fn init_logging(role: &str) -> Telemetry {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::Layer;
+
     let filter = tracing_subscriber::EnvFilter::try_from_env("SLUICE_LOG").unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new("info,lapin=warn,fred=warn,sqlx=warn")
     });
     let json = std::env::var("SLUICE_LOG_FORMAT").is_ok_and(|f| f == "json");
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if json {
-        builder.json().init();
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let fmt = if json {
+        fmt.json().boxed()
     } else {
-        builder.init();
+        fmt.boxed()
+    };
+    let registry = tracing_subscriber::registry().with(fmt);
+    #[cfg(feature = "otel")]
+    let (registry, otel) = {
+        let (layer, guard) = crate::otel::layer(role);
+        (registry.with(layer), guard)
+    };
+    #[cfg(not(feature = "otel"))]
+    let _ = role;
+    registry.with(filter).init();
+    Telemetry {
+        #[cfg(feature = "otel")]
+        _otel: otel,
     }
 }
 

@@ -61,7 +61,12 @@ impl SemanticIndex {
                 &self.model,
                 Endpoint::Embeddings,
                 "semantic-cache",
-                vec![BatchJob { id, body }],
+                vec![BatchJob {
+                    id,
+                    body,
+                    // The embedding call is part of the request's trace.
+                    traceparent: crate::trace::current().map(|tp| tp.child().to_string()),
+                }],
             )
             .await;
         let (answer, provider) = match results.pop() {

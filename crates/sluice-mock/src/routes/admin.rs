@@ -1,5 +1,5 @@
 //! The mock's own control endpoints: `GET /mock/stats`, `GET /mock/bill`,
-//! `POST /mock/reset`, `POST /mock/admin/down` and `POST /mock/admin/up`.
+//! `GET /mock/traces`, `POST /mock/reset`, `POST /mock/admin/down` and `POST /mock/admin/up`.
 //! They are not counted in the stats nor billed.
 
 use axum::extract::State;
@@ -15,9 +15,14 @@ pub(super) const RESET_PATH: &str = "/mock/reset";
 pub(super) const BILL_PATH: &str = "/mock/bill";
 pub(super) const DOWN_PATH: &str = "/mock/admin/down";
 pub(super) const UP_PATH: &str = "/mock/admin/up";
+pub(super) const TRACES_PATH: &str = "/mock/traces";
 
 pub(super) async fn stats(State(shared): State<Shared>) -> Json<MockStats> {
     Json(shared.stats().snapshot())
+}
+
+pub(super) async fn traces(State(shared): State<Shared>) -> Json<crate::traces::Traces> {
+    Json(shared.traces().snapshot())
 }
 
 pub(super) async fn bill(State(shared): State<Shared>) -> Json<MockBill> {

@@ -45,11 +45,16 @@ pub(crate) fn router(shared: Shared) -> Router {
         .route(chat::PATH, post(chat::handle))
         .route(completions::PATH, post(completions::handle))
         .route(embeddings::PATH, post(embeddings::handle))
-        .route_layer(middleware::from_fn_with_state(shared.clone(), down::openai));
+        .route_layer(middleware::from_fn_with_state(shared.clone(), down::openai))
+        .route_layer(middleware::from_fn_with_state(
+            shared.clone(),
+            crate::traces::record,
+        ));
     let control = Router::new()
         .route(admin::STATS_PATH, get(admin::stats))
         .route(admin::RESET_PATH, post(admin::reset))
         .route(admin::BILL_PATH, get(admin::bill))
+        .route(admin::TRACES_PATH, get(admin::traces))
         .route(admin::DOWN_PATH, post(admin::down))
         .route(admin::UP_PATH, post(admin::up));
     let bearer = openai
@@ -63,6 +68,10 @@ pub(crate) fn router(shared: Shared) -> Router {
         .route_layer(middleware::from_fn_with_state(
             shared.clone(),
             down::anthropic,
+        ))
+        .route_layer(middleware::from_fn_with_state(
+            shared.clone(),
+            crate::traces::record,
         ))
         .route_layer(middleware::from_fn_with_state(
             shared.clone(),

@@ -71,6 +71,7 @@ fn jobs(n: usize) -> Vec<BatchJob> {
         .map(|_| BatchJob {
             id: JobId::new(),
             body: json!({}),
+            traceparent: None,
         })
         .collect()
 }

@@ -7,7 +7,7 @@ use lapin::types::FieldTable;
 use lapin::BasicProperties;
 use tokio::time::{timeout_at, Instant};
 
-use super::{string_arg, timed_out, CONFIRM_TIMEOUT};
+use super::{string_arg, CONFIRM_TIMEOUT};
 use crate::{Outgoing, QueueError};
 
 pub(super) fn properties(message: &Outgoing, timestamp: u64) -> BasicProperties {
@@ -30,7 +30,7 @@ pub(super) async fn await_confirm(
     deadline: Instant,
 ) -> Result<Confirmation, QueueError> {
     match timeout_at(deadline, sent?).await {
-        Err(_) => Err(timed_out("publisher confirm", CONFIRM_TIMEOUT)),
+        Err(_) => Err(QueueError::ConfirmTimeout(CONFIRM_TIMEOUT)),
         Ok(Err(e)) => Err(QueueError::Unavailable(format!("publisher confirm: {e}"))),
         Ok(Ok(confirmation)) => Ok(confirmation),
     }

@@ -19,7 +19,7 @@ pub async fn run(listen: SocketAddr, config: ConfigArg, conn: Connections) -> an
     let pool = tenants.pool().clone();
     let store = connect::redis(&conn, &config, 8).await?;
     let queue = connect::rabbitmq(&conn, &config).await?;
-    let metrics = Arc::new(Metrics::new());
+    let metrics = Arc::new(Metrics::with_options(config.metrics.options()));
     let shutdown = shutdown_signal();
     // The semantic cache embeds prompts through the config's routes, on
     // the providers' fleet-wide budgets.
@@ -52,7 +52,7 @@ pub async fn run(listen: SocketAddr, config: ConfigArg, conn: Connections) -> an
         cache: Arc::new(store.cache()),
         embedder,
     };
-    let state = AppState::new(backends, &tasks);
+    let state = AppState::new(backends, &tasks).with_shutdown(shutdown.clone());
     let socket = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;

@@ -43,7 +43,7 @@ pub async fn run(listen: SocketAddr) -> anyhow::Result<()> {
     }
 
     let config = Config::dev(mock_url.clone());
-    let metrics = Arc::new(Metrics::new());
+    let metrics = Arc::new(Metrics::with_options(config.metrics.options()));
     let queue = Arc::new(MemoryQueue::new(Topology::new(
         "dev",
         config.worker.delivery_limit,
@@ -87,7 +87,7 @@ pub async fn run(listen: SocketAddr) -> anyhow::Result<()> {
         cache,
         embedder: None,
     };
-    let state = AppState::new(backends, &tasks);
+    let state = AppState::new(backends, &tasks).with_shutdown(shutdown.clone());
     let socket = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen} (try --listen 127.0.0.1:0)"))?;

@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use axum::routing::get;
@@ -26,7 +27,7 @@ pub async fn run(
     let ledger = Arc::new(sluice_store::usage::PgLedger::new(tenants.pool().clone()));
     let store = connect::redis(&conn, &config, 4).await?;
     let queue = connect::rabbitmq(&conn, &config).await?;
-    let metrics = Arc::new(Metrics::new());
+    let metrics = Arc::new(Metrics::with_options(config.metrics.options()));
     let budget: Arc<dyn sluice_core::budget::RateBudget> = Arc::new(store.budget());
     let router = Router::from_config(&config, Arc::clone(&metrics), Some(budget))
         .map_err(anyhow::Error::msg)?;
@@ -52,8 +53,13 @@ pub async fn run(
                 .await;
         });
     }
+    {
+        let queue: Arc<dyn JobQueue> = queue.clone();
+        let (metrics, stop) = (Arc::clone(&metrics), shutdown.clone());
+        tasks.spawn(sluice_worker::depth::poll(queue, metrics, stop));
+    }
     say("sluice worker consuming");
-    Worker {
+    let worker = Worker {
         queue: queue.clone(),
         store: store.clone(),
         router: Arc::new(router),
@@ -62,8 +68,21 @@ pub async fn run(
         config: config.worker.clone(),
         cache: Arc::new(store.cache()),
     }
-    .run(shutdown.clone())
-    .await;
+    .run(shutdown.clone());
+    // The drain is bounded: past `drain_timeout_s` the connection closes
+    // and whatever is still unacked goes back to the queue.
+    let drain = Duration::from_secs(config.worker.drain_timeout_s);
+    let overdue = async {
+        shutdown.cancelled().await;
+        tokio::time::sleep(drain).await;
+    };
+    tokio::select! {
+        () = worker => {}
+        () = overdue => tracing::warn!(
+            drain_timeout_s = drain.as_secs(),
+            "drain not done in time; closing: unacked jobs go back to the queue"
+        ),
+    }
     shutdown.cancel();
     tasks.close();
     tasks.wait().await;
