@@ -8,11 +8,16 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use std::collections::HashSet;
+
+use anyhow::Context;
 use clap::Args;
-use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
+use sluice_core::cache::canonical::{normalise, request_key};
+use sluice_core::Endpoint;
 
 use super::children::BenchStack;
+use super::econ::workload::{generate, replay, Kind, Request, Spec};
 use super::load::{percentile, Finished};
 use super::PHASE_LIMIT;
 use crate::cli::Connections;
@@ -29,11 +34,21 @@ pub struct CacheArgs {
     /// Concurrent clients, each sending its next request once the last was answered.
     #[arg(long, default_value_t = 32)]
     pub concurrency: usize,
+    /// Mean prompt tokens per request (log-normal).
+    #[arg(long, default_value_t = 1200.0)]
+    pub mean_input_tokens: f64,
+    /// Mean completion tokens per request (log-normal).
+    #[arg(long, default_value_t = 300.0)]
+    pub mean_output_tokens: f64,
     /// The mock provider's fixed latency per call, in ms.
     #[arg(long, default_value_t = 50)]
     pub latency_ms: u64,
     #[arg(long, default_value_t = 2)]
     pub workers: usize,
+    /// Replay these requests (JSONL, the OpenAI batch line format) instead
+    /// of generating them.
+    #[arg(long)]
+    pub replay: Option<std::path::PathBuf>,
     /// Seeds the workload.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
@@ -41,27 +56,41 @@ pub struct CacheArgs {
     pub conn: Connections,
 }
 
-/// The prompt index of each request: a new prompt, or one drawn uniformly
-/// from those already sent.
-fn workload(args: &CacheArgs) -> (Vec<usize>, usize) {
-    let mut rng = rand::rngs::StdRng::seed_from_u64(args.seed);
-    let mut unique = 0;
-    let order = (0..args.requests)
-        .map(|_| {
-            if unique > 0 && rng.gen_bool(args.repeat_share.clamp(0.0, 1.0)) {
-                rng.gen_range(0..unique)
-            } else {
-                unique += 1;
-                unique - 1
-            }
-        })
-        .collect();
-    (order, unique)
+/// The economics workload (long-tailed token counts, shared system
+/// prompts per feature) with exact repeats only: each request as a job.
+/// Or, with `--replay`, the requests of a JSONL file (each once, in order;
+/// its unique count is the number of distinct normalised requests).
+fn workload(args: &CacheArgs) -> anyhow::Result<(Vec<Value>, usize)> {
+    if let Some(path) = &args.replay {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let requests =
+            replay(&text, "mock-small").map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        let e = Endpoint::ChatCompletions;
+        let unique: HashSet<String> = requests
+            .iter()
+            .map(|r| request_key("bench", e, &normalise(e, &r.body)))
+            .collect();
+        return Ok((requests.into_iter().map(job).collect(), unique.len()));
+    }
+    let requests = generate(&Spec {
+        requests: args.requests,
+        mean_input_tokens: args.mean_input_tokens,
+        mean_output_tokens: args.mean_output_tokens,
+        repeat_share: args.repeat_share,
+        paraphrase_share: 0.0,
+        features: 6,
+        tenants: 1,
+        model: "mock-small".into(),
+        seed: args.seed,
+    });
+    let unique = requests.iter().filter(|r| r.kind == Kind::Unique).count();
+    Ok((requests.into_iter().map(job).collect(), unique))
 }
 
-fn request(prompt: usize) -> Value {
-    json!({"body": {"model": "mock-small", "temperature": 0, "max_tokens": 16,
-        "messages": [{"role": "user", "content": format!("support question number {prompt}: where is my order?")}]}})
+/// A request as a job, labelled with its tenant and feature.
+fn job(r: Request) -> Value {
+    json!({"body": r.body, "metadata": {"feature": r.feature, "tenant": r.tenant}})
 }
 
 #[derive(Default)]
@@ -130,7 +159,7 @@ pub async fn run(args: CacheArgs) -> anyhow::Result<()> {
 }
 
 async fn measure(stack: &BenchStack, args: &CacheArgs) -> anyhow::Result<String> {
-    let (order, unique) = workload(args);
+    let (order, unique) = workload(args)?;
     let order = Arc::new(order);
     let next = Arc::new(AtomicUsize::new(0));
     let timings = Arc::new(Mutex::new(Timings::default()));
@@ -148,14 +177,9 @@ async fn measure(stack: &BenchStack, args: &CacheArgs) -> anyhow::Result<String>
         async move {
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some(&prompt) = order.get(i) else { break };
+                let Some(job) = order.get(i) else { break };
                 let sent = Instant::now();
-                let answer = http
-                    .post(&url)
-                    .bearer_auth(&key)
-                    .json(&request(prompt))
-                    .send()
-                    .await;
+                let answer = http.post(&url).bearer_auth(&key).json(job).send().await;
                 let took = sent.elapsed();
                 let mut t = timings.lock().unwrap_or_else(|p| p.into_inner());
                 match answer {

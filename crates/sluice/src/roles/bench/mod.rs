@@ -8,6 +8,7 @@
 
 pub mod cache;
 mod children;
+pub mod econ;
 pub mod ledger;
 pub mod limits;
 mod load;
