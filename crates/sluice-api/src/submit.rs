@@ -132,6 +132,7 @@ pub fn check(
     );
     record.key_id = Some(key_id.to_owned());
     let message = JobMessage {
+        webhook: None,
         id,
         tenant_id: tenant_id.to_owned(),
         endpoint,

@@ -7,6 +7,9 @@
 //! - [`batching`]: batch keys (model + route + prompt-prefix hash) and token estimates.
 //! - [`split`]: exact integer splits of a batch total across its jobs.
 //! - [`metrics`]: the Prometheus metrics every role shares.
+//! - [`view`]: a job as the API (and a webhook's `data`) shows it.
+//! - [`webhook`]: webhook targets, events, the Standard Webhooks signature;
+//!   [`webhook_address`]: which addresses a webhook may reach.
 
 pub mod batching;
 pub mod budget;
@@ -18,6 +21,9 @@ pub mod message;
 pub mod metrics;
 pub mod pricing;
 pub mod split;
+pub mod view;
+pub mod webhook;
+pub mod webhook_address;
 
 pub use ids::JobId;
 pub use job::{Endpoint, JobError, JobRecord, JobStatus, Priority, Usage};

@@ -77,6 +77,7 @@ fn message(endpoint: Endpoint) -> (JobRecord, JobMessage) {
         None,
     );
     let message = JobMessage {
+        webhook: None,
         id,
         tenant_id: "t".into(),
         endpoint,
