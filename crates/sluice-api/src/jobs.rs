@@ -200,9 +200,11 @@ pub(crate) async fn admit_and_enqueue(
     accepted: Accepted,
 ) -> Result<(JobRecord, Option<RateLimitHeaders>), ApiError> {
     let tokens = request_tokens(accepted.message.endpoint, &accepted.message.body);
+    let mut accepted = vec![accepted];
+    crate::webhooks::resolve_targets(state, &caller.tenant_id, &mut accepted).await?;
     budget::check(state, caller).await?;
     let limit = limits::admit(state, caller, 1, tokens).await?;
-    match enqueue(state, vec![accepted]).await?.pop() {
+    match enqueue(state, accepted).await?.pop() {
         Some(Ok(record)) => Ok((record, limit)),
         Some(Err(e)) => Err(e),
         None => Err(ApiError::QueueUnavailable("no confirm".into())),
@@ -265,6 +267,8 @@ pub async fn submit_batch(
             })
         })
         .collect::<Result<Vec<_>, _>>()?;
+    let mut accepted = accepted;
+    crate::webhooks::resolve_targets(&state, &caller.tenant_id, &mut accepted).await?;
     let tokens = accepted
         .iter()
         .map(|a| request_tokens(a.message.endpoint, &a.message.body))
@@ -388,9 +392,15 @@ pub async fn cancel(
     let id = parse_id(&id)?;
     own_job(&state, &caller.tenant_id, id).await?;
     match state.store.cancel(id, Utc::now()).await? {
-        CancelOutcome::Canceled => Ok(Json(JobView::from(
-            own_job(&state, &caller.tenant_id, id).await?,
-        ))),
+        CancelOutcome::Canceled => {
+            let job = own_job(&state, &caller.tenant_id, id).await?;
+            // The worker announces it again when it takes the job's message,
+            // so a failed publish here loses nothing.
+            if let Err(e) = state.events.ended(std::slice::from_ref(&job)).await {
+                tracing::warn!(job = %id, error = %e, "cannot announce the cancel now; the worker will");
+            }
+            Ok(Json(JobView::from(job)))
+        }
         CancelOutcome::NotCancelable(status) => Err(ApiError::NotCancelable(format!(
             "job {id} is {status}; only queued jobs can be canceled"
         ))),

@@ -17,6 +17,7 @@ pub mod problem;
 pub mod submit;
 pub mod usage;
 pub mod view;
+pub mod webhooks;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -28,10 +29,11 @@ use axum::Router;
 use sluice_core::budget::RateBudget;
 use sluice_core::config::Config;
 use sluice_core::metrics::Metrics;
-use sluice_queue::JobQueue;
+use sluice_queue::{JobEvents, JobQueue, WebhookQueue};
 use sluice_store::jobs::JobStore;
 use sluice_store::tenants::TenantStore;
 use sluice_store::usage::UsageLedger;
+use sluice_store::webhooks::WebhookStore;
 
 use crate::extract::KeyCache;
 use crate::problem::ApiError;
@@ -51,6 +53,14 @@ pub struct AppState {
     pub usage: Arc<dyn UsageLedger>,
     /// Tenants' spend this month, read again every few seconds.
     pub spend: Arc<budget::SpendCache>,
+    /// Webhook endpoints, secrets and deliveries.
+    pub webhooks: Arc<dyn WebhookStore>,
+    /// Where a job's end is announced (cancel).
+    pub events: Arc<dyn JobEvents>,
+    /// Where manual redeliveries go.
+    pub webhook_queue: Arc<dyn WebhookQueue>,
+    /// Whether each tenant has endpoints, read again every few seconds.
+    pub endpoints: Arc<webhooks::EndpointsCache>,
 }
 
 /// What the API talks to.
@@ -62,6 +72,9 @@ pub struct Backends {
     pub metrics: Arc<Metrics>,
     pub limiter: Arc<dyn RateBudget>,
     pub usage: Arc<dyn UsageLedger>,
+    pub webhooks: Arc<dyn WebhookStore>,
+    pub events: Arc<dyn JobEvents>,
+    pub webhook_queue: Arc<dyn WebhookQueue>,
 }
 
 impl AppState {
@@ -80,6 +93,10 @@ impl AppState {
             metrics: b.metrics,
             keys: Arc::default(),
             spend: Arc::default(),
+            webhooks: b.webhooks,
+            events: b.events,
+            webhook_queue: b.webhook_queue,
+            endpoints: Arc::default(),
         }
     }
 }
@@ -96,6 +113,24 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/jobs/batch", post(jobs::submit_batch))
         .route("/v1/jobs/{id}", get(jobs::get_job))
         .route("/v1/jobs/{id}/cancel", post(jobs::cancel))
+        .route("/v1/jobs/{id}/deliveries", get(webhooks::deliveries))
+        .route(
+            "/v1/jobs/{id}/deliveries/{delivery_id}/redeliver",
+            post(webhooks::redeliver),
+        )
+        .route("/v1/webhook-secret", post(webhooks::rotate_tenant_secret))
+        .route(
+            "/v1/webhook-endpoints",
+            post(webhooks::create_endpoint).get(webhooks::list_endpoints),
+        )
+        .route(
+            "/v1/webhook-endpoints/{id}",
+            axum::routing::delete(webhooks::delete_endpoint),
+        )
+        .route(
+            "/v1/webhook-endpoints/{id}/rotate-secret",
+            post(webhooks::rotate_endpoint_secret),
+        )
         .route("/v1/usage", get(usage::report))
         .route("/v1/budget", get(budget::show))
         .route("/v1/chat/completions", post(compat::chat_completions))

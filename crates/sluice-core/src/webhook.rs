@@ -149,7 +149,7 @@ impl JobEvent {
 
 /// A message on the webhook queue.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "lowercase")]
+#[serde(tag = "message", rename_all = "lowercase")]
 pub enum WebhookMessage {
     /// A job ended: fan it out to its targets and make the first attempts.
     Event(JobEvent),

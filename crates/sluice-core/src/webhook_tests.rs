@@ -93,6 +93,9 @@ fn no_event_without_a_webhook_a_wanted_kind_or_an_end() {
 
 #[test]
 fn messages_round_trip() {
+    let record = ended(JobStatus::Failed, Some(JobWebhook::Endpoints));
+    let event = WebhookMessage::Event(JobEvent::of(&record).unwrap());
+    assert_eq!(WebhookMessage::decode(&event.encode()).unwrap(), event);
     let m = WebhookMessage::Retry {
         delivery_id: "d1".into(),
         attempt: 3,

@@ -11,6 +11,7 @@ pub mod budget;
 pub mod jobs;
 pub mod tenants;
 pub mod usage;
+pub mod webhooks;
 
 /// A store that failed to answer. Callers treat it as "unavailable, try
 /// later": nothing is acked or confirmed on a store error.

@@ -6,6 +6,11 @@
 //! A job that ended before its delivery was acked (a crash, a redelivery)
 //! has its ledger row written again from its stored record; the ledger
 //! keeps the first row per job, so nothing is counted twice or lost.
+//!
+//! Webhooks: the end of every job that has one is published (confirmed)
+//! through [`JobEvents::ended`] before its delivery is acked, in
+//! [`Executor::settle_all`]; a job that ended earlier is announced again
+//! (its stable webhook-id lets receivers drop the repeat).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -15,9 +20,9 @@ use sluice_core::batching::BatchKey;
 use sluice_core::job::{Outcome, StartOutcome};
 use sluice_core::ledger::LedgerRow;
 use sluice_core::metrics::Metrics;
-use sluice_core::{JobError, JobMessage, JobStatus};
+use sluice_core::{JobError, JobMessage, JobRecord, JobStatus};
 use sluice_providers::{BatchJob, Router};
-use sluice_queue::Delivery;
+use sluice_queue::{Delivery, JobEvents};
 use sluice_store::jobs::JobStore;
 use sluice_store::usage::UsageLedger;
 
@@ -35,6 +40,8 @@ pub struct Executor {
     pub router: Arc<Router>,
     pub ledger: Arc<dyn UsageLedger>,
     pub metrics: Arc<Metrics>,
+    /// Where job ends are announced for webhooks.
+    pub events: Arc<dyn JobEvents>,
 }
 
 /// A job done with for now: ack it (with its ledger row, if it has one), or
@@ -43,6 +50,8 @@ struct Settled {
     pending: Pending,
     ack: bool,
     row: Option<LedgerRow>,
+    /// The ended job's record, when it has a webhook to announce it to.
+    ended: Option<JobRecord>,
 }
 
 impl Executor {
@@ -96,11 +105,18 @@ impl Executor {
                         .inc();
                     settled.push(self.ended_earlier(pending).await);
                 }
-                Ok(StartOutcome::AlreadyDone(JobStatus::Canceled) | StartOutcome::Missing) => {
+                Ok(StartOutcome::AlreadyDone(JobStatus::Canceled)) => {
+                    // No ledger row; its webhook event, again (the API's may be lost).
+                    let mut done = self.ended_earlier(pending).await;
+                    done.row = None;
+                    settled.push(done);
+                }
+                Ok(StartOutcome::Missing) => {
                     settled.push(Settled {
                         pending,
                         ack: true,
                         row: None,
+                        ended: None,
                     });
                 }
                 Ok(StartOutcome::AlreadyDone(_)) => settled.push(self.ended_earlier(pending).await),
@@ -110,6 +126,7 @@ impl Executor {
                         pending,
                         ack: false,
                         row: None,
+                        ended: None,
                     });
                 }
             }
@@ -128,6 +145,7 @@ impl Executor {
                 row: record
                     .as_ref()
                     .and_then(|r| LedgerRow::from_record(r, None)),
+                ended: record.filter(|r| r.webhook.is_some()),
             },
             Err(e) => {
                 tracing::error!(job = %id, error = %e, "cannot read ended job; returning it to the queue");
@@ -135,6 +153,7 @@ impl Executor {
                     pending,
                     ack: false,
                     row: None,
+                    ended: None,
                 }
             }
         }
@@ -178,13 +197,19 @@ impl Executor {
                             .with_label_values(&[outcome.status().as_str()])
                             .inc();
                         let row = ledger_row(&pending.message, &outcome, started_at, now, latency_ms);
-                        Settled { pending, ack: true, row: Some(row) }
+                        if pending.message.webhook.is_some() {
+                            // Its webhook's event carries the job as stored.
+                            let mut done = self.ended_earlier(pending).await;
+                            done.row = Some(row);
+                            return done;
+                        }
+                        Settled { pending, ack: true, row: Some(row), ended: None }
                     }
                     // Another delivery ended it first: its row stands.
                     Ok(false) => self.ended_earlier(pending).await,
                     Err(e) => {
                         tracing::error!(job = %id, error = %e, "cannot store result; returning job to the queue");
-                        Settled { pending, ack: false, row: None }
+                        Settled { pending, ack: false, row: None, ended: None }
                     }
                 }
             },
@@ -192,10 +217,11 @@ impl Executor {
         .await
     }
 
-    /// Writes the ledger rows of what is acked, in one insert, then acks
-    /// (or requeues) each delivery by its own tag. If the ledger cannot be
-    /// written, the jobs go back to the queue: their redelivery finds them
-    /// ended and writes their rows then.
+    /// Writes the ledger rows of what is acked, in one insert, publishes
+    /// the webhook events of what ended, then acks (or requeues) each
+    /// delivery by its own tag. If the ledger cannot be written or the
+    /// events not published, the jobs go back to the queue: their
+    /// redelivery finds them ended and writes their rows (and events) then.
     async fn settle_all(&self, settled: Vec<Settled>) {
         let rows: Vec<LedgerRow> = settled
             .iter()
@@ -210,10 +236,24 @@ impl Executor {
                     false
                 }
             };
+        let ended: Vec<JobRecord> = settled
+            .iter()
+            .filter(|s| s.ack)
+            .filter_map(|s| s.ended.clone())
+            .collect();
+        let events_ok = ended.is_empty()
+            || match self.events.ended(&ended).await {
+                Ok(()) => true,
+                Err(e) => {
+                    tracing::error!(error = %e, jobs = ended.len(), "cannot publish webhook events; requeueing");
+                    false
+                }
+            };
         futures::future::join_all(settled.into_iter().map(|s| async move {
             let id = s.pending.message.id;
             self.metrics.inflight_jobs.dec();
-            let result = if s.ack && (ledger_ok || s.row.is_none()) {
+            let announced = events_ok || s.ended.is_none();
+            let result = if s.ack && announced && (ledger_ok || s.row.is_none()) {
                 s.pending.delivery.ack().await
             } else {
                 s.pending.delivery.requeue().await

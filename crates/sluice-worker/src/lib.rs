@@ -7,6 +7,7 @@
 //!   → start each job (cancel/deadline checked here, just before the call)
 //!   → provider router (one array call, or a bounded fan-out)
 //!   → store each result (compare-and-set; notifies waiters)
+//!   → ledger rows, then webhook events (confirmed) of jobs with a webhook
 //!   → ack each delivery by its own tag
 //! ```
 //!
@@ -24,7 +25,7 @@ use sluice_core::config::WorkerConfig;
 use sluice_core::metrics::Metrics;
 use sluice_core::Priority;
 use sluice_providers::Router;
-use sluice_queue::{JobQueue, Source};
+use sluice_queue::{JobEvents, JobQueue, Source};
 use sluice_store::jobs::JobStore;
 use sluice_store::usage::UsageLedger;
 use tokio::sync::{mpsc, Semaphore};
@@ -42,6 +43,8 @@ pub struct Worker {
     pub ledger: Arc<dyn UsageLedger>,
     pub metrics: Arc<Metrics>,
     pub config: WorkerConfig,
+    /// Where job ends are announced for webhooks (the queue itself, in practice).
+    pub events: Arc<dyn JobEvents>,
 }
 
 /// The share of the prefetch each priority queue's consumer gets (3:2:1),
@@ -66,6 +69,7 @@ impl Worker {
             store: Arc::clone(&self.store),
             metrics: Arc::clone(&self.metrics),
             config: self.config.clone(),
+            events: Arc::clone(&self.events),
         });
         let tasks = TaskTracker::new();
         let (tx, rx) = mpsc::channel(usize::from(self.config.prefetch()));
@@ -91,6 +95,7 @@ impl Worker {
             router: Arc::clone(&self.router),
             ledger: Arc::clone(&self.ledger),
             metrics: Arc::clone(&self.metrics),
+            events: Arc::clone(&self.events),
         });
         let slots = Arc::new(Semaphore::new(self.config.batches_in_flight));
         let batches = TaskTracker::new();

@@ -122,6 +122,7 @@ impl Harness {
             ledger: ledger.clone(),
             metrics: metrics.clone(),
             config: WorkerConfig::default(),
+            events: queue.clone(),
         };
         let stop = CancellationToken::new();
         let worker = tokio::spawn(worker.run(stop.clone()));

@@ -53,7 +53,8 @@ pub async fn redis(
 }
 
 pub async fn rabbitmq(conn: &Connections, config: &Config) -> anyhow::Result<Arc<AmqpQueue>> {
-    let topology = Topology::new(conn.prefix.clone(), config.worker.delivery_limit);
+    let topology = Topology::new(conn.prefix.clone(), config.worker.delivery_limit)
+        .with_webhook_delays(config.webhooks.delays_ms());
     let queue = AmqpQueue::connect(&conn.amqp_url, topology)
         .await
         .with_context(|| format!("cannot connect to RabbitMQ at {}", redact(&conn.amqp_url)))?;

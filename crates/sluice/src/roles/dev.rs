@@ -44,10 +44,10 @@ pub async fn run(listen: SocketAddr) -> anyhow::Result<()> {
 
     let config = Config::dev(mock_url.clone());
     let metrics = Arc::new(Metrics::new());
-    let queue = Arc::new(MemoryQueue::new(Topology::new(
-        "dev",
-        config.worker.delivery_limit,
-    )));
+    let queue = Arc::new(MemoryQueue::new(
+        Topology::new("dev", config.worker.delivery_limit)
+            .with_webhook_delays(config.webhooks.delays_ms()),
+    ));
     let store = Arc::new(MemoryJobStore::new(Duration::from_secs(
         config.jobs.retention_s,
     )));
@@ -70,18 +70,22 @@ pub async fn run(listen: SocketAddr) -> anyhow::Result<()> {
         ledger: ledger.clone(),
         metrics: Arc::clone(&metrics),
         config: config.worker.clone(),
+        events: queue.clone(),
     };
     tasks.spawn(worker.run(shutdown.clone()));
 
     let limiter = Arc::new(sluice_core::budget::MemoryBudget::default());
     let backends = sluice_api::Backends {
         config: Arc::new(config),
-        queue,
+        queue: queue.clone(),
         store,
         tenants,
         metrics,
         limiter,
         usage: ledger,
+        webhooks: Arc::new(sluice_store::webhooks::MemoryWebhookStore::new()),
+        events: queue.clone(),
+        webhook_queue: queue.clone(),
     };
     let state = AppState::new(backends, &tasks);
     let socket = tokio::net::TcpListener::bind(listen)

@@ -60,6 +60,7 @@ pub async fn run(
         ledger,
         metrics,
         config: config.worker.clone(),
+        events: queue.clone(),
     }
     .run(shutdown.clone())
     .await;
