@@ -108,6 +108,7 @@ pub struct Delivery {
     pub body: String,
     pub state: DeliveryState,
     /// Attempts made so far.
+    #[serde(rename = "attempt_count")]
     pub attempts: u32,
     pub next_attempt_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,

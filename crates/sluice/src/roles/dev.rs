@@ -74,6 +74,22 @@ pub async fn run(listen: SocketAddr) -> anyhow::Result<()> {
     };
     tasks.spawn(worker.run(shutdown.clone()));
 
+    let webhook_store = Arc::new(sluice_store::webhooks::MemoryWebhookStore::new());
+    let dispatcher = sluice_webhooks::Dispatcher {
+        queue: queue.clone(),
+        retries: queue.clone(),
+        store: webhook_store.clone(),
+        topology: queue.topology().clone(),
+        config: config.webhooks.clone(),
+        metrics: sluice_webhooks::WebhookMetrics::register(&metrics),
+    };
+    let stop = shutdown.clone();
+    tasks.spawn(async move {
+        if let Err(e) = dispatcher.run(stop).await {
+            tracing::error!(error = %e, "webhooks stopped");
+        }
+    });
+
     let limiter = Arc::new(sluice_core::budget::MemoryBudget::default());
     let backends = sluice_api::Backends {
         config: Arc::new(config),
@@ -83,7 +99,7 @@ pub async fn run(listen: SocketAddr) -> anyhow::Result<()> {
         metrics,
         limiter,
         usage: ledger,
-        webhooks: Arc::new(sluice_store::webhooks::MemoryWebhookStore::new()),
+        webhooks: webhook_store,
         events: queue.clone(),
         webhook_queue: queue.clone(),
     };
