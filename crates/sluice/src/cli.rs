@@ -381,4 +381,7 @@ pub enum BenchCommand {
     Limits(crate::roles::bench::limits::LimitsArgs),
     /// Usage reports over a large generated ledger.
     Ledger(crate::roles::bench::ledger::LedgerArgs),
+    /// Webhook deliveries per second with the role on one thread, and the
+    /// delay from a job's end to its delivery.
+    Webhooks(crate::roles::bench::webhooks::WebhooksArgs),
 }

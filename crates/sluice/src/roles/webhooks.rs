@@ -26,7 +26,7 @@ pub async fn run(
     let config = connect::load_config(&config)?;
     let tenants = connect::postgres(&conn).await?;
     let store = Arc::new(PgWebhookStore::new(tenants.pool().clone()));
-    let queue = connect::rabbitmq(&conn, &config).await?;
+    let queue = connect::rabbitmq_for_webhooks(&conn, &config).await?;
     let metrics = Arc::new(Metrics::new());
     let webhook_metrics = WebhookMetrics::register(&metrics);
     let shutdown = shutdown_signal();

@@ -12,6 +12,7 @@ pub mod limits;
 mod load;
 mod raw;
 mod report;
+pub mod webhooks;
 
 use std::time::Duration;
 
@@ -57,6 +58,7 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Throughput(args) => throughput(args).await,
         BenchCommand::Limits(args) => limits::run(args).await,
         BenchCommand::Ledger(args) => ledger::run(args).await,
+        BenchCommand::Webhooks(args) => webhooks::run(args).await,
     }
 }
 
