@@ -105,13 +105,15 @@ impl Executor {
                         .inc();
                     settled.push(self.ended_earlier(pending).await);
                 }
-                Ok(StartOutcome::AlreadyDone(JobStatus::Canceled)) => {
+                Ok(StartOutcome::AlreadyDone(JobStatus::Canceled))
+                    if pending.message.webhook.is_some() =>
+                {
                     // No ledger row; its webhook event, again (the API's may be lost).
                     let mut done = self.ended_earlier(pending).await;
                     done.row = None;
                     settled.push(done);
                 }
-                Ok(StartOutcome::Missing) => {
+                Ok(StartOutcome::AlreadyDone(JobStatus::Canceled) | StartOutcome::Missing) => {
                     settled.push(Settled {
                         pending,
                         ack: true,
