@@ -70,6 +70,14 @@ impl Client {
         self.post_raw(path, body.to_string()).await
     }
 
+    pub async fn delete(&self, path: &str) -> Response {
+        let request = self
+            .http
+            .delete(format!("{}{path}", self.base))
+            .bearer_auth(&self.key);
+        self.send(request).await
+    }
+
     pub async fn get(&self, path: &str) -> Response {
         let request = self
             .http

@@ -15,4 +15,4 @@ mod stack;
 
 pub use client::{Client, Response};
 pub use process::Role;
-pub use stack::{CompletionCounter, Stack, StackOptions, TEST_WEBHOOKS_TOML};
+pub use stack::{redis_url, CompletionCounter, Stack, StackOptions, TEST_WEBHOOKS_TOML};

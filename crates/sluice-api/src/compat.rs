@@ -35,8 +35,7 @@ async fn call(
     let accepted = check(
         envelope,
         &state.config,
-        &caller.tenant_id,
-        &caller.key_id,
+        &caller,
         &trace_id(&headers),
         Utc::now(),
     )?;

@@ -16,6 +16,7 @@ use sluice_store::jobs::{get_current, IdempotencyClaim};
 use sluice_store::tenants::Principal;
 use utoipa::IntoParams;
 
+use crate::cache::{self, Joined};
 use crate::extract::{Caller, JsonBody};
 use crate::problem::{ApiError, Problem, RateLimitHeaders};
 use crate::submit::{check, Accepted};
@@ -105,14 +106,7 @@ pub async fn submit(
 ) -> Result<Response, ApiError> {
     let idempotency = idempotency_key(&headers)?;
     let fingerprint = sluice_core::batching::short_hash(raw.to_string().as_bytes());
-    let accepted = check(
-        raw,
-        &state.config,
-        &caller.tenant_id,
-        &caller.key_id,
-        &trace_id(&headers),
-        Utc::now(),
-    )?;
+    let accepted = check(raw, &state.config, &caller, &trace_id(&headers), Utc::now())?;
     if let Some(key) = &idempotency {
         let claim = state
             .store
@@ -192,37 +186,71 @@ async fn replay(
     }
 }
 
-/// Checks the caller's budget and rate limits for one job, then enqueues
-/// it; the stored record and the rate-limit headers to answer with.
+/// What became of one submitted job.
+pub(crate) enum Admitted {
+    /// Answered from the cache: the job is finished.
+    Cached(JobRecord),
+    /// Queued, or joined an identical job in flight, with the rate-limit
+    /// headers to answer with.
+    Queued(JobRecord, Option<RateLimitHeaders>),
+}
+
+/// Answers one job from the cache if it can; else checks the caller's
+/// budget and rate limits, joins an identical job in flight or enqueues it.
 pub(crate) async fn admit_and_enqueue(
     state: &AppState,
     caller: &Principal,
-    accepted: Accepted,
-) -> Result<(JobRecord, Option<RateLimitHeaders>), ApiError> {
+    mut accepted: Accepted,
+) -> Result<Admitted, ApiError> {
+    crate::webhooks::resolve_targets(
+        state,
+        &caller.tenant_id,
+        std::slice::from_mut(&mut accepted),
+    )
+    .await?;
+    if let Some(record) = cache::lookup(state, caller, &mut accepted).await? {
+        return Ok(Admitted::Cached(record));
+    }
     let tokens = request_tokens(accepted.message.endpoint, &accepted.message.body);
-    let mut accepted = vec![accepted];
-    crate::webhooks::resolve_targets(state, &caller.tenant_id, &mut accepted).await?;
     budget::check(state, caller).await?;
     let limit = limits::admit(state, caller, 1, tokens).await?;
-    match enqueue(state, accepted).await?.pop() {
-        Some(Ok(record)) => Ok((record, limit)),
+    let claim = match cache::join(state, &mut accepted).await? {
+        Joined::Follows(record) => return Ok(Admitted::Queued(record, limit)),
+        Joined::Hit(record) => return Ok(Admitted::Cached(record)),
+        Joined::Leads => accepted.cache.as_ref().map(|p| p.entry.clone()),
+        Joined::Alone => None,
+    };
+    cache::file(state, &mut accepted).await;
+    let id = accepted.record.id;
+    let enqueued = enqueue(state, vec![accepted]).await;
+    if let Some(entry) = &claim {
+        let confirmed = matches!(&enqueued, Ok(results) if matches!(results.first(), Some(Ok(_))));
+        cache::settle(state, entry, id, confirmed).await;
+    }
+    match enqueued?.pop() {
+        Some(Ok(record)) => Ok(Admitted::Queued(record, limit)),
         Some(Err(e)) => Err(e),
         None => Err(ApiError::QueueUnavailable("no confirm".into())),
     }
 }
 
-/// Checks the caller's budget and limits, then enqueues one job.
+/// Checks the caller's budget and limits, then enqueues one job: 202, or
+/// 200 with the finished job when the cache answered.
 async fn accept_one(
     state: &AppState,
     caller: &Principal,
     accepted: Accepted,
 ) -> Result<Response, ApiError> {
-    let (record, limit) = admit_and_enqueue(state, caller, accepted).await?;
-    let mut response = accepted_response(StatusCode::ACCEPTED, record);
-    if let Some(limit) = limit {
-        limit.apply(response.headers_mut());
+    match admit_and_enqueue(state, caller, accepted).await? {
+        Admitted::Cached(record) => Ok(accepted_response(StatusCode::OK, record)),
+        Admitted::Queued(record, limit) => {
+            let mut response = accepted_response(StatusCode::ACCEPTED, record);
+            if let Some(limit) = limit {
+                limit.apply(response.headers_mut());
+            }
+            Ok(response)
+        }
     }
-    Ok(response)
 }
 
 /// Submit up to `max_batch_jobs` jobs at once.
@@ -253,15 +281,7 @@ pub async fn submit_batch(
         .into_iter()
         .enumerate()
         .map(|(i, raw)| {
-            check(
-                raw,
-                &state.config,
-                &caller.tenant_id,
-                &caller.key_id,
-                &trace,
-                now,
-            )
-            .map_err(|e| {
+            check(raw, &state.config, &caller, &trace, now).map_err(|e| {
                 let p = e.problem();
                 ApiError::InvalidRequest(format!("jobs[{i}]: {}: {}", p.title, p.detail))
             })
@@ -269,13 +289,40 @@ pub async fn submit_batch(
         .collect::<Result<Vec<_>, _>>()?;
     let mut accepted = accepted;
     crate::webhooks::resolve_targets(&state, &caller.tenant_id, &mut accepted).await?;
-    let tokens = accepted
+    // Cache hits answer at once; the rest are limited and enqueued. (Batch
+    // jobs do not join identical jobs in flight.)
+    let mut hits: Vec<Option<JobRecord>> = Vec::with_capacity(accepted.len());
+    let mut queued = Vec::with_capacity(accepted.len());
+    for mut job in accepted {
+        match cache::lookup(&state, &caller, &mut job).await? {
+            Some(record) => hits.push(Some(record)),
+            None => {
+                cache::file(&state, &mut job).await;
+                hits.push(None);
+                queued.push(job);
+            }
+        }
+    }
+    let tokens = queued
         .iter()
         .map(|a| request_tokens(a.message.endpoint, &a.message.body))
         .sum();
-    budget::check(&state, &caller).await?;
-    let limit = limits::admit(&state, &caller, accepted.len() as u64, tokens).await?;
-    let results = enqueue(&state, accepted).await?;
+    let mut limit = None;
+    let mut enqueued = Vec::new().into_iter();
+    if !queued.is_empty() {
+        budget::check(&state, &caller).await?;
+        limit = limits::admit(&state, &caller, queued.len() as u64, tokens).await?;
+        enqueued = enqueue(&state, queued).await?.into_iter();
+    }
+    let results: Vec<Result<JobRecord, ApiError>> = hits
+        .into_iter()
+        .map(|hit| match hit {
+            Some(record) => Ok(record),
+            None => enqueued
+                .next()
+                .unwrap_or_else(|| Err(ApiError::QueueUnavailable("no confirm".into()))),
+        })
+        .collect();
     if results.iter().all(Result::is_err) {
         if let Some(Err(e)) = results.into_iter().next() {
             return Err(e);

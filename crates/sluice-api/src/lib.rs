@@ -6,6 +6,7 @@
 //! sees another's jobs (404); every error is problem+json.
 
 pub mod budget;
+pub mod cache;
 pub mod compat;
 pub mod extract;
 pub mod ingest;
@@ -30,6 +31,7 @@ use sluice_core::budget::RateBudget;
 use sluice_core::config::Config;
 use sluice_core::metrics::Metrics;
 use sluice_queue::{JobEvents, JobQueue, WebhookQueue};
+use sluice_store::cache::ResponseCache;
 use sluice_store::jobs::JobStore;
 use sluice_store::tenants::TenantStore;
 use sluice_store::usage::UsageLedger;
@@ -61,6 +63,12 @@ pub struct AppState {
     pub webhook_queue: Arc<dyn WebhookQueue>,
     /// Whether each tenant has endpoints, read again every few seconds.
     pub endpoints: Arc<webhooks::EndpointsCache>,
+    /// Cached answers, in-flight requests and prompt vectors.
+    pub cache: Arc<dyn ResponseCache>,
+    /// The semantic cache's embedder, when one is configured.
+    pub semantic: Option<Arc<cache::semantic::SemanticIndex>>,
+    /// Writes the ledger rows of cache hits and embedding calls.
+    pub cache_rows: cache::ledger::RowWriter,
 }
 
 /// What the API talks to.
@@ -75,6 +83,9 @@ pub struct Backends {
     pub webhooks: Arc<dyn WebhookStore>,
     pub events: Arc<dyn JobEvents>,
     pub webhook_queue: Arc<dyn WebhookQueue>,
+    pub cache: Arc<dyn ResponseCache>,
+    /// Calls the semantic cache's embedding model (the config's routes).
+    pub embedder: Option<Arc<sluice_providers::Router>>,
 }
 
 impl AppState {
@@ -82,7 +93,14 @@ impl AppState {
     /// once the state and every clone of it are dropped).
     pub fn new(b: Backends, tasks: &tokio_util::task::TaskTracker) -> Self {
         let ingest = ingest::Ingest::start(Arc::clone(&b.queue), Arc::clone(&b.store), tasks);
+        let semantic = b.embedder.and_then(|router| {
+            cache::semantic::SemanticIndex::new(router, &b.config.cache.semantic).map(Arc::new)
+        });
+        let cache_rows = cache::ledger::RowWriter::start(Arc::clone(&b.usage), tasks);
         Self {
+            cache: b.cache,
+            semantic,
+            cache_rows,
             ingest,
             limiter: b.limiter,
             usage: b.usage,
@@ -133,6 +151,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/usage", get(usage::report))
         .route("/v1/budget", get(budget::show))
+        .route("/v1/cache", axum::routing::delete(cache::clear))
         .route("/v1/chat/completions", post(compat::chat_completions))
         .route("/v1/completions", post(compat::completions))
         .route("/v1/embeddings", post(compat::embeddings))

@@ -6,7 +6,7 @@ use utoipa::{Modify, OpenApi};
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Sluice", description = "Queued, batched, metered LLM inference."),
-    paths(crate::jobs::submit, crate::jobs::submit_batch, crate::jobs::get_job, crate::jobs::cancel, crate::usage::report, crate::budget::show,
+    paths(crate::jobs::submit, crate::jobs::submit_batch, crate::jobs::get_job, crate::jobs::cancel, crate::usage::report, crate::budget::show, crate::cache::clear,
         crate::webhooks::deliveries, crate::webhooks::redeliver, crate::webhooks::rotate_tenant_secret,
         crate::webhooks::create_endpoint, crate::webhooks::list_endpoints, crate::webhooks::delete_endpoint,
         crate::webhooks::rotate_endpoint_secret),
@@ -37,6 +37,11 @@ use utoipa::{Modify, OpenApi};
         sluice_core::JobError,
         sluice_core::Priority,
         sluice_core::Endpoint,
+        sluice_core::cache::CacheOptions,
+        sluice_core::cache::CacheMode,
+        sluice_core::cache::CacheInfo,
+        sluice_core::cache::CacheKind,
+        crate::cache::Cleared,
     )),
     modifiers(&BearerAuth)
 )]

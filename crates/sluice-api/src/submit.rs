@@ -6,11 +6,15 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::Value;
+use sluice_core::cache::CacheOptions;
 use sluice_core::config::Config;
 use sluice_core::job::Metadata;
 use sluice_core::{Endpoint, JobId, JobMessage, JobRecord, Priority};
 use utoipa::ToSchema;
 
+use sluice_store::tenants::Principal;
+
+use crate::cache::plan::{plan, CachePlan};
 use crate::problem::ApiError;
 
 /// The longest deadline a job may ask for.
@@ -39,6 +43,9 @@ pub struct JobRequest {
     /// one, the tenant's registered endpoints get it.
     #[serde(default)]
     pub webhook: Option<sluice_core::webhook::WebhookSpec>,
+    /// What the cache may do for this job (`mode`, `ttl_s`, `semantic`).
+    #[serde(default)]
+    pub cache: Option<CacheOptions>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -52,33 +59,26 @@ pub struct BatchRequest {
 pub struct Accepted {
     pub record: JobRecord,
     pub message: JobMessage,
+    /// The cache's part in it, if it takes one.
+    pub cache: Option<CachePlan>,
 }
 
 impl Accepted {
     /// The AMQP headers the message carries.
     pub fn headers(&self) -> BTreeMap<String, String> {
-        let m = &self.message;
-        let mut h = BTreeMap::new();
-        h.insert("job-id".to_owned(), m.id.to_string());
-        h.insert("tenant-id".to_owned(), m.tenant_id.clone());
-        h.insert("trace-id".to_owned(), m.trace_id.clone());
-        h.insert("enqueued-at".to_owned(), m.enqueued_at.to_rfc3339());
-        if let Some(d) = m.deadline_at {
-            h.insert("deadline".to_owned(), d.to_rfc3339());
-        }
-        h
+        self.message.headers()
     }
 }
 
-/// Checks one job envelope (as JSON) for `tenant`.
+/// Checks one job envelope (as JSON) for `caller`.
 pub fn check(
     raw: Value,
     config: &Config,
-    tenant_id: &str,
-    key_id: &str,
+    caller: &Principal,
     trace_id: &str,
     now: DateTime<Utc>,
 ) -> Result<Accepted, ApiError> {
+    let (tenant_id, key_id) = (caller.tenant_id.as_str(), caller.key_id.as_str());
     let request: JobRequest = serde_json::from_value(raw)
         .map_err(|e| ApiError::InvalidRequest(format!("the job is not valid: {e}")))?;
     let endpoint: Endpoint = request
@@ -110,6 +110,14 @@ pub fn check(
         )));
     }
     check_body(endpoint, &body)?;
+    let cache = plan(
+        config,
+        caller,
+        endpoint,
+        &model,
+        &body,
+        request.cache.as_ref(),
+    )?;
     let deadline_at = match request.deadline_s {
         None => None,
         Some(s) if s.is_finite() && s > 0.0 && s <= MAX_DEADLINE_S => {
@@ -165,8 +173,13 @@ pub fn check(
         key_id: Some(key_id.to_owned()),
         enqueued_at: now,
         deadline_at,
+        cache: cache.as_ref().map(CachePlan::directive),
     };
-    Ok(Accepted { record, message })
+    Ok(Accepted {
+        record,
+        message,
+        cache,
+    })
 }
 
 /// The body fields each endpoint cannot do without.

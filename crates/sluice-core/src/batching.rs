@@ -200,6 +200,7 @@ mod tests {
             key_id: None,
             enqueued_at: chrono::Utc::now(),
             deadline_at: None,
+            cache: None,
         }
     }
 

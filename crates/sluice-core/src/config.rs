@@ -33,6 +33,8 @@ pub struct Config {
     pub tenants: TenantsConfig,
     #[serde(default)]
     pub webhooks: WebhooksConfig,
+    #[serde(default)]
+    pub cache: crate::cache::CacheConfig,
 }
 
 /// How the webhooks role delivers.
@@ -478,6 +480,14 @@ impl Config {
             return Err("jobs: retention_s must be above 0".to_owned());
         }
         self.webhooks.validate()?;
+        self.cache.validate()?;
+        if let Some(model) = &self.cache.semantic.model {
+            if self.route(model).is_none() {
+                return Err(format!(
+                    "cache.semantic: model {model:?} has no [[models]] route"
+                ));
+            }
+        }
         Ok(())
     }
 
@@ -533,6 +543,7 @@ impl Config {
                 allow: vec!["127.0.0.0/8".into(), "::1".into(), "localhost".into()],
                 ..WebhooksConfig::default()
             },
+            cache: crate::cache::CacheConfig::default(),
         }
     }
 }

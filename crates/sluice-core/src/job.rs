@@ -273,6 +273,12 @@ pub struct JobRecord {
     #[serde(skip_serializing, default)]
     #[schema(ignore)]
     pub webhook: Option<crate::webhook::JobWebhook>,
+    /// Whether the answer came from the cache (no provider call of its own).
+    #[serde(default)]
+    pub cached: bool,
+    /// How the cached answer was found, and what it saved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache: Option<crate::cache::CacheInfo>,
 }
 
 impl JobRecord {
@@ -308,6 +314,8 @@ impl JobRecord {
             cost_micros: None,
             provider: None,
             webhook: None,
+            cached: false,
+            cache: None,
         }
     }
 }
@@ -324,12 +332,18 @@ pub enum Outcome {
     },
     Failed(JobError),
     Expired,
+    /// Answered from the cache: the answer's result, usage and provider,
+    /// at no cost to this job.
+    Cached {
+        answer: crate::cache::CachedAnswer,
+        info: crate::cache::CacheInfo,
+    },
 }
 
 impl Outcome {
     pub fn status(&self) -> JobStatus {
         match self {
-            Self::Succeeded { .. } => JobStatus::Succeeded,
+            Self::Succeeded { .. } | Self::Cached { .. } => JobStatus::Succeeded,
             Self::Failed(_) => JobStatus::Failed,
             Self::Expired => JobStatus::Expired,
         }

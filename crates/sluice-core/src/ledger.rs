@@ -44,10 +44,15 @@ impl LedgerRow {
             endpoint: record.endpoint,
             metadata: record.metadata.clone(),
             status: record.status,
-            usage: record.usage.unwrap_or_default(),
+            // A cached answer's tokens were billed once, to its source job.
+            usage: if record.cached {
+                Usage::default()
+            } else {
+                record.usage.unwrap_or_default()
+            },
             cost_micros: record.cost_micros.unwrap_or(0),
-            saved_micros: 0,
-            cache_hit: false,
+            saved_micros: record.cache.as_ref().map_or(0, |c| c.saved_micros),
+            cache_hit: record.cached,
             queue_wait_ms,
             provider_latency_ms,
             finished_at: record.finished_at.unwrap_or(record.created_at),

@@ -5,6 +5,7 @@
 //! - [`message`]: the message a job travels in through the queue.
 //! - [`config`]: the TOML configuration and its validation.
 //! - [`batching`]: batch keys (model + route + prompt-prefix hash) and token estimates.
+//! - [`cache`]: cache modes, keys, what a hit shows, and the semantic cache's vectors.
 //! - [`split`]: exact integer splits of a batch total across its jobs.
 //! - [`metrics`]: the Prometheus metrics every role shares.
 //! - [`view`]: a job as the API (and a webhook's `data`) shows it.
@@ -13,6 +14,7 @@
 
 pub mod batching;
 pub mod budget;
+pub mod cache;
 pub mod config;
 pub mod ids;
 pub mod job;

@@ -28,6 +28,9 @@ pub struct JobMessage {
     /// Who hears of the job's end, if anyone.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub webhook: Option<crate::webhook::JobWebhook>,
+    /// What to do with the answer in the cache, when the job may be cached.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache: Option<crate::cache::CacheDirective>,
 }
 
 impl JobMessage {
@@ -38,6 +41,20 @@ impl JobMessage {
 
     pub fn decode(bytes: &[u8]) -> Result<Self, serde_json::Error> {
         serde_json::from_slice(bytes)
+    }
+
+    /// The AMQP headers the message carries: job id, tenant, trace id,
+    /// enqueued-at and deadline.
+    pub fn headers(&self) -> std::collections::BTreeMap<String, String> {
+        let mut h = std::collections::BTreeMap::new();
+        h.insert("job-id".to_owned(), self.id.to_string());
+        h.insert("tenant-id".to_owned(), self.tenant_id.clone());
+        h.insert("trace-id".to_owned(), self.trace_id.clone());
+        h.insert("enqueued-at".to_owned(), self.enqueued_at.to_rfc3339());
+        if let Some(d) = self.deadline_at {
+            h.insert("deadline".to_owned(), d.to_rfc3339());
+        }
+        h
     }
 
     /// Whether the deadline has passed at `now`.

@@ -2,7 +2,7 @@
 //! that `sluice dev` (all roles in one process) serves them all at once.
 
 use prometheus::{
-    exponential_buckets, Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge,
+    exponential_buckets, Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
@@ -28,6 +28,12 @@ pub struct Metrics {
     pub provider_budget_wait: HistogramVec,
     /// HTTP requests the API answered, by route and status.
     pub http_requests: HistogramVec,
+    /// Cache lookups, by kind (exact, semantic, inflight) and outcome
+    /// (hit, miss, error).
+    pub cache_requests: IntCounterVec,
+    /// Micro-dollars that cache hits (and joined in-flight requests) did
+    /// not spend: what their answers cost when a provider made them.
+    pub cache_saved_micros: IntCounter,
 }
 
 fn histogram(name: &str, help: &str, labels: &[&str], buckets: Vec<f64>) -> HistogramVec {
@@ -35,6 +41,11 @@ fn histogram(name: &str, help: &str, labels: &[&str], buckets: Vec<f64>) -> Hist
     #[allow(clippy::expect_used)]
     HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), labels)
         .expect("valid histogram")
+}
+
+fn plain_counter(name: &str, help: &str) -> IntCounter {
+    #[allow(clippy::expect_used)]
+    IntCounter::new(name, help).expect("valid counter")
 }
 
 fn counter(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -104,8 +115,19 @@ impl Metrics {
                 &["method", "route", "status"],
                 seconds(),
             ),
+            cache_requests: counter(
+                "sluice_cache_requests_total",
+                "Cache lookups, by kind (exact, semantic, inflight) and outcome (hit, miss, error).",
+                &["kind", "outcome"],
+            ),
+            cache_saved_micros: plain_counter(
+                "sluice_cache_saved_micros_total",
+                "Micro-dollars cache hits did not spend (what the answers cost when made).",
+            ),
         };
-        let collectors: [Box<dyn prometheus::core::Collector>; 10] = [
+        let collectors: [Box<dyn prometheus::core::Collector>; 12] = [
+            Box::new(m.cache_requests.clone()),
+            Box::new(m.cache_saved_micros.clone()),
             Box::new(m.provider_budget_wait.clone()),
             Box::new(m.provider_breaker_state.clone()),
             Box::new(m.jobs_submitted.clone()),

@@ -86,9 +86,62 @@ pub fn embedding(text: &str, dims: usize) -> Vec<f32> {
     raw.into_iter().map(|x| (x * scale) as f32).collect()
 }
 
+/// Words too common to say what a text is about.
+const STOPWORDS: [&str; 32] = [
+    "a", "an", "the", "is", "are", "was", "of", "to", "in", "on", "for", "and", "or", "me", "my",
+    "i", "you", "your", "it", "this", "that", "please", "what", "whats", "how", "can", "could",
+    "would", "do", "does", "with", "about",
+];
+
+/// How many components a semantic embedding has unless the request asks.
+pub const SEMANTIC_DIMS: usize = 256;
+
+/// A unit-length embedding of `text` that is close for paraphrases: the
+/// normalised sum of one random unit vector per content word (lower-cased,
+/// a plural `s` dropped, stopwords skipped). Texts with the same content
+/// words in any order get the same vector; texts sharing most of them get
+/// close ones; unrelated texts get nearly orthogonal ones.
+pub fn semantic_embedding(text: &str, dims: usize) -> Vec<f32> {
+    let mut sum = vec![0f64; dims];
+    let lower = text.to_lowercase();
+    let words = lower
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty() && !STOPWORDS.contains(w))
+        .map(|w| w.strip_suffix('s').filter(|s| s.len() > 2).unwrap_or(w));
+    for word in words {
+        for (s, x) in sum.iter_mut().zip(embedding(&format!("word:{word}"), dims)) {
+            *s += f64::from(x);
+        }
+    }
+    let norm = sum.iter().map(|x| x * x).sum::<f64>().sqrt();
+    if norm == 0.0 {
+        return embedding(text, dims);
+    }
+    sum.into_iter().map(|x| (x / norm) as f32).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn cos(a: &[f32], b: &[f32]) -> f32 {
+        a.iter().zip(b).map(|(x, y)| x * y).sum()
+    }
+
+    #[test]
+    fn semantic_embeddings_are_close_for_paraphrases_only() {
+        let e = |t: &str| semantic_embedding(t, SEMANTIC_DIMS);
+        let a = e("Summarize the quarterly sales report for the board");
+        assert!(
+            cos(
+                &a,
+                &e("For the board, summarize the quarterly sales reports, please")
+            ) > 0.99
+        );
+        assert!(cos(&a, &e("Summarize the quarterly sales report for investors")) > 0.75);
+        assert!(cos(&a, &e("Translate this poem into French")).abs() < 0.3);
+        assert_eq!(a, e("Summarize the quarterly sales report for the board"));
+    }
 
     #[test]
     fn answer_is_prefix_and_sha_digits() {

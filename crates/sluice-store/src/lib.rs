@@ -3,11 +3,14 @@
 //!
 //! - [`jobs`]: job records, their forward-only state changes and the
 //!   completion notifications long-polls wait on (Redis through fred).
+//! - [`cache`]: the response cache: exact entries, in-flight coalescing,
+//!   semantic vectors (Redis).
 //! - [`budget`]: fleet-wide provider rate budgets (Redis).
 //! - [`tenants`]: tenants and API keys, keys stored hashed (PostgreSQL
 //!   through sqlx), and the migrations.
 
 pub mod budget;
+pub mod cache;
 pub mod jobs;
 pub mod tenants;
 pub mod usage;

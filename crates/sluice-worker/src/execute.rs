@@ -27,6 +27,7 @@ use sluice_store::jobs::JobStore;
 use sluice_store::usage::UsageLedger;
 
 use crate::batcher::Flushed;
+use crate::followers::{Ended, Followers};
 use crate::retry::with_store_retry;
 
 /// A job the worker holds: its message and the delivery to settle.
@@ -40,18 +41,59 @@ pub struct Executor {
     pub router: Arc<Router>,
     pub ledger: Arc<dyn UsageLedger>,
     pub metrics: Arc<Metrics>,
+    pub followers: Followers,
     /// Where job ends are announced for webhooks.
     pub events: Arc<dyn JobEvents>,
 }
 
-/// A job done with for now: ack it (with its ledger row, if it has one), or
-/// give it back to the queue.
+/// A job done with for now: ack it (with its ledger rows: its own, if it
+/// has one, and those of the jobs that ended with it), or give it back to
+/// the queue.
 struct Settled {
     pending: Pending,
     ack: bool,
     row: Option<LedgerRow>,
+    followers: Vec<LedgerRow>,
     /// The ended job's record, when it has a webhook to announce it to.
     ended: Option<JobRecord>,
+}
+
+impl Settled {
+    fn ack(pending: Pending, row: Option<LedgerRow>) -> Self {
+        Self {
+            pending,
+            ack: true,
+            row,
+            followers: Vec::new(),
+            ended: None,
+        }
+    }
+
+    fn requeue(pending: Pending) -> Self {
+        Self {
+            pending,
+            ack: false,
+            row: None,
+            followers: Vec::new(),
+            ended: None,
+        }
+    }
+
+    /// Ends the jobs that follow this one (see [`Followers`]); if that
+    /// fails, this job goes back to the queue to try again.
+    async fn with_followers(mut self, followers: &Followers, ended: Ended) -> Self {
+        if !self.ack {
+            return self;
+        }
+        match followers.after(&self.pending.message, &ended).await {
+            Ok(rows) => self.followers = rows,
+            Err(e) => {
+                tracing::error!(job = %self.pending.message.id, error = %e, "returning job to the queue");
+                self.ack = false;
+            }
+        }
+        self
+    }
 }
 
 impl Executor {
@@ -105,31 +147,16 @@ impl Executor {
                         .inc();
                     settled.push(self.ended_earlier(pending).await);
                 }
-                Ok(StartOutcome::AlreadyDone(JobStatus::Canceled))
-                    if pending.message.webhook.is_some() =>
-                {
-                    // No ledger row; its webhook event, again (the API's may be lost).
-                    let mut done = self.ended_earlier(pending).await;
-                    done.row = None;
-                    settled.push(done);
-                }
                 Ok(StartOutcome::AlreadyDone(JobStatus::Canceled) | StartOutcome::Missing) => {
-                    settled.push(Settled {
-                        pending,
-                        ack: true,
-                        row: None,
-                        ended: None,
-                    });
+                    let done = Settled::ack(pending, None);
+                    let done = done.with_followers(&self.followers, Ended::NotRun).await;
+                    // A canceled job's event, again (the API's may be lost).
+                    settled.push(self.with_record(done).await);
                 }
                 Ok(StartOutcome::AlreadyDone(_)) => settled.push(self.ended_earlier(pending).await),
                 Err(e) => {
                     tracing::error!(job = %pending.message.id, error = %e, "cannot start job; returning it to the queue");
-                    settled.push(Settled {
-                        pending,
-                        ack: false,
-                        row: None,
-                        ended: None,
-                    });
+                    settled.push(Settled::requeue(pending));
                 }
             }
         }
@@ -141,22 +168,20 @@ impl Executor {
     async fn ended_earlier(&self, pending: Pending) -> Settled {
         let id = pending.message.id;
         match with_store_retry("read", || self.store.get(id)).await {
-            Ok(record) => Settled {
-                pending,
-                ack: true,
-                row: record
+            Ok(record) => {
+                let row = record
                     .as_ref()
-                    .and_then(|r| LedgerRow::from_record(r, None)),
-                ended: record.filter(|r| r.webhook.is_some()),
-            },
+                    .and_then(|r| LedgerRow::from_record(r, None));
+                let ended = Ended::from_record(record.as_ref());
+                let mut done = Settled::ack(pending, row)
+                    .with_followers(&self.followers, ended)
+                    .await;
+                done.ended = record.filter(|r| r.webhook.is_some());
+                done
+            }
             Err(e) => {
                 tracing::error!(job = %id, error = %e, "cannot read ended job; returning it to the queue");
-                Settled {
-                    pending,
-                    ack: false,
-                    row: None,
-                    ended: None,
-                }
+                Settled::requeue(pending)
             }
         }
     }
@@ -191,6 +216,10 @@ impl Executor {
                     },
                     Err(e) => Outcome::Failed(JobError::new(e.kind(), e.to_string())),
                 };
+                // Cached before the job ends, so that whoever sees the end
+                // and asks again finds the answer.
+                let ended = Ended::from_outcome(&pending.message, &outcome);
+                self.followers.remember(&pending.message, &ended).await;
                 let id = pending.message.id;
                 match with_store_retry("finish", || self.store.finish(id, &outcome, now)).await {
                     Ok(true) => {
@@ -199,19 +228,14 @@ impl Executor {
                             .with_label_values(&[outcome.status().as_str()])
                             .inc();
                         let row = ledger_row(&pending.message, &outcome, started_at, now, latency_ms);
-                        if pending.message.webhook.is_some() {
-                            // Its webhook's event carries the job as stored.
-                            let mut done = self.ended_earlier(pending).await;
-                            done.row = Some(row);
-                            return done;
-                        }
-                        Settled { pending, ack: true, row: Some(row), ended: None }
+                        let done = Settled::ack(pending, Some(row)).with_followers(&self.followers, ended).await;
+                        self.with_record(done).await
                     }
                     // Another delivery ended it first: its row stands.
                     Ok(false) => self.ended_earlier(pending).await,
                     Err(e) => {
                         tracing::error!(job = %id, error = %e, "cannot store result; returning job to the queue");
-                        Settled { pending, ack: false, row: None, ended: None }
+                        Settled::requeue(pending)
                     }
                 }
             },
@@ -224,11 +248,28 @@ impl Executor {
     /// delivery by its own tag. If the ledger cannot be written or the
     /// events not published, the jobs go back to the queue: their
     /// redelivery finds them ended and writes their rows (and events) then.
+    /// Adds the stored record of an acked job that has a webhook, for its
+    /// event; if it cannot be read, the job goes back to the queue.
+    async fn with_record(&self, mut done: Settled) -> Settled {
+        if !done.ack || done.pending.message.webhook.is_none() {
+            return done;
+        }
+        let id = done.pending.message.id;
+        match with_store_retry("read", || self.store.get(id)).await {
+            Ok(record) => done.ended = record,
+            Err(e) => {
+                tracing::error!(job = %id, error = %e, "cannot read ended job; returning it to the queue");
+                done.ack = false;
+            }
+        }
+        done
+    }
+
     async fn settle_all(&self, settled: Vec<Settled>) {
         let rows: Vec<LedgerRow> = settled
             .iter()
             .filter(|s| s.ack)
-            .filter_map(|s| s.row.clone())
+            .flat_map(|s| s.row.iter().chain(&s.followers).cloned())
             .collect();
         let ledger_ok = rows.is_empty()
             || match with_store_retry("ledger", || self.ledger.record(&rows)).await {
@@ -254,8 +295,9 @@ impl Executor {
         futures::future::join_all(settled.into_iter().map(|s| async move {
             let id = s.pending.message.id;
             self.metrics.inflight_jobs.dec();
+            let has_rows = s.row.is_some() || !s.followers.is_empty();
             let announced = events_ok || s.ended.is_none();
-            let result = if s.ack && announced && (ledger_ok || s.row.is_none()) {
+            let result = if s.ack && announced && (ledger_ok || !has_rows) {
                 s.pending.delivery.ack().await
             } else {
                 s.pending.delivery.requeue().await

@@ -7,6 +7,7 @@
 //!   → start each job (cancel/deadline checked here, just before the call)
 //!   → provider router (one array call, or a bounded fan-out)
 //!   → store each result (compare-and-set; notifies waiters)
+//!   → cache the answer; end the identical jobs that joined it in flight
 //!   → ledger rows, then webhook events (confirmed) of jobs with a webhook
 //!   → ack each delivery by its own tag
 //! ```
@@ -17,6 +18,7 @@
 pub mod batcher;
 pub mod consume;
 pub mod execute;
+pub mod followers;
 pub mod retry;
 
 use std::sync::Arc;
@@ -26,6 +28,7 @@ use sluice_core::metrics::Metrics;
 use sluice_core::Priority;
 use sluice_providers::Router;
 use sluice_queue::{JobEvents, JobQueue, Source};
+use sluice_store::cache::ResponseCache;
 use sluice_store::jobs::JobStore;
 use sluice_store::usage::UsageLedger;
 use tokio::sync::{mpsc, Semaphore};
@@ -43,6 +46,8 @@ pub struct Worker {
     pub ledger: Arc<dyn UsageLedger>,
     pub metrics: Arc<Metrics>,
     pub config: WorkerConfig,
+    /// Where answers are cached and joined jobs are found.
+    pub cache: Arc<dyn ResponseCache>,
     /// Where job ends are announced for webhooks (the queue itself, in practice).
     pub events: Arc<dyn JobEvents>,
 }
@@ -95,6 +100,12 @@ impl Worker {
             router: Arc::clone(&self.router),
             ledger: Arc::clone(&self.ledger),
             metrics: Arc::clone(&self.metrics),
+            followers: followers::Followers {
+                cache: Arc::clone(&self.cache),
+                queue: Arc::clone(&self.queue),
+                store: Arc::clone(&self.store),
+                metrics: Arc::clone(&self.metrics),
+            },
             events: Arc::clone(&self.events),
         });
         let slots = Arc::new(Semaphore::new(self.config.batches_in_flight));

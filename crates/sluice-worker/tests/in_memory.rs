@@ -89,6 +89,7 @@ fn message(endpoint: Endpoint) -> (JobRecord, JobMessage) {
         key_id: None,
         enqueued_at: now,
         deadline_at: None,
+        cache: None,
     };
     (record, message)
 }
@@ -122,6 +123,7 @@ impl Harness {
             ledger: ledger.clone(),
             metrics: metrics.clone(),
             config: WorkerConfig::default(),
+            cache: Arc::new(sluice_store::cache::MemoryCache::new()),
             events: queue.clone(),
         };
         let stop = CancellationToken::new();

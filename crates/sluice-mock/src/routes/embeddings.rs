@@ -15,7 +15,7 @@ use crate::base64;
 use crate::error::ApiError;
 use crate::latency::Sequence;
 use crate::state::{Shared, Work};
-use crate::text::{count_tokens, embedding};
+use crate::text::{count_tokens, embedding, semantic_embedding, SEMANTIC_DIMS};
 
 pub(super) const PATH: &str = "/v1/embeddings";
 
@@ -72,7 +72,14 @@ pub(super) async fn handle(
         .input
         .ok_or_else(|| ApiError::invalid("input", "you must provide an input"))?
         .into_texts("input")?;
-    let dims = resolve_dims(request.dimensions, shared.options().embedding_dims)?;
+    // A model named `…semantic…` embeds by meaning (close for paraphrases).
+    let semantic = model.contains("semantic");
+    let default_dims = if semantic {
+        SEMANTIC_DIMS
+    } else {
+        shared.options().embedding_dims
+    };
+    let dims = resolve_dims(request.dimensions, default_dims)?;
     let encoding = match request.encoding_format.as_deref() {
         None | Some("float") => Encoding::Float,
         Some("base64") => Encoding::Base64,
@@ -106,7 +113,14 @@ pub(super) async fn handle(
         .map(|(index, text)| EmbeddingData {
             object: "embedding",
             index,
-            embedding: encode(embedding(text, dims), encoding),
+            embedding: encode(
+                if semantic {
+                    semantic_embedding(text, dims)
+                } else {
+                    embedding(text, dims)
+                },
+                encoding,
+            ),
         })
         .collect();
     let response = EmbeddingResponse {

@@ -60,6 +60,30 @@ pub fn encode_new(r: &JobRecord) -> Vec<(String, String)> {
     if let Some(d) = r.deadline_at {
         fields.push(("deadline_ms".to_owned(), d.timestamp_millis().to_string()));
     }
+    // A record created already ended (a cache hit) carries its end too.
+    for (name, time) in [("started_at", r.started_at), ("finished_at", r.finished_at)] {
+        if let Some(t) = time {
+            fields.push((name.to_owned(), rfc3339(t)));
+        }
+    }
+    if let Some(result) = &r.result {
+        fields.push(("result".to_owned(), json(result)));
+    }
+    if let Some(usage) = &r.usage {
+        fields.push(("usage".to_owned(), json(usage)));
+    }
+    if let Some(provider) = &r.provider {
+        fields.push(("provider".to_owned(), provider.clone()));
+    }
+    if let Some(cost) = r.cost_micros {
+        fields.push(("cost_micros".to_owned(), cost.to_string()));
+    }
+    if let Some(error) = &r.error {
+        fields.push(("error".to_owned(), json(error)));
+    }
+    if let Some(cache) = &r.cache {
+        fields.push(("cache".to_owned(), json(cache)));
+    }
     fields
 }
 
@@ -84,6 +108,13 @@ pub fn encode_outcome(outcome: &Outcome) -> Vec<(String, String)> {
         }
         Outcome::Failed(error) => vec![("error".to_owned(), json(error))],
         Outcome::Expired => vec![("error".to_owned(), json(&super::deadline_error()))],
+        Outcome::Cached { answer, info } => vec![
+            ("result".to_owned(), json(&answer.result)),
+            ("usage".to_owned(), json(&answer.usage)),
+            ("provider".to_owned(), answer.provider.clone()),
+            ("cost_micros".to_owned(), "0".to_owned()),
+            ("cache".to_owned(), json(info)),
+        ],
     }
 }
 
@@ -151,5 +182,7 @@ pub fn decode(fields: &HashMap<String, String>) -> Result<Option<JobRecord>, Sto
             .map(|c| c.parse::<u64>())
             .transpose()
             .map_err(|e| StoreError::Corrupt(format!("field cost_micros: {e}")))?,
+        cached: fields.contains_key("cache"),
+        cache: fields.get("cache").map(|c| parse("cache", c)).transpose()?,
     }))
 }

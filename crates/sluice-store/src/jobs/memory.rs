@@ -114,6 +114,14 @@ impl JobStore for MemoryJobStore {
                 }
                 Outcome::Failed(error) => job.error = Some(error.clone()),
                 Outcome::Expired => job.error = Some(super::deadline_error()),
+                Outcome::Cached { answer, info } => {
+                    job.result = Some(answer.result.clone());
+                    job.usage = Some(answer.usage);
+                    job.provider = Some(answer.provider.clone());
+                    job.cost_micros = Some(0);
+                    job.cached = true;
+                    job.cache = Some(info.clone());
+                }
             }
         }
         self.hub.notify(id);

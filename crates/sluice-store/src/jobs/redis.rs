@@ -131,6 +131,11 @@ impl RedisJobStore {
         crate::budget::RedisBudget::new(self.pool.clone(), self.prefix.clone())
     }
 
+    /// The response cache, on this store's connections.
+    pub fn cache(&self) -> crate::cache::RedisCache {
+        crate::cache::RedisCache::new(self.pool.clone(), self.prefix.clone())
+    }
+
     pub async fn close(&self) {
         let _ = self.pool.quit().await;
     }

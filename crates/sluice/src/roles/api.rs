@@ -21,6 +21,18 @@ pub async fn run(listen: SocketAddr, config: ConfigArg, conn: Connections) -> an
     let queue = connect::rabbitmq(&conn, &config).await?;
     let metrics = Arc::new(Metrics::new());
     let shutdown = shutdown_signal();
+    // The semantic cache embeds prompts through the config's routes, on
+    // the providers' fleet-wide budgets.
+    let embedder = match &config.cache.semantic.model {
+        Some(_) => {
+            let budget: Arc<dyn sluice_core::budget::RateBudget> = Arc::new(store.budget());
+            let router =
+                sluice_providers::Router::from_config(&config, Arc::clone(&metrics), Some(budget))
+                    .map_err(anyhow::Error::msg)?;
+            Some(Arc::new(router))
+        }
+        None => None,
+    };
 
     let tasks = TaskTracker::new();
     let listener = store
@@ -37,6 +49,8 @@ pub async fn run(listen: SocketAddr, config: ConfigArg, conn: Connections) -> an
         metrics,
         limiter: Arc::new(store.budget()),
         usage: Arc::new(sluice_store::usage::PgLedger::new(pool.clone())),
+        cache: Arc::new(store.cache()),
+        embedder,
         webhooks: Arc::new(sluice_store::webhooks::PgWebhookStore::new(pool)),
         events: queue.clone(),
         webhook_queue: queue.clone(),

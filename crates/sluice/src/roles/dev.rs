@@ -56,6 +56,7 @@ pub async fn run(listen: SocketAddr) -> anyhow::Result<()> {
     let key = tenants.create_key("dev", "dev").await?.key;
 
     let ledger = Arc::new(sluice_store::usage::MemoryLedger::default());
+    let cache = Arc::new(sluice_store::cache::MemoryCache::new());
     let worker = Worker {
         queue: queue.clone(),
         store: store.clone(),
@@ -70,6 +71,7 @@ pub async fn run(listen: SocketAddr) -> anyhow::Result<()> {
         ledger: ledger.clone(),
         metrics: Arc::clone(&metrics),
         config: config.worker.clone(),
+        cache: cache.clone(),
         events: queue.clone(),
     };
     tasks.spawn(worker.run(shutdown.clone()));
@@ -99,6 +101,8 @@ pub async fn run(listen: SocketAddr) -> anyhow::Result<()> {
         metrics,
         limiter,
         usage: ledger,
+        cache,
+        embedder: None,
         webhooks: webhook_store,
         events: queue.clone(),
         webhook_queue: queue.clone(),

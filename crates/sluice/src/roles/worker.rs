@@ -60,6 +60,7 @@ pub async fn run(
         ledger,
         metrics,
         config: config.worker.clone(),
+        cache: Arc::new(store.cache()),
         events: queue.clone(),
     }
     .run(shutdown.clone())

@@ -1,0 +1,116 @@
+//! The semantic cache at the API: embed the prompt with the configured
+//! embedding model, shortlist neighbours by their locality-sensitive
+//! buckets (in Redis, so every replica sees every entry), and take the
+//! most similar one at or above the threshold.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use serde_json::{json, Value};
+use sluice_core::cache::lsh::{cosine, Lsh};
+use sluice_core::cache::{CachedAnswer, SemanticConfig};
+use sluice_core::{Endpoint, JobId, Usage};
+use sluice_providers::{BatchJob, Router};
+use sluice_store::cache::Candidate;
+
+pub struct SemanticIndex {
+    router: Arc<Router>,
+    model: String,
+    config: SemanticConfig,
+    /// Hyperplanes per embedding size (built on first use).
+    planes: Mutex<HashMap<usize, Arc<Lsh>>>,
+}
+
+/// A prompt's vector and its bucket in each band.
+pub struct Embedded {
+    pub vector: Vec<f32>,
+    pub buckets: Vec<String>,
+}
+
+/// What embedding a prompt cost, for the ledger.
+pub struct EmbedCall {
+    pub id: JobId,
+    pub model: String,
+    pub provider: String,
+    pub usage: Usage,
+    pub cost_micros: u64,
+}
+
+impl SemanticIndex {
+    /// The index, when the config names an embedding model.
+    pub fn new(router: Arc<Router>, config: &SemanticConfig) -> Option<Self> {
+        Some(Self {
+            router,
+            model: config.model.clone()?,
+            config: config.clone(),
+            planes: Mutex::default(),
+        })
+    }
+
+    pub fn max_candidates(&self) -> usize {
+        self.config.max_candidates
+    }
+
+    /// Embeds `text`: its vector and buckets, and what the call cost.
+    pub async fn embed(&self, text: &str) -> Result<(Embedded, EmbedCall), String> {
+        let id = JobId::new();
+        let body = json!({"model": self.model, "input": text});
+        let mut results = self
+            .router
+            .call(
+                &self.model,
+                Endpoint::Embeddings,
+                "semantic-cache",
+                vec![BatchJob { id, body }],
+            )
+            .await;
+        let (answer, provider) = match results.pop() {
+            Some(Ok(answered)) => answered,
+            Some(Err(e)) => return Err(e.to_string()),
+            None => return Err("no answer".into()),
+        };
+        let vector: Vec<f32> = answer
+            .body
+            .pointer("/data/0/embedding")
+            .and_then(Value::as_array)
+            .map(|v| {
+                v.iter()
+                    .filter_map(Value::as_f64)
+                    .map(|x| x as f32)
+                    .collect()
+            })
+            .unwrap_or_default();
+        if vector.is_empty() {
+            return Err("the embedding answer has no vector".into());
+        }
+        let buckets = self.lsh(vector.len()).buckets(&vector);
+        let call = EmbedCall {
+            id,
+            model: self.model.clone(),
+            provider,
+            usage: answer.usage,
+            cost_micros: answer.cost_micros.unwrap_or(0),
+        };
+        Ok((Embedded { vector, buckets }, call))
+    }
+
+    fn lsh(&self, dims: usize) -> Arc<Lsh> {
+        let mut planes = self.planes.lock().unwrap_or_else(|p| p.into_inner());
+        let c = &self.config;
+        Arc::clone(
+            planes
+                .entry(dims)
+                .or_insert_with(|| Arc::new(Lsh::new(c.seed, c.bands, c.bits_per_band, dims))),
+        )
+    }
+
+    /// The most similar candidate at or above the threshold.
+    pub fn best(&self, vector: &[f32], candidates: Vec<Candidate>) -> Option<(CachedAnswer, f64)> {
+        candidates
+            .into_iter()
+            .map(|c| (cosine(vector, &c.vector), c.answer))
+            .filter(|(similarity, _)| *similarity >= self.config.threshold)
+            .max_by(|a, b| a.0.total_cmp(&b.0))
+            .map(|(similarity, answer)| (answer, similarity))
+    }
+}

@@ -1,0 +1,90 @@
+//! The `[cache]` table of the configuration.
+
+use serde::Deserialize;
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CacheConfig {
+    /// Whether the API answers from the cache at all.
+    pub enabled: bool,
+    /// How long an answer is kept when the request does not say.
+    pub default_ttl_s: u64,
+    /// The longest `cache.ttl_s` a request may ask for.
+    pub max_ttl_s: u64,
+    pub semantic: SemanticConfig,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            default_ttl_s: 3_600,
+            max_ttl_s: 7 * 86_400,
+            semantic: SemanticConfig::default(),
+        }
+    }
+}
+
+/// The semantic cache: prompts are embedded, filed in locality-sensitive
+/// buckets, and a neighbour above `threshold` answers.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SemanticConfig {
+    /// The model (a configured route to an embeddings endpoint) that
+    /// embeds prompts. Without one, the semantic cache is off.
+    pub model: Option<String>,
+    /// The least cosine similarity that counts as the same question. The
+    /// default is high: a wrong answer costs more than a provider call.
+    pub threshold: f64,
+    /// Tenants (by name) whose jobs use the semantic cache unless a job
+    /// says otherwise.
+    pub tenants: Vec<String>,
+    /// Bands of the locality-sensitive signature: more bands find more
+    /// neighbours, at more buckets per lookup.
+    pub bands: usize,
+    /// Hyperplanes per band: more bits make each bucket narrower.
+    pub bits_per_band: usize,
+    /// Seeds the hyperplanes; every replica must use the same one.
+    pub seed: u64,
+    /// At most this many candidates are compared per lookup.
+    pub max_candidates: usize,
+}
+
+impl Default for SemanticConfig {
+    fn default() -> Self {
+        Self {
+            model: None,
+            threshold: 0.95,
+            tenants: Vec::new(),
+            bands: 8,
+            bits_per_band: 8,
+            seed: 0x5eed_cafe,
+            max_candidates: 64,
+        }
+    }
+}
+
+impl CacheConfig {
+    /// What is wrong with the table, if anything.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.default_ttl_s == 0 || self.default_ttl_s > self.max_ttl_s {
+            return Err("cache: default_ttl_s must be above 0 and at most max_ttl_s".to_owned());
+        }
+        let s = &self.semantic;
+        if !(s.threshold > 0.0 && s.threshold <= 1.0) {
+            return Err(format!(
+                "cache.semantic: threshold must be in (0, 1] (got {})",
+                s.threshold
+            ));
+        }
+        if s.bands == 0 || s.bits_per_band == 0 || s.bits_per_band > 32 {
+            return Err(
+                "cache.semantic: bands must be above 0 and bits_per_band within 1..=32".to_owned(),
+            );
+        }
+        if s.max_candidates == 0 {
+            return Err("cache.semantic: max_candidates must be above 0".to_owned());
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,202 @@
+//! The behaviour every response cache must have, run against the
+//! in-memory cache and the real Redis (a unique prefix, deleted after).
+
+use std::time::Duration;
+
+use serde_json::json;
+use sluice_core::{Endpoint, JobId, JobMessage, Priority, Usage};
+
+use super::*;
+use crate::jobs::{RedisJobStore, RedisOptions};
+
+const TTL: Duration = Duration::from_secs(60);
+
+fn entry(tenant: &str, model: &str, key: &str) -> EntryKey {
+    EntryKey {
+        tenant: tenant.into(),
+        model: model.into(),
+        key: key.into(),
+    }
+}
+
+fn answer(text: &str) -> CachedAnswer {
+    CachedAnswer {
+        job: JobId::new(),
+        result: json!({"choices": [{"message": {"content": text}}]}),
+        usage: Usage::new(12, 3, 0),
+        provider: "p".into(),
+        cost_micros: 42,
+    }
+}
+
+fn message() -> JobMessage {
+    JobMessage {
+        id: JobId::new(),
+        tenant_id: "t".into(),
+        endpoint: Endpoint::ChatCompletions,
+        model: "m".into(),
+        priority: Priority::Standard,
+        body: json!({"model": "m", "messages": []}),
+        metadata: Default::default(),
+        trace_id: String::new(),
+        key_id: None,
+        enqueued_at: chrono::Utc::now(),
+        deadline_at: None,
+        cache: None,
+        webhook: None,
+    }
+}
+
+async fn entries_are_per_tenant_and_model_and_clear(cache: &dyn ResponseCache) {
+    let a = entry("t1", "m", "k");
+    cache.put(&a, &answer("x"), TTL).await.unwrap();
+    assert_eq!(
+        cache.get(&a).await.unwrap(),
+        Some(answer_with(&a, cache).await)
+    );
+    assert_eq!(cache.get(&entry("t2", "m", "k")).await.unwrap(), None);
+    cache
+        .put(&entry("t1", "m2", "k2"), &answer("y"), TTL)
+        .await
+        .unwrap();
+    cache
+        .put(&entry("t2", "m", "k"), &answer("z"), TTL)
+        .await
+        .unwrap();
+    assert_eq!(cache.clear("t1", Some("m")).await.unwrap(), 1);
+    assert_eq!(cache.get(&a).await.unwrap(), None);
+    assert!(cache.get(&entry("t1", "m2", "k2")).await.unwrap().is_some());
+    assert_eq!(cache.clear("t1", None).await.unwrap(), 1);
+    assert!(
+        cache.get(&entry("t2", "m", "k")).await.unwrap().is_some(),
+        "other tenant kept"
+    );
+}
+
+async fn answer_with(e: &EntryKey, cache: &dyn ResponseCache) -> CachedAnswer {
+    cache.get(e).await.unwrap().unwrap()
+}
+
+async fn followers_join_only_a_live_leader(cache: &dyn ResponseCache) {
+    let e = entry("t", "m", "same");
+    let (leader, other) = (JobId::new(), JobId::new());
+    assert_eq!(cache.claim(&e, leader, TTL).await.unwrap(), Claim::Leader);
+    assert_eq!(
+        cache.claim(&e, other, TTL).await.unwrap(),
+        Claim::Pending(leader)
+    );
+    let follower = message();
+    assert!(
+        !cache.follow(&e, leader, &follower, TTL).await.unwrap(),
+        "not live yet"
+    );
+    assert!(
+        !cache.confirm(&e, other, TTL).await.unwrap(),
+        "not its claim"
+    );
+    assert!(cache.confirm(&e, leader, TTL).await.unwrap());
+    assert_eq!(
+        cache.claim(&e, other, TTL).await.unwrap(),
+        Claim::Live(leader)
+    );
+    assert!(cache.follow(&e, leader, &follower, TTL).await.unwrap());
+    let second = message();
+    assert!(cache.follow(&e, leader, &second, TTL).await.unwrap());
+
+    assert_eq!(
+        cache.close(&e, leader).await.unwrap(),
+        vec![follower.clone(), second.clone()]
+    );
+    assert!(
+        !cache.follow(&e, leader, &message(), TTL).await.unwrap(),
+        "closed"
+    );
+    // A redelivered leader finds the same followers.
+    assert_eq!(cache.close(&e, leader).await.unwrap().len(), 2);
+    // The key is free for the next request.
+    assert_eq!(cache.claim(&e, other, TTL).await.unwrap(), Claim::Leader);
+    cache.abandon(&e, other).await.unwrap();
+    assert_eq!(cache.claim(&e, leader, TTL).await.unwrap(), Claim::Leader);
+}
+
+async fn vectors_are_found_by_bucket_once_answered(cache: &dyn ResponseCache) {
+    let scope = SemanticScope {
+        tenant: "t".into(),
+        model: "m".into(),
+        scope: "s".into(),
+    };
+    let job = JobId::new();
+    let buckets = vec!["0:a".to_owned(), "1:b".to_owned()];
+    cache
+        .file_vector(&scope, job, &[0.6, 0.8], &buckets, TTL)
+        .await
+        .unwrap();
+    assert!(
+        cache
+            .candidates(&scope, &buckets, 8)
+            .await
+            .unwrap()
+            .is_empty(),
+        "no answer yet"
+    );
+    let a = answer("near");
+    cache.answer_vector(&scope, job, &a, TTL).await.unwrap();
+    let found = cache
+        .candidates(&scope, &["1:b".to_owned(), "2:z".to_owned()], 8)
+        .await
+        .unwrap();
+    assert_eq!(
+        found,
+        vec![Candidate {
+            vector: vec![0.6, 0.8],
+            answer: a
+        }]
+    );
+    assert!(cache
+        .candidates(&scope, &["0:c".to_owned()], 8)
+        .await
+        .unwrap()
+        .is_empty());
+    let other = SemanticScope {
+        tenant: "u".into(),
+        ..scope.clone()
+    };
+    assert!(cache
+        .candidates(&other, &buckets, 8)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(cache.clear("t", Some("m")).await.unwrap(), 1);
+    assert!(cache
+        .candidates(&scope, &buckets, 8)
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+async fn run_all(cache: &dyn ResponseCache) {
+    entries_are_per_tenant_and_model_and_clear(cache).await;
+    followers_join_only_a_live_leader(cache).await;
+    vectors_are_found_by_bucket_once_answered(cache).await;
+}
+
+#[tokio::test]
+async fn memory_cache_keeps_the_contract() {
+    run_all(&MemoryCache::new()).await;
+}
+
+#[tokio::test]
+async fn redis_cache_keeps_the_contract() {
+    let prefix = format!("test-{}", JobId::new().to_string().to_lowercase());
+    let store = RedisJobStore::connect(RedisOptions {
+        url: std::env::var("SLUICE_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into()),
+        prefix,
+        retention: Duration::from_secs(60),
+        pool_size: 2,
+    })
+    .await
+    .expect("redis at SLUICE_REDIS_URL or 127.0.0.1:6379");
+    run_all(&store.cache()).await;
+    store.delete_all().await.unwrap();
+    store.close().await;
+}
