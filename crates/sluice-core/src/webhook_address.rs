@@ -139,8 +139,13 @@ impl AddressPolicy {
         if self.host_allowed(host) || self.allow.iter().any(|a| a.contains(ip)) {
             return Ok(());
         }
+        let what = if host.trim_matches(['[', ']']) == ip.to_string() {
+            format!("{ip} is {why}")
+        } else {
+            format!("{host} resolves to {ip}, {why}")
+        };
         Err(format!(
-            "{host} resolves to {ip}, {why}; webhooks to such addresses are refused unless [webhooks] allow lists them"
+            "{what}; webhooks to such addresses are refused unless [webhooks] allow lists them"
         ))
     }
 
