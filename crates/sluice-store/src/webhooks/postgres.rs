@@ -273,11 +273,15 @@ impl WebhookStore for PgWebhookStore {
         attempt: &Attempt,
         state: DeliveryState,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        // One statement (one round trip): the attempt's row and the
+        // delivery's state change together.
         sqlx::query(
-            "INSERT INTO webhook_attempts \
-               (delivery_id, attempt, attempted_at, status_code, latency_ms, error, next_attempt_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (delivery_id, attempt) DO NOTHING",
+            "WITH attempt AS ( \
+               INSERT INTO webhook_attempts \
+                 (delivery_id, attempt, attempted_at, status_code, latency_ms, error, next_attempt_at) \
+               VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (delivery_id, attempt) DO NOTHING) \
+             UPDATE webhook_deliveries SET attempts = GREATEST(attempts, $2), state = $8, \
+               next_attempt_at = $7, updated_at = now() WHERE id = $1",
         )
         .bind(&attempt.delivery_id)
         .bind(i32::try_from(attempt.attempt).unwrap_or(i32::MAX))
@@ -286,19 +290,9 @@ impl WebhookStore for PgWebhookStore {
         .bind(i64::try_from(attempt.latency_ms).unwrap_or(i64::MAX))
         .bind(&attempt.error)
         .bind(attempt.next_attempt_at)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(
-            "UPDATE webhook_deliveries SET attempts = GREATEST(attempts, $2), state = $3, \
-               next_attempt_at = $4, updated_at = now() WHERE id = $1",
-        )
-        .bind(&attempt.delivery_id)
-        .bind(i32::try_from(attempt.attempt).unwrap_or(i32::MAX))
         .bind(state.as_str())
-        .bind(attempt.next_attempt_at)
-        .execute(&mut *tx)
+        .execute(&self.pool)
         .await?;
-        tx.commit().await?;
         Ok(())
     }
 
