@@ -184,6 +184,29 @@ impl Sender {
 mod tests {
     use super::*;
 
+    #[tokio::test]
+    async fn a_name_that_resolves_to_a_refused_address_is_refused_when_connecting() {
+        // `localhost` passes the URL check (it is a name); what it resolves
+        // to at connect time does not.
+        let sender = Sender::new(&WebhooksConfig::default()).unwrap();
+        let answer = sender
+            .post("http://localhost:9/hook", "msg_1", 0, "v1,x", "{}".into())
+            .await;
+        assert_eq!(answer.status, None);
+        let error = answer.error.unwrap();
+        assert!(error.contains("loopback"), "{error}");
+        // Allowed by name, it is attempted (and finds nothing listening).
+        let config = WebhooksConfig {
+            allow: vec!["localhost".into()],
+            ..WebhooksConfig::default()
+        };
+        let answer = Sender::new(&config)
+            .unwrap()
+            .post("http://localhost:9/hook", "msg_1", 0, "v1,x", "{}".into())
+            .await;
+        assert!(!answer.error.unwrap().contains("loopback"));
+    }
+
     #[test]
     fn retry_after_reads_seconds_and_dates() {
         let now = Utc::now();
