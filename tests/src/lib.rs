@@ -15,4 +15,4 @@ mod stack;
 
 pub use client::{is_terminal, Client, Response};
 pub use process::Role;
-pub use stack::{amqp_url, redis_url, CompletionCounter, Stack, StackOptions};
+pub use stack::{amqp_url, redis_url, CompletionCounter, Stack, StackOptions, TEST_WEBHOOKS_TOML};

@@ -27,6 +27,23 @@ pub struct StackOptions {
     pub extra_toml: String,
     /// Flags of a second mock provider (a backup), when one is wanted.
     pub backup_mock: Option<Vec<String>>,
+    /// Whether to start the webhooks role.
+    pub webhooks: bool,
+    /// The config's `[webhooks]` table: by default a compressed schedule
+    /// (0, 0.3, 0.3, 0.3 s), a short timeout, and loopback allowed.
+    pub webhooks_toml: String,
+}
+
+/// The `[webhooks]` table tests run with unless they say otherwise.
+pub const TEST_WEBHOOKS_TOML: &str =
+    "schedule_s = [0, 0.3, 0.3, 0.3]\nattempt_timeout_s = 2\nallow = [\"127.0.0.0/8\"]";
+
+/// The delay queues a `[webhooks]` table makes (to delete them after).
+fn webhook_delays(webhooks_toml: &str) -> Vec<u64> {
+    let config = format!("[webhooks]\n{webhooks_toml}\n");
+    sluice_core::config::Config::parse(&config, "webhooks")
+        .map(|c| c.webhooks.delays_ms())
+        .unwrap_or_default()
 }
 
 impl Default for StackOptions {
@@ -40,6 +57,8 @@ impl Default for StackOptions {
             provider_toml: String::new(),
             extra_toml: String::new(),
             backup_mock: None,
+            webhooks: false,
+            webhooks_toml: TEST_WEBHOOKS_TOML.into(),
         }
     }
 }
@@ -54,6 +73,8 @@ pub struct Stack {
     pub backup: Option<Role>,
     pub api: Option<Role>,
     pub workers: Vec<Role>,
+    pub webhooks: Option<Role>,
+    webhook_delays: Vec<u64>,
     http: reqwest::Client,
 }
 
@@ -142,10 +163,14 @@ providers = ["mock"]
 [api]
 {}
 
+[webhooks]
+{}
+
 {}
 "#,
                 options.worker_toml,
                 options.api_toml,
+                options.webhooks_toml,
                 extra_toml,
                 provider_toml = options.provider_toml
             ),
@@ -162,6 +187,8 @@ providers = ["mock"]
             backup,
             api: None,
             workers: Vec::new(),
+            webhooks: None,
+            webhook_delays: webhook_delays(&options.webhooks_toml),
             http: reqwest::Client::new(),
         };
         let migrated = stack.sluice(&["migrate"]).await;
@@ -172,7 +199,41 @@ providers = ["mock"]
         for _ in 0..options.workers {
             stack.start_worker().await;
         }
+        if options.webhooks {
+            stack.start_webhooks().await;
+        }
         stack
+    }
+
+    /// Starts the webhooks role (its metrics address is its `addr`).
+    pub async fn start_webhooks(&mut self) {
+        let config = self.config_arg();
+        let args = [
+            "webhooks",
+            "--config",
+            &config,
+            "--metrics-listen",
+            "127.0.0.1:0",
+        ];
+        let role = Role::start("webhooks", &args, &self.env, "metrics on", &self.dir).await;
+        self.webhooks = Some(role);
+    }
+
+    /// The webhooks role's metrics, as text.
+    pub async fn webhook_metrics(&self) -> String {
+        let addr = self
+            .webhooks
+            .as_ref()
+            .and_then(|w| w.addr.clone())
+            .expect("the webhooks role is running");
+        self.http
+            .get(format!("{addr}/metrics"))
+            .send()
+            .await
+            .expect("webhook metrics")
+            .text()
+            .await
+            .expect("metrics text")
     }
 
     /// Runs `sluice <args>` to completion; its stdout, or a panic with stderr.
@@ -266,8 +327,8 @@ providers = ["mock"]
 
 /// Removes everything the stack made: its queues and exchanges, its Redis
 /// keys, its database and its temp dir.
-async fn clean_up(prefix: String, database: String, dir: PathBuf) {
-    let topology = sluice_queue::Topology::new(prefix.clone(), 5);
+async fn clean_up(prefix: String, database: String, dir: PathBuf, delays: Vec<u64>) {
+    let topology = sluice_queue::Topology::new(prefix.clone(), 5).with_webhook_delays(delays);
     if let Err(e) = sluice_queue::amqp::teardown(&amqp_url(), &topology).await {
         eprintln!("cleanup: queues of {prefix}: {e}");
     }
@@ -300,15 +361,17 @@ impl Drop for Stack {
         // our own: Drop cannot await, and may run inside the test's runtime.
         self.api = None;
         self.workers.clear();
+        self.webhooks = None;
         self.backup = None;
         let (prefix, database, dir) =
             (self.prefix.clone(), self.database.clone(), self.dir.clone());
+        let delays = self.webhook_delays.clone();
         let cleaner = std::thread::spawn(move || {
             if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
             {
-                rt.block_on(clean_up(prefix, database, dir));
+                rt.block_on(clean_up(prefix, database, dir, delays));
             }
         });
         let _ = cleaner.join();

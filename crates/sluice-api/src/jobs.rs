@@ -202,6 +202,12 @@ pub(crate) async fn admit_and_enqueue(
     caller: &Principal,
     mut accepted: Accepted,
 ) -> Result<Admitted, ApiError> {
+    crate::webhooks::resolve_targets(
+        state,
+        &caller.tenant_id,
+        std::slice::from_mut(&mut accepted),
+    )
+    .await?;
     if let Some(record) = cache::lookup(state, caller, &mut accepted).await? {
         return Ok(Admitted::Cached(record));
     }
@@ -281,6 +287,8 @@ pub async fn submit_batch(
             })
         })
         .collect::<Result<Vec<_>, _>>()?;
+    let mut accepted = accepted;
+    crate::webhooks::resolve_targets(&state, &caller.tenant_id, &mut accepted).await?;
     // Cache hits answer at once; the rest are limited and enqueued. (Batch
     // jobs do not join identical jobs in flight.)
     let looked_up = futures::future::join_all(accepted.into_iter().map(|mut job| {
@@ -440,9 +448,15 @@ pub async fn cancel(
     let id = parse_id(&id)?;
     own_job(&state, &caller.tenant_id, id).await?;
     match state.store.cancel(id, Utc::now()).await? {
-        CancelOutcome::Canceled => Ok(Json(JobView::from(
-            own_job(&state, &caller.tenant_id, id).await?,
-        ))),
+        CancelOutcome::Canceled => {
+            let job = own_job(&state, &caller.tenant_id, id).await?;
+            // The worker announces it again when it takes the job's message,
+            // so a failed publish here loses nothing.
+            if let Err(e) = state.events.ended(std::slice::from_ref(&job)).await {
+                tracing::warn!(job = %id, error = %e, "cannot announce the cancel now; the worker will");
+            }
+            Ok(Json(JobView::from(job)))
+        }
         CancelOutcome::NotCancelable(status) => Err(ApiError::NotCancelable(format!(
             "job {id} is {status}; only queued jobs can be canceled"
         ))),

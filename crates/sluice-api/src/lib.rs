@@ -19,6 +19,7 @@ pub mod submit;
 pub mod trace;
 pub mod usage;
 pub mod view;
+pub mod webhooks;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -30,11 +31,12 @@ use axum::Router;
 use sluice_core::budget::RateBudget;
 use sluice_core::config::Config;
 use sluice_core::metrics::Metrics;
-use sluice_queue::JobQueue;
+use sluice_queue::{JobEvents, JobQueue, WebhookQueue};
 use sluice_store::cache::ResponseCache;
 use sluice_store::jobs::JobStore;
 use sluice_store::tenants::TenantStore;
 use sluice_store::usage::UsageLedger;
+use sluice_store::webhooks::WebhookStore;
 
 use crate::extract::KeyCache;
 use crate::problem::ApiError;
@@ -57,6 +59,14 @@ pub struct AppState {
     /// Cancelled when the process shuts down: long-polls answer at once
     /// (with the job as it is), so a rollout does not wait out their `wait`.
     pub shutdown: tokio_util::sync::CancellationToken,
+    /// Webhook endpoints, secrets and deliveries.
+    pub webhooks: Arc<dyn WebhookStore>,
+    /// Where a job's end is announced (cancel).
+    pub events: Arc<dyn JobEvents>,
+    /// Where manual redeliveries go.
+    pub webhook_queue: Arc<dyn WebhookQueue>,
+    /// Whether each tenant has endpoints, read again every few seconds.
+    pub endpoints: Arc<webhooks::EndpointsCache>,
     /// Cached answers, in-flight requests and prompt vectors.
     pub cache: Arc<dyn ResponseCache>,
     /// The semantic cache's embedder, when one is configured.
@@ -74,6 +84,9 @@ pub struct Backends {
     pub metrics: Arc<Metrics>,
     pub limiter: Arc<dyn RateBudget>,
     pub usage: Arc<dyn UsageLedger>,
+    pub webhooks: Arc<dyn WebhookStore>,
+    pub events: Arc<dyn JobEvents>,
+    pub webhook_queue: Arc<dyn WebhookQueue>,
     pub cache: Arc<dyn ResponseCache>,
     /// Calls the semantic cache's embedding model (the config's routes).
     pub embedder: Option<Arc<sluice_providers::Router>>,
@@ -108,6 +121,10 @@ impl AppState {
             keys: Arc::default(),
             spend: Arc::default(),
             shutdown: tokio_util::sync::CancellationToken::new(),
+            webhooks: b.webhooks,
+            events: b.events,
+            webhook_queue: b.webhook_queue,
+            endpoints: Arc::default(),
         }
     }
 
@@ -130,6 +147,24 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/jobs/batch", post(jobs::submit_batch))
         .route("/v1/jobs/{id}", get(jobs::get_job))
         .route("/v1/jobs/{id}/cancel", post(jobs::cancel))
+        .route("/v1/jobs/{id}/deliveries", get(webhooks::deliveries))
+        .route(
+            "/v1/jobs/{id}/deliveries/{delivery_id}/redeliver",
+            post(webhooks::redeliver),
+        )
+        .route("/v1/webhook-secret", post(webhooks::rotate_tenant_secret))
+        .route(
+            "/v1/webhook-endpoints",
+            post(webhooks::create_endpoint).get(webhooks::list_endpoints),
+        )
+        .route(
+            "/v1/webhook-endpoints/{id}",
+            axum::routing::delete(webhooks::delete_endpoint),
+        )
+        .route(
+            "/v1/webhook-endpoints/{id}/rotate-secret",
+            post(webhooks::rotate_endpoint_secret),
+        )
         .route("/v1/usage", get(usage::report))
         .route("/v1/budget", get(budget::show))
         .route("/v1/cache", axum::routing::delete(cache::clear))

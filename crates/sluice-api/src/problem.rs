@@ -43,6 +43,10 @@ pub enum ApiError {
     SyncTimeout(String),
     /// The first request with this `Idempotency-Key` has not finished.
     IdempotencyInProgress(String),
+    /// A webhook URL that may not be used (scheme, address, no secret).
+    InvalidWebhook(String),
+    /// No such webhook endpoint or delivery for this tenant.
+    WebhookNotFound(String),
     /// Over the tenant's rate limit; the headers say when to come back.
     RateLimited {
         detail: String,
@@ -172,6 +176,18 @@ impl ApiError {
                 StatusCode::PAYMENT_REQUIRED,
                 "budget-exhausted",
                 "Monthly budget exhausted",
+                d.clone(),
+            ),
+            InvalidWebhook(d) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid-webhook",
+                "Invalid webhook",
+                d.clone(),
+            ),
+            WebhookNotFound(d) => (
+                StatusCode::NOT_FOUND,
+                "webhook-not-found",
+                "Webhook not found",
                 d.clone(),
             ),
             RateLimited { detail, .. } => (

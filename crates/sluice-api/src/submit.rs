@@ -39,6 +39,10 @@ pub struct JobRequest {
     /// Seconds from now; a job still queued then ends as `expired`.
     #[serde(default)]
     pub deadline_s: Option<f64>,
+    /// Where to POST the job's end, signed (Standard Webhooks). Without
+    /// one, the tenant's registered endpoints get it.
+    #[serde(default)]
+    pub webhook: Option<sluice_core::webhook::WebhookSpec>,
     /// What the cache may do for this job (`mode`, `ttl_s`, `semantic`).
     #[serde(default)]
     pub cache: Option<CacheOptions>,
@@ -132,6 +136,22 @@ pub fn check(
             )))
         }
     };
+    let webhook = match request.webhook {
+        None => None,
+        Some(spec) => {
+            config
+                .webhooks
+                .policy()
+                .check_url(&spec.url)
+                .map_err(ApiError::InvalidWebhook)?;
+            if spec.events.is_empty() {
+                return Err(ApiError::InvalidWebhook(
+                    "`webhook.events` is empty; leave it out for every terminal event".into(),
+                ));
+            }
+            Some(sluice_core::webhook::JobWebhook::Url(spec))
+        }
+    };
     let id = JobId::new();
     let priority = request.priority.unwrap_or_default();
     let metadata = request.metadata.unwrap_or_default();
@@ -146,7 +166,9 @@ pub fn check(
         deadline_at,
     );
     record.key_id = Some(key_id.to_owned());
+    record.webhook = webhook.clone();
     let message = JobMessage {
+        webhook,
         id,
         tenant_id: tenant_id.to_owned(),
         endpoint,

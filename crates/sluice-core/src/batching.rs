@@ -188,6 +188,7 @@ mod tests {
 
     fn job(endpoint: Endpoint, body: Value) -> JobMessage {
         JobMessage {
+            webhook: None,
             id: JobId::new(),
             tenant_id: "t".into(),
             endpoint,

@@ -34,6 +34,8 @@ pub struct Config {
     #[serde(default)]
     pub metrics: MetricsConfig,
     #[serde(default)]
+    pub webhooks: WebhooksConfig,
+    #[serde(default)]
     pub cache: crate::cache::CacheConfig,
 }
 
@@ -420,6 +422,7 @@ impl Config {
         if self.jobs.retention_s == 0 {
             return Err("jobs: retention_s must be above 0".to_owned());
         }
+        self.webhooks.validate()?;
         self.cache.validate()?;
         if let Some(model) = &self.cache.semantic.model {
             if self.route(model).is_none() {
@@ -480,10 +483,17 @@ impl Config {
             jobs: JobsConfig::default(),
             metrics: MetricsConfig::default(),
             tenants: TenantsConfig::default(),
+            webhooks: WebhooksConfig {
+                allow: vec!["127.0.0.0/8".into(), "::1".into(), "localhost".into()],
+                ..WebhooksConfig::default()
+            },
             cache: crate::cache::CacheConfig::default(),
         }
     }
 }
+
+mod webhooks;
+pub use webhooks::WebhooksConfig;
 
 #[cfg(test)]
 mod tests;

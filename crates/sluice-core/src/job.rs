@@ -269,6 +269,10 @@ pub struct JobRecord {
     /// The provider that answered.
     #[serde(default)]
     pub provider: Option<String>,
+    /// Who hears of the job's end, if anyone (not shown).
+    #[serde(skip_serializing, default)]
+    #[schema(ignore)]
+    pub webhook: Option<crate::webhook::JobWebhook>,
     /// Whether the answer came from the cache (no provider call of its own).
     #[serde(default)]
     pub cached: bool,
@@ -309,6 +313,7 @@ impl JobRecord {
             usage: None,
             cost_micros: None,
             provider: None,
+            webhook: None,
             cached: false,
             cache: None,
         }

@@ -8,6 +8,9 @@
 //! - [`cache`]: cache modes, keys, what a hit shows, and the semantic cache's vectors.
 //! - [`split`]: exact integer splits of a batch total across its jobs.
 //! - [`metrics`]: the Prometheus metrics every role shares.
+//! - [`view`]: a job as the API (and a webhook's `data`) shows it.
+//! - [`webhook`]: webhook targets, events, the Standard Webhooks signature;
+//!   [`webhook_address`]: which addresses a webhook may reach.
 
 pub mod batching;
 pub mod budget;
@@ -21,6 +24,9 @@ pub mod metrics;
 pub mod pricing;
 pub mod split;
 pub mod trace;
+pub mod view;
+pub mod webhook;
+pub mod webhook_address;
 
 pub use ids::JobId;
 pub use job::{Endpoint, JobError, JobRecord, JobStatus, Priority, Usage};

@@ -25,6 +25,9 @@ pub struct JobMessage {
     pub enqueued_at: DateTime<Utc>,
     #[serde(default)]
     pub deadline_at: Option<DateTime<Utc>>,
+    /// Who hears of the job's end, if anyone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook: Option<crate::webhook::JobWebhook>,
     /// What to do with the answer in the cache, when the job may be cached.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache: Option<crate::cache::CacheDirective>,

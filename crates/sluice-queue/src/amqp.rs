@@ -64,6 +64,59 @@ const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 const REPLY_SUCCESS: u16 = 200;
 
+/// One message to send: where to, and what.
+struct Frame {
+    exchange: String,
+    routing_key: String,
+    body: bytes::Bytes,
+    properties: lapin::BasicProperties,
+    /// Matches a returned (unroutable) message to this frame.
+    message_id: Option<String>,
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+#[async_trait]
+impl crate::WebhookQueue for AmqpQueue {
+    async fn publish_webhooks(
+        &self,
+        messages: Vec<(bytes::Bytes, u64)>,
+    ) -> Vec<Result<(), QueueError>> {
+        let timestamp = unix_now();
+        let n = self.next_consumer.fetch_add(1, Ordering::Relaxed);
+        let frames = messages
+            .into_iter()
+            .enumerate()
+            .map(|(i, (body, delay_ms))| {
+                let (exchange, routing_key) = if delay_ms == 0 {
+                    (
+                        self.topology.webhooks_exchange(),
+                        crate::WEBHOOK_ROUTING_KEY.to_owned(),
+                    )
+                } else {
+                    (String::new(), self.topology.webhook_delay_queue(delay_ms))
+                };
+                let message_id = format!("webhook-{timestamp}-{n}-{i}");
+                Frame {
+                    exchange,
+                    routing_key,
+                    body,
+                    properties: lapin::BasicProperties::default()
+                        .with_delivery_mode(2)
+                        .with_timestamp(timestamp)
+                        .with_message_id(message_id.as_str().into()),
+                    message_id: Some(message_id),
+                }
+            })
+            .collect();
+        self.publish_frames(frames).await
+    }
+}
+
 /// The RabbitMQ queue. See the module documentation.
 pub struct AmqpQueue {
     url: String,
@@ -272,22 +325,16 @@ impl AmqpQueue {
         }
     }
 
-    /// Sends every message on one publisher channel, returning the pending
+    /// Sends every frame on one publisher channel, returning the pending
     /// confirms in order. Retries once on a fresh channel when the very
     /// first send finds the channel or connection broken.
-    async fn send_all(&self, messages: &[Outgoing]) -> Vec<Result<PublisherConfirm, QueueError>> {
-        let timestamp = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
+    async fn send_all(&self, frames: &[Frame]) -> Vec<Result<PublisherConfirm, QueueError>> {
         let fail_all = |e: QueueError| {
             let text = e.to_string();
             let mut all = vec![Err(e)];
-            all.resize_with(messages.len(), || {
-                Err(QueueError::Unavailable(text.clone()))
-            });
+            all.resize_with(frames.len(), || Err(QueueError::Unavailable(text.clone())));
             all
         };
-        let exchange = self.topology.jobs_exchange();
         let mut retried = false;
         'attempt: loop {
             let conn = match self.conn(ACQUIRE_BUDGET).await {
@@ -303,17 +350,17 @@ impl AmqpQueue {
                 }
                 Err(e) => return fail_all(e),
             };
-            let mut sent = Vec::with_capacity(messages.len());
-            for message in messages {
+            let mut sent = Vec::with_capacity(frames.len());
+            for frame in frames {
                 let publish = channel.basic_publish(
-                    &exchange,
-                    message.priority.as_str(),
+                    &frame.exchange,
+                    &frame.routing_key,
                     BasicPublishOptions {
                         mandatory: true,
                         immediate: false,
                     },
-                    &message.body,
-                    publish::properties(message, timestamp),
+                    &frame.body,
+                    frame.properties.clone(),
                 );
                 match publish.await {
                     Ok(confirm) => sent.push(Ok(confirm)),
@@ -323,7 +370,7 @@ impl AmqpQueue {
                     }
                     Err(e) => {
                         let text = format!("publish: {e}");
-                        sent.resize_with(messages.len(), || {
+                        sent.resize_with(frames.len(), || {
                             Err(QueueError::Unavailable(text.clone()))
                         });
                         break;
@@ -334,23 +381,16 @@ impl AmqpQueue {
         }
     }
 
-    fn consumer_tag(&self, source: Source) -> String {
-        let n = self.next_consumer.fetch_add(1, Ordering::Relaxed);
-        format!("sluice.{}.{n}", self.topology.source_queue(source))
-    }
-}
-
-#[async_trait]
-impl JobQueue for AmqpQueue {
-    async fn publish(&self, messages: Vec<Outgoing>) -> Vec<Result<(), QueueError>> {
-        if messages.is_empty() {
+    /// Publishes `frames` and waits for their confirms together.
+    async fn publish_frames(&self, frames: Vec<Frame>) -> Vec<Result<(), QueueError>> {
+        if frames.is_empty() {
             return Vec::new();
         }
-        let sent = match timeout(SEND_TIMEOUT, self.send_all(&messages)).await {
+        let sent = match timeout(SEND_TIMEOUT, self.send_all(&frames)).await {
             Ok(sent) => sent,
             Err(_) => {
                 let text = timed_out("publish", SEND_TIMEOUT).to_string();
-                return messages
+                return frames
                     .iter()
                     .map(|_| Err(QueueError::Unavailable(text.clone())))
                     .collect();
@@ -362,7 +402,32 @@ impl JobQueue for AmqpQueue {
                 .map(|s| publish::await_confirm(s, deadline)),
         )
         .await;
-        publish::outcomes(&messages, confirmations)
+        let ids: Vec<Option<&str>> = frames.iter().map(|f| f.message_id.as_deref()).collect();
+        publish::outcomes(&ids, confirmations)
+    }
+
+    fn consumer_tag(&self, source: Source) -> String {
+        let n = self.next_consumer.fetch_add(1, Ordering::Relaxed);
+        format!("sluice.{}.{n}", self.topology.source_queue(source))
+    }
+}
+
+#[async_trait]
+impl JobQueue for AmqpQueue {
+    async fn publish(&self, messages: Vec<Outgoing>) -> Vec<Result<(), QueueError>> {
+        let timestamp = unix_now();
+        let exchange = self.topology.jobs_exchange();
+        let frames = messages
+            .iter()
+            .map(|m| Frame {
+                exchange: exchange.clone(),
+                routing_key: m.priority.as_str().to_owned(),
+                body: m.body.clone(),
+                properties: publish::properties(m, timestamp),
+                message_id: m.headers.get("job-id").cloned(),
+            })
+            .collect();
+        self.publish_frames(frames).await
     }
 
     async fn consume(

@@ -32,6 +32,9 @@ pub struct Topology {
     pub prefix: String,
     /// Deliveries of one message before it is dead-lettered.
     pub delivery_limit: u32,
+    /// The waits of the webhook retry schedule, in ms: one delay queue each
+    /// (declared by the roles that set them: the webhooks role).
+    pub webhook_delays_ms: Vec<u64>,
 }
 
 impl Topology {
@@ -39,7 +42,37 @@ impl Topology {
         Self {
             prefix: prefix.into(),
             delivery_limit,
+            webhook_delays_ms: Vec::new(),
         }
+    }
+    /// The same, with a delay queue for each of `delays_ms`.
+    pub fn with_webhook_delays(mut self, delays_ms: Vec<u64>) -> Self {
+        self.webhook_delays_ms = delays_ms;
+        self
+    }
+    /// The webhook exchange (direct) and its quorum queue, fed by job ends
+    /// and by the delay queues.
+    pub fn webhooks_exchange(&self) -> String {
+        format!("{}.webhooks", self.prefix)
+    }
+    pub fn webhooks_queue(&self) -> String {
+        format!("{}.webhooks", self.prefix)
+    }
+    /// The queue where a webhook retry waits `delay_ms` before it
+    /// dead-letters back to the webhook exchange.
+    pub fn webhook_delay_queue(&self, delay_ms: u64) -> String {
+        format!("{}.webhooks.delay.{delay_ms}", self.prefix)
+    }
+    /// The delay queue to wait at least `wanted_ms` in: the shortest that
+    /// is long enough, or the longest (the consumer waits again if early).
+    pub fn webhook_delay_for(&self, wanted_ms: u64) -> Option<u64> {
+        let mut delays = self.webhook_delays_ms.clone();
+        delays.sort_unstable();
+        delays
+            .iter()
+            .copied()
+            .find(|d| *d >= wanted_ms)
+            .or_else(|| delays.last().copied())
     }
     pub fn jobs_exchange(&self) -> String {
         format!("{}.jobs", self.prefix)
@@ -58,6 +91,7 @@ impl Topology {
         match source {
             Source::Jobs(priority) => self.queue(priority),
             Source::DeadLetters => self.dead_letter_queue(),
+            Source::Webhooks => self.webhooks_queue(),
         }
     }
 }
@@ -67,6 +101,52 @@ impl Topology {
 pub enum Source {
     Jobs(Priority),
     DeadLetters,
+    /// Webhook events and retries, for the webhooks role.
+    Webhooks,
+}
+
+/// The routing key of the webhook queue on the webhook exchange.
+pub const WEBHOOK_ROUTING_KEY: &str = "deliver";
+
+/// Publishing to the webhook queue.
+#[async_trait]
+pub trait WebhookQueue: Send + Sync + 'static {
+    /// Publishes each message, after its delay in ms (0: now; otherwise
+    /// through the delay queue of exactly that delay, which the topology
+    /// must declare), and waits for the broker's confirms.
+    async fn publish_webhooks(&self, messages: Vec<(Bytes, u64)>) -> Vec<Result<(), QueueError>>;
+}
+
+/// Where a job's end is announced, for its webhooks: ONE call for every
+/// place a job ends (worker, dead letters, cancel), made before the job's
+/// delivery is acked, so an end is never lost.
+#[async_trait]
+pub trait JobEvents: Send + Sync + 'static {
+    /// Publishes the webhook event of each ended job that has a webhook,
+    /// and waits for the broker's confirms; `Ok` with nothing to publish.
+    async fn ended(&self, jobs: &[sluice_core::JobRecord]) -> Result<(), QueueError>;
+}
+
+#[async_trait]
+impl<T: WebhookQueue + ?Sized> JobEvents for T {
+    async fn ended(&self, jobs: &[sluice_core::JobRecord]) -> Result<(), QueueError> {
+        let messages: Vec<(Bytes, u64)> = jobs
+            .iter()
+            .filter_map(sluice_core::webhook::JobEvent::of)
+            .map(|e| {
+                let body = sluice_core::webhook::WebhookMessage::Event(e).encode();
+                (Bytes::from(body), 0)
+            })
+            .collect();
+        if messages.is_empty() {
+            return Ok(());
+        }
+        self.publish_webhooks(messages)
+            .await
+            .into_iter()
+            .collect::<Result<Vec<()>, _>>()
+            .map(|_| ())
+    }
 }
 
 /// A message to publish: the encoded job and the headers it carries

@@ -49,7 +49,24 @@ struct Shared {
 #[derive(Default)]
 struct State {
     queues: HashMap<Source, VecDeque<Message>>,
+    /// Webhook retries waiting for their time (the delay queues).
+    delayed: Vec<(tokio::time::Instant, Message)>,
     closed: bool,
+}
+
+impl State {
+    /// Moves the delayed messages that are due to the webhook queue; the
+    /// earliest time one is due after that.
+    fn release_due(&mut self) -> Option<tokio::time::Instant> {
+        let now = tokio::time::Instant::now();
+        let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.delayed)
+            .into_iter()
+            .partition(|(at, _)| *at <= now);
+        self.delayed = later;
+        let queue = self.queues.entry(Source::Webhooks).or_default();
+        queue.extend(due.into_iter().map(|(_, m)| m));
+        self.delayed.iter().map(|(at, _)| *at).min()
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -122,6 +139,38 @@ impl Shared {
             }
         }
         self.changed.notify_waiters();
+    }
+}
+
+#[async_trait]
+impl crate::WebhookQueue for MemoryQueue {
+    async fn publish_webhooks(&self, messages: Vec<(Bytes, u64)>) -> Vec<Result<(), QueueError>> {
+        let results = {
+            let mut state = self.shared.lock();
+            if state.closed {
+                return messages
+                    .iter()
+                    .map(|_| Err(QueueError::Unavailable("queue closed".into())))
+                    .collect();
+            }
+            let now = tokio::time::Instant::now();
+            messages
+                .into_iter()
+                .map(|(body, delay_ms)| {
+                    let message = Message {
+                        body,
+                        headers: BTreeMap::new(),
+                        redelivered: false,
+                        delivery_count: 0,
+                    };
+                    let at = now + std::time::Duration::from_millis(delay_ms);
+                    state.delayed.push((at, message));
+                    Ok(())
+                })
+                .collect()
+        };
+        self.shared.changed.notify_waiters();
+        results
     }
 }
 
@@ -214,11 +263,17 @@ impl Consumer {
             if self.stop.is_cancelled() {
                 return None;
             }
+            let next_due;
             {
                 let mut state = self.shared.lock();
                 if state.closed {
                     return None;
                 }
+                next_due = if self.source == Source::Webhooks {
+                    state.release_due()
+                } else {
+                    None
+                };
                 let room =
                     self.prefetch == 0 || self.unsettled.load(Ordering::SeqCst) < self.prefetch;
                 if room {
@@ -232,10 +287,12 @@ impl Consumer {
                     }
                 }
             }
+            let far = tokio::time::Instant::now() + std::time::Duration::from_secs(3600);
             tokio::select! {
                 biased;
                 () = self.stop.cancelled() => return None,
                 () = changed => {}
+                () = tokio::time::sleep_until(next_due.unwrap_or(far)) => {}
             }
         }
     }

@@ -264,3 +264,65 @@ async fn close_ends_streams_and_refuses_publishes() {
     let results = q.publish(vec![msg(Priority::Batch, "late")]).await;
     assert!(matches!(results[0], Err(QueueError::Unavailable(_))));
 }
+
+#[tokio::test]
+async fn a_delayed_webhook_message_comes_after_one_sent_now() {
+    use crate::WebhookQueue;
+    let q = queue(5);
+    let mut stream = q
+        .consume(Source::Webhooks, 0, CancellationToken::new())
+        .await
+        .unwrap();
+    let sent = q
+        .publish_webhooks(vec![
+            (Bytes::from_static(b"later"), 50),
+            (Bytes::from_static(b"now"), 0),
+        ])
+        .await;
+    assert!(sent.iter().all(Result::is_ok));
+    let first = next(&mut stream).await;
+    assert_eq!(&first.body[..], b"now");
+    let second = next(&mut stream).await;
+    assert_eq!(&second.body[..], b"later");
+}
+
+#[tokio::test]
+async fn only_ended_jobs_with_a_webhook_are_announced() {
+    use crate::JobEvents;
+    use sluice_core::webhook::{JobWebhook, WebhookMessage};
+    let q = queue(5);
+    let job = |status, webhook| {
+        let mut r = sluice_core::JobRecord::queued(
+            sluice_core::JobId::new(),
+            "t".into(),
+            Default::default(),
+            "m".into(),
+            Priority::Standard,
+            Default::default(),
+            chrono::Utc::now(),
+            None,
+        );
+        r.status = status;
+        r.webhook = webhook;
+        r
+    };
+    use sluice_core::JobStatus::{Running, Succeeded};
+    let with = job(Succeeded, Some(JobWebhook::Endpoints));
+    let jobs = [
+        job(Succeeded, None),
+        with.clone(),
+        job(Running, Some(JobWebhook::Endpoints)),
+    ];
+    q.ended(&jobs).await.unwrap();
+    let mut stream = q
+        .consume(Source::Webhooks, 0, CancellationToken::new())
+        .await
+        .unwrap();
+    let only = next(&mut stream).await;
+    match WebhookMessage::decode(&only.body).unwrap() {
+        WebhookMessage::Event(e) => assert_eq!(e.job_id, with.id),
+        other => panic!("{other:?}"),
+    }
+    only.ack().await.unwrap();
+    assert_eq!(q.depth(Source::Webhooks).await.unwrap(), 0);
+}

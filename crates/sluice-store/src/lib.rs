@@ -14,6 +14,7 @@ pub mod cache;
 pub mod jobs;
 pub mod tenants;
 pub mod usage;
+pub mod webhooks;
 
 /// A store that failed to answer. Callers treat it as "unavailable, try
 /// later": nothing is acked or confirmed on a store error.

@@ -12,7 +12,7 @@ use sluice_core::config::WorkerConfig;
 use sluice_core::job::Outcome;
 use sluice_core::metrics::Metrics;
 use sluice_core::{JobError, JobId, JobMessage};
-use sluice_queue::{Delivery, JobQueue, Source};
+use sluice_queue::{Delivery, JobEvents, JobQueue, Source};
 use sluice_store::jobs::JobStore;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -28,6 +28,7 @@ pub struct Consumers {
     pub store: Arc<dyn JobStore>,
     pub metrics: Arc<Metrics>,
     pub config: WorkerConfig,
+    pub events: Arc<dyn JobEvents>,
 }
 
 /// The header that carries a job's id, readable even when the body is not.
@@ -124,6 +125,21 @@ impl Consumers {
         }
     }
 
+    /// Publishes the webhook event of the job `id`, if it has a webhook.
+    async fn announce(&self, id: JobId) -> Result<(), String> {
+        let record = with_store_retry("read", || self.store.get(id))
+            .await
+            .map_err(|e| e.to_string())?;
+        match record.filter(|r| r.webhook.is_some()) {
+            Some(record) => self
+                .events
+                .ended(&[record])
+                .await
+                .map_err(|e| e.to_string()),
+            None => Ok(()),
+        }
+    }
+
     /// A dead-lettered message: its job failed for good.
     async fn bury(&self, delivery: Delivery) {
         let id =
@@ -149,6 +165,11 @@ impl Consumers {
                         .with_label_values(&["failed"])
                         .inc();
                     tracing::error!(job = %id, "job dead-lettered; marked failed");
+                }
+                if let Err(e) = self.announce(id).await {
+                    tracing::warn!(job = %id, error = %e, "cannot announce dead-lettered job; requeueing");
+                    let _ = delivery.requeue().await;
+                    return;
                 }
                 let _ = delivery.ack().await;
             }

@@ -14,11 +14,13 @@ use tokio_util::sync::CancellationToken;
 /// How often the depth is read.
 pub const POLL_EVERY: Duration = Duration::from_secs(5);
 
-/// The `queue` label of a source: the priority class, or `dead`.
+/// The `queue` label of a source: the priority class, `dead` or `webhooks`
+/// (the webhook deliveries waiting for the webhooks role).
 pub fn label(source: Source) -> &'static str {
     match source {
         Source::Jobs(priority) => priority.as_str(),
         Source::DeadLetters => "dead",
+        Source::Webhooks => "webhooks",
     }
 }
 
@@ -28,7 +30,7 @@ pub async fn poll_once(queue: &dyn JobQueue, metrics: &Metrics) {
     let sources = Priority::ALL
         .into_iter()
         .map(Source::Jobs)
-        .chain([Source::DeadLetters]);
+        .chain([Source::DeadLetters, Source::Webhooks]);
     for source in sources {
         match queue.depth(source).await {
             Ok(n) => metrics

@@ -6,6 +6,11 @@
 //! A job that ended before its delivery was acked (a crash, a redelivery)
 //! has its ledger row written again from its stored record; the ledger
 //! keeps the first row per job, so nothing is counted twice or lost.
+//!
+//! Webhooks: the end of every job that has one is published (confirmed)
+//! through [`JobEvents::ended`] before its delivery is acked, in
+//! [`Executor::settle_all`]; a job that ended earlier is announced again
+//! (its stable webhook-id lets receivers drop the repeat).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -17,9 +22,9 @@ use sluice_core::batching::BatchKey;
 use sluice_core::job::{Outcome, StartOutcome};
 use sluice_core::ledger::LedgerRow;
 use sluice_core::metrics::Metrics;
-use sluice_core::{JobError, JobMessage, JobStatus};
+use sluice_core::{JobError, JobMessage, JobRecord, JobStatus};
 use sluice_providers::{BatchJob, Router};
-use sluice_queue::Delivery;
+use sluice_queue::{Delivery, JobEvents};
 use sluice_store::jobs::JobStore;
 use sluice_store::usage::UsageLedger;
 
@@ -39,6 +44,8 @@ pub struct Executor {
     pub ledger: Arc<dyn UsageLedger>,
     pub metrics: Arc<Metrics>,
     pub followers: Followers,
+    /// Where job ends are announced for webhooks.
+    pub events: Arc<dyn JobEvents>,
 }
 
 /// A job done with for now: ack it (with its ledger rows: its own, if it
@@ -49,6 +56,10 @@ struct Settled {
     ack: bool,
     row: Option<LedgerRow>,
     followers: Vec<LedgerRow>,
+    /// The ended job's record, when it has a webhook to announce it to.
+    ended: Option<JobRecord>,
+    /// The records of the jobs that ended with it, with webhooks.
+    followers_ended: Vec<JobRecord>,
 }
 
 impl Settled {
@@ -58,6 +69,8 @@ impl Settled {
             ack: true,
             row,
             followers: Vec::new(),
+            ended: None,
+            followers_ended: Vec::new(),
         }
     }
 
@@ -67,6 +80,8 @@ impl Settled {
             ack: false,
             row: None,
             followers: Vec::new(),
+            ended: None,
+            followers_ended: Vec::new(),
         }
     }
 
@@ -77,7 +92,10 @@ impl Settled {
             return self;
         }
         match followers.after(&self.pending.message, &ended).await {
-            Ok(rows) => self.followers = rows,
+            Ok(ended) => {
+                self.followers = ended.rows;
+                self.followers_ended = ended.announce;
+            }
             Err(e) => {
                 tracing::error!(job = %self.pending.message.id, error = %e, "returning job to the queue");
                 self.ack = false;
@@ -148,7 +166,9 @@ impl Executor {
                 }
                 Ok(StartOutcome::AlreadyDone(JobStatus::Canceled) | StartOutcome::Missing) => {
                     let done = Settled::ack(pending, None);
-                    settled.push(done.with_followers(&self.followers, Ended::NotRun).await);
+                    let done = done.with_followers(&self.followers, Ended::NotRun).await;
+                    // A canceled job's event, again (the API's may be lost).
+                    settled.push(self.with_record(done).await);
                 }
                 Ok(StartOutcome::AlreadyDone(_)) => settled.push(self.ended_earlier(pending).await),
                 Err(e) => {
@@ -170,9 +190,11 @@ impl Executor {
                     .as_ref()
                     .and_then(|r| LedgerRow::from_record(r, None));
                 let ended = Ended::from_record(record.as_ref());
-                Settled::ack(pending, row)
+                let mut done = Settled::ack(pending, row)
                     .with_followers(&self.followers, ended)
-                    .await
+                    .await;
+                done.ended = record.filter(|r| r.webhook.is_some());
+                done
             }
             Err(e) => {
                 tracing::error!(job = %id, error = %e, "cannot read ended job; returning it to the queue");
@@ -228,7 +250,8 @@ impl Executor {
                             .inc();
                         self.metrics.record_job_usage(&pending.message, &outcome);
                         let row = ledger_row(&pending.message, &outcome, started_at, now, latency_ms);
-                        Settled::ack(pending, Some(row)).with_followers(&self.followers, ended).await
+                        let done = Settled::ack(pending, Some(row)).with_followers(&self.followers, ended).await;
+                        self.with_record(done).await
                     }
                     // Another delivery ended it first: its row stands.
                     Ok(false) => self.ended_earlier(pending).await,
@@ -244,10 +267,28 @@ impl Executor {
         .await
     }
 
-    /// Writes the ledger rows of what is acked, in one insert, then acks
-    /// (or requeues) each delivery by its own tag. If the ledger cannot be
-    /// written, the jobs go back to the queue: their redelivery finds them
-    /// ended and writes their rows then.
+    /// Writes the ledger rows of what is acked, in one insert, publishes
+    /// the webhook events of what ended, then acks (or requeues) each
+    /// delivery by its own tag. If the ledger cannot be written or the
+    /// events not published, the jobs go back to the queue: their
+    /// redelivery finds them ended and writes their rows (and events) then.
+    /// Adds the stored record of an acked job that has a webhook, for its
+    /// event; if it cannot be read, the job goes back to the queue.
+    async fn with_record(&self, mut done: Settled) -> Settled {
+        if !done.ack || done.pending.message.webhook.is_none() {
+            return done;
+        }
+        let id = done.pending.message.id;
+        match with_store_retry("read", || self.store.get(id)).await {
+            Ok(record) => done.ended = record,
+            Err(e) => {
+                tracing::error!(job = %id, error = %e, "cannot read ended job; returning it to the queue");
+                done.ack = false;
+            }
+        }
+        done
+    }
+
     async fn settle_all(&self, settled: Vec<Settled>) {
         let rows: Vec<LedgerRow> = settled
             .iter()
@@ -262,11 +303,25 @@ impl Executor {
                     false
                 }
             };
+        let ended: Vec<JobRecord> = settled
+            .iter()
+            .filter(|s| s.ack)
+            .flat_map(|s| s.ended.iter().chain(&s.followers_ended).cloned())
+            .collect();
+        let events_ok = ended.is_empty()
+            || match self.events.ended(&ended).await {
+                Ok(()) => true,
+                Err(e) => {
+                    tracing::error!(error = %e, jobs = ended.len(), "cannot publish webhook events; requeueing");
+                    false
+                }
+            };
         futures::future::join_all(settled.into_iter().map(|s| async move {
             let id = s.pending.message.id;
             self.metrics.inflight_jobs.dec();
             let has_rows = s.row.is_some() || !s.followers.is_empty();
-            let result = if s.ack && (ledger_ok || !has_rows) {
+            let announced = events_ok || (s.ended.is_none() && s.followers_ended.is_empty());
+            let result = if s.ack && announced && (ledger_ok || !has_rows) {
                 s.pending.delivery.ack().await
             } else {
                 s.pending.delivery.requeue().await

@@ -75,6 +75,15 @@ impl Ended {
     }
 }
 
+/// What ending a leader's followers left to do before the leader's ack.
+#[derive(Default)]
+pub struct FollowersEnded {
+    /// Their ledger rows.
+    pub rows: Vec<LedgerRow>,
+    /// Their records, for those with a webhook to announce the end to.
+    pub announce: Vec<JobRecord>,
+}
+
 pub struct Followers {
     pub cache: Arc<dyn ResponseCache>,
     pub queue: Arc<dyn JobQueue>,
@@ -90,19 +99,22 @@ impl Followers {
         &self,
         leader: &JobMessage,
         ended: &Ended,
-    ) -> Result<Vec<LedgerRow>, String> {
+    ) -> Result<FollowersEnded, String> {
         let Some(directive) = leader.cache.as_ref().filter(|d| d.leads) else {
-            return Ok(Vec::new());
+            return Ok(FollowersEnded::default());
         };
         let entry = entry(leader, &directive.key);
         let followers = with_store_retry("close", || self.cache.close(&entry, leader.id))
             .await
             .map_err(|e| format!("cannot read the jobs that joined {}: {e}", leader.id))?;
         if followers.is_empty() {
-            return Ok(Vec::new());
+            return Ok(FollowersEnded::default());
         }
         match ended {
-            Ended::NotRun => self.publish(followers).await.map(|()| Vec::new()),
+            Ended::NotRun => self
+                .publish(followers)
+                .await
+                .map(|()| FollowersEnded::default()),
             Ended::Answered(answer) => {
                 let info = answer.info(CacheKind::Inflight, None);
                 let outcome = Outcome::Cached {
@@ -174,35 +186,38 @@ impl Followers {
         followers: Vec<JobMessage>,
         outcome: &Outcome,
         saved_micros: u64,
-    ) -> Result<Vec<LedgerRow>, String> {
+    ) -> Result<FollowersEnded, String> {
         let now = Utc::now();
         let ended = futures::future::join_all(followers.iter().map(|f| async move {
-            match with_store_retry("finish", || self.store.finish(f.id, outcome, now)).await {
-                Ok(true) => Ok(Some((row(f, outcome, saved_micros, now), true))),
-                // Ended before (canceled, or a redelivery ended it): the
-                // row its record shows, if any.
-                Ok(false) => with_store_retry("read", || self.store.get(f.id))
-                    .await
-                    .map(|r| {
-                        r.as_ref()
-                            .and_then(|r| LedgerRow::from_record(r, None))
-                            .map(|row| (row, false))
-                    }),
-                Err(e) => Err(e),
-            }
+            let fresh =
+                with_store_retry("finish", || self.store.finish(f.id, outcome, now)).await?;
+            // A job ended before (canceled, or by an earlier delivery of
+            // its leader) keeps the row its record shows. A job with a
+            // webhook is read back, to announce its end as GET shows it.
+            let record = if !fresh || f.webhook.is_some() {
+                with_store_retry("read", || self.store.get(f.id)).await?
+            } else {
+                None
+            };
+            let row = if fresh {
+                Some(row(f, outcome, saved_micros, now))
+            } else {
+                record
+                    .as_ref()
+                    .and_then(|r| LedgerRow::from_record(r, None))
+            };
+            let announce = record.filter(|r| r.webhook.is_some() && r.status.is_terminal());
+            Ok::<_, sluice_store::StoreError>((row, announce, fresh))
         }))
         .await;
-        let mut rows = Vec::with_capacity(ended.len());
+        let mut done = FollowersEnded::default();
         let mut fresh = 0u64;
         for result in ended {
-            match result {
-                Ok(Some((row, now_ended))) => {
-                    fresh += u64::from(now_ended);
-                    rows.push(row);
-                }
-                Ok(None) => {}
-                Err(e) => return Err(format!("cannot end a job that joined another: {e}")),
-            }
+            let (row, announce, now_ended) =
+                result.map_err(|e| format!("cannot end a job that joined another: {e}"))?;
+            fresh += u64::from(now_ended);
+            done.rows.extend(row);
+            done.announce.extend(announce);
         }
         self.metrics
             .jobs_finished
@@ -211,7 +226,7 @@ impl Followers {
         if let Outcome::Cached { .. } = outcome {
             self.metrics.cache_saved_micros.inc_by(saved_micros * fresh);
         }
-        Ok(rows)
+        Ok(done)
     }
 }
 

@@ -8,7 +8,8 @@
 //!   → provider router (one array call, or a bounded fan-out)
 //!   → store each result (compare-and-set; notifies waiters)
 //!   → cache the answer; end the identical jobs that joined it in flight
-//!   → ledger rows → ack each delivery by its own tag
+//!   → ledger rows, then webhook events (confirmed) of jobs with a webhook
+//!   → ack each delivery by its own tag
 //! ```
 //!
 //! Shutdown: consumers are cancelled at the broker, open batches flush,
@@ -28,7 +29,7 @@ use sluice_core::config::WorkerConfig;
 use sluice_core::metrics::Metrics;
 use sluice_core::Priority;
 use sluice_providers::Router;
-use sluice_queue::{JobQueue, Source};
+use sluice_queue::{JobEvents, JobQueue, Source};
 use sluice_store::cache::ResponseCache;
 use sluice_store::jobs::JobStore;
 use sluice_store::usage::UsageLedger;
@@ -49,6 +50,8 @@ pub struct Worker {
     pub config: WorkerConfig,
     /// Where answers are cached and joined jobs are found.
     pub cache: Arc<dyn ResponseCache>,
+    /// Where job ends are announced for webhooks (the queue itself, in practice).
+    pub events: Arc<dyn JobEvents>,
 }
 
 /// The share of the prefetch each priority queue's consumer gets (3:2:1),
@@ -73,6 +76,7 @@ impl Worker {
             store: Arc::clone(&self.store),
             metrics: Arc::clone(&self.metrics),
             config: self.config.clone(),
+            events: Arc::clone(&self.events),
         });
         let tasks = TaskTracker::new();
         let (tx, rx) = mpsc::channel(usize::from(self.config.prefetch()));
@@ -104,6 +108,7 @@ impl Worker {
                 store: Arc::clone(&self.store),
                 metrics: Arc::clone(&self.metrics),
             },
+            events: Arc::clone(&self.events),
         });
         let slots = Arc::new(Semaphore::new(self.config.batches_in_flight));
         let batches = TaskTracker::new();

@@ -77,6 +77,7 @@ fn message(endpoint: Endpoint) -> (JobRecord, JobMessage) {
         None,
     );
     let message = JobMessage {
+        webhook: None,
         id,
         tenant_id: "t".into(),
         endpoint,
@@ -123,6 +124,7 @@ impl Harness {
             metrics: metrics.clone(),
             config: WorkerConfig::default(),
             cache: Arc::new(sluice_store::cache::MemoryCache::new()),
+            events: queue.clone(),
         };
         let stop = CancellationToken::new();
         let worker = tokio::spawn(worker.run(stop.clone()));
@@ -138,6 +140,20 @@ impl Harness {
 
     async fn submit(&self, endpoint: Endpoint, copies: usize) -> JobId {
         let (record, message) = message(endpoint);
+        self.store.create(&[record]).await.unwrap();
+        let out: Vec<Outgoing> = (0..copies)
+            .map(|_| outgoing(message.encode(), message.id))
+            .collect();
+        assert!(self.queue.publish(out).await.iter().all(Result::is_ok));
+        message.id
+    }
+
+    /// Submits a job with a webhook, delivered `copies` times.
+    async fn submit_hooked(&self, copies: usize) -> JobId {
+        let (mut record, mut message) = message(Endpoint::Completions);
+        let hook = sluice_core::webhook::JobWebhook::Endpoints;
+        record.webhook = Some(hook.clone());
+        message.webhook = Some(hook);
         self.store.create(&[record]).await.unwrap();
         let out: Vec<Outgoing> = (0..copies)
             .map(|_| outgoing(message.encode(), message.id))
@@ -259,4 +275,42 @@ async fn shutdown_finishes_what_the_worker_holds() {
         ids.len(),
         "every job either ended or is back in the queue"
     );
+}
+
+#[tokio::test]
+async fn a_job_with_a_webhook_is_announced_before_its_ack_and_again_on_redelivery() {
+    use sluice_core::webhook::WebhookMessage;
+    use sluice_queue::Source;
+    let h = Harness::start();
+    let plain = h.submit(Endpoint::Completions, 1).await;
+    let hooked = h.submit_hooked(2).await;
+    h.wait_end(plain).await;
+    let ended = h.wait_end(hooked).await;
+    use futures::StreamExt;
+    let mut events = h
+        .queue
+        .consume(Source::Webhooks, 0, CancellationToken::new())
+        .await
+        .unwrap();
+    // Two deliveries of one job: two announcements, with one webhook-id.
+    for _ in 0..2 {
+        let d = tokio::time::timeout(Duration::from_secs(5), events.next())
+            .await
+            .unwrap()
+            .unwrap();
+        match WebhookMessage::decode(&d.body).unwrap() {
+            WebhookMessage::Event(e) => {
+                assert_eq!(e.job_id, hooked);
+                assert_eq!(e.webhook_id, format!("msg_{hooked}_succeeded"));
+                let body: serde_json::Value = serde_json::from_str(&e.body).unwrap();
+                assert_eq!(body["data"]["status"], "succeeded");
+                assert_eq!(body["data"]["result"], ended.result.clone().unwrap());
+            }
+            other => panic!("{other:?}"),
+        }
+        d.ack().await.unwrap();
+    }
+    // The job without a webhook announced nothing.
+    assert_eq!(h.queue.depth(Source::Webhooks).await.unwrap(), 0);
+    h.shutdown().await;
 }

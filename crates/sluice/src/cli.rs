@@ -75,6 +75,16 @@ pub enum Command {
         #[command(flatten)]
         conn: Connections,
     },
+    /// Delivers job ends to webhooks: signed, retried, every attempt recorded.
+    Webhooks {
+        /// Where to serve /metrics and /healthz.
+        #[arg(long)]
+        metrics_listen: Option<SocketAddr>,
+        #[command(flatten)]
+        config: ConfigArg,
+        #[command(flatten)]
+        conn: Connections,
+    },
     /// The simulated OpenAI-compatible provider.
     MockLlm(MockArgs),
     /// Applies the database migrations.
@@ -236,6 +246,54 @@ pub enum AdminCommand {
         #[command(subcommand)]
         command: KeyCommand,
     },
+    /// Webhook signing secrets and endpoints.
+    Webhook {
+        #[command(subcommand)]
+        command: WebhookCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum WebhookCommand {
+    /// Creates (or rotates) the tenant's signing secret for the URLs its
+    /// jobs name; prints it as the last line, once.
+    Secret {
+        #[arg(long)]
+        tenant: String,
+        /// Seconds the replaced secret keeps signing.
+        #[arg(long, default_value_t = 86_400)]
+        overlap_s: u64,
+    },
+    /// Registers an endpoint; prints its secret as the last line, once.
+    Create {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        url: String,
+        /// Comma-separated: succeeded, failed, canceled, expired (default: all).
+        #[arg(long)]
+        events: Option<String>,
+    },
+    /// Lists the tenant's endpoints.
+    List {
+        #[arg(long)]
+        tenant: String,
+    },
+    /// Deletes an endpoint.
+    Delete {
+        #[arg(long)]
+        tenant: String,
+        id: String,
+    },
+    /// Gives an endpoint a new secret (the last line); the old one signs on
+    /// for the overlap.
+    Rotate {
+        #[arg(long)]
+        tenant: String,
+        id: String,
+        #[arg(long, default_value_t = 86_400)]
+        overlap_s: u64,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -325,4 +383,7 @@ pub enum BenchCommand {
     Ledger(crate::roles::bench::ledger::LedgerArgs),
     /// A workload of repeated requests: hit rate, provider calls, hit latency.
     Cache(crate::roles::bench::cache::CacheArgs),
+    /// Webhook deliveries per second with the role on one thread, and the
+    /// delay from a job's end to its delivery.
+    Webhooks(crate::roles::bench::webhooks::WebhooksArgs),
 }

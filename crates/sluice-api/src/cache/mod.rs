@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use axum::extract::{Query, State};
 use axum::Json;
-use chrono::Utc;
+use chrono::{SubsecRound, Utc};
 use serde::{Deserialize, Serialize};
 use sluice_core::cache::{CacheInfo, CacheKind, CachedAnswer};
 use sluice_core::ledger::LedgerRow;
@@ -64,7 +64,9 @@ async fn hit(
     answer: &CachedAnswer,
     info: CacheInfo,
 ) -> Result<JobRecord, ApiError> {
-    let now = Utc::now();
+    // Microseconds, as the store keeps end times: the 200, a later GET and
+    // the webhook show the same job.
+    let now = Utc::now().trunc_subsecs(6);
     let mut record = accepted.record.clone();
     record.status = JobStatus::Succeeded;
     record.started_at = Some(now);
@@ -76,6 +78,13 @@ async fn hit(
     record.cached = true;
     record.cache = Some(info);
     state.store.create(std::slice::from_ref(&record)).await?;
+    // Its webhook hears of it like of any end; a hit that cannot be
+    // announced is not answered (the caller's retry makes another).
+    state
+        .events
+        .ended(std::slice::from_ref(&record))
+        .await
+        .map_err(|e| ApiError::QueueUnavailable(format!("cannot announce the job's end: {e}")))?;
     count(
         state,
         record.cache.as_ref().map_or(CacheKind::Exact, |c| c.kind),

@@ -88,3 +88,26 @@ fn duplicates_and_empty_routes_are_refused() {
     let e = err(&GOOD.replace(r#"providers = ["local-mock"]"#, "providers = []"));
     assert!(e.contains("providers is empty"), "{e}");
 }
+
+#[test]
+fn webhooks_default_to_the_standard_schedule_and_check_the_allowlist() {
+    let c = Config::parse(GOOD, "test.toml").unwrap();
+    assert_eq!(
+        c.webhooks.schedule_s,
+        [0.0, 5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0]
+    );
+    assert_eq!(
+        c.webhooks.delays_ms(),
+        [5_000, 300_000, 1_800_000, 7_200_000, 18_000_000, 36_000_000]
+    );
+    let c = Config::parse(
+        &format!("{GOOD}\n[webhooks]\nschedule_s = [0, 0.2, 1]\nallow = [\"127.0.0.0/8\"]\n"),
+        "test.toml",
+    )
+    .unwrap();
+    assert_eq!(c.webhooks.delays_ms(), [200, 1000]);
+    let e = err(&format!("{GOOD}\n[webhooks]\nallow = [\"10.0.0.0/40\"]\n"));
+    assert!(e.contains("webhooks: allow[0]"), "{e}");
+    let e = err(&format!("{GOOD}\n[webhooks]\nschedule_s = []\n"));
+    assert!(e.contains("schedule_s"), "{e}");
+}

@@ -36,10 +36,6 @@ pub(super) async fn await_confirm(
     }
 }
 
-fn job_id(message: &Outgoing) -> Option<&str> {
-    message.headers.get("job-id").map(String::as_str)
-}
-
 fn returned_id(confirmation: &Confirmation) -> Option<Option<&str>> {
     match confirmation {
         Confirmation::Ack(Some(returned)) | Confirmation::Nack(Some(returned)) => Some(
@@ -63,7 +59,7 @@ fn returned_id(confirmation: &Confirmation) -> Option<Option<&str>> {
 /// message of this batch counts as unroutable too (a false failure, never
 /// a false success).
 pub(super) fn outcomes(
-    messages: &[Outgoing],
+    ids: &[Option<&str>],
     confirmations: Vec<Result<Confirmation, QueueError>>,
 ) -> Vec<Result<(), QueueError>> {
     let returned: HashSet<String> = confirmations
@@ -73,9 +69,9 @@ pub(super) fn outcomes(
         .flatten()
         .map(str::to_owned)
         .collect();
-    let ours: HashSet<&str> = messages.iter().filter_map(job_id).collect();
-    let outcome = |message: &Outgoing, confirmation: Confirmation| {
-        if job_id(message).is_some_and(|id| returned.contains(id)) {
+    let ours: HashSet<&str> = ids.iter().flatten().copied().collect();
+    let outcome = |id: &Option<&str>, confirmation: Confirmation| {
+        if id.is_some_and(|id| returned.contains(id)) {
             return Err(QueueError::Unroutable);
         }
         match &confirmation {
@@ -90,9 +86,8 @@ pub(super) fn outcomes(
             )),
         }
     };
-    messages
-        .iter()
+    ids.iter()
         .zip(confirmations)
-        .map(|(message, confirmation)| confirmation.and_then(|c| outcome(message, c)))
+        .map(|(id, confirmation)| confirmation.and_then(|c| outcome(id, c)))
         .collect()
 }

@@ -51,6 +51,38 @@ pub(super) async fn declare(channel: &Channel, topology: &Topology) -> Result<()
             .queue_bind(&name, &jobs, key, QueueBindOptions::default(), none())
             .await?;
     }
+
+    let webhooks = topology.webhooks_exchange();
+    channel
+        .exchange_declare(&webhooks, ExchangeKind::Direct, exchange, none())
+        .await?;
+    let mut quorum = FieldTable::default();
+    quorum.insert("x-queue-type".into(), string_arg("quorum"));
+    let hooks = topology.webhooks_queue();
+    channel.queue_declare(&hooks, queue, quorum).await?;
+    channel
+        .queue_bind(
+            &hooks,
+            &webhooks,
+            crate::WEBHOOK_ROUTING_KEY,
+            QueueBindOptions::default(),
+            none(),
+        )
+        .await?;
+    for delay in &topology.webhook_delays_ms {
+        // Classic queues: a fixed TTL per queue expires messages in order,
+        // and each dead-letters back to the webhook exchange.
+        let mut args = FieldTable::default();
+        let ttl = i64::try_from(*delay).unwrap_or(i64::MAX);
+        args.insert("x-message-ttl".into(), AMQPValue::LongLongInt(ttl));
+        args.insert("x-dead-letter-exchange".into(), string_arg(&webhooks));
+        args.insert(
+            "x-dead-letter-routing-key".into(),
+            string_arg(crate::WEBHOOK_ROUTING_KEY),
+        );
+        let name = topology.webhook_delay_queue(*delay);
+        channel.queue_declare(&name, queue, args).await?;
+    }
     Ok(())
 }
 
@@ -65,13 +97,25 @@ pub async fn teardown(url: &str, topology: &Topology) -> Result<(), QueueError> 
             .map_err(unavailable("channel"))?;
         let mut queues: Vec<String> = Priority::ALL.map(|p| topology.queue(p)).into();
         queues.push(topology.dead_letter_queue());
+        queues.push(topology.webhooks_queue());
+        queues.extend(
+            topology
+                .webhook_delays_ms
+                .iter()
+                .map(|d| topology.webhook_delay_queue(*d)),
+        );
         for queue in queues {
             channel
                 .queue_delete(&queue, QueueDeleteOptions::default())
                 .await
                 .map_err(unavailable("queue.delete"))?;
         }
-        for exchange in [topology.jobs_exchange(), topology.dead_letter_exchange()] {
+        let exchanges = [
+            topology.jobs_exchange(),
+            topology.dead_letter_exchange(),
+            topology.webhooks_exchange(),
+        ];
+        for exchange in exchanges {
             channel
                 .exchange_delete(&exchange, ExchangeDeleteOptions::default())
                 .await

@@ -43,6 +43,7 @@ fn message() -> JobMessage {
         enqueued_at: chrono::Utc::now(),
         deadline_at: None,
         cache: None,
+        webhook: None,
     }
 }
 

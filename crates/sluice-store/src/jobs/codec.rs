@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sluice_core::job::{Metadata, Outcome};
+use sluice_core::webhook::JobWebhook;
 use sluice_core::{Endpoint, JobError, JobId, JobRecord, Priority, Usage};
 
 use crate::StoreError;
@@ -25,6 +26,8 @@ struct Meta {
     created_at: DateTime<Utc>,
     #[serde(default)]
     deadline_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    webhook: Option<JobWebhook>,
 }
 
 pub fn rfc3339(t: DateTime<Utc>) -> String {
@@ -47,6 +50,7 @@ pub fn encode_new(r: &JobRecord) -> Vec<(String, String)> {
         metadata: r.metadata.clone(),
         created_at: r.created_at,
         deadline_at: r.deadline_at,
+        webhook: r.webhook.clone(),
     };
     let mut fields = vec![
         ("meta".to_owned(), json(&meta)),
@@ -159,6 +163,7 @@ pub fn decode(fields: &HashMap<String, String>) -> Result<Option<JobRecord>, Sto
         metadata: meta.metadata,
         created_at: meta.created_at,
         deadline_at: meta.deadline_at,
+        webhook: meta.webhook,
         started_at: time("started_at", fields.get("started_at"))?,
         finished_at: time("finished_at", fields.get("finished_at"))?,
         attempts,

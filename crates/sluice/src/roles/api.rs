@@ -48,9 +48,12 @@ pub async fn run(listen: SocketAddr, config: ConfigArg, conn: Connections) -> an
         tenants: Arc::new(tenants),
         metrics,
         limiter: Arc::new(store.budget()),
-        usage: Arc::new(sluice_store::usage::PgLedger::new(pool)),
+        usage: Arc::new(sluice_store::usage::PgLedger::new(pool.clone())),
         cache: Arc::new(store.cache()),
         embedder,
+        webhooks: Arc::new(sluice_store::webhooks::PgWebhookStore::new(pool)),
+        events: queue.clone(),
+        webhook_queue: queue.clone(),
     };
     let state = AppState::new(backends, &tasks).with_shutdown(shutdown.clone());
     let socket = tokio::net::TcpListener::bind(listen)

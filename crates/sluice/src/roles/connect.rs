@@ -54,6 +54,21 @@ pub async fn redis(
 
 pub async fn rabbitmq(conn: &Connections, config: &Config) -> anyhow::Result<Arc<AmqpQueue>> {
     let topology = Topology::new(conn.prefix.clone(), config.worker.delivery_limit);
+    amqp(conn, topology).await
+}
+
+/// RabbitMQ for the webhooks role: it also declares the delay queues of
+/// the retry schedule (only it publishes to them).
+pub async fn rabbitmq_for_webhooks(
+    conn: &Connections,
+    config: &Config,
+) -> anyhow::Result<Arc<AmqpQueue>> {
+    let topology = Topology::new(conn.prefix.clone(), config.worker.delivery_limit)
+        .with_webhook_delays(config.webhooks.delays_ms());
+    amqp(conn, topology).await
+}
+
+async fn amqp(conn: &Connections, topology: Topology) -> anyhow::Result<Arc<AmqpQueue>> {
     let queue = AmqpQueue::connect(&conn.amqp_url, topology)
         .await
         .with_context(|| format!("cannot connect to RabbitMQ at {}", redact(&conn.amqp_url)))?;

@@ -44,10 +44,10 @@ pub async fn run(listen: SocketAddr) -> anyhow::Result<()> {
 
     let config = Config::dev(mock_url.clone());
     let metrics = Arc::new(Metrics::with_options(config.metrics.options()));
-    let queue = Arc::new(MemoryQueue::new(Topology::new(
-        "dev",
-        config.worker.delivery_limit,
-    )));
+    let queue = Arc::new(MemoryQueue::new(
+        Topology::new("dev", config.worker.delivery_limit)
+            .with_webhook_delays(config.webhooks.delays_ms()),
+    ));
     let store = Arc::new(MemoryJobStore::new(Duration::from_secs(
         config.jobs.retention_s,
     )));
@@ -72,13 +72,30 @@ pub async fn run(listen: SocketAddr) -> anyhow::Result<()> {
         metrics: Arc::clone(&metrics),
         config: config.worker.clone(),
         cache: cache.clone(),
+        events: queue.clone(),
     };
     tasks.spawn(worker.run(shutdown.clone()));
+
+    let webhook_store = Arc::new(sluice_store::webhooks::MemoryWebhookStore::new());
+    let dispatcher = sluice_webhooks::Dispatcher {
+        queue: queue.clone(),
+        retries: queue.clone(),
+        store: webhook_store.clone(),
+        topology: queue.topology().clone(),
+        config: config.webhooks.clone(),
+        metrics: sluice_webhooks::WebhookMetrics::register(&metrics),
+    };
+    let stop = shutdown.clone();
+    tasks.spawn(async move {
+        if let Err(e) = dispatcher.run(stop).await {
+            tracing::error!(error = %e, "webhooks stopped");
+        }
+    });
 
     let limiter = Arc::new(sluice_core::budget::MemoryBudget::default());
     let backends = sluice_api::Backends {
         config: Arc::new(config),
-        queue,
+        queue: queue.clone(),
         store,
         tenants,
         metrics,
@@ -86,6 +103,9 @@ pub async fn run(listen: SocketAddr) -> anyhow::Result<()> {
         usage: ledger,
         cache,
         embedder: None,
+        webhooks: webhook_store,
+        events: queue.clone(),
+        webhook_queue: queue.clone(),
     };
     let state = AppState::new(backends, &tasks).with_shutdown(shutdown.clone());
     let socket = tokio::net::TcpListener::bind(listen)

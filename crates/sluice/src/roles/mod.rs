@@ -7,6 +7,7 @@ mod connect;
 mod dev;
 mod mock;
 mod usage;
+mod webhooks;
 mod worker;
 
 use crate::cli::{Cli, Command};
@@ -23,6 +24,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             config,
             conn,
         } => worker::run(metrics_listen, config, conn).await,
+        Command::Webhooks {
+            metrics_listen,
+            config,
+            conn,
+        } => webhooks::run(metrics_listen, config, conn).await,
         Command::MockLlm(args) => mock::run(args).await,
         Command::Migrate { conn } => admin::migrate(conn).await,
         Command::Admin { command, conn } => admin::run(command, conn).await,

@@ -67,6 +67,7 @@ pub async fn run(
         metrics,
         config: config.worker.clone(),
         cache: Arc::new(store.cache()),
+        events: queue.clone(),
     }
     .run(shutdown.clone());
     // The drain is bounded: past `drain_timeout_s` the connection closes

@@ -14,6 +14,7 @@ pub mod limits;
 mod load;
 mod raw;
 mod report;
+pub mod webhooks;
 
 use std::time::Duration;
 
@@ -60,6 +61,7 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Limits(args) => limits::run(args).await,
         BenchCommand::Ledger(args) => ledger::run(args).await,
         BenchCommand::Cache(args) => cache::run(args).await,
+        BenchCommand::Webhooks(args) => webhooks::run(args).await,
     }
 }
 

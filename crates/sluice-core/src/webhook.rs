@@ -1,0 +1,262 @@
+//! Webhooks, free of I/O: what a job asks to be told, the event a job's end
+//! produces, and the Standard Webhooks signature
+//! (<https://www.standardwebhooks.com/>).
+//!
+//! - A job names a URL (`{"url", "events"}`), or none: then the tenant's
+//!   registered endpoints get its events ([`JobWebhook`]).
+//! - Each (job, event) has one `webhook-id` ([`webhook_id`]), the same on
+//!   every attempt and every redelivery, so a receiver can drop repeats.
+//! - The body is `{"type": "job.succeeded", "timestamp": …, "data": <the job
+//!   as GET /v1/jobs/{id} shows it>}`, made once when the job ends.
+//! - The signature is `v1,<base64 HMAC-SHA256 of "{id}.{timestamp}.{body}">`
+//!   with the key a `whsec_<base64>` secret holds; during a rotation every
+//!   live secret signs, the signatures separated by spaces.
+
+use std::fmt;
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine as _;
+use chrono::{DateTime, Utc};
+use hmac::{Hmac, Mac};
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+use url::Url;
+use utoipa::ToSchema;
+
+use crate::view::JobView;
+use crate::{JobId, JobRecord, JobStatus};
+
+/// The terminal events a webhook can ask for.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum EventKind {
+    Succeeded,
+    Failed,
+    Canceled,
+    Expired,
+}
+
+impl EventKind {
+    pub const ALL: [EventKind; 4] = [Self::Succeeded, Self::Failed, Self::Canceled, Self::Expired];
+
+    /// The event a job in `status` produces; `None` while it is not over.
+    pub fn of(status: JobStatus) -> Option<Self> {
+        match status {
+            JobStatus::Succeeded => Some(Self::Succeeded),
+            JobStatus::Failed => Some(Self::Failed),
+            JobStatus::Canceled => Some(Self::Canceled),
+            JobStatus::Expired => Some(Self::Expired),
+            JobStatus::Queued | JobStatus::Running => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+            Self::Canceled => "canceled",
+            Self::Expired => "expired",
+        }
+    }
+
+    /// The payload's `type`: `job.succeeded`, …
+    pub fn type_name(self) -> String {
+        format!("job.{}", self.as_str())
+    }
+}
+
+fn all_events() -> Vec<EventKind> {
+    EventKind::ALL.to_vec()
+}
+
+/// A webhook named on a job at submit.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookSpec {
+    /// Where to POST the job's events (http or https).
+    #[schema(value_type = String, example = "https://example.com/hooks/sluice")]
+    pub url: Url,
+    /// The events to send; by default every terminal one.
+    #[serde(default = "all_events")]
+    pub events: Vec<EventKind>,
+}
+
+impl WebhookSpec {
+    pub fn wants(&self, kind: EventKind) -> bool {
+        self.events.contains(&kind)
+    }
+}
+
+/// Who hears of a job's end: the URL it named, or the tenant's endpoints.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "to", rename_all = "lowercase")]
+pub enum JobWebhook {
+    Url(WebhookSpec),
+    Endpoints,
+}
+
+/// The `webhook-id` of a job's event: the same for every attempt and every
+/// redelivery of that event.
+pub fn webhook_id(job: JobId, kind: EventKind) -> String {
+    format!("msg_{job}_{}", kind.as_str())
+}
+
+/// A job's end, as it travels to the webhooks role: who to tell and the
+/// exact body to send them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobEvent {
+    pub webhook_id: String,
+    pub job_id: JobId,
+    pub tenant_id: String,
+    pub kind: EventKind,
+    pub target: JobWebhook,
+    /// When the job ended (the payload's `timestamp`).
+    pub occurred_at: DateTime<Utc>,
+    /// The JSON body, made once so every attempt sends the same bytes.
+    pub body: String,
+}
+
+impl JobEvent {
+    /// The event of an ended job that has a webhook (and wants this
+    /// event); `None` otherwise.
+    pub fn of(record: &JobRecord) -> Option<Self> {
+        let kind = EventKind::of(record.status)?;
+        let target = record.webhook.clone()?;
+        if let JobWebhook::Url(spec) = &target {
+            if !spec.wants(kind) {
+                return None;
+            }
+        }
+        let occurred_at = record.finished_at.unwrap_or_else(Utc::now);
+        let body = serde_json::json!({
+            "type": kind.type_name(),
+            "timestamp": occurred_at,
+            "data": JobView::from(record.clone()),
+        });
+        Some(Self {
+            webhook_id: webhook_id(record.id, kind),
+            job_id: record.id,
+            tenant_id: record.tenant_id.clone(),
+            kind,
+            target,
+            occurred_at,
+            body: body.to_string(),
+        })
+    }
+}
+
+/// A message on the webhook queue.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "message", rename_all = "lowercase")]
+pub enum WebhookMessage {
+    /// A job ended: fan it out to its targets and make the first attempts.
+    Event(JobEvent),
+    /// The next attempt of one delivery.
+    Retry {
+        delivery_id: String,
+        /// The attempt this message is for (1-based); an attempt already
+        /// recorded is not made again.
+        attempt: u32,
+        /// Its index in the retry schedule.
+        step: usize,
+        /// Not before this (a `Retry-After` may push it past the schedule).
+        not_before: DateTime<Utc>,
+    },
+}
+
+impl WebhookMessage {
+    pub fn encode(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+    pub fn decode(bytes: &[u8]) -> Result<Self, serde_json::Error> {
+        serde_json::from_slice(bytes)
+    }
+}
+
+/// A webhook signing secret, `whsec_<base64 key>`. Its `Debug` and
+/// `Display` never show the key.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+pub const SECRET_PREFIX: &str = "whsec_";
+
+impl Secret {
+    /// A new random secret (32 bytes of key).
+    pub fn generate() -> Self {
+        let key: [u8; 32] = rand::random();
+        Self(format!("{SECRET_PREFIX}{}", B64.encode(key)))
+    }
+
+    /// A secret from its text; `None` unless it is `whsec_` and base64.
+    pub fn parse(text: &str) -> Option<Self> {
+        let key = text.strip_prefix(SECRET_PREFIX)?;
+        let bytes = B64.decode(key).ok()?;
+        (!bytes.is_empty()).then(|| Self(text.to_owned()))
+    }
+
+    /// The secret's text, to store or to show its owner once.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    fn key(&self) -> Vec<u8> {
+        let key = self.0.strip_prefix(SECRET_PREFIX).unwrap_or(&self.0);
+        B64.decode(key).unwrap_or_default()
+    }
+
+    /// `v1,<base64 HMAC-SHA256 of "{id}.{timestamp}.{body}">`.
+    pub fn sign(&self, id: &str, timestamp: i64, body: &[u8]) -> String {
+        let key = self.key();
+        // HMAC takes a key of any length.
+        let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(&key) else {
+            return String::new();
+        };
+        mac.update(id.as_bytes());
+        mac.update(b".");
+        mac.update(timestamp.to_string().as_bytes());
+        mac.update(b".");
+        mac.update(body);
+        format!("v1,{}", B64.encode(mac.finalize().into_bytes()))
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(whsec_…redacted)")
+    }
+}
+
+/// The `webhook-signature` header: one signature per live secret.
+pub fn signature_header(secrets: &[Secret], id: &str, timestamp: i64, body: &[u8]) -> String {
+    secrets
+        .iter()
+        .map(|s| s.sign(id, timestamp, body))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// A secret and, during a rotation, the one it replaced until the overlap ends.
+#[derive(Clone, Debug)]
+pub struct SecretPair {
+    pub current: Secret,
+    pub previous: Option<(Secret, DateTime<Utc>)>,
+}
+
+impl SecretPair {
+    /// The secrets that sign at `now`, newest first.
+    pub fn live(&self, now: DateTime<Utc>) -> Vec<Secret> {
+        let mut live = vec![self.current.clone()];
+        if let Some((old, until)) = &self.previous {
+            if now < *until {
+                live.push(old.clone());
+            }
+        }
+        live
+    }
+}
+
+#[cfg(test)]
+#[path = "webhook_tests.rs"]
+mod tests;

@@ -1,0 +1,167 @@
+//! `sluice webhooks` (the delivery role) and `sluice admin webhook …`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::routing::get;
+use sluice_core::metrics::Metrics;
+use sluice_core::webhook::EventKind;
+use sluice_queue::JobQueue;
+use sluice_store::tenants::{PgTenantStore, TenantStore};
+use sluice_store::webhooks::{PgWebhookStore, WebhookStore};
+use sluice_webhooks::{Dispatcher, WebhookMetrics};
+use tokio_util::task::TaskTracker;
+
+use super::connect;
+use crate::cli::{ConfigArg, Connections, WebhookCommand};
+use crate::runtime::{say, shutdown_signal};
+
+pub async fn run(
+    metrics_listen: Option<SocketAddr>,
+    config: ConfigArg,
+    conn: Connections,
+) -> anyhow::Result<()> {
+    let config = connect::load_config(&config)?;
+    let tenants = connect::postgres(&conn).await?;
+    let store = Arc::new(PgWebhookStore::new(tenants.pool().clone()));
+    let queue = connect::rabbitmq_for_webhooks(&conn, &config).await?;
+    let metrics = Arc::new(Metrics::new());
+    let webhook_metrics = WebhookMetrics::register(&metrics);
+    let shutdown = shutdown_signal();
+    let tasks = TaskTracker::new();
+    if let Some(addr) = metrics_listen {
+        let socket = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr}"))?;
+        say(&format!(
+            "sluice webhooks metrics on http://{}",
+            socket.local_addr()?
+        ));
+        let metrics = Arc::clone(&metrics);
+        let app = axum::Router::new()
+            .route("/metrics", get(move || async move { metrics.render() }))
+            .route("/healthz", get(|| async { "ok" }));
+        let stop = shutdown.clone();
+        tasks.spawn(async move {
+            let _ = axum::serve(socket, app)
+                .with_graceful_shutdown(async move { stop.cancelled().await })
+                .await;
+        });
+    }
+    say("sluice webhooks delivering");
+    let dispatcher = Dispatcher {
+        queue: queue.clone(),
+        retries: queue.clone(),
+        store,
+        topology: queue.topology().clone(),
+        config: config.webhooks.clone(),
+        metrics: webhook_metrics,
+    };
+    let result = dispatcher.run(shutdown.clone()).await;
+    shutdown.cancel();
+    tasks.close();
+    tasks.wait().await;
+    queue.close().await;
+    result.context("cannot build the webhook HTTP client")?;
+    tracing::info!("webhooks stopped");
+    Ok(())
+}
+
+fn events(list: Option<&str>) -> anyhow::Result<Vec<EventKind>> {
+    let Some(list) = list else {
+        return Ok(EventKind::ALL.to_vec());
+    };
+    list.split(',')
+        .map(|e| {
+            let e = e.trim();
+            EventKind::ALL
+                .into_iter()
+                .find(|k| k.as_str() == e)
+                .with_context(|| {
+                    format!("unknown event {e:?}; expected succeeded, failed, canceled, expired")
+                })
+        })
+        .collect()
+}
+
+pub async fn admin(tenants: &PgTenantStore, command: WebhookCommand) -> anyhow::Result<()> {
+    let store = PgWebhookStore::new(tenants.pool().clone());
+    let tenant_id = |name: String| async move {
+        tenants
+            .tenant_by_name(&name)
+            .await?
+            .map(|t| t.id)
+            .with_context(|| format!("no tenant named {name:?}"))
+    };
+    match command {
+        WebhookCommand::Secret { tenant, overlap_s } => {
+            let id = tenant_id(tenant.clone()).await?;
+            let secret = store
+                .rotate_tenant_secret(&id, Duration::from_secs(overlap_s))
+                .await?;
+            say(&format!(
+                "tenant {tenant}: new webhook signing secret (a replaced one signs on for {overlap_s} s); shown once, below:"
+            ));
+            say(secret.expose());
+        }
+        WebhookCommand::Create {
+            tenant,
+            url,
+            events: list,
+        } => {
+            let parsed = url::Url::parse(&url).with_context(|| format!("bad URL {url:?}"))?;
+            if !matches!(parsed.scheme(), "http" | "https") {
+                anyhow::bail!("the URL must be http:// or https://");
+            }
+            let id = tenant_id(tenant.clone()).await?;
+            let (endpoint, secret) = store
+                .create_endpoint(&id, parsed.as_str(), &events(list.as_deref())?)
+                .await?;
+            say(&format!(
+                "created endpoint {} for tenant {tenant} ({}); its secret is shown once, below:",
+                endpoint.id, endpoint.url
+            ));
+            say(secret.expose());
+        }
+        WebhookCommand::List { tenant } => {
+            let id = tenant_id(tenant).await?;
+            for e in store.list_endpoints(&id).await? {
+                let events: Vec<&str> = e.events.iter().map(|k| k.as_str()).collect();
+                say(&format!(
+                    "{}  {}  [{}]{}",
+                    e.id,
+                    e.url,
+                    events.join(","),
+                    e.disabled_reason
+                        .map(|r| format!("  DISABLED: {r}"))
+                        .unwrap_or_default()
+                ));
+            }
+        }
+        WebhookCommand::Delete { tenant, id } => {
+            let tenant_id = tenant_id(tenant).await?;
+            if !store.delete_endpoint(&tenant_id, &id).await? {
+                anyhow::bail!("no endpoint {id} for this tenant");
+            }
+            say(&format!("deleted endpoint {id}"));
+        }
+        WebhookCommand::Rotate {
+            tenant,
+            id,
+            overlap_s,
+        } => {
+            let tenant_id = tenant_id(tenant).await?;
+            let secret = store
+                .rotate_endpoint_secret(&tenant_id, &id, Duration::from_secs(overlap_s))
+                .await?
+                .with_context(|| format!("no endpoint {id} for this tenant"))?;
+            say(&format!(
+                "endpoint {id}: new secret (the old one signs on for {overlap_s} s); shown once, below:"
+            ));
+            say(secret.expose());
+        }
+    }
+    Ok(())
+}
