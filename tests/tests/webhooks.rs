@@ -37,6 +37,7 @@ struct Seen {
     valid_signature: bool,
     body: Value,
     answered: u16,
+    traceparent: Option<String>,
 }
 
 #[derive(Clone)]
@@ -111,6 +112,10 @@ async fn receive(
         valid_signature: valid,
         body: serde_json::from_slice(&body).unwrap_or(Value::Null),
         answered: status.as_u16(),
+        traceparent: headers
+            .get("traceparent")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned),
     });
     status
 }
@@ -500,4 +505,37 @@ async fn jobs_answered_from_the_cache_or_with_a_job_in_flight_are_announced_too(
         kinds,
         [&json!("inflight"), &json!("inflight"), &json!("exact")]
     );
+}
+
+#[tokio::test]
+async fn a_webhook_carries_the_jobs_trace() {
+    let receiver = Receiver::start(Behaviour::Accept).await;
+    let stack = Stack::start(StackOptions {
+        webhooks: true,
+        ..StackOptions::default()
+    })
+    .await;
+    let client = stack.tenant("acme").await;
+    with_secret(&client, &receiver).await;
+    let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let r = reqwest::Client::new()
+        .post(format!("{}/v1/jobs", client.base))
+        .bearer_auth(&client.key)
+        .header("traceparent", format!("00-{trace}-00f067aa0ba902b7-01"))
+        .json(&hooked("traced", &receiver.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let job: Value = r.json().await.unwrap();
+    client.wait(job["id"].as_str().unwrap(), 30).await;
+    let seen = receiver.until(30, |s| !delivered(s).is_empty()).await;
+    let traceparent = seen[0]
+        .traceparent
+        .clone()
+        .expect("a traceparent on the webhook");
+    let parts: Vec<&str> = traceparent.split('-').collect();
+    assert_eq!(parts.len(), 4, "{traceparent}");
+    assert_eq!(parts[1], trace, "the webhook is in the job's trace");
+    assert_ne!(parts[2], "00f067aa0ba902b7", "a span of its own");
 }

@@ -166,6 +166,7 @@ pub fn check(
         deadline_at,
     );
     record.key_id = Some(key_id.to_owned());
+    record.trace_id = Some(trace_id.to_owned());
     record.webhook = webhook.clone();
     let message = JobMessage {
         webhook,

@@ -279,6 +279,9 @@ pub struct JobRecord {
     /// How the cached answer was found, and what it saved.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache: Option<crate::cache::CacheInfo>,
+    /// The job's trace (W3C trace id), carried to its webhook.
+    #[serde(skip_serializing, default)]
+    pub trace_id: Option<String>,
 }
 
 impl JobRecord {
@@ -316,6 +319,7 @@ impl JobRecord {
             webhook: None,
             cached: false,
             cache: None,
+            trace_id: None,
         }
     }
 }

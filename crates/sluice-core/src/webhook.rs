@@ -116,6 +116,9 @@ pub struct JobEvent {
     pub occurred_at: DateTime<Utc>,
     /// The JSON body, made once so every attempt sends the same bytes.
     pub body: String,
+    /// The job's trace id: each attempt sends a `traceparent` in it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<String>,
 }
 
 impl JobEvent {
@@ -143,6 +146,7 @@ impl JobEvent {
             target,
             occurred_at,
             body: body.to_string(),
+            trace_id: record.trace_id.clone(),
         })
     }
 }

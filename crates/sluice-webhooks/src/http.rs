@@ -107,6 +107,7 @@ impl Sender {
         timestamp: i64,
         signature: &str,
         body: String,
+        trace_id: Option<&str>,
     ) -> Answer {
         let started = Instant::now();
         let failed = |error: String| Answer {
@@ -126,6 +127,13 @@ impl Sender {
         let mut headers = HeaderMap::new();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         headers.insert(USER_AGENT, HeaderValue::from_static("sluice-webhooks"));
+        // Each attempt is a new span in the job's trace.
+        if let Some(trace) = trace_id {
+            let traceparent = sluice_core::trace::TraceParent::in_trace(trace).to_string();
+            if let Ok(v) = HeaderValue::from_str(&traceparent) {
+                headers.insert("traceparent", v);
+            }
+        }
         for (name, value) in [
             ("webhook-id", id.to_owned()),
             ("webhook-timestamp", timestamp.to_string()),
@@ -190,7 +198,14 @@ mod tests {
         // to at connect time does not.
         let sender = Sender::new(&WebhooksConfig::default()).unwrap();
         let answer = sender
-            .post("http://localhost:9/hook", "msg_1", 0, "v1,x", "{}".into())
+            .post(
+                "http://localhost:9/hook",
+                "msg_1",
+                0,
+                "v1,x",
+                "{}".into(),
+                None,
+            )
             .await;
         assert_eq!(answer.status, None);
         let error = answer.error.unwrap();
@@ -202,7 +217,14 @@ mod tests {
         };
         let answer = Sender::new(&config)
             .unwrap()
-            .post("http://localhost:9/hook", "msg_1", 0, "v1,x", "{}".into())
+            .post(
+                "http://localhost:9/hook",
+                "msg_1",
+                0,
+                "v1,x",
+                "{}".into(),
+                None,
+            )
             .await;
         assert!(!answer.error.unwrap().contains("loopback"));
     }

@@ -107,6 +107,7 @@ impl Processor {
                     endpoint_id,
                     url,
                     body: event.body.clone(),
+                    trace_id: event.trace_id.clone(),
                 })
                 .await?;
             if open.state == DeliveryState::Pending && open.attempts == 0 {
@@ -216,6 +217,7 @@ impl Processor {
                 timestamp,
                 &signature,
                 delivery.body.clone(),
+                delivery.trace_id.as_deref(),
             )
             .await;
         let (state, next) = self.after(delivery, &answer, n, step).await?;

@@ -28,6 +28,8 @@ struct Meta {
     deadline_at: Option<DateTime<Utc>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     webhook: Option<JobWebhook>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    trace_id: Option<String>,
 }
 
 pub fn rfc3339(t: DateTime<Utc>) -> String {
@@ -51,6 +53,7 @@ pub fn encode_new(r: &JobRecord) -> Vec<(String, String)> {
         created_at: r.created_at,
         deadline_at: r.deadline_at,
         webhook: r.webhook.clone(),
+        trace_id: r.trace_id.clone(),
     };
     let mut fields = vec![
         ("meta".to_owned(), json(&meta)),
@@ -164,6 +167,7 @@ pub fn decode(fields: &HashMap<String, String>) -> Result<Option<JobRecord>, Sto
         created_at: meta.created_at,
         deadline_at: meta.deadline_at,
         webhook: meta.webhook,
+        trace_id: meta.trace_id,
         started_at: time("started_at", fields.get("started_at"))?,
         finished_at: time("finished_at", fields.get("finished_at"))?,
         attempts,

@@ -171,6 +171,7 @@ impl WebhookStore for MemoryWebhookStore {
             endpoint_id: new.endpoint_id.clone(),
             url: new.url.clone(),
             body: new.body.clone(),
+            trace_id: new.trace_id.clone(),
             state: DeliveryState::Pending,
             attempts: 0,
             next_attempt_at: None,
@@ -256,6 +257,7 @@ mod tests {
             endpoint_id: None,
             url: "https://example.com/h".into(),
             body: "{}".into(),
+            trace_id: None,
         }
     }
 

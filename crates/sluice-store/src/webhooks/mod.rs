@@ -91,6 +91,8 @@ pub struct NewDelivery {
     pub endpoint_id: Option<String>,
     pub url: String,
     pub body: String,
+    /// The job's trace id, for the attempts' `traceparent`.
+    pub trace_id: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
@@ -106,6 +108,8 @@ pub struct Delivery {
     pub url: String,
     #[serde(skip)]
     pub body: String,
+    #[serde(skip)]
+    pub trace_id: Option<String>,
     pub state: DeliveryState,
     /// Attempts made so far.
     #[serde(rename = "attempt_count")]

@@ -71,7 +71,7 @@ fn endpoint(row: &PgRow) -> Result<Endpoint, StoreError> {
     })
 }
 
-const DELIVERY_COLUMNS: &str = "id, tenant_id::text AS tenant_id, job_id, webhook_id, event, target, url, body, state, attempts, next_attempt_at, created_at, updated_at";
+const DELIVERY_COLUMNS: &str = "id, tenant_id::text AS tenant_id, job_id, webhook_id, event, target, url, body, trace_id, state, attempts, next_attempt_at, created_at, updated_at";
 
 fn delivery(row: &PgRow) -> Result<Delivery, StoreError> {
     let target: String = row.try_get("target")?;
@@ -91,6 +91,7 @@ fn delivery(row: &PgRow) -> Result<Delivery, StoreError> {
         endpoint_id: (!target.is_empty()).then_some(target),
         url: row.try_get("url")?,
         body: row.try_get("body")?,
+        trace_id: row.try_get("trace_id")?,
         state: state.parse()?,
         attempts: u32::try_from(row.try_get::<i32, _>("attempts")?).unwrap_or(0),
         next_attempt_at: row.try_get("next_attempt_at")?,
@@ -240,8 +241,8 @@ impl WebhookStore for PgWebhookStore {
         let target = new.endpoint_id.clone().unwrap_or_default();
         // Insert, or touch the existing row so that RETURNING gives it.
         let row = sqlx::query(&format!(
-            "INSERT INTO webhook_deliveries (id, tenant_id, job_id, webhook_id, event, target, url, body) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+            "INSERT INTO webhook_deliveries (id, tenant_id, job_id, webhook_id, event, target, url, body, trace_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
              ON CONFLICT (webhook_id, target) DO UPDATE SET webhook_id = EXCLUDED.webhook_id \
              RETURNING {DELIVERY_COLUMNS}"
         ))
@@ -253,6 +254,7 @@ impl WebhookStore for PgWebhookStore {
         .bind(target)
         .bind(&new.url)
         .bind(&new.body)
+        .bind(&new.trace_id)
         .fetch_one(&self.pool)
         .await?;
         delivery(&row)
