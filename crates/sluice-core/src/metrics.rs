@@ -81,6 +81,14 @@ pub struct Metrics {
     /// Micro-dollars that cache hits (and joined in-flight requests) did
     /// not spend: what their answers cost when a provider made them.
     pub cache_saved_micros: IntCounter,
+    // --- webhooks ---
+    /// Webhook attempts, by outcome: `succeeded`, `failed` (will retry),
+    /// `exhausted` (the last one failed), `gone` (410), `disabled`.
+    pub webhook_attempts: IntCounterVec,
+    /// Webhook deliveries whose every attempt failed.
+    pub webhook_exhausted: IntCounter,
+    /// Seconds each webhook attempt took, by outcome.
+    pub webhook_attempt_duration: HistogramVec,
 }
 
 fn seconds() -> Vec<f64> {
@@ -194,6 +202,21 @@ impl Metrics {
             cache_saved_micros: b.plain_counter(
                 "sluice_cache_saved_micros_total",
                 "Micro-dollars cache hits did not spend (what the answers cost when made).",
+            ),
+            webhook_attempts: b.counter(
+                "sluice_webhook_deliveries_total",
+                "Webhook delivery attempts, by outcome (succeeded, failed, exhausted, gone, disabled).",
+                &["outcome"],
+            ),
+            webhook_exhausted: b.plain_counter(
+                "sluice_webhook_exhausted_total",
+                "Webhook deliveries that failed every attempt of the schedule.",
+            ),
+            webhook_attempt_duration: b.histogram(
+                "sluice_webhook_attempt_duration_seconds",
+                "Seconds each webhook attempt took, by outcome.",
+                &["outcome"],
+                seconds(),
             ),
             options,
             catalog: Vec::new(),
