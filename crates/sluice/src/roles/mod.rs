@@ -5,6 +5,7 @@ mod api;
 pub mod bench;
 mod connect;
 mod dev;
+mod metrics_endpoint;
 mod mock;
 mod usage;
 mod webhooks;

@@ -5,7 +5,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use axum::routing::get;
 use sluice_core::metrics::Metrics;
 use sluice_core::webhook::EventKind;
 use sluice_queue::JobQueue;
@@ -27,28 +26,13 @@ pub async fn run(
     let tenants = connect::postgres(&conn).await?;
     let store = Arc::new(PgWebhookStore::new(tenants.pool().clone()));
     let queue = connect::rabbitmq_for_webhooks(&conn, &config).await?;
-    let metrics = Arc::new(Metrics::new());
+    let metrics = Arc::new(Metrics::with_options(config.metrics.options()));
     let webhook_metrics = WebhookMetrics::register(&metrics);
     let shutdown = shutdown_signal();
     let tasks = TaskTracker::new();
     if let Some(addr) = metrics_listen {
-        let socket = tokio::net::TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("cannot listen on {addr}"))?;
-        say(&format!(
-            "sluice webhooks metrics on http://{}",
-            socket.local_addr()?
-        ));
         let metrics = Arc::clone(&metrics);
-        let app = axum::Router::new()
-            .route("/metrics", get(move || async move { metrics.render() }))
-            .route("/healthz", get(|| async { "ok" }));
-        let stop = shutdown.clone();
-        tasks.spawn(async move {
-            let _ = axum::serve(socket, app)
-                .with_graceful_shutdown(async move { stop.cancelled().await })
-                .await;
-        });
+        super::metrics_endpoint::serve("webhooks", addr, metrics, shutdown.clone(), &tasks).await?;
     }
     say("sluice webhooks delivering");
     let dispatcher = Dispatcher {

@@ -4,8 +4,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
-use axum::routing::get;
 use sluice_core::metrics::Metrics;
 use sluice_providers::Router;
 use sluice_queue::JobQueue;
@@ -35,23 +33,8 @@ pub async fn run(
 
     let tasks = TaskTracker::new();
     if let Some(addr) = metrics_listen {
-        let socket = tokio::net::TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("cannot listen on {addr}"))?;
-        say(&format!(
-            "sluice worker metrics on http://{}",
-            socket.local_addr()?
-        ));
         let metrics = Arc::clone(&metrics);
-        let app = axum::Router::new()
-            .route("/metrics", get(move || async move { metrics.render() }))
-            .route("/healthz", get(|| async { "ok" }));
-        let stop = shutdown.clone();
-        tasks.spawn(async move {
-            let _ = axum::serve(socket, app)
-                .with_graceful_shutdown(async move { stop.cancelled().await })
-                .await;
-        });
+        super::metrics_endpoint::serve("worker", addr, metrics, shutdown.clone(), &tasks).await?;
     }
     {
         let queue: Arc<dyn JobQueue> = queue.clone();
