@@ -11,6 +11,7 @@
 
 mod client;
 mod process;
+pub mod receiver;
 mod stack;
 
 pub use client::{is_terminal, Client, Response};
