@@ -6,18 +6,10 @@
 
 use serde_json::{json, Value};
 use sluice_e2e::receiver::*;
-use sluice_e2e::{Stack, StackOptions};
 #[tokio::test]
 async fn jobs_answered_from_the_cache_or_with_a_job_in_flight_are_announced_too() {
     let receiver = Receiver::start(Behaviour::Accept).await;
-    let mut stack = Stack::start(StackOptions {
-        workers: 0,
-        webhooks: true,
-        ..StackOptions::default()
-    })
-    .await;
-    let client = stack.tenant("acme").await;
-    with_secret(&client, &receiver).await;
+    let (mut stack, client) = signed_stack(&receiver, 0).await;
     let mut job = hooked("cache me", &receiver.url);
     job["body"]["temperature"] = json!(0);
     // No worker yet: the first leads, the next two join it in flight.
@@ -56,13 +48,7 @@ async fn jobs_answered_from_the_cache_or_with_a_job_in_flight_are_announced_too(
 #[tokio::test]
 async fn a_webhook_carries_the_jobs_trace() {
     let receiver = Receiver::start(Behaviour::Accept).await;
-    let stack = Stack::start(StackOptions {
-        webhooks: true,
-        ..StackOptions::default()
-    })
-    .await;
-    let client = stack.tenant("acme").await;
-    with_secret(&client, &receiver).await;
+    let (_stack, client) = signed_stack(&receiver, 1).await;
     let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
     let r = reqwest::Client::new()
         .post(format!("{}/v1/jobs", client.base))

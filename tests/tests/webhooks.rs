@@ -13,14 +13,7 @@ use sluice_e2e::{Stack, StackOptions, TEST_WEBHOOKS_TOML};
 #[tokio::test]
 async fn every_end_arrives_signed_once_per_webhook_id_with_the_job_as_get_shows_it() {
     let receiver = Receiver::start(Behaviour::Accept).await;
-    let mut stack = Stack::start(StackOptions {
-        workers: 0,
-        webhooks: true,
-        ..StackOptions::default()
-    })
-    .await;
-    let client = stack.tenant("acme").await;
-    with_secret(&client, &receiver).await;
+    let (mut stack, client) = signed_stack(&receiver, 0).await;
 
     // Queued with no worker: one canceled, one expiring; then the rest run.
     let canceled = client.submit(&hooked("cancel me", &receiver.url)).await;

@@ -24,7 +24,7 @@ use axum::extract::{Query, State};
 use axum::Json;
 use chrono::{SubsecRound, Utc};
 use serde::{Deserialize, Serialize};
-use sluice_core::cache::{CacheInfo, CacheKind, CachedAnswer};
+use sluice_core::cache::{CacheKind, CachedAnswer};
 use sluice_core::ledger::LedgerRow;
 use sluice_core::{Endpoint, JobId, JobRecord, JobStatus};
 use sluice_store::cache::{Claim, EntryKey};
@@ -62,7 +62,8 @@ async fn hit(
     state: &AppState,
     accepted: &Accepted,
     answer: &CachedAnswer,
-    info: CacheInfo,
+    kind: CacheKind,
+    similarity: Option<f64>,
 ) -> Result<JobRecord, ApiError> {
     // Microseconds, as the store keeps end times: the 200, a later GET and
     // the webhook show the same job.
@@ -76,7 +77,7 @@ async fn hit(
     record.provider = Some(answer.provider.clone());
     record.cost_micros = Some(0);
     record.cached = true;
-    record.cache = Some(info);
+    record.cache = Some(answer.info(kind, similarity));
     state.store.create(std::slice::from_ref(&record)).await?;
     // Its webhook hears of it like of any end; a hit that cannot be
     // announced is not answered (the caller's retry makes another).
@@ -85,11 +86,7 @@ async fn hit(
         .ended(std::slice::from_ref(&record))
         .await
         .map_err(|e| ApiError::QueueUnavailable(format!("cannot announce the job's end: {e}")))?;
-    count(
-        state,
-        record.cache.as_ref().map_or(CacheKind::Exact, |c| c.kind),
-        "hit",
-    );
+    count(state, kind, "hit");
     state.metrics.cache_saved_micros.inc_by(answer.cost_micros);
     state
         .metrics
@@ -100,6 +97,21 @@ async fn hit(
         state.cache_rows.write(row).await;
     }
     Ok(record)
+}
+
+/// The job answered from `entry`, if an answer is there now (a read that
+/// fails is a miss: the job goes on to the provider).
+async fn hit_if_cached(
+    state: &AppState,
+    accepted: &Accepted,
+    entry: &EntryKey,
+) -> Result<Option<JobRecord>, ApiError> {
+    match state.cache.get(entry).await {
+        Ok(Some(answer)) => hit(state, accepted, &answer, CacheKind::Exact, None)
+            .await
+            .map(Some),
+        _ => Ok(None),
+    }
 }
 
 /// Answers the job from the cache, if it can (see the module docs).
@@ -114,8 +126,9 @@ pub(crate) async fn lookup(
     if plan.read {
         match state.cache.get(&plan.entry).await {
             Ok(Some(answer)) => {
-                let info = answer.info(CacheKind::Exact, None);
-                return hit(state, accepted, &answer, info).await.map(Some);
+                return hit(state, accepted, &answer, CacheKind::Exact, None)
+                    .await
+                    .map(Some);
             }
             Ok(None) => count(state, CacheKind::Exact, "miss"),
             Err(e) => {
@@ -147,8 +160,15 @@ pub(crate) async fn lookup(
         {
             Ok(candidates) => {
                 if let Some((answer, similarity)) = index.best(&embedded.vector, candidates) {
-                    let info = answer.info(CacheKind::Semantic, Some(similarity));
-                    return hit(state, accepted, &answer, info).await.map(Some);
+                    return hit(
+                        state,
+                        accepted,
+                        &answer,
+                        CacheKind::Semantic,
+                        Some(similarity),
+                    )
+                    .await
+                    .map(Some);
                 }
                 count(state, CacheKind::Semantic, "miss");
             }
@@ -222,12 +242,11 @@ pub(crate) async fn join(state: &AppState, accepted: &mut Accepted) -> Result<Jo
                 // An identical job may have ended between the lookup and
                 // the claim: its worker caches the answer before it frees
                 // the claim, so a claim that follows the free sees it.
-                if let Ok(Some(answer)) = state.cache.get(&entry).await {
+                if let Some(record) = hit_if_cached(state, accepted, &entry).await? {
                     if let Err(e) = state.cache.abandon(&entry, id).await {
                         tracing::warn!(error = %e, "cannot drop an in-flight claim");
                     }
-                    let info = answer.info(CacheKind::Exact, None);
-                    return hit(state, accepted, &answer, info).await.map(Joined::Hit);
+                    return Ok(Joined::Hit(record));
                 }
                 count(state, CacheKind::Inflight, "miss");
                 if let Some(directive) = &mut accepted.message.cache {
@@ -262,9 +281,8 @@ pub(crate) async fn join(state: &AppState, accepted: &mut Accepted) -> Result<Jo
                     }
                     Ok(false) => {
                         // The leader ended: its answer may be cached now.
-                        if let Ok(Some(answer)) = state.cache.get(&entry).await {
-                            let info = answer.info(CacheKind::Exact, None);
-                            return hit(state, accepted, &answer, info).await.map(Joined::Hit);
+                        if let Some(record) = hit_if_cached(state, accepted, &entry).await? {
+                            return Ok(Joined::Hit(record));
                         }
                     }
                     Err(e) => {
