@@ -93,6 +93,10 @@ fn rate_limited(model: &str, requested_tokens: u64, limited: &Limited) -> ApiErr
     );
     let mut headers = quota_headers(quota);
     headers.insert(RETRY_AFTER, HeaderValue::from(retry));
+    headers.insert(
+        HeaderName::from_static("retry-after-ms"),
+        HeaderValue::from(limited.retry_after_ms),
+    );
     ApiError::rate_limited(kind, message).with_headers(headers)
 }
 
@@ -136,6 +140,7 @@ mod tests {
             limits: RateLimits {
                 requests_per_minute: Some(10),
                 tokens_per_minute: None,
+                window: None,
             },
             remaining_requests: 3,
             remaining_tokens: 0,

@@ -8,6 +8,8 @@
 //! default_max_tokens = 16
 //! embedding_dims = 16
 //! # api_key = "sk-mock"
+//! # Requests served at once; more wait their turn (a self-hosted server).
+//! max_concurrency = 64
 //!
 //! [latency]
 //! fixed_ms = 50
@@ -26,6 +28,7 @@
 //! [rate_limits]
 //! requests_per_minute = 500
 //! tokens_per_minute = 200000
+//! window_ms = 60000         # the "minute" (benchmarks scale it)
 //!
 //! [faults]
 //! error_rate = 0.01
@@ -62,6 +65,7 @@ pub struct MockConfig {
     pub default_max_tokens: Option<u64>,
     pub embedding_dims: Option<usize>,
     pub api_key: Option<String>,
+    pub max_concurrency: Option<usize>,
     pub latency: LatencyConfig,
     pub prefix_cache: PrefixCacheConfig,
     pub rate_limits: RateLimitConfig,
@@ -97,6 +101,7 @@ pub struct PrefixCacheConfig {
 pub struct RateLimitConfig {
     pub requests_per_minute: Option<u64>,
     pub tokens_per_minute: Option<u64>,
+    pub window_ms: Option<u64>,
 }
 
 /// `[faults]`.
@@ -147,6 +152,9 @@ impl MockConfig {
         if let Some(key) = &self.api_key {
             options.api_key = Some(key.clone());
         }
+        if self.max_concurrency.is_some() {
+            options.max_concurrency = self.max_concurrency;
+        }
 
         let l = &self.latency;
         set(
@@ -182,6 +190,9 @@ impl MockConfig {
         if r.tokens_per_minute.is_some() {
             options.rate_limits.tokens_per_minute = r.tokens_per_minute;
         }
+        if let Some(ms) = r.window_ms {
+            options.rate_limits.window = Some(Duration::from_millis(ms));
+        }
 
         let f = &self.faults;
         set(&mut options.faults.error_rate, f.error_rate);
@@ -206,6 +217,8 @@ impl MockConfig {
                 self.prefix_cache.max_entries.map(|n| n as u64),
             ),
             ("embedding_dims", self.embedding_dims.map(|n| n as u64)),
+            ("max_concurrency", self.max_concurrency.map(|n| n as u64)),
+            ("rate_limits.window_ms", self.rate_limits.window_ms),
         ];
         for (name, value) in positive {
             if value == Some(0) {
@@ -255,6 +268,8 @@ mod tests {
         assert!(o.prefix_cache.enabled);
         assert_eq!(o.prefix_cache.ttl, Duration::from_secs(300));
         assert_eq!(o.rate_limits.requests_per_minute, Some(500));
+        assert_eq!(o.rate_limits.window(), Duration::from_secs(60));
+        assert_eq!(o.max_concurrency, Some(64));
         assert_eq!(o.faults.error_rate, Ratio::percent(1));
         assert_eq!(o.faults.stall, Duration::from_secs(120));
         assert_eq!(o.prices.price("big-model").output, 15_000_000);

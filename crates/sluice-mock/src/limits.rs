@@ -2,34 +2,48 @@
 //! them.
 //!
 //! The window slides: a request is admitted at time `t` when the requests
-//! admitted for its model during `(t − 60 s, t]`, plus itself, stay within
+//! admitted for its model during `(t − W, t]`, plus itself, stay within
 //! `requests_per_minute`, and their token estimates plus its own stay within
 //! `tokens_per_minute`. A request's token estimate is its prompt tokens
 //! plus the completion tokens it may produce (`max_tokens × n × prompts`),
 //! known before it runs, as OpenAI counts. A refused request answers 429
 //! with `Retry-After`: the whole seconds (rounded up, at least 1) until
-//! enough admitted requests leave the window for it to fit. A request
-//! whose estimate alone exceeds `tokens_per_minute` never fits; it is
-//! refused with `Retry-After: 60`. Refused requests are not recorded.
+//! enough admitted requests leave the window for it to fit, and
+//! `retry-after-ms`, the same wait in milliseconds (rounded up, at least
+//! 1). A request whose estimate alone exceeds `tokens_per_minute` never
+//! fits; it is refused with a wait of the whole window. Refused requests
+//! are not recorded.
+//!
+//! `W` is a minute unless [`RateLimits::window`] says otherwise: a
+//! benchmark that scales the mock's time by `s` shrinks the window to
+//! `s` minutes, and the limits then count per scaled minute.
 
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
 use tokio::time::Instant;
 
-/// The window length.
+/// The window length, unless [`RateLimits::window`] sets another.
 pub const WINDOW: Duration = Duration::from_secs(60);
 
-/// Limits per model per minute; `None` is no limit. [`Default`] has none.
+/// Limits per model per window (a minute by default); `None` is no limit.
+/// [`Default`] has none.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RateLimits {
     pub requests_per_minute: Option<u64>,
     pub tokens_per_minute: Option<u64>,
+    /// The window the limits count over; `None` is [`WINDOW`].
+    pub window: Option<Duration>,
 }
 
 impl RateLimits {
     pub fn is_unlimited(&self) -> bool {
         self.requests_per_minute.is_none() && self.tokens_per_minute.is_none()
+    }
+
+    /// The window the limits count over.
+    pub fn window(&self) -> Duration {
+        self.window.unwrap_or(WINDOW)
     }
 }
 
@@ -57,6 +71,8 @@ pub(crate) struct Limited {
     pub(crate) exceeded: Exceeded,
     /// Whole seconds, at least 1.
     pub(crate) retry_after_secs: u64,
+    /// Whole milliseconds, at least 1.
+    pub(crate) retry_after_ms: u64,
     pub(crate) quota: Quota,
 }
 
@@ -68,9 +84,9 @@ struct Window {
 }
 
 impl Window {
-    fn slide(&mut self, now: Instant) {
+    fn slide(&mut self, now: Instant, length: Duration) {
         while let Some(&(at, tokens)) = self.admitted.front() {
-            if at + WINDOW > now {
+            if at + length > now {
                 break;
             }
             self.admitted.pop_front();
@@ -79,9 +95,9 @@ impl Window {
     }
 
     /// How long until the `count` oldest entries have left the window.
-    fn wait_for(&self, count: usize, now: Instant) -> Duration {
+    fn wait_for(&self, count: usize, now: Instant, length: Duration) -> Duration {
         match count.checked_sub(1).and_then(|i| self.admitted.get(i)) {
-            Some(&(at, _)) => (at + WINDOW).saturating_duration_since(now),
+            Some(&(at, _)) => (at + length).saturating_duration_since(now),
             None => Duration::ZERO,
         }
     }
@@ -95,7 +111,7 @@ impl Window {
             remaining_tokens: limits
                 .tokens_per_minute
                 .map_or(0, |tpm| tpm.saturating_sub(self.tokens)),
-            reset: self.wait_for(self.admitted.len(), now),
+            reset: self.wait_for(self.admitted.len(), now, limits.window()),
         }
     }
 }
@@ -120,8 +136,9 @@ impl RateLimiter {
         if limits.is_unlimited() {
             return None;
         }
+        let length = limits.window();
         let window = self.windows.entry(model.to_owned()).or_default();
-        window.slide(now);
+        window.slide(now, length);
         let mut wait: Option<(Exceeded, Duration)> = None;
         if let Some(rpm) = limits.requests_per_minute {
             let used = window.admitted.len() as u64;
@@ -129,9 +146,9 @@ impl RateLimiter {
                 let must_leave =
                     usize::try_from(used.saturating_add(1) - rpm).unwrap_or(usize::MAX);
                 let wait_requests = if rpm == 0 {
-                    WINDOW
+                    length
                 } else {
-                    window.wait_for(must_leave, now)
+                    window.wait_for(must_leave, now, length)
                 };
                 wait = Some((Exceeded::Requests, wait_requests));
             }
@@ -139,7 +156,7 @@ impl RateLimiter {
         if let Some(tpm) = limits.tokens_per_minute {
             if window.tokens.saturating_add(tokens) > tpm {
                 let wait_tokens = if tokens > tpm {
-                    WINDOW
+                    length
                 } else {
                     let excess = window.tokens.saturating_add(tokens) - tpm;
                     let mut freed = 0u64;
@@ -152,7 +169,7 @@ impl RateLimiter {
                             short
                         })
                         .count();
-                    window.wait_for(leave, now)
+                    window.wait_for(leave, now, length)
                 };
                 if wait.is_none_or(|(_, w)| wait_tokens > w) {
                     wait = Some((Exceeded::Tokens, wait_tokens));
@@ -163,6 +180,7 @@ impl RateLimiter {
             return Some(Err(Limited {
                 exceeded,
                 retry_after_secs: ceil_secs(wait).max(1),
+                retry_after_ms: ceil_millis(wait).max(1),
                 quota: window.quota(limits, now),
             }));
         }
@@ -173,6 +191,16 @@ impl RateLimiter {
 
     pub(crate) fn clear(&mut self) {
         self.windows.clear();
+    }
+}
+
+/// Whole milliseconds, rounded up.
+pub(crate) fn ceil_millis(duration: Duration) -> u64 {
+    let ms = u64::try_from(duration.as_millis()).unwrap_or(u64::MAX);
+    if !duration.subsec_nanos().is_multiple_of(1_000_000) {
+        ms.saturating_add(1)
+    } else {
+        ms
     }
 }
 
@@ -194,6 +222,7 @@ mod tests {
         RateLimits {
             requests_per_minute: rpm,
             tokens_per_minute: tpm,
+            window: None,
         }
     }
 
@@ -225,6 +254,7 @@ mod tests {
         assert_eq!(refused.exceeded, Exceeded::Requests);
         // The first leaves at 60 s: 49.5 s from now, rounded up.
         assert_eq!(refused.retry_after_secs, 50);
+        assert_eq!(refused.retry_after_ms, 49_500);
         // Other models have their own window.
         assert!(ok(limiter.admit(&l, "other", 1, later)).is_some());
         assert!(ok(limiter.admit(&l, "m", 1, t0 + WINDOW)).is_some());
@@ -255,6 +285,25 @@ mod tests {
     }
 
     #[test]
+    fn a_shorter_window_slides_sooner() {
+        let mut limiter = RateLimiter::default();
+        let l = RateLimits {
+            window: Some(Duration::from_millis(600)),
+            ..limits(Some(1), None)
+        };
+        let t0 = Instant::now();
+        assert!(limiter.admit(&l, "m", 1, t0).unwrap().is_ok());
+        let at = t0 + Duration::from_micros(250_500);
+        let refused = limiter.admit(&l, "m", 1, at).unwrap().unwrap_err();
+        // 349.5 ms left: rounded up to 350 ms, and to 1 s.
+        assert_eq!((refused.retry_after_ms, refused.retry_after_secs), (350, 1));
+        assert!(limiter
+            .admit(&l, "m", 1, t0 + Duration::from_millis(600))
+            .unwrap()
+            .is_ok());
+    }
+
+    #[test]
     fn zero_limit_refuses_with_a_full_window() {
         let mut limiter = RateLimiter::default();
         let refused = limiter
@@ -269,5 +318,7 @@ mod tests {
         assert_eq!(ceil_secs(Duration::ZERO), 0);
         assert_eq!(ceil_secs(Duration::from_millis(1)), 1);
         assert_eq!(ceil_secs(Duration::from_secs(2)), 2);
+        assert_eq!(ceil_millis(Duration::from_micros(1_001)), 2);
+        assert_eq!(ceil_millis(Duration::from_millis(7)), 7);
     }
 }

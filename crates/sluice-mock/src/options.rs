@@ -42,6 +42,10 @@ pub struct MockOptions {
     /// `Authorization: Bearer <key>` (`x-api-key: <key>` on
     /// `/v1/messages`), or is answered 401.
     pub api_key: Option<String>,
+    /// Requests served at once (their latency running); the rest wait in
+    /// arrival order, as on a self-hosted inference server. `None` is no
+    /// limit, as behind a hosted API.
+    pub max_concurrency: Option<usize>,
     pub prefix_cache: PrefixCacheOptions,
     pub prices: PriceTable,
     pub rate_limits: RateLimits,
@@ -61,6 +65,7 @@ impl Default for MockOptions {
             default_max_tokens: 16,
             embedding_dims: 16,
             api_key: None,
+            max_concurrency: None,
             prefix_cache: PrefixCacheOptions::default(),
             prices: PriceTable::default(),
             rate_limits: RateLimits::default(),
@@ -89,6 +94,7 @@ impl fmt::Debug for MockOptions {
             .field("default_max_tokens", &self.default_max_tokens)
             .field("embedding_dims", &self.embedding_dims)
             .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
+            .field("max_concurrency", &self.max_concurrency)
             .field("prefix_cache", &self.prefix_cache)
             .field("prices", &self.prices)
             .field("rate_limits", &self.rate_limits)

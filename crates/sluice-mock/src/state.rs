@@ -38,6 +38,8 @@ struct Inner {
     down: AtomicBool,
     /// The sequence number of the next admitted request.
     next_sequence: AtomicU64,
+    /// Slots for requests being served, when `max_concurrency` is set.
+    slots: Option<tokio::sync::Semaphore>,
     traces: crate::traces::TraceLog,
 }
 
@@ -77,8 +79,10 @@ pub(crate) struct Receipt {
 
 impl Shared {
     pub(crate) fn new(options: MockOptions) -> Self {
+        let slots = options.max_concurrency.map(tokio::sync::Semaphore::new);
         Self {
             inner: Arc::new(Inner {
+                slots,
                 options,
                 stats: StatsRecorder::default(),
                 bill: BillRecorder::default(),
@@ -154,8 +158,9 @@ impl Shared {
         )
     }
 
-    /// Counts and bills the request, then waits as long as the latency
-    /// model says (plus any stall).
+    /// Counts and bills the request, then waits for a slot (with
+    /// `max_concurrency`) and as long as the latency model says (plus any
+    /// stall).
     ///
     /// The request is counted and billed before the wait, as a provider
     /// bills a request it has accepted even when the client hangs up before
@@ -185,6 +190,12 @@ impl Shared {
         let delay = options
             .jittered(base, admission.sequence)
             .saturating_add(admission.stall.unwrap_or(Duration::ZERO));
+        // The semaphore is never closed, so a failed acquire cannot happen;
+        // it would only mean serving without a slot.
+        let _slot = match &self.inner.slots {
+            Some(slots) => slots.acquire().await.ok(),
+            None => None,
+        };
         if !delay.is_zero() {
             tokio::time::sleep(delay).await;
         }

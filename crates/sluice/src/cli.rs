@@ -140,11 +140,12 @@ pub struct MockArgs {
     #[arg(long, default_value = "127.0.0.1:8090")]
     pub listen: SocketAddr,
     /// A TOML file with the mock's settings; flags given override it. Keys:
-    /// seed, default_max_tokens, embedding_dims, api_key; [latency] fixed_ms,
+    /// seed, default_max_tokens, embedding_dims, api_key, max_concurrency;
+    /// [latency] fixed_ms,
     /// per_prompt_token_us, per_cached_prompt_token_us,
     /// per_completion_token_us, jitter, batch_efficiency; [prefix_cache]
     /// enabled, block_tokens, max_entries, ttl_secs; [rate_limits]
-    /// requests_per_minute, tokens_per_minute; [faults] error_rate,
+    /// requests_per_minute, tokens_per_minute, window_ms; [faults] error_rate,
     /// stall_rate, stall_ms; [prices.default] and [prices.models."NAME"]
     /// input, cached_input, output.
     #[arg(long, env = "SLUICE_MOCK_CONFIG")]
@@ -163,6 +164,10 @@ pub struct MockArgs {
     /// Embedding length when a request gives no dimensions. [default: 16]
     #[arg(long)]
     pub embedding_dims: Option<usize>,
+    /// Requests served at once; the rest wait their turn, as on a
+    /// self-hosted inference server. [default: unlimited]
+    #[arg(long)]
+    pub max_concurrency: Option<usize>,
 
     /// Fixed latency of every call, in milliseconds. [default: 0]
     #[arg(long, help_heading = "Latency")]
@@ -209,6 +214,10 @@ pub struct MockArgs {
     /// sliding 60 s window. [default: unlimited]
     #[arg(long, help_heading = "Rate limits")]
     pub tokens_per_minute: Option<u64>,
+    /// The length of the limits' window, in milliseconds (benchmarks shrink
+    /// the minute with their time scale). [default: 60000]
+    #[arg(long, help_heading = "Rate limits")]
+    pub rate_window_ms: Option<u64>,
 
     /// Share of admitted requests answered 500 or 503 (not billed), seeded
     /// by --seed. [default: 0]

@@ -144,3 +144,26 @@ async fn jitter_is_bounded_varied_and_seeded() {
     }
     assert_eq!(run().await, first);
 }
+
+#[tokio::test(start_paused = true)]
+async fn past_max_concurrency_requests_wait_their_turn() {
+    let mock = TestMock::with(MockOptions {
+        latency_fixed: Duration::from_millis(100),
+        max_concurrency: Some(2),
+        ..MockOptions::default()
+    });
+    let body =
+        json!({"model": "m", "max_tokens": 1, "messages": [{"role": "user", "content": "x"}]});
+    let start = Instant::now();
+    let call = || async {
+        let (status, _) = mock.post("/v1/chat/completions", &body).await;
+        assert_eq!(status, 200);
+        start.elapsed()
+    };
+    let (a, b, c, d, e) = tokio::join!(call(), call(), call(), call(), call());
+    let mut took = [a, b, c, d, e];
+    took.sort();
+    // Two at a time: 100, 100, 200, 200, 300 ms.
+    let ms: Vec<u128> = took.iter().map(Duration::as_millis).collect();
+    assert_eq!(ms, [100, 100, 200, 200, 300]);
+}

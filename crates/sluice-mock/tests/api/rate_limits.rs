@@ -13,6 +13,7 @@ fn limited(rpm: Option<u64>, tpm: Option<u64>) -> TestMock {
         rate_limits: RateLimits {
             requests_per_minute: rpm,
             tokens_per_minute: tpm,
+            window: None,
         },
         ..MockOptions::default()
     })
@@ -36,6 +37,7 @@ async fn requests_past_the_limit_get_429_until_the_window_slides() {
     let refused = mock.post_full("/v1/completions", &completion("x", 4)).await;
     assert_eq!(refused.status, 429, "{}", refused.body);
     assert_eq!(refused.header_u64("retry-after"), 30);
+    assert_eq!(refused.header_u64("retry-after-ms"), 30_000);
     assert_eq!(refused.header_u64("x-ratelimit-remaining-requests"), 0);
     assert_eq!(refused.body["error"]["type"], "requests");
     assert_eq!(refused.body["error"]["code"], "rate_limit_exceeded");

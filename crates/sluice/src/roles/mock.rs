@@ -40,6 +40,7 @@ fn flags(args: &MockArgs) -> MockConfig {
         default_max_tokens: args.default_max_tokens,
         embedding_dims: args.embedding_dims,
         api_key: args.api_key.clone(),
+        max_concurrency: args.max_concurrency,
         latency: LatencyConfig {
             fixed_ms: args.latency_fixed_ms,
             per_prompt_token_us: args.latency_per_prompt_token_us,
@@ -57,6 +58,7 @@ fn flags(args: &MockArgs) -> MockConfig {
         rate_limits: RateLimitConfig {
             requests_per_minute: args.requests_per_minute,
             tokens_per_minute: args.tokens_per_minute,
+            window_ms: args.rate_window_ms,
         },
         faults: FaultConfig {
             error_rate: args.error_rate,
