@@ -174,6 +174,9 @@ pub struct WorkerConfig {
     pub prefix_chars: usize,
     /// Provider attempts for a batch before its jobs fail.
     pub provider_attempts: u32,
+    /// The first backoff ceiling between attempts, in ms, doubled per
+    /// attempt (full jitter), never shorter than a `Retry-After`.
+    pub provider_backoff_ms: u64,
     /// Deliveries of one message before RabbitMQ dead-letters it.
     pub delivery_limit: u32,
     /// Longest a worker drains after SIGTERM (flush, finish the provider
@@ -221,6 +224,7 @@ impl Default for WorkerConfig {
             fanout_concurrency: 16,
             prefix_chars: 0,
             provider_attempts: 3,
+            provider_backoff_ms: 200,
             delivery_limit: 5,
             drain_timeout_s: 60,
         }

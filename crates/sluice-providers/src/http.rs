@@ -204,13 +204,7 @@ impl ProviderHttp {
             }
         })?;
         let status = response.status();
-        let retry_after = response
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<f64>().ok())
-            .filter(|s| s.is_finite() && *s >= 0.0)
-            .map(|s| Duration::from_secs_f64(s).min(MAX_RETRY_AFTER));
+        let retry_after = retry_after(response.headers());
         if status.is_success() {
             return response.json::<Value>().await.map_err(|e| {
                 let error = self.transient(format!("unreadable response body: {e}"));
@@ -243,6 +237,23 @@ impl ProviderHttp {
     }
 }
 
+/// The wait a provider asked for: `retry-after-ms` (milliseconds, as
+/// OpenAI's SDKs read it first) or else `Retry-After` (seconds), at most
+/// a minute.
+fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let number = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .filter(|n| n.is_finite() && *n >= 0.0)
+    };
+    number("retry-after-ms")
+        .map(|ms| ms / 1000.0)
+        .or_else(|| number("retry-after"))
+        .map(|s| Duration::from_secs_f64(s).min(MAX_RETRY_AFTER))
+}
+
 /// The retry decision for a failed HTTP status: 429 (and 503 with
 /// `Retry-After`) waits as asked; 408, 409 and 5xx are worth a retry;
 /// every other status fails the job at once.
@@ -267,6 +278,18 @@ pub fn classify(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retry_after_ms_wins_over_retry_after() {
+        let mut h = reqwest::header::HeaderMap::new();
+        assert_eq!(retry_after(&h), None);
+        h.insert("retry-after", "2".parse().unwrap());
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(2)));
+        h.insert("retry-after-ms", "350".parse().unwrap());
+        assert_eq!(retry_after(&h), Some(Duration::from_millis(350)));
+        h.insert("retry-after-ms", "9000000".parse().unwrap());
+        assert_eq!(retry_after(&h), Some(MAX_RETRY_AFTER));
+    }
 
     #[test]
     fn statuses_carry_their_retry_decision() {

@@ -207,6 +207,7 @@ impl Router {
         }
         let policy = RetryPolicy {
             attempts: config.worker.provider_attempts,
+            base: Duration::from_millis(config.worker.provider_backoff_ms),
             ..RetryPolicy::default()
         };
         let mut router = Self::new(routes, policy);
