@@ -138,3 +138,33 @@ async fn completions_go_out_as_batched_array_calls() {
         completions["completion_tokens"].as_u64().unwrap()
     );
 }
+
+#[tokio::test]
+async fn a_chat_job_ends_without_waiting_for_the_slowest_of_its_batch() {
+    // 1.5 ms per generated token: 2,000 tokens take 3 s, 2 tokens nothing.
+    // A long batch wait puts both jobs in one batch.
+    let stack = Stack::start(StackOptions {
+        mock_args: vec!["--latency-per-completion-token-us".into(), "1500".into()],
+        worker_toml: "max_wait_ms = { interactive = 400, standard = 400, batch = 400 }".into(),
+        ..StackOptions::default()
+    })
+    .await;
+    let client = stack.tenant("acme").await;
+    let job = |prompt: &str, max_tokens: u64| {
+        json!({"body": {"model": "mock-small", "max_tokens": max_tokens, "messages": [
+            {"role": "system", "content": "You answer briefly."},
+            {"role": "user", "content": prompt}]}})
+    };
+    let ids = client
+        .submit_batch(vec![job("a long essay", 2_000), job("yes or no", 2)])
+        .await;
+    let fast = client.wait(&ids[1], 30).await;
+    assert_eq!(fast["status"], "succeeded", "{fast}");
+    // Its batch-mate's call is still going: the short answer did not wait
+    // for it.
+    let slow = client.job(&ids[0]).await.body;
+    assert_eq!(slow["status"], "running", "{slow}");
+    let slow = client.wait(&ids[0], 30).await;
+    assert_eq!(slow["status"], "succeeded", "{slow}");
+    assert_eq!(slow["usage"]["completion_tokens"], 2_000);
+}

@@ -1,6 +1,7 @@
 //! Running one flushed batch: start each job (skipping canceled, expired
-//! and already-finished ones), call the provider once for the rest, store
-//! each result, write the batch's usage-ledger rows, and only then ack each
+//! and already-finished ones), call the provider once for the rest (chat,
+//! which has no array form: once per job, fanned out, each job ending as
+//! its own answer arrives), store each result, write the batch's usage-ledger rows, and only then ack each
 //! delivery by its own tag.
 //!
 //! A job that ended before its delivery was acked (a crash, a redelivery)
@@ -15,6 +16,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use futures::StreamExt;
 use tracing::Instrument;
 
 use chrono::{DateTime, Utc};
@@ -22,7 +24,7 @@ use sluice_core::batching::BatchKey;
 use sluice_core::job::{Outcome, StartOutcome};
 use sluice_core::ledger::LedgerRow;
 use sluice_core::metrics::Metrics;
-use sluice_core::{JobError, JobMessage, JobRecord, JobStatus};
+use sluice_core::{Endpoint, JobError, JobMessage, JobRecord, JobStatus};
 use sluice_providers::{BatchJob, Router};
 use sluice_queue::{Delivery, JobEvents};
 use sluice_store::jobs::JobStore;
@@ -46,6 +48,8 @@ pub struct Executor {
     pub followers: Followers,
     /// Where job ends are announced for webhooks.
     pub events: Arc<dyn JobEvents>,
+    /// Chat calls of one batch in flight at once.
+    pub fanout: usize,
 }
 
 /// A job done with for now: ack it (with its ledger rows: its own, if it
@@ -203,7 +207,28 @@ impl Executor {
         }
     }
 
+    /// Calls the provider for the runnable jobs and ends each. Completions
+    /// and embeddings go out as one array call. Chat has no array form: each
+    /// job is its own call (at most `fanout` at once) and ends as soon as its
+    /// answer is in, rather than when the batch's slowest call returns.
     async fn call_and_finish(
+        &self,
+        key: &BatchKey,
+        runnable: Vec<(Pending, DateTime<Utc>)>,
+    ) -> Vec<Settled> {
+        if key.endpoint != Endpoint::ChatCompletions {
+            return self.call_and_finish_together(key, runnable).await;
+        }
+        futures::stream::iter(runnable)
+            .map(|job| self.call_and_finish_together(key, vec![job]))
+            .buffer_unordered(self.fanout)
+            .flat_map(futures::stream::iter)
+            .collect()
+            .await
+    }
+
+    /// One router call for `runnable`, then each job's end.
+    async fn call_and_finish_together(
         &self,
         key: &BatchKey,
         runnable: Vec<(Pending, DateTime<Utc>)>,

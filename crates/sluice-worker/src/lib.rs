@@ -109,6 +109,7 @@ impl Worker {
                 metrics: Arc::clone(&self.metrics),
             },
             events: Arc::clone(&self.events),
+            fanout: self.config.fanout_concurrency.max(1),
         });
         let slots = Arc::new(Semaphore::new(self.config.batches_in_flight));
         let batches = TaskTracker::new();
