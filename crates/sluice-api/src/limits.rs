@@ -18,6 +18,7 @@ fn limits_of(state: &AppState, caller: &Principal) -> BudgetLimits {
         tokens_per_minute: caller
             .tokens_per_minute
             .or(state.config.tenants.tokens_per_minute),
+        window: None,
     }
 }
 

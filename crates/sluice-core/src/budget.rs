@@ -9,6 +9,10 @@
 //! made, whatever the fraction of its second); otherwise the answer says how long until enough
 //! of the window has slid past. A single call larger than the whole token
 //! limit is granted into an empty window, so that it is not starved.
+//!
+//! A provider that counts its limits over another window (some count per
+//! 10 s; a benchmark scales the minute down) sets [`BudgetLimits::window`]:
+//! the window is still 60 slots, each a sixtieth of it.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
@@ -16,15 +20,33 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+/// The window's length unless [`BudgetLimits::window`] sets another.
+pub const MINUTE: Duration = Duration::from_secs(60);
+
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct BudgetLimits {
+    /// Per window (a minute unless `window` says otherwise).
     pub requests_per_minute: Option<u64>,
     pub tokens_per_minute: Option<u64>,
+    /// The window the limits count over; `None` is a minute.
+    pub window: Option<Duration>,
 }
 
 impl BudgetLimits {
     pub fn is_unlimited(&self) -> bool {
         self.requests_per_minute.is_none() && self.tokens_per_minute.is_none()
+    }
+
+    /// One slot of the window: a sixtieth of it (a second for a minute),
+    /// at least a millisecond.
+    pub fn slot(&self) -> Duration {
+        (self.window.unwrap_or(MINUTE) / 60).max(Duration::from_millis(1))
+    }
+
+    /// `slots` slots as a duration.
+    pub fn slots(&self, slots: u64) -> Duration {
+        self.slot()
+            .saturating_mul(u32::try_from(slots).unwrap_or(u32::MAX))
     }
 }
 
@@ -82,7 +104,7 @@ struct Slot {
 const WINDOW_SLOTS: u64 = 61;
 
 /// Decides on a window of slots (oldest first, all within the window at
-/// `now`): `None` to grant, or the seconds to wait.
+/// `now`): `None` to grant, or the slots to wait.
 fn decide(
     slots: &[Slot],
     now: u64,
@@ -121,7 +143,8 @@ pub struct MemoryBudget {
 }
 
 impl MemoryBudget {
-    /// As [`RateBudget::try_acquire`], at `now` (seconds since any epoch).
+    /// As [`RateBudget::try_acquire`], at `now` (slots since any epoch:
+    /// seconds, with a minute's window).
     pub fn acquire_at(
         &self,
         provider: &str,
@@ -134,7 +157,7 @@ impl MemoryBudget {
             .grant
     }
 
-    /// As [`RateBudget::acquire`], at `now` (seconds since any epoch).
+    /// As [`RateBudget::acquire`], at `now` (slots since any epoch).
     pub fn acquire_detailed_at(
         &self,
         provider: &str,
@@ -155,11 +178,11 @@ impl MemoryBudget {
         let used_requests: u64 = slots.iter().map(|s| s.requests).sum();
         let used_tokens: u64 = slots.iter().map(|s| s.tokens).sum();
         let reset = |oldest: Option<&Slot>| {
-            Duration::from_secs(oldest.map_or(WINDOW_SLOTS, |s| s.second + WINDOW_SLOTS - now))
+            limits.slots(oldest.map_or(WINDOW_SLOTS, |s| s.second + WINDOW_SLOTS - now))
         };
         if let Some(wait) = decide(&slots, now, limits, requests, tokens) {
             return Acquired {
-                grant: Grant::Wait(Duration::from_secs(wait)),
+                grant: Grant::Wait(limits.slots(wait)),
                 used_requests,
                 used_tokens,
                 reset: reset(slots.first()),
@@ -194,10 +217,11 @@ impl RateBudget for MemoryBudget {
         requests: u64,
         tokens: u64,
     ) -> Result<Acquired, String> {
-        let now = std::time::SystemTime::now()
+        let since_epoch = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
+            .unwrap_or_default();
+        let now = since_epoch.as_micros() / limits.slot().as_micros().max(1);
+        let now = u64::try_from(now).unwrap_or(u64::MAX);
         Ok(self.acquire_detailed_at(key, limits, requests, tokens, now))
     }
 }
@@ -209,6 +233,7 @@ mod tests {
     const RPM: BudgetLimits = BudgetLimits {
         requests_per_minute: Some(3),
         tokens_per_minute: None,
+        window: None,
     };
 
     #[test]
@@ -230,6 +255,26 @@ mod tests {
         assert_eq!(b.acquire_at("p", &RPM, 1, 0, 161), Grant::Granted);
         // Another provider has its own budget.
         assert_eq!(b.acquire_at("q", &RPM, 1, 0, 120), Grant::Granted);
+    }
+
+    #[test]
+    fn a_shorter_window_counts_in_shorter_slots() {
+        // A 6 s window: 100 ms slots.
+        let limits = BudgetLimits {
+            window: Some(Duration::from_secs(6)),
+            ..RPM
+        };
+        assert_eq!(limits.slot(), Duration::from_millis(100));
+        let b = MemoryBudget::default();
+        for _ in 0..3 {
+            assert_eq!(b.acquire_at("p", &limits, 1, 0, 1_000), Grant::Granted);
+        }
+        // Full until slot 1,061: 6.1 s (61 slots) after the grants.
+        assert_eq!(
+            b.acquire_at("p", &limits, 1, 0, 1_010),
+            Grant::Wait(Duration::from_millis(5_100))
+        );
+        assert_eq!(b.acquire_at("p", &limits, 1, 0, 1_061), Grant::Granted);
     }
 
     #[test]
@@ -255,6 +300,7 @@ mod tests {
         let tpm = BudgetLimits {
             requests_per_minute: None,
             tokens_per_minute: Some(1000),
+            window: None,
         };
         let b = MemoryBudget::default();
         assert_eq!(b.acquire_at("p", &tpm, 1, 600, 0), Grant::Granted);
@@ -276,6 +322,7 @@ mod tests {
         let limits = BudgetLimits {
             requests_per_minute: Some(50),
             tokens_per_minute: Some(5_000),
+            window: None,
         };
         let b = MemoryBudget::default();
         let mut granted: Vec<(u64, u64)> = Vec::new();

@@ -108,6 +108,10 @@ pub struct ProviderConfig {
     /// The provider's token limit (prompt + max_tokens), shared likewise.
     #[serde(default)]
     pub tokens_per_minute: Option<u64>,
+    /// The window the provider counts those limits over, in ms, when it
+    /// is not a minute (some count per 10 s).
+    #[serde(default)]
+    pub limits_window_ms: Option<u64>,
     /// Extra HTTP headers sent with every request (organisation, project, …).
     #[serde(default)]
     pub headers: std::collections::BTreeMap<String, String>,
@@ -122,6 +126,7 @@ impl ProviderConfig {
         crate::budget::BudgetLimits {
             requests_per_minute: self.requests_per_minute,
             tokens_per_minute: self.tokens_per_minute,
+            window: self.limits_window_ms.map(std::time::Duration::from_millis),
         }
     }
 }
@@ -352,6 +357,11 @@ impl Config {
                     "{at}: timeout_s and max_concurrency must be above 0"
                 ));
             }
+            if p.limits_window_ms.is_some_and(|ms| ms < 60) {
+                return Err(format!(
+                    "{at}: limits_window_ms must be at least 60 (a millisecond per slot)"
+                ));
+            }
         }
         let mut models = HashSet::new();
         for (i, m) in self.models.iter().enumerate() {
@@ -469,6 +479,7 @@ impl Config {
                 breaker_cool_down_s: defaults::breaker_cool_down_s(),
                 requests_per_minute: None,
                 tokens_per_minute: None,
+                limits_window_ms: None,
                 headers: Default::default(),
                 prompt_cache_key: true,
             }],

@@ -43,11 +43,13 @@ impl RateBudget for RedisBudget {
             });
         }
         let key = format!("{}:budget:{{{name}}}", self.prefix);
+        let slot_us = u64::try_from(limits.slot().as_micros()).unwrap_or(u64::MAX);
         let args = vec![
             requests,
             tokens,
             limits.requests_per_minute.unwrap_or(0),
             limits.tokens_per_minute.unwrap_or(0),
+            slot_us,
         ];
         let reply: Vec<u64> = self
             .script
@@ -56,14 +58,14 @@ impl RateBudget for RedisBudget {
             .map_err(|e| e.to_string())?;
         let (grant, used_requests, used_tokens, reset) = match reply.as_slice() {
             [1, _, r, t, reset] => (Grant::Granted, *r, *t, *reset),
-            [0, wait, r, t, reset] => (Grant::Wait(Duration::from_secs(*wait)), *r, *t, *reset),
+            [0, wait, r, t, reset] => (Grant::Wait(limits.slots(*wait)), *r, *t, *reset),
             other => return Err(format!("budget script answered {other:?}")),
         };
         Ok(Acquired {
             grant,
             used_requests,
             used_tokens,
-            reset: Duration::from_secs(reset),
+            reset: limits.slots(reset),
         })
     }
 }

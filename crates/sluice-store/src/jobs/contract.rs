@@ -215,6 +215,7 @@ async fn redis_budget_is_shared_and_bounded() {
     let limits = BudgetLimits {
         requests_per_minute: Some(5),
         tokens_per_minute: Some(1_000),
+        window: None,
     };
     let mut granted = 0;
     for i in 0..10 {
@@ -240,6 +241,31 @@ async fn redis_budget_is_shared_and_bounded() {
         a.try_acquire("other", &limits, 1, 20).await.unwrap(),
         Grant::Wait(_)
     ));
+
+    // A provider that counts over 600 ms: 10 ms slots, the window slides
+    // past within a second.
+    let short = BudgetLimits {
+        window: Some(Duration::from_millis(600)),
+        ..limits
+    };
+    for _ in 0..5 {
+        assert_eq!(
+            b.try_acquire("fast", &short, 1, 10).await.unwrap(),
+            Grant::Granted
+        );
+    }
+    match b.try_acquire("fast", &short, 1, 10).await.unwrap() {
+        Grant::Wait(d) => assert!(
+            d >= Duration::from_millis(10) && d <= Duration::from_millis(610),
+            "{d:?}"
+        ),
+        Grant::Granted => panic!("over the limit"),
+    }
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(
+        b.try_acquire("fast", &short, 1, 10).await.unwrap(),
+        Grant::Granted
+    );
     assert!(store.delete_all().await.unwrap() >= 2);
     store.close().await;
 }

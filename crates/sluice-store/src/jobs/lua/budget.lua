@@ -1,13 +1,16 @@
 -- Take requests and tokens from a fleet-wide budget (a provider's limits,
--- or a tenant's), if they fit in the sliding minute: 61 one-second slots by
--- the server's clock, so that a grant leaves the window no sooner than 60 s
--- after it was made.
--- KEYS[1] the budget hash: fields "<second>:r" and "<second>:t"
--- ARGV[1] requests  ARGV[2] tokens  ARGV[3] requests/min (0: none)  ARGV[4] tokens/min (0: none)
--- Answers {granted (1 or 0), seconds to wait, requests used, tokens used,
--- seconds until the oldest use leaves the window}, the uses counting this
+-- or a tenant's), if they fit in the sliding window: 61 slots of a sixtieth
+-- of the window each (a second for a minute) by the server's clock, so that
+-- a grant leaves the window no sooner than a full window after it was made.
+-- KEYS[1] the budget hash: fields "<slot>:r" and "<slot>:t"
+-- ARGV[1] requests  ARGV[2] tokens  ARGV[3] requests/window (0: none)
+-- ARGV[4] tokens/window (0: none)  ARGV[5] the slot's length in microseconds
+-- Answers {granted (1 or 0), slots to wait, requests used, tokens used,
+-- slots until the oldest use leaves the window}, the uses counting this
 -- call when it was granted.
-local now = tonumber(redis.call('TIME')[1])
+local slot_us = tonumber(ARGV[5])
+local time = redis.call('TIME')
+local now = math.floor((tonumber(time[1]) * 1000000 + tonumber(time[2])) / slot_us)
 local need_r, need_t = tonumber(ARGV[1]), tonumber(ARGV[2])
 local rpm, tpm = tonumber(ARGV[3]), tonumber(ARGV[4])
 local oldest = now - 60
@@ -64,7 +67,7 @@ if over(used_r, used_t) then
 end
 redis.call('HINCRBY', KEYS[1], now .. ':r', need_r)
 redis.call('HINCRBY', KEYS[1], now .. ':t', need_t)
-redis.call('EXPIRE', KEYS[1], 120)
+redis.call('EXPIRE', KEYS[1], math.max(1, math.ceil(slot_us * 122 / 1000000)))
 rs[61] = rs[61] + need_r
 ts[61] = ts[61] + need_t
 return {1, 0, used_r + need_r, used_t + need_t, reset()}
