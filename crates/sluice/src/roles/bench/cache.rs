@@ -52,6 +52,10 @@ pub struct CacheArgs {
     /// Seeds the workload.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
+    /// Then send this many answered requests again, one at a time, with
+    /// the workers idle: the hit path's own latency.
+    #[arg(long, default_value_t = 2_000)]
+    pub hits_alone: usize,
     #[command(flatten)]
     pub conn: Connections,
 }
@@ -106,6 +110,21 @@ struct Timings {
 /// `POST /v1/jobs` answers with `status` fell: the server's own view,
 /// without the client's share of the machine.
 fn server_quantile_ms(metrics: &str, status: &str, q: f64) -> Option<f64> {
+    bucket_quantile_ms(&post_buckets(metrics, status), q)
+}
+
+/// The least bucket bound (ms) under which `q` of the observations fell.
+fn bucket_quantile_ms(buckets: &[(f64, f64)], q: f64) -> Option<f64> {
+    let total = buckets.last()?.1;
+    buckets
+        .iter()
+        .find(|(_, n)| *n >= total * q)
+        .map(|(le, _)| le * 1000.0)
+}
+
+/// The cumulative buckets `(le, count)` of the API's `POST /v1/jobs`
+/// answers with `status`, by bound.
+fn post_buckets(metrics: &str, status: &str) -> Vec<(f64, f64)> {
     let wanted = [
         "method=\"POST\"",
         "route=\"/v1/jobs\"",
@@ -127,11 +146,48 @@ fn server_quantile_ms(metrics: &str, status: &str, q: f64) -> Option<f64> {
         })
         .collect();
     buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
-    let total = buckets.last()?.1;
     buckets
+}
+
+/// Hits alone: `n` requests already answered, sent one at a time once the
+/// workers are idle, so that the API's hit path is timed without a busy
+/// worker fleet on the same two cores. Client times, and the API's own
+/// p99 bucket from the difference of its histogram before and after.
+async fn hits_alone(
+    http: &reqwest::Client,
+    stack: &BenchStack,
+    order: &[Value],
+    n: usize,
+) -> anyhow::Result<(Vec<Duration>, usize, Option<f64>)> {
+    let metrics_url = format!("{}/metrics", stack.api_url);
+    let before = post_buckets(&http.get(&metrics_url).send().await?.text().await?, "200");
+    let (mut took, mut missed) = (Vec::with_capacity(n), 0);
+    for job in order.iter().take(n) {
+        let sent = Instant::now();
+        let r = http
+            .post(format!("{}/v1/jobs", stack.api_url))
+            .bearer_auth(&stack.key)
+            .json(job)
+            .send()
+            .await?;
+        let status = r.status().as_u16();
+        r.bytes().await?;
+        if status == 200 {
+            took.push(sent.elapsed());
+        } else {
+            missed += 1;
+        }
+    }
+    let after = post_buckets(&http.get(&metrics_url).send().await?.text().await?, "200");
+    let delta: Vec<(f64, f64)> = after
         .iter()
-        .find(|(_, n)| *n >= total * q)
-        .map(|(le, _)| le * 1000.0)
+        .map(|&(le, n)| {
+            let was = before.iter().find(|b| b.0 == le).map_or(0.0, |b| b.1);
+            (le, n - was)
+        })
+        .collect();
+    took.sort();
+    Ok((took, missed, bucket_quantile_ms(&delta, 0.99)))
 }
 
 /// A counter's value from the API's `/metrics` text.
@@ -223,6 +279,8 @@ async fn measure(stack: &BenchStack, args: &CacheArgs) -> anyhow::Result<String>
         &metrics,
         "sluice_cache_requests_total{kind=\"inflight\",outcome=\"hit\"}",
     );
+    let (alone, alone_missed, alone_server) =
+        hits_alone(&http, stack, &order, args.hits_alone).await?;
     hits.sort();
     queued.sort();
     let n = args.requests as f64;
@@ -239,7 +297,9 @@ async fn measure(stack: &BenchStack, args: &CacheArgs) -> anyhow::Result<String>
          | provider calls | {calls} (unique requests {unique}: {over:+.2}%) |\n\
          | hit answer time p50 / p99 | {h50:.2} / {h99:.2} ms |\n\
          | 202 answer time p50 / p99 (baseline) | {q50:.2} / {q99:.2} ms |\n\
-         | the API's own time, p99 bucket: hits / 202s | ≤ {s200} / ≤ {s202} ms |\n",
+         | the API's own time, p99 bucket: hits / 202s | ≤ {s200} / ≤ {s202} ms |\n\
+         | hits alone (1 client, workers idle): p50 / p99 | {a50:.2} / {a99:.2} ms ({an} hits, {alone_missed} not hits) |\n\
+         | hits alone, the API's own time, p99 bucket | ≤ {a_server} ms |\n",
         requests = args.requests,
         share = args.repeat_share * 100.0,
         c = args.concurrency,
@@ -256,5 +316,9 @@ async fn measure(stack: &BenchStack, args: &CacheArgs) -> anyhow::Result<String>
         q99 = percentile(&queued, 0.99),
         s200 = server_quantile_ms(&metrics, "200", 0.99).map_or("?".into(), |v| format!("{v}")),
         s202 = server_quantile_ms(&metrics, "202", 0.99).map_or("?".into(), |v| format!("{v}")),
+        a50 = percentile(&alone, 0.50),
+        a99 = percentile(&alone, 0.99),
+        an = alone.len(),
+        a_server = alone_server.map_or("?".into(), |v| format!("{v}")),
     ))
 }
