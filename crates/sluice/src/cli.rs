@@ -395,4 +395,8 @@ pub enum BenchCommand {
     /// Webhook deliveries per second with the role on one thread, and the
     /// delay from a job's end to its delivery.
     Webhooks(crate::roles::bench::webhooks::WebhooksArgs),
+    /// Direct calls against Sluice (with and without its cache, and in
+    /// front of a self-hosted server): cost per 1k requests, latency, and
+    /// the most users served within an SLO.
+    Econ(crate::roles::bench::econ::EconArgs),
 }

@@ -24,10 +24,22 @@ impl Proc {
     }
 }
 
+/// A mock provider of the stack: the provider entry `provider` (with the
+/// extra `provider_toml` lines) serving the model route `model`.
+pub struct MockSpec<'a> {
+    pub provider: &'a str,
+    pub model: &'a str,
+    pub args: Vec<String>,
+    pub provider_toml: String,
+}
+
 pub struct BenchStack {
     pub prefix: String,
     pub api_url: String,
+    /// The first mock's URL.
     pub mock_url: String,
+    /// Every mock's URL, in the order given.
+    pub mock_urls: Vec<String>,
     pub key: String,
     /// The bench tenant's store (to change its limits mid-run).
     pub tenants: PgTenantStore,
@@ -48,13 +60,31 @@ fn swap_database(url: &str, database: &str) -> anyhow::Result<String> {
 }
 
 impl BenchStack {
-    /// Starts the stack: the mock with `mock_args`, the provider entry with
-    /// `provider_toml` lines, the API and `workers` workers.
+    /// Starts the stack: the mock with `mock_args` as provider `mock` of the
+    /// model `mock-small`, the provider entry with `provider_toml` lines,
+    /// the API and `workers` workers.
     pub async fn start(
         conn: &Connections,
         workers: usize,
         mock_args: &[&str],
         provider_toml: &str,
+    ) -> anyhow::Result<Self> {
+        let mock = MockSpec {
+            provider: "mock",
+            model: "mock-small",
+            args: mock_args.iter().map(|a| (*a).to_owned()).collect(),
+            provider_toml: provider_toml.to_owned(),
+        };
+        Self::start_with(conn, workers, &[mock], "").await
+    }
+
+    /// Starts the stack with these mocks, `config_toml` appended to the
+    /// generated configuration, the API and `workers` workers.
+    pub async fn start_with(
+        conn: &Connections,
+        workers: usize,
+        mocks: &[MockSpec<'_>],
+        config_toml: &str,
     ) -> anyhow::Result<Self> {
         let unique = ulid::Ulid::new().to_string().to_lowercase();
         let prefix = format!("bench-{unique}");
@@ -86,6 +116,7 @@ impl BenchStack {
             prefix,
             api_url: String::new(),
             mock_url: String::new(),
+            mock_urls: Vec::new(),
             key,
             tenants: store,
             conn: conn.clone(),
@@ -97,17 +128,27 @@ impl BenchStack {
             workers: Vec::new(),
             drains: TaskTracker::new(),
         };
-        let mut args = vec!["mock-llm", "--listen", "127.0.0.1:0"];
-        args.extend_from_slice(mock_args);
-        let mock = stack.spawn(&args, "listening on").await?;
-        let mock_url = mock.addr.clone().context("mock address")?;
-        stack.procs.push(mock);
+        let (mut providers, mut models) = (String::new(), String::new());
+        for spec in mocks {
+            let mut args = vec!["mock-llm", "--listen", "127.0.0.1:0"];
+            args.extend(spec.args.iter().map(String::as_str));
+            let mock = stack.spawn(&args, "listening on").await?;
+            let url = mock.addr.clone().context("mock address")?;
+            stack.procs.push(mock);
+            providers.push_str(&format!(
+                "[[providers]]\nname = \"{}\"\nkind = \"openai\"\nbase_url = \"{url}/v1\"\n{}\n\n",
+                spec.provider, spec.provider_toml
+            ));
+            models.push_str(&format!(
+                "[[models]]\nname = \"{}\"\nproviders = [\"{}\"]\n\n",
+                spec.model, spec.provider
+            ));
+            stack.mock_urls.push(url);
+        }
+        stack.mock_url = stack.mock_urls.first().cloned().context("no mock")?;
         std::fs::write(
             stack.config_path(),
-            format!(
-                "[[providers]]\nname = \"mock\"\nkind = \"openai\"\nbase_url = \"{mock_url}/v1\"\n{provider_toml}\n\n\
-                 [[models]]\nname = \"mock-small\"\nproviders = [\"mock\"]\n"
-            ),
+            format!("{providers}{models}{config_toml}\n"),
         )?;
         let config = stack.config_path().display().to_string();
         let api = stack
@@ -117,7 +158,6 @@ impl BenchStack {
             )
             .await?;
         stack.api_url = api.addr.clone().context("api address")?;
-        stack.mock_url = mock_url;
         stack.procs.push(api);
         for _ in 0..workers {
             stack.start_worker().await?;

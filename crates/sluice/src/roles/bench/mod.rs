@@ -62,6 +62,7 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Ledger(args) => ledger::run(args).await,
         BenchCommand::Cache(args) => cache::run(args).await,
         BenchCommand::Webhooks(args) => webhooks::run(args).await,
+        BenchCommand::Econ(args) => econ::run(args).await,
     }
 }
 

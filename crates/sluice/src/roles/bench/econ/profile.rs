@@ -1,0 +1,267 @@
+//! The providers the economics bench runs against, in full-scale units,
+//! and the scaled configuration the mock and Sluice get.
+//!
+//! Every duration is multiplied by the time scale `s` (the mock's latency
+//! model, its rate-limit window, its prefix-cache TTL, the SDK's backoff,
+//! Sluice's provider backoff, the users' think time and the SLO), so a run
+//! at `s = 0.1` shows in a minute what takes ten at full scale. Rates per
+//! window stay as they are: a limit of 450k tokens per minute becomes 450k
+//! per 6 s. What is not scaled is the stack itself (HTTP, RabbitMQ, Redis,
+//! the batcher's waits): at a small scale Sluice's own overhead weighs
+//! `1/s` times more than it would at full scale, against Sluice.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+/// The paid provider: an OpenAI-like API, billed per token, rate-limited.
+#[derive(Clone, Debug)]
+pub struct Paid {
+    /// Micro-dollars per million tokens.
+    pub input: u64,
+    pub cached_input: u64,
+    pub output: u64,
+    pub requests_per_minute: u64,
+    pub tokens_per_minute: u64,
+}
+
+impl Default for Paid {
+    /// A mid-size model's prices ($1.50 / $0.75 cached / $8 per million
+    /// tokens: $4.20 per 1,000 requests of 1,200 + 300 tokens, the
+    /// published direct figure) and a second-tier account's limits.
+    fn default() -> Self {
+        Self {
+            input: 1_500_000,
+            cached_input: 750_000,
+            output: 8_000_000,
+            requests_per_minute: 5_000,
+            tokens_per_minute: 450_000,
+        }
+    }
+}
+
+/// The latency model both providers share, at full scale.
+#[derive(Clone, Debug)]
+pub struct Latency {
+    pub fixed: Duration,
+    pub per_prompt_token: Duration,
+    pub per_cached_prompt_token: Duration,
+    pub per_completion_token: Duration,
+    /// ± this fraction, uniformly.
+    pub jitter: f64,
+}
+
+impl Default for Latency {
+    /// About 0.6 s for the mean request, 1.2 s at the 95th percentile of
+    /// output lengths: the published direct P95.
+    fn default() -> Self {
+        Self {
+            fixed: Duration::from_millis(150),
+            per_prompt_token: Duration::from_micros(50),
+            per_cached_prompt_token: Duration::from_micros(10),
+            per_completion_token: Duration::from_micros(1_200),
+            jitter: 0.1,
+        }
+    }
+}
+
+/// The self-hosted endpoint: a vLLM-like server on rented hardware, with
+/// no per-token price and a fixed number of sequences served at once.
+#[derive(Clone, Debug)]
+pub struct SelfHosted {
+    pub micros_per_hour: u64,
+    pub concurrency: usize,
+}
+
+/// The whole setting of a run.
+#[derive(Clone, Debug)]
+pub struct Profile {
+    pub scale: f64,
+    pub paid: Paid,
+    pub latency: Latency,
+    pub self_hosted: SelfHosted,
+}
+
+/// The prefix cache's TTL at full scale (OpenAI keeps prefixes 5–10 min).
+const PREFIX_TTL: Duration = Duration::from_secs(300);
+/// Sluice's first provider backoff at full scale (its default).
+const PROVIDER_BACKOFF: Duration = Duration::from_millis(200);
+/// Provider attempts per batch in the bench: enough to ride out a full
+/// window of 429s instead of failing the jobs.
+const PROVIDER_ATTEMPTS: u32 = 8;
+
+impl Profile {
+    /// `d` at the run's scale.
+    pub fn scaled(&self, d: Duration) -> Duration {
+        d.mul_f64(self.scale)
+    }
+
+    /// Wall-clock time measured in the run, at full scale.
+    pub fn full_scale(&self, d: Duration) -> Duration {
+        d.div_f64(self.scale)
+    }
+
+    fn latency_toml(&self) -> String {
+        let us = |d: Duration| self.scaled(d).as_micros();
+        let l = &self.latency;
+        format!(
+            "[latency]\nfixed_ms = {}\nper_prompt_token_us = {}\nper_cached_prompt_token_us = {}\n\
+             per_completion_token_us = {}\njitter = {}\n\n\
+             [prefix_cache]\nenabled = true\nttl_secs = {}\n\n",
+            self.scaled(l.fixed).as_millis(),
+            us(l.per_prompt_token),
+            us(l.per_cached_prompt_token),
+            us(l.per_completion_token),
+            l.jitter,
+            self.scaled(PREFIX_TTL).as_secs().max(1),
+        )
+    }
+
+    /// The paid provider's mock configuration.
+    pub fn paid_mock_toml(&self) -> String {
+        let p = &self.paid;
+        let mut out = format!("seed = 1\n{}", self.latency_toml());
+        let _ = write!(
+            out,
+            "[rate_limits]\nrequests_per_minute = {}\ntokens_per_minute = {}\nwindow_ms = {}\n\n\
+             [prices.default]\ninput = {}\ncached_input = {}\noutput = {}\n",
+            p.requests_per_minute,
+            p.tokens_per_minute,
+            self.scaled(Duration::from_secs(60)).as_millis().max(1),
+            p.input,
+            p.cached_input,
+            p.output,
+        );
+        out
+    }
+
+    /// The self-hosted server's mock configuration: no price, no rate
+    /// limit, a fixed number of sequences at once.
+    pub fn self_hosted_mock_toml(&self) -> String {
+        format!(
+            "seed = 2\nmax_concurrency = {}\n{}\
+             [prices.default]\ninput = 0\ncached_input = 0\noutput = 0\n",
+            self.self_hosted.concurrency,
+            self.latency_toml(),
+        )
+    }
+
+    /// The paid provider's entry in Sluice's configuration: its limits as
+    /// the fleet-wide budget, at 95% (the headroom an operator leaves for
+    /// estimates that differ from the provider's count), over the run's
+    /// window.
+    pub fn sluice_paid_provider_toml(&self) -> String {
+        let p = &self.paid;
+        format!(
+            "requests_per_minute = {}\ntokens_per_minute = {}\nlimits_window_ms = {}\n",
+            p.requests_per_minute * 95 / 100,
+            p.tokens_per_minute * 95 / 100,
+            self.scaled(Duration::from_secs(60)).as_millis().max(60),
+        )
+    }
+
+    /// What Sluice's configuration adds for the run: the provider backoff
+    /// at the run's scale, and attempts enough to queue through 429s.
+    pub fn sluice_toml(&self) -> String {
+        format!(
+            "[worker]\nprovider_attempts = {PROVIDER_ATTEMPTS}\nprovider_backoff_ms = {}\n",
+            self.scaled(PROVIDER_BACKOFF).as_millis().max(1)
+        )
+    }
+
+    /// The self-hosted server's cost for `wall` of the run (at full scale).
+    pub fn self_hosted_micros(&self, wall: Duration) -> u64 {
+        let hours = self.full_scale(wall).as_secs_f64() / 3_600.0;
+        (self.self_hosted.micros_per_hour as f64 * hours).round() as u64
+    }
+
+    /// One line that says what the run was set to.
+    pub fn describe(&self) -> String {
+        let p = &self.paid;
+        let l = &self.latency;
+        format!(
+            "time scale {s} (every latency, window, backoff, think time and the SLO × {s}; \
+             figures reported at full scale); paid provider ${:.2} / ${:.2} cached / ${:.2} per \
+             million tokens in / in / out, {} RPM and {} TPM (Sluice's fleet-wide budget at 95% \
+             of them), prefix cache on; latency {} ms + \
+             {} µs per prompt token + {} µs per output token (± {:.0} %); self-hosted ${:.2} per \
+             hour, {} sequences at once",
+            p.input as f64 / 1e6,
+            p.cached_input as f64 / 1e6,
+            p.output as f64 / 1e6,
+            p.requests_per_minute,
+            p.tokens_per_minute,
+            l.fixed.as_millis(),
+            l.per_prompt_token.as_micros(),
+            l.per_completion_token.as_micros(),
+            l.jitter * 100.0,
+            self.self_hosted.micros_per_hour as f64 / 1e6,
+            self.self_hosted.concurrency,
+            s = self.scale,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn profile(scale: f64) -> Profile {
+        Profile {
+            scale,
+            paid: Paid::default(),
+            latency: Latency::default(),
+            self_hosted: SelfHosted {
+                micros_per_hour: 4_000_000,
+                concurrency: 8,
+            },
+        }
+    }
+
+    #[test]
+    fn the_mock_configs_parse_and_carry_the_scale() {
+        let p = profile(0.1);
+        let mut paid = sluice_mock::MockOptions::default();
+        sluice_mock::MockConfig::from_toml(&p.paid_mock_toml())
+            .unwrap()
+            .apply(&mut paid)
+            .unwrap();
+        assert_eq!(paid.latency_fixed, Duration::from_millis(15));
+        assert_eq!(
+            paid.latency_per_completion_token,
+            Duration::from_micros(120)
+        );
+        assert_eq!(paid.rate_limits.window(), Duration::from_secs(6));
+        assert_eq!(paid.rate_limits.tokens_per_minute, Some(450_000));
+        assert_eq!(paid.prices.price("any").output, 8_000_000);
+        assert_eq!(paid.max_concurrency, None);
+
+        let mut own = sluice_mock::MockOptions::default();
+        sluice_mock::MockConfig::from_toml(&p.self_hosted_mock_toml())
+            .unwrap()
+            .apply(&mut own)
+            .unwrap();
+        assert_eq!(own.max_concurrency, Some(8));
+        assert!(own.rate_limits.is_unlimited());
+        assert_eq!(own.prices.price("any").output, 0);
+
+        let sluice = p.sluice_paid_provider_toml();
+        assert!(sluice.contains("tokens_per_minute = 427500"), "{sluice}");
+        assert!(sluice.contains("limits_window_ms = 6000"), "{sluice}");
+    }
+
+    #[test]
+    fn the_published_request_costs_about_four_dollars_twenty_per_thousand() {
+        let p = Paid::default();
+        let per_request = (1_200 * p.input + 300 * p.output) / 1_000_000;
+        assert_eq!(per_request * 1_000, 4_200_000);
+    }
+
+    #[test]
+    fn self_hosted_costs_its_hours_at_full_scale() {
+        // 360 s at scale 0.1 is an hour at full scale.
+        assert_eq!(
+            profile(0.1).self_hosted_micros(Duration::from_secs(360)),
+            4_000_000
+        );
+    }
+}
