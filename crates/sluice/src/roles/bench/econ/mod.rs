@@ -3,8 +3,8 @@
 //! Sluice without its cache, Sluice in front of a self-hosted server), and
 //! for each the cost per 1,000 requests from the provider's own bill, the
 //! latency users see, the error rate, and the most users served within an
-//! SLO, found by a sweep. Writes the table, the figures as JSON and the
-//! charts as SVG.
+//! SLO, found by a sweep. Writes the tables as markdown and the charts as
+//! SVG.
 
 pub mod charts;
 mod clients;
@@ -99,7 +99,7 @@ pub struct EconArgs {
     pub self_hosted_concurrency: usize,
     #[arg(long, default_value_t = 2)]
     pub workers: usize,
-    /// Where the table, the JSON and the charts go.
+    /// Where the tables and the charts go.
     #[arg(long, default_value = "target/bench-econ")]
     pub out: PathBuf,
     #[command(flatten)]

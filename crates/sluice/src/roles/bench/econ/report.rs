@@ -94,7 +94,9 @@ pub fn markdown(outcome: &Outcome, profile: &Profile, command: &str, workload: &
             p.rate_limited,
         );
     }
-    out.push_str("\n### The sweeps\n\n| approach | users | P95 | errors | within SLO |\n|---|---|---|---|---|\n");
+    if !outcome.sweeps.is_empty() {
+        out.push_str("\n### The sweeps\n\n| approach | users | P95 | errors | within SLO |\n|---|---|---|---|---|\n");
+    }
     for (mode, _, points) in &outcome.sweeps {
         for p in points {
             let _ = writeln!(
