@@ -33,6 +33,23 @@ pub fn write_all(dir: &Path, outcome: &Outcome, profile: &Profile) -> std::io::R
     Ok(())
 }
 
+/// The least round number at or above `v` whose fifth is a round step
+/// (1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6 or 8 times a power of ten), so that
+/// five ticks read well and little of the axis is wasted.
+fn nice(v: f64) -> f64 {
+    if !(v.is_finite() && v > 0.0) {
+        return 1.0;
+    }
+    let step = v / 5.0;
+    let magnitude = 10f64.powf(step.log10().floor());
+    let round = [1.0, 1.2, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0]
+        .into_iter()
+        .map(|m| m * magnitude)
+        .find(|s| *s >= step * (1.0 - 1e-9))
+        .unwrap_or(10.0 * magnitude);
+    round * 5.0
+}
+
 /// A plot area with linear axes from 0 to `x_max` and `y_max`.
 struct Frame {
     svg: String,
@@ -158,6 +175,7 @@ pub fn latency_cdf(outcome: &Outcome, profile: &Profile) -> String {
         .map(|p| full_ms(profile, p.measured.quantile(0.99)))
         .fold(0.0, f64::max)
         * 1.1;
+    let x_max = nice(x_max);
     let title = format!("Latency users see, {} users (CDF)", outcome.users);
     let mut f = Frame::new(
         &title,
@@ -193,6 +211,7 @@ pub fn cost(outcome: &Outcome) -> String {
         .map(|p| p.cost_per_1k())
         .fold(0.0, f64::max)
         * 1.15;
+    let y_max = nice(y_max);
     let title = format!("Cost per 1,000 requests, {} users", outcome.users);
     let n = outcome.table.len().max(1) as f64;
     let mut f = Frame::new(&title, "", "dollars per 1k requests", n, y_max);
@@ -225,11 +244,11 @@ pub fn p95_vs_users(outcome: &Outcome, profile: &Profile) -> String {
         .flat_map(|(_, _, points)| points.iter().map(|p| p.users as f64))
         .fold(0.0, f64::max)
         * 1.05;
-    let y_max = slo * 2.0;
+    let (x_max, y_max) = (nice(x_max), nice(slo * 2.0));
     let mut f = Frame::new(
         "P95 against concurrent users (sweeps)",
         "concurrent users",
-        "P95 (ms, full scale; clipped at 2 × SLO)",
+        "P95 (ms, full scale; clipped at the top)",
         x_max,
         y_max,
     );
@@ -260,6 +279,17 @@ mod tests {
     use crate::roles::bench::econ::profile::{Latency, Paid, SelfHosted};
     use crate::roles::bench::econ::run::Point;
     use crate::roles::bench::econ::users::Measured;
+
+    #[test]
+    fn axes_end_on_round_numbers() {
+        assert_eq!(nice(1.0), 1.0);
+        assert_eq!(nice(4.33), 5.0);
+        assert_eq!(nice(1_680.0), 2_000.0);
+        assert_eq!(nice(4_000.0), 4_000.0);
+        assert_eq!(nice(5_494.0), 6_000.0);
+        assert_eq!(nice(1_100.0), 1_250.0);
+        assert_eq!(nice(0.0), 1.0);
+    }
 
     fn point(mode: Mode, users: usize, ms: u64) -> Point {
         Point {
