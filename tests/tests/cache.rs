@@ -166,6 +166,45 @@ async fn identical_concurrent_submissions_make_one_provider_call() {
 }
 
 #[tokio::test]
+async fn identical_jobs_in_batches_join_one_in_flight() {
+    let stack = Stack::start(StackOptions {
+        mock_args: vec!["--latency-fixed-ms".into(), "600".into()],
+        ..StackOptions::default()
+    })
+    .await;
+    let acme = stack.tenant("acme").await;
+    let same = chat("Classify: my parcel is late", json!({}));
+    let mut first = vec![same.clone(); 10];
+    first.push(chat("Classify: my password expired", json!({})));
+    first.push(chat("Classify: upgrade my plan", json!({})));
+    let mut ids = acme.submit_batch(first).await;
+    // A second batch while the first is in flight joins it too.
+    ids.extend(acme.submit_batch(vec![same.clone(); 5]).await);
+    let unique: std::collections::HashSet<&String> = ids.iter().collect();
+    assert_eq!(unique.len(), 17, "each job gets its own id");
+
+    let jobs = acme.wait_all(&ids, 60).await;
+    let repeats: Vec<&Value> = jobs[..10].iter().chain(&jobs[12..]).collect();
+    for job in jobs.iter() {
+        assert_eq!(job["status"], "succeeded", "{job}");
+    }
+    for job in &repeats {
+        assert_eq!(job["result"], repeats[0]["result"], "{job}");
+    }
+    assert_ne!(jobs[10]["result"], repeats[0]["result"]);
+    assert_eq!(
+        chat_calls(&stack).await,
+        3,
+        "one provider call per distinct request"
+    );
+    let uncached: Vec<&&Value> = repeats.iter().filter(|j| j["cached"] == false).collect();
+    assert_eq!(uncached.len(), 1, "{uncached:?}");
+    for job in repeats.iter().filter(|j| j["cached"] == true) {
+        assert_eq!(job["cache"]["source_job"], uncached[0]["id"], "{job}");
+    }
+}
+
+#[tokio::test]
 async fn a_canceled_leader_hands_its_followers_on() {
     let stack = Stack::start(StackOptions {
         workers: 0,

@@ -289,15 +289,12 @@ pub async fn submit_batch(
         .collect::<Result<Vec<_>, _>>()?;
     let mut accepted = accepted;
     crate::webhooks::resolve_targets(&state, &caller.tenant_id, &mut accepted).await?;
-    // Cache hits answer at once; the rest are limited and enqueued. (Batch
-    // jobs do not join identical jobs in flight.)
+    // Cache hits answer at once; the rest are limited, then join identical
+    // jobs in flight or are enqueued.
     let looked_up = futures::future::join_all(accepted.into_iter().map(|mut job| {
         let (state, caller) = (&state, &caller);
         async move {
             let hit = cache::lookup(state, caller, &mut job).await?;
-            if hit.is_none() {
-                cache::file(state, &mut job).await;
-            }
             Ok::<_, ApiError>((job, hit))
         }
     }))
@@ -320,7 +317,9 @@ pub async fn submit_batch(
     if !queued.is_empty() {
         budget::check(&state, &caller).await?;
         limit = limits::admit(&state, &caller, queued.len() as u64, tokens).await?;
-        enqueued = enqueue(&state, queued).await?.into_iter();
+        enqueued = cache::batch::join_and_enqueue(&state, queued)
+            .await
+            .into_iter();
     }
     let results: Vec<Result<JobRecord, ApiError>> = hits
         .into_iter()

@@ -14,6 +14,7 @@
 //! The cache never breaks a submission: a cache that cannot be read is a
 //! miss (counted as an error in the metrics), never a failed request.
 
+pub mod batch;
 pub mod ledger;
 pub mod plan;
 pub mod semantic;
