@@ -59,11 +59,15 @@ async fn run_round(
 ) {
     let joined = futures::future::join_all(round.into_iter().map(|(i, mut job)| async move {
         let joined = join(state, &mut job).await;
+        if matches!(joined, Ok(Joined::Leads | Joined::Alone)) {
+            // To be published: its prompt's vector is filed first.
+            file(state, &mut job).await;
+        }
         (i, job, joined)
     }))
     .await;
     let mut publish = Vec::new();
-    for (i, mut job, joined) in joined {
+    for (i, job, joined) in joined {
         let claim = match joined {
             Ok(Joined::Follows(record) | Joined::Hit(record)) => {
                 outcomes[i] = Some(Ok(record));
@@ -76,7 +80,6 @@ async fn run_round(
             Ok(Joined::Leads) => joinable(&job).cloned(),
             Ok(Joined::Alone) => None,
         };
-        file(state, &mut job).await;
         publish.push((i, job.record.id, claim, job));
     }
     if publish.is_empty() {
