@@ -196,12 +196,7 @@ impl RateLimiter {
 
 /// Whole milliseconds, rounded up.
 pub(crate) fn ceil_millis(duration: Duration) -> u64 {
-    let ms = u64::try_from(duration.as_millis()).unwrap_or(u64::MAX);
-    if !duration.subsec_nanos().is_multiple_of(1_000_000) {
-        ms.saturating_add(1)
-    } else {
-        ms
-    }
+    u64::try_from(duration.as_nanos().div_ceil(1_000_000)).unwrap_or(u64::MAX)
 }
 
 /// Whole seconds, rounded up.

@@ -237,21 +237,25 @@ impl ProviderHttp {
     }
 }
 
-/// The wait a provider asked for: `retry-after-ms` (milliseconds, as
-/// OpenAI's SDKs read it first) or else `Retry-After` (seconds), at most
-/// a minute.
-fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+/// The wait a response asks for: `retry-after-ms` (milliseconds, as
+/// OpenAI's SDKs read it first) or else `Retry-After` (seconds), as given.
+pub fn asked_wait(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
     let number = |name: &str| {
         headers
             .get(name)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<f64>().ok())
-            .filter(|n| n.is_finite() && *n >= 0.0)
+            .filter(|n| n.is_finite() && *n >= 0.0 && *n < 1e12)
     };
     number("retry-after-ms")
         .map(|ms| ms / 1000.0)
         .or_else(|| number("retry-after"))
-        .map(|s| Duration::from_secs_f64(s).min(MAX_RETRY_AFTER))
+        .map(Duration::from_secs_f64)
+}
+
+/// The wait a provider asked for, at most a minute.
+fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    asked_wait(headers).map(|d| d.min(MAX_RETRY_AFTER))
 }
 
 /// The retry decision for a failed HTTP status: 429 (and 503 with

@@ -261,7 +261,7 @@ async fn measure(stack: &BenchStack, args: &CacheArgs) -> anyhow::Result<String>
     let ended = finished.get();
     finished.stop().await;
     let stats: Value = http
-        .get(format!("{}/mock/stats", stack.mock_url))
+        .get(format!("{}/mock/stats", stack.mock_url()))
         .send()
         .await?
         .json()

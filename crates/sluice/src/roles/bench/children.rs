@@ -36,9 +36,7 @@ pub struct MockSpec<'a> {
 pub struct BenchStack {
     pub prefix: String,
     pub api_url: String,
-    /// The first mock's URL.
-    pub mock_url: String,
-    /// Every mock's URL, in the order given.
+    /// Every mock's URL, in the order given (at least one).
     pub mock_urls: Vec<String>,
     pub key: String,
     /// The bench tenant's store (to change its limits mid-run).
@@ -60,6 +58,11 @@ fn swap_database(url: &str, database: &str) -> anyhow::Result<String> {
 }
 
 impl BenchStack {
+    /// The first mock's URL.
+    pub fn mock_url(&self) -> &str {
+        self.mock_urls.first().map_or("", String::as_str)
+    }
+
     /// Starts the stack: the mock with `mock_args` as provider `mock` of the
     /// model `mock-small`, the provider entry with `provider_toml` lines,
     /// the API and `workers` workers.
@@ -115,7 +118,6 @@ impl BenchStack {
         let mut stack = Self {
             prefix,
             api_url: String::new(),
-            mock_url: String::new(),
             mock_urls: Vec::new(),
             key,
             tenants: store,
@@ -145,7 +147,7 @@ impl BenchStack {
             ));
             stack.mock_urls.push(url);
         }
-        stack.mock_url = stack.mock_urls.first().cloned().context("no mock")?;
+        anyhow::ensure!(!stack.mock_urls.is_empty(), "a bench stack needs a mock");
         std::fs::write(
             stack.config_path(),
             format!("{providers}{models}{config_toml}\n"),

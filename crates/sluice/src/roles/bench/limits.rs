@@ -103,13 +103,13 @@ async fn measure(stack: &BenchStack, args: &LimitsArgs) -> anyhow::Result<String
         per_minute.iter().sum::<usize>() as f64 / per_minute.len() as f64
     };
     let bill: Value = http
-        .get(format!("{}/mock/bill", stack.mock_url))
+        .get(format!("{}/mock/bill", stack.mock_url()))
         .send()
         .await?
         .json()
         .await?;
     let stats: Value = http
-        .get(format!("{}/mock/stats", stack.mock_url))
+        .get(format!("{}/mock/stats", stack.mock_url()))
         .send()
         .await?
         .json()

@@ -3,7 +3,6 @@
 
 use std::fmt::Write as _;
 use std::path::Path;
-use std::time::Duration;
 
 use super::profile::Profile;
 use super::report::Outcome;
@@ -162,17 +161,13 @@ impl Frame {
     }
 }
 
-fn full_ms(profile: &Profile, d: Duration) -> f64 {
-    profile.full_scale(d).as_secs_f64() * 1e3
-}
-
 /// The share of each mode's requests answered within a time.
 pub fn latency_cdf(outcome: &Outcome, profile: &Profile) -> String {
     let x_max = outcome
         .table
         .iter()
         .filter(|p| !p.measured.latencies.is_empty())
-        .map(|p| full_ms(profile, p.measured.quantile(0.99)))
+        .map(|p| profile.full_ms(p.measured.quantile(0.99)))
         .fold(0.0, f64::max)
         * 1.1;
     let x_max = nice(x_max);
@@ -195,7 +190,7 @@ pub fn latency_cdf(outcome: &Outcome, profile: &Profile) -> String {
             lat.iter()
                 .enumerate()
                 .filter(|(i, _)| i % step == 0 || *i + 1 == lat.len())
-                .map(|(i, d)| (full_ms(profile, *d), (i + 1) as f64 / n)),
+                .map(|(i, d)| (profile.full_ms(*d), (i + 1) as f64 / n)),
         );
         f.line(&points, colour(p.mode), false);
         f.legend(row, p.mode.name(), colour(p.mode));
@@ -237,7 +232,7 @@ pub fn cost(outcome: &Outcome) -> String {
 
 /// Each sweep's P95 against its users, with the SLO as a dashed line.
 pub fn p95_vs_users(outcome: &Outcome, profile: &Profile) -> String {
-    let slo = full_ms(profile, outcome.slo);
+    let slo = profile.full_ms(outcome.slo);
     let x_max = outcome
         .sweeps
         .iter()
@@ -258,10 +253,7 @@ pub fn p95_vs_users(outcome: &Outcome, profile: &Profile) -> String {
     for (mode, _, points) in &outcome.sweeps {
         let mut xy: Vec<(f64, f64)> = points
             .iter()
-            .map(|p| {
-                let p95 = p.measured.quantile(0.95).min(Duration::from_secs(86_400));
-                (p.users as f64, full_ms(profile, p95))
-            })
+            .map(|p| (p.users as f64, profile.full_ms(p.measured.quantile(0.95))))
             .collect();
         xy.sort_by(|a, b| a.0.total_cmp(&b.0));
         f.line(&xy, colour(*mode), false);
@@ -275,6 +267,8 @@ pub fn p95_vs_users(outcome: &Outcome, profile: &Profile) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
     use crate::roles::bench::econ::profile::{Latency, Paid, SelfHosted};
     use crate::roles::bench::econ::run::Point;

@@ -80,7 +80,7 @@ impl Client {
 async fn direct(http: &reqwest::Client, url: &str, scale: f64, body: &Value) -> Outcome {
     let mut retry = 0;
     loop {
-        let (status, wait) = match http.post(url).json(body).send().await {
+        let (why, retryable, wait) = match http.post(url).json(body).send().await {
             Ok(r) if r.status().is_success() => {
                 // Read the answer, as a caller would.
                 return match r.bytes().await {
@@ -88,14 +88,20 @@ async fn direct(http: &reqwest::Client, url: &str, scale: f64, body: &Value) -> 
                     Err(e) => Outcome::Failed(format!("body: {e}")),
                 };
             }
-            Ok(r) => (r.status().as_u16().to_string(), asked_wait(r.headers())),
-            Err(e) => (format!("connect: {e}"), None),
+            Ok(r) => {
+                let status = r.status();
+                let retryable =
+                    matches!(status.as_u16(), 408 | 409 | 429) || status.is_server_error();
+                (
+                    status.as_u16().to_string(),
+                    retryable,
+                    asked_wait(r.headers()),
+                )
+            }
+            Err(e) => (format!("connect: {e}"), true, None),
         };
-        let retryable = matches!(status.as_str(), "408" | "409" | "429")
-            || status.starts_with('5')
-            || status.starts_with("connect");
         if !retryable || retry == SDK_RETRIES {
-            return Outcome::Failed(status);
+            return Outcome::Failed(why);
         }
         let backoff = SDK_FIRST_DELAY
             .saturating_mul(1 << retry)
@@ -108,19 +114,11 @@ async fn direct(http: &reqwest::Client, url: &str, scale: f64, body: &Value) -> 
     }
 }
 
-/// The wait a 429 asks for, when it is one the SDK honours.
+/// The wait a 429 asks for, when it is one the SDK honours (above zero,
+/// at most a minute; otherwise its own backoff).
 fn asked_wait(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
-    let number = |name: &str| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<f64>().ok())
-            .filter(|n| n.is_finite() && *n > 0.0)
-    };
-    number("retry-after-ms")
-        .map(|ms| Duration::from_secs_f64(ms / 1000.0))
-        .or_else(|| number("retry-after").map(Duration::from_secs_f64))
-        .filter(|d| *d <= SDK_MAX_RETRY_AFTER)
+    sluice_providers::http::asked_wait(headers)
+        .filter(|d| !d.is_zero() && *d <= SDK_MAX_RETRY_AFTER)
 }
 
 /// Submits the job and long-polls it to its end.

@@ -260,11 +260,7 @@ async fn measure(bench: &Bench, args: &EconArgs, modes: &[Mode]) -> anyhow::Resu
             "bench econ: {:<30} {:>5} users: P95 {:>6.0} ms, errors {:.2}%, {} requests, ${:.2}/1k{}{}",
             p.mode.name(),
             p.users,
-            bench
-                .profile
-                .full_scale(p.measured.quantile(0.95).min(Duration::from_secs(86_400)))
-                .as_secs_f64()
-                * 1e3,
+            bench.profile.full_ms(p.measured.quantile(0.95)),
             p.measured.error_rate() * 100.0,
             p.measured.sent,
             p.cost_per_1k(),
@@ -301,7 +297,7 @@ async fn measure(bench: &Bench, args: &EconArgs, modes: &[Mode]) -> anyhow::Resu
     let mut table = Vec::new();
     for &mode in modes {
         let p = bench.phase(mode, users).await?;
-        show(&p, bench.within_slo(&p));
+        show(&p, p.within(bench.timing.slo));
         table.push(p);
     }
     Ok(Outcome {

@@ -100,6 +100,15 @@ impl Profile {
         d.div_f64(self.scale)
     }
 
+    /// A time measured in the run, in milliseconds at full scale
+    /// (`Duration::MAX`, "never answered", is infinite).
+    pub fn full_ms(&self, d: Duration) -> f64 {
+        if d == Duration::MAX {
+            return f64::INFINITY;
+        }
+        d.as_secs_f64() / self.scale * 1e3
+    }
+
     fn latency_toml(&self) -> String {
         let us = |d: Duration| self.scaled(d).as_micros();
         let l = &self.latency;

@@ -31,10 +31,11 @@ impl Outcome {
 }
 
 fn ms(profile: &Profile, d: Duration) -> String {
-    if d == Duration::MAX {
+    let ms = profile.full_ms(d);
+    if ms.is_infinite() {
         return "–".into();
     }
-    format!("{:.0} ms", profile.full_scale(d).as_secs_f64() * 1e3)
+    format!("{ms:.0} ms")
 }
 
 fn users(n: Option<usize>) -> String {
@@ -106,16 +107,12 @@ pub fn markdown(outcome: &Outcome, profile: &Profile, command: &str, workload: &
                 p.users,
                 ms(profile, p.measured.quantile(0.95)),
                 p.measured.error_rate() * 100.0,
-                if within(p, outcome.slo) { "yes" } else { "no" },
+                if p.within(outcome.slo) { "yes" } else { "no" },
             );
         }
     }
     out.push_str(&targets(outcome));
     out
-}
-
-fn within(p: &Point, slo: Duration) -> bool {
-    p.measured.count() > 0 && p.measured.quantile(0.95) <= slo && p.measured.error_rate() < 0.01
 }
 
 /// The three targets, each met or missed and by how much.

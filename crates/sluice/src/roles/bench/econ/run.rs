@@ -84,6 +84,12 @@ impl Point {
         }
         self.cost_micros as f64 / 1e6 / self.measured.answered as f64 * 1_000.0
     }
+
+    /// Whether the phase met the SLO: P95 within it, under 1% errors.
+    pub fn within(&self, slo: Duration) -> bool {
+        let m = &self.measured;
+        m.count() > 0 && m.quantile(0.95) <= slo && m.error_rate() < 0.01
+    }
 }
 
 /// The settings a phase needs, at the run's scale.
@@ -124,12 +130,14 @@ impl Bench {
         }
     }
 
+    /// The paid provider's mock (the stack's first).
     fn paid_url(&self) -> &str {
-        &self.stack.mock_urls[0]
+        self.stack.mock_url()
     }
 
+    /// The self-hosted server's mock (the stack's second).
     fn own_url(&self) -> &str {
-        &self.stack.mock_urls[1]
+        self.stack.mock_urls.get(1).map_or("", String::as_str)
     }
 
     fn client(&self, mode: Mode) -> Client {
@@ -238,13 +246,6 @@ impl Bench {
         }
     }
 
-    /// Whether a phase met the SLO: P95 within it, under 1% errors.
-    pub fn within_slo(&self, p: &Point) -> bool {
-        p.measured.count() > 0
-            && p.measured.quantile(0.95) <= self.timing.slo
-            && p.measured.error_rate() < 0.01
-    }
-
     /// The most users `mode` serves within the SLO: doubling from `start`
     /// until a phase misses it (or `max` is reached), then halving the gap
     /// until it is within an eighth. Every phase run is returned.
@@ -260,7 +261,7 @@ impl Bench {
         let mut users = start.max(1);
         loop {
             let p = self.phase(mode, users).await?;
-            let pass = self.within_slo(&p);
+            let pass = p.within(self.timing.slo);
             progress(&p, pass);
             points.push(p);
             if pass {
