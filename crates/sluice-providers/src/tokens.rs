@@ -6,8 +6,14 @@
 
 use tiktoken_rs::CoreBPE;
 
+/// The model's tokenizer. An unknown model is looked up without going
+/// through `bpe_for_model`'s error: that is an `anyhow` error, which
+/// captures a backtrace on every call when `RUST_BACKTRACE` is set, and
+/// that cost more than the counting itself.
 fn tokenizer(model: &str) -> &'static CoreBPE {
-    tiktoken_rs::bpe_for_model(model).unwrap_or_else(|_| tiktoken_rs::cl100k_base_singleton())
+    tiktoken_rs::tokenizer::get_tokenizer(model)
+        .and_then(|t| tiktoken_rs::bpe_for_tokenizer(t).ok())
+        .unwrap_or_else(tiktoken_rs::cl100k_base_singleton)
 }
 
 /// Tokens in `text` for `model` (at least 1, so an empty prompt still

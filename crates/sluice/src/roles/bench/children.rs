@@ -33,6 +33,19 @@ pub struct MockSpec<'a> {
     pub provider_toml: String,
 }
 
+impl MockSpec<'static> {
+    /// The mock with `mock_args` as provider `mock` of the model
+    /// `mock-small`, its provider entry with `provider_toml` lines.
+    pub fn default_mock(mock_args: &[&str], provider_toml: &str) -> Self {
+        Self {
+            provider: "mock",
+            model: "mock-small",
+            args: mock_args.iter().map(|a| (*a).to_owned()).collect(),
+            provider_toml: provider_toml.to_owned(),
+        }
+    }
+}
+
 pub struct BenchStack {
     pub prefix: String,
     pub api_url: String,
@@ -72,12 +85,7 @@ impl BenchStack {
         mock_args: &[&str],
         provider_toml: &str,
     ) -> anyhow::Result<Self> {
-        let mock = MockSpec {
-            provider: "mock",
-            model: "mock-small",
-            args: mock_args.iter().map(|a| (*a).to_owned()).collect(),
-            provider_toml: provider_toml.to_owned(),
-        };
+        let mock = MockSpec::default_mock(mock_args, provider_toml);
         Self::start_with(conn, workers, &[mock], "").await
     }
 

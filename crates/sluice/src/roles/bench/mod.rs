@@ -18,6 +18,7 @@ pub mod webhooks;
 
 use std::time::Duration;
 
+use anyhow::Context;
 use clap::Args;
 
 use crate::cli::{BenchCommand, Connections};
@@ -48,6 +49,10 @@ pub struct ThroughputArgs {
     /// Write the figures as JSON here too.
     #[arg(long)]
     pub json: Option<std::path::PathBuf>,
+    /// A TOML file appended to the stack's configuration, e.g. a
+    /// `[worker]` table to measure other batching settings.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<std::path::PathBuf>,
     #[command(flatten)]
     pub conn: Connections,
 }
@@ -74,7 +79,14 @@ async fn throughput(args: ThroughputArgs) -> anyhow::Result<()> {
     );
     report.raw = Some(raw::ceiling(&args.conn.amqp_url, args.raw_messages).await?);
 
-    let mut stack = children::BenchStack::start(&args.conn, args.workers, &[], "").await?;
+    let extra = match &args.config {
+        Some(path) => std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?,
+        None => String::new(),
+    };
+    let mock = children::MockSpec::default_mock(&[], "");
+    let mut stack =
+        children::BenchStack::start_with(&args.conn, args.workers, &[mock], &extra).await?;
     let outcome = async {
         load::run_all(&stack, &args, &mut report).await?;
         eprintln!(
