@@ -269,12 +269,18 @@ impl Default for ApiConfig {
 pub struct JobsConfig {
     /// How long a job record is kept after it was created, in seconds.
     pub retention_s: u64,
+    /// Most jobs in one RabbitMQ message when several are published
+    /// together (a batch, or concurrent submissions): the broker's work is
+    /// per message. 1 sends one message per job, as queue-depth autoscaling
+    /// on message counts may want.
+    pub pack_jobs: usize,
 }
 
 impl Default for JobsConfig {
     fn default() -> Self {
         Self {
             retention_s: 86_400,
+            pack_jobs: 16,
         }
     }
 }
@@ -435,6 +441,9 @@ impl Config {
         }
         if self.jobs.retention_s == 0 {
             return Err("jobs: retention_s must be above 0".to_owned());
+        }
+        if !(1..=1000).contains(&self.jobs.pack_jobs) {
+            return Err("jobs: pack_jobs must be between 1 and 1000".to_owned());
         }
         self.webhooks.validate()?;
         self.cache.validate()?;

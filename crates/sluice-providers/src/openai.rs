@@ -179,13 +179,18 @@ impl OpenAiProvider {
                 .collect(),
             None => vec![None; n],
         };
+        // Each answer is the response around its own item: the envelope is
+        // copied without the batch's items (copying them for every job made
+        // a batch's answers cost the square of its size).
+        let mut envelope = response;
+        envelope[items_field] = Value::Array(Vec::new());
         items
             .into_iter()
             .zip(usages)
             .zip(costs)
             .map(|((mut item, usage), cost_micros)| {
                 item["index"] = json!(0);
-                let mut answer = response.clone();
+                let mut answer = envelope.clone();
                 answer[items_field] = json!([item]);
                 answer["usage"] = usage_json(batch.endpoint, &usage);
                 Ok(Answer {

@@ -45,7 +45,7 @@ use tokio::time::{sleep_until, timeout, timeout_at, Instant};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::{DeliveryStream, JobQueue, Outgoing, QueueError, Source, Topology};
+use crate::{pack, DeliveryStream, JobQueue, Outgoing, QueueError, Source, Topology};
 
 /// Publisher channels per connection, used round robin.
 pub const PUBLISHER_CHANNELS: usize = 4;
@@ -417,17 +417,13 @@ impl JobQueue for AmqpQueue {
     async fn publish(&self, messages: Vec<Outgoing>) -> Vec<Result<(), QueueError>> {
         let timestamp = unix_now();
         let exchange = self.topology.jobs_exchange();
-        let frames = messages
+        let groups = pack::plan(&messages, self.topology.pack_jobs);
+        let frames = groups
             .iter()
-            .map(|m| Frame {
-                exchange: exchange.clone(),
-                routing_key: m.priority.as_str().to_owned(),
-                body: m.body.clone(),
-                properties: publish::properties(m, timestamp),
-                message_id: m.headers.get("job-id").cloned(),
-            })
+            .map(|group| publish::frame(&exchange, &messages, group, timestamp))
             .collect();
-        self.publish_frames(frames).await
+        let outcomes = self.publish_frames(frames).await;
+        publish::spread(messages.len(), &groups, outcomes)
     }
 
     async fn consume(
@@ -439,7 +435,9 @@ impl JobQueue for AmqpQueue {
         let conn = self.conn(ACQUIRE_BUDGET).await?;
         let queue = self.topology.source_queue(source);
         let tag = self.consumer_tag(source);
-        let start = consume::start(&conn.connection, queue, tag, prefetch, stop);
+        // A redelivered pack of jobs is split into single messages.
+        let split = matches!(source, Source::Jobs(_));
+        let start = consume::start(&conn.connection, queue, tag, prefetch, split, stop);
         bounded("consume", RPC_TIMEOUT, start).await
     }
 

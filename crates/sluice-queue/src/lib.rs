@@ -9,11 +9,17 @@
 //! - exchange `P.dlx` (fanout, durable) and its quorum queue `P.dead`,
 //!   where poison messages and messages past the delivery limit land.
 //!
+//! Jobs published together travel in packs of up to
+//! [`Topology::pack_jobs`] jobs per message ([`pack`]); a consumer still
+//! hands out one [`Delivery`] per job.
+//!
 //! Invariants: a publish is `Ok` only once the broker confirmed it; each
-//! delivery is acked by its own tag, never with `multiple`.
+//! delivery is acked by its own tag, never with `multiple`; a pack is
+//! settled only once every one of its jobs is.
 
 pub mod amqp;
 pub mod memory;
+pub mod pack;
 
 use std::collections::BTreeMap;
 use std::pin::Pin;
@@ -26,12 +32,18 @@ use sluice_core::Priority;
 pub use amqp::AmqpQueue;
 pub use memory::MemoryQueue;
 
+/// Jobs per message by default when several are published together.
+pub const DEFAULT_PACK_JOBS: usize = 16;
+
 /// Names of every exchange and queue, derived from one prefix.
 #[derive(Clone, Debug)]
 pub struct Topology {
     pub prefix: String,
     /// Deliveries of one message before it is dead-lettered.
     pub delivery_limit: u32,
+    /// Most jobs in one message when several are published together
+    /// (1: one message per job). See [`pack`].
+    pub pack_jobs: usize,
     /// The waits of the webhook retry schedule, in ms: one delay queue each
     /// (declared by the roles that set them: the webhooks role).
     pub webhook_delays_ms: Vec<u64>,
@@ -42,8 +54,14 @@ impl Topology {
         Self {
             prefix: prefix.into(),
             delivery_limit,
+            pack_jobs: DEFAULT_PACK_JOBS,
             webhook_delays_ms: Vec::new(),
         }
+    }
+    /// The same, with at most `jobs` jobs per message (1: no packs).
+    pub fn with_pack_jobs(mut self, jobs: usize) -> Self {
+        self.pack_jobs = jobs.max(1);
+        self
     }
     /// The same, with a delay queue for each of `delays_ms`.
     pub fn with_webhook_delays(mut self, delays_ms: Vec<u64>) -> Self {
@@ -158,7 +176,7 @@ pub struct Outgoing {
     pub headers: BTreeMap<String, String>,
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum QueueError {
     #[error("broker unavailable: {0}")]
     Unavailable(String),

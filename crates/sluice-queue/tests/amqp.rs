@@ -5,105 +5,19 @@
 // Test code: helpers outside #[test] fns may panic too.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::BTreeMap;
-use std::future::Future;
-use std::hash::{BuildHasher, Hasher};
 use std::panic::AssertUnwindSafe;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use futures::{FutureExt, StreamExt};
 use sluice_core::Priority;
 use sluice_queue::amqp::teardown;
-use sluice_queue::{
-    AmqpQueue, Delivery, DeliveryStream, JobQueue, Outgoing, QueueError, Source, Topology,
-};
+use sluice_queue::{AmqpQueue, JobQueue, Outgoing, QueueError, Source};
 use tokio_util::sync::CancellationToken;
 
 mod proxy;
+mod support;
 
-fn url() -> String {
-    std::env::var("SLUICE_AMQP_URL")
-        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
-}
-
-fn topology(delivery_limit: u32) -> Topology {
-    let random = std::collections::hash_map::RandomState::new()
-        .build_hasher()
-        .finish();
-    Topology::new(format!("test-{random:016x}"), delivery_limit)
-}
-
-/// Runs `test` with a connected queue, then tears the topology down.
-async fn with_queue<F, Fut>(delivery_limit: u32, test: F)
-where
-    F: FnOnce(AmqpQueue) -> Fut,
-    Fut: Future<Output = ()>,
-{
-    let topology = topology(delivery_limit);
-    let queue = AmqpQueue::connect(&url(), topology.clone())
-        .await
-        .expect("connect");
-    let outcome = AssertUnwindSafe(test(queue)).catch_unwind().await;
-    teardown(&url(), &topology).await.expect("teardown");
-    if let Err(panic) = outcome {
-        std::panic::resume_unwind(panic);
-    }
-}
-
-fn outgoing(priority: Priority, body: &str) -> Outgoing {
-    let mut headers = BTreeMap::new();
-    headers.insert("job-id".to_owned(), format!("job-{body}"));
-    headers.insert("tenant".to_owned(), "acme".to_owned());
-    Outgoing {
-        priority,
-        body: Bytes::copy_from_slice(body.as_bytes()),
-        headers,
-    }
-}
-
-async fn publish_ok(queue: &AmqpQueue, messages: Vec<Outgoing>) {
-    let n = messages.len();
-    let results = queue.publish(messages).await;
-    assert_eq!(results.len(), n);
-    for result in results {
-        result.expect("confirmed");
-    }
-}
-
-async fn next(stream: &mut DeliveryStream) -> Delivery {
-    tokio::time::timeout(Duration::from_secs(5), stream.next())
-        .await
-        .expect("a delivery in time")
-        .expect("stream still open")
-}
-
-async fn quiet(stream: &mut DeliveryStream) -> bool {
-    tokio::time::timeout(Duration::from_millis(300), stream.next())
-        .await
-        .is_err()
-}
-
-fn body(d: &Delivery) -> String {
-    String::from_utf8(d.body.to_vec()).expect("utf-8 body")
-}
-
-/// Polls `depth` until it reads `want` (quorum queues count asynchronously
-/// after an ack or a nack).
-async fn await_depth(queue: &AmqpQueue, source: Source, want: u64) {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let depth = queue.depth(source).await.expect("depth");
-        if depth == want {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "depth of {source:?} is {depth}, want {want}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
+use support::*;
 
 #[tokio::test]
 async fn publishes_and_consumes_bodies_and_headers() {

@@ -22,6 +22,7 @@ fn the_minimal_config_loads_with_defaults() {
     assert_eq!(c.worker.max_batch_size, 32);
     assert_eq!(c.worker.prefetch(), 256);
     assert_eq!(c.jobs.retention_s, 86_400);
+    assert_eq!(c.jobs.pack_jobs, 16);
 }
 
 #[test]

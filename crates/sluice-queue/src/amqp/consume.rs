@@ -1,35 +1,48 @@
 //! Consumers: one channel each, and the deliveries settled on it by tag.
+//! A pack is handed out part by part (see [`crate::pack`]); on a job queue,
+//! a pack delivered again is split into single messages instead.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::{FutureExt, StreamExt};
 use lapin::options::{
-    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions,
-    BasicRejectOptions,
+    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions,
+    BasicPublishOptions, BasicQosOptions, BasicRejectOptions, ConfirmSelectOptions,
 };
+use lapin::publisher_confirm::Confirmation;
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Channel, Connection, Consumer};
 use tokio::time::timeout;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, warn};
+use tracing::{debug, error, warn};
 
-use super::{unavailable, RPC_TIMEOUT};
+use super::{publish, unavailable, unix_now, CONFIRM_TIMEOUT, RPC_TIMEOUT};
+use crate::pack::{self, PartSettle};
 use crate::{Delivery, DeliveryStream, QueueError, Settle, Settlement};
 
-/// Opens a channel with `prefetch` and starts consuming `queue` on it.
+/// Opens a channel with `prefetch` and starts consuming `queue` on it;
+/// with `split`, packs delivered again are split into single messages
+/// (published on this channel, in confirm mode).
 pub(super) async fn start(
     connection: &Connection,
     queue: String,
     tag: String,
     prefetch: u16,
+    split: bool,
     stop: CancellationToken,
 ) -> Result<DeliveryStream, QueueError> {
     let channel = connection
         .create_channel()
         .await
         .map_err(unavailable("channel"))?;
+    if split {
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await
+            .map_err(unavailable("confirm.select"))?;
+    }
     channel
         .basic_qos(prefetch, BasicQosOptions { global: false })
         .await
@@ -48,6 +61,8 @@ pub(super) async fn start(
         consumer,
         queue,
         tag,
+        split,
+        ready: VecDeque::new(),
         stop,
     };
     let stream = futures::stream::unfold(consuming, Consuming::step);
@@ -59,46 +74,144 @@ struct Consuming {
     consumer: Consumer,
     queue: String,
     tag: String,
+    /// Split packs delivered again (job queues).
+    split: bool,
+    /// Parts of the last pack not handed out yet.
+    ready: VecDeque<Delivery>,
     stop: CancellationToken,
 }
 
 impl Consuming {
     async fn step(mut self) -> Option<(Delivery, Self)> {
-        let next = tokio::select! {
-            biased;
-            () = self.stop.cancelled() => {
-                self.cancel().await;
-                return None;
+        loop {
+            // The rest of a pack already taken goes out first, also when
+            // stopping: its parts are this consumer's to settle.
+            if let Some(part) = self.ready.pop_front() {
+                return Some((part, self));
             }
-            next = self.consumer.next() => next,
-        };
-        match next {
-            Some(Ok(delivery)) => {
-                let delivery = self.wrap(delivery);
-                Some((delivery, self))
-            }
-            Some(Err(e)) => {
-                warn!(queue = %self.queue, error = %e, "AMQP consumer ended");
-                None
-            }
-            None => {
-                warn!(queue = %self.queue, "AMQP consumer cancelled by the broker");
-                None
+            let next = tokio::select! {
+                biased;
+                () = self.stop.cancelled() => {
+                    self.cancel().await;
+                    return None;
+                }
+                next = self.consumer.next() => next,
+            };
+            match next {
+                Some(Ok(delivery)) => {
+                    if let Some(whole) = self.take(delivery).await {
+                        return Some((whole, self));
+                    }
+                }
+                Some(Err(e)) => {
+                    warn!(queue = %self.queue, error = %e, "AMQP consumer ended");
+                    return None;
+                }
+                None => {
+                    warn!(queue = %self.queue, "AMQP consumer cancelled by the broker");
+                    return None;
+                }
             }
         }
     }
 
-    fn wrap(&self, delivery: lapin::message::Delivery) -> Delivery {
-        let (headers, delivery_count) = read_headers(delivery.properties.headers().as_ref());
-        Delivery {
-            body: Bytes::from(delivery.data),
+    /// A message to hand out whole; or, for a pack, `None` once its parts
+    /// are queued in `ready` (or it was split into single messages).
+    async fn take(&mut self, delivery: lapin::message::Delivery) -> Option<Delivery> {
+        let (mut headers, delivery_count) = read_headers(delivery.properties.headers().as_ref());
+        let settle = Box::new(AmqpSettle {
+            channel: self.channel.clone(),
+            tag: delivery.delivery_tag,
+        });
+        let body = Bytes::from(delivery.data);
+        let redelivered = delivery.redelivered;
+        let whole = |body, headers, settle| Delivery {
+            body,
             headers,
-            redelivered: delivery.redelivered,
+            redelivered,
             delivery_count,
-            settle: Box::new(AmqpSettle {
-                channel: self.channel.clone(),
-                tag: delivery.delivery_tag,
-            }),
+            settle,
+        };
+        if headers.remove(pack::PACK_HEADER).is_none() {
+            return Some(whole(body, headers, settle));
+        }
+        let parts = match pack::decode(&body) {
+            Ok(parts) => parts,
+            Err(e) => {
+                // Handed out whole: its consumer finds it undecodable.
+                error!(queue = %self.queue, error = %e, "undecodable pack");
+                return Some(whole(body, headers, settle));
+            }
+        };
+        if self.split && delivery.redelivered {
+            self.split_pack(&delivery.exchange, &delivery.routing_key, settle, parts)
+                .await;
+            return None;
+        }
+        if parts.is_empty() {
+            let _ = settle.settle(Settlement::Ack).await;
+            return None;
+        }
+        let settles = PartSettle::split(settle, parts.len());
+        for (part, settle) in parts.into_iter().zip(settles) {
+            let mut part_headers = headers.clone();
+            part_headers.extend(part.headers);
+            self.ready.push_back(Delivery {
+                body: part.body,
+                headers: part_headers,
+                redelivered: delivery.redelivered,
+                delivery_count,
+                settle: Box::new(settle),
+            });
+        }
+        None
+    }
+
+    /// Republishes each part of a pack delivered again as its own message
+    /// (to where the pack went), then acks the pack; if any part is not
+    /// confirmed, the pack goes back to the queue instead.
+    async fn split_pack(
+        &self,
+        exchange: &lapin::types::ShortString,
+        routing_key: &lapin::types::ShortString,
+        settle: Box<AmqpSettle>,
+        parts: Vec<pack::Part>,
+    ) {
+        let timestamp = unix_now();
+        let mut confirms = Vec::with_capacity(parts.len());
+        for part in &parts {
+            let publish = self.channel.basic_publish(
+                exchange.as_str(),
+                routing_key.as_str(),
+                BasicPublishOptions::default(),
+                &part.body,
+                publish::header_properties(&part.headers, timestamp),
+            );
+            match publish.await {
+                Ok(confirm) => confirms.push(confirm),
+                Err(e) => {
+                    warn!(queue = %self.queue, error = %e, "splitting a pack; requeueing it");
+                    let _ = settle.settle(Settlement::Requeue).await;
+                    return;
+                }
+            }
+        }
+        let mut all_confirmed = true;
+        for confirm in confirms {
+            all_confirmed &= matches!(
+                timeout(CONFIRM_TIMEOUT, confirm).await,
+                Ok(Ok(Confirmation::Ack(_)))
+            );
+        }
+        let how = if all_confirmed {
+            debug!(queue = %self.queue, parts = parts.len(), "pack delivered again; split");
+            Settlement::Ack
+        } else {
+            warn!(queue = %self.queue, "a split part was not confirmed; requeueing the pack");
+            Settlement::Requeue
+        };
+        if let Err(e) = settle.settle(how).await {
+            warn!(queue = %self.queue, error = %e, "settling a split pack");
         }
     }
 

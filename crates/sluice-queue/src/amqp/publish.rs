@@ -1,28 +1,97 @@
 //! Publish properties, and each message's outcome from its confirm.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 
 use lapin::publisher_confirm::{Confirmation, PublisherConfirm};
 use lapin::types::FieldTable;
 use lapin::BasicProperties;
 use tokio::time::{timeout_at, Instant};
 
-use super::{string_arg, CONFIRM_TIMEOUT};
-use crate::{Outgoing, QueueError};
+use super::{string_arg, Frame, CONFIRM_TIMEOUT};
+use crate::{pack, Outgoing, QueueError};
 
 pub(super) fn properties(message: &Outgoing, timestamp: u64) -> BasicProperties {
+    header_properties(&message.headers, timestamp)
+}
+
+/// Persistent, with these headers, and the job id as the message id.
+pub(super) fn header_properties(
+    message_headers: &BTreeMap<String, String>,
+    timestamp: u64,
+) -> BasicProperties {
     let mut headers = FieldTable::default();
-    for (key, value) in &message.headers {
+    for (key, value) in message_headers {
         headers.insert(key.as_str().into(), string_arg(value));
     }
     let properties = BasicProperties::default()
         .with_delivery_mode(2)
         .with_timestamp(timestamp)
         .with_headers(headers);
-    match message.headers.get("job-id") {
+    match message_headers.get("job-id") {
         Some(id) => properties.with_message_id(id.as_str().into()),
         None => properties,
     }
+}
+
+/// The frame of one group of `messages` (see [`pack::plan`]): the message
+/// itself when alone, else a pack of them.
+pub(super) fn frame(
+    exchange: &str,
+    messages: &[Outgoing],
+    group: &[usize],
+    timestamp: u64,
+) -> Frame {
+    let first = &messages[group[0]];
+    let routing_key = first.priority.as_str().to_owned();
+    if group.len() == 1 {
+        return Frame {
+            exchange: exchange.to_owned(),
+            routing_key,
+            body: first.body.clone(),
+            properties: properties(first, timestamp),
+            message_id: first.headers.get("job-id").cloned(),
+        };
+    }
+    let body = pack::encode(group.iter().map(|&i| &messages[i]));
+    // The first job's id is unique, and names the pack if it comes back.
+    let message_id = first.headers.get("job-id").map(|id| format!("pack-{id}"));
+    let mut headers = FieldTable::default();
+    headers.insert(
+        pack::PACK_HEADER.into(),
+        string_arg(&group.len().to_string()),
+    );
+    let properties = BasicProperties::default()
+        .with_delivery_mode(2)
+        .with_timestamp(timestamp)
+        .with_headers(headers);
+    let properties = match &message_id {
+        Some(id) => properties.with_message_id(id.as_str().into()),
+        None => properties,
+    };
+    Frame {
+        exchange: exchange.to_owned(),
+        routing_key,
+        body,
+        properties,
+        message_id,
+    }
+}
+
+/// Each of `n` messages' outcome, from the outcome of the frame of its group.
+pub(super) fn spread(
+    n: usize,
+    groups: &[Vec<usize>],
+    outcomes: Vec<Result<(), QueueError>>,
+) -> Vec<Result<(), QueueError>> {
+    let mut each: Vec<Result<(), QueueError>> = (0..n)
+        .map(|_| Err(QueueError::Unavailable("not published".into())))
+        .collect();
+    for (group, outcome) in groups.iter().zip(outcomes) {
+        for &i in group {
+            each[i] = outcome.clone();
+        }
+    }
+    each
 }
 
 pub(super) async fn await_confirm(

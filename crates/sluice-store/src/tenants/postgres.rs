@@ -38,9 +38,13 @@ pub async fn connect(url: &str) -> Result<PgPool, StoreError> {
             "the database URL must start with postgres:// or postgresql://".into(),
         )));
     }
+    // No ping before each use: it doubled the round trips of every ledger
+    // write. A connection PostgreSQL dropped fails its next query instead,
+    // and the callers retry store errors (the worker) or answer 503 (the API).
     let pool = PgPoolOptions::new()
         .max_connections(MAX_CONNECTIONS)
         .acquire_timeout(ACQUIRE_TIMEOUT)
+        .test_before_acquire(false)
         .connect(url)
         .await?;
     Ok(pool)

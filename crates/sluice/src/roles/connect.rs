@@ -53,7 +53,8 @@ pub async fn redis(
 }
 
 pub async fn rabbitmq(conn: &Connections, config: &Config) -> anyhow::Result<Arc<AmqpQueue>> {
-    let topology = Topology::new(conn.prefix.clone(), config.worker.delivery_limit);
+    let topology = Topology::new(conn.prefix.clone(), config.worker.delivery_limit)
+        .with_pack_jobs(config.jobs.pack_jobs);
     amqp(conn, topology).await
 }
 
@@ -64,6 +65,7 @@ pub async fn rabbitmq_for_webhooks(
     config: &Config,
 ) -> anyhow::Result<Arc<AmqpQueue>> {
     let topology = Topology::new(conn.prefix.clone(), config.worker.delivery_limit)
+        .with_pack_jobs(config.jobs.pack_jobs)
         .with_webhook_delays(config.webhooks.delays_ms());
     amqp(conn, topology).await
 }

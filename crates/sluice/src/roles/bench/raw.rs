@@ -33,10 +33,12 @@ mod bytes_body {
 }
 
 pub async fn ceiling(amqp_url: &str, messages: usize) -> anyhow::Result<RawCeiling> {
+    // One message per publish, as the baseline is meant to be.
     let topology = Topology::new(
         format!("bench-raw-{}", ulid::Ulid::new().to_string().to_lowercase()),
         5,
-    );
+    )
+    .with_pack_jobs(1);
     let queue = AmqpQueue::connect(amqp_url, topology.clone()).await?;
     let result = measure(&queue, messages).await;
     queue.close().await;

@@ -1,0 +1,205 @@
+//! Packs on a real RabbitMQ: jobs published together share a message, yet
+//! each is delivered and settled on its own; a pack delivered again comes
+//! back as single messages. Each test has its own prefix (see `support`).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use sluice_core::Priority;
+use sluice_queue::{AmqpQueue, Delivery, DeliveryStream, JobQueue, Source};
+use tokio_util::sync::CancellationToken;
+
+mod support;
+
+use support::*;
+
+async fn with_packs_of<F, Fut>(jobs: usize, test: F)
+where
+    F: FnOnce(AmqpQueue) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    with_topology(topology(5).with_pack_jobs(jobs), test).await;
+}
+
+async fn consumer(queue: &AmqpQueue, source: Source) -> DeliveryStream {
+    queue
+        .consume(source, 4, CancellationToken::new())
+        .await
+        .unwrap()
+}
+
+async fn take(stream: &mut DeliveryStream, n: usize) -> Vec<Delivery> {
+    let mut got = Vec::with_capacity(n);
+    for _ in 0..n {
+        got.push(next(stream).await);
+    }
+    got
+}
+
+fn bodies(deliveries: &[Delivery]) -> Vec<String> {
+    deliveries.iter().map(body).collect()
+}
+
+fn names(prefix: &str, n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("{prefix}{i}")).collect()
+}
+
+#[tokio::test]
+async fn jobs_published_together_share_messages_and_arrive_one_by_one() {
+    with_packs_of(16, |queue| async move {
+        let standard = names("s", 40);
+        let mut messages: Vec<_> = standard
+            .iter()
+            .map(|b| outgoing(Priority::Standard, b))
+            .collect();
+        messages.insert(7, outgoing(Priority::Interactive, "fast"));
+        publish_ok(&queue, messages).await;
+        // 40 standard jobs in packs of 16, 16 and 8; the interactive one alone.
+        await_depth(&queue, Source::Jobs(Priority::Standard), 3).await;
+        await_depth(&queue, Source::Jobs(Priority::Interactive), 1).await;
+
+        let mut stream = consumer(&queue, Source::Jobs(Priority::Standard)).await;
+        let got = take(&mut stream, 40).await;
+        assert_eq!(bodies(&got), standard);
+        for d in &got {
+            assert_eq!(d.headers.get("job-id"), Some(&format!("job-{}", body(d))));
+            assert_eq!(d.headers.get("tenant").map(String::as_str), Some("acme"));
+            assert!(!d.headers.contains_key(sluice_queue::pack::PACK_HEADER));
+            assert_eq!((d.redelivered, d.delivery_count), (false, 0));
+        }
+        for d in got {
+            d.ack().await.unwrap();
+        }
+        assert!(quiet(&mut stream).await);
+        let mut fast = consumer(&queue, Source::Jobs(Priority::Interactive)).await;
+        let d = next(&mut fast).await;
+        assert_eq!(body(&d), "fast");
+        d.ack().await.unwrap();
+        await_depth(&queue, Source::Jobs(Priority::Standard), 0).await;
+        queue.close().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_pack_held_in_part_comes_back_as_single_messages() {
+    with_packs_of(16, |queue| async move {
+        let sent = names("p", 3);
+        publish_ok(
+            &queue,
+            sent.iter().map(|b| outgoing(Priority::Batch, b)).collect(),
+        )
+        .await;
+        let mut stream = consumer(&queue, Source::Jobs(Priority::Batch)).await;
+        let mut got = take(&mut stream, 3).await;
+        let held = got.pop().unwrap();
+        for d in got {
+            d.ack().await.unwrap();
+        }
+        // Two of three parts acked: the pack is still the consumer's.
+        assert!(quiet(&mut stream).await);
+        await_depth(&queue, Source::Jobs(Priority::Batch), 0).await;
+
+        // Its worker dies holding the third part: the pack is delivered
+        // again, and split into one message per job.
+        drop((held, stream));
+        queue.close().await;
+        let again = AmqpQueue::connect(&url(), queue.topology().clone())
+            .await
+            .unwrap();
+        let mut stream = consumer(&again, Source::Jobs(Priority::Batch)).await;
+        let singles = take(&mut stream, 3).await;
+        assert_eq!(bodies(&singles), sent);
+        for d in &singles {
+            assert_eq!(d.headers.get("job-id"), Some(&format!("job-{}", body(d))));
+        }
+        // Each now has its own delivery count.
+        let mut singles = singles.into_iter();
+        singles.next().unwrap().requeue().await.unwrap();
+        for d in singles {
+            d.ack().await.unwrap();
+        }
+        let back = next(&mut stream).await;
+        assert_eq!(body(&back), "p0");
+        assert_eq!((back.redelivered, back.delivery_count), (true, 1));
+        back.ack().await.unwrap();
+        assert!(quiet(&mut stream).await);
+        await_depth(&again, Source::Jobs(Priority::Batch), 0).await;
+        again.close().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_requeued_part_brings_its_pack_back_split() {
+    with_packs_of(16, |queue| async move {
+        let sent = names("r", 4);
+        publish_ok(
+            &queue,
+            sent.iter()
+                .map(|b| outgoing(Priority::Standard, b))
+                .collect(),
+        )
+        .await;
+        let mut stream = consumer(&queue, Source::Jobs(Priority::Standard)).await;
+        let got = take(&mut stream, 4).await;
+        for (i, d) in got.into_iter().enumerate() {
+            if i == 2 {
+                d.requeue().await.unwrap();
+            } else {
+                d.ack().await.unwrap();
+            }
+        }
+        // The acked parts come back too (their stored end makes a worker
+        // skip them); every one as a message of its own.
+        let singles = take(&mut stream, 4).await;
+        assert_eq!(bodies(&singles), sent);
+        for d in singles {
+            d.ack().await.unwrap();
+        }
+        assert!(quiet(&mut stream).await);
+        await_depth(&queue, Source::Jobs(Priority::Standard), 0).await;
+        queue.close().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_dead_lettered_part_takes_its_pack_to_the_dead_letter_queue_intact() {
+    with_packs_of(16, |queue| async move {
+        let sent = names("d", 3);
+        publish_ok(
+            &queue,
+            sent.iter()
+                .map(|b| outgoing(Priority::Standard, b))
+                .collect(),
+        )
+        .await;
+        let mut stream = consumer(&queue, Source::Jobs(Priority::Standard)).await;
+        let got = take(&mut stream, 3).await;
+        for (i, d) in got.into_iter().enumerate() {
+            if i == 1 {
+                d.dead_letter().await.unwrap();
+            } else {
+                d.ack().await.unwrap();
+            }
+        }
+        await_depth(&queue, Source::DeadLetters, 1).await;
+        let mut dead = consumer(&queue, Source::DeadLetters).await;
+        let parts = take(&mut dead, 3).await;
+        assert_eq!(bodies(&parts), sent);
+        for d in &parts {
+            assert_eq!(d.headers.get("job-id"), Some(&format!("job-{}", body(d))));
+            assert_eq!(
+                d.headers.get("x-first-death-reason").map(String::as_str),
+                Some("rejected")
+            );
+        }
+        for d in parts {
+            d.ack().await.unwrap();
+        }
+        await_depth(&queue, Source::DeadLetters, 0).await;
+        await_depth(&queue, Source::Jobs(Priority::Standard), 0).await;
+        queue.close().await;
+    })
+    .await;
+}
