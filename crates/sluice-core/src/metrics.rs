@@ -127,7 +127,7 @@ impl Metrics {
             ),
             queue_depth: b.gauge_vec(
                 "sluice_queue_depth",
-                "Messages ready in each queue (interactive, standard, batch, dead), read from the broker every few seconds.",
+                "Messages ready in each queue (interactive, standard, batch, dead), read from the broker every few seconds. A message holds up to `jobs.pack_jobs` jobs.",
                 &["queue"],
             ),
             queue_wait: b.histogram(
