@@ -41,8 +41,25 @@ use sluice_store::webhooks::WebhookStore;
 use crate::extract::KeyCache;
 use crate::problem::ApiError;
 
+/// What every handler gets: the shared backends behind one `Arc` (a
+/// request clones one pointer, not each backend), and the shutdown token.
 #[derive(Clone)]
 pub struct AppState {
+    shared: Arc<Shared>,
+    /// Cancelled when the process shuts down: long-polls answer at once
+    /// (with the job as it is), so a rollout does not wait out their `wait`.
+    pub shutdown: tokio_util::sync::CancellationToken,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.shared
+    }
+}
+
+/// The backends and caches the handlers share.
+pub struct Shared {
     pub config: Arc<Config>,
     pub queue: Arc<dyn JobQueue>,
     pub store: Arc<dyn JobStore>,
@@ -56,9 +73,6 @@ pub struct AppState {
     pub usage: Arc<dyn UsageLedger>,
     /// Tenants' spend this month, read again every few seconds.
     pub spend: Arc<budget::SpendCache>,
-    /// Cancelled when the process shuts down: long-polls answer at once
-    /// (with the job as it is), so a rollout does not wait out their `wait`.
-    pub shutdown: tokio_util::sync::CancellationToken,
     /// Webhook endpoints, secrets and deliveries.
     pub webhooks: Arc<dyn WebhookStore>,
     /// Where a job's end is announced (cancel).
@@ -106,7 +120,7 @@ impl AppState {
             cache::semantic::SemanticIndex::new(router, &b.config.cache.semantic).map(Arc::new)
         });
         let cache_rows = cache::ledger::RowWriter::start(Arc::clone(&b.usage), tasks);
-        Self {
+        let shared = Shared {
             cache: b.cache,
             semantic,
             cache_rows,
@@ -120,11 +134,14 @@ impl AppState {
             metrics: b.metrics,
             keys: Arc::default(),
             spend: Arc::default(),
-            shutdown: tokio_util::sync::CancellationToken::new(),
             webhooks: b.webhooks,
             events: b.events,
             webhook_queue: b.webhook_queue,
             endpoints: Arc::default(),
+        };
+        Self {
+            shared: Arc::new(shared),
+            shutdown: tokio_util::sync::CancellationToken::new(),
         }
     }
 

@@ -34,4 +34,7 @@ pub enum StoreError {
     NotFound(String),
     #[error("{0}")]
     Unmigrated(String),
+    /// A write shared with other callers failed (its cause, as text).
+    #[error("{0}")]
+    Unavailable(String),
 }

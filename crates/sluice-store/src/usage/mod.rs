@@ -1,5 +1,6 @@
 //! The usage ledger: one row per finished job, and reports over it.
 
+mod group;
 mod memory;
 mod postgres;
 
@@ -11,6 +12,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sluice_core::ledger::LedgerRow;
 
+pub use group::GroupCommitLedger;
 pub use memory::MemoryLedger;
 pub use postgres::PgLedger;
 

@@ -7,6 +7,7 @@ use std::time::Duration;
 use sluice_core::metrics::Metrics;
 use sluice_providers::Router;
 use sluice_queue::JobQueue;
+use sluice_store::usage::{GroupCommitLedger, PgLedger};
 use sluice_worker::Worker;
 use tokio_util::task::TaskTracker;
 
@@ -22,7 +23,12 @@ pub async fn run(
     let config = connect::load_config(&config)?;
     // The worker writes the usage ledger; it refuses an unmigrated database.
     let tenants = connect::postgres(&conn).await?;
-    let ledger = Arc::new(sluice_store::usage::PgLedger::new(tenants.pool().clone()));
+    let tasks = TaskTracker::new();
+    // Concurrent batches' rows go in one insert.
+    let ledger = Arc::new(GroupCommitLedger::start(
+        Arc::new(PgLedger::new(tenants.pool().clone())),
+        &tasks,
+    ));
     let store = connect::redis(&conn, &config, 4).await?;
     let queue = connect::rabbitmq(&conn, &config).await?;
     let metrics = Arc::new(Metrics::with_options(config.metrics.options()));
@@ -31,7 +37,6 @@ pub async fn run(
         .map_err(anyhow::Error::msg)?;
     let shutdown = shutdown_signal();
 
-    let tasks = TaskTracker::new();
     if let Some(addr) = metrics_listen {
         let metrics = Arc::clone(&metrics);
         super::metrics_endpoint::serve("worker", addr, metrics, shutdown.clone(), &tasks).await?;

@@ -72,6 +72,11 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
 }
 
 async fn throughput(args: ThroughputArgs) -> anyhow::Result<()> {
+    let extra = match &args.config {
+        Some(path) => std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?,
+        None => String::new(),
+    };
     let mut report = report::Report::default();
     eprintln!(
         "bench: raw broker ceiling ({} persistent messages, quorum queue)",
@@ -79,11 +84,6 @@ async fn throughput(args: ThroughputArgs) -> anyhow::Result<()> {
     );
     report.raw = Some(raw::ceiling(&args.conn.amqp_url, args.raw_messages).await?);
 
-    let extra = match &args.config {
-        Some(path) => std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read {}", path.display()))?,
-        None => String::new(),
-    };
     let mock = children::MockSpec::default_mock(&[], "");
     let mut stack =
         children::BenchStack::start_with(&args.conn, args.workers, &[mock], &extra).await?;
@@ -104,6 +104,8 @@ async fn throughput(args: ThroughputArgs) -> anyhow::Result<()> {
     .await;
     stack.stop().await;
     outcome?;
+    eprintln!("bench: raw broker ceiling again");
+    report.raw_after = Some(raw::ceiling(&args.conn.amqp_url, args.raw_messages).await?);
 
     let table = report.markdown();
     crate::runtime::say(&table);

@@ -1,0 +1,91 @@
+//! `sluice bench throughput` end to end, at a tiny size: it measures the
+//! broker's raw ceiling (before and after), starts its own stack on the
+//! real services with the `--config` given, and reports every phase with
+//! no job lost. The rates themselves are the bench's to report, not a
+//! test's to assert.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use sluice_e2e::binary;
+use tokio::process::Command;
+
+async fn throughput(args: &[&str]) -> std::process::Output {
+    let run = Command::new(binary())
+        .args(["bench", "throughput"])
+        .args(args)
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    tokio::time::timeout(Duration::from_secs(240), run)
+        .await
+        .expect("bench throughput finishes within 4 minutes")
+        .expect("bench throughput starts")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bench_throughput_reports_every_phase_with_nothing_lost() {
+    let dir = std::env::temp_dir().join(format!("sluice-e2e-tp-{}", ulid::Ulid::new()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("extra.toml");
+    std::fs::write(&config, "[jobs]\npack_jobs = 4\n").unwrap();
+    let json = dir.join("figures.json");
+    let ran = throughput(&[
+        "--jobs",
+        "300",
+        "--concurrency",
+        "16",
+        "--batch-size",
+        "50",
+        "--limiter-jobs",
+        "40",
+        "--backlog",
+        "300",
+        "--raw-messages",
+        "400",
+        "--config",
+        &config.display().to_string(),
+        "--json",
+        &json.display().to_string(),
+    ])
+    .await;
+    let stderr = String::from_utf8_lossy(&ran.stderr);
+    assert!(ran.status.success(), "bench throughput failed:\n{stderr}");
+    let table = String::from_utf8_lossy(&ran.stdout);
+    for row in [
+        "broker raw publish (confirmed, persistent, quorum)",
+        "API accepted jobs/s (1 job(s) per request, 16 clients)",
+        "API accepted jobs/s (50 job(s) per request, 2 clients)",
+        "finished jobs/s end to end (50 job(s) per request, 2 clients)",
+        "backlog drain, one worker",
+        "worker peak RSS with the backlog waiting",
+    ] {
+        assert!(table.contains(row), "no row {row:?} in:\n{table}");
+    }
+    assert!(table.contains("after the run"), "{table}");
+    assert!(table.contains("(300 of 300, 0 not accepted)"), "{table}");
+
+    let figures: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&json).expect("JSON written")).unwrap();
+    for steady in figures["steady"].as_array().unwrap() {
+        assert_eq!(steady["accepted"], 300, "{steady}");
+        assert!(steady["finished_per_s"].as_f64().unwrap() > 0.0, "{steady}");
+    }
+    assert!(figures["raw_after"]["publish_per_s"].as_f64().unwrap() > 0.0);
+    assert!(figures["backlog"]["worker_peak_rss_mib"].as_f64().unwrap() > 0.0);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test]
+async fn bench_throughput_refuses_a_config_it_cannot_read_in_one_line() {
+    let ran = throughput(&["--config", "/nonexistent/sluice-extra.toml"]).await;
+    assert!(!ran.status.success());
+    let stderr = String::from_utf8_lossy(&ran.stderr);
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("error: ") && last.contains("/nonexistent/sluice-extra.toml"),
+        "{stderr}"
+    );
+}
