@@ -59,7 +59,9 @@ async fn bench_throughput_reports_every_phase_with_nothing_lost() {
         "API accepted jobs/s (1 job(s) per request, 16 clients)",
         "API accepted jobs/s (50 job(s) per request, 2 clients)",
         "finished jobs/s end to end (50 job(s) per request, 2 clients)",
-        "backlog drain, one worker",
+        "backlog drain, one worker (1 job(s) per request",
+        "API accepted jobs/s, workers stopped (50 job(s) per request",
+        "backlog drain, one worker (50 job(s) per request",
         "worker peak RSS with the backlog waiting",
     ] {
         assert!(table.contains(row), "no row {row:?} in:\n{table}");
@@ -74,7 +76,12 @@ async fn bench_throughput_reports_every_phase_with_nothing_lost() {
         assert!(steady["finished_per_s"].as_f64().unwrap() > 0.0, "{steady}");
     }
     assert!(figures["raw_after"]["publish_per_s"].as_f64().unwrap() > 0.0);
-    assert!(figures["backlog"]["worker_peak_rss_mib"].as_f64().unwrap() > 0.0);
+    for backlog in ["backlog", "backlog_batches"] {
+        let b = &figures[backlog];
+        assert_eq!(b["jobs"], 300, "{b}");
+        assert!(b["drain_per_s"].as_f64().unwrap() > 0.0, "{b}");
+        assert!(b["worker_peak_rss_mib"].as_f64().unwrap() > 0.0, "{b}");
+    }
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

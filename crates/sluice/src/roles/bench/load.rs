@@ -252,16 +252,20 @@ pub async fn limiter_overhead(
     })
 }
 
-/// With the workers stopped, submits `args.backlog` single-job requests
-/// (the API and broker alone), then starts one worker and samples its
-/// memory while it drains them.
-pub async fn backlog(stack: &mut BenchStack, args: &ThroughputArgs) -> anyhow::Result<Backlog> {
+/// With the workers stopped, submits `args.backlog` jobs, `per_request` at
+/// a time (the API and broker alone), then starts one worker and samples
+/// its memory while it drains them.
+pub async fn backlog(
+    stack: &mut BenchStack,
+    args: &ThroughputArgs,
+    per_request: usize,
+) -> anyhow::Result<Backlog> {
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(args.concurrency)
         .build()?;
     let finished = Finished::start(&args.conn.redis_url, &stack.prefix).await?;
     stack.stop_workers().await;
-    let s = submit_all(stack, &http, args.backlog, 1, args.concurrency).await;
+    let s = submit_all(stack, &http, args.backlog, per_request, args.concurrency).await;
     anyhow::ensure!(
         s.accepted == args.backlog,
         "only {} of {} backlog jobs accepted",
@@ -287,6 +291,7 @@ pub async fn backlog(stack: &mut BenchStack, args: &ThroughputArgs) -> anyhow::R
     finished.stop().await;
     Ok(Backlog {
         jobs: args.backlog,
+        jobs_per_request: per_request,
         clients: s.clients,
         ingest_per_s: s.accepted_per_s,
         ingest_p50_ms: s.p50_ms,

@@ -98,7 +98,12 @@ async fn throughput(args: ThroughputArgs) -> anyhow::Result<()> {
             "bench: backlog phase ({} jobs waiting, then one worker)",
             args.backlog
         );
-        report.backlog = Some(load::backlog(&mut stack, &args).await?);
+        report.backlog = Some(load::backlog(&mut stack, &args, 1).await?);
+        eprintln!(
+            "bench: backlog phase again, its jobs submitted {} per request",
+            args.batch_size
+        );
+        report.backlog_batches = Some(load::backlog(&mut stack, &args, args.batch_size).await?);
         anyhow::Ok(())
     }
     .await;

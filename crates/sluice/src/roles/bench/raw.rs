@@ -102,7 +102,9 @@ async fn measure(queue: &AmqpQueue, messages: usize) -> anyhow::Result<RawCeilin
         consumed += 1;
     }
     let consume_s = started.elapsed().as_secs_f64();
+    // Cancel the consumer at the broker before the connection closes.
     stop.cancel();
+    while deliveries.next().await.is_some() {}
     Ok(RawCeiling {
         messages,
         publish_per_s: messages as f64 / publish_s,

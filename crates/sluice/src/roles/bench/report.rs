@@ -12,6 +12,8 @@ pub struct Report {
     pub raw_after: Option<RawCeiling>,
     pub steady: Vec<Steady>,
     pub backlog: Option<Backlog>,
+    /// The same backlog phase, its jobs submitted in batches.
+    pub backlog_batches: Option<Backlog>,
     pub limiter: Option<Limiter>,
 }
 
@@ -40,6 +42,7 @@ pub struct Limiter {
 #[derive(Debug, Serialize)]
 pub struct Backlog {
     pub jobs: usize,
+    pub jobs_per_request: usize,
     pub clients: usize,
     pub ingest_per_s: f64,
     pub ingest_p50_ms: f64,
@@ -126,12 +129,13 @@ impl Report {
                 ),
             );
         }
-        if let Some(b) = &self.backlog {
+        for b in self.backlog.iter().chain(&self.backlog_batches) {
+            let how = format!(
+                "{} job(s) per request, {} clients",
+                b.jobs_per_request, b.clients
+            );
             row(
-                &format!(
-                    "API accepted jobs/s, workers stopped (1 job per request, {} clients)",
-                    b.clients
-                ),
+                &format!("API accepted jobs/s, workers stopped ({how})"),
                 format!(
                     "{:.0} (p50 {:.1} ms, p99 {:.1} ms)",
                     b.ingest_per_s, b.ingest_p50_ms, b.ingest_p99_ms
@@ -139,12 +143,12 @@ impl Report {
                 format!("≥ {:.0} (½ raw publish)", ceiling / 2.0),
             );
             row(
-                "backlog drain, one worker",
+                &format!("backlog drain, one worker ({how})"),
                 format!("{:.0} jobs/s ({} jobs)", b.drain_per_s, b.jobs),
                 "—".into(),
             );
             row(
-                "worker peak RSS with the backlog waiting",
+                &format!("worker peak RSS with the backlog waiting ({how})"),
                 format!("{:.1} MiB", b.worker_peak_rss_mib),
                 "< 150 MiB".into(),
             );
