@@ -15,5 +15,5 @@ pub mod receiver;
 mod stack;
 
 pub use client::{is_terminal, Client, Response};
-pub use process::{binary, Role};
+pub use process::{binary, run_bench, Role};
 pub use stack::{amqp_url, redis_url, CompletionCounter, Stack, StackOptions, TEST_WEBHOOKS_TOML};

@@ -27,6 +27,21 @@ pub fn binary() -> PathBuf {
     bin
 }
 
+/// Runs `sluice bench KIND ARGS…` to its end (at most 4 minutes), as a
+/// user would, with its own stack on the real services.
+pub async fn run_bench(kind: &str, args: &[&str]) -> std::process::Output {
+    let run = Command::new(binary())
+        .args(["bench", kind])
+        .args(args)
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    tokio::time::timeout(Duration::from_secs(240), run)
+        .await
+        .unwrap_or_else(|_| panic!("bench {kind} finishes within 4 minutes"))
+        .unwrap_or_else(|e| panic!("bench {kind} starts: {e}"))
+}
+
 pub struct Role {
     pub name: String,
     child: Child,

@@ -7,27 +7,15 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::PathBuf;
-use std::process::Stdio;
-use std::time::Duration;
 
-use sluice_e2e::binary;
-use tokio::process::Command;
+use sluice_e2e::run_bench;
 
 fn out_dir(name: &str) -> PathBuf {
     std::env::temp_dir().join(format!("sluice-e2e-{name}-{}", ulid::Ulid::new()))
 }
 
 async fn econ(args: &[&str]) -> std::process::Output {
-    let run = Command::new(binary())
-        .args(["bench", "econ"])
-        .args(args)
-        .stdin(Stdio::null())
-        .kill_on_drop(true)
-        .output();
-    tokio::time::timeout(Duration::from_secs(240), run)
-        .await
-        .expect("bench econ finishes within 4 minutes")
-        .expect("bench econ starts")
+    run_bench("econ", args).await
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -6,23 +6,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::process::Stdio;
-use std::time::Duration;
-
-use sluice_e2e::binary;
-use tokio::process::Command;
+use sluice_e2e::run_bench;
 
 async fn throughput(args: &[&str]) -> std::process::Output {
-    let run = Command::new(binary())
-        .args(["bench", "throughput"])
-        .args(args)
-        .stdin(Stdio::null())
-        .kill_on_drop(true)
-        .output();
-    tokio::time::timeout(Duration::from_secs(240), run)
-        .await
-        .expect("bench throughput finishes within 4 minutes")
-        .expect("bench throughput starts")
+    run_bench("throughput", args).await
 }
 
 #[tokio::test(flavor = "multi_thread")]

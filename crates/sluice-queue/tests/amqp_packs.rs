@@ -43,6 +43,36 @@ fn names(prefix: &str, n: usize) -> Vec<String> {
     (0..n).map(|i| format!("{prefix}{i}")).collect()
 }
 
+/// Publishes `sent` as one standard pack, takes its parts, and settles
+/// part `odd` with `settle_odd` and every other part with an ack.
+async fn settle_pack<F, Fut>(
+    queue: &AmqpQueue,
+    sent: &[String],
+    odd: usize,
+    settle_odd: F,
+) -> DeliveryStream
+where
+    F: FnOnce(Delivery) -> Fut,
+    Fut: std::future::Future<Output = Result<(), sluice_queue::QueueError>>,
+{
+    publish_ok(
+        queue,
+        sent.iter()
+            .map(|b| outgoing(Priority::Standard, b))
+            .collect(),
+    )
+    .await;
+    let mut stream = consumer(queue, Source::Jobs(Priority::Standard)).await;
+    let mut settle_odd = Some(settle_odd);
+    for (i, d) in take(&mut stream, sent.len()).await.into_iter().enumerate() {
+        match settle_odd.take_if(|_| i == odd) {
+            Some(settle) => settle(d).await.unwrap(),
+            None => d.ack().await.unwrap(),
+        }
+    }
+    stream
+}
+
 #[tokio::test]
 async fn jobs_published_together_share_messages_and_arrive_one_by_one() {
     with_packs_of(16, |queue| async move {
@@ -133,22 +163,7 @@ async fn a_pack_held_in_part_comes_back_as_single_messages() {
 async fn a_requeued_part_brings_its_pack_back_split() {
     with_packs_of(16, |queue| async move {
         let sent = names("r", 4);
-        publish_ok(
-            &queue,
-            sent.iter()
-                .map(|b| outgoing(Priority::Standard, b))
-                .collect(),
-        )
-        .await;
-        let mut stream = consumer(&queue, Source::Jobs(Priority::Standard)).await;
-        let got = take(&mut stream, 4).await;
-        for (i, d) in got.into_iter().enumerate() {
-            if i == 2 {
-                d.requeue().await.unwrap();
-            } else {
-                d.ack().await.unwrap();
-            }
-        }
+        let mut stream = settle_pack(&queue, &sent, 2, Delivery::requeue).await;
         // The acked parts come back too (their stored end makes a worker
         // skip them); every one as a message of its own.
         let singles = take(&mut stream, 4).await;
@@ -167,22 +182,7 @@ async fn a_requeued_part_brings_its_pack_back_split() {
 async fn a_dead_lettered_part_takes_its_pack_to_the_dead_letter_queue_intact() {
     with_packs_of(16, |queue| async move {
         let sent = names("d", 3);
-        publish_ok(
-            &queue,
-            sent.iter()
-                .map(|b| outgoing(Priority::Standard, b))
-                .collect(),
-        )
-        .await;
-        let mut stream = consumer(&queue, Source::Jobs(Priority::Standard)).await;
-        let got = take(&mut stream, 3).await;
-        for (i, d) in got.into_iter().enumerate() {
-            if i == 1 {
-                d.dead_letter().await.unwrap();
-            } else {
-                d.ack().await.unwrap();
-            }
-        }
+        let _stream = settle_pack(&queue, &sent, 1, Delivery::dead_letter).await;
         await_depth(&queue, Source::DeadLetters, 1).await;
         let mut dead = consumer(&queue, Source::DeadLetters).await;
         let parts = take(&mut dead, 3).await;
