@@ -33,7 +33,13 @@ pub enum Ended {
 }
 
 impl Ended {
+    /// What a job's end passes on to the cache and to the jobs that joined
+    /// it. A job without a cache directive has neither, so nothing of its
+    /// answer is copied (`NotRun`: nothing to pass on).
     pub fn from_outcome(message: &JobMessage, outcome: &Outcome) -> Self {
+        if message.cache.is_none() {
+            return Self::NotRun;
+        }
         match outcome {
             Outcome::Succeeded {
                 result,

@@ -34,6 +34,11 @@ use crate::StoreError;
 /// not answer is an error the caller sees, not a hang.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// The stored error of a job found past its deadline at start, encoded
+/// once rather than for every start.
+static DEADLINE_ERROR: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| codec::encode_error(&super::deadline_error()));
+
 #[derive(Clone, Debug)]
 pub struct RedisOptions {
     pub url: String,
@@ -199,7 +204,7 @@ impl JobStore for RedisJobStore {
         let args = vec![
             now.timestamp_millis().to_string(),
             rfc3339(now),
-            codec::encode_error(&super::deadline_error()),
+            DEADLINE_ERROR.clone(),
             self.channel(),
             id.to_string(),
         ];
