@@ -116,7 +116,7 @@ impl Consumers {
             key: BatchKey::of(&message, self.config.prefix_chars),
             tokens: estimate_tokens(&prompt_text(message.endpoint, &message.body)),
             max_wait: self.config.max_wait_ms.for_priority(message.priority),
-            item: Pending { message, delivery },
+            item: Pending::new(message, delivery),
         };
         if let Err(mpsc::error::SendError(lost)) = tx.send(incoming).await {
             // The batcher is gone (shutting down): give the job back.

@@ -34,10 +34,26 @@ use crate::batcher::Flushed;
 use crate::followers::{Ended, Followers};
 use crate::retry::with_store_retry;
 
-/// A job the worker holds: its message and the delivery to settle.
+/// A job the worker holds: its message, the delivery to settle, and its
+/// trace and span (read and made once).
 pub struct Pending {
     pub message: JobMessage,
     pub delivery: Delivery,
+    pub trace: sluice_core::trace::TraceParent,
+    pub span: tracing::Span,
+}
+
+impl Pending {
+    pub fn new(message: JobMessage, delivery: Delivery) -> Self {
+        let trace = crate::trace::of(&message, &delivery);
+        let span = crate::trace::job_span(&message, &trace);
+        Self {
+            message,
+            delivery,
+            trace,
+            span,
+        }
+    }
 }
 
 pub struct Executor {
@@ -138,7 +154,7 @@ impl Executor {
     ) -> (Vec<(Pending, DateTime<Utc>)>, Vec<Settled>) {
         let now = Utc::now();
         let started = futures::future::join_all(items.into_iter().map(|pending| {
-            let span = crate::trace::job_span(&pending);
+            let span = pending.span.clone();
             async move {
                 let id = pending.message.id;
                 let outcome = with_store_retry("start", || self.store.start(id, now)).await;
@@ -250,7 +266,7 @@ impl Executor {
         let now = Utc::now();
         futures::future::join_all(runnable.into_iter().zip(results).map(
             |((pending, started_at), result)| {
-                let span = crate::trace::job_span(&pending);
+                let span = pending.span.clone();
                 async move {
                 let outcome = match result {
                     Ok((answer, provider)) => Outcome::Succeeded {

@@ -4,24 +4,24 @@
 //! the provider call as the next hop.
 
 use sluice_core::trace::{TraceParent, HEADER};
+use sluice_core::JobMessage;
+use sluice_queue::Delivery;
 
 use crate::execute::Pending;
 
 /// The trace the job came with: the API's span is its parent.
-pub fn of(pending: &Pending) -> TraceParent {
-    pending
-        .delivery
+pub fn of(message: &JobMessage, delivery: &Delivery) -> TraceParent {
+    delivery
         .headers
         .get(HEADER)
         .and_then(|v| TraceParent::parse(v))
-        .filter(|tp| tp.trace_id == pending.message.trace_id || pending.message.trace_id.is_empty())
-        .unwrap_or_else(|| TraceParent::in_trace(&pending.message.trace_id))
+        .filter(|tp| tp.trace_id == message.trace_id || message.trace_id.is_empty())
+        .unwrap_or_else(|| TraceParent::in_trace(&message.trace_id))
 }
 
-/// The span every step of the job runs in.
-pub fn job_span(pending: &Pending) -> tracing::Span {
-    let m = &pending.message;
-    let trace = of(pending);
+/// The span every step of the job runs in (made once per job, in
+/// [`Pending::new`]).
+pub fn job_span(m: &JobMessage, trace: &TraceParent) -> tracing::Span {
     let span = tracing::info_span!(
         "job",
         job_id = %m.id,
@@ -40,5 +40,5 @@ pub fn job_span(pending: &Pending) -> tracing::Span {
 
 /// The `traceparent` for the provider call: the same trace, a new span.
 pub fn outgoing(pending: &Pending) -> String {
-    of(pending).child().to_string()
+    pending.trace.child().to_string()
 }
