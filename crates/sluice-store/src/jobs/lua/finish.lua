@@ -16,9 +16,7 @@ elseif status == 'running' then
 else
   return 0
 end
-redis.call('HSET', KEYS[1], 'status', to, 'finished_at', ARGV[2])
-for i = 5, #ARGV, 2 do
-  redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
-end
+-- One HSET for every field (the pairs from ARGV[5] on, unpacked).
+redis.call('HSET', KEYS[1], 'status', to, 'finished_at', ARGV[2], unpack(ARGV, 5))
 redis.call('PUBLISH', ARGV[3], ARGV[4])
 return 1
