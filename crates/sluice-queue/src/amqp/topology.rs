@@ -121,7 +121,12 @@ pub async fn teardown(url: &str, topology: &Topology) -> Result<(), QueueError> 
                 .await
                 .map_err(unavailable("exchange.delete"))?;
         }
-        Ok(())
+        // Closed before the connection: a channel still closing when the
+        // connection goes makes lapin log a connection error.
+        channel
+            .close(REPLY_SUCCESS, "teardown")
+            .await
+            .map_err(unavailable("channel.close"))
     })
     .await;
     let _ = timeout(RPC_TIMEOUT, connection.close(REPLY_SUCCESS, "teardown")).await;
