@@ -91,6 +91,19 @@ fn duplicates_and_empty_routes_are_refused() {
 }
 
 #[test]
+fn pack_jobs_is_read_and_bounded() {
+    let c = Config::parse(&format!("{GOOD}\n[jobs]\npack_jobs = 1\n"), "test.toml").unwrap();
+    assert_eq!(c.jobs.pack_jobs, 1);
+    for bad in [0, 1001] {
+        let e = err(&format!("{GOOD}\n[jobs]\npack_jobs = {bad}\n"));
+        assert!(
+            e.contains("jobs: pack_jobs must be between 1 and 1000"),
+            "{e}"
+        );
+    }
+}
+
+#[test]
 fn webhooks_default_to_the_standard_schedule_and_check_the_allowlist() {
     let c = Config::parse(GOOD, "test.toml").unwrap();
     assert_eq!(
