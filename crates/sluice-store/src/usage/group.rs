@@ -57,7 +57,11 @@ async fn write(mut rx: mpsc::Receiver<Call>, ledger: Arc<dyn UsageLedger>) {
                 Err(_) => break,
             }
         }
-        let all: Vec<LedgerRow> = calls.iter().flat_map(|c| c.rows.iter().cloned()).collect();
+        // The rows move into one insert; the callers keep their replies.
+        let all: Vec<LedgerRow> = calls
+            .iter_mut()
+            .flat_map(|c| std::mem::take(&mut c.rows))
+            .collect();
         let outcome = ledger.record(&all).await.map_err(|e| e.to_string());
         for call in calls.drain(..) {
             let _ = call.reply.send(outcome.clone());
