@@ -39,6 +39,19 @@ fn bodies(deliveries: &[Delivery]) -> Vec<String> {
     deliveries.iter().map(body).collect()
 }
 
+async fn ack_all(deliveries: impl IntoIterator<Item = Delivery>) {
+    for d in deliveries {
+        d.ack().await.unwrap();
+    }
+}
+
+/// Each part keeps its own job's id header.
+fn assert_own_job_ids(deliveries: &[Delivery]) {
+    for d in deliveries {
+        assert_eq!(d.headers.get("job-id"), Some(&format!("job-{}", body(d))));
+    }
+}
+
 fn names(prefix: &str, n: usize) -> Vec<String> {
     (0..n).map(|i| format!("{prefix}{i}")).collect()
 }
@@ -90,15 +103,13 @@ async fn jobs_published_together_share_messages_and_arrive_one_by_one() {
         let mut stream = consumer(&queue, Source::Jobs(Priority::Standard)).await;
         let got = take(&mut stream, 40).await;
         assert_eq!(bodies(&got), standard);
+        assert_own_job_ids(&got);
         for d in &got {
-            assert_eq!(d.headers.get("job-id"), Some(&format!("job-{}", body(d))));
             assert_eq!(d.headers.get("tenant").map(String::as_str), Some("acme"));
             assert!(!d.headers.contains_key(sluice_queue::pack::PACK_HEADER));
             assert_eq!((d.redelivered, d.delivery_count), (false, 0));
         }
-        for d in got {
-            d.ack().await.unwrap();
-        }
+        ack_all(got).await;
         assert!(quiet(&mut stream).await);
         let mut fast = consumer(&queue, Source::Jobs(Priority::Interactive)).await;
         let d = next(&mut fast).await;
@@ -122,9 +133,7 @@ async fn a_pack_held_in_part_comes_back_as_single_messages() {
         let mut stream = consumer(&queue, Source::Jobs(Priority::Batch)).await;
         let mut got = take(&mut stream, 3).await;
         let held = got.pop().unwrap();
-        for d in got {
-            d.ack().await.unwrap();
-        }
+        ack_all(got).await;
         // Two of three parts acked: the pack is still the consumer's.
         assert!(quiet(&mut stream).await);
         await_depth(&queue, Source::Jobs(Priority::Batch), 0).await;
@@ -139,15 +148,11 @@ async fn a_pack_held_in_part_comes_back_as_single_messages() {
         let mut stream = consumer(&again, Source::Jobs(Priority::Batch)).await;
         let singles = take(&mut stream, 3).await;
         assert_eq!(bodies(&singles), sent);
-        for d in &singles {
-            assert_eq!(d.headers.get("job-id"), Some(&format!("job-{}", body(d))));
-        }
+        assert_own_job_ids(&singles);
         // Each now has its own delivery count.
         let mut singles = singles.into_iter();
         singles.next().unwrap().requeue().await.unwrap();
-        for d in singles {
-            d.ack().await.unwrap();
-        }
+        ack_all(singles).await;
         let back = next(&mut stream).await;
         assert_eq!(body(&back), "p0");
         assert_eq!((back.redelivered, back.delivery_count), (true, 1));
@@ -168,9 +173,7 @@ async fn a_requeued_part_brings_its_pack_back_split() {
         // skip them); every one as a message of its own.
         let singles = take(&mut stream, 4).await;
         assert_eq!(bodies(&singles), sent);
-        for d in singles {
-            d.ack().await.unwrap();
-        }
+        ack_all(singles).await;
         assert!(quiet(&mut stream).await);
         await_depth(&queue, Source::Jobs(Priority::Standard), 0).await;
         queue.close().await;
@@ -187,16 +190,14 @@ async fn a_dead_lettered_part_takes_its_pack_to_the_dead_letter_queue_intact() {
         let mut dead = consumer(&queue, Source::DeadLetters).await;
         let parts = take(&mut dead, 3).await;
         assert_eq!(bodies(&parts), sent);
+        assert_own_job_ids(&parts);
         for d in &parts {
-            assert_eq!(d.headers.get("job-id"), Some(&format!("job-{}", body(d))));
             assert_eq!(
                 d.headers.get("x-first-death-reason").map(String::as_str),
                 Some("rejected")
             );
         }
-        for d in parts {
-            d.ack().await.unwrap();
-        }
+        ack_all(parts).await;
         await_depth(&queue, Source::DeadLetters, 0).await;
         await_depth(&queue, Source::Jobs(Priority::Standard), 0).await;
         queue.close().await;
