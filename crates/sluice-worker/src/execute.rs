@@ -1,8 +1,9 @@
-//! Running one flushed batch: start each job (skipping canceled, expired
-//! and already-finished ones), call the provider once for the rest (chat,
-//! which has no array form: once per job, fanned out, each job ending as
-//! its own answer arrives), store each result, write the batch's usage-ledger rows, and only then ack each
-//! delivery by its own tag.
+//! Running one flushed batch: start its jobs in one store call (skipping
+//! canceled, expired and already-finished ones), call the provider once for
+//! the rest (chat, which has no array form: once per job, fanned out, each
+//! job ending as its own answer arrives), store the results in one store
+//! call per provider call, write the batch's usage-ledger rows, and only
+//! then ack each delivery by its own tag.
 //!
 //! A job that ended before its delivery was acked (a crash, a redelivery)
 //! has its ledger row written again from its stored record; the ledger
@@ -24,7 +25,7 @@ use sluice_core::batching::BatchKey;
 use sluice_core::job::{Outcome, StartOutcome};
 use sluice_core::ledger::LedgerRow;
 use sluice_core::metrics::Metrics;
-use sluice_core::{Endpoint, JobError, JobMessage, JobRecord, JobStatus};
+use sluice_core::{Endpoint, JobError, JobId, JobMessage, JobRecord, JobStatus};
 use sluice_providers::{BatchJob, Router};
 use sluice_queue::{Delivery, JobEvents};
 use sluice_store::jobs::JobStore;
@@ -147,27 +148,28 @@ impl Executor {
         self.settle_all(settled).await;
     }
 
-    /// Starts each job (concurrently); what must not run is settled.
+    /// Starts the jobs (in one store call); what must not run is settled.
     async fn start_all(
         &self,
         items: Vec<Pending>,
     ) -> (Vec<(Pending, DateTime<Utc>)>, Vec<Settled>) {
         let now = Utc::now();
-        let started = futures::future::join_all(items.into_iter().map(|pending| {
-            let span = pending.span.clone();
-            async move {
-                let id = pending.message.id;
-                let outcome = with_store_retry("start", || self.store.start(id, now)).await;
-                (pending, outcome)
+        let ids: Vec<JobId> = items.iter().map(|p| p.message.id).collect();
+        let outcomes = match with_store_retry("start", || self.store.start_many(&ids, now)).await {
+            Ok(outcomes) => outcomes,
+            Err(e) => {
+                tracing::error!(jobs = ids.len(), error = %e, "cannot start jobs; returning them to the queue");
+                return (
+                    Vec::new(),
+                    items.into_iter().map(Settled::requeue).collect(),
+                );
             }
-            .instrument(span)
-        }))
-        .await;
-        let mut runnable = Vec::with_capacity(started.len());
+        };
+        let mut runnable = Vec::with_capacity(items.len());
         let mut settled = Vec::new();
-        for (pending, outcome) in started {
+        for (pending, outcome) in items.into_iter().zip(outcomes) {
             match outcome {
-                Ok(StartOutcome::Started { .. }) => {
+                StartOutcome::Started { .. } => {
                     let waited = (now - pending.message.enqueued_at)
                         .num_milliseconds()
                         .max(0);
@@ -177,24 +179,20 @@ impl Executor {
                         .observe(waited as f64 / 1000.0);
                     runnable.push((pending, now));
                 }
-                Ok(StartOutcome::Expired) => {
+                StartOutcome::Expired => {
                     self.metrics
                         .jobs_finished
                         .with_label_values(&["expired"])
                         .inc();
                     settled.push(self.ended_earlier(pending).await);
                 }
-                Ok(StartOutcome::AlreadyDone(JobStatus::Canceled) | StartOutcome::Missing) => {
+                StartOutcome::AlreadyDone(JobStatus::Canceled) | StartOutcome::Missing => {
                     let done = Settled::ack(pending, None);
                     let done = done.with_followers(&self.followers, Ended::NotRun).await;
                     // A canceled job's event, again (the API's may be lost).
                     settled.push(self.with_record(done).await);
                 }
-                Ok(StartOutcome::AlreadyDone(_)) => settled.push(self.ended_earlier(pending).await),
-                Err(e) => {
-                    tracing::error!(job = %pending.message.id, error = %e, "cannot start job; returning it to the queue");
-                    settled.push(Settled::requeue(pending));
-                }
+                StartOutcome::AlreadyDone(_) => settled.push(self.ended_earlier(pending).await),
             }
         }
         (runnable, settled)
@@ -264,43 +262,69 @@ impl Executor {
             .await;
         let latency_ms = u64::try_from(called.elapsed().as_millis()).unwrap_or(u64::MAX);
         let now = Utc::now();
-        futures::future::join_all(runnable.into_iter().zip(results).map(
-            |((pending, started_at), result)| {
+        let outcomes: Vec<Outcome> = results
+            .into_iter()
+            .map(|result| match result {
+                Ok((answer, provider)) => Outcome::Succeeded {
+                    result: answer.body,
+                    usage: answer.usage,
+                    provider,
+                    cost_micros: answer.cost_micros,
+                },
+                Err(e) => Outcome::Failed(JobError::new(e.kind(), e.to_string())),
+            })
+            .collect();
+        // Cached before the jobs end, so that whoever sees an end and asks
+        // again finds the answer.
+        let ended: Vec<Ended> = runnable
+            .iter()
+            .zip(&outcomes)
+            .map(|((pending, _), outcome)| Ended::from_outcome(&pending.message, outcome))
+            .collect();
+        futures::future::join_all(
+            runnable
+                .iter()
+                .zip(&ended)
+                .map(|((pending, _), ended)| self.followers.remember(&pending.message, ended)),
+        )
+        .await;
+        let ends: Vec<(JobId, &Outcome)> = runnable
+            .iter()
+            .zip(&outcomes)
+            .map(|((pending, _), outcome)| (pending.message.id, outcome))
+            .collect();
+        let applied = match with_store_retry("finish", || self.store.finish_many(&ends, now)).await
+        {
+            Ok(applied) => applied,
+            Err(e) => {
+                tracing::error!(jobs = ends.len(), error = %e, "cannot store results; returning jobs to the queue");
+                return runnable
+                    .into_iter()
+                    .map(|(pending, _)| Settled::requeue(pending))
+                    .collect();
+            }
+        };
+        drop(ends);
+        let jobs = runnable.into_iter().zip(outcomes).zip(ended).zip(applied);
+        futures::future::join_all(jobs.map(
+            |((((pending, started_at), outcome), ended), applied)| {
                 let span = pending.span.clone();
                 async move {
-                let outcome = match result {
-                    Ok((answer, provider)) => Outcome::Succeeded {
-                        result: answer.body,
-                        usage: answer.usage,
-                        provider,
-                        cost_micros: answer.cost_micros,
-                    },
-                    Err(e) => Outcome::Failed(JobError::new(e.kind(), e.to_string())),
-                };
-                // Cached before the job ends, so that whoever sees the end
-                // and asks again finds the answer.
-                let ended = Ended::from_outcome(&pending.message, &outcome);
-                self.followers.remember(&pending.message, &ended).await;
-                let id = pending.message.id;
-                match with_store_retry("finish", || self.store.finish(id, &outcome, now)).await {
-                    Ok(true) => {
-                        tracing::debug!(status = %outcome.status(), "job ended");
-                        self.metrics
-                            .jobs_finished
-                            .with_label_values(&[outcome.status().as_str()])
-                            .inc();
-                        self.metrics.record_job_usage(&pending.message, &outcome);
-                        let row = ledger_row(&pending.message, &outcome, started_at, now, latency_ms);
-                        let done = Settled::ack(pending, Some(row)).with_followers(&self.followers, ended).await;
-                        self.with_record(done).await
-                    }
                     // Another delivery ended it first: its row stands.
-                    Ok(false) => self.ended_earlier(pending).await,
-                    Err(e) => {
-                        tracing::error!(job = %id, error = %e, "cannot store result; returning job to the queue");
-                        Settled::requeue(pending)
+                    if !applied {
+                        return self.ended_earlier(pending).await;
                     }
-                }
+                    tracing::debug!(status = %outcome.status(), "job ended");
+                    self.metrics
+                        .jobs_finished
+                        .with_label_values(&[outcome.status().as_str()])
+                        .inc();
+                    self.metrics.record_job_usage(&pending.message, &outcome);
+                    let row = ledger_row(&pending.message, &outcome, started_at, now, latency_ms);
+                    let done = Settled::ack(pending, Some(row))
+                        .with_followers(&self.followers, ended)
+                        .await;
+                    self.with_record(done).await
                 }
                 .instrument(span)
             },

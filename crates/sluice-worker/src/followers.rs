@@ -194,28 +194,31 @@ impl Followers {
         saved_micros: u64,
     ) -> Result<FollowersEnded, String> {
         let now = Utc::now();
-        let ended = futures::future::join_all(followers.iter().map(|f| async move {
-            let fresh =
-                with_store_retry("finish", || self.store.finish(f.id, outcome, now)).await?;
-            // A job ended before (canceled, or by an earlier delivery of
-            // its leader) keeps the row its record shows. A job with a
-            // webhook is read back, to announce its end as GET shows it.
-            let record = if !fresh || f.webhook.is_some() {
-                with_store_retry("read", || self.store.get(f.id)).await?
-            } else {
-                None
-            };
-            let row = if fresh {
-                Some(row(f, outcome, saved_micros, now))
-            } else {
-                record
-                    .as_ref()
-                    .and_then(|r| LedgerRow::from_record(r, None))
-            };
-            let announce = record.filter(|r| r.webhook.is_some() && r.status.is_terminal());
-            Ok::<_, sluice_store::StoreError>((row, announce, fresh))
-        }))
-        .await;
+        let ends: Vec<_> = followers.iter().map(|f| (f.id, outcome)).collect();
+        let applied = with_store_retry("finish", || self.store.finish_many(&ends, now))
+            .await
+            .map_err(|e| format!("cannot end the jobs that joined another: {e}"))?;
+        let ended =
+            futures::future::join_all(followers.iter().zip(applied).map(|(f, fresh)| async move {
+                // A job ended before (canceled, or by an earlier delivery of
+                // its leader) keeps the row its record shows. A job with a
+                // webhook is read back, to announce its end as GET shows it.
+                let record = if !fresh || f.webhook.is_some() {
+                    with_store_retry("read", || self.store.get(f.id)).await?
+                } else {
+                    None
+                };
+                let row = if fresh {
+                    Some(row(f, outcome, saved_micros, now))
+                } else {
+                    record
+                        .as_ref()
+                        .and_then(|r| LedgerRow::from_record(r, None))
+                };
+                let announce = record.filter(|r| r.webhook.is_some() && r.status.is_terminal());
+                Ok::<_, sluice_store::StoreError>((row, announce, fresh))
+            }))
+            .await;
         let mut done = FollowersEnded::default();
         let mut fresh = 0u64;
         for result in ended {

@@ -74,6 +74,78 @@ async fn a_job_moves_forward_once(store: &dyn JobStore) {
     assert_eq!(done.error, None);
 }
 
+/// A batch's jobs change together, each by its own state; every answer
+/// is its own job's.
+async fn a_batch_changes_each_job_on_its_own(store: &dyn JobStore) {
+    let now = Utc::now();
+    let (queued, overdue, done) = (
+        fresh(None),
+        fresh(Some(chrono::Duration::milliseconds(-1))),
+        fresh(None),
+    );
+    let missing = JobId::new();
+    store
+        .create(&[queued.clone(), overdue.clone(), done.clone()])
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get(overdue.id).await.unwrap().as_ref(),
+        Some(&overdue)
+    );
+    store.start(done.id, now).await.unwrap();
+    assert!(store
+        .finish(done.id, &success("earlier"), now)
+        .await
+        .unwrap());
+
+    let started = store
+        .start_many(&[queued.id, missing, overdue.id, done.id], now)
+        .await
+        .unwrap();
+    assert_eq!(
+        started,
+        vec![
+            StartOutcome::Started { attempt: 1 },
+            StartOutcome::Missing,
+            StartOutcome::Expired,
+            StartOutcome::AlreadyDone(JobStatus::Succeeded),
+        ]
+    );
+
+    let (mine, late) = (success("mine"), success("late"));
+    let ended = store
+        .finish_many(
+            &[
+                (done.id, &late),
+                (queued.id, &mine),
+                (missing, &late),
+                (overdue.id, &late),
+            ],
+            now,
+        )
+        .await
+        .unwrap();
+    assert_eq!(ended, vec![false, true, false, false]);
+    let text = |id| async move { store.get(id).await.unwrap().unwrap().result };
+    assert_eq!(
+        text(queued.id).await,
+        Some(json!({"choices": [{"text": "mine"}]}))
+    );
+    assert_eq!(
+        text(done.id).await,
+        Some(json!({"choices": [{"text": "earlier"}]}))
+    );
+    assert_eq!(text(overdue.id).await, None);
+    let expired = store.get(overdue.id).await.unwrap().unwrap();
+    assert_eq!(expired.status, JobStatus::Expired);
+    assert_eq!(
+        expired.error.map(|e| e.kind),
+        Some("deadline_exceeded".into())
+    );
+    assert!(store.start_many(&[], now).await.unwrap().is_empty());
+    assert!(store.finish_many(&[], now).await.unwrap().is_empty());
+}
+
 async fn cancel_only_stops_queued_jobs(store: &dyn JobStore) {
     let now = Utc::now();
     let queued = fresh(None);
@@ -150,10 +222,27 @@ async fn a_watcher_wakes_on_the_end(store: &dyn JobStore) {
     tokio::time::timeout(Duration::from_secs(5), watch.changed())
         .await
         .expect("the finish woke the watcher");
+
+    // Jobs that end together (one message on Redis) wake each watcher.
+    let (a, b) = (fresh(None), fresh(None));
+    store.create(&[a.clone(), b.clone()]).await.unwrap();
+    let (mut watch_a, mut watch_b) = (store.watch(a.id), store.watch(b.id));
+    let ok = success("x");
+    let ended = store
+        .finish_many(&[(a.id, &ok), (b.id, &ok)], Utc::now())
+        .await
+        .unwrap();
+    assert_eq!(ended, vec![true, true]);
+    for watch in [&mut watch_a, &mut watch_b] {
+        tokio::time::timeout(Duration::from_secs(5), watch.changed())
+            .await
+            .expect("the batch's finish woke each watcher");
+    }
 }
 
 async fn run_all(store: &dyn JobStore) {
     a_job_moves_forward_once(store).await;
+    a_batch_changes_each_job_on_its_own(store).await;
     cancel_only_stops_queued_jobs(store).await;
     a_queued_job_past_its_deadline_expires(store).await;
     assert!(store.get(JobId::new()).await.unwrap().is_none());

@@ -36,29 +36,12 @@ impl MemoryJobStore {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<JobId, JobRecord>> {
         self.jobs.lock().unwrap_or_else(|e| e.into_inner())
     }
-}
 
-#[async_trait]
-impl JobStore for MemoryJobStore {
-    async fn create(&self, jobs: &[JobRecord]) -> Result<(), StoreError> {
-        let now = Utc::now();
-        let mut map = self.lock();
-        map.retain(|_, r| r.created_at + self.retention > now);
-        for job in jobs {
-            map.insert(job.id, job.clone());
-        }
-        Ok(())
-    }
-
-    async fn get(&self, id: JobId) -> Result<Option<JobRecord>, StoreError> {
-        Ok(self.lock().get(&id).cloned())
-    }
-
-    async fn start(&self, id: JobId, now: DateTime<Utc>) -> Result<StartOutcome, StoreError> {
+    fn start_one(&self, id: JobId, now: DateTime<Utc>) -> StartOutcome {
         let outcome = {
             let mut map = self.lock();
             let Some(job) = map.get_mut(&id) else {
-                return Ok(StartOutcome::Missing);
+                return StartOutcome::Missing;
             };
             match job.status {
                 JobStatus::Queued if job.deadline_at.is_some_and(|d| now >= d) => {
@@ -73,30 +56,25 @@ impl JobStore for MemoryJobStore {
                     }
                     job.status = JobStatus::Running;
                     job.attempts += 1;
-                    return Ok(StartOutcome::Started {
+                    return StartOutcome::Started {
                         attempt: job.attempts,
-                    });
+                    };
                 }
-                done => return Ok(StartOutcome::AlreadyDone(done)),
+                done => return StartOutcome::AlreadyDone(done),
             }
         };
         self.hub.notify(id);
-        Ok(outcome)
+        outcome
     }
 
-    async fn finish(
-        &self,
-        id: JobId,
-        outcome: &Outcome,
-        now: DateTime<Utc>,
-    ) -> Result<bool, StoreError> {
+    fn finish_one(&self, id: JobId, outcome: &Outcome, now: DateTime<Utc>) -> bool {
         {
             let mut map = self.lock();
             let Some(job) = map.get_mut(&id) else {
-                return Ok(false);
+                return false;
             };
             if !job.status.can_move_to(outcome.status()) {
-                return Ok(false);
+                return false;
             }
             job.status = outcome.status();
             job.finished_at = Some(now);
@@ -125,7 +103,43 @@ impl JobStore for MemoryJobStore {
             }
         }
         self.hub.notify(id);
-        Ok(true)
+        true
+    }
+}
+
+#[async_trait]
+impl JobStore for MemoryJobStore {
+    async fn create(&self, jobs: &[JobRecord]) -> Result<(), StoreError> {
+        let now = Utc::now();
+        let mut map = self.lock();
+        map.retain(|_, r| r.created_at + self.retention > now);
+        for job in jobs {
+            map.insert(job.id, job.clone());
+        }
+        Ok(())
+    }
+
+    async fn get(&self, id: JobId) -> Result<Option<JobRecord>, StoreError> {
+        Ok(self.lock().get(&id).cloned())
+    }
+
+    async fn start_many(
+        &self,
+        ids: &[JobId],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<StartOutcome>, StoreError> {
+        Ok(ids.iter().map(|&id| self.start_one(id, now)).collect())
+    }
+
+    async fn finish_many(
+        &self,
+        ends: &[(JobId, &Outcome)],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<bool>, StoreError> {
+        Ok(ends
+            .iter()
+            .map(|&(id, outcome)| self.finish_one(id, outcome, now))
+            .collect())
     }
 
     async fn cancel(&self, id: JobId, now: DateTime<Utc>) -> Result<CancelOutcome, StoreError> {

@@ -1,13 +1,16 @@
 //! Job records and their forward-only state changes.
 //!
-//! Every change of status is a compare-and-set ([`JobStore::start`],
-//! [`JobStore::finish`], [`JobStore::cancel`]): a second finish of the same
-//! job is a no-op that reports `false`, never an overwrite. Each change to
-//! a terminal status notifies the job's watchers ([`JobStore::watch`]).
+//! Every change of status is a compare-and-set ([`JobStore::start_many`],
+//! [`JobStore::finish_many`], [`JobStore::cancel`]): a second finish of the
+//! same job is a no-op that reports `false`, never an overwrite. Each change
+//! to a terminal status notifies the job's watchers ([`JobStore::watch`]).
+//! The `_many` forms take a whole batch, so that a worker changes its
+//! batch's jobs in one round trip, not one per job.
 
 mod codec;
 mod memory;
 mod redis;
+mod scripts;
 mod waiters;
 
 use async_trait::async_trait;
@@ -29,18 +32,43 @@ pub trait JobStore: Send + Sync + 'static {
     /// The record as stored, whoever owns it; callers check the tenant.
     async fn get(&self, id: JobId) -> Result<Option<JobRecord>, StoreError>;
 
-    /// Moves a queued (or redelivered running) job to running, unless its
-    /// deadline passed while it was queued: then it becomes expired.
-    async fn start(&self, id: JobId, now: DateTime<Utc>) -> Result<StartOutcome, StoreError>;
+    /// Moves each queued (or redelivered running) job to running, unless
+    /// its deadline passed while it was queued: then it becomes expired.
+    /// One outcome per id, in order.
+    async fn start_many(
+        &self,
+        ids: &[JobId],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<StartOutcome>, StoreError>;
 
-    /// Ends a job. `Ok(false)` when the job had already ended (or is gone):
-    /// the earlier end stands.
+    /// Ends each job; `false` for a job that had already ended (or is
+    /// gone): the earlier end stands. One answer per job, in order.
+    async fn finish_many(
+        &self,
+        ends: &[(JobId, &Outcome)],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<bool>, StoreError>;
+
+    /// [`JobStore::start_many`] for one job.
+    async fn start(&self, id: JobId, now: DateTime<Utc>) -> Result<StartOutcome, StoreError> {
+        let mut outcomes = self.start_many(&[id], now).await?;
+        outcomes
+            .pop()
+            .ok_or_else(|| StoreError::Corrupt("start answered for no job".into()))
+    }
+
+    /// [`JobStore::finish_many`] for one job.
     async fn finish(
         &self,
         id: JobId,
         outcome: &Outcome,
         now: DateTime<Utc>,
-    ) -> Result<bool, StoreError>;
+    ) -> Result<bool, StoreError> {
+        let mut ended = self.finish_many(&[(id, outcome)], now).await?;
+        ended
+            .pop()
+            .ok_or_else(|| StoreError::Corrupt("finish answered for no job".into()))
+    }
 
     /// Cancels a job that is still queued.
     async fn cancel(&self, id: JobId, now: DateTime<Utc>) -> Result<CancelOutcome, StoreError>;

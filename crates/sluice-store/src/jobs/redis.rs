@@ -3,7 +3,8 @@
 //! Keys, all under the configured prefix `P`:
 //! - `P:job:{ID}`: the record, a hash (see `codec`), with the retention TTL.
 //!   The id is the key's hash tag, so a script touching a job touches one slot.
-//! - `P:done`: the completion channel; each end publishes the job id.
+//! - `P:done`: the completion channel; the jobs that end together publish
+//!   their ids in one message, separated by spaces.
 //!
 //! State changes are Lua scripts (`lua/`): compare-and-set, so a job's
 //! status only moves forward, and each end publishes in the same atomic step.
@@ -26,6 +27,7 @@ use sluice_core::{JobId, JobRecord, JobStatus};
 use tokio_util::sync::CancellationToken;
 
 use super::codec::{self, rfc3339};
+use super::scripts::{check_len, parse_start, push_fields, script_groups};
 use super::waiters::{WaiterHub, Watch};
 use super::JobStore;
 use crate::StoreError;
@@ -54,6 +56,9 @@ pub struct RedisJobStore {
     prefix: String,
     retention_s: i64,
     hub: Arc<WaiterHub>,
+    /// Whether Redis is a cluster: a script's keys must then share a slot.
+    clustered: bool,
+    create: Script,
     start: Script,
     finish: Script,
     cancel: Script,
@@ -63,6 +68,7 @@ impl RedisJobStore {
     /// Connects; fails at once if Redis does not answer.
     pub async fn connect(opts: RedisOptions) -> Result<Self, StoreError> {
         let config = Config::from_url(&opts.url)?;
+        let clustered = config.server.is_clustered();
         let mut builder = Builder::from_config(config);
         builder
             .with_performance_config(|p| {
@@ -81,6 +87,8 @@ impl RedisJobStore {
             prefix: opts.prefix,
             retention_s: i64::try_from(opts.retention.as_secs()).unwrap_or(i64::MAX),
             hub: WaiterHub::new(),
+            clustered,
+            create: Script::from_lua(include_str!("lua/create.lua")),
             start: Script::from_lua(include_str!("lua/start.lua")),
             finish: Script::from_lua(include_str!("lua/finish.lua")),
             cancel: Script::from_lua(include_str!("lua/cancel.lua")),
@@ -93,6 +101,11 @@ impl RedisJobStore {
 
     fn channel(&self) -> String {
         format!("{}:done", self.prefix)
+    }
+
+    /// The positions of `keys` in the groups one script call takes.
+    fn groups(&self, keys: &[String]) -> Vec<Vec<usize>> {
+        script_groups(keys, self.clustered)
     }
 
     /// Subscribes to the completion channel: one subscription for the
@@ -166,8 +179,10 @@ impl CompletionListener {
                 () = stop.cancelled() => break,
                 message = self.messages.recv() => match message {
                     Ok(message) => {
-                        if let Some(id) = message.value.as_str().and_then(|s| s.parse().ok()) {
-                            self.hub.notify(id);
+                        for id in message.value.as_str().iter().flat_map(|s| s.split(' ')) {
+                            if let Ok(id) = id.parse() {
+                                self.hub.notify(id);
+                            }
                         }
                     }
                     Err(RecvError::Lagged(_)) => self.hub.notify_all(),
@@ -184,14 +199,22 @@ impl CompletionListener {
 #[async_trait]
 impl JobStore for RedisJobStore {
     async fn create(&self, jobs: &[JobRecord]) -> Result<(), StoreError> {
-        let pipeline = self.pool.next().pipeline();
-        for job in jobs {
-            let key = self.key(job.id);
-            let () = pipeline.hset(&key, codec::encode_new(job)).await?;
-            let () = pipeline.expire(&key, self.retention_s, None).await?;
-        }
-        let results: Vec<Value> = pipeline.all().await?;
-        drop(results);
+        let keys: Vec<String> = jobs.iter().map(|job| self.key(job.id)).collect();
+        let calls = self.groups(&keys).into_iter().map(|group| {
+            let mut args = vec![self.retention_s.to_string()];
+            for &i in &group {
+                push_fields(&mut args, codec::encode_new(&jobs[i]));
+            }
+            let keys: Vec<String> = group.iter().map(|&i| keys[i].clone()).collect();
+            async move {
+                let _: i64 = self
+                    .create
+                    .evalsha_with_reload(self.pool.next(), keys, args)
+                    .await?;
+                Ok::<_, StoreError>(())
+            }
+        });
+        futures::future::try_join_all(calls).await?;
         Ok(())
     }
 
@@ -200,59 +223,66 @@ impl JobStore for RedisJobStore {
         codec::decode(&fields)
     }
 
-    async fn start(&self, id: JobId, now: DateTime<Utc>) -> Result<StartOutcome, StoreError> {
-        let args = vec![
-            now.timestamp_millis().to_string(),
-            rfc3339(now),
-            DEADLINE_ERROR.clone(),
-            self.channel(),
-            id.to_string(),
-        ];
-        let reply: Vec<String> = self
-            .start
-            .evalsha_with_reload(self.pool.next(), vec![self.key(id)], args)
-            .await?;
-        match reply
-            .iter()
-            .map(String::as_str)
-            .collect::<Vec<_>>()
-            .as_slice()
-        {
-            ["started", attempt] => Ok(StartOutcome::Started {
-                attempt: attempt.parse().unwrap_or(1),
-            }),
-            ["expired"] => Ok(StartOutcome::Expired),
-            ["missing"] => Ok(StartOutcome::Missing),
-            ["done", status] => Ok(StartOutcome::AlreadyDone(
-                status.parse().map_err(StoreError::Corrupt)?,
-            )),
-            other => Err(StoreError::Corrupt(format!(
-                "start script answered {other:?}"
-            ))),
+    async fn start_many(
+        &self,
+        ids: &[JobId],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<StartOutcome>, StoreError> {
+        let keys: Vec<String> = ids.iter().map(|&id| self.key(id)).collect();
+        let groups = self.groups(&keys);
+        let (now_ms, now) = (now.timestamp_millis().to_string(), rfc3339(now));
+        let calls = groups.iter().map(|group| {
+            let mut args = vec![
+                now_ms.clone(),
+                now.clone(),
+                DEADLINE_ERROR.clone(),
+                self.channel(),
+            ];
+            args.extend(group.iter().map(|&i| ids[i].to_string()));
+            let keys: Vec<String> = group.iter().map(|&i| keys[i].clone()).collect();
+            self.start
+                .evalsha_with_reload::<Vec<String>, _, _>(self.pool.next(), keys, args)
+        });
+        let replies = futures::future::try_join_all(calls).await?;
+        let mut outcomes = vec![StartOutcome::Missing; ids.len()];
+        for (group, reply) in groups.iter().zip(replies) {
+            check_len("start", group.len(), reply.len())?;
+            for (&i, answer) in group.iter().zip(reply) {
+                outcomes[i] = parse_start(&answer)?;
+            }
         }
+        Ok(outcomes)
     }
 
-    async fn finish(
+    async fn finish_many(
         &self,
-        id: JobId,
-        outcome: &Outcome,
+        ends: &[(JobId, &Outcome)],
         now: DateTime<Utc>,
-    ) -> Result<bool, StoreError> {
-        let mut args = vec![
-            outcome.status().as_str().to_owned(),
-            rfc3339(now),
-            self.channel(),
-            id.to_string(),
-        ];
-        for (field, value) in codec::encode_outcome(outcome) {
-            args.push(field);
-            args.push(value);
+    ) -> Result<Vec<bool>, StoreError> {
+        let keys: Vec<String> = ends.iter().map(|&(id, _)| self.key(id)).collect();
+        let groups = self.groups(&keys);
+        let now = rfc3339(now);
+        let calls = groups.iter().map(|group| {
+            let mut args = vec![now.clone(), self.channel()];
+            for &i in group {
+                let (id, outcome) = ends[i];
+                args.push(id.to_string());
+                args.push(outcome.status().as_str().to_owned());
+                push_fields(&mut args, codec::encode_outcome(outcome));
+            }
+            let keys: Vec<String> = group.iter().map(|&i| keys[i].clone()).collect();
+            self.finish
+                .evalsha_with_reload::<Vec<i64>, _, _>(self.pool.next(), keys, args)
+        });
+        let replies = futures::future::try_join_all(calls).await?;
+        let mut ended = vec![false; ends.len()];
+        for (group, reply) in groups.iter().zip(replies) {
+            check_len("finish", group.len(), reply.len())?;
+            for (&i, applied) in group.iter().zip(reply) {
+                ended[i] = applied == 1;
+            }
         }
-        let applied: i64 = self
-            .finish
-            .evalsha_with_reload(self.pool.next(), vec![self.key(id)], args)
-            .await?;
-        Ok(applied == 1)
+        Ok(ended)
     }
 
     async fn cancel(&self, id: JobId, now: DateTime<Utc>) -> Result<CancelOutcome, StoreError> {

@@ -1,23 +1,33 @@
--- Start a job: queued (or running, on a redelivery) -> running, unless a
--- queued job's deadline has passed: then it expires instead.
--- KEYS[1] the job hash
+-- Start jobs: each queued (or running, on a redelivery) job -> running,
+-- unless a queued job's deadline has passed: then it expires instead.
+-- KEYS[i] the job hashes
 -- ARGV[1] now, ms since the epoch   ARGV[2] now, RFC 3339
--- ARGV[3] the expiry error (JSON)   ARGV[4] completion channel   ARGV[5] job id
-local fields = redis.call('HMGET', KEYS[1], 'status', 'deadline_ms')
-local status, deadline = fields[1], fields[2]
-if not status then
-  return {'missing'}
-end
-if status == 'queued' then
-  if deadline and tonumber(deadline) <= tonumber(ARGV[1]) then
-    redis.call('HSET', KEYS[1], 'status', 'expired', 'finished_at', ARGV[2], 'error', ARGV[3])
-    redis.call('PUBLISH', ARGV[4], ARGV[5])
-    return {'expired'}
+-- ARGV[3] the expiry error (JSON)   ARGV[4] completion channel
+-- ARGV[4 + i] the id of the job in KEYS[i]
+-- Answers one entry per key: 'started:<attempt>', 'expired', 'missing' or
+-- 'done:<status>'. The ids of the jobs that expired are published together,
+-- separated by spaces.
+local now = tonumber(ARGV[1])
+local out, expired = {}, {}
+for i, key in ipairs(KEYS) do
+  local fields = redis.call('HMGET', key, 'status', 'deadline_ms')
+  local status, deadline = fields[1], fields[2]
+  if not status then
+    out[i] = 'missing'
+  elseif status == 'queued' and deadline and tonumber(deadline) <= now then
+    redis.call('HSET', key, 'status', 'expired', 'finished_at', ARGV[2], 'error', ARGV[3])
+    expired[#expired + 1] = ARGV[4 + i]
+    out[i] = 'expired'
+  elseif status == 'queued' then
+    redis.call('HSET', key, 'status', 'running', 'started_at', ARGV[2])
+    out[i] = 'started:' .. redis.call('HINCRBY', key, 'attempts', 1)
+  elseif status == 'running' then
+    out[i] = 'started:' .. redis.call('HINCRBY', key, 'attempts', 1)
+  else
+    out[i] = 'done:' .. status
   end
-  redis.call('HSET', KEYS[1], 'status', 'running', 'started_at', ARGV[2])
-  return {'started', tostring(redis.call('HINCRBY', KEYS[1], 'attempts', 1))}
 end
-if status == 'running' then
-  return {'started', tostring(redis.call('HINCRBY', KEYS[1], 'attempts', 1))}
+if #expired > 0 then
+  redis.call('PUBLISH', ARGV[4], table.concat(expired, ' '))
 end
-return {'done', status}
+return out

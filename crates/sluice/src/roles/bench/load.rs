@@ -18,9 +18,13 @@ use super::children::{memory_kib, BenchStack};
 use super::report::{Backlog, Limiter, Report, Steady};
 use super::{ThroughputArgs, PHASE_LIMIT};
 
-/// Counts jobs as they end, from the completion channel.
+/// Counts jobs as they end, from the completion channel (each message
+/// carries the ids of the jobs that ended together).
 pub(super) struct Finished {
     count: Arc<AtomicUsize>,
+    /// Messages this counter missed (it fell behind): its count is then
+    /// short by an unknown number of jobs.
+    missed: Arc<AtomicUsize>,
     stop: CancellationToken,
     tasks: TaskTracker,
     subscriber: fred::clients::SubscriberClient,
@@ -35,17 +39,21 @@ impl Finished {
         let mut messages = subscriber.message_rx();
         subscriber.subscribe(format!("{prefix}:done")).await?;
         let count = Arc::new(AtomicUsize::new(0));
+        let missed = Arc::new(AtomicUsize::new(0));
         let stop = CancellationToken::new();
         let tasks = TaskTracker::new();
-        let (sink, until) = (Arc::clone(&count), stop.clone());
+        let (sink, lost, until) = (Arc::clone(&count), Arc::clone(&missed), stop.clone());
         tasks.spawn(async move {
             loop {
                 tokio::select! {
                     () = until.cancelled() => break,
                     m = messages.recv() => match m {
-                        Ok(_) => { sink.fetch_add(1, Ordering::Relaxed); }
+                        Ok(m) => {
+                            let ids = m.value.as_str().map_or(0, |s| s.split(' ').count());
+                            sink.fetch_add(ids, Ordering::Relaxed);
+                        }
                         Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                            sink.fetch_add(usize::try_from(n).unwrap_or(0), Ordering::Relaxed);
+                            lost.fetch_add(usize::try_from(n).unwrap_or(usize::MAX), Ordering::Relaxed);
                         }
                         Err(_) => break,
                     }
@@ -54,6 +62,7 @@ impl Finished {
         });
         Ok(Self {
             count,
+            missed,
             stop,
             tasks,
             subscriber,
@@ -68,6 +77,11 @@ impl Finished {
     async fn wait_for(&self, n: usize, mut on_tick: impl FnMut()) -> anyhow::Result<Instant> {
         let give_up = Instant::now() + PHASE_LIMIT;
         while self.get() < n {
+            let missed = self.missed.load(Ordering::Relaxed);
+            anyhow::ensure!(
+                missed == 0,
+                "the completion counter fell behind and missed {missed} messages"
+            );
             anyhow::ensure!(
                 Instant::now() < give_up,
                 "only {} of {n} jobs ended",
