@@ -2,6 +2,7 @@
 
 mod group;
 mod memory;
+mod pg_record;
 mod postgres;
 
 use std::collections::BTreeMap;

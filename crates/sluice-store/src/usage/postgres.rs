@@ -1,5 +1,5 @@
 //! The ledger in PostgreSQL (`usage_ledger`, migration 0003). Rows go in
-//! with one multi-row insert per batch; `ON CONFLICT (job_id) DO NOTHING`
+//! with one insert per batch (see `pg_record`); `ON CONFLICT (job_id) DO NOTHING`
 //! keeps a redelivered job from being counted twice. Reports group in SQL
 //! over the (tenant_id, finished_at) index.
 
@@ -52,11 +52,7 @@ fn is_midnight(t: &chrono::DateTime<chrono::Utc>) -> bool {
     t.time() == chrono::NaiveTime::MIN
 }
 
-fn as_i64(v: u64) -> i64 {
-    i64::try_from(v).unwrap_or(i64::MAX)
-}
-
-fn uuid(text: &str, what: &str) -> Result<Uuid, StoreError> {
+pub(super) fn uuid(text: &str, what: &str) -> Result<Uuid, StoreError> {
     Uuid::parse_str(text).map_err(|_| StoreError::Corrupt(format!("{what} {text:?} is not a uuid")))
 }
 
@@ -66,66 +62,10 @@ impl UsageLedger for PgLedger {
         if rows.is_empty() {
             return Ok(());
         }
-        let mut parsed = Vec::with_capacity(rows.len());
-        for r in rows {
-            let key = r.key_id.as_deref().map(|k| uuid(k, "key id")).transpose()?;
-            parsed.push((r, uuid(&r.tenant_id, "tenant id")?, key));
-        }
-        // The rows, and in the same statement each newly recorded job's
-        // cost added to its tenant's month (a job already recorded adds
-        // nothing: it returns no row).
-        let mut insert = sqlx::QueryBuilder::new(
-            "WITH ins AS (INSERT INTO usage_ledger (job_id, tenant_id, key_id, model, provider, endpoint, feature, route, \
-             metadata, status, prompt_tokens, cached_tokens, cache_write_tokens, completion_tokens, \
-             cost_micros, saved_micros, cache_hit, queue_wait_ms, provider_latency_ms, finished_at) ",
-        );
-        insert.push_values(parsed, |mut b, (r, tenant, key)| {
-            b.push_bind(r.job_id.to_string())
-                .push_bind(tenant)
-                .push_bind(key)
-                .push_bind(r.model.clone())
-                .push_bind(r.provider.clone())
-                .push_bind(r.endpoint.path())
-                .push_bind(r.label("feature"))
-                .push_bind(r.label("route"))
-                .push_bind(sqlx::types::Json(r.metadata.clone()))
-                .push_bind(r.status.as_str())
-                .push_bind(as_i64(r.usage.prompt_tokens))
-                .push_bind(as_i64(r.usage.cached_tokens))
-                .push_bind(as_i64(r.usage.cache_write_tokens))
-                .push_bind(as_i64(r.usage.completion_tokens))
-                .push_bind(as_i64(r.cost_micros))
-                .push_bind(as_i64(r.saved_micros))
-                .push_bind(r.cache_hit)
-                .push_bind(r.queue_wait_ms.map(as_i64))
-                .push_bind(r.provider_latency_ms.map(as_i64))
-                .push_bind(r.finished_at);
-        });
-        insert.push(
-            " ON CONFLICT (job_id) DO NOTHING RETURNING tenant_id, key_id, finished_at, cost_micros, \
-             model, provider, feature, route, prompt_tokens, cached_tokens, completion_tokens, saved_micros), \
-             daily AS (INSERT INTO usage_daily (tenant_id, day, model, provider, feature, route, jobs, \
-             prompt_tokens, cached_tokens, completion_tokens, cost_micros, saved_micros) \
-             SELECT tenant_id, (finished_at AT TIME ZONE 'UTC')::date, model, coalesce(provider, ''), \
-             coalesce(feature, ''), coalesce(route, ''), count(*), sum(prompt_tokens), sum(cached_tokens), \
-             sum(completion_tokens), sum(cost_micros), sum(saved_micros) FROM ins GROUP BY 1, 2, 3, 4, 5, 6 \
-             ON CONFLICT (tenant_id, day, model, provider, feature, route) DO UPDATE SET \
-             jobs = usage_daily.jobs + EXCLUDED.jobs, \
-             prompt_tokens = usage_daily.prompt_tokens + EXCLUDED.prompt_tokens, \
-             cached_tokens = usage_daily.cached_tokens + EXCLUDED.cached_tokens, \
-             completion_tokens = usage_daily.completion_tokens + EXCLUDED.completion_tokens, \
-             cost_micros = usage_daily.cost_micros + EXCLUDED.cost_micros, \
-             saved_micros = usage_daily.saved_micros + EXCLUDED.saved_micros), \
-             by_key AS (INSERT INTO key_spend (key_id, month, cost_micros) \
-             SELECT key_id, date_trunc('month', finished_at AT TIME ZONE 'UTC')::date, sum(cost_micros) \
-             FROM ins WHERE key_id IS NOT NULL GROUP BY 1, 2 \
-             ON CONFLICT (key_id, month) DO UPDATE SET cost_micros = key_spend.cost_micros + EXCLUDED.cost_micros) \
-             INSERT INTO tenant_spend (tenant_id, month, cost_micros) \
-             SELECT tenant_id, date_trunc('month', finished_at AT TIME ZONE 'UTC')::date, sum(cost_micros) \
-             FROM ins GROUP BY 1, 2 \
-             ON CONFLICT (tenant_id, month) DO UPDATE SET cost_micros = tenant_spend.cost_micros + EXCLUDED.cost_micros",
-        );
-        insert.build().execute(&self.pool).await?;
+        super::pg_record::Columns::of(rows)?
+            .bind(sqlx::query(super::pg_record::RECORD))
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
