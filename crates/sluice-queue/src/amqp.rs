@@ -23,6 +23,7 @@
 //!   [`JobQueue::close`] closes the connection with everything on it.
 
 mod consume;
+mod credit;
 mod publish;
 mod topology;
 
@@ -435,9 +436,10 @@ impl JobQueue for AmqpQueue {
         let conn = self.conn(ACQUIRE_BUDGET).await?;
         let queue = self.topology.source_queue(source);
         let tag = self.consumer_tag(source);
-        // A redelivered pack of jobs is split into single messages.
-        let split = matches!(source, Source::Jobs(_));
-        let start = consume::start(&conn.connection, queue, tag, prefetch, split, stop);
+        // On a job queue, the prefetch counts jobs, and a redelivered pack
+        // is split into single messages.
+        let jobs = matches!(source, Source::Jobs(_)).then_some(self.topology.pack_jobs);
+        let start = consume::start(&conn.connection, queue, tag, prefetch, jobs, stop);
         bounded("consume", RPC_TIMEOUT, start).await
     }
 

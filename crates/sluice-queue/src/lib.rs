@@ -266,7 +266,11 @@ pub trait JobQueue: Send + Sync + 'static {
     async fn publish(&self, messages: Vec<Outgoing>) -> Vec<Result<(), QueueError>>;
 
     /// Starts a consumer on `source` holding at most `prefetch` unacked
-    /// deliveries. The stream ends when the connection is lost (call again
+    /// deliveries. On a job queue, whose messages may be packs, a slot of
+    /// the prefetch holds up to 4 jobs on average: the broker's prefetch
+    /// (in messages) follows the jobs per message seen, so a consumer
+    /// holds about `prefetch` single jobs, or `4 × prefetch` jobs in packs
+    /// (up to twice that while the prefetch changes). The stream ends when the connection is lost (call again
     /// to resume: the implementation reconnects) or when `stop` is
     /// cancelled: then the consumer is cancelled at the broker, no new
     /// delivery arrives, and deliveries already handed out can still be

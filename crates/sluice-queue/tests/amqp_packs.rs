@@ -20,9 +20,10 @@ where
     with_topology(topology(5).with_pack_jobs(jobs), test).await;
 }
 
+/// A consumer with room for 4 full packs, to begin with (16 slots of 4 jobs).
 async fn consumer(queue: &AmqpQueue, source: Source) -> DeliveryStream {
     queue
-        .consume(source, 4, CancellationToken::new())
+        .consume(source, 16, CancellationToken::new())
         .await
         .unwrap()
 }

@@ -1,6 +1,9 @@
 //! Consumers: one channel each, and the deliveries settled on it by tag.
 //! A pack is handed out part by part (see [`crate::pack`]); on a job queue,
-//! a pack delivered again is split into single messages instead.
+//! a pack delivered again is split into single messages instead, and a
+//! slot of the prefetch holds a few jobs on average, not a whole pack (see
+//! [`Credit`]): when the jobs per message change, the consumer subscribes
+//! again with a prefetch to match.
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -18,21 +21,26 @@ use tokio::time::timeout;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, warn};
 
+use super::credit::Credit;
 use super::{publish, unavailable, unix_now, CONFIRM_TIMEOUT, RPC_TIMEOUT};
 use crate::pack::{self, PartSettle};
 use crate::{Delivery, DeliveryStream, QueueError, Settle, Settlement};
 
-/// Opens a channel with `prefetch` and starts consuming `queue` on it;
-/// with `split`, packs delivered again are split into single messages
+/// Opens a channel and starts consuming `queue` on it, holding at most
+/// `prefetch` messages. With `jobs` (a job queue, whose messages hold up
+/// to `pack_jobs` jobs), the prefetch follows the jobs per message (see
+/// [`Credit`]), and packs delivered again are split into single messages
 /// (published on this channel, in confirm mode).
 pub(super) async fn start(
     connection: &Connection,
     queue: String,
     tag: String,
     prefetch: u16,
-    split: bool,
+    jobs: Option<usize>,
     stop: CancellationToken,
 ) -> Result<DeliveryStream, QueueError> {
+    let split = jobs.is_some();
+    let credit = jobs.map(|pack_jobs| Credit::new(prefetch, pack_jobs));
     let channel = connection
         .create_channel()
         .await
@@ -43,25 +51,19 @@ pub(super) async fn start(
             .await
             .map_err(unavailable("confirm.select"))?;
     }
-    channel
-        .basic_qos(prefetch, BasicQosOptions { global: false })
-        .await
-        .map_err(unavailable("basic.qos"))?;
-    let consumer = channel
-        .basic_consume(
-            &queue,
-            &tag,
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .map_err(unavailable("basic.consume"))?;
+    let messages = credit.as_ref().map_or(prefetch, Credit::messages);
+    let consumer = subscribe(&channel, &queue, &tag, messages).await?;
     let consuming = Consuming {
         channel,
         consumer,
         queue,
+        base_tag: tag.clone(),
         tag,
+        subscriptions: 1,
         split,
+        credit,
+        resubscribe: None,
+        ended: false,
         ready: VecDeque::new(),
         stop,
     };
@@ -69,13 +71,46 @@ pub(super) async fn start(
     Ok(Box::pin(stream.fuse()))
 }
 
+/// Sets the channel's prefetch for the next consumer (`global: false`) and
+/// starts one.
+async fn subscribe(
+    channel: &Channel,
+    queue: &str,
+    tag: &str,
+    prefetch: u16,
+) -> Result<Consumer, QueueError> {
+    channel
+        .basic_qos(prefetch, BasicQosOptions { global: false })
+        .await
+        .map_err(unavailable("basic.qos"))?;
+    channel
+        .basic_consume(
+            queue,
+            tag,
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .map_err(unavailable("basic.consume"))
+}
+
 struct Consuming {
     channel: Channel,
     consumer: Consumer,
     queue: String,
+    /// The tag of the first subscription; later ones add `-N`.
+    base_tag: String,
+    /// The tag of the current subscription.
     tag: String,
+    subscriptions: u32,
     /// Split packs delivered again (job queues).
     split: bool,
+    /// The prefetch as the jobs per message go (job queues).
+    credit: Option<Credit>,
+    /// A prefetch in messages to subscribe again with.
+    resubscribe: Option<u16>,
+    /// No subscription is left: end once `ready` is handed out.
+    ended: bool,
     /// Parts of the last pack not handed out yet.
     ready: VecDeque<Delivery>,
     stop: CancellationToken,
@@ -88,6 +123,13 @@ impl Consuming {
             // stopping: its parts are this consumer's to settle.
             if let Some(part) = self.ready.pop_front() {
                 return Some((part, self));
+            }
+            if self.ended {
+                return None;
+            }
+            if let Some(messages) = self.resubscribe.take() {
+                self.subscribe_again(messages).await;
+                continue;
             }
             let next = tokio::select! {
                 biased;
@@ -133,6 +175,7 @@ impl Consuming {
             settle,
         };
         if headers.remove(pack::PACK_HEADER).is_none() {
+            self.count_jobs(1);
             return Some(whole(body, headers, settle));
         }
         let parts = match pack::decode(&body) {
@@ -143,6 +186,7 @@ impl Consuming {
                 return Some(whole(body, headers, settle));
             }
         };
+        self.count_jobs(parts.len());
         if self.split && delivery.redelivered {
             self.split_pack(&delivery.exchange, &delivery.routing_key, settle, parts)
                 .await;
@@ -165,6 +209,48 @@ impl Consuming {
             });
         }
         None
+    }
+
+    /// Counts a message's jobs; a change of prefetch it calls for is made
+    /// before the next delivery is taken.
+    fn count_jobs(&mut self, jobs: usize) {
+        if let Some(messages) = self.credit.as_mut().and_then(|c| c.record(jobs)) {
+            self.resubscribe = Some(messages);
+        }
+    }
+
+    /// Cancels the subscription and starts another with a prefetch of
+    /// `messages`. What the broker sent before its cancel-ok is this
+    /// consumer's, handed out as usual. If the cancel fails, the current
+    /// subscription stays; if the new one fails, the stream ends (its
+    /// caller consumes again) once `ready` is handed out.
+    async fn subscribe_again(&mut self, messages: u16) {
+        let cancel = self
+            .channel
+            .basic_cancel(&self.tag, BasicCancelOptions::default());
+        if !matches!(timeout(RPC_TIMEOUT, cancel).await, Ok(Ok(()))) {
+            warn!(queue = %self.queue, "cannot cancel to change the prefetch; keeping it");
+            return;
+        }
+        // Frames are handled in order: what the broker sent before its
+        // cancel-ok is buffered by now.
+        while let Some(Some(Ok(delivery))) = self.consumer.next().now_or_never() {
+            if let Some(whole) = self.take(delivery).await {
+                self.ready.push_back(whole);
+            }
+        }
+        self.tag = format!("{}-{}", self.base_tag, self.subscriptions);
+        self.subscriptions += 1;
+        match subscribe(&self.channel, &self.queue, &self.tag, messages).await {
+            Ok(consumer) => {
+                debug!(queue = %self.queue, messages, "prefetch changed");
+                self.consumer = consumer;
+            }
+            Err(e) => {
+                warn!(queue = %self.queue, error = %e, "cannot subscribe again");
+                self.ended = true;
+            }
+        }
     }
 
     /// Republishes each part of a pack delivered again as its own message

@@ -1,0 +1,116 @@
+//! A job consumer's prefetch on a real RabbitMQ, which counts messages
+//! while a message may be a pack of jobs: a slot holds up to 4 jobs on
+//! average, not a whole pack. Each test has its own prefix (see `support`).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeSet;
+
+use futures::StreamExt;
+
+use sluice_core::Priority;
+use sluice_queue::{AmqpQueue, Delivery, DeliveryStream, JobQueue, Source};
+use tokio_util::sync::CancellationToken;
+
+mod support;
+
+use support::*;
+
+const STANDARD: Source = Source::Jobs(Priority::Standard);
+
+async fn consumer(queue: &AmqpQueue, prefetch: u16) -> DeliveryStream {
+    queue
+        .consume(STANDARD, prefetch, CancellationToken::new())
+        .await
+        .unwrap()
+}
+
+/// Everything the stream hands out until it has been quiet for a while.
+async fn until_quiet(stream: &mut DeliveryStream) -> Vec<Delivery> {
+    let mut got = Vec::new();
+    while let Ok(Some(d)) =
+        tokio::time::timeout(std::time::Duration::from_millis(300), stream.next()).await
+    {
+        got.push(d);
+    }
+    got
+}
+
+fn names(n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("j{i}")).collect()
+}
+
+#[tokio::test]
+async fn a_fresh_consumer_takes_its_share_of_a_big_batch_and_leaves_the_rest() {
+    with_topology(topology(5).with_pack_jobs(16), |queue| async move {
+        // 640 jobs published together: 40 packs of 16.
+        let sent = names(640);
+        publish_ok(
+            &queue,
+            sent.iter()
+                .map(|b| outgoing(Priority::Standard, b))
+                .collect(),
+        )
+        .await;
+        let mut first = consumer(&queue, 32).await;
+        let held = until_quiet(&mut first).await;
+        // A prefetch of 32 messages would have taken 32 packs, 512 jobs;
+        // 32 slots of 4 jobs are 8 packs.
+        assert_eq!(held.len(), 128, "the first consumer holds 8 packs");
+        let mut second = consumer(&queue, 32).await;
+        let also = until_quiet(&mut second).await;
+        assert_eq!(also.len(), 128, "a second consumer gets its share");
+
+        // Settling makes room: every job is delivered, once, to one
+        // consumer or the other.
+        let mut seen: BTreeSet<String> = BTreeSet::new();
+        for d in held.into_iter().chain(also) {
+            assert!(seen.insert(body(&d)));
+            d.ack().await.unwrap();
+        }
+        let mut both: DeliveryStream = Box::pin(futures::stream::select(first, second));
+        while seen.len() < sent.len() {
+            let d = next(&mut both).await;
+            assert!(seen.insert(body(&d)), "{} delivered twice", body(&d));
+            d.ack().await.unwrap();
+        }
+        assert_eq!(seen, sent.into_iter().collect());
+        await_depth(&queue, STANDARD, 0).await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn single_messages_raise_the_prefetch_to_one_job_per_slot() {
+    with_topology(topology(5).with_pack_jobs(16), |queue| async move {
+        // Published one by one: one message per job.
+        let sent = names(200);
+        for b in &sent {
+            publish_ok(&queue, vec![outgoing(Priority::Standard, b)]).await;
+        }
+        let mut stream = consumer(&queue, 32).await;
+        // A fresh consumer expects full packs: 8 messages at first. It
+        // asks for more as single messages come (while a change is made,
+        // it may hold the old window and the new one).
+        let mut seen = BTreeSet::new();
+        for _ in 0..100 {
+            let d = next(&mut stream).await;
+            assert!(seen.insert(body(&d)));
+            d.ack().await.unwrap();
+        }
+        // Now it holds its 32 jobs, one message each, without settling any.
+        let held = until_quiet(&mut stream).await;
+        assert_eq!(held.len(), 32, "the prefetch grew to 32 messages");
+        for d in held {
+            assert!(seen.insert(body(&d)));
+            d.ack().await.unwrap();
+        }
+        while seen.len() < sent.len() {
+            let d = next(&mut stream).await;
+            assert!(seen.insert(body(&d)));
+            d.ack().await.unwrap();
+        }
+        await_depth(&queue, STANDARD, 0).await;
+    })
+    .await;
+}
