@@ -155,7 +155,8 @@ impl Executor {
     ) -> (Vec<(Pending, DateTime<Utc>)>, Vec<Settled>) {
         let now = Utc::now();
         let ids: Vec<JobId> = items.iter().map(|p| p.message.id).collect();
-        let outcomes = match with_store_retry("start", || self.store.start_many(&ids, now)).await {
+        let started = with_store_retry("start", || self.store.start_many(&ids, now)).await;
+        let outcomes = match answered_each("start", ids.len(), started) {
             Ok(outcomes) => outcomes,
             Err(e) => {
                 tracing::error!(jobs = ids.len(), error = %e, "cannot start jobs; returning them to the queue");
@@ -293,8 +294,8 @@ impl Executor {
             .zip(&outcomes)
             .map(|((pending, _), outcome)| (pending.message.id, outcome))
             .collect();
-        let applied = match with_store_retry("finish", || self.store.finish_many(&ends, now)).await
-        {
+        let finished = with_store_retry("finish", || self.store.finish_many(&ends, now)).await;
+        let applied = match answered_each("finish", ends.len(), finished) {
             Ok(applied) => applied,
             Err(e) => {
                 tracing::error!(jobs = ends.len(), error = %e, "cannot store results; returning jobs to the queue");
@@ -401,6 +402,24 @@ impl Executor {
     }
 }
 
+/// A store's answers to a call for `asked` jobs: one each, or an error
+/// (so that no job is left unsettled by a short answer).
+pub(crate) fn answered_each<T>(
+    what: &str,
+    asked: usize,
+    answers: Result<Vec<T>, sluice_store::StoreError>,
+) -> Result<Vec<T>, sluice_store::StoreError> {
+    let answers = answers?;
+    if answers.len() == asked {
+        Ok(answers)
+    } else {
+        Err(sluice_store::StoreError::Corrupt(format!(
+            "{what} answered for {} of {asked} jobs",
+            answers.len()
+        )))
+    }
+}
+
 /// The ledger row of a job this worker just ended.
 fn ledger_row(
     message: &JobMessage,
@@ -434,5 +453,21 @@ fn ledger_row(
         queue_wait_ms: u64::try_from((started_at - message.enqueued_at).num_milliseconds()).ok(),
         provider_latency_ms: Some(provider_latency_ms),
         finished_at,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_short_or_long_answer_from_the_store_is_an_error_not_a_lost_job() {
+        assert_eq!(answered_each("start", 2, Ok(vec![1, 2])).unwrap(), vec![1, 2]);
+        for answers in [vec![1], vec![1, 2, 3]] {
+            let err = answered_each("start", 2, Ok(answers)).unwrap_err();
+            assert!(err.to_string().contains("of 2 jobs"), "{err}");
+        }
+        let down = sluice_store::StoreError::Unavailable("down".into());
+        assert!(answered_each::<u8>("finish", 1, Err(down)).is_err());
     }
 }
