@@ -10,8 +10,9 @@
 local now = tonumber(ARGV[1])
 local out, expired = {}, {}
 for i, key in ipairs(KEYS) do
-  local fields = redis.call('HMGET', key, 'status', 'deadline_ms')
+  local fields = redis.call('HMGET', key, 'status', 'deadline_ms', 'attempts')
   local status, deadline = fields[1], fields[2]
+  local attempt = (tonumber(fields[3]) or 0) + 1
   if not status then
     out[i] = 'missing'
   elseif status == 'queued' and deadline and tonumber(deadline) <= now then
@@ -19,10 +20,12 @@ for i, key in ipairs(KEYS) do
     expired[#expired + 1] = ARGV[4 + i]
     out[i] = 'expired'
   elseif status == 'queued' then
-    redis.call('HSET', key, 'status', 'running', 'started_at', ARGV[2])
-    out[i] = 'started:' .. redis.call('HINCRBY', key, 'attempts', 1)
+    -- One HSET: the attempt is counted from the HMGET above.
+    redis.call('HSET', key, 'status', 'running', 'started_at', ARGV[2], 'attempts', attempt)
+    out[i] = 'started:' .. attempt
   elseif status == 'running' then
-    out[i] = 'started:' .. redis.call('HINCRBY', key, 'attempts', 1)
+    redis.call('HSET', key, 'attempts', attempt)
+    out[i] = 'started:' .. attempt
   else
     out[i] = 'done:' .. status
   end
