@@ -50,6 +50,7 @@ async fn bench_throughput_reports_every_phase_with_nothing_lost() {
         "API accepted jobs/s, workers stopped (50 job(s) per request",
         "backlog drain, one worker (50 job(s) per request",
         "worker peak RSS with the backlog waiting",
+        "CPU, cores busy on average (50 job(s) per request, 2 clients)",
     ] {
         assert!(table.contains(row), "no row {row:?} in:\n{table}");
     }
@@ -61,6 +62,16 @@ async fn bench_throughput_reports_every_phase_with_nothing_lost() {
     for steady in figures["steady"].as_array().unwrap() {
         assert_eq!(steady["accepted"], 300, "{steady}");
         assert!(steady["finished_per_s"].as_f64().unwrap() > 0.0, "{steady}");
+        // Where the CPU went, per process group (from /proc, on Linux).
+        let groups: Vec<&str> = steady["cpu"]["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|g| g["group"].as_str().unwrap())
+            .collect();
+        for own in ["api", "worker", "mock", "bench"] {
+            assert!(groups.contains(&own), "no {own} in {groups:?}");
+        }
     }
     assert!(figures["raw_after"]["publish_per_s"].as_f64().unwrap() > 0.0);
     for backlog in ["backlog", "backlog_batches"] {

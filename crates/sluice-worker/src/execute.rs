@@ -462,7 +462,10 @@ mod tests {
 
     #[test]
     fn a_short_or_long_answer_from_the_store_is_an_error_not_a_lost_job() {
-        assert_eq!(answered_each("start", 2, Ok(vec![1, 2])).unwrap(), vec![1, 2]);
+        assert_eq!(
+            answered_each("start", 2, Ok(vec![1, 2])).unwrap(),
+            vec![1, 2]
+        );
         for answers in [vec![1], vec![1, 2, 3]] {
             let err = answered_each("start", 2, Ok(answers)).unwrap_err();
             assert!(err.to_string().contains("of 2 jobs"), "{err}");

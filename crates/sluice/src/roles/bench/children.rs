@@ -188,6 +188,21 @@ impl BenchStack {
         Ok(())
     }
 
+    /// The stack's own processes by role (`mock`, `api`, `worker`) and this
+    /// one (`bench`, the load generator), for the CPU split.
+    pub fn roles(&self) -> Vec<(&'static str, u32)> {
+        let last = self.procs.len().saturating_sub(1);
+        let own = self.procs.iter().enumerate().map(|(i, p)| {
+            let role = if i == last { "api" } else { "mock" };
+            (role, p.pid())
+        });
+        let workers = self.workers.iter().map(|w| ("worker", w.pid()));
+        own.chain(workers)
+            .filter_map(|(role, pid)| pid.map(|pid| (role, pid)))
+            .chain([("bench", std::process::id())])
+            .collect()
+    }
+
     /// Stops the workers (SIGTERM, drained).
     pub async fn stop_workers(&mut self) {
         for mut w in self.workers.drain(..) {

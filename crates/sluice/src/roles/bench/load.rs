@@ -166,7 +166,10 @@ async fn submit_all(
             } else {
                 json!({"jobs": chunk.iter().map(|&i| job(i)).collect::<Vec<_>>()})
             };
-            (serde_json::to_vec(&body).unwrap_or_default().into(), chunk.len())
+            (
+                serde_json::to_vec(&body).unwrap_or_default().into(),
+                chunk.len(),
+            )
         })
         .collect();
     let url = reqwest::Url::parse(&url)?;
@@ -225,8 +228,14 @@ async fn steady(
     finished: &Finished,
     per_request: usize,
 ) -> anyhow::Result<Steady> {
+    let roles = stack.roles();
+    let before = super::cpu::sample(&roles);
     let s = submit_all(stack, http, args.jobs, per_request, args.concurrency).await?;
     let last = finished.wait_for(s.accepted, || {}).await?;
+    let after = super::cpu::sample(&roles);
+    let cpu = before
+        .zip(after)
+        .map(|(before, after)| super::cpu::split(&before, &after, s.accepted));
     Ok(Steady {
         jobs_per_request: per_request,
         clients: s.clients,
@@ -237,6 +246,7 @@ async fn steady(
         submit_p50_ms: s.p50_ms,
         submit_p99_ms: s.p99_ms,
         finished_per_s: s.accepted as f64 / (last - s.started).as_secs_f64(),
+        cpu,
     })
 }
 

@@ -8,6 +8,7 @@
 
 pub mod cache;
 mod children;
+mod cpu;
 pub mod econ;
 pub mod ledger;
 pub mod limits;

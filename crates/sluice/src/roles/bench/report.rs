@@ -28,6 +28,8 @@ pub struct Steady {
     pub submit_p50_ms: f64,
     pub submit_p99_ms: f64,
     pub finished_per_s: f64,
+    /// Where the phase's CPU went (Linux), per process group.
+    pub cpu: Option<super::cpu::Split>,
 }
 
 #[derive(Debug, Serialize)]
@@ -107,6 +109,13 @@ impl Report {
                 format!("{:.0}", s.finished_per_s),
                 format!("≥ {:.0} (⅓ raw publish)", ceiling / 3.0),
             );
+            if let Some(cpu) = &s.cpu {
+                row(
+                    &format!("CPU, cores busy on average ({how})"),
+                    cpu.line(),
+                    "—".into(),
+                );
+            }
         }
         if let Some(l) = &self.limiter {
             row(
