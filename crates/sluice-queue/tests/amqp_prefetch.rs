@@ -6,8 +6,6 @@
 
 use std::collections::BTreeSet;
 
-use futures::StreamExt;
-
 use sluice_core::Priority;
 use sluice_queue::{AmqpQueue, Delivery, DeliveryStream, JobQueue, Source};
 use tokio_util::sync::CancellationToken;
@@ -25,13 +23,11 @@ async fn consumer(queue: &AmqpQueue, prefetch: u16) -> DeliveryStream {
         .unwrap()
 }
 
-/// Everything the stream hands out until it has been quiet for a while.
-async fn until_quiet(stream: &mut DeliveryStream) -> Vec<Delivery> {
-    let mut got = Vec::new();
-    while let Ok(Some(d)) =
-        tokio::time::timeout(std::time::Duration::from_millis(300), stream.next()).await
-    {
-        got.push(d);
+/// The next `n` deliveries (each within the helpers' 5 s).
+async fn take(stream: &mut DeliveryStream, n: usize) -> Vec<Delivery> {
+    let mut got = Vec::with_capacity(n);
+    for _ in 0..n {
+        got.push(next(stream).await);
     }
     got
 }
@@ -53,13 +49,13 @@ async fn a_fresh_consumer_takes_its_share_of_a_big_batch_and_leaves_the_rest() {
         )
         .await;
         let mut first = consumer(&queue, 32).await;
-        let held = until_quiet(&mut first).await;
         // A prefetch of 32 messages would have taken 32 packs, 512 jobs;
         // 32 slots of 4 jobs are 8 packs.
-        assert_eq!(held.len(), 128, "the first consumer holds 8 packs");
+        let held = take(&mut first, 128).await;
+        assert!(quiet(&mut first).await, "the first consumer holds 8 packs");
         let mut second = consumer(&queue, 32).await;
-        let also = until_quiet(&mut second).await;
-        assert_eq!(also.len(), 128, "a second consumer gets its share");
+        let also = take(&mut second, 128).await;
+        assert!(quiet(&mut second).await, "a second consumer gets its share");
 
         // Settling makes room: every job is delivered, once, to one
         // consumer or the other.
@@ -99,8 +95,8 @@ async fn single_messages_raise_the_prefetch_to_one_job_per_slot() {
             d.ack().await.unwrap();
         }
         // Now it holds its 32 jobs, one message each, without settling any.
-        let held = until_quiet(&mut stream).await;
-        assert_eq!(held.len(), 32, "the prefetch grew to 32 messages");
+        let held = take(&mut stream, 32).await;
+        assert!(quiet(&mut stream).await, "the prefetch grew to 32 messages");
         for d in held {
             assert!(seen.insert(body(&d)));
             d.ack().await.unwrap();

@@ -239,6 +239,10 @@ impl Consuming {
                 self.ready.push_back(whole);
             }
         }
+        // Those deliveries count too: subscribe with the latest prefetch,
+        // once.
+        let messages = self.credit.as_ref().map_or(messages, Credit::messages);
+        self.resubscribe = None;
         self.tag = format!("{}-{}", self.base_tag, self.subscriptions);
         self.subscriptions += 1;
         match subscribe(&self.channel, &self.queue, &self.tag, messages).await {
