@@ -28,14 +28,6 @@ async fn consumer(queue: &AmqpQueue, source: Source) -> DeliveryStream {
         .unwrap()
 }
 
-async fn take(stream: &mut DeliveryStream, n: usize) -> Vec<Delivery> {
-    let mut got = Vec::with_capacity(n);
-    for _ in 0..n {
-        got.push(next(stream).await);
-    }
-    got
-}
-
 fn bodies(deliveries: &[Delivery]) -> Vec<String> {
     deliveries.iter().map(body).collect()
 }
@@ -51,10 +43,6 @@ fn assert_own_job_ids(deliveries: &[Delivery]) {
     for d in deliveries {
         assert_eq!(d.headers.get("job-id"), Some(&format!("job-{}", body(d))));
     }
-}
-
-fn names(prefix: &str, n: usize) -> Vec<String> {
-    (0..n).map(|i| format!("{prefix}{i}")).collect()
 }
 
 /// Publishes `sent` as one standard pack, takes its parts, and settles

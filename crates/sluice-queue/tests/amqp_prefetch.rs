@@ -7,7 +7,7 @@
 use std::collections::BTreeSet;
 
 use sluice_core::Priority;
-use sluice_queue::{AmqpQueue, Delivery, DeliveryStream, JobQueue, Source};
+use sluice_queue::{AmqpQueue, DeliveryStream, JobQueue, Source};
 use tokio_util::sync::CancellationToken;
 
 mod support;
@@ -23,24 +23,11 @@ async fn consumer(queue: &AmqpQueue, prefetch: u16) -> DeliveryStream {
         .unwrap()
 }
 
-/// The next `n` deliveries (each within the helpers' 5 s).
-async fn take(stream: &mut DeliveryStream, n: usize) -> Vec<Delivery> {
-    let mut got = Vec::with_capacity(n);
-    for _ in 0..n {
-        got.push(next(stream).await);
-    }
-    got
-}
-
-fn names(n: usize) -> Vec<String> {
-    (0..n).map(|i| format!("j{i}")).collect()
-}
-
 #[tokio::test]
 async fn a_fresh_consumer_takes_its_share_of_a_big_batch_and_leaves_the_rest() {
     with_topology(topology(5).with_pack_jobs(16), |queue| async move {
         // 640 jobs published together: 40 packs of 16.
-        let sent = names(640);
+        let sent = names("j", 640);
         publish_ok(
             &queue,
             sent.iter()
@@ -80,7 +67,7 @@ async fn a_fresh_consumer_takes_its_share_of_a_big_batch_and_leaves_the_rest() {
 async fn single_messages_raise_the_prefetch_to_one_job_per_slot() {
     with_topology(topology(5).with_pack_jobs(16), |queue| async move {
         // Published one by one: one message per job.
-        let sent = names(200);
+        let sent = names("j", 200);
         for b in &sent {
             publish_ok(&queue, vec![outgoing(Priority::Standard, b)]).await;
         }

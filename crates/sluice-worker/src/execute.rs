@@ -305,7 +305,6 @@ impl Executor {
                     .collect();
             }
         };
-        drop(ends);
         let jobs = runnable.into_iter().zip(outcomes).zip(ended).zip(applied);
         futures::future::join_all(jobs.map(
             |((((pending, started_at), outcome), ended), applied)| {

@@ -82,6 +82,20 @@ pub async fn next(stream: &mut DeliveryStream) -> Delivery {
         .expect("stream still open")
 }
 
+/// The next `n` deliveries (each within `next`'s 5 s).
+pub async fn take(stream: &mut DeliveryStream, n: usize) -> Vec<Delivery> {
+    let mut got = Vec::with_capacity(n);
+    for _ in 0..n {
+        got.push(next(stream).await);
+    }
+    got
+}
+
+/// Bodies `{prefix}0`, `{prefix}1`, …
+pub fn names(prefix: &str, n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("{prefix}{i}")).collect()
+}
+
 pub async fn quiet(stream: &mut DeliveryStream) -> bool {
     tokio::time::timeout(Duration::from_millis(300), stream.next())
         .await

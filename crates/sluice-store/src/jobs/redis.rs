@@ -231,12 +231,13 @@ impl JobStore for RedisJobStore {
         let keys: Vec<String> = ids.iter().map(|&id| self.key(id)).collect();
         let groups = self.groups(&keys);
         let (now_ms, now) = (now.timestamp_millis().to_string(), rfc3339(now));
+        let channel = self.channel();
         let calls = groups.iter().map(|group| {
             let mut args = vec![
                 now_ms.clone(),
                 now.clone(),
                 DEADLINE_ERROR.clone(),
-                self.channel(),
+                channel.clone(),
             ];
             args.extend(group.iter().map(|&i| ids[i].to_string()));
             let keys: Vec<String> = group.iter().map(|&i| keys[i].clone()).collect();
@@ -261,9 +262,9 @@ impl JobStore for RedisJobStore {
     ) -> Result<Vec<bool>, StoreError> {
         let keys: Vec<String> = ends.iter().map(|&(id, _)| self.key(id)).collect();
         let groups = self.groups(&keys);
-        let now = rfc3339(now);
+        let (now, channel) = (rfc3339(now), self.channel());
         let calls = groups.iter().map(|group| {
-            let mut args = vec![now.clone(), self.channel()];
+            let mut args = vec![now.clone(), channel.clone()];
             for &i in group {
                 let (id, outcome) = ends[i];
                 args.push(id.to_string());
