@@ -1,10 +1,6 @@
 //! Request extractors whose rejections are problem+json: a JSON body (with
 //! the size limit) and the caller's key.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
-
 use axum::extract::{FromRef, FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
@@ -13,7 +9,7 @@ use serde_json::Value;
 use sluice_store::tenants::{hash_key, Principal};
 
 use crate::problem::ApiError;
-use crate::AppState;
+use crate::state::AppState;
 
 /// A body that parsed as JSON.
 pub struct JsonBody(pub Value);
@@ -39,33 +35,7 @@ where
     }
 }
 
-/// How long a checked key is trusted before it is looked up again; a
-/// revoked key stops working within this time on every replica.
-pub const KEY_CACHE_TTL: Duration = Duration::from_secs(5);
-
-/// Keys checked recently, by hash.
-#[derive(Default)]
-pub struct KeyCache {
-    entries: Mutex<HashMap<String, (Principal, Instant)>>,
-}
-
-impl KeyCache {
-    fn get(&self, hash: &str) -> Option<Principal> {
-        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        entries
-            .get(hash)
-            .filter(|(_, at)| at.elapsed() < KEY_CACHE_TTL)
-            .map(|(p, _)| p.clone())
-    }
-
-    fn put(&self, hash: String, principal: Principal) {
-        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        if entries.len() > 10_000 {
-            entries.retain(|_, (_, at)| at.elapsed() < KEY_CACHE_TTL);
-        }
-        entries.insert(hash, (principal, Instant::now()));
-    }
-}
+pub use crate::caches::KEY_CACHE_TTL;
 
 /// The tenant a request is from.
 pub struct Caller(pub Principal);
@@ -94,7 +64,7 @@ where
                 "the Authorization header must be `Bearer <key>`",
             ))?;
         let hash = hash_key(key);
-        if let Some(principal) = state.keys.get(&hash) {
+        if let Some(principal) = state.keys.0.get(&hash).await {
             return Ok(Caller(principal));
         }
         let principal = state
@@ -104,7 +74,7 @@ where
             .ok_or(ApiError::Unauthorized(
                 "unknown, revoked or expired API key",
             ))?;
-        state.keys.put(hash, principal.clone());
+        state.keys.0.insert(hash, principal.clone()).await;
         Ok(Caller(principal))
     }
 }

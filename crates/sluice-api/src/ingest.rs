@@ -4,9 +4,13 @@
 //! of each per job. Nothing waits for company: a flush takes whatever is
 //! queued at that moment, so a lone request goes out at once.
 //!
+//! Every job record the API writes goes through here: the queued jobs it
+//! publishes, and the records of jobs that join one in flight or are
+//! answered from the cache (which publish nothing).
+//!
 //! Invariant kept: each job's record is written before its message is
 //! published, and a caller hears back only after the broker's confirm for
-//! its own jobs (or the failure).
+//! its own jobs (or the failure), one answer per message.
 
 use std::sync::Arc;
 
@@ -17,6 +21,8 @@ use sluice_store::jobs::JobStore;
 use sluice_store::StoreError;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio_util::task::TaskTracker;
+
+use crate::problem::ApiError;
 
 /// Most jobs in one flush (one store pipeline, one publish call).
 const MAX_FLUSH_JOBS: usize = 1000;
@@ -30,6 +36,15 @@ const FLUSHES_IN_FLIGHT: usize = 4;
 const QUEUE_DEPTH: usize = 4096;
 
 type Reply = Result<Vec<Result<(), QueueError>>, Arc<StoreError>>;
+
+/// Why a job was not published.
+#[derive(Debug)]
+pub enum NotPublished {
+    /// The records could not be written; nothing was published.
+    NotStored(Arc<StoreError>),
+    /// The broker did not confirm the job's message.
+    NotConfirmed(QueueError),
+}
 
 struct Submission {
     records: Vec<JobRecord>,
@@ -58,9 +73,35 @@ impl Ingest {
         Self { tx }
     }
 
-    /// Stores and publishes `records`/`outgoing` (same order); the
-    /// broker's answer for each message, or the store's error for all.
-    pub async fn submit(&self, records: Vec<JobRecord>, outgoing: Vec<Outgoing>) -> Reply {
+    /// Stores `records`, then publishes `outgoing` (one message per
+    /// record, same order): the broker's answer for each job, exactly one
+    /// per record.
+    pub async fn publish(
+        &self,
+        records: Vec<JobRecord>,
+        outgoing: Vec<Outgoing>,
+    ) -> Vec<Result<(), NotPublished>> {
+        let n = records.len();
+        match self.send(records, outgoing).await {
+            Ok(confirms) => confirms
+                .into_iter()
+                .map(|c| c.map_err(NotPublished::NotConfirmed))
+                .collect(),
+            Err(e) => (0..n)
+                .map(|_| Err(NotPublished::NotStored(Arc::clone(&e))))
+                .collect(),
+        }
+    }
+
+    /// Stores `records` (jobs that publish nothing: joined, or answered).
+    pub async fn create(&self, records: Vec<JobRecord>) -> Result<(), ApiError> {
+        self.send(records, Vec::new())
+            .await
+            .map(drop)
+            .map_err(|e| ApiError::StoreUnavailable(e.to_string()))
+    }
+
+    async fn send(&self, records: Vec<JobRecord>, outgoing: Vec<Outgoing>) -> Reply {
         let (reply, answer) = oneshot::channel();
         let n = outgoing.len();
         let unavailable = || {
@@ -137,7 +178,19 @@ async fn flush(
         .iter()
         .flat_map(|s| s.outgoing.iter().cloned())
         .collect();
-    let confirms = queue.publish(outgoing).await;
+    let sent = outgoing.len();
+    let mut confirms = if sent == 0 {
+        Vec::new()
+    } else {
+        queue.publish(outgoing).await
+    };
+    // One answer per message: the queue owes one each, and a message it
+    // said nothing about was not confirmed.
+    confirms.resize_with(sent, || {
+        Err(QueueError::Unavailable(
+            "the broker did not answer for this message".into(),
+        ))
+    });
     for confirm in &confirms {
         let outcome = match confirm {
             Ok(()) => "ok",

@@ -1,10 +1,10 @@
 //! W3C `traceparent` in and out: each request joins the caller's trace (or
 //! starts one), runs in a span carrying its trace id, and answers with a
 //! `traceparent` naming the API's span. Job submissions carry the same
-//! trace to the worker in the AMQP headers (see `submit.rs`).
+//! trace to the worker in the AMQP headers (see `submission::validate`).
 
 use axum::extract::Request;
-use axum::http::HeaderValue;
+use axum::http::{HeaderMap, HeaderValue};
 use axum::middleware::Next;
 use axum::response::Response;
 use sluice_core::trace::{TraceParent, HEADER};
@@ -13,6 +13,18 @@ use tracing::Instrument;
 tokio::task_local! {
     /// The API's span of the request being served.
     static CURRENT: TraceParent;
+}
+
+/// The trace id a request's jobs belong to: the caller's `traceparent`'s,
+/// else a new one.
+pub fn trace_id(headers: &HeaderMap) -> String {
+    headers
+        .get(HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split('-').nth(1))
+        .filter(|t| t.len() == 32)
+        .map(str::to_owned)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string())
 }
 
 /// The request's span context, inside a request.

@@ -1,11 +1,8 @@
-//! Webhooks in the API: the target of each submitted job (its own URL,
-//! checked, or the tenant's endpoints), the tenant's signing secret, its
-//! endpoints, and each job's deliveries (with manual redelivery).
+//! Webhooks in the API: the tenant's signing secret, its endpoints, and
+//! each job's deliveries (with manual redelivery). The target of each
+//! submitted job is the submission's stage 3 (`submission::targets`).
 
-use std::collections::HashMap;
-use std::net::IpAddr;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -14,128 +11,17 @@ use axum::Json;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use sluice_core::webhook::{EventKind, JobWebhook, WebhookMessage};
+use sluice_core::webhook::{EventKind, WebhookMessage};
 use sluice_store::webhooks::{Attempt, Delivery, Endpoint};
 use utoipa::ToSchema;
 
 use crate::extract::{Caller, JsonBody};
 use crate::problem::{ApiError, Problem};
-use crate::submit::Accepted;
-use crate::AppState;
+use crate::state::AppState;
+use crate::submission::targets::check_resolved;
 
-/// How long whether a tenant has endpoints is trusted: an endpoint gets the
-/// jobs submitted from at most this long after it was created.
-pub const ENDPOINTS_CACHE_TTL: Duration = Duration::from_secs(5);
 /// The default overlap of a rotated secret: the old one signs for a day.
 const DEFAULT_OVERLAP_S: u64 = 86_400;
-
-#[derive(Default)]
-pub struct EndpointsCache {
-    entries: Mutex<HashMap<String, (bool, Instant)>>,
-}
-
-impl EndpointsCache {
-    fn forget(&self, tenant: &str) {
-        self.entries
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(tenant);
-    }
-}
-
-async fn has_endpoints(state: &AppState, tenant: &str) -> Result<bool, ApiError> {
-    let cache = &state.endpoints;
-    if let Some(&(has, at)) = cache
-        .entries
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .get(tenant)
-    {
-        if at.elapsed() < ENDPOINTS_CACHE_TTL {
-            return Ok(has);
-        }
-    }
-    let has = state.webhooks.has_endpoints(tenant).await?;
-    cache
-        .entries
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .insert(tenant.to_owned(), (has, Instant::now()));
-    Ok(has)
-}
-
-/// Refuses a URL whose host resolves, now, to an address the policy refuses.
-async fn check_resolved(state: &AppState, url: &url::Url) -> Result<(), ApiError> {
-    let Some(url::Host::Domain(host)) = url.host() else {
-        return Ok(()); // a literal address: checked with the URL
-    };
-    let policy = state.config.webhooks.policy();
-    if policy.host_allowed(host) {
-        return Ok(());
-    }
-    let port = url.port_or_known_default().unwrap_or(443);
-    let addrs: Vec<IpAddr> = tokio::net::lookup_host((host, port))
-        .await
-        .map_err(|e| {
-            ApiError::InvalidWebhook(format!("cannot resolve the webhook host {host}: {e}"))
-        })?
-        .map(|a| a.ip())
-        .collect();
-    for ip in addrs {
-        policy
-            .check_ip(host, ip)
-            .map_err(ApiError::InvalidWebhook)?;
-    }
-    Ok(())
-}
-
-/// Completes each job's webhook target: a job's own URL is checked against
-/// what its host resolves to, and needs the tenant's signing secret; a job
-/// without one goes to the tenant's endpoints, if it has any.
-pub(crate) async fn resolve_targets(
-    state: &AppState,
-    tenant: &str,
-    accepted: &mut [Accepted],
-) -> Result<(), ApiError> {
-    let mut secret_checked = false;
-    let mut endpoints = None;
-    let many = accepted.len() > 1;
-    for (i, a) in accepted.iter_mut().enumerate() {
-        let at = |e: ApiError| match (e, many) {
-            (ApiError::InvalidWebhook(d), true) => {
-                ApiError::InvalidWebhook(format!("jobs[{i}]: {d}"))
-            }
-            (e, _) => e,
-        };
-        match &a.record.webhook {
-            Some(JobWebhook::Url(spec)) => {
-                check_resolved(state, &spec.url).await.map_err(at)?;
-                if !secret_checked {
-                    if state.webhooks.tenant_secrets(tenant).await?.is_none() {
-                        return Err(ApiError::InvalidWebhook(
-                            "this tenant has no webhook signing secret yet: create one with \
-                             POST /v1/webhook-secret (or `sluice admin webhook secret --tenant NAME`)"
-                                .into(),
-                        ));
-                    }
-                    secret_checked = true;
-                }
-            }
-            Some(JobWebhook::Endpoints) => {}
-            None => {
-                let has = match endpoints {
-                    Some(has) => has,
-                    None => *endpoints.insert(has_endpoints(state, tenant).await?),
-                };
-                if has {
-                    a.record.webhook = Some(JobWebhook::Endpoints);
-                    a.message.webhook = Some(JobWebhook::Endpoints);
-                }
-            }
-        }
-    }
-    Ok(())
-}
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -247,7 +133,7 @@ pub async fn create_endpoint(
         .webhooks
         .create_endpoint(&caller.tenant_id, request.url.as_str(), &events)
         .await?;
-    state.endpoints.forget(&caller.tenant_id);
+    state.endpoints.forget(&caller.tenant_id).await;
     let view = NewEndpointView {
         endpoint,
         secret: secret.expose().to_owned(),
@@ -288,7 +174,7 @@ pub async fn delete_endpoint(
             "no webhook endpoint {id}"
         )));
     }
-    state.endpoints.forget(&caller.tenant_id);
+    state.endpoints.forget(&caller.tenant_id).await;
     Ok(StatusCode::NO_CONTENT)
 }
 

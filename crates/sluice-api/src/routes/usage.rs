@@ -1,4 +1,5 @@
-//! `GET /v1/usage`: the calling tenant's usage and cost, grouped.
+//! What a tenant spent: `GET /v1/usage` (usage and cost, grouped) and
+//! `GET /v1/budget` (this month's spend against its cap).
 
 use axum::extract::{Query, State};
 use axum::Json;
@@ -9,7 +10,8 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::extract::Caller;
 use crate::problem::{ApiError, Problem};
-use crate::AppState;
+use crate::state::AppState;
+use crate::submission::budget::this_month;
 
 #[derive(Debug, Deserialize, IntoParams)]
 pub struct UsageParams {
@@ -112,5 +114,36 @@ pub async fn report(
         group_by: group_by.iter().map(|g| g.as_str().to_owned()).collect(),
         total: total(&data),
         data,
+    }))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BudgetView {
+    pub object: &'static str,
+    /// The month, `YYYY-MM` (UTC).
+    pub month: String,
+    pub spent_micros: u64,
+    /// The monthly cap, or null for none.
+    pub budget_micros: Option<u64>,
+    pub remaining_micros: Option<u64>,
+}
+
+/// What the calling tenant spent this month, and its cap.
+#[utoipa::path(get, path = "/v1/budget",
+    responses((status = 200, body = BudgetView), (status = 401, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn budget(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+) -> Result<Json<BudgetView>, ApiError> {
+    let spent = state.usage.spend(&caller.tenant_id, this_month()).await?;
+    Ok(Json(BudgetView {
+        object: "budget",
+        month: this_month().format("%Y-%m").to_string(),
+        spent_micros: spent,
+        budget_micros: caller.monthly_budget_micros,
+        remaining_micros: caller
+            .monthly_budget_micros
+            .map(|cap| cap.saturating_sub(spent)),
     }))
 }

@@ -10,7 +10,7 @@ use axum::Json;
 use serde_json::json;
 use utoipa::OpenApi;
 
-use crate::AppState;
+use crate::state::AppState;
 
 /// How long a readiness check waits for each dependency.
 const READY_TIMEOUT: Duration = Duration::from_secs(2);
@@ -49,7 +49,7 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
 }
 
 pub async fn openapi() -> Json<utoipa::openapi::OpenApi> {
-    Json(crate::openapi::ApiDoc::openapi())
+    Json(super::openapi::ApiDoc::openapi())
 }
 
 /// Records each request's duration by method, route template and status.

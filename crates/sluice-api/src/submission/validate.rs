@@ -1,5 +1,11 @@
-//! Turning a submitted job into a record and a message, with every check
-//! a caller can fail: the envelope, the endpoint, the model, the body.
+//! Stage 1, validate: each submitted envelope becomes a [`NewJob`] (its
+//! record, its message and the cache's part in it), with every check a
+//! caller can fail: the batch's size, the envelope, the endpoint, the
+//! model, the body, the deadline, the webhook URL's form, the cache options.
+//!
+//! Refuses: 422 (`invalid-request`, `missing-model`, `unknown-model`,
+//! `unknown-endpoint`, `invalid-webhook`); a batch with one bad job is
+//! refused whole, naming `jobs[i]`. Writes nothing.
 
 use std::collections::BTreeMap;
 
@@ -16,6 +22,8 @@ use sluice_store::tenants::Principal;
 
 use crate::cache::plan::{plan, CachePlan};
 use crate::problem::ApiError;
+
+use super::outcome::Envelopes;
 
 /// The longest deadline a job may ask for.
 const MAX_DEADLINE_S: f64 = 7.0 * 86_400.0;
@@ -55,15 +63,20 @@ pub struct BatchRequest {
     pub jobs: Vec<Value>,
 }
 
-/// A checked job, ready to store and publish.
-pub struct Accepted {
+/// A checked job, not yet accepted: what the later stages store and publish.
+pub struct NewJob {
     pub record: JobRecord,
     pub message: JobMessage,
     /// The cache's part in it, if it takes one.
     pub cache: Option<CachePlan>,
 }
 
-impl Accepted {
+impl NewJob {
+    /// Its estimated prompt tokens, as the tenant's token limit counts them.
+    pub fn tokens(&self) -> u64 {
+        sluice_core::batching::request_tokens(self.message.endpoint, &self.message.body)
+    }
+
     /// The AMQP headers the message carries.
     pub fn headers(&self) -> BTreeMap<String, String> {
         let m = &self.message;
@@ -77,14 +90,44 @@ impl Accepted {
     }
 }
 
+/// Checks every envelope of a submission; one bad job refuses them all.
+pub(super) fn check_all(
+    envelopes: Envelopes,
+    config: &Config,
+    caller: &Principal,
+    trace_id: &str,
+    now: DateTime<Utc>,
+) -> Result<Vec<NewJob>, ApiError> {
+    let raws = match envelopes {
+        Envelopes::One(raw) => return Ok(vec![check(raw, config, caller, trace_id, now)?]),
+        Envelopes::Batch(raws) => raws,
+    };
+    let max = config.api.max_batch_jobs;
+    if raws.is_empty() || raws.len() > max {
+        return Err(ApiError::InvalidRequest(format!(
+            "a batch holds 1 to {max} jobs (got {})",
+            raws.len()
+        )));
+    }
+    raws.into_iter()
+        .enumerate()
+        .map(|(i, raw)| {
+            check(raw, config, caller, trace_id, now).map_err(|e| {
+                let p = e.problem();
+                ApiError::InvalidRequest(format!("jobs[{i}]: {}: {}", p.title, p.detail))
+            })
+        })
+        .collect()
+}
+
 /// Checks one job envelope (as JSON) for `caller`.
-pub fn check(
+fn check(
     raw: Value,
     config: &Config,
     caller: &Principal,
     trace_id: &str,
     now: DateTime<Utc>,
-) -> Result<Accepted, ApiError> {
+) -> Result<NewJob, ApiError> {
     let (tenant_id, key_id) = (caller.tenant_id.as_str(), caller.key_id.as_str());
     let request: JobRequest = serde_json::from_value(raw)
         .map_err(|e| ApiError::InvalidRequest(format!("the job is not valid: {e}")))?;
@@ -183,7 +226,7 @@ pub fn check(
         deadline_at,
         cache: cache.as_ref().map(CachePlan::directive),
     };
-    Ok(Accepted {
+    Ok(NewJob {
         record,
         message,
         cache,

@@ -10,15 +10,15 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use chrono::Utc;
 use serde_json::{json, Value};
 use sluice_core::{Endpoint, JobStatus};
 
 use crate::extract::{Caller, JsonBody};
-use crate::jobs::{admit_and_enqueue, trace_id, wait_for_end};
 use crate::problem::ApiError;
-use crate::submit::check;
-use crate::AppState;
+use crate::read::wait_for_end;
+use crate::state::AppState;
+use crate::submission::{submit, Outcome, Request};
+use crate::trace::trace_id;
 
 /// How long a synchronous call waits for its job before answering 504 (the
 /// job goes on; `Sluice-Job-Id` names it for a poll).
@@ -32,15 +32,13 @@ async fn call(
     body: Value,
 ) -> Result<Response, ApiError> {
     let envelope = json!({"endpoint": endpoint.path(), "body": body, "priority": "interactive"});
-    let accepted = check(
-        envelope,
-        &state.config,
-        &caller,
-        &trace_id(&headers),
-        Utc::now(),
-    )?;
-    let id = accepted.record.id;
-    admit_and_enqueue(&state, &caller, accepted).await?;
+    let request = Request::one(envelope, trace_id(&headers));
+    let id = match submit(&state, &caller, request).await?.into_one().0 {
+        Outcome::Answered(record) | Outcome::Queued(record) | Outcome::Replayed(record) => {
+            record.id
+        }
+        Outcome::Refused(e) => return Err(e),
+    };
     let job = wait_for_end(&state, &caller.tenant_id, id, SYNC_WAIT).await?;
     let job_header = HeaderValue::from_str(&id.to_string()).unwrap_or(HeaderValue::from_static(""));
     let mut response = match (job.status, job.result) {

@@ -1,13 +1,17 @@
-//! Per-tenant rate limits at the API: jobs and estimated tokens per minute,
+//! Stage 6, limits: the tenant's jobs and estimated tokens per minute,
 //! shared by every API replica through the fleet budget (key
-//! `tenant:<id>`). One tenant over its limit is refused with 429; other
-//! tenants' budgets are their own.
+//! `tenant:<id>`). One tenant over its limit is refused; other tenants'
+//! budgets are their own.
+//!
+//! Refuses: 429 (`rate-limited`, with `Retry-After` and `RateLimit-*`);
+//! 503 when the budget store fails. Writes: the jobs and tokens taken
+//! from the tenant's sliding minute.
 
 use sluice_core::budget::{Acquired, BudgetLimits, Grant};
 use sluice_store::tenants::Principal;
 
 use crate::problem::{ApiError, RateLimitHeaders};
-use crate::AppState;
+use crate::state::AppState;
 
 /// The limits that apply to `caller`: its own, else the config's defaults.
 fn limits_of(state: &AppState, caller: &Principal) -> BudgetLimits {

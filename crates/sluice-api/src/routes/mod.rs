@@ -1,0 +1,70 @@
+//! The HTTP routes: each handler parses its request, calls a stage of the
+//! submission pipeline or a store, and shapes the answer. Errors are
+//! problem+json (`crate::problem`).
+
+pub mod cache;
+pub mod compat;
+pub mod jobs;
+pub mod openapi;
+pub mod ops;
+pub mod usage;
+pub mod webhooks;
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::Uri;
+use axum::routing::{delete, get, post};
+use axum::Router;
+
+use crate::problem::ApiError;
+use crate::state::AppState;
+use crate::trace;
+
+async fn not_found(uri: Uri) -> ApiError {
+    ApiError::NotFound(uri.path().to_owned())
+}
+
+/// Every route of the API.
+pub fn router(state: AppState) -> Router {
+    let body_limit = state.config.api.max_body_bytes;
+    Router::new()
+        .route("/v1/jobs", post(jobs::submit))
+        .route("/v1/jobs/batch", post(jobs::submit_batch))
+        .route("/v1/jobs/{id}", get(jobs::get_job))
+        .route("/v1/jobs/{id}/cancel", post(jobs::cancel))
+        .route("/v1/jobs/{id}/deliveries", get(webhooks::deliveries))
+        .route(
+            "/v1/jobs/{id}/deliveries/{delivery_id}/redeliver",
+            post(webhooks::redeliver),
+        )
+        .route("/v1/webhook-secret", post(webhooks::rotate_tenant_secret))
+        .route(
+            "/v1/webhook-endpoints",
+            post(webhooks::create_endpoint).get(webhooks::list_endpoints),
+        )
+        .route(
+            "/v1/webhook-endpoints/{id}",
+            delete(webhooks::delete_endpoint),
+        )
+        .route(
+            "/v1/webhook-endpoints/{id}/rotate-secret",
+            post(webhooks::rotate_endpoint_secret),
+        )
+        .route("/v1/usage", get(usage::report))
+        .route("/v1/budget", get(usage::budget))
+        .route("/v1/cache", delete(cache::clear))
+        .route("/v1/chat/completions", post(compat::chat_completions))
+        .route("/v1/completions", post(compat::completions))
+        .route("/v1/embeddings", post(compat::embeddings))
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
+        .route("/openapi.json", get(ops::openapi))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            ops::track,
+        ))
+        .layer(axum::middleware::from_fn(trace::propagate))
+        .with_state(state)
+}

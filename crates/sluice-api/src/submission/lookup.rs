@@ -1,0 +1,177 @@
+//! Stage 4, cache lookup: an exact hit, or a semantic neighbour, answers a
+//! job at once with its finished record: no limits, no queue, no worker.
+//!
+//! Refuses nothing: a cache that cannot be read is a miss (counted as an
+//! error in the metrics), never a failed request. Writes, for a hit: the
+//! finished record, its end event (a hit that cannot be announced is not
+//! answered: 503) and its ledger row (cost 0, with what it saved, behind
+//! the answer); for a semantic lookup, the embedding call's ledger row.
+//! A miss keeps its prompt's vector, for stage 8 to file.
+
+use chrono::{SubsecRound, Utc};
+use sluice_core::cache::{CacheKind, CachedAnswer};
+use sluice_core::ledger::LedgerRow;
+use sluice_core::{Endpoint, JobRecord, JobStatus};
+use sluice_store::cache::EntryKey;
+use sluice_store::tenants::Principal;
+
+use super::validate::NewJob;
+use crate::cache::count;
+use crate::cache::semantic::EmbedCall;
+use crate::problem::ApiError;
+use crate::state::AppState;
+
+/// Looks up every job, concurrently: for each (in their order), its
+/// finished record when the cache answered it.
+pub(super) async fn all(
+    state: &AppState,
+    caller: &Principal,
+    jobs: &mut [NewJob],
+) -> Result<Vec<Option<JobRecord>>, ApiError> {
+    futures::future::join_all(jobs.iter_mut().map(|job| one(state, caller, job)))
+        .await
+        .into_iter()
+        .collect()
+}
+
+async fn one(
+    state: &AppState,
+    caller: &Principal,
+    job: &mut NewJob,
+) -> Result<Option<JobRecord>, ApiError> {
+    let Some(plan) = &job.cache else {
+        return Ok(None);
+    };
+    if plan.read {
+        match state.cache.get(&plan.entry).await {
+            Ok(Some(answer)) => {
+                let record = answer_from(state, job, &answer, CacheKind::Exact, None).await?;
+                return Ok(Some(record));
+            }
+            Ok(None) => count(&state.metrics, CacheKind::Exact, "miss"),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the cache; treating as a miss");
+                count(&state.metrics, CacheKind::Exact, "error");
+            }
+        }
+    }
+    let (Some(index), Some((text, scope))) = (&state.semantic, &plan.semantic) else {
+        return Ok(None);
+    };
+    let (embedded, call) = match index.embed(text).await {
+        Ok(done) => done,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot embed a prompt for the semantic cache");
+            count(&state.metrics, CacheKind::Semantic, "error");
+            return Ok(None);
+        }
+    };
+    state.cache_rows.write(embed_row(job, caller, &call)).await;
+    if plan.read {
+        match state
+            .cache
+            .candidates(scope, &embedded.buckets, index.max_candidates())
+            .await
+        {
+            Ok(candidates) => {
+                if let Some((answer, similarity)) = index.best(&embedded.vector, candidates) {
+                    let record =
+                        answer_from(state, job, &answer, CacheKind::Semantic, Some(similarity))
+                            .await?;
+                    return Ok(Some(record));
+                }
+                count(&state.metrics, CacheKind::Semantic, "miss");
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the semantic cache; treating as a miss");
+                count(&state.metrics, CacheKind::Semantic, "error");
+            }
+        }
+    }
+    if let Some(plan) = &mut job.cache {
+        plan.embedded = Some(embedded);
+    }
+    Ok(None)
+}
+
+/// The job finished with the answer cached at `entry`, if one is there
+/// now (a read that fails is a miss).
+pub(super) async fn answer_if_cached(
+    state: &AppState,
+    job: &NewJob,
+    entry: &EntryKey,
+) -> Result<Option<JobRecord>, ApiError> {
+    match state.cache.get(entry).await {
+        Ok(Some(answer)) => answer_from(state, job, &answer, CacheKind::Exact, None)
+            .await
+            .map(Some),
+        _ => Ok(None),
+    }
+}
+
+/// Finishes `job` with a cached answer: stored, announced, its ledger row
+/// on its way.
+async fn answer_from(
+    state: &AppState,
+    job: &NewJob,
+    answer: &CachedAnswer,
+    kind: CacheKind,
+    similarity: Option<f64>,
+) -> Result<JobRecord, ApiError> {
+    // Microseconds, as the store keeps end times: the 200, a later GET and
+    // the webhook show the same job.
+    let now = Utc::now().trunc_subsecs(6);
+    let mut record = job.record.clone();
+    record.status = JobStatus::Succeeded;
+    record.started_at = Some(now);
+    record.finished_at = Some(now);
+    record.result = Some(answer.result.clone());
+    record.usage = Some(answer.usage);
+    record.provider = Some(answer.provider.clone());
+    record.cost_micros = Some(0);
+    record.cached = true;
+    record.cache = Some(answer.info(kind, similarity));
+    state.ingest.create(vec![record.clone()]).await?;
+    // Its webhook hears of it like of any end; a hit that cannot be
+    // announced is not answered (the caller's retry makes another).
+    state
+        .events
+        .ended(std::slice::from_ref(&record))
+        .await
+        .map_err(|e| ApiError::QueueUnavailable(format!("cannot announce the job's end: {e}")))?;
+    count(&state.metrics, kind, "hit");
+    state.metrics.cache_saved_micros.inc_by(answer.cost_micros);
+    state
+        .metrics
+        .jobs_finished
+        .with_label_values(&["succeeded"])
+        .inc();
+    if let Some(row) = LedgerRow::from_record(&record, None) {
+        state.cache_rows.write(row).await;
+    }
+    Ok(record)
+}
+
+/// The ledger row of a prompt's embedding call: billed to the tenant, as
+/// the provider billed it, labelled as the semantic cache's.
+fn embed_row(job: &NewJob, caller: &Principal, call: &EmbedCall) -> LedgerRow {
+    let mut metadata = job.record.metadata.clone();
+    metadata.insert("purpose".into(), "semantic_cache".into());
+    LedgerRow {
+        job_id: call.id,
+        tenant_id: caller.tenant_id.clone(),
+        key_id: Some(caller.key_id.clone()),
+        model: call.model.clone(),
+        provider: Some(call.provider.clone()),
+        endpoint: Endpoint::Embeddings,
+        metadata,
+        status: JobStatus::Succeeded,
+        usage: call.usage,
+        cost_micros: call.cost_micros,
+        saved_micros: 0,
+        cache_hit: false,
+        queue_wait_ms: None,
+        provider_latency_ms: None,
+        finished_at: Utc::now(),
+    }
+}
