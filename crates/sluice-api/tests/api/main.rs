@@ -8,6 +8,7 @@
 mod support;
 
 mod batch;
+mod budget;
 mod cache;
 mod compat;
 mod errors;
@@ -16,3 +17,4 @@ mod jobs;
 mod limits;
 mod ops;
 mod outages;
+mod usage;

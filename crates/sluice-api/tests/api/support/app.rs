@@ -256,6 +256,7 @@ pub struct TestApp {
     /// The bearer key requests send.
     pub key: String,
     pub key_id: String,
+    pub tenant_id: String,
     pub tenant_name: String,
 }
 
@@ -288,6 +289,7 @@ impl TestApp {
             stack,
             key: key.key,
             key_id: key.record.id,
+            tenant_id: tenant.id,
             tenant_name: tenant.name,
         }
     }
