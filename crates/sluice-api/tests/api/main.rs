@@ -18,3 +18,4 @@ mod limits;
 mod ops;
 mod outages;
 mod usage;
+mod webhooks;

@@ -1,8 +1,10 @@
 //! The in-process harness: a `TestApp` per test over the in-memory twins
 //! (`app`), request helpers (`client`), job envelopes (`jobs`), ledger
 //! rows (`ledger`), and queue and store wrappers that fail on demand
-//! (`faults`); `eventually` polls for what happens just after an answer.
+//! (`faults`); `announced` reads what the API put on the webhook queue,
+//! and `eventually` polls for what happens just after an answer.
 
+pub mod announced;
 pub mod app;
 pub mod client;
 pub mod eventually;
