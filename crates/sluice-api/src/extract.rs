@@ -11,6 +11,30 @@ use sluice_store::tenants::{hash_key, Principal};
 use crate::problem::ApiError;
 use crate::state::AppState;
 
+/// A body within the size limit, as bytes.
+pub struct RawBody(pub Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for RawBody
+where
+    AppState: FromRef<S>,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let limit = AppState::from_ref(state).config.api.max_body_bytes;
+        Bytes::from_request(req, state)
+            .await
+            .map(RawBody)
+            .map_err(|e| {
+                if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::BodyTooLarge(limit)
+                } else {
+                    ApiError::MalformedJson(e.body_text())
+                }
+            })
+    }
+}
+
 /// A body that parsed as JSON.
 pub struct JsonBody(pub Value);
 
@@ -21,14 +45,7 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let limit = AppState::from_ref(state).config.api.max_body_bytes;
-        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
-            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::BodyTooLarge(limit)
-            } else {
-                ApiError::MalformedJson(e.body_text())
-            }
-        })?;
+        let RawBody(bytes) = RawBody::from_request(req, state).await?;
         serde_json::from_slice(&bytes)
             .map(JsonBody)
             .map_err(|e| ApiError::MalformedJson(format!("the body is not valid JSON: {e}")))

@@ -30,6 +30,8 @@ pub enum ApiError {
     Unauthorized(&'static str),
     JobNotFound(String),
     NotFound(String),
+    /// A known path asked with a method it does not answer.
+    MethodNotAllowed(String),
     NotCancelable(String),
     QueueUnavailable(String),
     StoreUnavailable(String),
@@ -133,6 +135,12 @@ impl ApiError {
                 "not-found",
                 "Not found",
                 format!("no route {path}"),
+            ),
+            MethodNotAllowed(d) => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method-not-allowed",
+                "Method not allowed",
+                d.clone(),
             ),
             NotCancelable(d) => (
                 StatusCode::CONFLICT,

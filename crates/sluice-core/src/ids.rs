@@ -11,10 +11,21 @@ use serde::{Deserialize, Serialize};
 #[serde(try_from = "String", into = "String")]
 pub struct JobId(ulid::Ulid);
 
+/// One generator per process, so that ids made in the same millisecond
+/// still sort in the order they were made (the random part counts up).
+static GENERATOR: std::sync::Mutex<ulid::Generator> = std::sync::Mutex::new(ulid::Generator::new());
+
 impl JobId {
-    /// A new id for a job created now.
+    /// A new id for a job created now: later than every id this process
+    /// made before (and, across processes, ordered to the millisecond).
     pub fn new() -> Self {
-        Self(ulid::Ulid::new())
+        let next = GENERATOR
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .generate();
+        // The random part overflows only after 2^80 ids in one millisecond;
+        // a plain new id is then still right to the millisecond.
+        Self(next.unwrap_or_else(|_| ulid::Ulid::new()))
     }
 }
 

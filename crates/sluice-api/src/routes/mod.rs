@@ -11,7 +11,7 @@ pub mod usage;
 pub mod webhooks;
 
 use axum::extract::DefaultBodyLimit;
-use axum::http::Uri;
+use axum::http::{Method, Uri};
 use axum::routing::{delete, get, post};
 use axum::Router;
 
@@ -21,6 +21,10 @@ use crate::trace;
 
 async fn not_found(uri: Uri) -> ApiError {
     ApiError::NotFound(uri.path().to_owned())
+}
+
+async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
+    ApiError::MethodNotAllowed(format!("{} does not answer {method}", uri.path()))
 }
 
 /// Every route of the API.
@@ -60,6 +64,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(ops::metrics))
         .route("/openapi.json", get(ops::openapi))
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

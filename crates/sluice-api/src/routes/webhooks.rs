@@ -15,7 +15,7 @@ use sluice_core::webhook::{EventKind, WebhookMessage};
 use sluice_store::webhooks::{Attempt, Delivery, Endpoint};
 use utoipa::ToSchema;
 
-use crate::extract::{Caller, JsonBody};
+use crate::extract::{Caller, JsonBody, RawBody};
 use crate::problem::{ApiError, Problem};
 use crate::state::AppState;
 use crate::submission::targets::check_resolved;
@@ -72,7 +72,7 @@ fn secret_view(secret: &sluice_core::webhook::Secret, overlap: Duration) -> Secr
 pub async fn rotate_tenant_secret(
     State(state): State<AppState>,
     Caller(caller): Caller,
-    body: Bytes,
+    RawBody(body): RawBody,
 ) -> Result<Response, ApiError> {
     let overlap = overlap(&body)?;
     let secret = state
@@ -187,7 +187,7 @@ pub async fn rotate_endpoint_secret(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Path(id): Path<String>,
-    body: Bytes,
+    RawBody(body): RawBody,
 ) -> Result<Json<SecretView>, ApiError> {
     let overlap = overlap(&body)?;
     let secret = state

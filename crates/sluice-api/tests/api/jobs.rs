@@ -79,8 +79,6 @@ async fn job_ids_sort_by_creation_time_to_the_millisecond() {
 }
 
 #[tokio::test]
-#[ignore = "bug: jobs created in the same millisecond get ULIDs in random order (JobId::new \
-            is not monotonic), so ids do not sort in submission order"]
 async fn job_ids_sort_in_submission_order() {
     let app = TestApp::spawn().await;
     let ids: Vec<String> = submit_in_turn(&app, 50)
