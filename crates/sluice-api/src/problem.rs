@@ -43,6 +43,8 @@ pub enum ApiError {
     ProviderFailed(String),
     /// A synchronous call's job did not end in time.
     SyncTimeout(String),
+    /// The request took longer than the API's request timeout (seconds).
+    Timeout(u64),
     /// The first request with this `Idempotency-Key` has not finished.
     IdempotencyInProgress(String),
     /// A webhook URL that may not be used (scheme, address, no secret).
@@ -168,6 +170,15 @@ impl ApiError {
                 "Job still running",
                 d.clone(),
             ),
+            Timeout(limit) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "timeout",
+                "Request timed out",
+                format!(
+                    "the request was not answered within {limit} s (a backend is slow); retry \
+                     later, with the same Idempotency-Key for a submission"
+                ),
+            ),
             IdempotencyInProgress(d) => (
                 StatusCode::CONFLICT,
                 "idempotency-in-progress",
@@ -239,8 +250,8 @@ impl IntoResponse for ApiError {
         if status.is_server_error() {
             tracing::warn!(detail = %problem.detail, "{}", problem.title);
         }
-        let body = serde_json::to_vec(&problem).unwrap_or_default();
-        let mut response = (status, body).into_response();
+        // A problem always serializes; should it not, axum answers 500.
+        let mut response = (status, axum::Json(problem)).into_response();
         response.headers_mut().insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),

@@ -252,6 +252,10 @@ pub struct ApiConfig {
     pub max_batch_jobs: usize,
     /// Longest `?wait=` a long-poll may ask for, in seconds.
     pub max_wait_s: u64,
+    /// Longest a request may take, in seconds, besides the time it spends
+    /// waiting for its job (a long-poll's `wait`, an OpenAI-compatible
+    /// call's job): past it the answer is a 503 (`timeout`).
+    pub request_timeout_s: u64,
 }
 
 impl Default for ApiConfig {
@@ -260,6 +264,7 @@ impl Default for ApiConfig {
             max_body_bytes: 4 * 1024 * 1024,
             max_batch_jobs: 1000,
             max_wait_s: 60,
+            request_timeout_s: 60,
         }
     }
 }
@@ -432,8 +437,14 @@ impl Config {
         if w.provider_attempts == 0 || w.delivery_limit == 0 {
             return Err("worker: provider_attempts and delivery_limit must be above 0".to_owned());
         }
-        if self.api.max_batch_jobs == 0 || self.api.max_body_bytes == 0 {
-            return Err("api: max_batch_jobs and max_body_bytes must be above 0".to_owned());
+        if self.api.max_batch_jobs == 0
+            || self.api.max_body_bytes == 0
+            || self.api.request_timeout_s == 0
+        {
+            return Err(
+                "api: max_batch_jobs, max_body_bytes and request_timeout_s must be above 0"
+                    .to_owned(),
+            );
         }
         if self.tenants.requests_per_minute == Some(0) || self.tenants.tokens_per_minute == Some(0)
         {

@@ -27,6 +27,11 @@ impl JobId {
         // a plain new id is then still right to the millisecond.
         Self(next.unwrap_or_else(|_| ulid::Ulid::new()))
     }
+
+    /// When the id was made, to the millisecond.
+    pub fn created_at(&self) -> chrono::DateTime<chrono::Utc> {
+        chrono::DateTime::<chrono::Utc>::from(self.0.datetime())
+    }
 }
 
 impl Default for JobId {
@@ -78,6 +83,9 @@ mod tests {
         std::thread::sleep(std::time::Duration::from_millis(2));
         let b = JobId::new();
         assert!(a.to_string() < b.to_string());
+        assert!(a.created_at() < b.created_at());
+        let age = chrono::Utc::now() - a.created_at();
+        assert!((0..1_000).contains(&age.num_milliseconds()), "{age}");
         assert_eq!(a.to_string().parse::<JobId>().unwrap(), a);
         assert!("nope".parse::<JobId>().is_err());
     }

@@ -6,7 +6,9 @@
 //! the same key; 409 (`idempotency-in-progress`) while the first request
 //! is still being accepted. Writes: the key's claim
 //! (`P:idem:{tenant}:KEY`), released again when the job is not accepted,
-//! so that the client's retry can use the key.
+//! so that the client's retry can use the key. A claim whose request died
+//! before it stored its job (its API was killed, or the request timed out)
+//! is taken over once it is older than any request can last.
 
 use std::time::Duration;
 
@@ -56,36 +58,63 @@ pub(super) async fn claim(
     fingerprint: &str,
     job: JobId,
 ) -> Result<Option<JobRecord>, ApiError> {
-    let claim = state
-        .store
-        .claim_idempotency(&caller.tenant_id, &key.0, fingerprint, job, IDEMPOTENCY_TTL)
-        .await?;
-    let IdempotencyClaim::Held {
-        job,
-        fingerprint: held,
-    } = claim
-    else {
-        return Ok(None);
-    };
-    if held != fingerprint {
-        return Err(ApiError::IdempotencyKeyReused(
-            "this Idempotency-Key was used for a different request; use a new key".into(),
-        ));
+    let tenant = &caller.tenant_id;
+    // Twice at most: a second try only after a dead request's claim was
+    // given back.
+    for _ in 0..2 {
+        let claim = state
+            .store
+            .claim_idempotency(tenant, &key.0, fingerprint, job, IDEMPOTENCY_TTL)
+            .await?;
+        let IdempotencyClaim::Held {
+            job: holder,
+            fingerprint: held,
+        } = claim
+        else {
+            return Ok(None);
+        };
+        if held != fingerprint {
+            return Err(ApiError::IdempotencyKeyReused(
+                "this Idempotency-Key was used for a different request; use a new key".into(),
+            ));
+        }
+        match own_job(state, tenant, holder).await {
+            Ok(record) => return Ok(Some(record)),
+            Err(ApiError::JobNotFound(_)) if outlived_its_request(state, holder) => {
+                // Compare-and-delete: only this dead claim is given back.
+                state
+                    .store
+                    .release_idempotency(tenant, &key.0, holder)
+                    .await?;
+            }
+            Err(ApiError::JobNotFound(_)) => break,
+            Err(e) => return Err(e),
+        }
     }
-    match own_job(state, &caller.tenant_id, job).await {
-        Ok(record) => Ok(Some(record)),
-        Err(ApiError::JobNotFound(_)) => Err(ApiError::IdempotencyInProgress(
-            "a request with this Idempotency-Key is still being processed; retry shortly".into(),
-        )),
-        Err(e) => Err(e),
-    }
+    Err(ApiError::IdempotencyInProgress(
+        "a request with this Idempotency-Key is still being processed; retry shortly".into(),
+    ))
 }
 
-/// Frees `key` after its job was not accepted.
-pub(super) async fn release(state: &AppState, caller: &Principal, key: &IdempotencyKey) {
+/// Whether the request that made `job` has ended for certain: its claim
+/// is older than any request may last (twice the request timeout), so a
+/// job still not stored will never be.
+fn outlived_its_request(state: &AppState, job: JobId) -> bool {
+    let timeout = state.config.api.request_timeout_s.saturating_mul(2);
+    let age = chrono::Utc::now() - job.created_at();
+    age.num_seconds() >= i64::try_from(timeout).unwrap_or(i64::MAX)
+}
+
+/// Frees `key` after `job` was not accepted.
+pub(super) async fn release(
+    state: &AppState,
+    caller: &Principal,
+    key: &IdempotencyKey,
+    job: JobId,
+) {
     if let Err(e) = state
         .store
-        .release_idempotency(&caller.tenant_id, &key.0)
+        .release_idempotency(&caller.tenant_id, &key.0, job)
         .await
     {
         tracing::warn!(error = %e, "cannot release an idempotency key");

@@ -64,15 +64,15 @@ pub async fn submit(
                     limit: None,
                 });
             }
-            Some(key)
+            Some((key, job.record.id))
         }
         _ => None,
     };
     let submitted = admit(state, caller, jobs).await;
-    if let Some(key) = claimed {
+    if let Some((key, job)) = claimed {
         if !submitted.as_ref().is_ok_and(Submitted::accepted_any) {
             // Not accepted: the key is free for the client's retry.
-            idempotency::release(state, caller, &key).await;
+            idempotency::release(state, caller, &key, job).await;
         }
     }
     submitted

@@ -122,3 +122,51 @@ async fn a_key_must_be_1_to_255_visible_characters() {
         .await
         .expect(202);
 }
+
+#[tokio::test]
+async fn a_key_whose_request_died_before_storing_its_job_is_free_again() {
+    use sluice_store::jobs::JobStore;
+    let app = TestApp::builder()
+        .toml("[api]\nrequest_timeout_s = 10")
+        .spawn()
+        .await;
+    let body = chat("died halfway");
+    let fingerprint = sluice_core::batching::short_hash(body.to_string().as_bytes());
+    // The claim of a request that died 30 s ago, before it stored its job
+    // (longer ago than any request lasts: twice the timeout).
+    let made = std::time::SystemTime::now() - std::time::Duration::from_secs(30);
+    let dead: sluice_core::JobId = ulid::Ulid::from_datetime(made).to_string().parse().unwrap();
+    let ttl = std::time::Duration::from_secs(600);
+    app.store
+        .claim_idempotency(&app.tenant_id, KEY.1, &fingerprint, dead, ttl)
+        .await
+        .unwrap();
+    let retry = app.post_with("/v1/jobs", &body, &[KEY]).await;
+    retry.expect(202);
+    assert_ne!(retry.id(), dead.to_string());
+    let replay = app.post_with("/v1/jobs", &body, &[KEY]).await;
+    replay.expect(200);
+    assert_eq!(replay.id(), retry.id());
+}
+
+#[tokio::test]
+async fn a_key_whose_request_may_still_store_its_job_stays_held() {
+    use sluice_store::jobs::JobStore;
+    let app = TestApp::builder()
+        .toml("[api]\nrequest_timeout_s = 10")
+        .spawn()
+        .await;
+    let body = chat("still going");
+    let fingerprint = sluice_core::batching::short_hash(body.to_string().as_bytes());
+    // 5 s ago: that request may still be running.
+    let made = std::time::SystemTime::now() - std::time::Duration::from_secs(5);
+    let recent: sluice_core::JobId = ulid::Ulid::from_datetime(made).to_string().parse().unwrap();
+    let ttl = std::time::Duration::from_secs(600);
+    app.store
+        .claim_idempotency(&app.tenant_id, KEY.1, &fingerprint, recent, ttl)
+        .await
+        .unwrap();
+    app.post_with("/v1/jobs", &body, &[KEY])
+        .await
+        .expect_problem(409, "idempotency-in-progress");
+}

@@ -101,3 +101,26 @@ async fn a_store_that_does_not_answer_is_a_503_and_nothing_is_published() {
     assert_eq!(app.job(&queued).await.body["status"], "queued");
     app.submit(&chat("after the outage")).await.expect(202);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_request_past_the_timeout_is_a_503_and_a_retry_with_its_key_finds_its_job() {
+    let app = TestApp::builder()
+        .toml("[api]\nrequest_timeout_s = 2")
+        .spawn()
+        .await;
+    let key = ("idempotency-key", "slow-store");
+    let held = app.store.hold_next_create();
+    let reply = app.post_with("/v1/jobs", &chat("slow store"), &[key]).await;
+    reply.expect_problem(503, "timeout");
+    assert!(reply.detail().contains("2 s"), "{reply:?}");
+    // The store answers at last: the job that was cut short is accepted,
+    // and the retry with its key answers with it instead of making another.
+    held.release();
+    let retry = crate::support::eventually("the retry finds the job", || async {
+        let r = app.post_with("/v1/jobs", &chat("slow store"), &[key]).await;
+        (r.status == 200).then_some(r)
+    })
+    .await;
+    assert_eq!(retry.header("idempotent-replayed"), "true");
+    assert_eq!(app.queued_jobs().await, 1);
+}

@@ -240,8 +240,42 @@ async fn a_watcher_wakes_on_the_end(store: &dyn JobStore) {
     }
 }
 
+async fn an_idempotency_key_is_held_until_its_holder_gives_it_back(store: &dyn JobStore) {
+    let (tenant, key, ttl) = (
+        "tenant-a",
+        format!("k-{}", JobId::new()),
+        Duration::from_secs(60),
+    );
+    let (first, second) = (JobId::new(), JobId::new());
+    let claim = store.claim_idempotency(tenant, &key, "fp1", first, ttl);
+    assert_eq!(claim.await.unwrap(), IdempotencyClaim::Claimed);
+    let held = IdempotencyClaim::Held {
+        job: first,
+        fingerprint: "fp1".into(),
+    };
+    let claim = store.claim_idempotency(tenant, &key, "fp2", second, ttl);
+    assert_eq!(claim.await.unwrap(), held);
+    // Another tenant's key of the same name is its own.
+    let claim = store.claim_idempotency("tenant-b", &key, "fp2", second, ttl);
+    assert_eq!(claim.await.unwrap(), IdempotencyClaim::Claimed);
+    // Only the job that holds the key gives it back.
+    store
+        .release_idempotency(tenant, &key, second)
+        .await
+        .unwrap();
+    let claim = store.claim_idempotency(tenant, &key, "fp2", second, ttl);
+    assert_eq!(claim.await.unwrap(), held);
+    store
+        .release_idempotency(tenant, &key, first)
+        .await
+        .unwrap();
+    let claim = store.claim_idempotency(tenant, &key, "fp2", second, ttl);
+    assert_eq!(claim.await.unwrap(), IdempotencyClaim::Claimed);
+}
+
 async fn run_all(store: &dyn JobStore) {
     a_job_moves_forward_once(store).await;
+    an_idempotency_key_is_held_until_its_holder_gives_it_back(store).await;
     a_batch_changes_each_job_on_its_own(store).await;
     cancel_only_stops_queued_jobs(store).await;
     a_queued_job_past_its_deadline_expires(store).await;

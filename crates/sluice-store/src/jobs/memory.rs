@@ -180,9 +180,20 @@ impl JobStore for MemoryJobStore {
         }
     }
 
-    async fn release_idempotency(&self, tenant: &str, key: &str) -> Result<(), StoreError> {
+    async fn release_idempotency(
+        &self,
+        tenant: &str,
+        key: &str,
+        job: JobId,
+    ) -> Result<(), StoreError> {
         let mut claims = self.claims.lock().unwrap_or_else(|e| e.into_inner());
-        claims.remove(&(tenant.to_owned(), key.to_owned()));
+        let slot = (tenant.to_owned(), key.to_owned());
+        let held_by_job = claims
+            .get(&slot)
+            .is_some_and(|held| held.starts_with(&format!("{job}|")));
+        if held_by_job {
+            claims.remove(&slot);
+        }
         Ok(())
     }
 

@@ -89,8 +89,15 @@ pub trait JobStore: Send + Sync + 'static {
         ttl: std::time::Duration,
     ) -> Result<IdempotencyClaim, StoreError>;
 
-    /// Gives a claim back (the request it was for was not accepted).
-    async fn release_idempotency(&self, tenant: &str, key: &str) -> Result<(), StoreError>;
+    /// Gives a claim back (the request it was for, `job`'s, was not
+    /// accepted, or died before it stored its job); a claim held for
+    /// another job is left alone.
+    async fn release_idempotency(
+        &self,
+        tenant: &str,
+        key: &str,
+        job: JobId,
+    ) -> Result<(), StoreError>;
 
     async fn ping(&self) -> Result<(), StoreError>;
 }

@@ -62,6 +62,7 @@ pub struct RedisJobStore {
     start: Script,
     finish: Script,
     cancel: Script,
+    release_idem: Script,
 }
 
 impl RedisJobStore {
@@ -92,6 +93,7 @@ impl RedisJobStore {
             start: Script::from_lua(include_str!("lua/start.lua")),
             finish: Script::from_lua(include_str!("lua/finish.lua")),
             cancel: Script::from_lua(include_str!("lua/cancel.lua")),
+            release_idem: Script::from_lua(include_str!("lua/release_idem.lua")),
         })
     }
 
@@ -336,9 +338,17 @@ impl JobStore for RedisJobStore {
         }
     }
 
-    async fn release_idempotency(&self, tenant: &str, key: &str) -> Result<(), StoreError> {
+    async fn release_idempotency(
+        &self,
+        tenant: &str,
+        key: &str,
+        job: JobId,
+    ) -> Result<(), StoreError> {
         let name = format!("{}:idem:{{{tenant}}}:{key}", self.prefix);
-        let _: i64 = self.pool.del(name).await?;
+        let _: i64 = self
+            .release_idem
+            .evalsha_with_reload(self.pool.next(), vec![name], vec![job.to_string()])
+            .await?;
         Ok(())
     }
 

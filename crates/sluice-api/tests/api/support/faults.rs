@@ -229,9 +229,14 @@ impl JobStore for FaultyStore {
             .await
     }
 
-    async fn release_idempotency(&self, tenant: &str, key: &str) -> Result<(), StoreError> {
+    async fn release_idempotency(
+        &self,
+        tenant: &str,
+        key: &str,
+        job: JobId,
+    ) -> Result<(), StoreError> {
         self.check()?;
-        self.inner.release_idempotency(tenant, key).await
+        self.inner.release_idempotency(tenant, key, job).await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
