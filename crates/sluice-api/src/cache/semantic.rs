@@ -27,6 +27,17 @@ pub struct Embedded {
     pub buckets: Vec<String>,
 }
 
+/// Why a prompt could not be embedded (the lookup is then a miss).
+#[derive(Debug, thiserror::Error)]
+pub enum EmbedError {
+    #[error("the embedding call failed: {0}")]
+    Provider(#[from] sluice_providers::ProviderError),
+    #[error("the embedding call answered nothing")]
+    NoAnswer,
+    #[error("the embedding answer has no vector")]
+    NoVector,
+}
+
 /// What embedding a prompt cost, for the ledger.
 pub struct EmbedCall {
     pub id: JobId,
@@ -52,7 +63,7 @@ impl SemanticIndex {
     }
 
     /// Embeds `text`: its vector and buckets, and what the call cost.
-    pub async fn embed(&self, text: &str) -> Result<(Embedded, EmbedCall), String> {
+    pub async fn embed(&self, text: &str) -> Result<(Embedded, EmbedCall), EmbedError> {
         let id = JobId::new();
         let body = json!({"model": self.model, "input": text});
         let mut results = self
@@ -71,8 +82,8 @@ impl SemanticIndex {
             .await;
         let (answer, provider) = match results.pop() {
             Some(Ok(answered)) => answered,
-            Some(Err(e)) => return Err(e.to_string()),
-            None => return Err("no answer".into()),
+            Some(Err(e)) => return Err(e.into()),
+            None => return Err(EmbedError::NoAnswer),
         };
         let vector: Vec<f32> = answer
             .body
@@ -86,7 +97,7 @@ impl SemanticIndex {
             })
             .unwrap_or_default();
         if vector.is_empty() {
-            return Err("the embedding answer has no vector".into());
+            return Err(EmbedError::NoVector);
         }
         let buckets = self.lsh(vector.len()).buckets(&vector);
         let call = EmbedCall {
