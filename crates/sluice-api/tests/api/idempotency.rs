@@ -123,27 +123,32 @@ async fn a_key_must_be_1_to_255_visible_characters() {
         .expect(202);
 }
 
-#[tokio::test]
-async fn a_key_whose_request_died_before_storing_its_job_is_free_again() {
+/// Claims `KEY` for `body` as a request made `ago` would have, which has
+/// stored no job (yet, or ever); the API's request timeout is 10 s.
+async fn claimed_by_a_request_made(ago: std::time::Duration, body: &serde_json::Value) -> TestApp {
     use sluice_store::jobs::JobStore;
     let app = TestApp::builder()
         .toml("[api]\nrequest_timeout_s = 10")
         .spawn()
         .await;
-    let body = chat("died halfway");
     let fingerprint = sluice_core::batching::short_hash(body.to_string().as_bytes());
-    // The claim of a request that died 30 s ago, before it stored its job
-    // (longer ago than any request lasts: twice the timeout).
-    let made = std::time::SystemTime::now() - std::time::Duration::from_secs(30);
-    let dead: sluice_core::JobId = ulid::Ulid::from_datetime(made).to_string().parse().unwrap();
+    let made = std::time::SystemTime::now() - ago;
+    let job: sluice_core::JobId = ulid::Ulid::from_datetime(made).to_string().parse().unwrap();
     let ttl = std::time::Duration::from_secs(600);
     app.store
-        .claim_idempotency(&app.tenant_id, KEY.1, &fingerprint, dead, ttl)
+        .claim_idempotency(&app.tenant_id, KEY.1, &fingerprint, job, ttl)
         .await
         .unwrap();
+    app
+}
+
+#[tokio::test]
+async fn a_key_whose_request_died_before_storing_its_job_is_free_again() {
+    // 30 s ago: longer than any request lasts (twice the timeout).
+    let body = chat("died halfway");
+    let app = claimed_by_a_request_made(std::time::Duration::from_secs(30), &body).await;
     let retry = app.post_with("/v1/jobs", &body, &[KEY]).await;
     retry.expect(202);
-    assert_ne!(retry.id(), dead.to_string());
     let replay = app.post_with("/v1/jobs", &body, &[KEY]).await;
     replay.expect(200);
     assert_eq!(replay.id(), retry.id());
@@ -151,21 +156,9 @@ async fn a_key_whose_request_died_before_storing_its_job_is_free_again() {
 
 #[tokio::test]
 async fn a_key_whose_request_may_still_store_its_job_stays_held() {
-    use sluice_store::jobs::JobStore;
-    let app = TestApp::builder()
-        .toml("[api]\nrequest_timeout_s = 10")
-        .spawn()
-        .await;
-    let body = chat("still going");
-    let fingerprint = sluice_core::batching::short_hash(body.to_string().as_bytes());
     // 5 s ago: that request may still be running.
-    let made = std::time::SystemTime::now() - std::time::Duration::from_secs(5);
-    let recent: sluice_core::JobId = ulid::Ulid::from_datetime(made).to_string().parse().unwrap();
-    let ttl = std::time::Duration::from_secs(600);
-    app.store
-        .claim_idempotency(&app.tenant_id, KEY.1, &fingerprint, recent, ttl)
-        .await
-        .unwrap();
+    let body = chat("still going");
+    let app = claimed_by_a_request_made(std::time::Duration::from_secs(5), &body).await;
     app.post_with("/v1/jobs", &body, &[KEY])
         .await
         .expect_problem(409, "idempotency-in-progress");
