@@ -180,11 +180,15 @@ pub fn is_deterministic(endpoint: Endpoint, normalised: &Value) -> bool {
     n == 1.0 && (temperature == 0.0 || seeded)
 }
 
-/// The prompt's text (what the semantic cache embeds) and the scope its
-/// neighbours must share: a hash of the tenant, the endpoint and every
-/// other parameter of the request. `None` for requests the semantic cache
-/// does not serve (embeddings, prompt arrays, multi-part content it cannot
-/// read as text).
+/// The question (what the semantic cache embeds) and the scope its
+/// neighbours must share. For a chat, the question is the last message,
+/// which must be the user's, alone: everything before it (the system
+/// prompt, earlier turns) is context, and goes into the scope, so that a
+/// feature's shared system prompt cannot make every question look like
+/// every other. The scope is a hash of the tenant, the endpoint, that
+/// context and every other parameter of the request. `None` for requests
+/// the semantic cache does not serve (embeddings, prompt arrays, a chat
+/// that does not end with a user's text).
 pub fn semantic_parts(
     tenant: &str,
     endpoint: Endpoint,
@@ -192,12 +196,23 @@ pub fn semantic_parts(
 ) -> Option<(String, String)> {
     let mut rest = normalised.as_object()?.clone();
     let text = match endpoint {
-        Endpoint::ChatCompletions => chat_text(&rest.remove("messages")?)?,
+        Endpoint::ChatCompletions => {
+            let Value::Array(mut messages) = rest.remove("messages")? else {
+                return None;
+            };
+            let last = messages.pop()?;
+            if last.get("role")?.as_str()? != "user" {
+                return None;
+            }
+            // The context stays in the scope, as it was sent.
+            rest.insert("messages".into(), Value::Array(messages));
+            message_text(&last)?
+        }
         Endpoint::Completions => rest.remove("prompt")?.as_str()?.to_owned(),
         Endpoint::Embeddings => return None,
     };
     let scope = digest(&[
-        "sluice-semantic-v1",
+        "sluice-semantic-v2",
         tenant,
         endpoint.path(),
         &canonical_json(&Value::Object(rest)),
@@ -205,26 +220,19 @@ pub fn semantic_parts(
     Some((text, scope))
 }
 
-/// The messages as one text, a line per message: `role: content`.
-fn chat_text(messages: &Value) -> Option<String> {
-    let mut text = String::new();
-    for message in messages.as_array()? {
-        let role = message.get("role")?.as_str()?;
-        let content = match message.get("content")? {
-            Value::String(s) => s.clone(),
-            Value::Array(parts) => parts
+/// A message's text: its content, or its text parts joined by spaces.
+fn message_text(message: &Value) -> Option<String> {
+    match message.get("content")? {
+        Value::String(s) => Some(s.clone()),
+        Value::Array(parts) => Some(
+            parts
                 .iter()
                 .map(|p| p.get("text").and_then(Value::as_str))
                 .collect::<Option<Vec<_>>>()?
                 .join(" "),
-            _ => return None,
-        };
-        text.push_str(role);
-        text.push_str(": ");
-        text.push_str(&content);
-        text.push('\n');
+        ),
+        _ => None,
     }
-    Some(text)
 }
 
 #[cfg(test)]
@@ -303,7 +311,7 @@ mod tests {
             )
         };
         let (text, scope) = semantic_parts("t", e, &body("What is Rust?", 5)).unwrap();
-        assert_eq!(text, "system: Be brief.\nuser: What is Rust?\n");
+        assert_eq!(text, "What is Rust?", "the user's turn alone");
         let (_, same) = semantic_parts("t", e, &body("Tell me about Rust", 5)).unwrap();
         assert_eq!(scope, same, "only the prompt differs");
         let (_, other) = semantic_parts("t", e, &body("What is Rust?", 6)).unwrap();
@@ -311,5 +319,44 @@ mod tests {
         let (_, tenant) = semantic_parts("u", e, &body("What is Rust?", 5)).unwrap();
         assert_ne!(scope, tenant);
         assert!(semantic_parts("t", Endpoint::Embeddings, &json!({"input": "x"})).is_none());
+    }
+
+    #[test]
+    fn the_context_of_a_question_is_its_scope() {
+        let e = Endpoint::ChatCompletions;
+        let chat = |messages: Value| normalise(e, &json!({"model": "m", "messages": messages}));
+        let ask = |system: &str, question: &str| {
+            chat(
+                json!([{"role": "system", "content": system}, {"role": "user", "content": question}]),
+            )
+        };
+        let (_, support) =
+            semantic_parts("t", e, &ask("You answer support questions.", "Hi")).unwrap();
+        let (_, sales) = semantic_parts("t", e, &ask("You answer sales questions.", "Hi")).unwrap();
+        assert_ne!(support, sales, "another system prompt is another scope");
+        // An earlier turn is context too.
+        let (text, follow_up) = semantic_parts(
+            "t",
+            e,
+            &chat(json!([
+                {"role": "user", "content": "Hi"},
+                {"role": "assistant", "content": "Hello!"},
+                {"role": "user", "content": [{"type": "text", "text": "How"}, {"type": "text", "text": "are you?"}]},
+            ])),
+        )
+        .unwrap();
+        assert_eq!(text, "How are you?");
+        let (_, fresh) = semantic_parts(
+            "t",
+            e,
+            &chat(json!([{"role": "user", "content": "How are you?"}])),
+        )
+        .unwrap();
+        assert_ne!(follow_up, fresh);
+        // A chat that does not end with the user's text is not served.
+        let ends_with_assistant = chat(
+            json!([{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]),
+        );
+        assert!(semantic_parts("t", e, &ends_with_assistant).is_none());
     }
 }
