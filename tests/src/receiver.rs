@@ -17,7 +17,7 @@ use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
 use sha2::Sha256;
 
-use crate::Client;
+use crate::{Client, StackExt};
 
 /// What the receiver does with the attempts of each webhook-id.
 #[derive(Clone, Copy)]

@@ -4,7 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use serde_json::{json, Value};
-use sluice_e2e::{Stack, StackOptions};
+use sluice_e2e::{Stack, StackExt, StackOptions};
 use sluice_mock::answer_text;
 
 fn chat(prompt: &str) -> Value {

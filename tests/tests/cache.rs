@@ -5,7 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use serde_json::{json, Value};
-use sluice_e2e::{Client, Stack, StackOptions};
+use sluice_e2e::{Client, Stack, StackExt, StackOptions};
 
 fn chat(content: &str, extra: Value) -> Value {
     let mut body = json!({"model": "mock-small", "temperature": 0, "max_tokens": 8,

@@ -3,7 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use serde_json::json;
-use sluice_e2e::{Stack, StackOptions};
+use sluice_e2e::{Stack, StackExt, StackOptions};
 use sluice_mock::answer_text;
 
 #[tokio::test]

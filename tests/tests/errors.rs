@@ -3,7 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use serde_json::json;
-use sluice_e2e::{Client, Stack, StackOptions};
+use sluice_e2e::{Client, Stack, StackExt, StackOptions};
 
 async fn problem(r: sluice_e2e::Response, status: u16, slug: &str) {
     assert_eq!(r.status, status, "{r:?}");

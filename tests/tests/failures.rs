@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use sluice_e2e::{CompletionCounter, Stack, StackOptions};
+use sluice_e2e::{Completions, Stack, StackExt, StackOptions};
 use sluice_mock::answer_text;
 
 fn chat(prompt: &str) -> Value {
@@ -22,7 +22,7 @@ fn assert_answered(job: &Value, prompt: &str) {
 }
 
 /// Waits until every id was announced, then a little more for duplicates.
-async fn assert_each_ended_once(counter: &CompletionCounter, ids: &[String]) {
+async fn assert_each_ended_once(counter: &Completions, ids: &[String]) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while counter.counts().len() < ids.len() && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -47,7 +47,7 @@ async fn a_worker_killed_mid_run_loses_no_job() {
     })
     .await;
     let client = stack.tenant("acme").await;
-    let counter = CompletionCounter::start(&stack.prefix).await;
+    let counter = stack.completions().await;
     let prompts: Vec<String> = (0..400).map(|i| format!("job number {i}")).collect();
     let ids = client
         .submit_batch(prompts.iter().map(|p| chat(p)).collect())
@@ -133,7 +133,7 @@ async fn disruptive_rabbitmq_restart_loses_no_confirmed_job() {
     })
     .await;
     let client = stack.tenant("acme").await;
-    let counter = CompletionCounter::start(&stack.prefix).await;
+    let counter = stack.completions().await;
 
     let submitter = {
         let client = client.clone();

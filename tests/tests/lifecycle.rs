@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use sluice_e2e::{Stack, StackOptions};
+use sluice_e2e::{Stack, StackExt, StackOptions};
 
 fn chat(prompt: &str) -> Value {
     json!({"body": {"model": "mock-small", "messages": [{"role": "user", "content": prompt}]}})

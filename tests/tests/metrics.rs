@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 
 use serde_json::{json, Value};
-use sluice_e2e::{Stack, StackOptions};
+use sluice_e2e::{Stack, StackExt, StackOptions};
 
 async fn scrape(base: &str) -> String {
     let r = reqwest::get(format!("{base}/metrics"))

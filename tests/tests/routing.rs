@@ -4,7 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use serde_json::json;
-use sluice_e2e::{Stack, StackOptions};
+use sluice_e2e::{Stack, StackExt, StackOptions};
 
 async fn worker_metrics(stack: &Stack) -> String {
     let addr = stack.workers[0]

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use sluice_core::Priority;
-use sluice_e2e::{CompletionCounter, Stack, StackOptions};
+use sluice_e2e::{Stack, StackExt, StackOptions};
 use sluice_queue::{AmqpQueue, JobQueue, Source, Topology};
 
 fn chat(prompt: &str) -> Value {
@@ -97,7 +97,7 @@ providers = ["slow"]
     let client = stack.tenant("acme").await;
     let (second_api, _) = stack.another_api(&client.key).await;
     let second_url = second_api.addr.clone().expect("second api address");
-    let counter = CompletionCounter::start(&stack.prefix).await;
+    let counter = stack.completions().await;
 
     // A stream of submissions, all to the first replica until it goes away.
     let stop = Arc::new(AtomicBool::new(false));

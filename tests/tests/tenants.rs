@@ -4,7 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use serde_json::json;
-use sluice_e2e::{Stack, StackOptions};
+use sluice_e2e::{Stack, StackExt, StackOptions};
 
 fn chat(i: usize) -> serde_json::Value {
     json!({"body": {"model": "mock-small", "max_tokens": 2, "messages": [{"role": "user", "content": format!("hi {i}")}]}})
@@ -12,7 +12,7 @@ fn chat(i: usize) -> serde_json::Value {
 
 #[tokio::test]
 async fn a_tenant_over_its_limit_gets_429_on_every_replica_and_others_do_not() {
-    let mut stack = Stack::start(StackOptions::default()).await;
+    let stack = Stack::start(StackOptions::default()).await;
     let flood = stack.tenant("flood").await;
     let calm = stack.tenant("calm").await;
     let out = stack

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use sluice_e2e::receiver::*;
-use sluice_e2e::{Stack, StackOptions, TEST_WEBHOOKS_TOML};
+use sluice_e2e::{Stack, StackExt, StackOptions, TEST_WEBHOOKS_TOML};
 
 #[tokio::test]
 async fn every_end_arrives_signed_once_per_webhook_id_with_the_job_as_get_shows_it() {
