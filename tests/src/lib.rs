@@ -12,12 +12,14 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
 mod client;
+mod config;
 pub mod receiver;
 
 use std::process::Stdio;
 use std::time::Duration;
 
 pub use client::{is_terminal, Client, Response};
+pub use config::{backup_route, Price, ODD_PRICE};
 pub use sluice_testkit::{
     amqp_url, redis_url, sluice_binary as binary, Completions, Role, Stack, StackOptions,
     TEST_WEBHOOKS_TOML,
@@ -41,6 +43,14 @@ impl StackExt for Stack {
         let client = Client::new(&role.addr.clone().expect("api address"), key);
         (role, client)
     }
+}
+
+/// Starts a stack with `options`, and a tenant `acme` on it; a client with
+/// its key.
+pub async fn acme_stack(options: StackOptions) -> (Stack, Client) {
+    let stack = Stack::start(options).await;
+    let client = stack.tenant("acme").await;
+    (stack, client)
 }
 
 /// Runs `sluice-bench KIND ARGS…` to its end (at most 4 minutes), as a

@@ -6,7 +6,7 @@
 use std::process::Stdio;
 use std::time::Duration;
 
-use sluice_e2e::{Stack, StackExt, StackOptions};
+use sluice_e2e::{acme_stack, Stack, StackOptions};
 
 #[tokio::test]
 async fn sluice_dev_prints_a_curl_line_that_works() {
@@ -130,12 +130,11 @@ async fn roles_refuse_a_bad_config_or_an_unmigrated_database() {
 
 #[tokio::test]
 async fn a_worker_stopped_with_sigterm_drains_what_it_holds() {
-    let mut stack = Stack::start(StackOptions {
+    let (mut stack, client) = acme_stack(StackOptions {
         mock_args: vec!["--latency-fixed-ms".into(), "200".into()],
         ..StackOptions::default()
     })
     .await;
-    let client = stack.tenant("acme").await;
     let jobs: Vec<serde_json::Value> = (0..300)
         .map(|i| serde_json::json!({"body": {"model": "mock-small", "messages": [{"role": "user", "content": format!("drain {i}")}]}}))
         .collect();

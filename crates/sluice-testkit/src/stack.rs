@@ -280,6 +280,12 @@ impl Stack {
             .await
     }
 
+    /// The backup mock's own bill.
+    pub async fn backup_bill(&self) -> Value {
+        self.get_json(&format!("{}/mock/bill", self.backup_url()))
+            .await
+    }
+
     /// What the mock provider served so far.
     pub async fn mock_stats(&self) -> Value {
         self.get_json(&format!("{}/mock/stats", self.mock_url()))
