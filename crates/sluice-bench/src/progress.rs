@@ -10,7 +10,7 @@ use std::io::{IsTerminal, Write};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 
 /// How often a followed count is read into its bar.
 const FOLLOW_EVERY: Duration = Duration::from_millis(200);
@@ -76,9 +76,7 @@ impl Write for Stderr {
 fn template(size: Size) -> &'static str {
     match size {
         Size::Unknown => "{spinner} {msg} ({elapsed})",
-        Size::Items(_) => {
-            "{spinner} {msg} [{bar:30}] {human_pos}/{human_len} ({per_sec}, ETA {eta})"
-        }
+        Size::Items(_) => "{spinner} {msg} [{bar:30}] {human_pos}/{human_len} ({rate}, ETA {eta})",
         Size::Time(_) => "{spinner} {msg} [{bar:30}] {elapsed} (ETA {eta})",
     }
 }
@@ -86,6 +84,12 @@ fn template(size: Size) -> &'static str {
 fn style(size: Size) -> ProgressStyle {
     ProgressStyle::with_template(template(size))
         .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .with_key(
+            "rate",
+            |state: &ProgressState, w: &mut dyn std::fmt::Write| {
+                let _ = write!(w, "{:.0}/s", state.per_sec());
+            },
+        )
         .progress_chars("=> ")
 }
 

@@ -7,6 +7,7 @@ use std::time::Duration;
 use sluice_testkit::{Stack, StackOptions};
 
 use crate::cli::Connections;
+use crate::progress::{self, Size};
 
 /// The tenant every bench submits as.
 pub const TENANT: &str = "bench";
@@ -51,9 +52,11 @@ pub struct BenchStack {
 impl BenchStack {
     /// Starts the stack and makes the bench's tenant and key.
     pub async fn start(options: StackOptions) -> Self {
+        let phase = progress::phase("starting the stack", Size::Unknown);
         let stack = Stack::start(options).await;
         let key = stack.key(TENANT).await;
         let api_url = stack.api_url();
+        phase.done();
         Self {
             stack,
             api_url,

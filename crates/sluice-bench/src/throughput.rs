@@ -57,13 +57,11 @@ pub async fn run(args: ThroughputArgs) -> anyhow::Result<()> {
         ..report::Report::default()
     };
 
-    let starting = progress::phase("starting the stack", Size::Unknown);
     let mut stack = BenchStack::start(sluice_testkit::StackOptions {
         extra_toml: extra,
         ..stack::options(&args.conn, args.workers)
     })
     .await;
-    starting.done();
     let outcome = async {
         load::run_all(&stack, &args, &mut report).await?;
         report.limiter = Some(load::limiter_overhead(&mut stack, &args).await?);

@@ -24,7 +24,7 @@ use self::profile::{Latency, Paid, Profile, SelfHosted};
 use self::report::Outcome;
 use self::run::{Bench, Mode, Timing, OWN_MODEL, PAID_MODEL};
 use crate::cli::Connections;
-use crate::progress::{self, Size};
+use crate::progress;
 use crate::say;
 use crate::stack::{self, BenchStack};
 
@@ -220,7 +220,6 @@ pub async fn run(args: EconArgs) -> anyhow::Result<()> {
     let flags = |toml: &PathBuf| vec!["--config".into(), toml.display().to_string()];
     // The paid provider is the stack's mock (provider `mock`), the
     // self-hosted server its backup (provider `own`).
-    let starting = progress::phase("starting the stack", Size::Unknown);
     let stack = BenchStack::start(sluice_testkit::StackOptions {
         mock_args: flags(&paid_toml),
         provider_toml: profile.sluice_paid_provider_toml(),
@@ -234,7 +233,6 @@ pub async fn run(args: EconArgs) -> anyhow::Result<()> {
         ..stack::options(&args.conn, args.workers)
     })
     .await;
-    starting.done();
     let _ = std::fs::remove_dir_all(&dir);
     let bench = Bench::new(stack, profile, timing, requests);
     let outcome = measure(&bench, &args, &modes).await;
