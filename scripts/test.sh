@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
-# Runs the whole test suite: services up, binary built (the end-to-end
-# tests spawn target/debug/sluice), then the tests in two passes.
+# Runs the whole test suite: services up, binaries built (the end-to-end
+# tests spawn target/debug/sluice and target/debug/sluice-bench), then the
+# tests in two passes.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 scripts/services.sh
 
-echo "test: building target/debug/sluice"
-cargo build --bin sluice
+echo "test: building target/debug/sluice and target/debug/sluice-bench"
+cargo build --bin sluice --bin sluice-bench
 
 # The OpenTelemetry export (`--features otel`) is off by default and slow to
 # build cold; check that it still compiles when asked to.

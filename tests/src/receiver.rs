@@ -204,13 +204,12 @@ pub async fn delivery_in(client: &Client, job: &str, state: &str) -> Value {
 /// A stack with the webhooks role and `workers` workers, and a tenant
 /// whose signing secret `receiver` knows.
 pub async fn signed_stack(receiver: &Receiver, workers: usize) -> (crate::Stack, Client) {
-    let stack = crate::Stack::start(crate::StackOptions {
+    let (stack, client) = crate::acme_stack(crate::StackOptions {
         workers,
         webhooks: true,
         ..crate::StackOptions::default()
     })
     .await;
-    let client = stack.tenant("acme").await;
     with_secret(&client, receiver).await;
     (stack, client)
 }

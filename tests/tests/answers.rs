@@ -4,7 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use serde_json::{json, Value};
-use sluice_e2e::{Stack, StackOptions};
+use sluice_e2e::{acme_stack, StackOptions};
 use sluice_mock::answer_text;
 
 fn chat(prompt: &str) -> Value {
@@ -15,8 +15,7 @@ fn chat(prompt: &str) -> Value {
 
 #[tokio::test]
 async fn each_endpoint_answers_each_job_with_its_own_result() {
-    let stack = Stack::start(StackOptions::default()).await;
-    let client = stack.tenant("acme").await;
+    let (_stack, client) = acme_stack(StackOptions::default()).await;
 
     let chat_ids: Vec<String> = futures::future::join_all((0..6).map(|i| {
         let client = client.clone();
@@ -90,12 +89,11 @@ async fn each_endpoint_answers_each_job_with_its_own_result() {
 #[tokio::test]
 async fn completions_go_out_as_batched_array_calls() {
     // A long enough wait that the whole burst lands in one or two batches.
-    let stack = Stack::start(StackOptions {
+    let (stack, client) = acme_stack(StackOptions {
         worker_toml: "max_batch_size = 32\nmax_wait_ms = { standard = 300 }".into(),
         ..StackOptions::default()
     })
     .await;
-    let client = stack.tenant("acme").await;
     let prompts: Vec<String> = (0..64)
         .map(|i| format!("classify item number {i}"))
         .collect();
@@ -143,13 +141,12 @@ async fn completions_go_out_as_batched_array_calls() {
 async fn a_chat_job_ends_without_waiting_for_the_slowest_of_its_batch() {
     // 1.5 ms per generated token: 2,000 tokens take 3 s, 2 tokens nothing.
     // A long batch wait puts both jobs in one batch.
-    let stack = Stack::start(StackOptions {
+    let (_stack, client) = acme_stack(StackOptions {
         mock_args: vec!["--latency-per-completion-token-us".into(), "1500".into()],
         worker_toml: "max_wait_ms = { interactive = 400, standard = 400, batch = 400 }".into(),
         ..StackOptions::default()
     })
     .await;
-    let client = stack.tenant("acme").await;
     let job = |prompt: &str, max_tokens: u64| {
         json!({"body": {"model": "mock-small", "max_tokens": max_tokens, "messages": [
             {"role": "system", "content": "You answer briefly."},

@@ -1,4 +1,4 @@
-//! `sluice bench econ` end to end, at a tiny size: it starts its own
+//! `sluice-bench econ` end to end, at a tiny size: it starts its own
 //! stack on the real services (under its own prefix and database, removed
 //! afterwards), runs every mode, and writes the table and the charts a
 //! user reads. The figures themselves are the bench's to report, not a

@@ -1,4 +1,4 @@
-//! `sluice bench throughput` end to end, at a tiny size: it measures the
+//! `sluice-bench throughput` end to end, at a tiny size: it measures the
 //! broker's raw ceiling (before and after), starts its own stack on the
 //! real services with the `--config` given, and reports every phase with
 //! no job lost. The rates themselves are the bench's to report, not a

@@ -5,7 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use serde_json::{json, Value};
-use sluice_e2e::{Client, Stack, StackOptions};
+use sluice_e2e::{acme_stack, Client, Stack, StackExt, StackOptions};
 
 fn chat(content: &str, extra: Value) -> Value {
     let mut body = json!({"model": "mock-small", "temperature": 0, "max_tokens": 8,
@@ -33,13 +33,12 @@ async fn expect_hit(client: &Client, job: &Value) -> Value {
 
 #[tokio::test]
 async fn repeats_hit_and_any_change_or_another_tenant_misses() {
-    let stack = Stack::start(StackOptions {
+    let (stack, acme) = acme_stack(StackOptions {
         mock_args: vec!["--price".into(), "mock-small=1000000:100000:4000000".into()],
         extra_toml: "[[prices]]\nprovider = \"mock\"\nmodel = \"mock-small\"\ninput = 1000000\ncached_input = 100000\noutput = 4000000\n".into(),
         ..StackOptions::default()
     })
     .await;
-    let acme = stack.tenant("acme").await;
     let job = chat("What is the boiling point of water?", json!({}));
     let first = acme.submit(&job).await;
     let first = acme.wait(&first, 30).await;
@@ -125,12 +124,11 @@ async fn repeats_hit_and_any_change_or_another_tenant_misses() {
 
 #[tokio::test]
 async fn identical_concurrent_submissions_make_one_provider_call() {
-    let stack = Stack::start(StackOptions {
+    let (stack, acme) = acme_stack(StackOptions {
         mock_args: vec!["--latency-fixed-ms".into(), "400".into()],
         ..StackOptions::default()
     })
     .await;
-    let acme = stack.tenant("acme").await;
     let job = chat("Classify: my invoice is wrong", json!({}));
     let submits = (0..100).map(|_| {
         let acme = acme.clone();
@@ -167,12 +165,11 @@ async fn identical_concurrent_submissions_make_one_provider_call() {
 
 #[tokio::test]
 async fn identical_jobs_in_batches_join_one_in_flight() {
-    let stack = Stack::start(StackOptions {
+    let (stack, acme) = acme_stack(StackOptions {
         mock_args: vec!["--latency-fixed-ms".into(), "600".into()],
         ..StackOptions::default()
     })
     .await;
-    let acme = stack.tenant("acme").await;
     let same = chat("Classify: my parcel is late", json!({}));
     let mut first = vec![same.clone(); 10];
     first.push(chat("Classify: my password expired", json!({})));
@@ -240,7 +237,7 @@ async fn a_canceled_leader_hands_its_followers_on() {
 
 #[tokio::test]
 async fn semantic_paraphrases_hit_and_strangers_miss() {
-    let stack = Stack::start(StackOptions {
+    let (stack, acme) = acme_stack(StackOptions {
         extra_toml: r#"
 [[models]]
 name = "mock-embed-semantic"
@@ -254,7 +251,6 @@ threshold = 0.9
         ..StackOptions::default()
     })
     .await;
-    let acme = stack.tenant("acme").await;
     let semantic = json!({"semantic": true});
     let mut job = chat(
         "Summarize the quarterly sales report for the board",
@@ -304,8 +300,7 @@ threshold = 0.9
 
 #[tokio::test]
 async fn a_flushed_cache_misses_and_nothing_breaks() {
-    let stack = Stack::start(StackOptions::default()).await;
-    let acme = stack.tenant("acme").await;
+    let (stack, acme) = acme_stack(StackOptions::default()).await;
     let job =
         json!({"endpoint": "/v1/embeddings", "body": {"model": "mock-embed", "input": "flush me"}});
     let first = acme.submit(&job).await;

@@ -3,13 +3,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use serde_json::json;
-use sluice_e2e::{Stack, StackOptions};
+use sluice_e2e::{acme_stack, StackOptions};
 use sluice_mock::answer_text;
 
 #[tokio::test]
 async fn an_openai_client_gets_openai_answers_through_the_queue() {
-    let stack = Stack::start(StackOptions::default()).await;
-    let client = stack.tenant("acme").await;
+    let (_stack, client) = acme_stack(StackOptions::default()).await;
     // What an SDK sends: the plain OpenAI body, to base_url + /chat/completions.
     let r = client
         .post(

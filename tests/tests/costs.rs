@@ -4,39 +4,27 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use serde_json::{json, Value};
-use sluice_e2e::{Stack, StackOptions};
+use sluice_e2e::{acme_stack, backup_route, Price, StackOptions, ODD_PRICE};
+
+const EMBED: Price = Price {
+    model: "mock-embed",
+    input: 20_011,
+    cached_input: 0,
+    output: 0,
+};
 
 #[tokio::test]
 async fn the_jobs_costs_sum_to_the_providers_bill_exactly() {
     // Odd prices, so that rounding matters; the mock's prefix cache on.
-    let stack = Stack::start(StackOptions {
-        mock_args: vec![
-            "--prefix-cache".into(),
-            "--price".into(),
-            "mock-small=1500001:150001:6000001".into(),
-            "--price".into(),
-            "mock-embed=20011:0:0".into(),
-        ],
-        extra_toml: r#"
-[[prices]]
-provider = "mock"
-model = "mock-small"
-input = 1500001
-cached_input = 150001
-output = 6000001
-
-[[prices]]
-provider = "mock"
-model = "mock-embed"
-input = 20011
-cached_input = 0
-output = 0
-"#
-        .into(),
+    let prices = [ODD_PRICE, EMBED];
+    let (stack, client) = acme_stack(StackOptions {
+        mock_args: std::iter::once("--prefix-cache".into())
+            .chain(prices.iter().flat_map(Price::mock_flags))
+            .collect(),
+        extra_toml: prices.iter().map(|p| p.toml("mock")).collect(),
         ..StackOptions::default()
     })
     .await;
-    let client = stack.tenant("acme").await;
     let system = "You are a careful assistant. ".repeat(40);
     let template =
         "Classify the following support ticket into one of billing, bugs, sales or other. "
@@ -112,34 +100,23 @@ output = 0
 
 #[tokio::test]
 async fn the_anthropic_adapter_answers_caches_and_costs_like_the_bill() {
-    let stack = Stack::start(StackOptions {
-        backup_mock: Some(vec![
-            "--prefix-cache".into(),
-            "--price".into(),
-            "claude-mock=3000000:300000:15000000".into(),
-        ]),
-        extra_toml: r#"
-[[providers]]
-name = "anthropic"
-kind = "anthropic"
-base_url = "{backup_url}/v1"
-
-[[models]]
-name = "claude-mock"
-providers = ["anthropic"]
-
-[[prices]]
-provider = "anthropic"
-model = "claude-mock"
-input = 3000000
-cached_input = 300000
-output = 15000000
-"#
-        .into(),
+    let claude = Price {
+        model: "claude-mock",
+        input: 3_000_000,
+        cached_input: 300_000,
+        output: 15_000_000,
+    };
+    let (stack, client) = acme_stack(StackOptions {
+        backup_mock: Some(
+            std::iter::once("--prefix-cache".into())
+                .chain(claude.mock_flags())
+                .collect(),
+        ),
+        extra_toml: backup_route("anthropic", "anthropic", "claude-mock", &["anthropic"], "")
+            + &claude.toml("anthropic"),
         ..StackOptions::default()
     })
     .await;
-    let client = stack.tenant("acme").await;
     let system = "You answer questions about the Sluice queue, briefly and exactly. ".repeat(30);
     let mut jobs = Vec::new();
     for round in 0..2 {
@@ -180,61 +157,40 @@ output = 15000000
         .map(|j| j["usage"]["cached_tokens"].as_u64().unwrap())
         .sum();
     assert!(written > 0 && read > 0, "written {written}, read {read}");
-    let bill: Value = reqwest::get(format!(
-        "{}/mock/bill",
-        stack.backup.as_ref().unwrap().addr.clone().unwrap()
-    ))
-    .await
-    .unwrap()
-    .json()
-    .await
-    .unwrap();
+    let bill = stack.backup_bill().await;
     assert_eq!(total, bill["total_cost_micros"].as_u64().unwrap(), "{bill}");
 }
 
 #[tokio::test]
 async fn costs_still_match_the_bills_when_a_fallback_serves_part_of_the_run() {
-    let prices = [
-        "--price".to_owned(),
-        "mock-small=2000003:200003:8000003".to_owned(),
-        "--prefix-cache".to_owned(),
-    ];
-    let stack = Stack::start(StackOptions {
-        mock_args: prices.to_vec(),
-        backup_mock: Some(prices.to_vec()),
+    let price = Price {
+        model: "mock-small",
+        input: 2_000_003,
+        cached_input: 200_003,
+        output: 8_000_003,
+    };
+    let flags: Vec<String> = price
+        .mock_flags()
+        .into_iter()
+        .chain(["--prefix-cache".into()])
+        .collect();
+    let (stack, client) = acme_stack(StackOptions {
+        mock_args: flags.clone(),
+        backup_mock: Some(flags),
         worker_toml:
             "max_wait_ms = { interactive = 5, standard = 20, batch = 50 }\nprovider_attempts = 1"
                 .into(),
-        extra_toml: r#"
-[[providers]]
-name = "backup"
-kind = "openai"
-base_url = "{backup_url}/v1"
-
-[[models]]
-name = "mock-ha"
-providers = ["mock", "backup"]
-upstream_model = "mock-small"
-
-[[prices]]
-provider = "mock"
-model = "mock-small"
-input = 2000003
-cached_input = 200003
-output = 8000003
-
-[[prices]]
-provider = "backup"
-model = "mock-small"
-input = 2000003
-cached_input = 200003
-output = 8000003
-"#
-        .into(),
+        extra_toml: backup_route(
+            "backup",
+            "openai",
+            "mock-ha",
+            &["mock", "backup"],
+            "upstream_model = \"mock-small\"",
+        ) + &price.toml("mock")
+            + &price.toml("backup"),
         ..StackOptions::default()
     })
     .await;
-    let client = stack.tenant("acme").await;
     let template = "Summarise this customer message in one line, politely and exactly. ".repeat(6);
     let round = |r: usize| -> Vec<Value> {
         (0..16)
@@ -268,15 +224,7 @@ output = 8000003
         "both providers served part of the run: {by_provider:?}"
     );
     let primary = stack.mock_bill().await;
-    let backup: Value = reqwest::get(format!(
-        "{}/mock/bill",
-        stack.backup.as_ref().unwrap().addr.clone().unwrap()
-    ))
-    .await
-    .unwrap()
-    .json()
-    .await
-    .unwrap();
+    let backup = stack.backup_bill().await;
     assert_eq!(
         by_provider["mock"],
         primary["total_cost_micros"].as_u64().unwrap(),

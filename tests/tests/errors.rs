@@ -3,7 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use serde_json::json;
-use sluice_e2e::{Client, Stack, StackOptions};
+use sluice_e2e::{acme_stack, Client, Stack, StackExt, StackOptions};
 
 async fn problem(r: sluice_e2e::Response, status: u16, slug: &str) {
     assert_eq!(r.status, status, "{r:?}");
@@ -15,12 +15,11 @@ async fn problem(r: sluice_e2e::Response, status: u16, slug: &str) {
 
 #[tokio::test]
 async fn bad_requests_get_specific_problems() {
-    let stack = Stack::start(StackOptions {
+    let (stack, client) = acme_stack(StackOptions {
         api_toml: "max_body_bytes = 65536".into(),
         ..StackOptions::default()
     })
     .await;
-    let client = stack.tenant("acme").await;
 
     problem(
         client.post_raw("/v1/jobs", "{\"body\": ").await,
@@ -163,8 +162,7 @@ async fn the_operational_endpoints_answer() {
 
 #[tokio::test]
 async fn an_idempotency_key_returns_the_first_job_and_refuses_a_different_request() {
-    let stack = Stack::start(StackOptions::default()).await;
-    let client = stack.tenant("acme").await;
+    let (stack, client) = acme_stack(StackOptions::default()).await;
     let other = stack.tenant("other").await;
     let job =
         json!({"body": {"model": "mock-small", "messages": [{"role": "user", "content": "once"}]}});

@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use sluice_e2e::{CompletionCounter, Stack, StackOptions};
+use sluice_e2e::{acme_stack, Completions, StackOptions};
 use sluice_mock::answer_text;
 
 fn chat(prompt: &str) -> Value {
@@ -22,7 +22,7 @@ fn assert_answered(job: &Value, prompt: &str) {
 }
 
 /// Waits until every id was announced, then a little more for duplicates.
-async fn assert_each_ended_once(counter: &CompletionCounter, ids: &[String]) {
+async fn assert_each_ended_once(counter: &Completions, ids: &[String]) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while counter.counts().len() < ids.len() && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -41,13 +41,12 @@ async fn assert_each_ended_once(counter: &CompletionCounter, ids: &[String]) {
 
 #[tokio::test]
 async fn a_worker_killed_mid_run_loses_no_job() {
-    let mut stack = Stack::start(StackOptions {
+    let (mut stack, client) = acme_stack(StackOptions {
         mock_args: vec!["--latency-fixed-ms".into(), "150".into()],
         ..StackOptions::default()
     })
     .await;
-    let client = stack.tenant("acme").await;
-    let counter = CompletionCounter::start(&stack.prefix).await;
+    let counter = stack.completions().await;
     let prompts: Vec<String> = (0..400).map(|i| format!("job number {i}")).collect();
     let ids = client
         .submit_batch(prompts.iter().map(|p| chat(p)).collect())
@@ -127,13 +126,12 @@ async fn readyz_status(url: &str) -> u16 {
 /// Restarts the shared broker: run serially (scripts/test.sh, pass 2).
 #[tokio::test]
 async fn disruptive_rabbitmq_restart_loses_no_confirmed_job() {
-    let stack = Stack::start(StackOptions {
+    let (stack, client) = acme_stack(StackOptions {
         mock_args: vec!["--latency-fixed-ms".into(), "20".into()],
         ..StackOptions::default()
     })
     .await;
-    let client = stack.tenant("acme").await;
-    let counter = CompletionCounter::start(&stack.prefix).await;
+    let counter = stack.completions().await;
 
     let submitter = {
         let client = client.clone();
@@ -214,12 +212,11 @@ async fn redis_cli(args: &[&str]) {
 /// Disturbs the shared Redis: run serially (scripts/test.sh, pass 2).
 #[tokio::test]
 async fn disruptive_redis_outage_loses_no_job() {
-    let stack = Stack::start(StackOptions {
+    let (_stack, client) = acme_stack(StackOptions {
         mock_args: vec!["--latency-fixed-ms".into(), "50".into()],
         ..StackOptions::default()
     })
     .await;
-    let client = stack.tenant("acme").await;
     let prompts: Vec<String> = (0..600).map(|i| format!("redis outage job {i}")).collect();
     let ids = client
         .submit_batch(prompts.iter().map(|p| chat(p)).collect())

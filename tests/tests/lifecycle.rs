@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use sluice_e2e::{Stack, StackOptions};
+use sluice_e2e::{acme_stack, Stack, StackExt, StackOptions};
 
 fn chat(prompt: &str) -> Value {
     json!({"body": {"model": "mock-small", "messages": [{"role": "user", "content": prompt}]}})
@@ -14,12 +14,11 @@ fn chat(prompt: &str) -> Value {
 #[tokio::test]
 async fn a_canceled_or_expired_job_never_reaches_the_provider() {
     // No worker yet: jobs stay queued.
-    let mut stack = Stack::start(StackOptions {
+    let (mut stack, client) = acme_stack(StackOptions {
         workers: 0,
         ..StackOptions::default()
     })
     .await;
-    let client = stack.tenant("acme").await;
     let canceled = client.submit(&chat("cancel me")).await;
     let expiring = client
         .submit(&json!({"body": {"model": "mock-small", "messages": [{"role": "user", "content": "late"}]},
@@ -58,13 +57,12 @@ async fn a_canceled_or_expired_job_never_reaches_the_provider() {
 
 #[tokio::test]
 async fn a_long_poll_returns_when_the_job_ends_and_a_short_one_times_out() {
-    let mut stack = Stack::start(StackOptions {
+    let (mut stack, client) = acme_stack(StackOptions {
         workers: 0,
         mock_args: vec!["--latency-fixed-ms".into(), "300".into()],
         ..StackOptions::default()
     })
     .await;
-    let client = stack.tenant("acme").await;
     let id = client.submit(&chat("wait for me")).await;
 
     // Nothing runs it yet: a 1 s wait answers, still queued, after about 1 s.

@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 
 use serde_json::{json, Value};
-use sluice_e2e::{Stack, StackOptions};
+use sluice_e2e::{acme_stack, StackOptions, ODD_PRICE};
 
 async fn scrape(base: &str) -> String {
     let r = reqwest::get(format!("{base}/metrics"))
@@ -77,21 +77,12 @@ async fn promtool_accepts(promtool: &PathBuf, text: &str, who: &str) {
 
 #[tokio::test]
 async fn live_metrics_count_what_happened_and_pass_promtool() {
-    let stack = Stack::start(StackOptions {
-        mock_args: vec!["--price".into(), "mock-small=1500001:150001:6000001".into()],
-        extra_toml: r#"
-[[prices]]
-provider = "mock"
-model = "mock-small"
-input = 1500001
-cached_input = 150001
-output = 6000001
-"#
-        .into(),
+    let (stack, client) = acme_stack(StackOptions {
+        mock_args: ODD_PRICE.mock_flags().into(),
+        extra_toml: ODD_PRICE.toml("mock"),
         ..StackOptions::default()
     })
     .await;
-    let client = stack.tenant("acme").await;
     let jobs: Vec<Value> = (0..20)
         .map(|i| json!({"body": {"model": "mock-small", "max_tokens": 5 + i,
                                  "messages": [{"role": "user", "content": format!("count me {i}")}]}}))

@@ -4,7 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use serde_json::json;
-use sluice_e2e::{Stack, StackOptions};
+use sluice_e2e::{acme_stack, backup_route, Stack, StackOptions};
 
 async fn worker_metrics(stack: &Stack) -> String {
     let addr = stack.workers[0]
@@ -21,26 +21,15 @@ async fn worker_metrics(stack: &Stack) -> String {
 
 #[tokio::test]
 async fn a_dead_primary_falls_back_and_its_breaker_stops_the_waste() {
-    let stack = Stack::start(StackOptions {
+    let (stack, client) = acme_stack(StackOptions {
         backup_mock: Some(Vec::new()),
         worker_toml:
             "max_wait_ms = { interactive = 5, standard = 20, batch = 50 }\nprovider_attempts = 2"
                 .into(),
-        extra_toml: r#"
-[[providers]]
-name = "backup"
-kind = "openai"
-base_url = "{backup_url}/v1"
-
-[[models]]
-name = "mock-ha"
-providers = ["mock", "backup"]
-"#
-        .into(),
+        extra_toml: backup_route("backup", "openai", "mock-ha", &["mock", "backup"], ""),
         ..StackOptions::default()
     })
     .await;
-    let client = stack.tenant("acme").await;
     let http = reqwest::Client::new();
     let r = http
         .post(format!("{}/mock/admin/down", stack.mock_url()))
@@ -92,14 +81,13 @@ providers = ["mock", "backup"]
 async fn serial_workers_share_the_providers_limit_instead_of_collecting_429s() {
     // The provider allows 20 requests a minute; three workers together
     // must stay under it, so 30 chat jobs (30 requests) take two windows.
-    let mut stack = Stack::start(StackOptions {
+    let (mut stack, client) = acme_stack(StackOptions {
         workers: 3,
         mock_args: vec!["--requests-per-minute".into(), "20".into()],
         provider_toml: "requests_per_minute = 20".into(),
         ..StackOptions::default()
     })
     .await;
-    let client = stack.tenant("acme").await;
     let jobs = (0..30)
         .map(|i| json!({"body": {"model": "mock-small", "max_tokens": 2, "messages": [{"role": "user", "content": format!("limited {i}")}]}}))
         .collect();

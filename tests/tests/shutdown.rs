@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use sluice_core::Priority;
-use sluice_e2e::{CompletionCounter, Stack, StackOptions};
+use sluice_e2e::{acme_stack, backup_route, StackExt, StackOptions};
 use sluice_queue::{AmqpQueue, JobQueue, Source, Topology};
 
 fn chat(prompt: &str) -> Value {
@@ -74,30 +74,19 @@ async fn wait_until(what: &str, secs: u64, mut done: impl FnMut() -> bool) {
 
 #[tokio::test]
 async fn sigterm_mid_run_loses_and_redoes_nothing() {
-    let mut stack = Stack::start(StackOptions {
+    let (mut stack, client) = acme_stack(StackOptions {
         workers: 2,
         mock_args: vec!["--latency-fixed-ms".into(), "150".into()],
         // A slow provider for one job, so that a long-poll is still
         // waiting when its API replica is told to stop.
         backup_mock: Some(vec!["--latency-fixed-ms".into(), "8000".into()]),
-        extra_toml: r#"
-[[providers]]
-name = "slow"
-kind = "openai"
-base_url = "{backup_url}/v1"
-
-[[models]]
-name = "mock-slow"
-providers = ["slow"]
-"#
-        .into(),
+        extra_toml: backup_route("slow", "openai", "mock-slow", &["slow"], ""),
         ..StackOptions::default()
     })
     .await;
-    let client = stack.tenant("acme").await;
     let (second_api, _) = stack.another_api(&client.key).await;
     let second_url = second_api.addr.clone().expect("second api address");
-    let counter = CompletionCounter::start(&stack.prefix).await;
+    let counter = stack.completions().await;
 
     // A stream of submissions, all to the first replica until it goes away.
     let stop = Arc::new(AtomicBool::new(false));

@@ -6,13 +6,13 @@
 use std::process::Stdio;
 use std::time::Duration;
 
-use sluice_e2e::{Stack, StackOptions};
+use sluice_e2e::{acme_stack, Stack, StackOptions};
 
 #[tokio::test]
 async fn sluice_dev_prints_a_curl_line_that_works() {
     let dir = std::env::temp_dir().join(format!("dev-{}", ulid::Ulid::new()));
     std::fs::create_dir_all(&dir).unwrap();
-    let mut dev = tokio::process::Command::new(sluice_e2e_binary())
+    let mut dev = tokio::process::Command::new(sluice_e2e::binary())
         .args(["dev", "--listen", "127.0.0.1:0"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -58,15 +58,8 @@ async fn sluice_dev_prints_a_curl_line_that_works() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
-fn sluice_e2e_binary() -> std::path::PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    std::env::var("SLUICE_BIN")
-        .map(Into::into)
-        .unwrap_or_else(|_| exe.parent().unwrap().parent().unwrap().join("sluice"))
-}
-
 async fn refused(stack: &Stack, args: &[&str], env: &[(&str, &str)]) -> String {
-    let out = tokio::process::Command::new(sluice_e2e_binary())
+    let out = tokio::process::Command::new(sluice_e2e::binary())
         .args(args)
         .env_remove("SLUICE_CONFIG")
         .envs(stack.env.iter().cloned())
@@ -116,7 +109,9 @@ async fn roles_refuse_a_bad_config_or_an_unmigrated_database() {
 
     // A database nobody migrated.
     let config = stack.config_arg();
-    let empty = stack.database_url().replace(&stack.database, "postgres");
+    let empty = stack
+        .database_url()
+        .replace(&stack.database.name, "postgres");
     let why = refused(
         &stack,
         &["api", "--listen", "127.0.0.1:0", "--config", &config],
@@ -135,12 +130,11 @@ async fn roles_refuse_a_bad_config_or_an_unmigrated_database() {
 
 #[tokio::test]
 async fn a_worker_stopped_with_sigterm_drains_what_it_holds() {
-    let mut stack = Stack::start(StackOptions {
+    let (mut stack, client) = acme_stack(StackOptions {
         mock_args: vec!["--latency-fixed-ms".into(), "200".into()],
         ..StackOptions::default()
     })
     .await;
-    let client = stack.tenant("acme").await;
     let jobs: Vec<serde_json::Value> = (0..300)
         .map(|i| serde_json::json!({"body": {"model": "mock-small", "messages": [{"role": "user", "content": format!("drain {i}")}]}}))
         .collect();

@@ -4,7 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use serde_json::json;
-use sluice_e2e::{Stack, StackOptions};
+use sluice_e2e::{acme_stack, Stack, StackExt, StackOptions};
 
 fn chat(i: usize) -> serde_json::Value {
     json!({"body": {"model": "mock-small", "max_tokens": 2, "messages": [{"role": "user", "content": format!("hi {i}")}]}})
@@ -12,7 +12,7 @@ fn chat(i: usize) -> serde_json::Value {
 
 #[tokio::test]
 async fn a_tenant_over_its_limit_gets_429_on_every_replica_and_others_do_not() {
-    let mut stack = Stack::start(StackOptions::default()).await;
+    let stack = Stack::start(StackOptions::default()).await;
     let flood = stack.tenant("flood").await;
     let calm = stack.tenant("calm").await;
     let out = stack
@@ -87,8 +87,7 @@ async fn a_tenant_over_its_limit_gets_429_on_every_replica_and_others_do_not() {
 
 #[tokio::test]
 async fn a_revoked_key_stops_working_within_seconds_and_keys_are_stored_hashed() {
-    let stack = Stack::start(StackOptions::default()).await;
-    let acme = stack.tenant("acme").await;
+    let (stack, acme) = acme_stack(StackOptions::default()).await;
     let id = acme.submit(&chat(1)).await;
     assert_eq!(acme.wait(&id, 30).await["status"], "succeeded");
 

@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use sluice_e2e::{Client, Stack, StackOptions};
+use sluice_e2e::{Client, Stack, StackExt, StackOptions};
 
 /// Polls the report until it counts `jobs` jobs (the ledger row lands just
 /// after the job's result).

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use sluice_e2e::receiver::*;
-use sluice_e2e::{Stack, StackOptions, TEST_WEBHOOKS_TOML};
+use sluice_e2e::{acme_stack, StackOptions, TEST_WEBHOOKS_TOML};
 
 #[tokio::test]
 async fn every_end_arrives_signed_once_per_webhook_id_with_the_job_as_get_shows_it() {
@@ -81,12 +81,11 @@ async fn every_end_arrives_signed_once_per_webhook_id_with_the_job_as_get_shows_
 async fn a_receiver_failing_three_times_gets_the_fourth_and_one_that_stays_down_is_exhausted() {
     let flaky = Receiver::start(Behaviour::FailFirst(3)).await;
     let down = Receiver::start(Behaviour::Down).await;
-    let stack = Stack::start(StackOptions {
+    let (stack, client) = acme_stack(StackOptions {
         webhooks: true,
         ..StackOptions::default()
     })
     .await;
-    let client = stack.tenant("acme").await;
     with_secret(&client, &flaky).await;
     *down.secret.lock().unwrap() = flaky.secret.lock().unwrap().clone();
 
@@ -132,14 +131,13 @@ async fn a_receiver_failing_three_times_gets_the_fourth_and_one_that_stays_down_
 #[tokio::test]
 async fn the_webhooks_role_killed_mid_delivery_loses_nothing() {
     let receiver = Receiver::start(Behaviour::Hold).await;
-    let mut stack = Stack::start(StackOptions {
+    let (mut stack, client) = acme_stack(StackOptions {
         webhooks: true,
         webhooks_toml: TEST_WEBHOOKS_TOML
             .replace("attempt_timeout_s = 2", "attempt_timeout_s = 30"),
         ..StackOptions::default()
     })
     .await;
-    let client = stack.tenant("acme").await;
     with_secret(&client, &receiver).await;
     let jobs: Vec<Value> = (0..10)
         .map(|i| hooked(&format!("job {i}"), &receiver.url))
@@ -174,12 +172,11 @@ async fn the_webhooks_role_killed_mid_delivery_loses_nothing() {
 #[tokio::test]
 async fn a_private_address_is_refused_with_a_clear_error_and_an_allowlisted_one_works() {
     let receiver = Receiver::start(Behaviour::Accept).await;
-    let stack = Stack::start(StackOptions {
+    let (_stack, client) = acme_stack(StackOptions {
         webhooks: true,
         ..StackOptions::default()
     })
     .await;
-    let client = stack.tenant("acme").await;
 
     // No signing secret yet: a clear 422.
     let r = client.post("/v1/jobs", &hooked("x", &receiver.url)).await;
@@ -218,12 +215,11 @@ async fn a_private_address_is_refused_with_a_clear_error_and_an_allowlisted_one_
 #[tokio::test]
 async fn tenant_endpoints_get_the_jobs_that_name_no_webhook() {
     let receiver = Receiver::start(Behaviour::Accept).await;
-    let stack = Stack::start(StackOptions {
+    let (_stack, client) = acme_stack(StackOptions {
         webhooks: true,
         ..StackOptions::default()
     })
     .await;
-    let client = stack.tenant("acme").await;
     let r = client
         .post(
             "/v1/webhook-endpoints",

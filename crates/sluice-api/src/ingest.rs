@@ -30,7 +30,7 @@ const MAX_FLUSH_JOBS: usize = 1000;
 /// pipelined while the next group forms, few enough that under load the
 /// groups grow (fewer store pipelines, fuller packs). 4 against 16 took
 /// single-job requests from 47–60% to 64–78% of the throughput target in
-/// `sluice bench throughput`, at a lower p50.
+/// `sluice-bench throughput`, at a lower p50.
 const FLUSHES_IN_FLIGHT: usize = 4;
 /// Submissions waiting for a flush; a full queue makes callers wait.
 const QUEUE_DEPTH: usize = 4096;

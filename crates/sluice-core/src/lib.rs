@@ -8,6 +8,8 @@
 //! - [`cache`]: cache modes, keys, what a hit shows, and the semantic cache's vectors.
 //! - [`split`]: exact integer splits of a batch total across its jobs.
 //! - [`metrics`]: the Prometheus metrics every role shares.
+//! - [`services`]: where RabbitMQ, Redis and PostgreSQL are (flags,
+//!   environment and defaults, for every binary).
 //! - [`view`]: a job as the API (and a webhook's `data`) shows it.
 //! - [`webhook`]: webhook targets, events, the Standard Webhooks signature;
 //!   [`webhook_address`]: which addresses a webhook may reach.
@@ -22,6 +24,7 @@ pub mod ledger;
 pub mod message;
 pub mod metrics;
 pub mod pricing;
+pub mod services;
 pub mod split;
 pub mod trace;
 pub mod view;

@@ -20,27 +20,8 @@ pub struct Cli {
 
 #[derive(Args, Debug, Clone)]
 pub struct Connections {
-    /// RabbitMQ.
-    #[arg(
-        long,
-        env = "SLUICE_AMQP_URL",
-        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f"
-    )]
-    pub amqp_url: String,
-    /// Redis.
-    #[arg(
-        long,
-        env = "SLUICE_REDIS_URL",
-        default_value = "redis://127.0.0.1:6379"
-    )]
-    pub redis_url: String,
-    /// PostgreSQL.
-    #[arg(
-        long,
-        env = "SLUICE_DATABASE_URL",
-        default_value = "postgres://postgres@127.0.0.1:5432/sluice"
-    )]
-    pub database_url: String,
+    #[command(flatten)]
+    pub services: sluice_core::services::Services,
     /// Names every queue, exchange and Redis key, so that stacks sharing a
     /// broker and a Redis do not see each other's jobs.
     #[arg(long, env = "SLUICE_PREFIX", default_value = "sluice")]
@@ -104,11 +85,6 @@ pub enum Command {
     Dev {
         #[arg(long, default_value = "127.0.0.1:8080")]
         listen: SocketAddr,
-    },
-    /// Benchmarks.
-    Bench {
-        #[command(subcommand)]
-        command: BenchCommand,
     },
 }
 
@@ -380,23 +356,4 @@ pub enum KeyCommand {
         #[arg(long)]
         tenant: String,
     },
-}
-
-#[derive(Subcommand, Debug)]
-pub enum BenchCommand {
-    /// Throughput of the full stack against the broker's raw ceiling.
-    Throughput(crate::roles::bench::ThroughputArgs),
-    /// A burst far above a provider's rate limit: goodput and 429s.
-    Limits(crate::roles::bench::limits::LimitsArgs),
-    /// Usage reports over a large generated ledger.
-    Ledger(crate::roles::bench::ledger::LedgerArgs),
-    /// A workload of repeated requests: hit rate, provider calls, hit latency.
-    Cache(crate::roles::bench::cache::CacheArgs),
-    /// Webhook deliveries per second with the role on one thread, and the
-    /// delay from a job's end to its delivery.
-    Webhooks(crate::roles::bench::webhooks::WebhooksArgs),
-    /// Direct calls against Sluice (with and without its cache, and in
-    /// front of a self-hosted server): cost per 1k requests, latency, and
-    /// the most users served within an SLO.
-    Econ(crate::roles::bench::econ::EconArgs),
 }

@@ -12,7 +12,7 @@ use clap::Parser;
 
 /// mimalloc: the API and worker allocate many small, short-lived buffers
 /// (JSON, frames); it measured faster than the system allocator in
-/// `sluice bench throughput`.
+/// `sluice-bench throughput`.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

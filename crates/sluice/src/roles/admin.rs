@@ -11,7 +11,7 @@ pub async fn migrate(conn: Connections) -> anyhow::Result<()> {
     tenants::migrate(&pool).await?;
     say(&format!(
         "database {} is migrated",
-        redact(&conn.database_url)
+        redact(&conn.services.database_url)
     ));
     Ok(())
 }

@@ -21,12 +21,14 @@ pub fn load_config(arg: &ConfigArg) -> anyhow::Result<Config> {
 
 /// A pool to PostgreSQL, migrated or not.
 pub async fn pg_pool(conn: &Connections) -> anyhow::Result<sqlx::PgPool> {
-    tenants::connect(&conn.database_url).await.with_context(|| {
-        format!(
-            "cannot connect to PostgreSQL at {}",
-            redact(&conn.database_url)
-        )
-    })
+    tenants::connect(&conn.services.database_url)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot connect to PostgreSQL at {}",
+                redact(&conn.services.database_url)
+            )
+        })
 }
 
 /// PostgreSQL, checked to be migrated.
@@ -42,13 +44,18 @@ pub async fn redis(
     pool_size: usize,
 ) -> anyhow::Result<Arc<RedisJobStore>> {
     let store = RedisJobStore::connect(RedisOptions {
-        url: conn.redis_url.clone(),
+        url: conn.services.redis_url.clone(),
         prefix: conn.prefix.clone(),
         retention: Duration::from_secs(config.jobs.retention_s),
         pool_size,
     })
     .await
-    .with_context(|| format!("cannot connect to Redis at {}", redact(&conn.redis_url)))?;
+    .with_context(|| {
+        format!(
+            "cannot connect to Redis at {}",
+            redact(&conn.services.redis_url)
+        )
+    })?;
     Ok(Arc::new(store))
 }
 
@@ -71,9 +78,14 @@ pub async fn rabbitmq_for_webhooks(
 }
 
 async fn amqp(conn: &Connections, topology: Topology) -> anyhow::Result<Arc<AmqpQueue>> {
-    let queue = AmqpQueue::connect(&conn.amqp_url, topology)
+    let queue = AmqpQueue::connect(&conn.services.amqp_url, topology)
         .await
-        .with_context(|| format!("cannot connect to RabbitMQ at {}", redact(&conn.amqp_url)))?;
+        .with_context(|| {
+            format!(
+                "cannot connect to RabbitMQ at {}",
+                redact(&conn.services.amqp_url)
+            )
+        })?;
     Ok(Arc::new(queue))
 }
 

@@ -2,7 +2,6 @@
 
 mod admin;
 mod api;
-pub mod bench;
 mod connect;
 mod dev;
 mod metrics_endpoint;
@@ -34,6 +33,5 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Migrate { conn } => admin::migrate(conn).await,
         Command::Admin { command, conn } => admin::run(command, conn).await,
         Command::Dev { listen } => dev::run(listen).await,
-        Command::Bench { command } => bench::run(command).await,
     }
 }

@@ -1,4 +1,4 @@
-//! `sluice bench cache`: a workload in which a share of requests repeat an
+//! `sluice-bench cache`: a workload in which a share of requests repeat an
 //! earlier one (exactly), sent by closed-loop clients to the full stack.
 //! Reports the hit rate, the provider calls against the number of unique
 //! requests (the floor), and the API's answer time for hits beside the
@@ -16,12 +16,12 @@ use serde_json::{json, Value};
 use sluice_core::cache::canonical::{normalise, request_key};
 use sluice_core::Endpoint;
 
-use super::children::BenchStack;
-use super::econ::workload::{generate, replay, Kind, Request, Spec};
-use super::load::{percentile, Finished};
-use super::PHASE_LIMIT;
 use crate::cli::Connections;
-use crate::runtime::say;
+use crate::econ::workload::{generate, replay, Kind, Request, Spec};
+use crate::progress::{self, Size};
+use crate::stack::{self, BenchStack};
+use crate::stats::percentile;
+use crate::PHASE_LIMIT;
 
 #[derive(Args, Debug)]
 pub struct CacheArgs {
@@ -149,7 +149,7 @@ fn post_buckets(metrics: &str, status: &str) -> Vec<(f64, f64)> {
     buckets
 }
 
-/// Hits alone: `n` requests already answered, sent one at a time once the
+/// Hits alone: the requests `order` (already answered), sent one at a time once the
 /// workers are idle, so that the API's hit path is timed without a busy
 /// worker fleet on the same two cores. Client times, and the API's own
 /// p99 bucket from the difference of its histogram before and after.
@@ -157,12 +157,12 @@ async fn hits_alone(
     http: &reqwest::Client,
     stack: &BenchStack,
     order: &[Value],
-    n: usize,
+    phase: &progress::Phase,
 ) -> anyhow::Result<(Vec<Duration>, usize, Option<f64>)> {
     let metrics_url = format!("{}/metrics", stack.api_url);
     let before = post_buckets(&http.get(&metrics_url).send().await?.text().await?, "200");
-    let (mut took, mut missed) = (Vec::with_capacity(n), 0);
-    for job in order.iter().take(n) {
+    let (mut took, mut missed) = (Vec::with_capacity(order.len()), 0);
+    for job in order {
         let sent = Instant::now();
         let r = http
             .post(format!("{}/v1/jobs", stack.api_url))
@@ -177,6 +177,7 @@ async fn hits_alone(
         } else {
             missed += 1;
         }
+        phase.inc(1);
     }
     let after = post_buckets(&http.get(&metrics_url).send().await?.text().await?, "200");
     let delta: Vec<(f64, f64)> = after
@@ -200,18 +201,11 @@ fn counter(metrics: &str, series: &str) -> u64 {
 }
 
 pub async fn run(args: CacheArgs) -> anyhow::Result<()> {
-    let latency = args.latency_ms.to_string();
-    let stack = BenchStack::start(
-        &args.conn,
-        args.workers,
-        &["--latency-fixed-ms", &latency],
-        "",
-    )
-    .await?;
-    let outcome = measure(&stack, &args).await;
-    stack.stop().await;
-    say(&outcome?);
-    Ok(())
+    let options = sluice_testkit::StackOptions {
+        mock_args: vec!["--latency-fixed-ms".into(), args.latency_ms.to_string()],
+        ..stack::options(&args.conn, args.workers)
+    };
+    stack::measure_on(options, async |stack| measure(stack, &args).await).await
 }
 
 async fn measure(stack: &BenchStack, args: &CacheArgs) -> anyhow::Result<String> {
@@ -220,7 +214,15 @@ async fn measure(stack: &BenchStack, args: &CacheArgs) -> anyhow::Result<String>
     let next = Arc::new(AtomicUsize::new(0));
     let timings = Arc::new(Mutex::new(Timings::default()));
     let http = reqwest::Client::new();
-    let finished = Finished::start(&args.conn.redis_url, &stack.prefix).await?;
+    let finished = stack.stack.completions().await;
+    let phase = progress::phase(
+        format!(
+            "{} requests from {} closed-loop clients",
+            order.len(),
+            args.concurrency
+        ),
+        Size::Items(order.len() as u64),
+    );
     let started = Instant::now();
     let clients = (0..args.concurrency).map(|_| {
         let (order, next, timings, http) = (
@@ -230,6 +232,7 @@ async fn measure(stack: &BenchStack, args: &CacheArgs) -> anyhow::Result<String>
             http.clone(),
         );
         let (url, key) = (format!("{}/v1/jobs", stack.api_url), stack.key.clone());
+        let phase = &phase;
         async move {
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
@@ -243,29 +246,29 @@ async fn measure(stack: &BenchStack, args: &CacheArgs) -> anyhow::Result<String>
                     Ok(r) if r.status().as_u16() == 202 => t.queued.push(took),
                     _ => t.errors += 1,
                 }
+                phase.inc(1);
             }
         }
     });
     futures::future::join_all(clients).await;
     let submitted = started.elapsed();
+    phase.done();
     let (mut hits, mut queued, errors) = {
         let t = timings.lock().unwrap_or_else(|p| p.into_inner());
         (t.hits.clone(), t.queued.clone(), t.errors)
     };
     // Every queued or joined job ends with a completion notice.
     let expected = queued.len();
+    let phase = progress::phase("queued jobs ending", Size::Items(expected as u64));
     let give_up = Instant::now() + PHASE_LIMIT;
-    while finished.get() < expected && Instant::now() < give_up {
+    while finished.ended() < expected && Instant::now() < give_up {
+        phase.set(finished.ended() as u64);
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let ended = finished.get();
+    let ended = finished.ended();
     finished.stop().await;
-    let stats: Value = http
-        .get(format!("{}/mock/stats", stack.mock_url()))
-        .send()
-        .await?
-        .json()
-        .await?;
+    phase.done();
+    let stats = stack.stack.mock_stats().await;
     let calls = stats["by_endpoint"]["/v1/chat/completions"]["requests"]
         .as_u64()
         .unwrap_or(0);
@@ -279,14 +282,19 @@ async fn measure(stack: &BenchStack, args: &CacheArgs) -> anyhow::Result<String>
         &metrics,
         "sluice_cache_requests_total{kind=\"inflight\",outcome=\"hit\"}",
     );
-    let (alone, alone_missed, alone_server) =
-        hits_alone(&http, stack, &order, args.hits_alone).await?;
+    let n = args.hits_alone.min(order.len());
+    let phase = progress::phase(
+        format!("{n} hits alone (1 client, workers idle)"),
+        Size::Items(n as u64),
+    );
+    let (alone, alone_missed, alone_server) = hits_alone(&http, stack, &order[..n], &phase).await?;
+    phase.done();
     hits.sort();
     queued.sort();
     let n = args.requests as f64;
     let over = (calls as f64 / unique as f64 - 1.0) * 100.0;
     Ok(format!(
-        "\n## sluice bench cache\n\n\
+        "\n## sluice-bench cache\n\n\
          {requests} requests, {share:.0}% repeats ({unique} unique), {c} clients, \
          mock latency {lat} ms, {w} workers; submitted in {secs:.1} s; {ended} of {expected} queued jobs ended\n\n\
          | figure | value |\n|---|---|\n\

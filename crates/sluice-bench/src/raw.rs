@@ -11,6 +11,8 @@ use sluice_core::Priority;
 use sluice_queue::{AmqpQueue, JobQueue, Outgoing, Source, Topology};
 use tokio_util::sync::CancellationToken;
 
+use crate::progress::Phase;
+
 /// Messages per `publish` call; several calls are in flight at once.
 const CHUNK: usize = 500;
 const PUBLISHERS: usize = 4;
@@ -32,7 +34,22 @@ mod bytes_body {
     }
 }
 
-pub async fn ceiling(amqp_url: &str, messages: usize) -> anyhow::Result<RawCeiling> {
+/// Message `i` of the measurement.
+fn message(i: usize) -> Outgoing {
+    Outgoing {
+        priority: Priority::Standard,
+        body: body(i).into(),
+        headers: Default::default(),
+    }
+}
+
+/// The steps of a measurement of `messages`, for its progress: each
+/// message published in chunks, published alone, and consumed twice.
+pub fn steps(messages: usize) -> u64 {
+    4 * messages as u64
+}
+
+pub async fn ceiling(amqp_url: &str, messages: usize, phase: &Phase) -> anyhow::Result<RawCeiling> {
     // One message per publish, as the baseline is meant to be.
     let topology = Topology::new(
         format!("bench-raw-{}", ulid::Ulid::new().to_string().to_lowercase()),
@@ -40,26 +57,27 @@ pub async fn ceiling(amqp_url: &str, messages: usize) -> anyhow::Result<RawCeili
     )
     .with_pack_jobs(1);
     let queue = AmqpQueue::connect(amqp_url, topology.clone()).await?;
-    let result = measure(&queue, messages).await;
+    let result = measure(&queue, messages, phase).await;
     queue.close().await;
     sluice_queue::amqp::teardown(amqp_url, &topology).await?;
     result
 }
 
-async fn measure(queue: &AmqpQueue, messages: usize) -> anyhow::Result<RawCeiling> {
+async fn measure(queue: &AmqpQueue, messages: usize, phase: &Phase) -> anyhow::Result<RawCeiling> {
     let chunks: Vec<Vec<Outgoing>> = (0..messages)
-        .map(|i| Outgoing {
-            priority: Priority::Standard,
-            body: body(i).into(),
-            headers: Default::default(),
-        })
+        .map(message)
         .collect::<Vec<_>>()
         .chunks(CHUNK)
         .map(<[Outgoing]>::to_vec)
         .collect();
     let started = Instant::now();
     let results: Vec<Vec<Result<(), sluice_queue::QueueError>>> = futures::stream::iter(chunks)
-        .map(|chunk| queue.publish(chunk))
+        .map(|chunk| async move {
+            let n = chunk.len() as u64;
+            let confirms = queue.publish(chunk).await;
+            phase.inc(n);
+            confirms
+        })
         .buffer_unordered(PUBLISHERS)
         .collect()
         .await;
@@ -70,12 +88,10 @@ async fn measure(queue: &AmqpQueue, messages: usize) -> anyhow::Result<RawCeilin
     let started = Instant::now();
     let singles: Vec<Vec<Result<(), sluice_queue::QueueError>>> =
         futures::stream::iter(0..messages)
-            .map(|i| {
-                queue.publish(vec![Outgoing {
-                    priority: Priority::Standard,
-                    body: body(i).into(),
-                    headers: Default::default(),
-                }])
+            .map(|i| async move {
+                let confirm = queue.publish(vec![message(i)]).await;
+                phase.inc(1);
+                confirm
             })
             .buffer_unordered(256)
             .collect()
@@ -94,12 +110,13 @@ async fn measure(queue: &AmqpQueue, messages: usize) -> anyhow::Result<RawCeilin
     let started = Instant::now();
     let mut consumed = 0;
     while consumed < 2 * messages {
-        let next = tokio::time::timeout(super::PHASE_LIMIT, deliveries.next()).await?;
+        let next = tokio::time::timeout(crate::PHASE_LIMIT, deliveries.next()).await?;
         let Some(delivery) = next else {
             anyhow::bail!("the raw consumer stopped after {consumed} messages");
         };
         delivery.ack().await?;
         consumed += 1;
+        phase.inc(1);
     }
     let consume_s = started.elapsed().as_secs_f64();
     // Cancel the consumer at the broker before the connection closes.

@@ -270,9 +270,9 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::roles::bench::econ::profile::{Latency, Paid, SelfHosted};
-    use crate::roles::bench::econ::run::Point;
-    use crate::roles::bench::econ::users::Measured;
+    use crate::econ::profile::{Latency, Paid, SelfHosted};
+    use crate::econ::run::Point;
+    use crate::econ::users::Measured;
 
     #[test]
     fn axes_end_on_round_numbers() {

@@ -13,7 +13,8 @@ use super::clients::Client;
 use super::profile::Profile;
 use super::users::{self, Measured, Phase};
 use super::workload::Request;
-use crate::roles::bench::children::BenchStack;
+use crate::progress::{self, Size};
+use crate::stack::BenchStack;
 
 /// The approaches compared.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -104,6 +105,10 @@ pub struct Timing {
 
 pub struct Bench {
     pub stack: BenchStack,
+    /// The paid provider's mock (the stack's own).
+    paid_url: String,
+    /// The self-hosted server's mock (the stack's backup).
+    own_url: String,
     pub profile: Profile,
     pub timing: Timing,
     pub workload: Arc<Vec<Request>>,
@@ -122,6 +127,8 @@ impl Bench {
             .build()
             .unwrap_or_default();
         Self {
+            paid_url: stack.stack.mock_url(),
+            own_url: stack.stack.backup_url(),
             stack,
             profile,
             timing,
@@ -130,14 +137,8 @@ impl Bench {
         }
     }
 
-    /// The paid provider's mock (the stack's first).
-    fn paid_url(&self) -> &str {
-        self.stack.mock_url()
-    }
-
-    /// The self-hosted server's mock (the stack's second).
-    fn own_url(&self) -> &str {
-        self.stack.mock_urls.get(1).map_or("", String::as_str)
+    fn mock_urls(&self) -> [&str; 2] {
+        [&self.paid_url, &self.own_url]
     }
 
     fn client(&self, mode: Mode) -> Client {
@@ -150,7 +151,7 @@ impl Bench {
         match mode {
             Mode::Direct => Client::Direct {
                 http: self.http.clone(),
-                url: format!("{}/v1/chat/completions", self.paid_url()),
+                url: format!("{}/v1/chat/completions", self.paid_url),
                 scale: self.profile.scale,
             },
             Mode::Sluice | Mode::SelfHosted => sluice(None),
@@ -163,7 +164,7 @@ impl Bench {
     /// emptied.
     pub async fn phase(&self, mode: Mode, users: usize) -> anyhow::Result<Point> {
         self.settle().await?;
-        for url in &self.stack.mock_urls {
+        for url in self.mock_urls() {
             let reset = self.http.post(format!("{url}/mock/reset")).send().await?;
             anyhow::ensure!(
                 reset.status().is_success(),
@@ -195,16 +196,23 @@ impl Bench {
             timeout: self.timing.timeout,
             model: model.to_owned(),
         };
-        let measured = users::run(&self.client(mode), Arc::clone(&self.workload), &phase).await;
+        let shown = progress::phase(
+            format!("econ: {}, {users} users", mode.name()),
+            Size::Time(phase.warmup + phase.measure),
+        );
+        let client = self.client(mode);
+        let run = users::run(&client, Arc::clone(&self.workload), &phase);
+        let measured = shown.follow(|| 0, run).await;
         // Jobs whose users gave up still run, and are billed: wait for them.
         self.settle().await?;
         let provider = if mode == Mode::SelfHosted {
-            self.own_url()
+            &self.own_url
         } else {
-            self.paid_url()
+            &self.paid_url
         };
         let stats = self.get(&format!("{provider}/mock/stats")).await?;
-        let bill = self.get(&format!("{}/mock/bill", self.paid_url())).await?;
+        let bill = self.get(&format!("{}/mock/bill", self.paid_url)).await?;
+        shown.done();
         let paid = bill["total_cost_micros"].as_u64().unwrap_or(0);
         let cost_micros = if mode == Mode::SelfHosted {
             paid + self.profile.self_hosted_micros(measured.wall)
@@ -233,7 +241,7 @@ impl Bench {
         let mut last = None;
         loop {
             let mut served = 0;
-            for url in &self.stack.mock_urls {
+            for url in self.mock_urls() {
                 let s = self.get(&format!("{url}/mock/stats")).await?;
                 served +=
                     s["requests"].as_u64().unwrap_or(0) + s["rate_limited"].as_u64().unwrap_or(0);

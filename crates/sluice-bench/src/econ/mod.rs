@@ -1,4 +1,4 @@
-//! `sluice bench econ`: the economics benchmark. The same workload, the
+//! `sluice-bench econ`: the economics benchmark. The same workload, the
 //! same simulated providers, four ways to serve it (direct calls, Sluice,
 //! Sluice without its cache, Sluice in front of a self-hosted server), and
 //! for each the cost per 1,000 requests from the provider's own bill, the
@@ -23,9 +23,10 @@ use clap::Args;
 use self::profile::{Latency, Paid, Profile, SelfHosted};
 use self::report::Outcome;
 use self::run::{Bench, Mode, Timing, OWN_MODEL, PAID_MODEL};
-use super::children::{BenchStack, MockSpec};
 use crate::cli::Connections;
-use crate::runtime::say;
+use crate::progress;
+use crate::say;
+use crate::stack::{self, BenchStack};
 
 #[derive(Args, Debug)]
 pub struct EconArgs {
@@ -216,28 +217,27 @@ pub async fn run(args: EconArgs) -> anyhow::Result<()> {
     let own_toml = dir.join("own.toml");
     std::fs::write(&paid_toml, profile.paid_mock_toml())?;
     std::fs::write(&own_toml, profile.self_hosted_mock_toml())?;
-    let mock = |provider, model, toml: &PathBuf, provider_toml| MockSpec {
-        provider,
-        model,
-        args: vec!["--config".into(), toml.display().to_string()],
-        provider_toml,
-    };
-    let mocks = [
-        mock(
-            "paid",
-            PAID_MODEL,
-            &paid_toml,
-            profile.sluice_paid_provider_toml(),
+    let flags = |toml: &PathBuf| vec!["--config".into(), toml.display().to_string()];
+    // The paid provider is the stack's mock (provider `mock`), the
+    // self-hosted server its backup (provider `own`).
+    let stack = BenchStack::start(sluice_testkit::StackOptions {
+        mock_args: flags(&paid_toml),
+        provider_toml: profile.sluice_paid_provider_toml(),
+        backup_mock: Some(flags(&own_toml)),
+        extra_toml: format!(
+            "[[providers]]\nname = \"own\"\nkind = \"openai\"\nbase_url = \"{{backup_url}}/v1\"\n\n\
+             [[models]]\nname = \"{PAID_MODEL}\"\nproviders = [\"mock\"]\n\n\
+             [[models]]\nname = \"{OWN_MODEL}\"\nproviders = [\"own\"]\n\n{}",
+            profile.sluice_toml()
         ),
-        mock("own", OWN_MODEL, &own_toml, String::new()),
-    ];
-    let stack =
-        BenchStack::start_with(&args.conn, args.workers, &mocks, &profile.sluice_toml()).await;
+        ..stack::options(&args.conn, args.workers)
+    })
+    .await;
     let _ = std::fs::remove_dir_all(&dir);
-    let bench = Bench::new(stack?, profile, timing, requests);
+    let bench = Bench::new(stack, profile, timing, requests);
     let outcome = measure(&bench, &args, &modes).await;
     let Bench { stack, profile, .. } = bench;
-    stack.stop().await;
+    stack.finish();
     let outcome = outcome?;
 
     let command = std::env::args().collect::<Vec<_>>().join(" ");
@@ -256,7 +256,7 @@ pub async fn run(args: EconArgs) -> anyhow::Result<()> {
 
 async fn measure(bench: &Bench, args: &EconArgs, modes: &[Mode]) -> anyhow::Result<Outcome> {
     let show = |p: &run::Point, pass: bool| {
-        eprintln!(
+        progress::line(&format!(
             "bench econ: {:<30} {:>5} users: P95 {:>6.0} ms, errors {:.2}%, {} requests, ${:.2}/1k{}{}",
             p.mode.name(),
             p.users,
@@ -266,9 +266,9 @@ async fn measure(bench: &Bench, args: &EconArgs, modes: &[Mode]) -> anyhow::Resu
             p.cost_per_1k(),
             if pass { "" } else { "  (misses the SLO)" },
             if p.measured.exhausted { "  (workload exhausted: raise --requests)" } else { "" },
-        );
+        ));
         if let Some(why) = p.measured.error_samples.first() {
-            eprintln!("bench econ:   first error: {why}");
+            progress::line(&format!("bench econ:   first error: {why}"));
         }
     };
     let mut sweeps = Vec::new();
@@ -279,10 +279,10 @@ async fn measure(bench: &Bench, args: &EconArgs, modes: &[Mode]) -> anyhow::Resu
                     show(p, pass)
                 })
                 .await?;
-            eprintln!(
+            progress::line(&format!(
                 "bench econ: {} serves at most {max} users within the SLO",
                 mode.name()
-            );
+            ));
             sweeps.push((mode, max, points));
         }
     }

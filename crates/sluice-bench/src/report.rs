@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-use super::raw::RawCeiling;
+use crate::raw::RawCeiling;
 
 #[derive(Debug, Default, Serialize)]
 pub struct Report {
@@ -29,7 +29,7 @@ pub struct Steady {
     pub submit_p99_ms: f64,
     pub finished_per_s: f64,
     /// Where the phase's CPU went (Linux), per process group.
-    pub cpu: Option<super::cpu::Split>,
+    pub cpu: Option<crate::cpu::Split>,
 }
 
 #[derive(Debug, Serialize)]

@@ -1,16 +1,15 @@
-//! `sluice bench ledger`: usage reports over a large ledger. Fills a
+//! `sluice-bench ledger`: usage reports over a large ledger. Fills a
 //! database of its own with generated rows (spread over tenants, models,
 //! features, routes and a month), then times the reports Sluice serves.
 
 use std::time::Instant;
 
-use anyhow::Context;
 use clap::Args;
 use sluice_store::usage::{GroupBy, PgLedger, UsageLedger, UsageQuery};
-use sqlx::Connection;
+use sluice_testkit::Database;
 
 use crate::cli::Connections;
-use crate::runtime::say;
+use crate::progress::{self, Size};
 
 #[derive(Args, Debug)]
 pub struct LedgerArgs {
@@ -27,35 +26,26 @@ pub struct LedgerArgs {
     pub conn: Connections,
 }
 
-fn with_database(url: &str, database: &str) -> anyhow::Result<String> {
-    let mut u = url::Url::parse(url).context("SLUICE_DATABASE_URL")?;
-    u.set_path(&format!("/{database}"));
-    Ok(u.to_string())
-}
-
 pub async fn run(args: LedgerArgs) -> anyhow::Result<()> {
-    let database = format!(
+    let name = format!(
         "sluice_bench_ledger_{}",
         ulid::Ulid::new().to_string().to_lowercase()
     );
-    let admin_url = with_database(&args.conn.database_url, "postgres")?;
-    let mut admin = sqlx::PgConnection::connect(&admin_url).await?;
-    sqlx::query(&format!("CREATE DATABASE \"{database}\""))
-        .execute(&mut admin)
-        .await?;
-    let outcome = measure(&args, &with_database(&args.conn.database_url, &database)?).await;
-    let drop = format!("DROP DATABASE IF EXISTS \"{database}\" WITH (FORCE)");
-    sqlx::query(&drop).execute(&mut admin).await?;
-    say(&outcome?);
+    let database = Database::create(&crate::cli::services(&args.conn), &name).await;
+    let outcome = measure(&args, &database).await;
+    drop(database);
+    crate::say(&outcome?);
     Ok(())
 }
 
-async fn measure(args: &LedgerArgs, url: &str) -> anyhow::Result<String> {
-    let pool = sluice_store::tenants::connect(url).await?;
-    sluice_store::tenants::migrate(&pool).await?;
-    eprintln!(
-        "bench: generating {} ledger rows over {} tenants",
-        args.rows, args.tenants
+async fn measure(args: &LedgerArgs, database: &Database) -> anyhow::Result<String> {
+    let pool = database.migrated().await;
+    let filling = progress::phase(
+        format!(
+            "generating {} ledger rows over {} tenants",
+            args.rows, args.tenants
+        ),
+        Size::Unknown,
     );
     let started = Instant::now();
     // Tenant ids are md5-derived uuids, so a tenant's rows can be named.
@@ -89,6 +79,7 @@ async fn measure(args: &LedgerArgs, url: &str) -> anyhow::Result<String> {
         .execute(&pool)
         .await?;
     let fill_s = started.elapsed().as_secs_f64();
+    filling.done();
     let ledger = PgLedger::new(pool.clone());
     let tenant: (String,) = sqlx::query_as("SELECT md5('tenant-7')::uuid::text")
         .fetch_one(&pool)
@@ -133,6 +124,10 @@ async fn measure(args: &LedgerArgs, url: &str) -> anyhow::Result<String> {
         "ledger of {} rows over {} tenants (filled in {fill_s:.0} s)\n\n| report | groups | median | max |\n|---|---|---|---|\n",
         args.rows, args.tenants
     );
+    let reports = progress::phase(
+        format!("{} runs of each report", args.runs.max(1)),
+        Size::Items((cases.len() * args.runs.max(1)) as u64),
+    );
     for (name, query) in cases {
         let mut times = Vec::new();
         let mut groups = 0;
@@ -140,6 +135,7 @@ async fn measure(args: &LedgerArgs, url: &str) -> anyhow::Result<String> {
             let t = Instant::now();
             groups = ledger.report(&query).await?.len();
             times.push(t.elapsed().as_secs_f64() * 1000.0);
+            reports.inc(1);
         }
         times.sort_by(f64::total_cmp);
         out.push_str(&format!(
@@ -148,5 +144,6 @@ async fn measure(args: &LedgerArgs, url: &str) -> anyhow::Result<String> {
             times[times.len() - 1]
         ));
     }
+    reports.done();
     Ok(out)
 }

@@ -1,7 +1,8 @@
-//! Where a phase's CPU time went: each process's user and system time from
-//! `/proc` (Linux) before and after, for the stack's own roles by pid and
-//! for the services (Redis, RabbitMQ, PostgreSQL) by process name. Where
-//! `/proc` is missing, there is no split.
+//! What the processes used, from `/proc` (Linux). Where a phase's CPU time
+//! went: each process's user and system time before and after, for the
+//! stack's own roles by pid and for the services (Redis, RabbitMQ,
+//! PostgreSQL) by process name. And a process's memory. Where `/proc` is
+//! missing, there is no split and no memory figure.
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -110,6 +111,19 @@ impl Split {
             .collect::<Vec<_>>()
             .join(", ")
     }
+}
+
+/// Resident and peak resident memory of a process, in KiB.
+pub fn memory_kib(pid: u32) -> Option<(u64, u64)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+    };
+    Some((field("VmRSS:")?, field("VmHWM:")?))
 }
 
 #[cfg(test)]

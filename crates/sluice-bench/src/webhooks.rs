@@ -1,4 +1,4 @@
-//! `sluice bench webhooks`: the webhooks role's delivery rate and the delay
+//! `sluice-bench webhooks`: the webhooks role's delivery rate and the delay
 //! from a job's end to its delivery, against the real RabbitMQ and
 //! PostgreSQL and a local receiver, under a prefix and a database of its
 //! own that it removes afterwards.
@@ -28,10 +28,12 @@ use sluice_core::{JobId, JobRecord, JobStatus};
 use sluice_queue::{AmqpQueue, Topology, WebhookQueue};
 use sluice_store::tenants::{self, PgTenantStore, TenantStore};
 use sluice_store::webhooks::{PgWebhookStore, WebhookStore};
-use sqlx::Connection;
+use sluice_testkit::Database;
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::Connections;
+use crate::progress::{self, Phase, Size};
+use crate::stats::quantile;
 
 #[derive(Args, Debug)]
 pub struct WebhooksArgs {
@@ -114,41 +116,26 @@ async fn publish(queue: &AmqpQueue, tenant: &str, url: &url::Url, n: usize) -> a
     Ok(())
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
-}
-
-async fn wait_for(seen: &Seen, n: usize) -> anyhow::Result<()> {
-    let give_up = Instant::now() + super::PHASE_LIMIT;
-    while seen.count.load(Ordering::SeqCst) < n {
-        anyhow::ensure!(
-            Instant::now() < give_up,
-            "deliveries stalled at {}",
-            seen.count.load(Ordering::SeqCst)
-        );
+/// Waits until `n` deliveries were seen, counting those past `from` in
+/// `phase`.
+async fn wait_for(seen: &Seen, n: usize, phase: &Phase, from: usize) -> anyhow::Result<()> {
+    let give_up = Instant::now() + crate::PHASE_LIMIT;
+    loop {
+        let count = seen.count.load(Ordering::SeqCst);
+        phase.set(count.saturating_sub(from) as u64);
+        if count >= n {
+            return Ok(());
+        }
+        anyhow::ensure!(Instant::now() < give_up, "deliveries stalled at {count}");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    Ok(())
 }
 
 pub async fn run(args: WebhooksArgs) -> anyhow::Result<()> {
     let unique = ulid::Ulid::new().to_string().to_lowercase();
     let prefix = format!("bench-{unique}");
-    let database = format!("sluice_bench_{unique}");
-    let mut admin_url = url::Url::parse(&args.conn.database_url).context("SLUICE_DATABASE_URL")?;
-    admin_url.set_path("/postgres");
-    let mut db_url = admin_url.clone();
-    db_url.set_path(&format!("/{database}"));
-    let mut admin = sqlx::PgConnection::connect(admin_url.as_str())
-        .await
-        .context("PostgreSQL")?;
-    sqlx::query(&format!("CREATE DATABASE \"{database}\""))
-        .execute(&mut admin)
-        .await?;
+    let services = crate::cli::services(&args.conn);
+    let database = Database::create(&services, &format!("sluice_bench_{unique}")).await;
     let config = WebhooksConfig {
         schedule_s: vec![0.0, 1.0],
         allow: vec!["127.0.0.0/8".into()],
@@ -156,12 +143,10 @@ pub async fn run(args: WebhooksArgs) -> anyhow::Result<()> {
         ..WebhooksConfig::default()
     };
     let topology = Topology::new(prefix.clone(), 5).with_webhook_delays(config.delays_ms());
-    let outcome = measure(&args, &config, &topology, db_url.as_str()).await;
-    let _ = sluice_queue::amqp::teardown(&args.conn.amqp_url, &topology).await;
-    let drop = format!("DROP DATABASE IF EXISTS \"{database}\" WITH (FORCE)");
-    let _ = sqlx::query(&drop).execute(&mut admin).await;
-    let report = outcome?;
-    crate::runtime::say(&report);
+    let outcome = measure(&args, &config, &topology, &database).await;
+    services.remove_prefix(&prefix, config.delays_ms()).await;
+    drop(database);
+    crate::say(&outcome?);
     Ok(())
 }
 
@@ -169,10 +154,9 @@ async fn measure(
     args: &WebhooksArgs,
     config: &WebhooksConfig,
     topology: &Topology,
-    db_url: &str,
+    database: &Database,
 ) -> anyhow::Result<String> {
-    let pool = tenants::connect(db_url).await?;
-    tenants::migrate(&pool).await?;
+    let pool = database.migrated().await;
     let tenant = PgTenantStore::new(pool.clone())
         .create_tenant("bench")
         .await?
@@ -197,16 +181,21 @@ async fn measure(
     });
     let queue = AmqpQueue::connect(&args.conn.amqp_url, topology.clone()).await?;
 
-    eprintln!("bench: queueing {} job ends", args.deliveries);
+    let phase = progress::phase(
+        format!("queueing {} job ends", args.deliveries),
+        Size::Items(args.deliveries as u64),
+    );
     for chunk in (0..args.deliveries).collect::<Vec<_>>().chunks(500) {
         publish(&queue, &tenant, &url, chunk.len()).await?;
+        phase.inc(chunk.len() as u64);
     }
+    phase.done();
 
     // The role, on one thread.
     let role_stop = stop.clone();
     let (amqp_url, db_url, topology, config) = (
         args.conn.amqp_url.clone(),
-        db_url.to_owned(),
+        database.url.clone(),
         topology.clone(),
         config.clone(),
     );
@@ -232,18 +221,25 @@ async fn measure(
             anyhow::Ok(())
         })
     });
-    eprintln!("bench: delivering them (the role on one thread)");
     let outcome = async {
-        wait_for(&seen, args.deliveries).await?;
+        let phase = progress::phase(
+            "delivering them (the role on one thread)",
+            Size::Items(args.deliveries as u64),
+        );
+        wait_for(&seen, args.deliveries, &phase, 0).await?;
         let rate_elapsed = started.elapsed();
+        phase.done();
         seen.delays_ms
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clear();
 
-        eprintln!(
-            "bench: {} job ends at {}/s to the running role",
-            args.latency_events, args.rate
+        let phase = progress::phase(
+            format!(
+                "{} job ends at {}/s to the running role",
+                args.latency_events, args.rate
+            ),
+            Size::Items(args.latency_events as u64),
         );
         let tick = Duration::from_millis(10);
         let per_tick = (args.rate / 100).max(1);
@@ -256,7 +252,9 @@ async fn measure(
             next += tick;
             tokio::time::sleep_until(next).await;
         }
-        wait_for(&seen, args.deliveries + args.latency_events).await?;
+        let all = args.deliveries + args.latency_events;
+        wait_for(&seen, all, &phase, args.deliveries).await?;
+        phase.done();
         anyhow::Ok(rate_elapsed)
     }
     .await;
@@ -286,9 +284,9 @@ async fn measure(
         args.deliveries,
         args.concurrency,
         args.rate,
-        percentile(&delays, 0.50),
+        quantile(&delays, 0.50).unwrap_or(f64::NAN),
         args.rate,
-        percentile(&delays, 0.99),
+        quantile(&delays, 0.99).unwrap_or(f64::NAN),
         args.deliveries + args.latency_events,
     ))
 }

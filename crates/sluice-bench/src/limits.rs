@@ -1,4 +1,4 @@
-//! `sluice bench limits`: a burst far above a provider's rate limit.
+//! `sluice-bench limits`: a burst far above a provider's rate limit.
 //! Reports the goodput (jobs finished per minute, in the full minutes after
 //! the first, whose window starts empty) against the limit, and the 429s
 //! the provider served, from its own bill.
@@ -8,10 +8,9 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use serde_json::{json, Value};
 
-use super::children::BenchStack;
-use super::load::Finished;
 use crate::cli::Connections;
-use crate::runtime::say;
+use crate::progress::{self, Size};
+use crate::stack::{self, BenchStack};
 
 #[derive(Args, Debug)]
 pub struct LimitsArgs {
@@ -38,23 +37,17 @@ pub async fn run(args: LimitsArgs) -> anyhow::Result<()> {
     } else {
         format!("requests_per_minute = {rpm}")
     };
-    let stack = BenchStack::start(
-        &args.conn,
-        args.workers,
-        &["--requests-per-minute", &rpm],
-        &provider,
-    )
-    .await?;
-    let outcome = measure(&stack, &args).await;
-    stack.stop().await;
-    let report = outcome?;
-    say(&report);
-    Ok(())
+    let options = sluice_testkit::StackOptions {
+        mock_args: vec!["--requests-per-minute".into(), rpm],
+        provider_toml: provider,
+        ..stack::options(&args.conn, args.workers)
+    };
+    stack::measure_on(options, async |stack| measure(stack, &args).await).await
 }
 
 async fn measure(stack: &BenchStack, args: &LimitsArgs) -> anyhow::Result<String> {
     let http = reqwest::Client::new();
-    let finished = Finished::start(&args.conn.redis_url, &stack.prefix).await?;
+    let finished = stack.stack.completions().await;
     let jobs: Vec<Value> = (0..args.jobs)
         .map(|i| {
             json!({"body": {"model": "mock-small", "max_tokens": 8,
@@ -71,26 +64,31 @@ async fn measure(stack: &BenchStack, args: &LimitsArgs) -> anyhow::Result<String
             .await?;
         anyhow::ensure!(r.status().as_u16() == 202, "submit: HTTP {}", r.status());
     }
-    eprintln!(
-        "bench: {} jobs submitted against {} requests/min",
-        args.jobs, args.rpm
+    let phase = progress::phase(
+        format!(
+            "{} jobs submitted against {} requests/min: finishing",
+            args.jobs, args.rpm
+        ),
+        Size::Items(args.jobs as u64),
     );
     // Finished jobs at each second of the run.
     let mut at_second = vec![0usize];
-    let limit = Instant::now() + super::PHASE_LIMIT + Duration::from_secs(600);
-    while finished.get() < args.jobs {
+    let limit = Instant::now() + crate::PHASE_LIMIT + Duration::from_secs(600);
+    while finished.ended() < args.jobs {
         anyhow::ensure!(
             Instant::now() < limit,
             "only {} of {} jobs finished",
-            finished.get(),
+            finished.ended(),
             args.jobs
         );
         tokio::time::sleep_until((started + Duration::from_secs(at_second.len() as u64)).into())
             .await;
-        at_second.push(finished.get());
+        at_second.push(finished.ended());
+        phase.set(finished.ended() as u64);
     }
     let elapsed = started.elapsed().as_secs_f64();
     finished.stop().await;
+    phase.done();
     // Full minutes after the first: jobs finished in each.
     let per_minute: Vec<usize> = (1..)
         .map(|m| (60 * m, 60 * (m + 1)))
@@ -102,18 +100,8 @@ async fn measure(stack: &BenchStack, args: &LimitsArgs) -> anyhow::Result<String
     } else {
         per_minute.iter().sum::<usize>() as f64 / per_minute.len() as f64
     };
-    let bill: Value = http
-        .get(format!("{}/mock/bill", stack.mock_url()))
-        .send()
-        .await?
-        .json()
-        .await?;
-    let stats: Value = http
-        .get(format!("{}/mock/stats", stack.mock_url()))
-        .send()
-        .await?
-        .json()
-        .await?;
+    let bill = stack.stack.mock_bill().await;
+    let stats = stack.stack.mock_stats().await;
     let rejected = bill["rate_limited"].as_u64().unwrap_or(0);
     let calls = stats["requests"].as_u64().unwrap_or(0) + rejected;
     let mut out = String::from("| measure | value | target |\n|---|---|---|\n");

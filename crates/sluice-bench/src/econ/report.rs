@@ -46,7 +46,7 @@ fn users(n: Option<usize>) -> String {
 /// targets.
 pub fn markdown(outcome: &Outcome, profile: &Profile, command: &str, workload: &str) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "## sluice bench econ\n\n```\n{command}\n```\n");
+    let _ = writeln!(out, "## sluice-bench econ\n\n```\n{command}\n```\n");
     let _ = writeln!(out, "- workload: {workload}");
     let _ = writeln!(out, "- setting: {}", profile.describe());
     let _ = writeln!(
@@ -162,7 +162,7 @@ pub fn targets(outcome: &Outcome) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::roles::bench::econ::users::Measured;
+    use crate::econ::users::Measured;
 
     fn point(mode: Mode, cost_micros: u64, p95_ms: u64) -> Point {
         Point {

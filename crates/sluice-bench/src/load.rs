@@ -1,104 +1,46 @@
 //! The measured phases: steady submission with workers running, then a
 //! backlog drained by one worker whose memory is sampled.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use fred::prelude::*;
 use futures::StreamExt;
 use serde_json::{json, Value};
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
+use sluice_testkit::Completions;
 
-use sluice_store::tenants::TenantStore;
+use crate::cpu::{self, memory_kib};
+use crate::progress::{self, Phase, Size};
+use crate::report::{Backlog, Limiter, Report, Steady};
+use crate::stack::BenchStack;
+use crate::stats::percentile;
+use crate::throughput::ThroughputArgs;
+use crate::PHASE_LIMIT;
 
-use super::children::{memory_kib, BenchStack};
-use super::report::{Backlog, Limiter, Report, Steady};
-use super::{ThroughputArgs, PHASE_LIMIT};
-
-/// Counts jobs as they end, from the completion channel (each message
-/// carries the ids of the jobs that ended together).
-pub(super) struct Finished {
-    count: Arc<AtomicUsize>,
-    /// Messages this counter missed (it fell behind): its count is then
-    /// short by an unknown number of jobs.
-    missed: Arc<AtomicUsize>,
-    stop: CancellationToken,
-    tasks: TaskTracker,
-    subscriber: fred::clients::SubscriberClient,
-}
-
-impl Finished {
-    pub(super) async fn start(redis_url: &str, prefix: &str) -> anyhow::Result<Self> {
-        let subscriber = Builder::from_config(Config::from_url(redis_url)?)
-            .with_performance_config(|p| p.broadcast_channel_capacity = 1 << 17)
-            .build_subscriber_client()?;
-        subscriber.init().await?;
-        let mut messages = subscriber.message_rx();
-        subscriber.subscribe(format!("{prefix}:done")).await?;
-        let count = Arc::new(AtomicUsize::new(0));
-        let missed = Arc::new(AtomicUsize::new(0));
-        let stop = CancellationToken::new();
-        let tasks = TaskTracker::new();
-        let (sink, lost, until) = (Arc::clone(&count), Arc::clone(&missed), stop.clone());
-        tasks.spawn(async move {
-            loop {
-                tokio::select! {
-                    () = until.cancelled() => break,
-                    m = messages.recv() => match m {
-                        Ok(m) => {
-                            let ids = m.value.as_str().map_or(0, |s| s.split(' ').count());
-                            sink.fetch_add(ids, Ordering::Relaxed);
-                        }
-                        Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                            lost.fetch_add(usize::try_from(n).unwrap_or(usize::MAX), Ordering::Relaxed);
-                        }
-                        Err(_) => break,
-                    }
-                }
-            }
-        });
-        Ok(Self {
-            count,
-            missed,
-            stop,
-            tasks,
-            subscriber,
-        })
+/// Waits until `n` jobs ended, showing their count in `phase` and calling
+/// `on_tick` as it goes; the instant the last one was seen.
+pub async fn wait_for(
+    ended: &Completions,
+    n: usize,
+    phase: &Phase,
+    mut on_tick: impl FnMut(),
+) -> anyhow::Result<Instant> {
+    let give_up = Instant::now() + PHASE_LIMIT;
+    while ended.ended() < n {
+        let missed = ended.missed();
+        anyhow::ensure!(
+            missed == 0,
+            "the completion counter fell behind and missed {missed} messages"
+        );
+        anyhow::ensure!(
+            Instant::now() < give_up,
+            "only {} of {n} jobs ended",
+            ended.ended()
+        );
+        phase.set(ended.ended() as u64);
+        on_tick();
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
-
-    pub(super) fn get(&self) -> usize {
-        self.count.load(Ordering::Relaxed)
-    }
-
-    /// Waits until `n` jobs ended; the instant the last one was seen.
-    async fn wait_for(&self, n: usize, mut on_tick: impl FnMut()) -> anyhow::Result<Instant> {
-        let give_up = Instant::now() + PHASE_LIMIT;
-        while self.get() < n {
-            let missed = self.missed.load(Ordering::Relaxed);
-            anyhow::ensure!(
-                missed == 0,
-                "the completion counter fell behind and missed {missed} messages"
-            );
-            anyhow::ensure!(
-                Instant::now() < give_up,
-                "only {} of {n} jobs ended",
-                self.get()
-            );
-            on_tick();
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        Ok(Instant::now())
-    }
-
-    pub(super) async fn stop(self) {
-        self.stop.cancel();
-        self.tasks.close();
-        self.tasks.wait().await;
-        let _ = self.subscriber.quit().await;
-    }
+    Ok(Instant::now())
 }
 
 fn job(i: usize) -> Value {
@@ -115,13 +57,17 @@ pub async fn run_all(
         .pool_max_idle_per_host(args.concurrency)
         .build()?;
     for per_request in [1, args.batch_size] {
-        let finished = Finished::start(&args.conn.redis_url, &stack.prefix).await?;
-        eprintln!(
-            "bench: steady phase ({} jobs, {per_request} per request, {} clients, {} workers)",
-            args.jobs, args.concurrency, args.workers
+        let finished = stack.stack.completions().await;
+        let phase = progress::phase(
+            format!(
+                "steady phase ({} jobs, {per_request} per request, {} clients, {} workers)",
+                args.jobs, args.concurrency, args.workers
+            ),
+            Size::Items(args.jobs as u64),
         );
-        let steady = steady(stack, args, &http, &finished, per_request).await?;
+        let steady = steady(stack, args, &http, &finished, per_request, &phase).await?;
         finished.stop().await;
+        phase.done();
         report.steady.push(steady);
     }
     Ok(())
@@ -137,6 +83,15 @@ struct Submitted {
     started: Instant,
 }
 
+/// How a submission run counts its progress.
+#[derive(Clone, Copy)]
+enum Count {
+    /// Jobs accepted, into the phase.
+    Accepted,
+    /// Nothing: the phase counts something else (jobs ended).
+    Elsewhere,
+}
+
 /// Submits jobs `0..jobs`, `per_request` at a time, from `concurrency`
 /// clients (a few for batches).
 async fn submit_all(
@@ -145,6 +100,7 @@ async fn submit_all(
     jobs: usize,
     per_request: usize,
     concurrency: usize,
+    (phase, count): (&Phase, Count),
 ) -> anyhow::Result<Submitted> {
     let per_request = per_request.max(1);
     let (url, clients) = if per_request == 1 {
@@ -184,11 +140,15 @@ async fn submit_all(
                 .body(body);
             async move {
                 let sent = Instant::now();
-                match request.send().await {
+                let answer = match request.send().await {
                     Ok(r) if r.status().as_u16() == 202 => Ok((sent.elapsed(), n)),
                     Ok(r) => Err(format!("HTTP {}", r.status())),
                     Err(e) => Err(e.to_string()),
+                };
+                if let (Count::Accepted, Ok(_)) = (count, &answer) {
+                    phase.inc(n as u64);
                 }
+                answer
             }
         })
         .buffer_unordered(clients)
@@ -204,10 +164,10 @@ async fn submit_all(
         .filter_map(|r| r.as_ref().ok().map(|(_, n)| *n))
         .sum();
     if let Some(Err(first)) = results.iter().find(|r| r.is_err()) {
-        eprintln!(
+        progress::line(&format!(
             "bench: {} jobs were not accepted, the first failure {first}",
             jobs - accepted
-        );
+        ));
     }
     latencies.sort_unstable();
     Ok(Submitted {
@@ -225,17 +185,26 @@ async fn steady(
     stack: &BenchStack,
     args: &ThroughputArgs,
     http: &reqwest::Client,
-    finished: &Finished,
+    finished: &Completions,
     per_request: usize,
+    phase: &Phase,
 ) -> anyhow::Result<Steady> {
     let roles = stack.roles();
-    let before = super::cpu::sample(&roles);
-    let s = submit_all(stack, http, args.jobs, per_request, args.concurrency).await?;
-    let last = finished.wait_for(s.accepted, || {}).await?;
-    let after = super::cpu::sample(&roles);
+    let before = cpu::sample(&roles);
+    let submit = submit_all(
+        stack,
+        http,
+        args.jobs,
+        per_request,
+        args.concurrency,
+        (phase, Count::Elsewhere),
+    );
+    let s = phase.follow(|| finished.ended() as u64, submit).await?;
+    let last = wait_for(finished, s.accepted, phase, || {}).await?;
+    let after = cpu::sample(&roles);
     let cpu = before
         .zip(after)
-        .map(|(before, after)| super::cpu::split(&before, &after, s.accepted));
+        .map(|(before, after)| cpu::split(&before, &after, s.accepted));
     Ok(Steady {
         jobs_per_request: per_request,
         clients: s.clients,
@@ -261,16 +230,19 @@ pub async fn limiter_overhead(
         .build()?;
     stack.stop_workers().await;
     let jobs = args.limiter_jobs;
-    let off = submit_all(stack, &http, jobs, 1, 32).await?;
-    stack
-        .tenants
-        .set_limits("bench", Some(1 << 40), Some(1 << 50))
-        .await?;
+    let phase = progress::phase(
+        format!("tenant limiter off, then on ({jobs} jobs each)"),
+        Size::Items(2 * jobs as u64),
+    );
+    let counted = (&phase, Count::Accepted);
+    let off = submit_all(stack, &http, jobs, 1, 32, counted).await?;
+    stack.set_limits(Some((1 << 40, 1 << 50))).await;
     // The API trusts a checked key (and its limits) for 5 s.
     tokio::time::sleep(sluice_api::extract::KEY_CACHE_TTL + Duration::from_secs(1)).await;
-    let on = submit_all(stack, &http, jobs, 1, 32).await?;
-    stack.tenants.set_limits("bench", None, None).await?;
+    let on = submit_all(stack, &http, jobs, 1, 32, counted).await?;
+    stack.set_limits(None).await;
     tokio::time::sleep(sluice_api::extract::KEY_CACHE_TTL + Duration::from_secs(1)).await;
+    phase.done();
     anyhow::ensure!(
         off.accepted == jobs && on.accepted == jobs,
         "the limiter phases lost submissions"
@@ -295,32 +267,58 @@ pub async fn backlog(
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(args.concurrency)
         .build()?;
-    let finished = Finished::start(&args.conn.redis_url, &stack.prefix).await?;
+    let finished = stack.stack.completions().await;
     stack.stop_workers().await;
-    let s = submit_all(stack, &http, args.backlog, per_request, args.concurrency).await?;
+    let name = if per_request == 1 {
+        format!(
+            "backlog phase ({} jobs waiting, then one worker)",
+            args.backlog
+        )
+    } else {
+        format!("backlog phase again, its jobs submitted {per_request} per request")
+    };
+    let phase = progress::phase(
+        format!("{name}: submitting"),
+        Size::Items(args.backlog as u64),
+    );
+    let s = submit_all(
+        stack,
+        &http,
+        args.backlog,
+        per_request,
+        args.concurrency,
+        (&phase, Count::Accepted),
+    )
+    .await?;
+    phase.done();
     anyhow::ensure!(
         s.accepted == args.backlog,
         "only {} of {} backlog jobs accepted",
         s.accepted,
         args.backlog
     );
-    stack.start_worker().await?;
+    let phase = progress::phase(
+        format!("{name}: draining"),
+        Size::Items(args.backlog as u64),
+    );
+    stack.stack.start_worker().await;
     let pid = stack
+        .stack
         .workers
         .last()
-        .and_then(|w| w.pid())
+        .and_then(|w| w.id())
         .context("worker pid")?;
     let started = Instant::now();
     let mut peak_rss = 0;
-    let last = finished
-        .wait_for(args.backlog, || {
-            if let Some((rss, _)) = memory_kib(pid) {
-                peak_rss = peak_rss.max(rss);
-            }
-        })
-        .await?;
+    let last = wait_for(&finished, args.backlog, &phase, || {
+        if let Some((rss, _)) = memory_kib(pid) {
+            peak_rss = peak_rss.max(rss);
+        }
+    })
+    .await?;
     let (_, hwm) = memory_kib(pid).unwrap_or((0, 0));
     finished.stop().await;
+    phase.done();
     Ok(Backlog {
         jobs: args.backlog,
         jobs_per_request: per_request,
@@ -331,12 +329,4 @@ pub async fn backlog(
         drain_per_s: args.backlog as f64 / (last - started).as_secs_f64(),
         worker_peak_rss_mib: peak_rss.max(hwm) as f64 / 1024.0,
     })
-}
-
-pub(super) fn percentile(sorted: &[Duration], q: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let i = ((sorted.len() as f64 - 1.0) * q).round() as usize;
-    sorted[i.min(sorted.len() - 1)].as_secs_f64() * 1000.0
 }
