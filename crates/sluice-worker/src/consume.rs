@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::batcher::Incoming;
-use crate::execute::Pending;
+use crate::pending::Pending;
 use crate::retry::with_store_retry;
 
 const MAX_RECONNECT_BACKOFF: Duration = Duration::from_secs(5);

@@ -196,7 +196,7 @@ impl Followers {
         let now = Utc::now();
         let ends: Vec<_> = followers.iter().map(|f| (f.id, outcome)).collect();
         let finished = with_store_retry("finish", || self.store.finish_many(&ends, now)).await;
-        let applied = crate::execute::answered_each("finish", ends.len(), finished)
+        let applied = crate::answers::answered_each("finish", ends.len(), finished)
             .map_err(|e| format!("cannot end the jobs that joined another: {e}"))?;
         let ended =
             futures::future::join_all(followers.iter().zip(applied).map(|(f, fresh)| async move {
