@@ -23,9 +23,9 @@ use tracing::Instrument;
 use chrono::{DateTime, Utc};
 use sluice_core::batching::BatchKey;
 use sluice_core::job::{Outcome, StartOutcome};
-use sluice_core::ledger::LedgerRow;
+use sluice_core::ledger::{queue_wait, LedgerRow};
 use sluice_core::metrics::Metrics;
-use sluice_core::{Endpoint, JobError, JobId, JobMessage, JobRecord, JobStatus};
+use sluice_core::{Endpoint, JobError, JobId, JobRecord, JobStatus};
 use sluice_providers::{BatchJob, Router};
 use sluice_queue::JobEvents;
 use sluice_store::jobs::JobStore;
@@ -151,13 +151,12 @@ impl Executor {
         for (pending, outcome) in items.into_iter().zip(outcomes) {
             match outcome {
                 StartOutcome::Started { .. } => {
-                    let waited = (now - pending.message.enqueued_at)
-                        .num_milliseconds()
-                        .max(0);
-                    self.metrics
-                        .queue_wait
-                        .with_label_values(&[pending.message.priority.as_str()])
-                        .observe(waited as f64 / 1000.0);
+                    if let Some(waited) = queue_wait(pending.message.enqueued_at, Some(now)) {
+                        self.metrics
+                            .queue_wait
+                            .with_label_values(&[pending.message.priority.as_str()])
+                            .observe(waited.as_secs_f64());
+                    }
                     runnable.push((pending, now));
                 }
                 StartOutcome::Expired => {
@@ -300,7 +299,13 @@ impl Executor {
                         .with_label_values(&[outcome.status().as_str()])
                         .inc();
                     self.metrics.record_job_usage(&pending.message, &outcome);
-                    let row = ledger_row(&pending.message, &outcome, started_at, now, latency_ms);
+                    let row = LedgerRow::for_job(
+                        &pending.message,
+                        &outcome,
+                        Some(started_at),
+                        now,
+                        Some(latency_ms),
+                    );
                     let done = Settled::ack(pending, Some(row))
                         .with_followers(&self.followers, ended)
                         .await;
@@ -378,41 +383,5 @@ impl Executor {
             }
         }))
         .await;
-    }
-}
-
-/// The ledger row of a job this worker just ended.
-fn ledger_row(
-    message: &JobMessage,
-    outcome: &Outcome,
-    started_at: DateTime<Utc>,
-    finished_at: DateTime<Utc>,
-    provider_latency_ms: u64,
-) -> LedgerRow {
-    let (usage, cost, provider) = match outcome {
-        Outcome::Succeeded {
-            usage,
-            cost_micros,
-            provider,
-            ..
-        } => (*usage, cost_micros.unwrap_or(0), Some(provider.clone())),
-        _ => (Default::default(), 0, None),
-    };
-    LedgerRow {
-        job_id: message.id,
-        tenant_id: message.tenant_id.clone(),
-        key_id: message.key_id.clone(),
-        model: message.model.clone(),
-        provider,
-        endpoint: message.endpoint,
-        metadata: message.metadata.clone(),
-        status: outcome.status(),
-        usage,
-        cost_micros: cost,
-        saved_micros: 0,
-        cache_hit: false,
-        queue_wait_ms: u64::try_from((started_at - message.enqueued_at).num_milliseconds()).ok(),
-        provider_latency_ms: Some(provider_latency_ms),
-        finished_at,
     }
 }

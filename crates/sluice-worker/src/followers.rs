@@ -12,12 +12,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use sluice_core::cache::{CacheKind, CachedAnswer};
 use sluice_core::job::Outcome;
 use sluice_core::ledger::LedgerRow;
 use sluice_core::metrics::Metrics;
-use sluice_core::{JobError, JobMessage, JobRecord, JobStatus, Usage};
+use sluice_core::{JobError, JobMessage, JobRecord, JobStatus};
 use sluice_queue::{JobQueue, Outgoing};
 use sluice_store::cache::{EntryKey, ResponseCache, SemanticScope};
 use sluice_store::jobs::JobStore;
@@ -127,10 +127,10 @@ impl Followers {
                     answer: answer.clone(),
                     info,
                 };
-                self.end_all(followers, &outcome, answer.cost_micros).await
+                self.end_all(followers, &outcome).await
             }
             Ended::Failed(error) => {
-                self.end_all(followers, &Outcome::Failed(error.clone()), 0)
+                self.end_all(followers, &Outcome::Failed(error.clone()))
                     .await
             }
         }
@@ -191,7 +191,6 @@ impl Followers {
         &self,
         followers: Vec<JobMessage>,
         outcome: &Outcome,
-        saved_micros: u64,
     ) -> Result<FollowersEnded, String> {
         let now = Utc::now();
         let ends: Vec<_> = followers.iter().map(|f| (f.id, outcome)).collect();
@@ -208,8 +207,10 @@ impl Followers {
                 } else {
                     None
                 };
+                // A follower never started: it waited for its leader, not in
+                // the queue.
                 let row = if fresh {
-                    Some(row(f, outcome, saved_micros, now))
+                    Some(LedgerRow::for_job(f, outcome, None, now, None))
                 } else {
                     record
                         .as_ref()
@@ -232,8 +233,10 @@ impl Followers {
             .jobs_finished
             .with_label_values(&[outcome.status().as_str()])
             .inc_by(fresh);
-        if let Outcome::Cached { .. } = outcome {
-            self.metrics.cache_saved_micros.inc_by(saved_micros * fresh);
+        if let Outcome::Cached { info, .. } = outcome {
+            self.metrics
+                .cache_saved_micros
+                .inc_by(info.saved_micros * fresh);
         }
         Ok(done)
     }
@@ -244,31 +247,5 @@ fn entry(job: &JobMessage, key: &str) -> EntryKey {
         tenant: job.tenant_id.clone(),
         model: job.model.clone(),
         key: key.to_owned(),
-    }
-}
-
-/// The ledger row of a follower ended now: no tokens and no cost of its
-/// own; a served answer saved what the leader's call cost.
-fn row(f: &JobMessage, outcome: &Outcome, saved_micros: u64, now: DateTime<Utc>) -> LedgerRow {
-    let (provider, saved, hit) = match outcome {
-        Outcome::Cached { answer, .. } => (Some(answer.provider.clone()), saved_micros, true),
-        _ => (None, 0, false),
-    };
-    LedgerRow {
-        job_id: f.id,
-        tenant_id: f.tenant_id.clone(),
-        key_id: f.key_id.clone(),
-        model: f.model.clone(),
-        provider,
-        endpoint: f.endpoint,
-        metadata: f.metadata.clone(),
-        status: outcome.status(),
-        usage: Usage::default(),
-        cost_micros: 0,
-        saved_micros: saved,
-        cache_hit: hit,
-        queue_wait_ms: u64::try_from((now - f.enqueued_at).num_milliseconds()).ok(),
-        provider_latency_ms: None,
-        finished_at: now,
     }
 }
