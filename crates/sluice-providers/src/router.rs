@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rand::Rng;
+use sluice_core::backoff::Backoff;
 use sluice_core::budget::RateBudget;
 use sluice_core::config::{Config, ProviderKind};
 use sluice_core::metrics::Metrics;
@@ -29,14 +30,13 @@ pub struct RetryPolicy {
 }
 
 impl RetryPolicy {
-    /// A full-jitter backoff before attempt `attempt + 1`, at least `floor`.
+    /// A full-jitter backoff before attempt `attempt + 1`, at least `floor`
+    /// (a provider's `Retry-After`).
     pub fn backoff(&self, attempt: u32, floor: Option<Duration>) -> Duration {
-        let ceiling = self
-            .base
-            .saturating_mul(2u32.saturating_pow(attempt.saturating_sub(1)))
-            .min(self.max);
-        let jitter = rand::thread_rng().gen_range(Duration::ZERO..=ceiling);
-        jitter.max(floor.unwrap_or_default())
+        Backoff::exponential(self.base, self.max)
+            .with_full_jitter()
+            .delay(attempt)
+            .max(floor.unwrap_or_default())
     }
 }
 

@@ -20,6 +20,7 @@
 pub mod amqp;
 pub mod memory;
 pub mod pack;
+mod resume;
 
 use std::collections::BTreeMap;
 use std::pin::Pin;
@@ -31,6 +32,7 @@ use sluice_core::Priority;
 
 pub use amqp::AmqpQueue;
 pub use memory::MemoryQueue;
+pub use resume::{consume_until_stopped, RESUBSCRIBE};
 
 /// Jobs per message by default when several are published together.
 pub const DEFAULT_PACK_JOBS: usize = 16;
