@@ -46,14 +46,18 @@ pub(crate) async fn enqueue(
     accepted: Vec<Accepted>,
 ) -> Result<Vec<Result<JobRecord, ApiError>>, ApiError> {
     let records: Vec<JobRecord> = accepted.iter().map(|a| a.record.clone()).collect();
-    let outgoing: Vec<Outgoing> = accepted
+    // A message that cannot be encoded is refused before anything is stored.
+    let outgoing = accepted
         .iter()
-        .map(|a| Outgoing {
-            priority: a.message.priority,
-            body: a.message.encode().into(),
-            headers: a.headers(),
+        .map(|a| {
+            Ok(Outgoing {
+                priority: a.message.priority,
+                body: a.message.encode()?.into(),
+                headers: a.headers(),
+            })
         })
-        .collect();
+        .collect::<Result<Vec<Outgoing>, serde_json::Error>>()
+        .map_err(|e| ApiError::InvalidRequest(format!("the job cannot be encoded: {e}")))?;
     let confirms = state
         .ingest
         .submit(records.clone(), outgoing)

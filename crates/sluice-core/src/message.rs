@@ -34,9 +34,11 @@ pub struct JobMessage {
 }
 
 impl JobMessage {
-    pub fn encode(&self) -> Vec<u8> {
-        // Serialising plain data with string keys cannot fail.
-        serde_json::to_vec(self).unwrap_or_default()
+    /// The message's bytes. A message that cannot be serialised is an
+    /// error for the caller to refuse or fail the job with; it is never
+    /// published empty.
+    pub fn encode(&self) -> Result<Vec<u8>, serde_json::Error> {
+        serde_json::to_vec(self)
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Self, serde_json::Error> {

@@ -20,7 +20,7 @@ use sluice_core::pricing::Price;
 use sluice_core::{Endpoint, Usage};
 
 use crate::http::ProviderHttp;
-use crate::{Answer, Batch, Provider, ProviderError};
+use crate::{Answer, Batch, Provider, ProviderError, SetupError};
 
 /// The API version this adapter speaks.
 pub const ANTHROPIC_VERSION: &str = "2023-06-01";
@@ -40,7 +40,7 @@ impl AnthropicProvider {
         fanout: usize,
         metrics: Arc<Metrics>,
         budget: Option<Arc<dyn RateBudget>>,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, SetupError> {
         Ok(Self {
             http: ProviderHttp::new(config, metrics, budget)?,
             prices: HashMap::new(),
@@ -60,7 +60,8 @@ impl AnthropicProvider {
         model: &str,
         traceparent: Option<&str>,
     ) -> Result<Answer, ProviderError> {
-        let request = to_messages(body, model).map_err(|why| self.http.terminal(why))?;
+        let request =
+            to_messages(body, model).map_err(|why| self.http.terminal(why.to_string()))?;
         let mut headers = vec![("anthropic-version", ANTHROPIC_VERSION.to_owned())];
         if let Some(key) = self.http.api_key() {
             headers.push(("x-api-key", key.to_owned()));
@@ -74,7 +75,9 @@ impl AnthropicProvider {
             .http
             .post(&url, &headers, &request, "/v1/messages", tokens)
             .await?;
-        let mut answer = from_messages(&response).map_err(|why| self.http.terminal(why))?;
+        // A 2xx that is not a Messages answer will not become one on a retry.
+        let mut answer =
+            from_messages(&response).map_err(|why| self.http.terminal(why.to_string()))?;
         answer.cost_micros = self.prices.get(model).map(|p| p.call_cost(&answer.usage));
         Ok(answer)
     }
@@ -108,12 +111,31 @@ impl Provider for AnthropicProvider {
     }
 }
 
+/// A chat job that the Messages API cannot express: the job fails with
+/// this (a retry, or another Anthropic provider, cannot help).
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Untranslatable {
+    #[error("the job has no messages")]
+    NoMessages,
+    #[error("message role {0:?} is not supported by the Anthropic adapter")]
+    Role(String),
+    #[error("the Anthropic Messages API needs the first non-system message to be from the user")]
+    NotUserFirst,
+    #[error("`{0}` is not supported by the Anthropic adapter")]
+    Unsupported(&'static str),
+}
+
+/// A Messages response that lacks a part every answer has.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[error("response without {0}")]
+pub struct NotAnAnswer(&'static str);
+
 /// An OpenAI chat body as a Messages request.
-pub fn to_messages(body: &Value, model: &str) -> Result<Value, String> {
+pub fn to_messages(body: &Value, model: &str) -> Result<Value, Untranslatable> {
     let messages = body
         .get("messages")
         .and_then(Value::as_array)
-        .ok_or("the job has no messages")?;
+        .ok_or(Untranslatable::NoMessages)?;
     let mut system = Vec::new();
     let mut turns: Vec<(String, String)> = Vec::new();
     for m in messages {
@@ -129,18 +151,11 @@ pub fn to_messages(body: &Value, model: &str) -> Result<Value, String> {
                 }
                 _ => turns.push((role.to_owned(), text)),
             },
-            other => {
-                return Err(format!(
-                    "message role {other:?} is not supported by the Anthropic adapter"
-                ))
-            }
+            other => return Err(Untranslatable::Role(other.to_owned())),
         }
     }
     if turns.first().is_none_or(|(role, _)| role != "user") {
-        return Err(
-            "the Anthropic Messages API needs the first non-system message to be from the user"
-                .into(),
-        );
+        return Err(Untranslatable::NotUserFirst);
     }
     for unsupported in [
         "tools",
@@ -150,9 +165,7 @@ pub fn to_messages(body: &Value, model: &str) -> Result<Value, String> {
         "logprobs",
     ] {
         if body.get(unsupported).is_some_and(|v| !v.is_null()) {
-            return Err(format!(
-                "`{unsupported}` is not supported by the Anthropic adapter"
-            ));
+            return Err(Untranslatable::Unsupported(unsupported));
         }
     }
     let max_tokens = body
@@ -197,17 +210,17 @@ pub fn to_messages(body: &Value, model: &str) -> Result<Value, String> {
 }
 
 /// A Messages answer as an OpenAI chat completion, with its usage.
-pub fn from_messages(response: &Value) -> Result<Answer, String> {
+pub fn from_messages(response: &Value) -> Result<Answer, NotAnAnswer> {
     let content = response
         .get("content")
         .and_then(Value::as_array)
-        .ok_or("response without content")?;
+        .ok_or(NotAnAnswer("content"))?;
     let text: String = content
         .iter()
         .filter(|b| b.get("type").and_then(Value::as_str) == Some("text"))
         .filter_map(|b| b.get("text").and_then(Value::as_str))
         .collect();
-    let u = response.get("usage").ok_or("response without usage")?;
+    let u = response.get("usage").ok_or(NotAnAnswer("usage"))?;
     let field = |name: &str| u.get(name).and_then(Value::as_u64).unwrap_or(0);
     let (input, output) = (field("input_tokens"), field("output_tokens"));
     let (read, write) = (
@@ -271,9 +284,24 @@ mod tests {
     #[test]
     fn what_messages_cannot_express_is_refused() {
         let assistant_first = json!({"messages": [{"role": "assistant", "content": "hi"}]});
-        assert!(to_messages(&assistant_first, "m").is_err());
+        assert_eq!(
+            to_messages(&assistant_first, "m"),
+            Err(Untranslatable::NotUserFirst)
+        );
         let tools = json!({"messages": [{"role": "user", "content": "x"}], "tools": []});
-        assert!(to_messages(&tools, "m").unwrap_err().contains("tools"));
+        assert_eq!(
+            to_messages(&tools, "m"),
+            Err(Untranslatable::Unsupported("tools"))
+        );
+        let tool_role = json!({"messages": [{"role": "tool", "content": "x"}]});
+        assert_eq!(
+            to_messages(&tool_role, "m"),
+            Err(Untranslatable::Role("tool".into()))
+        );
+        assert_eq!(
+            from_messages(&json!({"content": []})).unwrap_err(),
+            NotAnAnswer("usage")
+        );
         let no_max = json!({"messages": [{"role": "user", "content": "x"}]});
         assert_eq!(
             to_messages(&no_max, "m").unwrap()["max_tokens"],

@@ -21,7 +21,7 @@ pub mod tokens;
 use async_trait::async_trait;
 use sluice_core::{Endpoint, JobId, Usage};
 
-pub use error::ProviderError;
+pub use error::{ProviderError, SetupError};
 pub use router::{RetryPolicy, Router};
 
 /// Jobs that go to a provider together.

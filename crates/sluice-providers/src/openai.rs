@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use crate::http::ProviderHttp;
 use crate::tokens;
-use crate::{Answer, Batch, Provider, ProviderError};
+use crate::{Answer, Batch, Provider, ProviderError, SetupError};
 use async_trait::async_trait;
 use futures::StreamExt;
 use serde_json::{json, Value};
@@ -36,7 +36,7 @@ impl OpenAiProvider {
         fanout: usize,
         metrics: Arc<Metrics>,
         budget: Option<Arc<dyn RateBudget>>,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, SetupError> {
         let http = ProviderHttp::new(config, metrics, budget)?;
         Ok(Self {
             http,

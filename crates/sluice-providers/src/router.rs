@@ -17,7 +17,7 @@ use sluice_core::Endpoint;
 use crate::anthropic::AnthropicProvider;
 use crate::breaker::{Admission, Breaker, BreakerConfig};
 use crate::openai::OpenAiProvider;
-use crate::{Answer, Batch, BatchJob, Provider, ProviderError};
+use crate::{Answer, Batch, BatchJob, Provider, ProviderError, SetupError};
 
 #[derive(Clone, Debug)]
 pub struct RetryPolicy {
@@ -157,7 +157,7 @@ impl Router {
         config: &Config,
         metrics: Arc<Metrics>,
         budget: Option<Arc<dyn RateBudget>>,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, SetupError> {
         let mut providers: HashMap<&str, Arc<dyn Provider>> = HashMap::new();
         for p in &config.providers {
             let prices: HashMap<String, sluice_core::pricing::Price> = config
@@ -185,10 +185,12 @@ impl Router {
                 .providers
                 .iter()
                 .map(|name| {
-                    providers
-                        .get(name.as_str())
-                        .cloned()
-                        .ok_or_else(|| format!("model {:?}: unknown provider {name:?}", m.name))
+                    providers.get(name.as_str()).cloned().ok_or_else(|| {
+                        SetupError::UnknownProvider {
+                            model: m.name.clone(),
+                            provider: name.clone(),
+                        }
+                    })
                 })
                 .collect::<Result<Vec<_>, _>>()?;
             let weights = m

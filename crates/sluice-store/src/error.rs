@@ -13,6 +13,10 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("corrupt record: {0}")]
     Corrupt(String),
+    /// A value that could not be serialised for the store (never stored
+    /// empty instead).
+    #[error("cannot encode {0}")]
+    Unencodable(String),
     #[error("{0}")]
     Conflict(String),
     #[error("{0}")]
@@ -41,6 +45,7 @@ impl StoreError {
             Self::Unavailable(_) => true,
             Self::Migrate(_)
             | Self::Corrupt(_)
+            | Self::Unencodable(_)
             | Self::Conflict(_)
             | Self::NotFound(_)
             | Self::Unmigrated(_) => false,
@@ -63,6 +68,13 @@ fn redis_transient(e: &fred::error::Error) -> bool {
         | ErrorKind::Sentinel => true,
         ErrorKind::Unknown => REDIS_BUSY.iter().any(|p| e.details().starts_with(p)),
         _ => false,
+    }
+}
+
+impl StoreError {
+    /// A serialisation failure of `what`.
+    pub fn unencodable(what: &str, e: &serde_json::Error) -> Self {
+        Self::Unencodable(format!("{what}: {e}"))
     }
 }
 

@@ -11,14 +11,24 @@ use sluice_core::config::WorkerConfig;
 use sluice_core::job::Outcome;
 use sluice_core::metrics::Metrics;
 use sluice_core::{JobError, JobId, JobMessage};
-use sluice_queue::{consume_until_stopped, Delivery, JobEvents, JobQueue, Source};
+use sluice_queue::{consume_until_stopped, Delivery, JobEvents, JobQueue, QueueError, Source};
 use sluice_store::jobs::JobStore;
+use sluice_store::StoreError;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::batcher::Incoming;
 use crate::pending::Pending;
 use crate::retry::with_store_retry;
+
+/// Why a dead-lettered job's end could not be announced (it is requeued).
+#[derive(Debug, thiserror::Error)]
+enum AnnounceError {
+    #[error("cannot read the job: {0}")]
+    Read(#[from] StoreError),
+    #[error("cannot publish its webhook event: {0}")]
+    Publish(#[from] QueueError),
+}
 
 pub struct Consumers {
     pub queue: Arc<dyn JobQueue>,
@@ -100,16 +110,10 @@ impl Consumers {
     }
 
     /// Publishes the webhook event of the job `id`, if it has a webhook.
-    async fn announce(&self, id: JobId) -> Result<(), String> {
-        let record = with_store_retry("read", || self.store.get(id))
-            .await
-            .map_err(|e| e.to_string())?;
+    async fn announce(&self, id: JobId) -> Result<(), AnnounceError> {
+        let record = with_store_retry("read", || self.store.get(id)).await?;
         match record.filter(|r| r.webhook.is_some()) {
-            Some(record) => self
-                .events
-                .ended(&[record])
-                .await
-                .map_err(|e| e.to_string()),
+            Some(record) => Ok(self.events.ended(&[record]).await?),
             None => Ok(()),
         }
     }

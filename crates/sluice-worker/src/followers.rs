@@ -17,10 +17,11 @@ use sluice_core::cache::{CacheKind, CachedAnswer};
 use sluice_core::job::Outcome;
 use sluice_core::ledger::LedgerRow;
 use sluice_core::metrics::Metrics;
-use sluice_core::{JobError, JobMessage, JobRecord, JobStatus};
-use sluice_queue::{JobQueue, Outgoing};
+use sluice_core::{JobError, JobId, JobMessage, JobRecord, JobStatus};
+use sluice_queue::{JobQueue, Outgoing, QueueError};
 use sluice_store::cache::{EntryKey, ResponseCache, SemanticScope};
 use sluice_store::jobs::JobStore;
+use sluice_store::StoreError;
 
 use crate::retry::with_store_retry;
 
@@ -81,6 +82,20 @@ impl Ended {
     }
 }
 
+/// Why a leader's followers could not all be ended or published: the
+/// leader goes back to the queue, and its redelivery tries again.
+#[derive(Debug, thiserror::Error)]
+pub enum FollowersError {
+    #[error("cannot read the jobs that joined {leader}: {source}")]
+    Read { leader: JobId, source: StoreError },
+    #[error("cannot encode a job that joined another: {0}")]
+    Encode(#[source] serde_json::Error),
+    #[error("cannot publish the {jobs} jobs that joined a job that did not run: {source}")]
+    Publish { jobs: usize, source: QueueError },
+    #[error("cannot end the jobs that joined another: {0}")]
+    End(#[source] StoreError),
+}
+
 /// What ending a leader's followers left to do before the leader's ack.
 #[derive(Default)]
 pub struct FollowersEnded {
@@ -105,14 +120,17 @@ impl Followers {
         &self,
         leader: &JobMessage,
         ended: &Ended,
-    ) -> Result<FollowersEnded, String> {
+    ) -> Result<FollowersEnded, FollowersError> {
         let Some(directive) = leader.cache.as_ref().filter(|d| d.leads) else {
             return Ok(FollowersEnded::default());
         };
         let entry = entry(leader, &directive.key);
         let followers = with_store_retry("close", || self.cache.close(&entry, leader.id))
             .await
-            .map_err(|e| format!("cannot read the jobs that joined {}: {e}", leader.id))?;
+            .map_err(|source| FollowersError::Read {
+                leader: leader.id,
+                source,
+            })?;
         if followers.is_empty() {
             return Ok(FollowersEnded::default());
         }
@@ -165,20 +183,20 @@ impl Followers {
         }
     }
 
-    async fn publish(&self, followers: Vec<JobMessage>) -> Result<(), String> {
+    async fn publish(&self, followers: Vec<JobMessage>) -> Result<(), FollowersError> {
         let n = followers.len();
         let outgoing = followers
             .iter()
-            .map(|m| Outgoing {
-                priority: m.priority,
-                body: m.encode().into(),
-                headers: m.headers(),
+            .map(|m| {
+                Ok(Outgoing {
+                    priority: m.priority,
+                    body: m.encode().map_err(FollowersError::Encode)?.into(),
+                    headers: m.headers(),
+                })
             })
-            .collect();
+            .collect::<Result<Vec<_>, FollowersError>>()?;
         for confirm in self.queue.publish(outgoing).await {
-            confirm.map_err(|e| {
-                format!("cannot publish the {n} jobs that joined a job that did not run: {e}")
-            })?;
+            confirm.map_err(|source| FollowersError::Publish { jobs: n, source })?;
         }
         tracing::info!(
             jobs = n,
@@ -191,12 +209,12 @@ impl Followers {
         &self,
         followers: Vec<JobMessage>,
         outcome: &Outcome,
-    ) -> Result<FollowersEnded, String> {
+    ) -> Result<FollowersEnded, FollowersError> {
         let now = Utc::now();
         let ends: Vec<_> = followers.iter().map(|f| (f.id, outcome)).collect();
         let finished = with_store_retry("finish", || self.store.finish_many(&ends, now)).await;
         let applied = crate::answers::answered_each("finish", ends.len(), finished)
-            .map_err(|e| format!("cannot end the jobs that joined another: {e}"))?;
+            .map_err(FollowersError::End)?;
         let ended =
             futures::future::join_all(followers.iter().zip(applied).map(|(f, fresh)| async move {
                 // A job ended before (canceled, or by an earlier delivery of
@@ -217,14 +235,13 @@ impl Followers {
                         .and_then(|r| LedgerRow::from_record(r, None))
                 };
                 let announce = record.filter(|r| r.webhook.is_some() && r.status.is_terminal());
-                Ok::<_, sluice_store::StoreError>((row, announce, fresh))
+                Ok::<_, StoreError>((row, announce, fresh))
             }))
             .await;
         let mut done = FollowersEnded::default();
         let mut fresh = 0u64;
         for result in ended {
-            let (row, announce, now_ended) =
-                result.map_err(|e| format!("cannot end a job that joined another: {e}"))?;
+            let (row, announce, now_ended) = result.map_err(FollowersError::End)?;
             fresh += u64::from(now_ended);
             done.rows.extend(row);
             done.announce.extend(announce);

@@ -142,7 +142,7 @@ impl Harness {
         let (record, message) = message(endpoint);
         self.store.create(&[record]).await.unwrap();
         let out: Vec<Outgoing> = (0..copies)
-            .map(|_| outgoing(message.encode(), message.id))
+            .map(|_| outgoing(message.encode().unwrap(), message.id))
             .collect();
         assert!(self.queue.publish(out).await.iter().all(Result::is_ok));
         message.id
@@ -156,7 +156,7 @@ impl Harness {
         message.webhook = Some(hook);
         self.store.create(&[record]).await.unwrap();
         let out: Vec<Outgoing> = (0..copies)
-            .map(|_| outgoing(message.encode(), message.id))
+            .map(|_| outgoing(message.encode().unwrap(), message.id))
             .collect();
         assert!(self.queue.publish(out).await.iter().all(Result::is_ok));
         message.id
@@ -234,7 +234,7 @@ async fn a_canceled_job_is_acked_without_a_provider_call() {
     h.store.create(std::slice::from_ref(&record)).await.unwrap();
     h.store.cancel(record.id, Utc::now()).await.unwrap();
     h.queue
-        .publish(vec![outgoing(message.encode(), message.id)])
+        .publish(vec![outgoing(message.encode().unwrap(), message.id)])
         .await;
     let live = h.submit(Endpoint::ChatCompletions, 1).await;
     assert_eq!(h.wait_end(live).await.status, JobStatus::Succeeded);

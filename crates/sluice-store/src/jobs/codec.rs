@@ -36,12 +36,13 @@ pub fn rfc3339(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
 }
 
-fn json<T: Serialize>(value: &T) -> String {
-    serde_json::to_string(value).unwrap_or_default()
+/// `value` as JSON text; an error, never an empty field, if it cannot be.
+fn json<T: Serialize>(field: &str, value: &T) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|e| StoreError::unencodable(field, &e))
 }
 
 /// The fields of a fresh record.
-pub fn encode_new(r: &JobRecord) -> Vec<(String, String)> {
+pub fn encode_new(r: &JobRecord) -> Result<Vec<(String, String)>, StoreError> {
     let meta = Meta {
         id: r.id,
         tenant_id: r.tenant_id.clone(),
@@ -56,7 +57,7 @@ pub fn encode_new(r: &JobRecord) -> Vec<(String, String)> {
         trace_id: r.trace_id.clone(),
     };
     let mut fields = vec![
-        ("meta".to_owned(), json(&meta)),
+        ("meta".to_owned(), json("meta", &meta)?),
         ("status".to_owned(), r.status.as_str().to_owned()),
         ("attempts".to_owned(), r.attempts.to_string()),
     ];
@@ -70,10 +71,10 @@ pub fn encode_new(r: &JobRecord) -> Vec<(String, String)> {
         }
     }
     if let Some(result) = &r.result {
-        fields.push(("result".to_owned(), json(result)));
+        fields.push(("result".to_owned(), json("result", result)?));
     }
     if let Some(usage) = &r.usage {
-        fields.push(("usage".to_owned(), json(usage)));
+        fields.push(("usage".to_owned(), json("usage", usage)?));
     }
     if let Some(provider) = &r.provider {
         fields.push(("provider".to_owned(), provider.clone()));
@@ -82,17 +83,17 @@ pub fn encode_new(r: &JobRecord) -> Vec<(String, String)> {
         fields.push(("cost_micros".to_owned(), cost.to_string()));
     }
     if let Some(error) = &r.error {
-        fields.push(("error".to_owned(), json(error)));
+        fields.push(("error".to_owned(), json("error", error)?));
     }
     if let Some(cache) = &r.cache {
-        fields.push(("cache".to_owned(), json(cache)));
+        fields.push(("cache".to_owned(), json("cache", cache)?));
     }
-    fields
+    Ok(fields)
 }
 
 /// The fields an outcome sets besides status and finish time.
-pub fn encode_outcome(outcome: &Outcome) -> Vec<(String, String)> {
-    match outcome {
+pub fn encode_outcome(outcome: &Outcome) -> Result<Vec<(String, String)>, StoreError> {
+    Ok(match outcome {
         Outcome::Succeeded {
             result,
             usage,
@@ -100,8 +101,8 @@ pub fn encode_outcome(outcome: &Outcome) -> Vec<(String, String)> {
             cost_micros,
         } => {
             let mut fields = vec![
-                ("result".to_owned(), json(result)),
-                ("usage".to_owned(), json(usage)),
+                ("result".to_owned(), json("result", result)?),
+                ("usage".to_owned(), json("usage", usage)?),
                 ("provider".to_owned(), provider.clone()),
             ];
             if let Some(cost) = cost_micros {
@@ -109,20 +110,20 @@ pub fn encode_outcome(outcome: &Outcome) -> Vec<(String, String)> {
             }
             fields
         }
-        Outcome::Failed(error) => vec![("error".to_owned(), json(error))],
-        Outcome::Expired => vec![("error".to_owned(), json(&super::deadline_error()))],
+        Outcome::Failed(error) => vec![("error".to_owned(), json("error", error)?)],
+        Outcome::Expired => vec![("error".to_owned(), encode_error(&super::deadline_error())?)],
         Outcome::Cached { answer, info } => vec![
-            ("result".to_owned(), json(&answer.result)),
-            ("usage".to_owned(), json(&answer.usage)),
+            ("result".to_owned(), json("result", &answer.result)?),
+            ("usage".to_owned(), json("usage", &answer.usage)?),
             ("provider".to_owned(), answer.provider.clone()),
             ("cost_micros".to_owned(), "0".to_owned()),
-            ("cache".to_owned(), json(info)),
+            ("cache".to_owned(), json("cache", info)?),
         ],
-    }
+    })
 }
 
-pub fn encode_error(error: &JobError) -> String {
-    json(error)
+pub fn encode_error(error: &JobError) -> Result<String, StoreError> {
+    json("error", error)
 }
 
 fn parse<T: for<'de> Deserialize<'de>>(field: &str, text: &str) -> Result<T, StoreError> {
