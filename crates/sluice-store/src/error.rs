@@ -23,9 +23,13 @@ pub enum StoreError {
     NotFound(String),
     #[error("{0}")]
     Unmigrated(String),
-    /// A write shared with other callers failed (its cause, as text).
+    /// The store cannot be reached (the ledger's writer has stopped).
     #[error("{0}")]
     Unavailable(String),
+    /// A write shared with other callers (the ledger's group commit)
+    /// failed: the one cause, as each of them sees it.
+    #[error("{0}")]
+    Shared(std::sync::Arc<StoreError>),
 }
 
 impl StoreError {
@@ -38,11 +42,8 @@ impl StoreError {
         match self {
             Self::Redis(e) => redis_transient(e),
             Self::Postgres(e) => postgres_transient(e),
-            // A write shared with other callers (the ledger's group
-            // commit) failed for all of them; its cause was already
-            // reduced to text, and it is the store being down far more
-            // often than anything else.
             Self::Unavailable(_) => true,
+            Self::Shared(cause) => cause.is_transient(),
             Self::Migrate(_)
             | Self::Corrupt(_)
             | Self::Unencodable(_)
@@ -111,6 +112,9 @@ mod tests {
             StoreError::Postgres(sqlx::Error::Io(io)),
             StoreError::Postgres(sqlx::Error::PoolTimedOut),
             StoreError::Unavailable("ledger down".into()),
+            StoreError::Shared(std::sync::Arc::new(StoreError::Postgres(
+                sqlx::Error::PoolTimedOut,
+            ))),
         ] {
             assert!(transient.is_transient(), "{transient}");
         }
@@ -123,6 +127,7 @@ mod tests {
             StoreError::Conflict("taken".into()),
             StoreError::NotFound("gone".into()),
             StoreError::Unmigrated("run sluice migrate".into()),
+            StoreError::Shared(std::sync::Arc::new(StoreError::Corrupt("bad".into()))),
         ] {
             assert!(!lasting.is_transient(), "{lasting}");
         }
