@@ -6,21 +6,14 @@
 //! system prompt with `cache_control`, so the batch's jobs share the
 //! provider's prompt cache.
 
-use std::collections::HashMap;
-use std::sync::Arc;
-
 use async_trait::async_trait;
 use futures::StreamExt;
 use serde_json::{json, Map, Value};
 use sluice_core::batching::{content_text, request_tokens};
-use sluice_core::budget::RateBudget;
-use sluice_core::config::ProviderConfig;
-use sluice_core::metrics::Metrics;
-use sluice_core::pricing::Price;
 use sluice_core::{Endpoint, Usage};
 
-use crate::http::ProviderHttp;
-use crate::{Answer, Batch, Provider, ProviderError, SetupError};
+use crate::adapter::AdapterBase;
+use crate::{Answer, Batch, Provider, ProviderError};
 
 /// The API version this adapter speaks.
 pub const ANTHROPIC_VERSION: &str = "2023-06-01";
@@ -28,30 +21,12 @@ pub const ANTHROPIC_VERSION: &str = "2023-06-01";
 pub const DEFAULT_MAX_TOKENS: u64 = 1024;
 
 pub struct AnthropicProvider {
-    http: ProviderHttp,
-    /// What this provider charges, by the model name it bills.
-    prices: HashMap<String, Price>,
-    fanout: usize,
+    base: AdapterBase,
 }
 
 impl AnthropicProvider {
-    pub fn new(
-        config: &ProviderConfig,
-        fanout: usize,
-        metrics: Arc<Metrics>,
-        budget: Option<Arc<dyn RateBudget>>,
-    ) -> Result<Self, SetupError> {
-        Ok(Self {
-            http: ProviderHttp::new(config, metrics, budget)?,
-            prices: HashMap::new(),
-            fanout: fanout.max(1),
-        })
-    }
-
-    /// Sets the prices of this provider's models.
-    pub fn with_prices(mut self, prices: HashMap<String, Price>) -> Self {
-        self.prices = prices;
-        self
+    pub fn new(base: AdapterBase) -> Self {
+        Self { base }
     }
 
     async fn one(
@@ -61,24 +36,29 @@ impl AnthropicProvider {
         traceparent: Option<&str>,
     ) -> Result<Answer, ProviderError> {
         let request =
-            to_messages(body, model).map_err(|why| self.http.terminal(why.to_string()))?;
+            to_messages(body, model).map_err(|why| self.base.http.terminal(why.to_string()))?;
         let mut headers = vec![("anthropic-version", ANTHROPIC_VERSION.to_owned())];
-        if let Some(key) = self.http.api_key() {
+        if let Some(key) = self.base.http.api_key() {
             headers.push(("x-api-key", key.to_owned()));
         }
         if let Some(tp) = traceparent {
             headers.push((sluice_core::trace::HEADER, tp.to_owned()));
         }
-        let url = self.http.url("/messages");
+        let url = self.base.http.url("/messages");
         let tokens = request_tokens(Endpoint::ChatCompletions, body);
         let response = self
+            .base
             .http
             .post(&url, &headers, &request, "/v1/messages", tokens)
             .await?;
         // A 2xx that is not a Messages answer will not become one on a retry.
         let mut answer =
-            from_messages(&response).map_err(|why| self.http.terminal(why.to_string()))?;
-        answer.cost_micros = self.prices.get(model).map(|p| p.call_cost(&answer.usage));
+            from_messages(&response).map_err(|why| self.base.http.terminal(why.to_string()))?;
+        answer.cost_micros = self
+            .base
+            .prices
+            .get(model)
+            .map(|p| p.call_cost(&answer.usage));
         Ok(answer)
     }
 }
@@ -86,12 +66,12 @@ impl AnthropicProvider {
 #[async_trait]
 impl Provider for AnthropicProvider {
     fn name(&self) -> &str {
-        self.http.name()
+        self.base.http.name()
     }
 
     async fn call(&self, batch: &Batch) -> Vec<Result<Answer, ProviderError>> {
         if batch.endpoint != Endpoint::ChatCompletions {
-            let e = self.http.terminal(format!(
+            let e = self.base.http.terminal(format!(
                 "{} is not served by an Anthropic provider (chat completions only)",
                 batch.endpoint
             ));
@@ -105,7 +85,7 @@ impl Provider for AnthropicProvider {
             .collect();
         futures::stream::iter(jobs)
             .map(|(body, tp)| async move { self.one(&body, model, tp.as_deref()).await })
-            .buffered(self.fanout)
+            .buffered(self.base.fanout)
             .collect()
             .await
     }

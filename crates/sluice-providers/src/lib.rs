@@ -10,6 +10,7 @@
 //! Invariant: each answer is matched to its job by the index the provider
 //! returned; a response that cannot be matched is an error, never a guess.
 
+pub mod adapter;
 pub mod anthropic;
 pub mod breaker;
 pub mod error;

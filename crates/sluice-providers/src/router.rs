@@ -14,6 +14,7 @@ use sluice_core::config::{Config, ProviderKind};
 use sluice_core::metrics::Metrics;
 use sluice_core::Endpoint;
 
+use crate::adapter::AdapterBase;
 use crate::anthropic::AnthropicProvider;
 use crate::breaker::{Admission, Breaker, BreakerConfig};
 use crate::openai::OpenAiProvider;
@@ -160,22 +161,10 @@ impl Router {
     ) -> Result<Self, SetupError> {
         let mut providers: HashMap<&str, Arc<dyn Provider>> = HashMap::new();
         for p in &config.providers {
-            let prices: HashMap<String, sluice_core::pricing::Price> = config
-                .prices
-                .iter()
-                .filter(|entry| entry.provider == p.name)
-                .map(|entry| (entry.model.clone(), entry.price))
-                .collect();
-            let fanout = config.worker.fanout_concurrency;
+            let base = AdapterBase::new(config, p, Arc::clone(&metrics), budget.clone())?;
             let provider: Arc<dyn Provider> = match p.kind {
-                ProviderKind::Openai => Arc::new(
-                    OpenAiProvider::new(p, fanout, Arc::clone(&metrics), budget.clone())?
-                        .with_prices(prices),
-                ),
-                ProviderKind::Anthropic => Arc::new(
-                    AnthropicProvider::new(p, fanout, Arc::clone(&metrics), budget.clone())?
-                        .with_prices(prices),
-                ),
+                ProviderKind::Openai => Arc::new(OpenAiProvider::new(base, p)),
+                ProviderKind::Anthropic => Arc::new(AnthropicProvider::new(base)),
             };
             providers.insert(p.name.as_str(), provider);
         }

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use sluice_core::job::{Metadata, Outcome};
+use sluice_core::job::{Ending, Metadata, Outcome};
 use sluice_core::webhook::JobWebhook;
 use sluice_core::{Endpoint, JobError, JobId, JobRecord, Priority, Usage};
 
@@ -70,56 +70,37 @@ pub fn encode_new(r: &JobRecord) -> Result<Vec<(String, String)>, StoreError> {
             fields.push((name.to_owned(), rfc3339(t)));
         }
     }
-    if let Some(result) = &r.result {
-        fields.push(("result".to_owned(), json("result", result)?));
-    }
-    if let Some(usage) = &r.usage {
-        fields.push(("usage".to_owned(), json("usage", usage)?));
-    }
-    if let Some(provider) = &r.provider {
-        fields.push(("provider".to_owned(), provider.clone()));
-    }
-    if let Some(cost) = r.cost_micros {
-        fields.push(("cost_micros".to_owned(), cost.to_string()));
-    }
-    if let Some(error) = &r.error {
-        fields.push(("error".to_owned(), json("error", error)?));
-    }
-    if let Some(cache) = &r.cache {
-        fields.push(("cache".to_owned(), json("cache", cache)?));
-    }
+    fields.extend(ending_fields(&r.ending())?);
     Ok(fields)
 }
 
 /// The fields an outcome sets besides status and finish time.
 pub fn encode_outcome(outcome: &Outcome) -> Result<Vec<(String, String)>, StoreError> {
-    Ok(match outcome {
-        Outcome::Succeeded {
-            result,
-            usage,
-            provider,
-            cost_micros,
-        } => {
-            let mut fields = vec![
-                ("result".to_owned(), json("result", result)?),
-                ("usage".to_owned(), json("usage", usage)?),
-                ("provider".to_owned(), provider.clone()),
-            ];
-            if let Some(cost) = cost_micros {
-                fields.push(("cost_micros".to_owned(), cost.to_string()));
-            }
-            fields
-        }
-        Outcome::Failed(error) => vec![("error".to_owned(), json("error", error)?)],
-        Outcome::Expired => vec![("error".to_owned(), encode_error(&super::deadline_error())?)],
-        Outcome::Cached { answer, info } => vec![
-            ("result".to_owned(), json("result", &answer.result)?),
-            ("usage".to_owned(), json("usage", &answer.usage)?),
-            ("provider".to_owned(), answer.provider.clone()),
-            ("cost_micros".to_owned(), "0".to_owned()),
-            ("cache".to_owned(), json("cache", info)?),
-        ],
-    })
+    ending_fields(&outcome.ending())
+}
+
+/// The fields of what an end shows (those it has).
+fn ending_fields(e: &Ending) -> Result<Vec<(String, String)>, StoreError> {
+    let mut fields = Vec::new();
+    if let Some(result) = &e.result {
+        fields.push(("result".to_owned(), json("result", result)?));
+    }
+    if let Some(usage) = &e.usage {
+        fields.push(("usage".to_owned(), json("usage", usage)?));
+    }
+    if let Some(provider) = &e.provider {
+        fields.push(("provider".to_owned(), provider.clone()));
+    }
+    if let Some(cost) = e.cost_micros {
+        fields.push(("cost_micros".to_owned(), cost.to_string()));
+    }
+    if let Some(error) = &e.error {
+        fields.push(("error".to_owned(), json("error", error)?));
+    }
+    if let Some(cache) = &e.cache {
+        fields.push(("cache".to_owned(), json("cache", cache)?));
+    }
+    Ok(fields)
 }
 
 pub fn encode_error(error: &JobError) -> Result<String, StoreError> {

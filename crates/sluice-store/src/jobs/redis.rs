@@ -23,7 +23,7 @@ use fred::types::scripts::Script;
 use fred::types::Message;
 use futures::StreamExt;
 use sluice_core::job::{CancelOutcome, Outcome, StartOutcome};
-use sluice_core::{JobId, JobRecord, JobStatus};
+use sluice_core::{JobError, JobId, JobRecord, JobStatus};
 use tokio_util::sync::CancellationToken;
 
 use super::codec::{self, rfc3339};
@@ -40,7 +40,7 @@ const COMMAND_TIMEOUT: Duration = Duration::from_secs(5);
 /// once rather than for every start (a failure kept as its text).
 static DEADLINE_ERROR: std::sync::LazyLock<Result<String, String>> =
     std::sync::LazyLock::new(|| {
-        codec::encode_error(&super::deadline_error()).map_err(|e| e.to_string())
+        codec::encode_error(&JobError::deadline_passed()).map_err(|e| e.to_string())
     });
 
 #[derive(Clone, Debug)]

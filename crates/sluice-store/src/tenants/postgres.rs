@@ -143,6 +143,28 @@ impl PgTenantStore {
     pub fn pool(&self) -> &PgPool {
         &self.pool
     }
+
+    /// Runs `update`, an UPDATE of the key `key_id` alone; a key that is
+    /// not there is `NotFound`.
+    async fn update_key(
+        &self,
+        key_id: &str,
+        update: sqlx::query::Query<'_, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    ) -> Result<(), StoreError> {
+        if update.execute(&self.pool).await?.rows_affected() == 0 {
+            return Err(key_not_found(key_id));
+        }
+        Ok(())
+    }
+}
+
+fn key_not_found(key_id: &str) -> StoreError {
+    StoreError::NotFound(format!("no key with id {key_id:?}"))
+}
+
+/// A key's id as the database keeps it; a malformed one names no key.
+fn key_uuid(key_id: &str) -> Result<Uuid, StoreError> {
+    Uuid::parse_str(key_id).map_err(|_| key_not_found(key_id))
 }
 
 #[async_trait]
@@ -276,18 +298,11 @@ impl TenantStore for PgTenantStore {
     }
 
     async fn revoke_key(&self, key_id: &str) -> Result<(), StoreError> {
-        let not_found = || StoreError::NotFound(format!("no key with id {key_id:?}"));
-        let id = Uuid::parse_str(key_id).map_err(|_| not_found())?;
-        let updated = sqlx::query(
+        let update = sqlx::query(
             "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, now()) WHERE id = $1",
         )
-        .bind(id)
-        .execute(&self.pool)
-        .await?;
-        if updated.rows_affected() == 0 {
-            return Err(not_found());
-        }
-        Ok(())
+        .bind(key_uuid(key_id)?);
+        self.update_key(key_id, update).await
     }
 
     async fn set_key_budget(
@@ -295,17 +310,10 @@ impl TenantStore for PgTenantStore {
         key_id: &str,
         monthly_micros: Option<u64>,
     ) -> Result<(), StoreError> {
-        let not_found = || StoreError::NotFound(format!("no key with id {key_id:?}"));
-        let id = Uuid::parse_str(key_id).map_err(|_| not_found())?;
-        let updated = sqlx::query("UPDATE api_keys SET monthly_budget_micros = $2 WHERE id = $1")
-            .bind(id)
-            .bind(monthly_micros.map(|v| i64::try_from(v).unwrap_or(i64::MAX)))
-            .execute(&self.pool)
-            .await?;
-        if updated.rows_affected() == 0 {
-            return Err(not_found());
-        }
-        Ok(())
+        let update = sqlx::query("UPDATE api_keys SET monthly_budget_micros = $2 WHERE id = $1")
+            .bind(key_uuid(key_id)?)
+            .bind(monthly_micros.map(|v| i64::try_from(v).unwrap_or(i64::MAX)));
+        self.update_key(key_id, update).await
     }
 
     async fn set_key_expiry(
@@ -313,17 +321,10 @@ impl TenantStore for PgTenantStore {
         key_id: &str,
         expires_at: Option<DateTime<Utc>>,
     ) -> Result<(), StoreError> {
-        let not_found = || StoreError::NotFound(format!("no key with id {key_id:?}"));
-        let id = Uuid::parse_str(key_id).map_err(|_| not_found())?;
-        let updated = sqlx::query("UPDATE api_keys SET expires_at = $2 WHERE id = $1")
-            .bind(id)
-            .bind(expires_at)
-            .execute(&self.pool)
-            .await?;
-        if updated.rows_affected() == 0 {
-            return Err(not_found());
-        }
-        Ok(())
+        let update = sqlx::query("UPDATE api_keys SET expires_at = $2 WHERE id = $1")
+            .bind(key_uuid(key_id)?)
+            .bind(expires_at);
+        self.update_key(key_id, update).await
     }
 
     async fn list_keys(&self, tenant: &str) -> Result<Vec<(ApiKey, bool)>, StoreError> {
