@@ -183,29 +183,25 @@ impl LedgerRow {
 mod tests {
     use super::*;
     use crate::cache::{CacheKind, CachedAnswer};
-    use crate::{JobError, Priority};
+    use crate::JobError;
     use chrono::TimeZone;
+    use serde_json::json;
 
     fn at(ms: i64) -> DateTime<Utc> {
         Utc.timestamp_millis_opt(1_700_000_000_000 + ms).unwrap()
     }
 
     fn message() -> JobMessage {
-        JobMessage {
-            id: JobId::new(),
-            tenant_id: "t".into(),
-            endpoint: Endpoint::Completions,
-            model: "m".into(),
-            priority: Priority::Standard,
-            body: serde_json::json!({}),
-            metadata: Metadata::new(),
-            trace_id: String::new(),
-            key_id: Some("k".into()),
-            enqueued_at: at(0),
-            deadline_at: None,
-            webhook: None,
-            cache: None,
-        }
+        let mut m = JobMessage::new(
+            JobId::new(),
+            "t",
+            Endpoint::Completions,
+            "m",
+            json!({}),
+            at(0),
+        );
+        m.key_id = Some("k".into());
+        m
     }
 
     #[test]

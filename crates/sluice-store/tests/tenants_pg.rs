@@ -68,6 +68,13 @@ impl TestDb {
     fn store(&self) -> PgTenantStore {
         PgTenantStore::new(self.pool.clone())
     }
+
+    async fn keys_stored(&self) -> i64 {
+        sqlx::query_scalar("SELECT count(*) FROM api_keys")
+            .fetch_one(&self.pool)
+            .await
+            .unwrap()
+    }
 }
 
 impl Drop for TestDb {
@@ -245,11 +252,7 @@ async fn key_for_unknown_tenant_is_not_found() {
     let store = db.store();
     let err = store.create_key("ghost", "k").await.unwrap_err();
     assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
-    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM api_keys")
-        .fetch_one(&db.pool)
-        .await
-        .unwrap();
-    assert_eq!(count, 0);
+    assert_eq!(db.keys_stored().await, 0);
 }
 
 #[tokio::test]
@@ -263,11 +266,7 @@ async fn deleting_a_tenant_deletes_its_keys() {
         .await
         .unwrap();
     assert_eq!(store.authenticate(&new.key).await.unwrap(), None);
-    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM api_keys")
-        .fetch_one(&db.pool)
-        .await
-        .unwrap();
-    assert_eq!(count, 0);
+    assert_eq!(db.keys_stored().await, 0);
 }
 
 #[tokio::test]
