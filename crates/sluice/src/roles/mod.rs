@@ -2,6 +2,7 @@
 
 mod admin;
 mod api;
+mod background;
 pub mod bench;
 mod connect;
 mod dev;
