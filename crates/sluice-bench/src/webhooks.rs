@@ -106,10 +106,11 @@ fn ended_job(tenant: &str, url: &url::Url) -> JobRecord {
 }
 
 async fn publish(queue: &AmqpQueue, tenant: &str, url: &url::Url, n: usize) -> anyhow::Result<()> {
-    let messages: Vec<(Bytes, u64)> = (0..n)
+    let messages = (0..n)
         .filter_map(|_| JobEvent::of(&ended_job(tenant, url)))
-        .map(|e| (Bytes::from(WebhookMessage::Event(e).encode()), 0))
-        .collect();
+        .map(|e| Ok((Bytes::from(WebhookMessage::Event(e).encode()?), 0)))
+        .collect::<Result<Vec<(Bytes, u64)>, serde_json::Error>>()
+        .context("encoding a job end")?;
     for r in queue.publish_webhooks(messages).await {
         r.context("publishing a job end")?;
     }

@@ -68,6 +68,19 @@ pub struct Acquired {
     pub reset: Duration,
 }
 
+/// A budget store that could not decide. Callers do not wait on it: a
+/// worker calls the provider anyway (its own 429s still stand behind the
+/// budget) and the API answers 503.
+#[derive(Debug, thiserror::Error)]
+pub enum BudgetError {
+    /// The store did not answer.
+    #[error("budget store unavailable: {0}")]
+    Unavailable(String),
+    /// The store answered something that is not a decision.
+    #[error("budget store answered {0}")]
+    Malformed(String),
+}
+
 #[async_trait]
 pub trait RateBudget: Send + Sync {
     /// Takes `requests` and `tokens` from the budget named `key` if they fit.
@@ -77,7 +90,7 @@ pub trait RateBudget: Send + Sync {
         limits: &BudgetLimits,
         requests: u64,
         tokens: u64,
-    ) -> Result<Acquired, String>;
+    ) -> Result<Acquired, BudgetError>;
 
     /// As [`RateBudget::acquire`], the decision alone.
     async fn try_acquire(
@@ -86,7 +99,7 @@ pub trait RateBudget: Send + Sync {
         limits: &BudgetLimits,
         requests: u64,
         tokens: u64,
-    ) -> Result<Grant, String> {
+    ) -> Result<Grant, BudgetError> {
         Ok(self.acquire(key, limits, requests, tokens).await?.grant)
     }
 }
@@ -216,7 +229,7 @@ impl RateBudget for MemoryBudget {
         limits: &BudgetLimits,
         requests: u64,
         tokens: u64,
-    ) -> Result<Acquired, String> {
+    ) -> Result<Acquired, BudgetError> {
         let since_epoch = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default();

@@ -219,6 +219,14 @@ impl JobError {
             message: message.into(),
         }
     }
+
+    /// The error of a job that expired in the queue.
+    pub fn deadline_passed() -> Self {
+        Self::new(
+            "deadline_exceeded",
+            "the job was still queued when its deadline passed; it never reached a provider",
+        )
+    }
 }
 
 /// Free-form labels a caller attaches to a job (feature, route, …).
@@ -351,6 +359,81 @@ impl Outcome {
             Self::Failed(_) => JobStatus::Failed,
             Self::Expired => JobStatus::Expired,
         }
+    }
+}
+
+/// What a job's end shows on its record besides its status and end time:
+/// the one rule for every store (the in-memory one sets these fields, the
+/// Redis one writes them).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Ending {
+    pub result: Option<serde_json::Value>,
+    pub usage: Option<Usage>,
+    pub provider: Option<String>,
+    pub cost_micros: Option<u64>,
+    pub error: Option<JobError>,
+    pub cache: Option<crate::cache::CacheInfo>,
+}
+
+impl Outcome {
+    /// What this end shows. A cached answer shows its source's result,
+    /// usage and provider, at no cost to this job.
+    pub fn ending(&self) -> Ending {
+        match self {
+            Self::Succeeded {
+                result,
+                usage,
+                provider,
+                cost_micros,
+            } => Ending {
+                result: Some(result.clone()),
+                usage: Some(*usage),
+                provider: Some(provider.clone()),
+                cost_micros: *cost_micros,
+                ..Ending::default()
+            },
+            Self::Failed(error) => Ending {
+                error: Some(error.clone()),
+                ..Ending::default()
+            },
+            Self::Expired => Ending {
+                error: Some(JobError::deadline_passed()),
+                ..Ending::default()
+            },
+            Self::Cached { answer, info } => Ending {
+                result: Some(answer.result.clone()),
+                usage: Some(answer.usage),
+                provider: Some(answer.provider.clone()),
+                cost_micros: Some(0),
+                cache: Some(info.clone()),
+                ..Ending::default()
+            },
+        }
+    }
+}
+
+impl JobRecord {
+    /// What the record shows of its end (nothing while it runs).
+    pub fn ending(&self) -> Ending {
+        Ending {
+            result: self.result.clone(),
+            usage: self.usage,
+            provider: self.provider.clone(),
+            cost_micros: self.cost_micros,
+            error: self.error.clone(),
+            cache: self.cache.clone(),
+        }
+    }
+
+    /// Ends the job with `outcome` at `at` (the caller checked that its
+    /// status may move there).
+    pub fn end(&mut self, outcome: &Outcome, at: DateTime<Utc>) {
+        let e = outcome.ending();
+        self.status = outcome.status();
+        self.finished_at = Some(at);
+        self.cached = e.cache.is_some();
+        (self.result, self.usage, self.provider) = (e.result, e.usage, e.provider);
+        (self.cost_micros, self.error, self.cache) = (e.cost_micros, e.error, e.cache);
     }
 }
 

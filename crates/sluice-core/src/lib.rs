@@ -1,5 +1,6 @@
 //! The domain of Sluice, free of I/O.
 //!
+//! - [`backoff`]: the exponential backoff every retry and reconnect waits by.
 //! - [`ids`]: time-sortable job ids.
 //! - [`job`]: what a job is, the states it moves through, and what a caller sees.
 //! - [`message`]: the message a job travels in through the queue.
@@ -14,6 +15,7 @@
 //! - [`webhook`]: webhook targets, events, the Standard Webhooks signature;
 //!   [`webhook_address`]: which addresses a webhook may reach.
 
+pub mod backoff;
 pub mod batching;
 pub mod budget;
 pub mod cache;

@@ -34,9 +34,39 @@ pub struct JobMessage {
 }
 
 impl JobMessage {
-    pub fn encode(&self) -> Vec<u8> {
-        // Serialising plain data with string keys cannot fail.
-        serde_json::to_vec(self).unwrap_or_default()
+    /// A message at the standard priority with none of the optional parts
+    /// (metadata, key, trace, deadline, webhook, cache directive): the
+    /// caller sets those it has.
+    pub fn new(
+        id: JobId,
+        tenant_id: impl Into<String>,
+        endpoint: Endpoint,
+        model: impl Into<String>,
+        body: serde_json::Value,
+        enqueued_at: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            id,
+            tenant_id: tenant_id.into(),
+            endpoint,
+            model: model.into(),
+            priority: Priority::default(),
+            body,
+            metadata: Metadata::default(),
+            trace_id: String::new(),
+            key_id: None,
+            enqueued_at,
+            deadline_at: None,
+            webhook: None,
+            cache: None,
+        }
+    }
+
+    /// The message's bytes. A message that cannot be serialised is an
+    /// error for the caller to refuse or fail the job with; it is never
+    /// published empty.
+    pub fn encode(&self) -> Result<Vec<u8>, serde_json::Error> {
+        serde_json::to_vec(self)
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Self, serde_json::Error> {

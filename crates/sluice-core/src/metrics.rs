@@ -132,7 +132,7 @@ impl Metrics {
             ),
             queue_wait: b.histogram(
                 "sluice_queue_wait_seconds",
-                "Seconds from a job's enqueue to the start of its provider call.",
+                "Seconds a job waited in the queue: from its acceptance by the API to its start by a worker, just before its provider call (`ledger::queue_wait`; a job that joined an identical one never starts and is not counted).",
                 &["priority"],
                 seconds(),
             ),

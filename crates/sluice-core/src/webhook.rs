@@ -171,52 +171,82 @@ pub enum WebhookMessage {
 }
 
 impl WebhookMessage {
-    pub fn encode(&self) -> Vec<u8> {
-        serde_json::to_vec(self).unwrap_or_default()
+    /// The message's bytes; an error, never an empty body, when it cannot
+    /// be serialised.
+    pub fn encode(&self) -> Result<Vec<u8>, serde_json::Error> {
+        serde_json::to_vec(self)
     }
+
     pub fn decode(bytes: &[u8]) -> Result<Self, serde_json::Error> {
         serde_json::from_slice(bytes)
     }
 }
 
-/// A webhook signing secret, `whsec_<base64 key>`. Its `Debug` and
-/// `Display` never show the key.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
+/// A webhook signing secret, `whsec_<base64 key>`. It holds its key ready
+/// to sign: a `Secret` is only ever made from a well-formed text (or
+/// generated), so nothing can sign with a malformed or empty key. Its
+/// `Debug` never shows the key.
+#[derive(Clone)]
+pub struct Secret {
+    text: String,
+    /// HMAC-SHA256 keyed with the secret's bytes, cloned for each signature.
+    mac: Hmac<Sha256>,
+}
 
 pub const SECRET_PREFIX: &str = "whsec_";
+
+/// Why a text is not a webhook secret.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum MalformedSecret {
+    #[error("a webhook secret starts with `whsec_`")]
+    Prefix,
+    #[error("a webhook secret's key (after `whsec_`) is base64")]
+    Base64,
+    #[error("a webhook secret's key is empty")]
+    Empty,
+}
 
 impl Secret {
     /// A new random secret (32 bytes of key).
     pub fn generate() -> Self {
         let key: [u8; 32] = rand::random();
-        Self(format!("{SECRET_PREFIX}{}", B64.encode(key)))
+        // HMAC pads a key shorter than its block (64 bytes for SHA-256)
+        // with zeros (RFC 2104), so keying it with the padded block is
+        // keying it with `key`, without the fallible slice constructor.
+        let mut block = hmac::digest::Key::<Hmac<Sha256>>::default();
+        block[..key.len()].copy_from_slice(&key);
+        Self {
+            text: format!("{SECRET_PREFIX}{}", B64.encode(key)),
+            mac: <Hmac<Sha256> as hmac::digest::KeyInit>::new(&block),
+        }
     }
 
-    /// A secret from its text; `None` unless it is `whsec_` and base64.
-    pub fn parse(text: &str) -> Option<Self> {
-        let key = text.strip_prefix(SECRET_PREFIX)?;
-        let bytes = B64.decode(key).ok()?;
-        (!bytes.is_empty()).then(|| Self(text.to_owned()))
+    /// A secret from its text: `whsec_` and a non-empty base64 key.
+    pub fn parse(text: &str) -> Result<Self, MalformedSecret> {
+        let key = text
+            .strip_prefix(SECRET_PREFIX)
+            .ok_or(MalformedSecret::Prefix)?;
+        let bytes = B64.decode(key).map_err(|_| MalformedSecret::Base64)?;
+        if bytes.is_empty() {
+            return Err(MalformedSecret::Empty);
+        }
+        // HMAC takes a key of any length: this refuses nothing parsed above.
+        let mac =
+            <Hmac<Sha256> as Mac>::new_from_slice(&bytes).map_err(|_| MalformedSecret::Empty)?;
+        Ok(Self {
+            text: text.to_owned(),
+            mac,
+        })
     }
 
     /// The secret's text, to store or to show its owner once.
     pub fn expose(&self) -> &str {
-        &self.0
-    }
-
-    fn key(&self) -> Vec<u8> {
-        let key = self.0.strip_prefix(SECRET_PREFIX).unwrap_or(&self.0);
-        B64.decode(key).unwrap_or_default()
+        &self.text
     }
 
     /// `v1,<base64 HMAC-SHA256 of "{id}.{timestamp}.{body}">`.
     pub fn sign(&self, id: &str, timestamp: i64, body: &[u8]) -> String {
-        let key = self.key();
-        // HMAC takes a key of any length.
-        let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(&key) else {
-            return String::new();
-        };
+        let mut mac = self.mac.clone();
         mac.update(id.as_bytes());
         mac.update(b".");
         mac.update(timestamp.to_string().as_bytes());
@@ -225,6 +255,14 @@ impl Secret {
         format!("v1,{}", B64.encode(mac.finalize().into_bytes()))
     }
 }
+
+impl PartialEq for Secret {
+    fn eq(&self, other: &Self) -> bool {
+        self.text == other.text
+    }
+}
+
+impl Eq for Secret {}
 
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

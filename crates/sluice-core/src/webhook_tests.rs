@@ -17,11 +17,21 @@ fn signs_the_standard_webhooks_test_vector() {
 fn secrets_parse_generate_and_never_print() {
     let s = Secret::generate();
     assert!(s.expose().starts_with("whsec_"));
-    assert_eq!(Secret::parse(s.expose()), Some(s.clone()));
+    let parsed = Secret::parse(s.expose()).unwrap();
+    assert_eq!(parsed, s);
+    // The generated key and the same key read back from its text sign alike.
+    assert_eq!(parsed.sign("msg_1", 7, b"{}"), s.sign("msg_1", 7, b"{}"));
     assert_ne!(Secret::generate(), s);
     assert!(!format!("{s:?}").contains(&s.expose()[6..]));
-    assert!(Secret::parse("sk-nope").is_none());
-    assert!(Secret::parse("whsec_!!!").is_none());
+}
+
+#[test]
+fn a_malformed_secret_is_refused_so_nothing_signs_with_an_empty_key() {
+    assert_eq!(Secret::parse("sk-nope"), Err(MalformedSecret::Prefix));
+    assert_eq!(Secret::parse("whsec_!!!"), Err(MalformedSecret::Base64));
+    assert_eq!(Secret::parse("whsec_"), Err(MalformedSecret::Empty));
+    // Only the prefix and a non-empty base64 key make a secret.
+    assert!(Secret::parse("whsec_AA==").is_ok());
 }
 
 #[test]
@@ -95,12 +105,15 @@ fn no_event_without_a_webhook_a_wanted_kind_or_an_end() {
 fn messages_round_trip() {
     let record = ended(JobStatus::Failed, Some(JobWebhook::Endpoints));
     let event = WebhookMessage::Event(JobEvent::of(&record).unwrap());
-    assert_eq!(WebhookMessage::decode(&event.encode()).unwrap(), event);
+    assert_eq!(
+        WebhookMessage::decode(&event.encode().unwrap()).unwrap(),
+        event
+    );
     let m = WebhookMessage::Retry {
         delivery_id: "d1".into(),
         attempt: 3,
         step: 2,
         not_before: Utc::now(),
     };
-    assert_eq!(WebhookMessage::decode(&m.encode()).unwrap(), m);
+    assert_eq!(WebhookMessage::decode(&m.encode().unwrap()).unwrap(), m);
 }

@@ -6,20 +6,13 @@
 //! system prompt with `cache_control`, so the batch's jobs share the
 //! provider's prompt cache.
 
-use std::collections::HashMap;
-use std::sync::Arc;
-
 use async_trait::async_trait;
 use futures::StreamExt;
 use serde_json::{json, Map, Value};
 use sluice_core::batching::{content_text, request_tokens};
-use sluice_core::budget::RateBudget;
-use sluice_core::config::ProviderConfig;
-use sluice_core::metrics::Metrics;
-use sluice_core::pricing::Price;
 use sluice_core::{Endpoint, Usage};
 
-use crate::http::ProviderHttp;
+use crate::adapter::AdapterBase;
 use crate::{Answer, Batch, Provider, ProviderError};
 
 /// The API version this adapter speaks.
@@ -28,30 +21,12 @@ pub const ANTHROPIC_VERSION: &str = "2023-06-01";
 pub const DEFAULT_MAX_TOKENS: u64 = 1024;
 
 pub struct AnthropicProvider {
-    http: ProviderHttp,
-    /// What this provider charges, by the model name it bills.
-    prices: HashMap<String, Price>,
-    fanout: usize,
+    base: AdapterBase,
 }
 
 impl AnthropicProvider {
-    pub fn new(
-        config: &ProviderConfig,
-        fanout: usize,
-        metrics: Arc<Metrics>,
-        budget: Option<Arc<dyn RateBudget>>,
-    ) -> Result<Self, String> {
-        Ok(Self {
-            http: ProviderHttp::new(config, metrics, budget)?,
-            prices: HashMap::new(),
-            fanout: fanout.max(1),
-        })
-    }
-
-    /// Sets the prices of this provider's models.
-    pub fn with_prices(mut self, prices: HashMap<String, Price>) -> Self {
-        self.prices = prices;
-        self
+    pub fn new(base: AdapterBase) -> Self {
+        Self { base }
     }
 
     async fn one(
@@ -60,22 +35,30 @@ impl AnthropicProvider {
         model: &str,
         traceparent: Option<&str>,
     ) -> Result<Answer, ProviderError> {
-        let request = to_messages(body, model).map_err(|why| self.http.terminal(why))?;
+        let request =
+            to_messages(body, model).map_err(|why| self.base.http.terminal(why.to_string()))?;
         let mut headers = vec![("anthropic-version", ANTHROPIC_VERSION.to_owned())];
-        if let Some(key) = self.http.api_key() {
+        if let Some(key) = self.base.http.api_key() {
             headers.push(("x-api-key", key.to_owned()));
         }
         if let Some(tp) = traceparent {
             headers.push((sluice_core::trace::HEADER, tp.to_owned()));
         }
-        let url = self.http.url("/messages");
+        let url = self.base.http.url("/messages");
         let tokens = request_tokens(Endpoint::ChatCompletions, body);
         let response = self
+            .base
             .http
             .post(&url, &headers, &request, "/v1/messages", tokens)
             .await?;
-        let mut answer = from_messages(&response).map_err(|why| self.http.terminal(why))?;
-        answer.cost_micros = self.prices.get(model).map(|p| p.call_cost(&answer.usage));
+        // A 2xx that is not a Messages answer will not become one on a retry.
+        let mut answer =
+            from_messages(&response).map_err(|why| self.base.http.terminal(why.to_string()))?;
+        answer.cost_micros = self
+            .base
+            .prices
+            .get(model)
+            .map(|p| p.call_cost(&answer.usage));
         Ok(answer)
     }
 }
@@ -83,12 +66,12 @@ impl AnthropicProvider {
 #[async_trait]
 impl Provider for AnthropicProvider {
     fn name(&self) -> &str {
-        self.http.name()
+        self.base.http.name()
     }
 
     async fn call(&self, batch: &Batch) -> Vec<Result<Answer, ProviderError>> {
         if batch.endpoint != Endpoint::ChatCompletions {
-            let e = self.http.terminal(format!(
+            let e = self.base.http.terminal(format!(
                 "{} is not served by an Anthropic provider (chat completions only)",
                 batch.endpoint
             ));
@@ -102,18 +85,37 @@ impl Provider for AnthropicProvider {
             .collect();
         futures::stream::iter(jobs)
             .map(|(body, tp)| async move { self.one(&body, model, tp.as_deref()).await })
-            .buffered(self.fanout)
+            .buffered(self.base.fanout)
             .collect()
             .await
     }
 }
 
+/// A chat job that the Messages API cannot express: the job fails with
+/// this (a retry, or another Anthropic provider, cannot help).
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Untranslatable {
+    #[error("the job has no messages")]
+    NoMessages,
+    #[error("message role {0:?} is not supported by the Anthropic adapter")]
+    Role(String),
+    #[error("the Anthropic Messages API needs the first non-system message to be from the user")]
+    NotUserFirst,
+    #[error("`{0}` is not supported by the Anthropic adapter")]
+    Unsupported(&'static str),
+}
+
+/// A Messages response that lacks a part every answer has.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[error("response without {0}")]
+pub struct NotAnAnswer(&'static str);
+
 /// An OpenAI chat body as a Messages request.
-pub fn to_messages(body: &Value, model: &str) -> Result<Value, String> {
+pub fn to_messages(body: &Value, model: &str) -> Result<Value, Untranslatable> {
     let messages = body
         .get("messages")
         .and_then(Value::as_array)
-        .ok_or("the job has no messages")?;
+        .ok_or(Untranslatable::NoMessages)?;
     let mut system = Vec::new();
     let mut turns: Vec<(String, String)> = Vec::new();
     for m in messages {
@@ -129,18 +131,11 @@ pub fn to_messages(body: &Value, model: &str) -> Result<Value, String> {
                 }
                 _ => turns.push((role.to_owned(), text)),
             },
-            other => {
-                return Err(format!(
-                    "message role {other:?} is not supported by the Anthropic adapter"
-                ))
-            }
+            other => return Err(Untranslatable::Role(other.to_owned())),
         }
     }
     if turns.first().is_none_or(|(role, _)| role != "user") {
-        return Err(
-            "the Anthropic Messages API needs the first non-system message to be from the user"
-                .into(),
-        );
+        return Err(Untranslatable::NotUserFirst);
     }
     for unsupported in [
         "tools",
@@ -150,9 +145,7 @@ pub fn to_messages(body: &Value, model: &str) -> Result<Value, String> {
         "logprobs",
     ] {
         if body.get(unsupported).is_some_and(|v| !v.is_null()) {
-            return Err(format!(
-                "`{unsupported}` is not supported by the Anthropic adapter"
-            ));
+            return Err(Untranslatable::Unsupported(unsupported));
         }
     }
     let max_tokens = body
@@ -197,17 +190,17 @@ pub fn to_messages(body: &Value, model: &str) -> Result<Value, String> {
 }
 
 /// A Messages answer as an OpenAI chat completion, with its usage.
-pub fn from_messages(response: &Value) -> Result<Answer, String> {
+pub fn from_messages(response: &Value) -> Result<Answer, NotAnAnswer> {
     let content = response
         .get("content")
         .and_then(Value::as_array)
-        .ok_or("response without content")?;
+        .ok_or(NotAnAnswer("content"))?;
     let text: String = content
         .iter()
         .filter(|b| b.get("type").and_then(Value::as_str) == Some("text"))
         .filter_map(|b| b.get("text").and_then(Value::as_str))
         .collect();
-    let u = response.get("usage").ok_or("response without usage")?;
+    let u = response.get("usage").ok_or(NotAnAnswer("usage"))?;
     let field = |name: &str| u.get(name).and_then(Value::as_u64).unwrap_or(0);
     let (input, output) = (field("input_tokens"), field("output_tokens"));
     let (read, write) = (
@@ -271,9 +264,24 @@ mod tests {
     #[test]
     fn what_messages_cannot_express_is_refused() {
         let assistant_first = json!({"messages": [{"role": "assistant", "content": "hi"}]});
-        assert!(to_messages(&assistant_first, "m").is_err());
+        assert_eq!(
+            to_messages(&assistant_first, "m"),
+            Err(Untranslatable::NotUserFirst)
+        );
         let tools = json!({"messages": [{"role": "user", "content": "x"}], "tools": []});
-        assert!(to_messages(&tools, "m").unwrap_err().contains("tools"));
+        assert_eq!(
+            to_messages(&tools, "m"),
+            Err(Untranslatable::Unsupported("tools"))
+        );
+        let tool_role = json!({"messages": [{"role": "tool", "content": "x"}]});
+        assert_eq!(
+            to_messages(&tool_role, "m"),
+            Err(Untranslatable::Role("tool".into()))
+        );
+        assert_eq!(
+            from_messages(&json!({"content": []})).unwrap_err(),
+            NotAnAnswer("usage")
+        );
         let no_max = json!({"messages": [{"role": "user", "content": "x"}]});
         assert_eq!(
             to_messages(&no_max, "m").unwrap()["max_tokens"],

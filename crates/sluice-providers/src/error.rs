@@ -1,5 +1,6 @@
 //! Provider errors carry their retry decision; nothing parses strings to
-//! decide whether to retry.
+//! decide whether to retry. [`SetupError`] is why providers and routes
+//! could not be built from the config (a role refuses to start).
 
 use std::time::Duration;
 
@@ -42,4 +43,24 @@ impl ProviderError {
             Self::RetryAfter { .. } | Self::Transient { .. } => "provider_unavailable",
         }
     }
+}
+
+/// Why a provider or a route could not be built from the config.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error("provider {provider:?}: environment variable {var} (api_key_env) is not set")]
+    MissingApiKey { provider: String, var: String },
+    #[error("provider {provider:?}: header {name:?}: {reason}")]
+    BadHeader {
+        provider: String,
+        name: String,
+        reason: String,
+    },
+    #[error("provider {provider:?}: cannot build its HTTP client: {source}")]
+    Client {
+        provider: String,
+        source: reqwest::Error,
+    },
+    #[error("model {model:?}: unknown provider {provider:?}")]
+    UnknownProvider { model: String, provider: String },
 }

@@ -11,7 +11,7 @@ use sluice_core::config::ProviderConfig;
 use sluice_core::metrics::Metrics;
 use tokio::sync::Semaphore;
 
-use crate::ProviderError;
+use crate::{ProviderError, SetupError};
 
 /// The longest `Retry-After` honoured as given; longer asks are capped.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
@@ -45,22 +45,26 @@ impl ProviderHttp {
         config: &ProviderConfig,
         metrics: Arc<Metrics>,
         budget: Option<Arc<dyn RateBudget>>,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, SetupError> {
+        let provider = || config.name.clone();
         let api_key = match &config.api_key_env {
-            Some(var) => Some(std::env::var(var).map_err(|_| {
-                format!(
-                    "provider {:?}: environment variable {var} (api_key_env) is not set",
-                    config.name
-                )
+            Some(var) => Some(std::env::var(var).map_err(|_| SetupError::MissingApiKey {
+                provider: provider(),
+                var: var.clone(),
             })?),
             None => None,
         };
         let mut extra_headers = reqwest::header::HeaderMap::new();
         for (name, value) in &config.headers {
+            let bad = |reason: String| SetupError::BadHeader {
+                provider: provider(),
+                name: name.clone(),
+                reason,
+            };
             let header = reqwest::header::HeaderName::from_bytes(name.as_bytes())
-                .map_err(|e| format!("provider {:?}: header name {name:?}: {e}", config.name))?;
+                .map_err(|e| bad(format!("not a header name: {e}")))?;
             let value = reqwest::header::HeaderValue::from_str(value)
-                .map_err(|e| format!("provider {:?}: header {name:?}: {e}", config.name))?;
+                .map_err(|e| bad(format!("not a header value: {e}")))?;
             extra_headers.insert(header, value);
         }
         let client = reqwest::Client::builder()
@@ -68,7 +72,10 @@ impl ProviderHttp {
             .connect_timeout(Duration::from_secs(5))
             .pool_max_idle_per_host(config.max_concurrency)
             .build()
-            .map_err(|e| format!("provider {:?}: {e}", config.name))?;
+            .map_err(|source| SetupError::Client {
+                provider: provider(),
+                source,
+            })?;
         Ok(Self {
             name: config.name.clone(),
             base_url: config.base_url.as_str().trim_end_matches('/').to_owned(),

@@ -10,6 +10,7 @@
 //! Invariant: each answer is matched to its job by the index the provider
 //! returned; a response that cannot be matched is an error, never a guess.
 
+pub mod adapter;
 pub mod anthropic;
 pub mod breaker;
 pub mod error;
@@ -21,7 +22,7 @@ pub mod tokens;
 use async_trait::async_trait;
 use sluice_core::{Endpoint, JobId, Usage};
 
-pub use error::ProviderError;
+pub use error::{ProviderError, SetupError};
 pub use router::{RetryPolicy, Router};
 
 /// Jobs that go to a provider together.

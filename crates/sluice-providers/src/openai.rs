@@ -1,55 +1,29 @@
 //! The OpenAI-compatible adapter: chat completions (fan-out), completions
 //! with a prompt array and embeddings with an input array (one call each).
 
-use std::collections::HashMap;
-use std::sync::Arc;
-
-use crate::http::ProviderHttp;
+use crate::adapter::AdapterBase;
 use crate::tokens;
 use crate::{Answer, Batch, Provider, ProviderError};
 use async_trait::async_trait;
 use futures::StreamExt;
 use serde_json::{json, Value};
 use sluice_core::batching::request_tokens;
-use sluice_core::budget::RateBudget;
 use sluice_core::config::ProviderConfig;
-use sluice_core::metrics::Metrics;
-use sluice_core::pricing::Price;
 use sluice_core::split::split_proportional;
 use sluice_core::{Endpoint, Usage};
 
 pub struct OpenAiProvider {
-    http: ProviderHttp,
-    /// What this provider charges, by the model name it bills.
-    prices: HashMap<String, Price>,
-    /// Concurrent calls within one chat batch.
-    fanout: usize,
+    base: AdapterBase,
     /// Whether to send the batch's prefix hash as `prompt_cache_key`.
     prompt_cache_key: bool,
 }
 
 impl OpenAiProvider {
-    /// Builds the adapter; reads the API key from the environment variable
-    /// the config names. Fails if that variable is unset.
-    pub fn new(
-        config: &ProviderConfig,
-        fanout: usize,
-        metrics: Arc<Metrics>,
-        budget: Option<Arc<dyn RateBudget>>,
-    ) -> Result<Self, String> {
-        let http = ProviderHttp::new(config, metrics, budget)?;
-        Ok(Self {
-            http,
-            prices: HashMap::new(),
+    pub fn new(base: AdapterBase, config: &ProviderConfig) -> Self {
+        Self {
+            base,
             prompt_cache_key: config.prompt_cache_key,
-            fanout: fanout.max(1),
-        })
-    }
-
-    /// Sets the prices of this provider's models.
-    pub fn with_prices(mut self, prices: HashMap<String, Price>) -> Self {
-        self.prices = prices;
-        self
+        }
     }
 
     /// The body with the batch's prefix hash as `prompt_cache_key`, unless
@@ -63,7 +37,7 @@ impl OpenAiProvider {
     }
 
     fn terminal(&self, message: impl Into<String>) -> ProviderError {
-        self.http.terminal(message)
+        self.base.http.terminal(message)
     }
 
     /// One call to `endpoint`, with the key as a bearer token and the
@@ -74,8 +48,11 @@ impl OpenAiProvider {
         body: &Value,
         traceparent: Option<&str>,
     ) -> Result<Value, ProviderError> {
-        let url = self.http.url(endpoint.path().trim_start_matches("/v1"));
-        let mut headers: Vec<(&str, String)> = match self.http.api_key() {
+        let url = self
+            .base
+            .http
+            .url(endpoint.path().trim_start_matches("/v1"));
+        let mut headers: Vec<(&str, String)> = match self.base.http.api_key() {
             Some(key) => vec![("authorization", format!("Bearer {key}"))],
             None => Vec::new(),
         };
@@ -83,7 +60,8 @@ impl OpenAiProvider {
             headers.push((sluice_core::trace::HEADER, tp.to_owned()));
         }
         let tokens = request_tokens(endpoint, body);
-        self.http
+        self.base
+            .http
             .post(&url, &headers, body, endpoint.path(), tokens)
             .await
     }
@@ -100,7 +78,7 @@ impl OpenAiProvider {
             .collect();
         futures::stream::iter(bodies)
             .map(|(body, traceparent)| self.chat_one(body, model, traceparent))
-            .buffered(self.fanout)
+            .buffered(self.base.fanout)
             .collect()
             .await
     }
@@ -120,7 +98,7 @@ impl OpenAiProvider {
         if response.get("choices").and_then(Value::as_array).is_none() {
             return Err(self.terminal("chat completion response without choices"));
         }
-        let cost_micros = self.prices.get(model).map(|p| p.call_cost(&usage));
+        let cost_micros = self.base.prices.get(model).map(|p| p.call_cost(&usage));
         Ok(Answer {
             body: response,
             usage,
@@ -171,7 +149,7 @@ impl OpenAiProvider {
         let usages: Vec<Usage> = (0..n)
             .map(|i| Usage::new(prompt[i], completion[i], cached[i]))
             .collect();
-        let costs: Vec<Option<u64>> = match self.prices.get(model) {
+        let costs: Vec<Option<u64>> = match self.base.prices.get(model) {
             Some(price) => price
                 .split_cost(&total, &usages)
                 .into_iter()
@@ -312,7 +290,7 @@ fn usage_json(endpoint: Endpoint, u: &Usage) -> Value {
 #[async_trait]
 impl Provider for OpenAiProvider {
     fn name(&self) -> &str {
-        self.http.name()
+        self.base.http.name()
     }
 
     async fn call(&self, batch: &Batch) -> Vec<Result<Answer, ProviderError>> {

@@ -8,15 +8,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rand::Rng;
+use sluice_core::backoff::Backoff;
 use sluice_core::budget::RateBudget;
 use sluice_core::config::{Config, ProviderKind};
 use sluice_core::metrics::Metrics;
 use sluice_core::Endpoint;
 
+use crate::adapter::AdapterBase;
 use crate::anthropic::AnthropicProvider;
 use crate::breaker::{Admission, Breaker, BreakerConfig};
 use crate::openai::OpenAiProvider;
-use crate::{Answer, Batch, BatchJob, Provider, ProviderError};
+use crate::{Answer, Batch, BatchJob, Provider, ProviderError, SetupError};
 
 #[derive(Clone, Debug)]
 pub struct RetryPolicy {
@@ -29,14 +31,13 @@ pub struct RetryPolicy {
 }
 
 impl RetryPolicy {
-    /// A full-jitter backoff before attempt `attempt + 1`, at least `floor`.
+    /// A full-jitter backoff before attempt `attempt + 1`, at least `floor`
+    /// (a provider's `Retry-After`).
     pub fn backoff(&self, attempt: u32, floor: Option<Duration>) -> Duration {
-        let ceiling = self
-            .base
-            .saturating_mul(2u32.saturating_pow(attempt.saturating_sub(1)))
-            .min(self.max);
-        let jitter = rand::thread_rng().gen_range(Duration::ZERO..=ceiling);
-        jitter.max(floor.unwrap_or_default())
+        Backoff::exponential(self.base, self.max)
+            .with_full_jitter()
+            .delay(attempt)
+            .max(floor.unwrap_or_default())
     }
 }
 
@@ -157,25 +158,13 @@ impl Router {
         config: &Config,
         metrics: Arc<Metrics>,
         budget: Option<Arc<dyn RateBudget>>,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, SetupError> {
         let mut providers: HashMap<&str, Arc<dyn Provider>> = HashMap::new();
         for p in &config.providers {
-            let prices: HashMap<String, sluice_core::pricing::Price> = config
-                .prices
-                .iter()
-                .filter(|entry| entry.provider == p.name)
-                .map(|entry| (entry.model.clone(), entry.price))
-                .collect();
-            let fanout = config.worker.fanout_concurrency;
+            let base = AdapterBase::new(config, p, Arc::clone(&metrics), budget.clone())?;
             let provider: Arc<dyn Provider> = match p.kind {
-                ProviderKind::Openai => Arc::new(
-                    OpenAiProvider::new(p, fanout, Arc::clone(&metrics), budget.clone())?
-                        .with_prices(prices),
-                ),
-                ProviderKind::Anthropic => Arc::new(
-                    AnthropicProvider::new(p, fanout, Arc::clone(&metrics), budget.clone())?
-                        .with_prices(prices),
-                ),
+                ProviderKind::Openai => Arc::new(OpenAiProvider::new(base, p)),
+                ProviderKind::Anthropic => Arc::new(AnthropicProvider::new(base)),
             };
             providers.insert(p.name.as_str(), provider);
         }
@@ -185,10 +174,12 @@ impl Router {
                 .providers
                 .iter()
                 .map(|name| {
-                    providers
-                        .get(name.as_str())
-                        .cloned()
-                        .ok_or_else(|| format!("model {:?}: unknown provider {name:?}", m.name))
+                    providers.get(name.as_str()).cloned().ok_or_else(|| {
+                        SetupError::UnknownProvider {
+                            model: m.name.clone(),
+                            provider: name.clone(),
+                        }
+                    })
                 })
                 .collect::<Result<Vec<_>, _>>()?;
             let weights = m

@@ -61,8 +61,10 @@ pub const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 pub const CONFIRM_TIMEOUT: Duration = Duration::from_secs(30);
 /// Longest wait for one request to the broker (declare, qos, ack, cancel).
 pub const RPC_TIMEOUT: Duration = Duration::from_secs(5);
-const BACKOFF_MIN: Duration = Duration::from_millis(100);
-const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// The waits between connection attempts: 100 ms after the first failure,
+/// doubling, at most 5 s.
+const RECONNECT: sluice_core::backoff::Backoff =
+    sluice_core::backoff::Backoff::exponential(Duration::from_millis(100), Duration::from_secs(5));
 const REPLY_SUCCESS: u16 = 200;
 
 /// One message to send: where to, and what.
@@ -316,8 +318,7 @@ impl AmqpQueue {
                 }
                 Err(e) => {
                     link.failures = link.failures.saturating_add(1);
-                    let exponent = link.failures.saturating_sub(1).min(16);
-                    let backoff = (BACKOFF_MIN * 2u32.pow(exponent)).min(BACKOFF_MAX);
+                    let backoff = RECONNECT.delay(link.failures);
                     warn!(error = %e, failures = link.failures, ?backoff, "AMQP connect failed");
                     link.retry_at = Some(Instant::now() + backoff);
                     link.last_error = e.to_string();

@@ -20,6 +20,7 @@
 pub mod amqp;
 pub mod memory;
 pub mod pack;
+mod resume;
 
 use std::collections::BTreeMap;
 use std::pin::Pin;
@@ -31,6 +32,7 @@ use sluice_core::Priority;
 
 pub use amqp::AmqpQueue;
 pub use memory::MemoryQueue;
+pub use resume::{consume_until_stopped, RESUBSCRIBE};
 
 /// Jobs per message by default when several are published together.
 pub const DEFAULT_PACK_JOBS: usize = 16;
@@ -148,14 +150,17 @@ pub trait JobEvents: Send + Sync + 'static {
 #[async_trait]
 impl<T: WebhookQueue + ?Sized> JobEvents for T {
     async fn ended(&self, jobs: &[sluice_core::JobRecord]) -> Result<(), QueueError> {
-        let messages: Vec<(Bytes, u64)> = jobs
+        let messages = jobs
             .iter()
             .filter_map(sluice_core::webhook::JobEvent::of)
             .map(|e| {
-                let body = sluice_core::webhook::WebhookMessage::Event(e).encode();
-                (Bytes::from(body), 0)
+                let job = e.job_id;
+                let body = sluice_core::webhook::WebhookMessage::Event(e)
+                    .encode()
+                    .map_err(|e| QueueError::Unencodable(format!("the end of job {job}: {e}")))?;
+                Ok((Bytes::from(body), 0))
             })
-            .collect();
+            .collect::<Result<Vec<(Bytes, u64)>, QueueError>>()?;
         if messages.is_empty() {
             return Ok(());
         }
@@ -188,6 +193,9 @@ pub enum QueueError {
     ConfirmTimeout(std::time::Duration),
     #[error("acknowledgement failed: {0}")]
     Ack(String),
+    /// A message that could not be serialised: nothing was published.
+    #[error("cannot encode {0}")]
+    Unencodable(String),
 }
 
 impl QueueError {
@@ -198,7 +206,9 @@ impl QueueError {
             Self::Nacked => "nack",
             Self::Unroutable => "unroutable",
             Self::ConfirmTimeout(_) => "timeout",
-            Self::Unavailable(_) | Self::Ack(_) => "unavailable",
+            // Never published, so never confirmed; counted as unavailable
+            // should a caller pass it here.
+            Self::Unavailable(_) | Self::Ack(_) | Self::Unencodable(_) => "unavailable",
         }
     }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use fred::prelude::*;
 use fred::types::scripts::Script;
-use sluice_core::budget::{Acquired, BudgetLimits, Grant, RateBudget};
+use sluice_core::budget::{Acquired, BudgetError, BudgetLimits, Grant, RateBudget};
 
 pub struct RedisBudget {
     pool: Pool,
@@ -33,7 +33,7 @@ impl RateBudget for RedisBudget {
         limits: &BudgetLimits,
         requests: u64,
         tokens: u64,
-    ) -> Result<Acquired, String> {
+    ) -> Result<Acquired, BudgetError> {
         if limits.is_unlimited() {
             return Ok(Acquired {
                 grant: Grant::Granted,
@@ -55,11 +55,11 @@ impl RateBudget for RedisBudget {
             .script
             .evalsha_with_reload(self.pool.next(), vec![key], args)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| BudgetError::Unavailable(e.to_string()))?;
         let (grant, used_requests, used_tokens, reset) = match reply.as_slice() {
             [1, _, r, t, reset] => (Grant::Granted, *r, *t, *reset),
             [0, wait, r, t, reset] => (Grant::Wait(limits.slots(*wait)), *r, *t, *reset),
-            other => return Err(format!("budget script answered {other:?}")),
+            other => return Err(BudgetError::Malformed(format!("{other:?}"))),
         };
         Ok(Acquired {
             grant,

@@ -68,6 +68,13 @@ impl TestDb {
     fn store(&self) -> PgTenantStore {
         PgTenantStore::new(self.pool.clone())
     }
+
+    async fn keys_stored(&self) -> i64 {
+        sqlx::query_scalar("SELECT count(*) FROM api_keys")
+            .fetch_one(&self.pool)
+            .await
+            .unwrap()
+    }
 }
 
 impl Drop for TestDb {
@@ -245,11 +252,7 @@ async fn key_for_unknown_tenant_is_not_found() {
     let store = db.store();
     let err = store.create_key("ghost", "k").await.unwrap_err();
     assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
-    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM api_keys")
-        .fetch_one(&db.pool)
-        .await
-        .unwrap();
-    assert_eq!(count, 0);
+    assert_eq!(db.keys_stored().await, 0);
 }
 
 #[tokio::test]
@@ -263,11 +266,7 @@ async fn deleting_a_tenant_deletes_its_keys() {
         .await
         .unwrap();
     assert_eq!(store.authenticate(&new.key).await.unwrap(), None);
-    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM api_keys")
-        .fetch_one(&db.pool)
-        .await
-        .unwrap();
-    assert_eq!(count, 0);
+    assert_eq!(db.keys_stored().await, 0);
 }
 
 #[tokio::test]
@@ -293,4 +292,53 @@ async fn check_migrated_before_and_after_migrate() {
         .unwrap();
     let msg = check_migrated(&db.pool).await.unwrap_err().to_string();
     assert!(msg.contains("0001_tenants"), "{msg}");
+}
+
+#[tokio::test]
+async fn statements_are_bounded_and_a_canceled_one_is_transient() {
+    let db = TestDb::migrated().await;
+    let bound: String = sqlx::query_scalar("SHOW statement_timeout")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    let expected = format!(
+        "{}min",
+        sluice_store::tenants::STATEMENT_TIMEOUT.as_secs() / 60
+    );
+    assert_eq!(bound, expected);
+
+    // The same cancellation, sooner: PostgreSQL's answer is worth a retry.
+    let mut tx = db.pool.begin().await.unwrap();
+    sqlx::query("SET LOCAL statement_timeout = '20ms'")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    let canceled = sqlx::query("SELECT pg_sleep(2)")
+        .execute(&mut *tx)
+        .await
+        .unwrap_err();
+    assert!(StoreError::Postgres(canceled).is_transient());
+}
+
+#[tokio::test]
+async fn a_malformed_stored_webhook_secret_is_refused_not_signed_with() {
+    use sluice_store::webhooks::{PgWebhookStore, WebhookStore};
+    let db = TestDb::migrated().await;
+    let tenant = db.store().create_tenant("acme").await.unwrap();
+    let hooks = PgWebhookStore::new(db.pool.clone());
+    let secret = hooks
+        .rotate_tenant_secret(&tenant.id, std::time::Duration::ZERO)
+        .await
+        .unwrap();
+    let pair = hooks.tenant_secrets(&tenant.id).await.unwrap().unwrap();
+    assert_eq!(pair.current, secret);
+
+    sqlx::query("UPDATE webhook_secrets SET secret = 'whsec_!!not base64'")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    match hooks.tenant_secrets(&tenant.id).await {
+        Err(StoreError::Corrupt(why)) => assert!(why.contains("base64"), "{why}"),
+        other => panic!("a malformed secret was read as {other:?}"),
+    }
 }

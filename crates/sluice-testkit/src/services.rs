@@ -112,7 +112,8 @@ impl Database {
 
     /// A pool on the database with Sluice's migrations applied.
     pub async fn migrated(&self) -> sqlx::PgPool {
-        let pool = sluice_store::tenants::connect(&self.url)
+        // Unbounded statements: a benchmark fills its tables in bulk.
+        let pool = sluice_store::tenants::connect_with(&self.url, None)
             .await
             .unwrap_or_else(|e| panic!("cannot connect to {}: {e}", self.name));
         sluice_store::tenants::migrate(&pool)

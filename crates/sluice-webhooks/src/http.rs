@@ -196,17 +196,14 @@ mod tests {
     async fn a_name_that_resolves_to_a_refused_address_is_refused_when_connecting() {
         // `localhost` passes the URL check (it is a name); what it resolves
         // to at connect time does not.
-        let sender = Sender::new(&WebhooksConfig::default()).unwrap();
-        let answer = sender
-            .post(
-                "http://localhost:9/hook",
-                "msg_1",
-                0,
-                "v1,x",
-                "{}".into(),
-                None,
-            )
-            .await;
+        let post = |config: WebhooksConfig| async move {
+            let sender = Sender::new(&config).unwrap();
+            let url = "http://localhost:9/hook";
+            sender
+                .post(url, "msg_1", 0, "v1,x", "{}".into(), None)
+                .await
+        };
+        let answer = post(WebhooksConfig::default()).await;
         assert_eq!(answer.status, None);
         let error = answer.error.unwrap();
         assert!(error.contains("loopback"), "{error}");
@@ -215,17 +212,7 @@ mod tests {
             allow: vec!["localhost".into()],
             ..WebhooksConfig::default()
         };
-        let answer = Sender::new(&config)
-            .unwrap()
-            .post(
-                "http://localhost:9/hook",
-                "msg_1",
-                0,
-                "v1,x",
-                "{}".into(),
-                None,
-            )
-            .await;
+        let answer = post(config).await;
         assert!(!answer.error.unwrap().contains("loopback"));
     }
 

@@ -24,18 +24,14 @@ pub mod metrics;
 mod process;
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use futures::StreamExt;
 use sluice_core::config::WebhooksConfig;
-use sluice_queue::{JobQueue, Source, Topology, WebhookQueue};
+use sluice_queue::{consume_until_stopped, JobQueue, Source, Topology, WebhookQueue};
 use sluice_store::webhooks::WebhookStore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use metrics::WebhookMetrics;
-
-const MAX_RECONNECT_BACKOFF: Duration = Duration::from_secs(5);
 
 /// The webhooks role: everything it talks to.
 pub struct Dispatcher {
@@ -65,28 +61,18 @@ impl Dispatcher {
         });
         let tasks = TaskTracker::new();
         let prefetch = this.config.concurrency;
-        let mut backoff = Duration::from_millis(100);
-        while !shutdown.is_cancelled() {
-            match self
-                .queue
-                .consume(Source::Webhooks, prefetch, shutdown.clone())
-                .await
-            {
-                Ok(mut deliveries) => {
-                    backoff = Duration::from_millis(100);
-                    while let Some(delivery) = deliveries.next().await {
-                        let this = Arc::clone(&this);
-                        tasks.spawn(async move { this.handle(delivery).await });
-                    }
-                }
-                Err(e) => tracing::warn!(error = %e, "cannot consume webhooks; retrying"),
-            }
-            tokio::select! {
-                () = shutdown.cancelled() => {}
-                () = tokio::time::sleep(backoff) => {}
-            }
-            backoff = (backoff * 2).min(MAX_RECONNECT_BACKOFF);
-        }
+        consume_until_stopped(
+            self.queue.as_ref(),
+            Source::Webhooks,
+            prefetch,
+            &shutdown,
+            |delivery| {
+                let this = Arc::clone(&this);
+                tasks.spawn(async move { this.handle(delivery).await });
+                std::future::ready(())
+            },
+        )
+        .await;
         tasks.close();
         tasks.wait().await;
         tracing::info!("webhooks drained");

@@ -49,6 +49,17 @@ impl std::fmt::Display for Again {
     }
 }
 
+/// Why a delivery has nobody to sign for it: it ends disabled, unsent.
+#[derive(Debug, thiserror::Error)]
+enum NoSigner {
+    #[error("the endpoint is disabled")]
+    Disabled,
+    #[error("the endpoint was deleted")]
+    Deleted,
+    #[error("the tenant has no webhook signing secret")]
+    NoSecret,
+}
+
 impl Processor {
     pub async fn handle(&self, delivery: QueueDelivery) {
         let message = match WebhookMessage::decode(&delivery.body) {
@@ -151,9 +162,12 @@ impl Processor {
         } else {
             self.topology.webhook_delay_for(wanted).unwrap_or(0)
         };
+        let body = message
+            .encode()
+            .map_err(|e| Again::Queue(format!("cannot encode the next attempt: {e}")))?;
         let sent = self
             .retries
-            .publish_webhooks(vec![(Bytes::from(message.encode()), delay)])
+            .publish_webhooks(vec![(Bytes::from(body), delay)])
             .await;
         match sent.into_iter().next() {
             Some(Ok(())) => Ok(()),
@@ -162,20 +176,20 @@ impl Processor {
         }
     }
 
-    /// The secrets that sign for `delivery` now; `Err(reason)` when there
-    /// is nobody to sign for (endpoint deleted or disabled, no secret).
-    async fn secrets(&self, delivery: &Delivery) -> Result<Result<SecretPair, String>, Again> {
+    /// The secrets that sign for `delivery` now, or why there is nobody
+    /// to sign for.
+    async fn secrets(&self, delivery: &Delivery) -> Result<Result<SecretPair, NoSigner>, Again> {
         Ok(match &delivery.endpoint_id {
             Some(id) => match self.store.endpoint(id).await? {
-                Some((e, _)) if e.disabled_at.is_some() => Err("the endpoint is disabled".into()),
+                Some((e, _)) if e.disabled_at.is_some() => Err(NoSigner::Disabled),
                 Some((_, pair)) => Ok(pair),
-                None => Err("the endpoint was deleted".into()),
+                None => Err(NoSigner::Deleted),
             },
             None => self
                 .store
                 .tenant_secrets(&delivery.tenant_id)
                 .await?
-                .ok_or_else(|| "the tenant has no webhook signing secret".to_owned()),
+                .ok_or(NoSigner::NoSecret),
         })
     }
 
@@ -192,7 +206,7 @@ impl Processor {
                     attempted_at: now,
                     status_code: None,
                     latency_ms: 0,
-                    error: Some(reason),
+                    error: Some(reason.to_string()),
                     next_attempt_at: None,
                 };
                 self.metrics.attempts.with_label_values(&["disabled"]).inc();

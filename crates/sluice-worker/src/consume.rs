@@ -1,27 +1,34 @@
 //! Consumer loops: one per priority queue feeding the batcher, and one on
 //! the dead-letter queue that marks its jobs failed. Each loop resumes
-//! (reconnecting) when its stream ends, until shutdown.
+//! (reconnecting, see [`consume_until_stopped`]) when its stream ends,
+//! until shutdown.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use chrono::Utc;
-use futures::StreamExt;
 use sluice_core::batching::{estimate_tokens, prompt_text, BatchKey};
 use sluice_core::config::WorkerConfig;
 use sluice_core::job::Outcome;
 use sluice_core::metrics::Metrics;
 use sluice_core::{JobError, JobId, JobMessage};
-use sluice_queue::{Delivery, JobEvents, JobQueue, Source};
+use sluice_queue::{consume_until_stopped, Delivery, JobEvents, JobQueue, QueueError, Source};
 use sluice_store::jobs::JobStore;
+use sluice_store::StoreError;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::batcher::Incoming;
-use crate::execute::Pending;
+use crate::pending::Pending;
 use crate::retry::with_store_retry;
 
-const MAX_RECONNECT_BACKOFF: Duration = Duration::from_secs(5);
+/// Why a dead-lettered job's end could not be announced (it is requeued).
+#[derive(Debug, thiserror::Error)]
+enum AnnounceError {
+    #[error("cannot read the job: {0}")]
+    Read(#[from] StoreError),
+    #[error("cannot publish its webhook event: {0}")]
+    Publish(#[from] QueueError),
+}
 
 pub struct Consumers {
     pub queue: Arc<dyn JobQueue>,
@@ -47,7 +54,7 @@ impl Consumers {
         tx: mpsc::Sender<Incoming<Pending>>,
         stop: CancellationToken,
     ) {
-        self.resume_until_stopped(source, prefetch, &stop, |delivery| {
+        consume_until_stopped(self.queue.as_ref(), source, prefetch, &stop, |delivery| {
             self.admit(delivery, &tx)
         })
         .await;
@@ -56,37 +63,14 @@ impl Consumers {
     /// Marks each dead-lettered job failed, then acks it, until `stop`.
     pub async fn dead_letters(&self, stop: CancellationToken) {
         let prefetch = 32;
-        self.resume_until_stopped(Source::DeadLetters, prefetch, &stop, |d| self.bury(d))
-            .await;
-    }
-
-    async fn resume_until_stopped<'a, F, Fut>(
-        &'a self,
-        source: Source,
-        prefetch: u16,
-        stop: &CancellationToken,
-        mut handle: F,
-    ) where
-        F: FnMut(Delivery) -> Fut,
-        Fut: std::future::Future<Output = ()> + 'a,
-    {
-        let mut backoff = Duration::from_millis(100);
-        while !stop.is_cancelled() {
-            match self.queue.consume(source, prefetch, stop.clone()).await {
-                Ok(mut deliveries) => {
-                    backoff = Duration::from_millis(100);
-                    while let Some(delivery) = deliveries.next().await {
-                        handle(delivery).await;
-                    }
-                }
-                Err(e) => tracing::warn!(?source, error = %e, "cannot consume; retrying"),
-            }
-            tokio::select! {
-                () = stop.cancelled() => {}
-                () = tokio::time::sleep(backoff) => {}
-            }
-            backoff = (backoff * 2).min(MAX_RECONNECT_BACKOFF);
-        }
+        consume_until_stopped(
+            self.queue.as_ref(),
+            Source::DeadLetters,
+            prefetch,
+            &stop,
+            |d| self.bury(d),
+        )
+        .await;
     }
 
     /// Decodes a delivery and hands it to the batcher; a poison message is
@@ -126,16 +110,10 @@ impl Consumers {
     }
 
     /// Publishes the webhook event of the job `id`, if it has a webhook.
-    async fn announce(&self, id: JobId) -> Result<(), String> {
-        let record = with_store_retry("read", || self.store.get(id))
-            .await
-            .map_err(|e| e.to_string())?;
+    async fn announce(&self, id: JobId) -> Result<(), AnnounceError> {
+        let record = with_store_retry("read", || self.store.get(id)).await?;
         match record.filter(|r| r.webhook.is_some()) {
-            Some(record) => self
-                .events
-                .ended(&[record])
-                .await
-                .map_err(|e| e.to_string()),
+            Some(record) => Ok(self.events.ended(&[record]).await?),
             None => Ok(()),
         }
     }

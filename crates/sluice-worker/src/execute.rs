@@ -23,39 +23,19 @@ use tracing::Instrument;
 use chrono::{DateTime, Utc};
 use sluice_core::batching::BatchKey;
 use sluice_core::job::{Outcome, StartOutcome};
-use sluice_core::ledger::LedgerRow;
+use sluice_core::ledger::{queue_wait, LedgerRow};
 use sluice_core::metrics::Metrics;
-use sluice_core::{Endpoint, JobError, JobId, JobMessage, JobRecord, JobStatus};
+use sluice_core::{Endpoint, JobError, JobId, JobRecord, JobStatus};
 use sluice_providers::{BatchJob, Router};
-use sluice_queue::{Delivery, JobEvents};
+use sluice_queue::JobEvents;
 use sluice_store::jobs::JobStore;
 use sluice_store::usage::UsageLedger;
 
+use crate::answers::answered_each;
 use crate::batcher::Flushed;
 use crate::followers::{Ended, Followers};
+use crate::pending::Pending;
 use crate::retry::with_store_retry;
-
-/// A job the worker holds: its message, the delivery to settle, and its
-/// trace and span (read and made once).
-pub struct Pending {
-    pub message: JobMessage,
-    pub delivery: Delivery,
-    pub trace: sluice_core::trace::TraceParent,
-    pub span: tracing::Span,
-}
-
-impl Pending {
-    pub fn new(message: JobMessage, delivery: Delivery) -> Self {
-        let trace = crate::trace::of(&message, &delivery);
-        let span = crate::trace::job_span(&message, &trace);
-        Self {
-            message,
-            delivery,
-            trace,
-            span,
-        }
-    }
-}
 
 pub struct Executor {
     pub store: Arc<dyn JobStore>,
@@ -171,13 +151,12 @@ impl Executor {
         for (pending, outcome) in items.into_iter().zip(outcomes) {
             match outcome {
                 StartOutcome::Started { .. } => {
-                    let waited = (now - pending.message.enqueued_at)
-                        .num_milliseconds()
-                        .max(0);
-                    self.metrics
-                        .queue_wait
-                        .with_label_values(&[pending.message.priority.as_str()])
-                        .observe(waited as f64 / 1000.0);
+                    if let Some(waited) = queue_wait(pending.message.enqueued_at, Some(now)) {
+                        self.metrics
+                            .queue_wait
+                            .with_label_values(&[pending.message.priority.as_str()])
+                            .observe(waited.as_secs_f64());
+                    }
                     runnable.push((pending, now));
                 }
                 StartOutcome::Expired => {
@@ -253,7 +232,7 @@ impl Executor {
             .map(|(p, _)| BatchJob {
                 id: p.message.id,
                 body: p.message.body.clone(),
-                traceparent: Some(crate::trace::outgoing(p)),
+                traceparent: Some(crate::trace::outgoing(&p.trace)),
             })
             .collect();
         let called = Instant::now();
@@ -320,7 +299,13 @@ impl Executor {
                         .with_label_values(&[outcome.status().as_str()])
                         .inc();
                     self.metrics.record_job_usage(&pending.message, &outcome);
-                    let row = ledger_row(&pending.message, &outcome, started_at, now, latency_ms);
+                    let row = LedgerRow::for_job(
+                        &pending.message,
+                        &outcome,
+                        Some(started_at),
+                        now,
+                        Some(latency_ms),
+                    );
                     let done = Settled::ack(pending, Some(row))
                         .with_followers(&self.followers, ended)
                         .await;
@@ -398,78 +383,5 @@ impl Executor {
             }
         }))
         .await;
-    }
-}
-
-/// A store's answers to a call for `asked` jobs: one each, or an error
-/// (so that no job is left unsettled by a short answer).
-pub(crate) fn answered_each<T>(
-    what: &str,
-    asked: usize,
-    answers: Result<Vec<T>, sluice_store::StoreError>,
-) -> Result<Vec<T>, sluice_store::StoreError> {
-    let answers = answers?;
-    if answers.len() == asked {
-        Ok(answers)
-    } else {
-        Err(sluice_store::StoreError::Corrupt(format!(
-            "{what} answered for {} of {asked} jobs",
-            answers.len()
-        )))
-    }
-}
-
-/// The ledger row of a job this worker just ended.
-fn ledger_row(
-    message: &JobMessage,
-    outcome: &Outcome,
-    started_at: DateTime<Utc>,
-    finished_at: DateTime<Utc>,
-    provider_latency_ms: u64,
-) -> LedgerRow {
-    let (usage, cost, provider) = match outcome {
-        Outcome::Succeeded {
-            usage,
-            cost_micros,
-            provider,
-            ..
-        } => (*usage, cost_micros.unwrap_or(0), Some(provider.clone())),
-        _ => (Default::default(), 0, None),
-    };
-    LedgerRow {
-        job_id: message.id,
-        tenant_id: message.tenant_id.clone(),
-        key_id: message.key_id.clone(),
-        model: message.model.clone(),
-        provider,
-        endpoint: message.endpoint,
-        metadata: message.metadata.clone(),
-        status: outcome.status(),
-        usage,
-        cost_micros: cost,
-        saved_micros: 0,
-        cache_hit: false,
-        queue_wait_ms: u64::try_from((started_at - message.enqueued_at).num_milliseconds()).ok(),
-        provider_latency_ms: Some(provider_latency_ms),
-        finished_at,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_short_or_long_answer_from_the_store_is_an_error_not_a_lost_job() {
-        assert_eq!(
-            answered_each("start", 2, Ok(vec![1, 2])).unwrap(),
-            vec![1, 2]
-        );
-        for answers in [vec![1], vec![1, 2, 3]] {
-            let err = answered_each("start", 2, Ok(answers)).unwrap_err();
-            assert!(err.to_string().contains("of 2 jobs"), "{err}");
-        }
-        let down = sluice_store::StoreError::Unavailable("down".into());
-        assert!(answered_each::<u8>("finish", 1, Err(down)).is_err());
     }
 }

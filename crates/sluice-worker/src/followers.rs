@@ -12,15 +12,16 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use sluice_core::cache::{CacheKind, CachedAnswer};
 use sluice_core::job::Outcome;
 use sluice_core::ledger::LedgerRow;
 use sluice_core::metrics::Metrics;
-use sluice_core::{JobError, JobMessage, JobRecord, JobStatus, Usage};
-use sluice_queue::{JobQueue, Outgoing};
+use sluice_core::{JobError, JobId, JobMessage, JobRecord, JobStatus};
+use sluice_queue::{JobQueue, Outgoing, QueueError};
 use sluice_store::cache::{EntryKey, ResponseCache, SemanticScope};
 use sluice_store::jobs::JobStore;
+use sluice_store::StoreError;
 
 use crate::retry::with_store_retry;
 
@@ -81,6 +82,20 @@ impl Ended {
     }
 }
 
+/// Why a leader's followers could not all be ended or published: the
+/// leader goes back to the queue, and its redelivery tries again.
+#[derive(Debug, thiserror::Error)]
+pub enum FollowersError {
+    #[error("cannot read the jobs that joined {leader}: {source}")]
+    Read { leader: JobId, source: StoreError },
+    #[error("cannot encode a job that joined another: {0}")]
+    Encode(#[source] serde_json::Error),
+    #[error("cannot publish the {jobs} jobs that joined a job that did not run: {source}")]
+    Publish { jobs: usize, source: QueueError },
+    #[error("cannot end the jobs that joined another: {0}")]
+    End(#[source] StoreError),
+}
+
 /// What ending a leader's followers left to do before the leader's ack.
 #[derive(Default)]
 pub struct FollowersEnded {
@@ -105,14 +120,17 @@ impl Followers {
         &self,
         leader: &JobMessage,
         ended: &Ended,
-    ) -> Result<FollowersEnded, String> {
+    ) -> Result<FollowersEnded, FollowersError> {
         let Some(directive) = leader.cache.as_ref().filter(|d| d.leads) else {
             return Ok(FollowersEnded::default());
         };
         let entry = entry(leader, &directive.key);
         let followers = with_store_retry("close", || self.cache.close(&entry, leader.id))
             .await
-            .map_err(|e| format!("cannot read the jobs that joined {}: {e}", leader.id))?;
+            .map_err(|source| FollowersError::Read {
+                leader: leader.id,
+                source,
+            })?;
         if followers.is_empty() {
             return Ok(FollowersEnded::default());
         }
@@ -127,10 +145,10 @@ impl Followers {
                     answer: answer.clone(),
                     info,
                 };
-                self.end_all(followers, &outcome, answer.cost_micros).await
+                self.end_all(followers, &outcome).await
             }
             Ended::Failed(error) => {
-                self.end_all(followers, &Outcome::Failed(error.clone()), 0)
+                self.end_all(followers, &Outcome::Failed(error.clone()))
                     .await
             }
         }
@@ -165,20 +183,20 @@ impl Followers {
         }
     }
 
-    async fn publish(&self, followers: Vec<JobMessage>) -> Result<(), String> {
+    async fn publish(&self, followers: Vec<JobMessage>) -> Result<(), FollowersError> {
         let n = followers.len();
         let outgoing = followers
             .iter()
-            .map(|m| Outgoing {
-                priority: m.priority,
-                body: m.encode().into(),
-                headers: m.headers(),
+            .map(|m| {
+                Ok(Outgoing {
+                    priority: m.priority,
+                    body: m.encode().map_err(FollowersError::Encode)?.into(),
+                    headers: m.headers(),
+                })
             })
-            .collect();
+            .collect::<Result<Vec<_>, FollowersError>>()?;
         for confirm in self.queue.publish(outgoing).await {
-            confirm.map_err(|e| {
-                format!("cannot publish the {n} jobs that joined a job that did not run: {e}")
-            })?;
+            confirm.map_err(|source| FollowersError::Publish { jobs: n, source })?;
         }
         tracing::info!(
             jobs = n,
@@ -191,13 +209,12 @@ impl Followers {
         &self,
         followers: Vec<JobMessage>,
         outcome: &Outcome,
-        saved_micros: u64,
-    ) -> Result<FollowersEnded, String> {
+    ) -> Result<FollowersEnded, FollowersError> {
         let now = Utc::now();
         let ends: Vec<_> = followers.iter().map(|f| (f.id, outcome)).collect();
         let finished = with_store_retry("finish", || self.store.finish_many(&ends, now)).await;
-        let applied = crate::execute::answered_each("finish", ends.len(), finished)
-            .map_err(|e| format!("cannot end the jobs that joined another: {e}"))?;
+        let applied = crate::answers::answered_each("finish", ends.len(), finished)
+            .map_err(FollowersError::End)?;
         let ended =
             futures::future::join_all(followers.iter().zip(applied).map(|(f, fresh)| async move {
                 // A job ended before (canceled, or by an earlier delivery of
@@ -208,22 +225,23 @@ impl Followers {
                 } else {
                     None
                 };
+                // A follower never started: it waited for its leader, not in
+                // the queue.
                 let row = if fresh {
-                    Some(row(f, outcome, saved_micros, now))
+                    Some(LedgerRow::for_job(f, outcome, None, now, None))
                 } else {
                     record
                         .as_ref()
                         .and_then(|r| LedgerRow::from_record(r, None))
                 };
                 let announce = record.filter(|r| r.webhook.is_some() && r.status.is_terminal());
-                Ok::<_, sluice_store::StoreError>((row, announce, fresh))
+                Ok::<_, StoreError>((row, announce, fresh))
             }))
             .await;
         let mut done = FollowersEnded::default();
         let mut fresh = 0u64;
         for result in ended {
-            let (row, announce, now_ended) =
-                result.map_err(|e| format!("cannot end a job that joined another: {e}"))?;
+            let (row, announce, now_ended) = result.map_err(FollowersError::End)?;
             fresh += u64::from(now_ended);
             done.rows.extend(row);
             done.announce.extend(announce);
@@ -232,8 +250,10 @@ impl Followers {
             .jobs_finished
             .with_label_values(&[outcome.status().as_str()])
             .inc_by(fresh);
-        if let Outcome::Cached { .. } = outcome {
-            self.metrics.cache_saved_micros.inc_by(saved_micros * fresh);
+        if let Outcome::Cached { info, .. } = outcome {
+            self.metrics
+                .cache_saved_micros
+                .inc_by(info.saved_micros * fresh);
         }
         Ok(done)
     }
@@ -244,31 +264,5 @@ fn entry(job: &JobMessage, key: &str) -> EntryKey {
         tenant: job.tenant_id.clone(),
         model: job.model.clone(),
         key: key.to_owned(),
-    }
-}
-
-/// The ledger row of a follower ended now: no tokens and no cost of its
-/// own; a served answer saved what the leader's call cost.
-fn row(f: &JobMessage, outcome: &Outcome, saved_micros: u64, now: DateTime<Utc>) -> LedgerRow {
-    let (provider, saved, hit) = match outcome {
-        Outcome::Cached { answer, .. } => (Some(answer.provider.clone()), saved_micros, true),
-        _ => (None, 0, false),
-    };
-    LedgerRow {
-        job_id: f.id,
-        tenant_id: f.tenant_id.clone(),
-        key_id: f.key_id.clone(),
-        model: f.model.clone(),
-        provider,
-        endpoint: f.endpoint,
-        metadata: f.metadata.clone(),
-        status: outcome.status(),
-        usage: Usage::default(),
-        cost_micros: 0,
-        saved_micros: saved,
-        cache_hit: hit,
-        queue_wait_ms: u64::try_from((now - f.enqueued_at).num_milliseconds()).ok(),
-        provider_latency_ms: None,
-        finished_at: now,
     }
 }

@@ -15,11 +15,13 @@
 //! Shutdown: consumers are cancelled at the broker, open batches flush,
 //! in-flight batches finish, store and ack; then `run` returns.
 
+pub mod answers;
 pub mod batcher;
 pub mod consume;
 pub mod depth;
 pub mod execute;
 pub mod followers;
+pub mod pending;
 pub mod retry;
 pub mod trace;
 

@@ -7,8 +7,6 @@ use sluice_core::trace::{TraceParent, HEADER};
 use sluice_core::JobMessage;
 use sluice_queue::Delivery;
 
-use crate::execute::Pending;
-
 /// The trace the job came with: the API's span is its parent.
 pub fn of(message: &JobMessage, delivery: &Delivery) -> TraceParent {
     delivery
@@ -20,7 +18,7 @@ pub fn of(message: &JobMessage, delivery: &Delivery) -> TraceParent {
 }
 
 /// The span every step of the job runs in (made once per job, in
-/// [`Pending::new`]).
+/// `Pending::new`).
 pub fn job_span(m: &JobMessage, trace: &TraceParent) -> tracing::Span {
     let span = tracing::info_span!(
         "job",
@@ -39,6 +37,6 @@ pub fn job_span(m: &JobMessage, trace: &TraceParent) -> tracing::Span {
 }
 
 /// The `traceparent` for the provider call: the same trace, a new span.
-pub fn outgoing(pending: &Pending) -> String {
-    pending.trace.child().to_string()
+pub fn outgoing(trace: &TraceParent) -> String {
+    trace.child().to_string()
 }

@@ -76,21 +76,7 @@ fn message(endpoint: Endpoint) -> (JobRecord, JobMessage) {
         now,
         None,
     );
-    let message = JobMessage {
-        webhook: None,
-        id,
-        tenant_id: "t".into(),
-        endpoint,
-        model: "m".into(),
-        priority: Priority::Standard,
-        body,
-        metadata: Default::default(),
-        trace_id: String::new(),
-        key_id: None,
-        enqueued_at: now,
-        deadline_at: None,
-        cache: None,
-    };
+    let message = JobMessage::new(id, "t", endpoint, "m", body, now);
     (record, message)
 }
 
@@ -140,12 +126,7 @@ impl Harness {
 
     async fn submit(&self, endpoint: Endpoint, copies: usize) -> JobId {
         let (record, message) = message(endpoint);
-        self.store.create(&[record]).await.unwrap();
-        let out: Vec<Outgoing> = (0..copies)
-            .map(|_| outgoing(message.encode(), message.id))
-            .collect();
-        assert!(self.queue.publish(out).await.iter().all(Result::is_ok));
-        message.id
+        self.publish(record, message, copies).await
     }
 
     /// Submits a job with a webhook, delivered `copies` times.
@@ -154,9 +135,14 @@ impl Harness {
         let hook = sluice_core::webhook::JobWebhook::Endpoints;
         record.webhook = Some(hook.clone());
         message.webhook = Some(hook);
+        self.publish(record, message, copies).await
+    }
+
+    /// Stores the record and publishes the message `copies` times.
+    async fn publish(&self, record: JobRecord, message: JobMessage, copies: usize) -> JobId {
         self.store.create(&[record]).await.unwrap();
         let out: Vec<Outgoing> = (0..copies)
-            .map(|_| outgoing(message.encode(), message.id))
+            .map(|_| outgoing(message.encode().unwrap(), message.id))
             .collect();
         assert!(self.queue.publish(out).await.iter().all(Result::is_ok));
         message.id
@@ -234,7 +220,7 @@ async fn a_canceled_job_is_acked_without_a_provider_call() {
     h.store.create(std::slice::from_ref(&record)).await.unwrap();
     h.store.cancel(record.id, Utc::now()).await.unwrap();
     h.queue
-        .publish(vec![outgoing(message.encode(), message.id)])
+        .publish(vec![outgoing(message.encode().unwrap(), message.id)])
         .await;
     let live = h.submit(Endpoint::ChatCompletions, 1).await;
     assert_eq!(h.wait_end(live).await.status, JobStatus::Succeeded);

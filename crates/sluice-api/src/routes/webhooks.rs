@@ -263,10 +263,17 @@ pub async fn redeliver(
     };
     let published = state
         .webhook_queue
-        .publish_webhooks(vec![(Bytes::from(message.encode()), 0)])
+        .publish_webhooks(vec![(Bytes::from(encode_retry(&message)?), 0)])
         .await;
     if let Some(Err(e)) = published.into_iter().next() {
         return Err(ApiError::QueueUnavailable(e.to_string()));
     }
     Ok((StatusCode::ACCEPTED, Json(delivery)).into_response())
+}
+
+/// A retry message's bytes; one that cannot be encoded is never sent empty.
+fn encode_retry(message: &WebhookMessage) -> Result<Vec<u8>, ApiError> {
+    message
+        .encode()
+        .map_err(|e| ApiError::QueueUnavailable(format!("cannot encode the retry: {e}")))
 }

@@ -66,7 +66,7 @@ pub async fn admit(
         .limiter
         .acquire(&key, &limits, jobs, tokens)
         .await
-        .map_err(ApiError::StoreUnavailable)?;
+        .map_err(|e| ApiError::StoreUnavailable(e.to_string()))?;
     let headers = headers(&limits, &acquired, jobs, tokens);
     match acquired.grant {
         Grant::Granted => Ok(Some(headers)),

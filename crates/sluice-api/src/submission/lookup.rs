@@ -157,21 +157,16 @@ async fn answer_from(
 fn embed_row(job: &NewJob, caller: &Principal, call: &EmbedCall) -> LedgerRow {
     let mut metadata = job.record.metadata.clone();
     metadata.insert("purpose".into(), "semantic_cache".into());
-    LedgerRow {
-        job_id: call.id,
+    let call = sluice_core::ledger::Call {
+        id: call.id,
         tenant_id: caller.tenant_id.clone(),
         key_id: Some(caller.key_id.clone()),
         model: call.model.clone(),
-        provider: Some(call.provider.clone()),
+        provider: call.provider.clone(),
         endpoint: Endpoint::Embeddings,
         metadata,
-        status: JobStatus::Succeeded,
         usage: call.usage,
         cost_micros: call.cost_micros,
-        saved_micros: 0,
-        cache_hit: false,
-        queue_wait_ms: None,
-        provider_latency_ms: None,
-        finished_at: Utc::now(),
-    }
+    };
+    LedgerRow::for_call(call, Utc::now())
 }

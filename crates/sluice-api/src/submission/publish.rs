@@ -3,7 +3,8 @@
 //! written and their messages published together (the group commit in
 //! `ingest`), and each is accepted only once the broker confirmed it.
 //!
-//! Refuses, per job: 503 (`queue-unavailable`) when the broker did not
+//! Refuses, per job: 422 when its message cannot be encoded (nothing of
+//! it is stored); 503 (`queue-unavailable`) when the broker did not
 //! confirm it, and its record is then marked failed (`enqueue_failed`),
 //! never left looking queued; 503 (`store-unavailable`) when the records
 //! could not be written (nothing was published). Writes: the records, the
@@ -24,24 +25,40 @@ use crate::ingest::NotPublished;
 use crate::problem::ApiError;
 use crate::state::AppState;
 
-/// Publishes `jobs` in one group; their outcomes, in the same order.
+/// Publishes `jobs` in one group; their outcomes.
 pub(super) async fn all(state: &AppState, jobs: Vec<(usize, NewJob)>) -> Vec<(usize, Outcome)> {
-    if jobs.is_empty() {
-        return Vec::new();
-    }
     let mut jobs = jobs;
     futures::future::join_all(jobs.iter_mut().map(|(_, job)| file_vector(state, job))).await;
-    let records = jobs.iter().map(|(_, job)| job.record.clone()).collect();
-    let outgoing = jobs
-        .iter()
-        .map(|(_, job)| Outgoing {
-            priority: job.message.priority,
-            body: job.message.encode().into(),
-            headers: job.headers(),
-        })
-        .collect();
+    let mut outcomes = Vec::with_capacity(jobs.len());
+    let mut sending = Vec::with_capacity(jobs.len());
+    let mut outgoing = Vec::with_capacity(jobs.len());
+    for (i, job) in jobs {
+        // A message that cannot be encoded is refused before anything of
+        // it is stored.
+        match job.message.encode() {
+            Ok(body) => {
+                outgoing.push(Outgoing {
+                    priority: job.message.priority,
+                    body: body.into(),
+                    headers: job.headers(),
+                });
+                sending.push((i, job));
+            }
+            Err(e) => {
+                let refused = ApiError::InvalidRequest(format!("the job cannot be encoded: {e}"));
+                if let Some(entry) = leads(&job) {
+                    settle(state, entry, &job, false).await;
+                }
+                outcomes.push((i, Outcome::Refused(refused)));
+            }
+        }
+    }
+    if sending.is_empty() {
+        return outcomes;
+    }
+    let records = sending.iter().map(|(_, job)| job.record.clone()).collect();
     let confirms = state.ingest.publish(records, outgoing).await;
-    let outcomes = futures::future::join_all(jobs.iter().zip(confirms).map(
+    let settled = futures::future::join_all(sending.iter().zip(confirms).map(
         |((_, job), confirm)| async move {
             let outcome = match confirm {
                 Ok(()) => Outcome::Queued(job.record.clone()),
@@ -60,7 +77,8 @@ pub(super) async fn all(state: &AppState, jobs: Vec<(usize, NewJob)>) -> Vec<(us
         },
     ))
     .await;
-    jobs.into_iter().map(|(i, _)| i).zip(outcomes).collect()
+    outcomes.extend(sending.into_iter().map(|(i, _)| i).zip(settled));
+    outcomes
 }
 
 /// A job the broker did not confirm ends failed, so that nobody polls a

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use serde_json::json;
-use sluice_core::{Endpoint, JobId, JobMessage, Priority, Usage};
+use sluice_core::{Endpoint, JobId, JobMessage, Usage};
 
 use super::*;
 use crate::jobs::{RedisJobStore, RedisOptions};
@@ -30,21 +30,15 @@ fn answer(text: &str) -> CachedAnswer {
 }
 
 fn message() -> JobMessage {
-    JobMessage {
-        id: JobId::new(),
-        tenant_id: "t".into(),
-        endpoint: Endpoint::ChatCompletions,
-        model: "m".into(),
-        priority: Priority::Standard,
-        body: json!({"model": "m", "messages": []}),
-        metadata: Default::default(),
-        trace_id: String::new(),
-        key_id: None,
-        enqueued_at: chrono::Utc::now(),
-        deadline_at: None,
-        cache: None,
-        webhook: None,
-    }
+    let body = json!({"model": "m", "messages": []});
+    JobMessage::new(
+        JobId::new(),
+        "t",
+        Endpoint::ChatCompletions,
+        "m",
+        body,
+        chrono::Utc::now(),
+    )
 }
 
 async fn entries_are_per_tenant_and_model_and_clear(cache: &dyn ResponseCache) {

@@ -43,8 +43,9 @@ fn secs(d: Duration) -> i64 {
     i64::try_from(d.as_secs()).unwrap_or(i64::MAX).max(1)
 }
 
-fn json<T: serde::Serialize>(value: &T) -> String {
-    serde_json::to_string(value).unwrap_or_default()
+/// A cached answer as JSON text; an error, never an empty entry.
+fn json(value: &CachedAnswer) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|e| StoreError::unencodable("a cached answer", &e))
 }
 
 fn answer(text: &str) -> Result<CachedAnswer, StoreError> {
@@ -139,7 +140,7 @@ impl ResponseCache for RedisCache {
             .pool
             .set(
                 self.entry(entry),
-                json(value),
+                json(value)?,
                 Some(Expiration::EX(secs(ttl))),
                 None,
                 false,
@@ -213,6 +214,9 @@ impl ResponseCache for RedisCache {
         follower: &JobMessage,
         ttl: Duration,
     ) -> Result<bool, StoreError> {
+        let follower = follower
+            .encode()
+            .map_err(|e| StoreError::unencodable("a joined job's message", &e))?;
         let filed: i64 = self
             .follow
             .evalsha_with_reload(
@@ -220,7 +224,7 @@ impl ResponseCache for RedisCache {
                 vec![self.pointer(entry), self.followers(entry, leader)],
                 vec![
                     leader.to_string(),
-                    String::from_utf8_lossy(&follower.encode()).into_owned(),
+                    String::from_utf8_lossy(&follower).into_owned(),
                     secs(ttl).to_string(),
                 ],
             )
@@ -283,7 +287,7 @@ impl ResponseCache for RedisCache {
             .evalsha_with_reload(
                 self.pool.next(),
                 vec![entry],
-                vec![json(value), secs(ttl).to_string()],
+                vec![json(value)?, secs(ttl).to_string()],
             )
             .await?;
         Ok(())

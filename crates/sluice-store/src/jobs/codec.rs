@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use sluice_core::job::{Metadata, Outcome};
+use sluice_core::job::{Ending, Metadata, Outcome};
 use sluice_core::webhook::JobWebhook;
 use sluice_core::{Endpoint, JobError, JobId, JobRecord, Priority, Usage};
 
@@ -36,12 +36,13 @@ pub fn rfc3339(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
 }
 
-fn json<T: Serialize>(value: &T) -> String {
-    serde_json::to_string(value).unwrap_or_default()
+/// `value` as JSON text; an error, never an empty field, if it cannot be.
+fn json<T: Serialize>(field: &str, value: &T) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|e| StoreError::unencodable(field, &e))
 }
 
 /// The fields of a fresh record.
-pub fn encode_new(r: &JobRecord) -> Vec<(String, String)> {
+pub fn encode_new(r: &JobRecord) -> Result<Vec<(String, String)>, StoreError> {
     let meta = Meta {
         id: r.id,
         tenant_id: r.tenant_id.clone(),
@@ -56,7 +57,7 @@ pub fn encode_new(r: &JobRecord) -> Vec<(String, String)> {
         trace_id: r.trace_id.clone(),
     };
     let mut fields = vec![
-        ("meta".to_owned(), json(&meta)),
+        ("meta".to_owned(), json("meta", &meta)?),
         ("status".to_owned(), r.status.as_str().to_owned()),
         ("attempts".to_owned(), r.attempts.to_string()),
     ];
@@ -69,60 +70,41 @@ pub fn encode_new(r: &JobRecord) -> Vec<(String, String)> {
             fields.push((name.to_owned(), rfc3339(t)));
         }
     }
-    if let Some(result) = &r.result {
-        fields.push(("result".to_owned(), json(result)));
-    }
-    if let Some(usage) = &r.usage {
-        fields.push(("usage".to_owned(), json(usage)));
-    }
-    if let Some(provider) = &r.provider {
-        fields.push(("provider".to_owned(), provider.clone()));
-    }
-    if let Some(cost) = r.cost_micros {
-        fields.push(("cost_micros".to_owned(), cost.to_string()));
-    }
-    if let Some(error) = &r.error {
-        fields.push(("error".to_owned(), json(error)));
-    }
-    if let Some(cache) = &r.cache {
-        fields.push(("cache".to_owned(), json(cache)));
-    }
-    fields
+    fields.extend(ending_fields(&r.ending())?);
+    Ok(fields)
 }
 
 /// The fields an outcome sets besides status and finish time.
-pub fn encode_outcome(outcome: &Outcome) -> Vec<(String, String)> {
-    match outcome {
-        Outcome::Succeeded {
-            result,
-            usage,
-            provider,
-            cost_micros,
-        } => {
-            let mut fields = vec![
-                ("result".to_owned(), json(result)),
-                ("usage".to_owned(), json(usage)),
-                ("provider".to_owned(), provider.clone()),
-            ];
-            if let Some(cost) = cost_micros {
-                fields.push(("cost_micros".to_owned(), cost.to_string()));
-            }
-            fields
-        }
-        Outcome::Failed(error) => vec![("error".to_owned(), json(error))],
-        Outcome::Expired => vec![("error".to_owned(), json(&super::deadline_error()))],
-        Outcome::Cached { answer, info } => vec![
-            ("result".to_owned(), json(&answer.result)),
-            ("usage".to_owned(), json(&answer.usage)),
-            ("provider".to_owned(), answer.provider.clone()),
-            ("cost_micros".to_owned(), "0".to_owned()),
-            ("cache".to_owned(), json(info)),
-        ],
-    }
+pub fn encode_outcome(outcome: &Outcome) -> Result<Vec<(String, String)>, StoreError> {
+    ending_fields(&outcome.ending())
 }
 
-pub fn encode_error(error: &JobError) -> String {
-    json(error)
+/// The fields of what an end shows (those it has).
+fn ending_fields(e: &Ending) -> Result<Vec<(String, String)>, StoreError> {
+    let mut fields = Vec::new();
+    if let Some(result) = &e.result {
+        fields.push(("result".to_owned(), json("result", result)?));
+    }
+    if let Some(usage) = &e.usage {
+        fields.push(("usage".to_owned(), json("usage", usage)?));
+    }
+    if let Some(provider) = &e.provider {
+        fields.push(("provider".to_owned(), provider.clone()));
+    }
+    if let Some(cost) = e.cost_micros {
+        fields.push(("cost_micros".to_owned(), cost.to_string()));
+    }
+    if let Some(error) = &e.error {
+        fields.push(("error".to_owned(), json("error", error)?));
+    }
+    if let Some(cache) = &e.cache {
+        fields.push(("cache".to_owned(), json("cache", cache)?));
+    }
+    Ok(fields)
+}
+
+pub fn encode_error(error: &JobError) -> Result<String, StoreError> {
+    json("error", error)
 }
 
 fn parse<T: for<'de> Deserialize<'de>>(field: &str, text: &str) -> Result<T, StoreError> {

@@ -45,9 +45,7 @@ impl MemoryJobStore {
             };
             match job.status {
                 JobStatus::Queued if job.deadline_at.is_some_and(|d| now >= d) => {
-                    job.status = JobStatus::Expired;
-                    job.finished_at = Some(now);
-                    job.error = Some(super::deadline_error());
+                    job.end(&Outcome::Expired, now);
                     StartOutcome::Expired
                 }
                 JobStatus::Queued | JobStatus::Running => {
@@ -76,31 +74,7 @@ impl MemoryJobStore {
             if !job.status.can_move_to(outcome.status()) {
                 return false;
             }
-            job.status = outcome.status();
-            job.finished_at = Some(now);
-            match outcome {
-                Outcome::Succeeded {
-                    result,
-                    usage,
-                    provider,
-                    cost_micros,
-                } => {
-                    job.result = Some(result.clone());
-                    job.usage = Some(*usage);
-                    job.provider = Some(provider.clone());
-                    job.cost_micros = *cost_micros;
-                }
-                Outcome::Failed(error) => job.error = Some(error.clone()),
-                Outcome::Expired => job.error = Some(super::deadline_error()),
-                Outcome::Cached { answer, info } => {
-                    job.result = Some(answer.result.clone());
-                    job.usage = Some(answer.usage);
-                    job.provider = Some(answer.provider.clone());
-                    job.cost_micros = Some(0);
-                    job.cached = true;
-                    job.cache = Some(info.clone());
-                }
-            }
+            job.end(outcome, now);
         }
         self.hub.notify(id);
         true

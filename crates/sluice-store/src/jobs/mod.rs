@@ -16,7 +16,7 @@ mod waiters;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sluice_core::job::{CancelOutcome, Outcome, StartOutcome};
-use sluice_core::{JobError, JobId, JobRecord, JobStatus};
+use sluice_core::{JobId, JobRecord, JobStatus};
 
 pub use memory::MemoryJobStore;
 pub use redis::{CompletionListener, RedisJobStore, RedisOptions};
@@ -131,13 +131,6 @@ fn decode_claim(value: &str) -> Result<IdempotencyClaim, StoreError> {
 }
 
 /// The error an expired job carries.
-pub fn deadline_error() -> JobError {
-    JobError::new(
-        "deadline_exceeded",
-        "the job was still queued when its deadline passed; it never reached a provider",
-    )
-}
-
 /// Reads a job, first expiring it if it is still queued past its deadline,
 /// so that a caller never sees a queued job whose deadline has passed.
 pub async fn get_current(

@@ -23,7 +23,7 @@ use fred::types::scripts::Script;
 use fred::types::Message;
 use futures::StreamExt;
 use sluice_core::job::{CancelOutcome, Outcome, StartOutcome};
-use sluice_core::{JobId, JobRecord, JobStatus};
+use sluice_core::{JobError, JobId, JobRecord, JobStatus};
 use tokio_util::sync::CancellationToken;
 
 use super::codec::{self, rfc3339};
@@ -37,9 +37,11 @@ use crate::StoreError;
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The stored error of a job found past its deadline at start, encoded
-/// once rather than for every start.
-static DEADLINE_ERROR: std::sync::LazyLock<String> =
-    std::sync::LazyLock::new(|| codec::encode_error(&super::deadline_error()));
+/// once rather than for every start (a failure kept as its text).
+static DEADLINE_ERROR: std::sync::LazyLock<Result<String, String>> =
+    std::sync::LazyLock::new(|| {
+        codec::encode_error(&JobError::deadline_passed()).map_err(|e| e.to_string())
+    });
 
 #[derive(Clone, Debug)]
 pub struct RedisOptions {
@@ -202,20 +204,21 @@ impl CompletionListener {
 impl JobStore for RedisJobStore {
     async fn create(&self, jobs: &[JobRecord]) -> Result<(), StoreError> {
         let keys: Vec<String> = jobs.iter().map(|job| self.key(job.id)).collect();
-        let calls = self.groups(&keys).into_iter().map(|group| {
+        let mut calls = Vec::new();
+        for group in self.groups(&keys) {
             let mut args = vec![self.retention_s.to_string()];
             for &i in &group {
-                push_fields(&mut args, codec::encode_new(&jobs[i]));
+                push_fields(&mut args, codec::encode_new(&jobs[i])?);
             }
             let keys: Vec<String> = group.iter().map(|&i| keys[i].clone()).collect();
-            async move {
+            calls.push(async move {
                 let _: i64 = self
                     .create
                     .evalsha_with_reload(self.pool.next(), keys, args)
                     .await?;
                 Ok::<_, StoreError>(())
-            }
-        });
+            });
+        }
         futures::future::try_join_all(calls).await?;
         Ok(())
     }
@@ -234,11 +237,12 @@ impl JobStore for RedisJobStore {
         let groups = self.groups(&keys);
         let (now_ms, now) = (now.timestamp_millis().to_string(), rfc3339(now));
         let channel = self.channel();
+        let deadline_error = DEADLINE_ERROR.clone().map_err(StoreError::Unencodable)?;
         let calls = groups.iter().map(|group| {
             let mut args = vec![
                 now_ms.clone(),
                 now.clone(),
-                DEADLINE_ERROR.clone(),
+                deadline_error.clone(),
                 channel.clone(),
             ];
             args.extend(group.iter().map(|&i| ids[i].to_string()));
@@ -265,18 +269,22 @@ impl JobStore for RedisJobStore {
         let keys: Vec<String> = ends.iter().map(|&(id, _)| self.key(id)).collect();
         let groups = self.groups(&keys);
         let (now, channel) = (rfc3339(now), self.channel());
-        let calls = groups.iter().map(|group| {
+        let mut calls = Vec::with_capacity(groups.len());
+        for group in &groups {
             let mut args = vec![now.clone(), channel.clone()];
             for &i in group {
                 let (id, outcome) = ends[i];
                 args.push(id.to_string());
                 args.push(outcome.status().as_str().to_owned());
-                push_fields(&mut args, codec::encode_outcome(outcome));
+                push_fields(&mut args, codec::encode_outcome(outcome)?);
             }
             let keys: Vec<String> = group.iter().map(|&i| keys[i].clone()).collect();
-            self.finish
-                .evalsha_with_reload::<Vec<i64>, _, _>(self.pool.next(), keys, args)
-        });
+            calls.push(self.finish.evalsha_with_reload::<Vec<i64>, _, _>(
+                self.pool.next(),
+                keys,
+                args,
+            ));
+        }
         let replies = futures::future::try_join_all(calls).await?;
         let mut ended = vec![false; ends.len()];
         for (group, reply) in groups.iter().zip(replies) {

@@ -102,6 +102,15 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
+    /// Waits (a second at most) for each watch to be woken.
+    async fn woken(watches: [&mut Watch; 2]) {
+        for watch in watches {
+            tokio::time::timeout(Duration::from_secs(1), watch.changed())
+                .await
+                .unwrap();
+        }
+    }
+
     #[tokio::test]
     async fn a_notify_after_watching_wakes_and_entries_are_dropped() {
         let hub = WaiterHub::new();
@@ -110,12 +119,7 @@ mod tests {
         let mut b = hub.watch(id);
         assert_eq!(hub.len(), 1);
         hub.notify(id);
-        tokio::time::timeout(Duration::from_secs(1), a.changed())
-            .await
-            .unwrap();
-        tokio::time::timeout(Duration::from_secs(1), b.changed())
-            .await
-            .unwrap();
+        woken([&mut a, &mut b]).await;
         // Nothing more was notified: a second wait does not return.
         assert!(tokio::time::timeout(Duration::from_millis(20), a.changed())
             .await
@@ -132,11 +136,6 @@ mod tests {
         let mut a = hub.watch(JobId::new());
         let mut b = hub.watch(JobId::new());
         hub.notify_all();
-        tokio::time::timeout(Duration::from_secs(1), a.changed())
-            .await
-            .unwrap();
-        tokio::time::timeout(Duration::from_secs(1), b.changed())
-            .await
-            .unwrap();
+        woken([&mut a, &mut b]).await;
     }
 }

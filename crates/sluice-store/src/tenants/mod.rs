@@ -10,7 +10,9 @@ use chrono::{DateTime, Utc};
 
 pub use keys::{generate_key, hash_key, KEY_PREFIX};
 pub use memory::MemoryTenantStore;
-pub use postgres::{check_migrated, connect, migrate, PgTenantStore};
+pub use postgres::{
+    check_migrated, connect, connect_with, migrate, PgTenantStore, STATEMENT_TIMEOUT,
+};
 
 use crate::StoreError;
 

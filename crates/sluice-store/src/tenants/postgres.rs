@@ -4,13 +4,14 @@
 //! database. Ids are UUIDv7 made here, so they sort by creation time.
 
 use std::collections::HashSet;
+use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::migrate::Migrator;
-use sqlx::postgres::PgPoolOptions;
-use sqlx::PgPool;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{Connection, PgPool};
 use uuid::Uuid;
 
 use super::keys::{display_prefix, generate_key, hash_key, looks_like_key};
@@ -26,18 +27,42 @@ const MAX_CONNECTIONS: u32 = 10;
 /// unavailable.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// The longest any statement on the pool's connections may run before
+/// PostgreSQL cancels it (SQLSTATE 57014, a transient store error). A
+/// statement past it is stuck (waiting on a lock a dead session holds, or
+/// a runaway plan), and ending it gives its connection, one of
+/// `MAX_CONNECTIONS`, back. The roles' statements take milliseconds (key
+/// checks, ledger inserts, webhook records); the slowest legitimate one is
+/// a usage report that reads raw ledger rows (a range that is not whole
+/// UTC days) over a large ledger, which this leaves minutes for.
+/// Migrations run without it (see [`migrate`]).
+pub const STATEMENT_TIMEOUT: Duration = Duration::from_secs(300);
+
 /// PostgreSQL's SQLSTATE for a unique constraint violation.
 const UNIQUE_VIOLATION: &str = "23505";
 /// PostgreSQL's SQLSTATE for a foreign key violation.
 const FOREIGN_KEY_VIOLATION: &str = "23503";
 
-/// A small pool to the database at `url`.
+/// A small pool to the database at `url`, each statement on it bounded by
+/// [`STATEMENT_TIMEOUT`].
 pub async fn connect(url: &str) -> Result<PgPool, StoreError> {
+    connect_with(url, Some(STATEMENT_TIMEOUT)).await
+}
+
+/// A small pool to the database at `url` with another statement timeout
+/// (`None`: unbounded, for a bulk load run by hand).
+pub async fn connect_with(
+    url: &str,
+    statement_timeout: Option<Duration>,
+) -> Result<PgPool, StoreError> {
     if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
         return Err(StoreError::Postgres(sqlx::Error::Configuration(
             "the database URL must start with postgres:// or postgresql://".into(),
         )));
     }
+    let timeout_ms = statement_timeout.map_or(0, |t| t.as_millis());
+    let options = PgConnectOptions::from_str(url)?
+        .options([("statement_timeout", format!("{timeout_ms}ms"))]);
     // No ping before each use: it doubled the round trips of every ledger
     // write. A connection PostgreSQL dropped fails its next query instead,
     // and the callers retry store errors (the worker) or answer 503 (the API).
@@ -45,14 +70,23 @@ pub async fn connect(url: &str) -> Result<PgPool, StoreError> {
         .max_connections(MAX_CONNECTIONS)
         .acquire_timeout(ACQUIRE_TIMEOUT)
         .test_before_acquire(false)
-        .connect(url)
+        .connect_with(options)
         .await?;
     Ok(pool)
 }
 
-/// Applies any migrations the database lacks.
+/// Applies any migrations the database lacks, on a connection of their
+/// own without the pool's statement timeout: a migration that rewrites a
+/// large table may take longer, and `sluice migrate` runs alone.
 pub async fn migrate(pool: &PgPool) -> Result<(), StoreError> {
-    MIGRATOR.run(pool).await?;
+    let mut conn = pool.acquire().await?.detach();
+    sqlx::query("SET statement_timeout = 0")
+        .execute(&mut conn)
+        .await?;
+    let migrated = MIGRATOR.run(&mut conn).await;
+    // Closing is a courtesy to the server; the migration's result is what counts.
+    let _ = conn.close().await;
+    migrated?;
     Ok(())
 }
 
@@ -109,6 +143,28 @@ impl PgTenantStore {
     pub fn pool(&self) -> &PgPool {
         &self.pool
     }
+
+    /// Runs `update`, an UPDATE of the key `key_id` alone; a key that is
+    /// not there is `NotFound`.
+    async fn update_key(
+        &self,
+        key_id: &str,
+        update: sqlx::query::Query<'_, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    ) -> Result<(), StoreError> {
+        if update.execute(&self.pool).await?.rows_affected() == 0 {
+            return Err(key_not_found(key_id));
+        }
+        Ok(())
+    }
+}
+
+fn key_not_found(key_id: &str) -> StoreError {
+    StoreError::NotFound(format!("no key with id {key_id:?}"))
+}
+
+/// A key's id as the database keeps it; a malformed one names no key.
+fn key_uuid(key_id: &str) -> Result<Uuid, StoreError> {
+    Uuid::parse_str(key_id).map_err(|_| key_not_found(key_id))
 }
 
 #[async_trait]
@@ -242,18 +298,11 @@ impl TenantStore for PgTenantStore {
     }
 
     async fn revoke_key(&self, key_id: &str) -> Result<(), StoreError> {
-        let not_found = || StoreError::NotFound(format!("no key with id {key_id:?}"));
-        let id = Uuid::parse_str(key_id).map_err(|_| not_found())?;
-        let updated = sqlx::query(
+        let update = sqlx::query(
             "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, now()) WHERE id = $1",
         )
-        .bind(id)
-        .execute(&self.pool)
-        .await?;
-        if updated.rows_affected() == 0 {
-            return Err(not_found());
-        }
-        Ok(())
+        .bind(key_uuid(key_id)?);
+        self.update_key(key_id, update).await
     }
 
     async fn set_key_budget(
@@ -261,17 +310,10 @@ impl TenantStore for PgTenantStore {
         key_id: &str,
         monthly_micros: Option<u64>,
     ) -> Result<(), StoreError> {
-        let not_found = || StoreError::NotFound(format!("no key with id {key_id:?}"));
-        let id = Uuid::parse_str(key_id).map_err(|_| not_found())?;
-        let updated = sqlx::query("UPDATE api_keys SET monthly_budget_micros = $2 WHERE id = $1")
-            .bind(id)
-            .bind(monthly_micros.map(|v| i64::try_from(v).unwrap_or(i64::MAX)))
-            .execute(&self.pool)
-            .await?;
-        if updated.rows_affected() == 0 {
-            return Err(not_found());
-        }
-        Ok(())
+        let update = sqlx::query("UPDATE api_keys SET monthly_budget_micros = $2 WHERE id = $1")
+            .bind(key_uuid(key_id)?)
+            .bind(monthly_micros.map(|v| i64::try_from(v).unwrap_or(i64::MAX)));
+        self.update_key(key_id, update).await
     }
 
     async fn set_key_expiry(
@@ -279,17 +321,10 @@ impl TenantStore for PgTenantStore {
         key_id: &str,
         expires_at: Option<DateTime<Utc>>,
     ) -> Result<(), StoreError> {
-        let not_found = || StoreError::NotFound(format!("no key with id {key_id:?}"));
-        let id = Uuid::parse_str(key_id).map_err(|_| not_found())?;
-        let updated = sqlx::query("UPDATE api_keys SET expires_at = $2 WHERE id = $1")
-            .bind(id)
-            .bind(expires_at)
-            .execute(&self.pool)
-            .await?;
-        if updated.rows_affected() == 0 {
-            return Err(not_found());
-        }
-        Ok(())
+        let update = sqlx::query("UPDATE api_keys SET expires_at = $2 WHERE id = $1")
+            .bind(key_uuid(key_id)?)
+            .bind(expires_at);
+        self.update_key(key_id, update).await
     }
 
     async fn list_keys(&self, tenant: &str) -> Result<Vec<(ApiKey, bool)>, StoreError> {

@@ -22,7 +22,7 @@ const QUEUE_DEPTH: usize = 256;
 
 struct Call {
     rows: Vec<LedgerRow>,
-    reply: oneshot::Sender<Result<(), String>>,
+    reply: oneshot::Sender<Result<(), Arc<StoreError>>>,
 }
 
 /// A [`UsageLedger`] whose `record` calls are grouped; reports go straight
@@ -62,7 +62,7 @@ async fn write(mut rx: mpsc::Receiver<Call>, ledger: Arc<dyn UsageLedger>) {
             .iter_mut()
             .flat_map(|c| std::mem::take(&mut c.rows))
             .collect();
-        let outcome = ledger.record(&all).await.map_err(|e| e.to_string());
+        let outcome = ledger.record(&all).await.map_err(Arc::new);
         for call in calls.drain(..) {
             let _ = call.reply.send(outcome.clone());
         }
@@ -85,7 +85,7 @@ impl UsageLedger for GroupCommitLedger {
         answer
             .await
             .map_err(|_| stopped())?
-            .map_err(StoreError::Unavailable)
+            .map_err(StoreError::Shared)
     }
 
     async fn report(&self, query: &UsageQuery) -> Result<Vec<UsageLine>, StoreError> {
@@ -109,23 +109,18 @@ mod tests {
     use crate::usage::MemoryLedger;
 
     fn row() -> LedgerRow {
-        LedgerRow {
-            job_id: sluice_core::JobId::new(),
+        let call = sluice_core::ledger::Call {
+            id: sluice_core::JobId::new(),
             tenant_id: "t".into(),
             key_id: None,
             model: "m".into(),
-            provider: Some("p".into()),
+            provider: "p".into(),
             endpoint: sluice_core::Endpoint::Completions,
             metadata: Default::default(),
-            status: sluice_core::JobStatus::Succeeded,
             usage: Default::default(),
             cost_micros: 1,
-            saved_micros: 0,
-            cache_hit: false,
-            queue_wait_ms: None,
-            provider_latency_ms: None,
-            finished_at: chrono::Utc::now(),
-        }
+        };
+        LedgerRow::for_call(call, chrono::Utc::now())
     }
 
     #[tokio::test]

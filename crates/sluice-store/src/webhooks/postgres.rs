@@ -35,7 +35,7 @@ fn overlap_until(overlap: Duration) -> DateTime<Utc> {
 }
 
 fn secret(text: &str) -> Result<Secret, StoreError> {
-    Secret::parse(text).ok_or_else(|| StoreError::Corrupt("a stored webhook secret".into()))
+    Secret::parse(text).map_err(|e| StoreError::Corrupt(format!("a stored webhook secret: {e}")))
 }
 
 fn pair(row: &PgRow) -> Result<SecretPair, StoreError> {

@@ -27,8 +27,7 @@ pub async fn run(listen: SocketAddr, config: ConfigArg, conn: Connections) -> an
         Some(_) => {
             let budget: Arc<dyn sluice_core::budget::RateBudget> = Arc::new(store.budget());
             let router =
-                sluice_providers::Router::from_config(&config, Arc::clone(&metrics), Some(budget))
-                    .map_err(anyhow::Error::msg)?;
+                sluice_providers::Router::from_config(&config, Arc::clone(&metrics), Some(budget))?;
             Some(Arc::new(router))
         }
         None => None,

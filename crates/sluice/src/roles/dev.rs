@@ -60,14 +60,11 @@ pub async fn run(listen: SocketAddr) -> anyhow::Result<()> {
     let worker = Worker {
         queue: queue.clone(),
         store: store.clone(),
-        router: Arc::new(
-            Router::from_config(
-                &config,
-                Arc::clone(&metrics),
-                Some(Arc::new(sluice_core::budget::MemoryBudget::default())),
-            )
-            .map_err(anyhow::Error::msg)?,
-        ),
+        router: Arc::new(Router::from_config(
+            &config,
+            Arc::clone(&metrics),
+            Some(Arc::new(sluice_core::budget::MemoryBudget::default())),
+        )?),
         ledger: ledger.clone(),
         metrics: Arc::clone(&metrics),
         config: config.worker.clone(),

@@ -2,6 +2,7 @@
 
 mod admin;
 mod api;
+mod background;
 mod connect;
 mod dev;
 mod metrics_endpoint;

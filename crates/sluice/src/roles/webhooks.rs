@@ -5,35 +5,28 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use sluice_core::metrics::Metrics;
 use sluice_core::webhook::EventKind;
 use sluice_queue::JobQueue;
 use sluice_store::tenants::{PgTenantStore, TenantStore};
 use sluice_store::webhooks::{PgWebhookStore, WebhookStore};
 use sluice_webhooks::{Dispatcher, WebhookMetrics};
-use tokio_util::task::TaskTracker;
 
+use super::background::Background;
 use super::connect;
 use crate::cli::{ConfigArg, Connections, WebhookCommand};
-use crate::runtime::{say, shutdown_signal};
+use crate::runtime::say;
 
 pub async fn run(
     metrics_listen: Option<SocketAddr>,
     config: ConfigArg,
     conn: Connections,
 ) -> anyhow::Result<()> {
-    let config = connect::load_config(&config)?;
-    let tenants = connect::postgres(&conn).await?;
-    let store = Arc::new(PgWebhookStore::new(tenants.pool().clone()));
-    let queue = connect::rabbitmq_for_webhooks(&conn, &config).await?;
-    let metrics = Arc::new(Metrics::with_options(config.metrics.options()));
-    let webhook_metrics = WebhookMetrics::register(&metrics);
-    let shutdown = shutdown_signal();
-    let tasks = TaskTracker::new();
-    if let Some(addr) = metrics_listen {
-        let metrics = Arc::clone(&metrics);
-        super::metrics_endpoint::serve("webhooks", addr, metrics, shutdown.clone(), &tasks).await?;
-    }
+    let role = Background::start(&config, &conn).await?;
+    let config = &role.config;
+    let store = Arc::new(PgWebhookStore::new(role.tenants.pool().clone()));
+    let queue = connect::rabbitmq_for_webhooks(&conn, config).await?;
+    let webhook_metrics = WebhookMetrics::register(&role.metrics);
+    role.serve_metrics("webhooks", metrics_listen).await?;
     say("sluice webhooks delivering");
     let dispatcher = Dispatcher {
         queue: queue.clone(),
@@ -43,10 +36,8 @@ pub async fn run(
         config: config.webhooks.clone(),
         metrics: webhook_metrics,
     };
-    let result = dispatcher.run(shutdown.clone()).await;
-    shutdown.cancel();
-    tasks.close();
-    tasks.wait().await;
+    let result = dispatcher.run(role.shutdown.clone()).await;
+    role.stop().await;
     queue.close().await;
     result.context("cannot build the webhook HTTP client")?;
     tracing::info!("webhooks stopped");

@@ -1,0 +1,45 @@
+//! What every adapter is built from: the HTTP side it calls through, what
+//! its models cost, and how many calls of one batch it makes at once.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use sluice_core::budget::RateBudget;
+use sluice_core::config::{Config, ProviderConfig};
+use sluice_core::metrics::Metrics;
+use sluice_core::pricing::Price;
+
+use crate::http::ProviderHttp;
+use crate::SetupError;
+
+pub struct AdapterBase {
+    pub http: ProviderHttp,
+    /// What this provider charges, by the model name it bills.
+    pub prices: HashMap<String, Price>,
+    /// Calls within one batch in flight at once (chat fans out).
+    pub fanout: usize,
+}
+
+impl AdapterBase {
+    /// The base of the provider `provider` of `config`: its prices from the
+    /// price table; the API key read from the environment variable the
+    /// provider names (an error if it is unset).
+    pub fn new(
+        config: &Config,
+        provider: &ProviderConfig,
+        metrics: Arc<Metrics>,
+        budget: Option<Arc<dyn RateBudget>>,
+    ) -> Result<Self, SetupError> {
+        let prices = config
+            .prices
+            .iter()
+            .filter(|entry| entry.provider == provider.name)
+            .map(|entry| (entry.model.clone(), entry.price))
+            .collect();
+        Ok(Self {
+            http: ProviderHttp::new(provider, metrics, budget)?,
+            prices,
+            fanout: config.worker.fanout_concurrency.max(1),
+        })
+    }
+}
