@@ -7,8 +7,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use sluice_core::backoff::Backoff;
 use sluice_core::ledger::LedgerRow;
 use sluice_store::usage::UsageLedger;
+use sluice_store::StoreError;
 use tokio::sync::mpsc;
 use tokio_util::task::TaskTracker;
 
@@ -16,8 +18,10 @@ use tokio_util::task::TaskTracker;
 const MAX_ROWS: usize = 500;
 /// Rows waiting for the writer; a full queue makes hits wait for it.
 const QUEUE_DEPTH: usize = 8192;
-/// Attempts at one insert before its rows are given up (and logged).
-const ATTEMPTS: u32 = 5;
+/// How one insert is retried (transient errors only), and for how long
+/// before its rows are given up (and logged).
+const RETRY: Backoff = Backoff::exponential(Duration::from_millis(400), Duration::from_secs(4));
+const RETRY_FOR: Duration = Duration::from_secs(15);
 
 /// The sending side; dropping every clone stops the writer after it wrote
 /// what it holds.
@@ -43,21 +47,19 @@ impl RowWriter {
 async fn run(mut rx: mpsc::Receiver<LedgerRow>, ledger: Arc<dyn UsageLedger>) {
     let mut rows = Vec::with_capacity(MAX_ROWS);
     while rx.recv_many(&mut rows, MAX_ROWS).await > 0 {
-        let mut attempt = 1;
-        loop {
-            match ledger.record(&rows).await {
-                Ok(()) => break,
-                Err(e) if attempt < ATTEMPTS => {
-                    tracing::warn!(error = %e, rows = rows.len(), attempt, "cannot write cache ledger rows; retrying");
-                    tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
-                    attempt += 1;
-                }
-                Err(e) => {
-                    let jobs: Vec<String> = rows.iter().map(|r| r.job_id.to_string()).collect();
-                    tracing::error!(error = %e, ?jobs, "cache ledger rows lost");
-                    break;
-                }
-            }
+        let written = RETRY
+            .retry(
+                RETRY_FOR,
+                || ledger.record(&rows),
+                StoreError::is_transient,
+                |e, wait| {
+                    tracing::warn!(error = %e, rows = rows.len(), ?wait, "cannot write cache ledger rows; retrying");
+                },
+            )
+            .await;
+        if let Err(e) = written {
+            let jobs: Vec<String> = rows.iter().map(|r| r.job_id.to_string()).collect();
+            tracing::error!(error = %e, ?jobs, "cache ledger rows lost");
         }
         rows.clear();
     }

@@ -21,6 +21,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
+use sluice_core::backoff::Backoff;
 use sluice_core::cache::CacheKind;
 use sluice_store::cache::{Claim, EntryKey};
 
@@ -35,9 +36,8 @@ use crate::state::AppState;
 /// for that leader and one of them claims the request instead.
 const PENDING_TTL: Duration = Duration::from_secs(5);
 /// How often an identical request looks again at a pending leader: from
-/// the first to the last interval, doubling (a confirm takes milliseconds).
-const FIRST_POLL: Duration = Duration::from_millis(2);
-const LAST_POLL: Duration = Duration::from_millis(50);
+/// 2 ms to 50 ms, doubling (a confirm takes milliseconds).
+const POLL: Backoff = Backoff::exponential(Duration::from_millis(2), Duration::from_millis(50));
 /// Looks at the in-flight map at most this often for one request (more
 /// than a pending claim can last at the last interval), then goes alone.
 const MAX_LOOKS: u32 = 150;
@@ -91,7 +91,7 @@ pub(super) async fn all(
 async fn one(state: &AppState, job: &mut NewJob) -> Option<Outcome> {
     let entry = joinable(job)?.clone();
     let id = job.record.id;
-    let mut poll = FIRST_POLL;
+    let mut polls = POLL.delays();
     for _ in 0..MAX_LOOKS {
         let claim = match state.cache.claim(&entry, id, PENDING_TTL).await {
             Ok(claim) => claim,
@@ -122,10 +122,7 @@ async fn one(state: &AppState, job: &mut NewJob) -> Option<Outcome> {
                 }
                 return None;
             }
-            Claim::Pending(_) => {
-                tokio::time::sleep(poll).await;
-                poll = (poll * 2).min(LAST_POLL);
-            }
+            Claim::Pending(_) => tokio::time::sleep(polls.wait()).await,
             Claim::Live(leader) => {
                 // The record first: the leader's worker ends it by id.
                 if let Err(e) = state.ingest.create(vec![job.record.clone()]).await {
