@@ -12,8 +12,8 @@
 //! own counters ([`MockStats`]) and its own bill ([`MockBill`]), the
 //! provider's side of every test.
 //!
-//! - [`options`]: [`MockOptions`], everything configurable, and
-//!   [`config`]: the same as a TOML file.
+//! - [`options`]: [`MockOptions`], everything configurable, declared once
+//!   for the command line, the TOML file and the code.
 //! - [`latency`]: the latency model (jitter, batch efficiency, cache).
 //! - [`prefix`] and [`cache`]: what a cacheable prefix is, and the store.
 //! - [`pricing`]: prices and the exact cost rule; [`bill`]: the bill.
@@ -39,7 +39,6 @@ mod auth;
 mod base64;
 pub mod bill;
 pub mod cache;
-pub mod config;
 pub mod dice;
 mod error;
 pub mod faults;
@@ -55,13 +54,13 @@ pub mod stats;
 pub mod text;
 pub mod traces;
 
+pub use auth::ApiKey;
 pub use bill::{MockBill, ModelBill};
 pub use cache::PrefixCacheOptions;
-pub use config::{ConfigError, MockConfig};
 pub use faults::Faults;
 pub use latency::Sequence;
 pub use limits::RateLimits;
-pub use options::MockOptions;
+pub use options::{ConfigError, LatencyOptions, MockOptions};
 pub use pricing::{Price, PriceTable, Usage};
 pub use ratio::Ratio;
 pub use stats::{EndpointStats, MockStats};

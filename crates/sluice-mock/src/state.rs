@@ -79,7 +79,9 @@ pub(crate) struct Receipt {
 
 impl Shared {
     pub(crate) fn new(options: MockOptions) -> Self {
-        let slots = options.max_concurrency.map(tokio::sync::Semaphore::new);
+        let slots = options
+            .max_concurrency
+            .map(|slots| tokio::sync::Semaphore::new(slots.get()));
         Self {
             inner: Arc::new(Inner {
                 slots,

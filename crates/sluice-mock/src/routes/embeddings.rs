@@ -77,7 +77,7 @@ pub(super) async fn handle(
     let default_dims = if semantic {
         SEMANTIC_DIMS
     } else {
-        shared.options().embedding_dims
+        shared.options().embedding_dims.get()
     };
     let dims = resolve_dims(request.dimensions, default_dims)?;
     let encoding = match request.encoding_format.as_deref() {

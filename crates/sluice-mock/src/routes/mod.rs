@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::auth;
-use crate::error::ApiError;
+use crate::error::{ApiError, Dialect};
 use crate::state::{Receipt, Shared};
 
 mod admin;
@@ -41,11 +41,16 @@ const MAX_EMBEDDING_DIMS: usize = 65_536;
 /// is checked first (401), then the down switch (503), then the request
 /// itself (400), then the rate limits (429) and fault injection (5xx).
 pub(crate) fn router(shared: Shared) -> Router {
-    let openai = Router::new()
+    let openai = (shared.clone(), Dialect::OpenAi);
+    let anthropic = (shared.clone(), Dialect::Anthropic);
+    let openai_models = Router::new()
         .route(chat::PATH, post(chat::handle))
         .route(completions::PATH, post(completions::handle))
         .route(embeddings::PATH, post(embeddings::handle))
-        .route_layer(middleware::from_fn_with_state(shared.clone(), down::openai))
+        .route_layer(middleware::from_fn_with_state(
+            openai.clone(),
+            down::refuse_while_down,
+        ))
         .route_layer(middleware::from_fn_with_state(
             shared.clone(),
             crate::traces::record,
@@ -57,29 +62,23 @@ pub(crate) fn router(shared: Shared) -> Router {
         .route(admin::TRACES_PATH, get(admin::traces))
         .route(admin::DOWN_PATH, post(admin::down))
         .route(admin::UP_PATH, post(admin::up));
-    let bearer = openai
+    let bearer = openai_models
         .merge(control)
-        .route_layer(middleware::from_fn_with_state(
-            shared.clone(),
-            auth::require_key,
-        ));
-    let anthropic = Router::new()
+        .route_layer(middleware::from_fn_with_state(openai, auth::require_key));
+    let anthropic_models = Router::new()
         .route(messages::PATH, post(messages::handle))
         .route_layer(middleware::from_fn_with_state(
-            shared.clone(),
-            down::anthropic,
+            anthropic.clone(),
+            down::refuse_while_down,
         ))
         .route_layer(middleware::from_fn_with_state(
             shared.clone(),
             crate::traces::record,
         ))
-        .route_layer(middleware::from_fn_with_state(
-            shared.clone(),
-            auth::require_x_api_key,
-        ));
+        .route_layer(middleware::from_fn_with_state(anthropic, auth::require_key));
     Router::new()
         .merge(bearer)
-        .merge(anthropic)
+        .merge(anthropic_models)
         .route("/healthz", get(|| async { "ok" }))
         .fallback(unknown_url)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

@@ -31,7 +31,7 @@ fn options() -> MockOptions {
         },
         prefix_cache: PrefixCacheOptions {
             enabled: true,
-            block_tokens: 8,
+            block_tokens: std::num::NonZeroU64::new(8).unwrap(),
             ..PrefixCacheOptions::default()
         },
         ..MockOptions::default()

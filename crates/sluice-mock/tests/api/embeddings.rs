@@ -22,7 +22,7 @@ fn vectors(response: &Value) -> Vec<Vec<f64>> {
 #[tokio::test]
 async fn deterministic_unit_vectors_of_configured_dimension() {
     let mock = TestMock::with(MockOptions {
-        embedding_dims: 24,
+        embedding_dims: std::num::NonZeroUsize::new(24).unwrap(),
         ..MockOptions::default()
     });
     let inputs = ["cat", "dog", "cat"];

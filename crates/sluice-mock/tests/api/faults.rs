@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use axum::http::StatusCode;
 use serde_json::json;
-use sluice_mock::{Faults, MockOptions, Ratio};
+use sluice_mock::{Faults, LatencyOptions, MockOptions, Ratio};
 use tokio::time::Instant;
 
 use crate::helpers::TestMock;
@@ -88,10 +88,13 @@ async fn injected_errors_have_the_openai_and_anthropic_shapes() {
 #[tokio::test(start_paused = true)]
 async fn stalls_delay_the_answer_and_are_still_billed() {
     let mock = TestMock::with(MockOptions {
-        latency_fixed: Duration::from_millis(100),
+        latency: LatencyOptions {
+            fixed_ms: 100,
+            ..LatencyOptions::default()
+        },
         faults: Faults {
             stall_rate: Ratio::ONE,
-            stall: Duration::from_secs(30),
+            stall_ms: 30_000,
             ..Faults::default()
         },
         ..MockOptions::default()

@@ -200,7 +200,7 @@ async fn errors_are_in_anthropic_shape() {
 #[tokio::test]
 async fn the_api_key_goes_in_x_api_key() {
     let mock = TestMock::with(MockOptions {
-        api_key: Some("sk-ant".into()),
+        api_key: "sk-ant".parse().ok(),
         ..MockOptions::default()
     });
     let body =

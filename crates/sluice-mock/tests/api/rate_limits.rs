@@ -13,7 +13,7 @@ fn limited(rpm: Option<u64>, tpm: Option<u64>) -> TestMock {
         rate_limits: RateLimits {
             requests_per_minute: rpm,
             tokens_per_minute: tpm,
-            window: None,
+            ..RateLimits::default()
         },
         ..MockOptions::default()
     })
