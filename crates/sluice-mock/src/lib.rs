@@ -36,7 +36,6 @@ use std::future::Future;
 
 mod admission;
 mod auth;
-mod base64;
 pub mod bill;
 pub mod cache;
 pub mod dice;

@@ -8,10 +8,11 @@
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::response::Response;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine;
 use serde::{Deserialize, Serialize};
 
 use super::{parse_body, require_model, resolve_dims, respond, TextInput};
-use crate::base64;
 use crate::error::ApiError;
 use crate::latency::Sequence;
 use crate::state::{Shared, Work};
@@ -140,7 +141,7 @@ fn encode(vector: Vec<f32>, encoding: Encoding) -> Vector {
         Encoding::Float => Vector::Float(vector),
         Encoding::Base64 => {
             let bytes: Vec<u8> = vector.iter().flat_map(|x| x.to_le_bytes()).collect();
-            Vector::Base64(base64::encode(&bytes))
+            Vector::Base64(BASE64.encode(&bytes))
         }
     }
 }
