@@ -21,9 +21,10 @@
 //!   [`dice`].
 //! - [`text`]: the deterministic "model": answers, tokenizer, embeddings.
 //! - [`stats`]: [`MockStats`], what was served.
-//! - `routes`: one module per endpoint; `admission`: rate limits and
-//!   faults per request; `auth`: the optional API key; `error`: errors in
-//!   the OpenAI and Anthropic shapes.
+//! - `routes`: one module per endpoint (and what the conversation routes
+//!   share); `admission`: rate limits and faults per request; `auth`: the
+//!   optional API key; `error`: errors in the OpenAI and Anthropic shapes;
+//!   `tally`: the lock the counters and the bill are kept behind.
 //!
 //! Routes: `POST /v1/chat/completions`, `POST /v1/completions`,
 //! `POST /v1/embeddings`, `POST /v1/messages`, `GET /mock/stats`,
@@ -50,11 +51,12 @@ pub mod ratio;
 mod routes;
 mod state;
 pub mod stats;
+mod tally;
 pub mod text;
 pub mod traces;
 
 pub use auth::ApiKey;
-pub use bill::{MockBill, ModelBill};
+pub use bill::{MockBill, ModelBill, Refusals};
 pub use cache::PrefixCacheOptions;
 pub use faults::Faults;
 pub use latency::Sequence;

@@ -69,10 +69,7 @@ pub(super) async fn handle(
 ) -> Result<Response, ApiError> {
     let request: EmbeddingRequest = parse_body(&body)?;
     let model = require_model(request.model)?;
-    let inputs = request
-        .input
-        .ok_or_else(|| ApiError::invalid("input", "you must provide an input"))?
-        .into_texts("input")?;
+    let inputs = TextInput::require(request.input, "input", "you must provide an input")?;
     // A model named `…semantic…` embeds by meaning (close for paraphrases).
     let semantic = model.contains("semantic");
     let default_dims = if semantic {

@@ -141,5 +141,5 @@ async fn api_key_is_required_when_configured() {
         .post_raw("/v1/completions", body, Some("sk-test"))
         .await;
     assert_eq!(status, StatusCode::OK, "{response}");
-    assert_eq!(mock.server.stats().requests, 1);
+    assert_eq!(mock.server.stats().total.requests, 1);
 }

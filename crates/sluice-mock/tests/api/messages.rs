@@ -193,7 +193,7 @@ async fn errors_are_in_anthropic_shape() {
         )
         .await;
     assert_anthropic_error(&reply, 400, "invalid_request_error");
-    assert_eq!(mock.server.stats().requests, 0);
+    assert_eq!(mock.server.stats().total.requests, 0);
     assert_eq!(mock.server.bill().total_cost_micros, 0);
 }
 

@@ -49,5 +49,5 @@ async fn serves_over_tcp_and_shuts_down_gracefully() {
 
     let (served, ()) = tokio::join!(serving, client);
     served.unwrap();
-    assert_eq!(server.stats().requests, 1);
+    assert_eq!(server.stats().total.requests, 1);
 }
