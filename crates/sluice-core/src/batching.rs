@@ -187,21 +187,17 @@ mod tests {
     use serde_json::json;
 
     fn job(endpoint: Endpoint, body: Value) -> JobMessage {
-        JobMessage {
-            webhook: None,
-            id: JobId::new(),
-            tenant_id: "t".into(),
+        let record = crate::JobRecord::queued(
+            JobId::new(),
+            "t".into(),
             endpoint,
-            model: "m".into(),
-            priority: Priority::Standard,
-            body,
-            metadata: Default::default(),
-            trace_id: String::new(),
-            key_id: None,
-            enqueued_at: chrono::Utc::now(),
-            deadline_at: None,
-            cache: None,
-        }
+            "m".into(),
+            Priority::Standard,
+            Default::default(),
+            chrono::Utc::now(),
+            None,
+        );
+        JobMessage::of(&record, body)
     }
 
     fn chat(system: &str, user: &str) -> JobMessage {
