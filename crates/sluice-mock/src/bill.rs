@@ -4,7 +4,6 @@
 //! ground truth for every cost figure Sluice computes.
 
 use std::collections::BTreeMap;
-use std::sync::{Mutex, PoisonError};
 
 use serde::{Deserialize, Serialize};
 
@@ -27,17 +26,17 @@ pub struct ModelBill {
 }
 
 /// A snapshot of the bill since start or the last reset.
+///
+/// In JSON, the refusals are fields of the object itself:
+/// `{"total_cost_micros", "by_model", "rate_limited", …}`.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
 pub struct MockBill {
     /// The sum of `by_model[*].cost_micros`.
     pub total_cost_micros: u64,
     pub by_model: BTreeMap<String, ModelBill>,
-    /// 429s served (not billed).
-    pub rate_limited: u64,
-    /// Injected 5xx served (not billed).
-    pub injected_errors: u64,
-    /// 503s served while down (not billed).
-    pub down_rejections: u64,
+    /// The errors served instead of answers, none of them billed.
+    #[serde(flatten)]
+    pub refusals: Refusals,
 }
 
 impl MockBill {
@@ -46,7 +45,7 @@ impl MockBill {
         self.by_model.get(model).cloned().unwrap_or_default()
     }
 
-    fn charge(&mut self, model: &str, usage: &Usage, cost_micros: u64) {
+    pub(crate) fn charge(&mut self, model: &str, usage: &Usage, cost_micros: u64) {
         self.total_cost_micros = self.total_cost_micros.saturating_add(cost_micros);
         let entry = self.by_model.entry(model.to_owned()).or_default();
         entry.requests = entry.requests.saturating_add(1);
@@ -70,39 +69,27 @@ pub(crate) enum Refusal {
     Down,
 }
 
-/// The live bill, shared by every handler.
-#[derive(Debug, Default)]
-pub(crate) struct BillRecorder {
-    inner: Mutex<MockBill>,
+/// The errors served instead of answers, by kind. The stats and the bill
+/// both count them.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[serde(default)]
+pub struct Refusals {
+    /// 429s served.
+    pub rate_limited: u64,
+    /// Injected 500s and 503s served.
+    pub injected_errors: u64,
+    /// 503s served while down.
+    pub down_rejections: u64,
 }
 
-impl BillRecorder {
-    pub(crate) fn charge(&self, model: &str, usage: &Usage, cost_micros: u64) {
-        self.lock().charge(model, usage, cost_micros);
-    }
-
-    pub(crate) fn refused(&self, refusal: Refusal) {
-        let mut bill = self.lock();
+impl Refusals {
+    pub(crate) fn count(&mut self, refusal: Refusal) {
         let counter = match refusal {
-            Refusal::RateLimited => &mut bill.rate_limited,
-            Refusal::Injected => &mut bill.injected_errors,
-            Refusal::Down => &mut bill.down_rejections,
+            Refusal::RateLimited => &mut self.rate_limited,
+            Refusal::Injected => &mut self.injected_errors,
+            Refusal::Down => &mut self.down_rejections,
         };
         *counter = counter.saturating_add(1);
-    }
-
-    pub(crate) fn snapshot(&self) -> MockBill {
-        self.lock().clone()
-    }
-
-    pub(crate) fn reset(&self) {
-        *self.lock() = MockBill::default();
-    }
-
-    // Each update is a handful of additions, so a poisoned lock still
-    // holds a consistent bill and is simply taken over.
-    fn lock(&self) -> std::sync::MutexGuard<'_, MockBill> {
-        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -112,21 +99,20 @@ mod tests {
 
     #[test]
     fn charges_add_up_per_model_and_in_total() {
-        let rec = BillRecorder::default();
+        let mut bill = MockBill::default();
         let usage = Usage {
             prompt_tokens: 100,
             cached_tokens: 64,
             cache_write_tokens: 0,
             completion_tokens: 10,
         };
-        rec.charge("a", &usage, 7);
-        rec.charge("a", &usage, 8);
-        rec.charge("b", &Usage::default(), 0);
-        rec.refused(Refusal::RateLimited);
-        rec.refused(Refusal::Injected);
-        rec.refused(Refusal::Injected);
-        rec.refused(Refusal::Down);
-        let bill = rec.snapshot();
+        bill.charge("a", &usage, 7);
+        bill.charge("a", &usage, 8);
+        bill.charge("b", &Usage::default(), 0);
+        bill.refusals.count(Refusal::RateLimited);
+        bill.refusals.count(Refusal::Injected);
+        bill.refusals.count(Refusal::Injected);
+        bill.refusals.count(Refusal::Down);
         assert_eq!(bill.total_cost_micros, 15);
         assert_eq!(
             bill.model("a"),
@@ -142,14 +128,12 @@ mod tests {
         assert_eq!(bill.model("b").requests, 1);
         assert_eq!(bill.model("never"), ModelBill::default());
         assert_eq!(
-            (
-                bill.rate_limited,
-                bill.injected_errors,
-                bill.down_rejections
-            ),
-            (1, 2, 1)
+            bill.refusals,
+            Refusals {
+                rate_limited: 1,
+                injected_errors: 2,
+                down_rejections: 1
+            }
         );
-        rec.reset();
-        assert_eq!(rec.snapshot(), MockBill::default());
     }
 }

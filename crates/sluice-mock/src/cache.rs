@@ -9,33 +9,71 @@
 //! engine keeps the KV blocks of the prompts it has just prefilled.
 
 use std::collections::{BTreeMap, HashMap};
+use std::num::{NonZeroU64, NonZeroUsize};
 use std::time::Duration;
 
+use clap::{ArgAction, Args};
+use serde::Deserialize;
 use tokio::time::Instant;
 
-/// How the prefix cache behaves. [`Default`] disables it: no request is
-/// reported cached, discounted or sped up unless this is turned on.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// `[prefix_cache]` and the `--prefix-cache*` flags: how the prefix cache
+/// behaves. [`Default`] disables it: no request is reported cached,
+/// discounted or sped up unless this is turned on.
+#[derive(Args, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+#[command(next_help_heading = "Prefix cache")]
 pub struct PrefixCacheOptions {
+    /// Turns the prompt-prefix cache on: repeated prefixes are reported in
+    /// usage (cached_tokens, cache_read_input_tokens), billed at the cached
+    /// price and prefilled at the cached rate.
+    #[arg(
+        long = "prefix-cache",
+        value_name = "BOOL",
+        action = ArgAction::Set,
+        num_args = 0..=1,
+        default_value_t = false,
+        default_missing_value = "true"
+    )]
     pub enabled: bool,
-    /// Granularity of `/v1/completions` prefixes: a cached prefix is a
-    /// whole number of blocks of this many tokens (see
-    /// [`prefix`](crate::prefix)). 0 is taken as 1.
-    pub block_tokens: u64,
-    /// Most prefixes remembered; past it the least recently used goes.
-    pub max_entries: usize,
-    /// A prefix not used for this long is forgotten.
-    pub ttl: Duration,
+    /// Granularity of /v1/completions prefixes: a cached prefix is a whole
+    /// number of blocks of this many tokens (see `prefix`).
+    #[arg(long = "prefix-cache-block-tokens", default_value_t = BLOCK_TOKENS)]
+    pub block_tokens: NonZeroU64,
+    /// Most prefixes remembered (the least recently used goes first).
+    #[arg(long = "prefix-cache-max-entries", default_value_t = MAX_ENTRIES)]
+    pub max_entries: NonZeroUsize,
+    /// A prefix unused for this many seconds is forgotten.
+    #[arg(long = "prefix-cache-ttl-secs", default_value_t = TTL_SECS)]
+    pub ttl_secs: u64,
 }
+
+const BLOCK_TOKENS: NonZeroU64 = match NonZeroU64::new(64) {
+    Some(tokens) => tokens,
+    None => panic!("64 is not zero"),
+};
+
+const MAX_ENTRIES: NonZeroUsize = match NonZeroUsize::new(10_000) {
+    Some(entries) => entries,
+    None => panic!("10 000 is not zero"),
+};
+
+const TTL_SECS: u64 = 300;
 
 impl Default for PrefixCacheOptions {
     fn default() -> Self {
         Self {
             enabled: false,
-            block_tokens: 64,
-            max_entries: 10_000,
-            ttl: Duration::from_secs(300),
+            block_tokens: BLOCK_TOKENS,
+            max_entries: MAX_ENTRIES,
+            ttl_secs: TTL_SECS,
         }
+    }
+}
+
+impl PrefixCacheOptions {
+    /// How long an unused prefix is kept.
+    pub fn ttl(&self) -> Duration {
+        Duration::from_secs(self.ttl_secs)
     }
 }
 
@@ -82,7 +120,7 @@ impl PrefixCache {
         boundaries: &[Boundary],
         now: Instant,
     ) -> CacheOutcome {
-        self.expire(options.ttl, now);
+        self.expire(options.ttl(), now);
         let read_tokens = boundaries
             .iter()
             .filter(|b| self.slots.contains_key(&b.key))
@@ -93,7 +131,7 @@ impl PrefixCache {
         for boundary in boundaries {
             self.store(boundary, now);
         }
-        self.evict(options.max_entries.max(1));
+        self.evict(options.max_entries.get());
         CacheOutcome {
             read_tokens,
             written_tokens: longest.saturating_sub(read_tokens),
@@ -169,9 +207,9 @@ mod tests {
     fn on() -> PrefixCacheOptions {
         PrefixCacheOptions {
             enabled: true,
-            block_tokens: 64,
-            max_entries: 3,
-            ttl: Duration::from_secs(10),
+            max_entries: NonZeroUsize::new(3).unwrap(),
+            ttl_secs: 10,
+            ..PrefixCacheOptions::default()
         }
     }
 

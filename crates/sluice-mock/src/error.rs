@@ -215,6 +215,23 @@ impl IntoResponse for AnthropicError {
     }
 }
 
+/// Which provider's API a route speaks, and so the shape of its errors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Dialect {
+    OpenAi,
+    Anthropic,
+}
+
+impl Dialect {
+    /// `error` in this dialect's shape.
+    pub(crate) fn respond(self, error: ApiError) -> Response {
+        match self {
+            Dialect::OpenAi => error.into_response(),
+            Dialect::Anthropic => AnthropicError(error).into_response(),
+        }
+    }
+}
+
 fn header_map(headers: Vec<(HeaderName, HeaderValue)>) -> HeaderMap {
     headers.into_iter().collect()
 }

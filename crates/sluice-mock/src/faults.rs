@@ -13,19 +13,29 @@
 use std::time::Duration;
 
 use axum::http::StatusCode;
+use clap::Args;
+use serde::Deserialize;
 
 use crate::dice::{draw, Purpose};
 use crate::ratio::Ratio;
 
-/// Fault rates. [`Default`] injects nothing.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// `[faults]` and their flags: fault rates. [`Default`] injects nothing.
+#[derive(Args, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+#[command(next_help_heading = "Faults")]
 pub struct Faults {
-    /// Share of requests answered 500 or 503.
+    /// Share of admitted requests answered 500 or 503 (not billed), seeded
+    /// by --seed.
+    #[arg(long, value_name = "FRACTION", default_value_t)]
     pub error_rate: Ratio,
-    /// Share of the other requests that stall.
+    /// Share of the other requests that stall for --stall-ms before
+    /// answering (still billed).
+    #[arg(long, value_name = "FRACTION", default_value_t)]
     pub stall_rate: Ratio,
-    /// How long a stall lasts, on top of the usual latency.
-    pub stall: Duration,
+    /// How long a stall lasts, on top of the usual latency, in
+    /// milliseconds.
+    #[arg(long, value_name = "MS", default_value_t)]
+    pub stall_ms: u64,
 }
 
 /// What befalls one request.
@@ -37,6 +47,11 @@ pub(crate) enum Fate {
 }
 
 impl Faults {
+    /// How long a stall lasts.
+    pub fn stall(&self) -> Duration {
+        Duration::from_millis(self.stall_ms)
+    }
+
     pub(crate) fn fate(&self, seed: u64, sequence: u64) -> Fate {
         if !self.error_rate.is_zero() && self.error_rate.hits(draw(seed, sequence, Purpose::Error))
         {
@@ -49,7 +64,7 @@ impl Faults {
         }
         if !self.stall_rate.is_zero() && self.stall_rate.hits(draw(seed, sequence, Purpose::Stall))
         {
-            return Fate::Stall(self.stall);
+            return Fate::Stall(self.stall());
         }
         Fate::Serve
     }
@@ -70,7 +85,7 @@ mod tests {
         let faults = Faults {
             error_rate: Ratio::percent(10),
             stall_rate: Ratio::percent(50),
-            stall: Duration::from_secs(30),
+            stall_ms: 30_000,
         };
         let fates: Vec<Fate> = (0..10_000).map(|i| faults.fate(42, i)).collect();
         let count = |f: &dyn Fn(&Fate) -> bool| fates.iter().filter(|x| f(x)).count();
@@ -99,7 +114,7 @@ mod tests {
         assert!((0..100).all(|i| matches!(fail.fate(0, i), Fate::Fail(_))));
         let stall = Faults {
             stall_rate: Ratio::ONE,
-            stall: Duration::from_secs(5),
+            stall_ms: 5_000,
             ..Faults::default()
         };
         assert!((0..100).all(|i| stall.fate(0, i) == Fate::Stall(Duration::from_secs(5))));

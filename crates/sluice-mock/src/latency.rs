@@ -67,8 +67,9 @@ impl MockOptions {
     /// `base` in the [module documentation](self): the latency before jitter
     /// and stalls.
     pub fn base_latency(&self, sequences: impl IntoIterator<Item = Sequence>) -> Duration {
-        let per_prompt = self.latency_per_prompt_token.as_nanos();
-        let per_cached = self.latency_per_cached_prompt_token.as_nanos();
+        let l = &self.latency;
+        let per_prompt = micros_as_nanos(l.per_prompt_token_us);
+        let per_cached = micros_as_nanos(l.per_cached_prompt_token_us);
         let (mut sum, mut max, mut decode) = (0u128, 0u128, 0u64);
         for sequence in sequences {
             let cached = sequence.cached_tokens.min(sequence.prompt_tokens);
@@ -80,13 +81,9 @@ impl MockOptions {
             max = max.max(prefill);
             decode = decode.max(sequence.decode_tokens);
         }
-        let prefill = sum - self.batch_efficiency.of(sum - max);
-        let decode = self
-            .latency_per_completion_token
-            .as_nanos()
-            .saturating_mul(u128::from(decode));
-        let total = self
-            .latency_fixed
+        let prefill = sum - l.batch_efficiency.of(sum - max);
+        let decode = micros_as_nanos(l.per_completion_token_us).saturating_mul(u128::from(decode));
+        let total = Duration::from_millis(l.fixed_ms)
             .as_nanos()
             .saturating_add(prefill)
             .saturating_add(decode);
@@ -95,14 +92,15 @@ impl MockOptions {
 
     /// `base × (1 + jitter × r)` for the request numbered `sequence`.
     pub fn jittered(&self, base: Duration, sequence: u64) -> Duration {
-        if self.latency_jitter.is_zero() {
+        let jitter = self.latency.jitter;
+        if jitter.is_zero() {
             return base;
         }
         let span = 2 * u64::from(Ratio::SCALE) + 1;
         let r = i64::try_from(draw(self.seed, sequence, Purpose::Jitter) % span).unwrap_or(0)
             - i64::from(Ratio::SCALE);
         let base_nanos = base.as_nanos();
-        let delta = self.latency_jitter.of(Ratio::from_ppm(
+        let delta = jitter.of(Ratio::from_ppm(
             u32::try_from(r.unsigned_abs()).unwrap_or(Ratio::SCALE),
         )
         .of(base_nanos));
@@ -114,6 +112,10 @@ impl MockOptions {
     }
 }
 
+fn micros_as_nanos(micros: u64) -> u128 {
+    Duration::from_micros(micros).as_nanos()
+}
+
 /// A duration of `nanos`, saturating at about 584 years.
 fn nanos(nanos: u128) -> Duration {
     Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
@@ -122,12 +124,16 @@ fn nanos(nanos: u128) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::options::LatencyOptions;
 
     fn opts() -> MockOptions {
         MockOptions {
-            latency_fixed: Duration::from_millis(50),
-            latency_per_prompt_token: Duration::from_micros(100),
-            latency_per_completion_token: Duration::from_millis(10),
+            latency: LatencyOptions {
+                fixed_ms: 50,
+                per_prompt_token_us: 100,
+                per_completion_token_us: 10_000,
+                ..LatencyOptions::default()
+            },
             ..MockOptions::default()
         }
     }
@@ -163,10 +169,8 @@ mod tests {
         let seqs = [(100, 16), (300, 8), (200, 32)];
         // Σ prefill = 60 ms, max = 30 ms.
         for (e, prefill_ms) in [(0, 60), (50, 45), (100, 30)] {
-            let o = MockOptions {
-                batch_efficiency: Ratio::percent(e),
-                ..opts()
-            };
+            let mut o = opts();
+            o.latency.batch_efficiency = Ratio::percent(e);
             let expected = Duration::from_millis(50 + prefill_ms + 320);
             assert_eq!(o.batch_latency(seqs), expected, "e = {e}%");
             let one_by_one: Duration = seqs.iter().map(|&(p, c)| o.latency(p, c)).sum();
@@ -176,10 +180,8 @@ mod tests {
 
     #[test]
     fn cached_tokens_prefill_at_their_own_rate() {
-        let o = MockOptions {
-            latency_per_cached_prompt_token: Duration::from_micros(10),
-            ..opts()
-        };
+        let mut o = opts();
+        o.latency.per_cached_prompt_token_us = 10;
         let seq = Sequence {
             prompt_tokens: 200,
             cached_tokens: 150,
@@ -193,11 +195,9 @@ mod tests {
 
     #[test]
     fn jitter_stays_within_its_band_and_is_seeded() {
-        let o = MockOptions {
-            latency_jitter: Ratio::percent(20),
-            seed: 9,
-            ..opts()
-        };
+        let mut o = opts();
+        o.latency.jitter = Ratio::percent(20);
+        o.seed = 9;
         let base = Duration::from_millis(100);
         let samples: Vec<Duration> = (0..1_000).map(|i| o.jittered(base, i)).collect();
         let (lo, hi) = (Duration::from_millis(80), Duration::from_millis(120));
@@ -206,7 +206,10 @@ mod tests {
         assert!(samples.iter().any(|d| *d > Duration::from_millis(115)));
         let again: Vec<Duration> = (0..1_000).map(|i| o.jittered(base, i)).collect();
         assert_eq!(samples, again);
-        let reseeded = MockOptions { seed: 10, ..o };
+        let reseeded = MockOptions {
+            seed: 10,
+            ..o.clone()
+        };
         assert_ne!(
             samples[..10],
             (0..10)

@@ -12,8 +12,8 @@
 //! own counters ([`MockStats`]) and its own bill ([`MockBill`]), the
 //! provider's side of every test.
 //!
-//! - [`options`]: [`MockOptions`], everything configurable, and
-//!   [`config`]: the same as a TOML file.
+//! - [`options`]: [`MockOptions`], everything configurable, declared once
+//!   for the command line, the TOML file and the code.
 //! - [`latency`]: the latency model (jitter, batch efficiency, cache).
 //! - [`prefix`] and [`cache`]: what a cacheable prefix is, and the store.
 //! - [`pricing`]: prices and the exact cost rule; [`bill`]: the bill.
@@ -21,9 +21,10 @@
 //!   [`dice`].
 //! - [`text`]: the deterministic "model": answers, tokenizer, embeddings.
 //! - [`stats`]: [`MockStats`], what was served.
-//! - `routes`: one module per endpoint; `admission`: rate limits and
-//!   faults per request; `auth`: the optional API key; `error`: errors in
-//!   the OpenAI and Anthropic shapes.
+//! - `routes`: one module per endpoint (and what the conversation routes
+//!   share); `admission`: rate limits and faults per request; `auth`: the
+//!   optional API key; `error`: errors in the OpenAI and Anthropic shapes;
+//!   `tally`: the lock the counters and the bill are kept behind.
 //!
 //! Routes: `POST /v1/chat/completions`, `POST /v1/completions`,
 //! `POST /v1/embeddings`, `POST /v1/messages`, `GET /mock/stats`,
@@ -36,10 +37,8 @@ use std::future::Future;
 
 mod admission;
 mod auth;
-mod base64;
 pub mod bill;
 pub mod cache;
-pub mod config;
 pub mod dice;
 mod error;
 pub mod faults;
@@ -52,16 +51,17 @@ pub mod ratio;
 mod routes;
 mod state;
 pub mod stats;
+mod tally;
 pub mod text;
 pub mod traces;
 
-pub use bill::{MockBill, ModelBill};
+pub use auth::ApiKey;
+pub use bill::{MockBill, ModelBill, Refusals};
 pub use cache::PrefixCacheOptions;
-pub use config::{ConfigError, MockConfig};
 pub use faults::Faults;
 pub use latency::Sequence;
 pub use limits::RateLimits;
-pub use options::MockOptions;
+pub use options::{ConfigError, LatencyOptions, MockOptions};
 pub use pricing::{Price, PriceTable, Usage};
 pub use ratio::Ratio;
 pub use stats::{EndpointStats, MockStats};

@@ -14,26 +14,56 @@
 //! fits; it is refused with a wait of the whole window. Refused requests
 //! are not recorded.
 //!
-//! `W` is a minute unless [`RateLimits::window`] says otherwise: a
+//! `W` is a minute unless [`RateLimits::window_ms`] says otherwise: a
 //! benchmark that scales the mock's time by `s` shrinks the window to
 //! `s` minutes, and the limits then count per scaled minute.
 
 use std::collections::{HashMap, VecDeque};
+use std::num::NonZeroU64;
 use std::time::Duration;
 
+use clap::Args;
+use serde::Deserialize;
 use tokio::time::Instant;
 
-/// The window length, unless [`RateLimits::window`] sets another.
-pub const WINDOW: Duration = Duration::from_secs(60);
+/// The window length in milliseconds, unless [`RateLimits::window_ms`]
+/// sets another: a minute.
+const WINDOW_MS: NonZeroU64 = match NonZeroU64::new(60_000) {
+    Some(ms) => ms,
+    None => panic!("60 000 is not zero"),
+};
 
-/// Limits per model per window (a minute by default); `None` is no limit.
-/// [`Default`] has none.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// The window length, unless [`RateLimits::window_ms`] sets another.
+pub const WINDOW: Duration = Duration::from_millis(WINDOW_MS.get());
+
+/// `[rate_limits]` and their flags: limits per model per window (a minute
+/// by default); `None` is no limit. [`Default`] has none.
+#[derive(Args, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+#[command(next_help_heading = "Rate limits")]
 pub struct RateLimits {
+    /// Requests per minute per model, over a sliding window; past it, 429
+    /// with Retry-After. Unlimited when not given.
+    #[arg(long)]
     pub requests_per_minute: Option<u64>,
+    /// Tokens per minute per model (prompt + max_tokens × choices), over a
+    /// sliding window. Unlimited when not given.
+    #[arg(long)]
     pub tokens_per_minute: Option<u64>,
-    /// The window the limits count over; `None` is [`WINDOW`].
-    pub window: Option<Duration>,
+    /// The length of the limits' window, in milliseconds (benchmarks shrink
+    /// the minute with their time scale).
+    #[arg(long = "rate-window-ms", value_name = "MS", default_value_t = WINDOW_MS)]
+    pub window_ms: NonZeroU64,
+}
+
+impl Default for RateLimits {
+    fn default() -> Self {
+        Self {
+            requests_per_minute: None,
+            tokens_per_minute: None,
+            window_ms: WINDOW_MS,
+        }
+    }
 }
 
 impl RateLimits {
@@ -43,7 +73,7 @@ impl RateLimits {
 
     /// The window the limits count over.
     pub fn window(&self) -> Duration {
-        self.window.unwrap_or(WINDOW)
+        Duration::from_millis(self.window_ms.get())
     }
 }
 
@@ -217,7 +247,7 @@ mod tests {
         RateLimits {
             requests_per_minute: rpm,
             tokens_per_minute: tpm,
-            window: None,
+            ..RateLimits::default()
         }
     }
 
@@ -283,7 +313,7 @@ mod tests {
     fn a_shorter_window_slides_sooner() {
         let mut limiter = RateLimiter::default();
         let l = RateLimits {
-            window: Some(Duration::from_millis(600)),
+            window_ms: NonZeroU64::new(600).unwrap(),
             ..limits(Some(1), None)
         };
         let t0 = Instant::now();

@@ -78,7 +78,7 @@ pub(crate) fn text_blocks(
     if !options.enabled {
         return Vec::new();
     }
-    let block_tokens = options.block_tokens.max(1);
+    let block_tokens = options.block_tokens.get();
     let block_bytes =
         usize::try_from(block_tokens.saturating_mul(BYTES_PER_TOKEN)).unwrap_or(usize::MAX);
     let bytes = prompt.as_bytes();
@@ -145,7 +145,7 @@ mod tests {
     fn on(block_tokens: u64) -> PrefixCacheOptions {
         PrefixCacheOptions {
             enabled: true,
-            block_tokens,
+            block_tokens: std::num::NonZeroU64::new(block_tokens).unwrap(),
             ..PrefixCacheOptions::default()
         }
     }

@@ -117,6 +117,12 @@ impl FromStr for Price {
     }
 }
 
+impl fmt::Display for Price {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}", self.input, self.cached_input, self.output)
+    }
+}
+
 /// Why a text is not a price.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ParsePriceError(String);
@@ -147,14 +153,26 @@ pub fn parse_model_price(text: &str) -> Result<(String, Price), ParsePriceError>
     Ok((model.to_owned(), price))
 }
 
-/// Prices per model, with a default for every model not listed.
+/// `[prices]` and `--price`: prices per model, with a default for every
+/// model not listed.
+///
+/// Its flags are written by hand rather than derived, since many `--price`
+/// flags fill one table: each sets one model's price (or the default's),
+/// over what the table held, as the `[prices]` of a file does.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
 pub struct PriceTable {
     /// The price of a model missing from `models`.
     pub default: Price,
     /// Prices by exact model name.
     pub models: BTreeMap<String, Price>,
 }
+
+/// The model name that `--price` takes for the default entry.
+const DEFAULT_MODEL: &str = "default";
+
+/// The id of `--price` among the command's arguments.
+const PRICE_ARG: &str = "price";
 
 impl PriceTable {
     /// The price of `model`.
@@ -165,6 +183,55 @@ impl PriceTable {
     /// The cost of `usage` on `model`, in micro-dollars.
     pub fn cost_micros(&self, model: &str, usage: &Usage) -> u64 {
         self.price(model).cost_micros(usage)
+    }
+
+    /// Sets the price of `model`, or the default's for `default`.
+    pub fn set(&mut self, model: &str, price: Price) {
+        if model == DEFAULT_MODEL {
+            self.default = price;
+        } else {
+            self.models.insert(model.to_owned(), price);
+        }
+    }
+}
+
+impl clap::Args for PriceTable {
+    fn augment_args(command: clap::Command) -> clap::Command {
+        command.next_help_heading("Prices").arg(
+            clap::Arg::new(PRICE_ARG)
+                .long("price")
+                .value_name("MODEL=INPUT:CACHED_INPUT:OUTPUT")
+                .action(clap::ArgAction::Append)
+                .value_parser(parse_model_price)
+                .help(format!(
+                    "The price of MODEL, or of every unlisted model with MODEL \
+                     `{DEFAULT_MODEL}`, in micro-dollars per million tokens; repeatable \
+                     [default: {DEFAULT_MODEL}={}]",
+                    Price::DEFAULT
+                )),
+        )
+    }
+
+    fn augment_args_for_update(command: clap::Command) -> clap::Command {
+        Self::augment_args(command)
+    }
+}
+
+impl clap::FromArgMatches for PriceTable {
+    fn from_arg_matches(matches: &clap::ArgMatches) -> Result<Self, clap::Error> {
+        let mut table = Self::default();
+        table.update_from_arg_matches(matches)?;
+        Ok(table)
+    }
+
+    fn update_from_arg_matches(&mut self, matches: &clap::ArgMatches) -> Result<(), clap::Error> {
+        let given = matches
+            .try_get_many::<(String, Price)>(PRICE_ARG)
+            .map_err(|err| clap::Error::raw(clap::error::ErrorKind::ValueValidation, err))?;
+        for (model, price) in given.into_iter().flatten() {
+            self.set(model, *price);
+        }
+        Ok(())
     }
 }
 
@@ -250,6 +317,7 @@ mod tests {
     #[test]
     fn parses_prices() {
         assert_eq!("3000000:300000:15000000".parse::<Price>(), Ok(P));
+        assert_eq!(P.to_string().parse::<Price>(), Ok(P));
         for bad in ["1:2", "1:2:3:4", "a:b:c", "1:-2:3", ""] {
             assert!(bad.parse::<Price>().is_err(), "{bad}");
         }

@@ -4,20 +4,21 @@
 //! the latency model says.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use axum::http::{HeaderMap, HeaderValue};
 use tokio::time::Instant;
 
 use crate::admission::{quota_headers, Admission};
-use crate::bill::{BillRecorder, Refusal};
+use crate::bill::{MockBill, Refusal};
 use crate::cache::{Boundary, CacheOutcome, PrefixCache};
 use crate::latency::Sequence;
 use crate::limits::RateLimiter;
 use crate::options::MockOptions;
 use crate::pricing::Usage;
-use crate::stats::StatsRecorder;
+use crate::stats::MockStats;
+use crate::tally::{lock, Tally};
 
 /// The header that carries a billed request's cost in micro-dollars.
 pub(crate) const COST_HEADER: &str = "x-mock-cost-micros";
@@ -31,8 +32,8 @@ pub(crate) struct Shared {
 #[derive(Debug)]
 struct Inner {
     options: MockOptions,
-    stats: StatsRecorder,
-    bill: BillRecorder,
+    stats: Tally<MockStats>,
+    bill: Tally<MockBill>,
     cache: Mutex<PrefixCache>,
     limiter: Mutex<RateLimiter>,
     down: AtomicBool,
@@ -79,13 +80,15 @@ pub(crate) struct Receipt {
 
 impl Shared {
     pub(crate) fn new(options: MockOptions) -> Self {
-        let slots = options.max_concurrency.map(tokio::sync::Semaphore::new);
+        let slots = options
+            .max_concurrency
+            .map(|slots| tokio::sync::Semaphore::new(slots.get()));
         Self {
             inner: Arc::new(Inner {
                 slots,
                 options,
-                stats: StatsRecorder::default(),
-                bill: BillRecorder::default(),
+                stats: Tally::default(),
+                bill: Tally::default(),
                 cache: Mutex::default(),
                 limiter: Mutex::default(),
                 down: AtomicBool::new(false),
@@ -99,11 +102,11 @@ impl Shared {
         &self.inner.options
     }
 
-    pub(crate) fn stats(&self) -> &StatsRecorder {
+    pub(crate) fn stats(&self) -> &Tally<MockStats> {
         &self.inner.stats
     }
 
-    pub(crate) fn bill(&self) -> &BillRecorder {
+    pub(crate) fn bill(&self) -> &Tally<MockBill> {
         &self.inner.bill
     }
 
@@ -134,8 +137,8 @@ impl Shared {
     /// Counts an error served instead of an answer, in the stats and the
     /// bill.
     pub(crate) fn refused(&self, refusal: Refusal) {
-        self.stats().refused(refusal);
-        self.bill().refused(refusal);
+        self.stats().update(|stats| stats.refusals.count(refusal));
+        self.bill().update(|bill| bill.refusals.count(refusal));
     }
 
     pub(crate) fn limiter(&self) -> MutexGuard<'_, RateLimiter> {
@@ -173,18 +176,21 @@ impl Shared {
         work: &Work,
     ) -> Receipt {
         let usage = work.usage();
-        self.stats().record(
-            path,
-            work.prompts,
-            usage.prompt_tokens,
-            usage.completion_tokens,
-        );
-        if admission.stall.is_some() {
-            self.stats().stalled();
-        }
+        self.stats().update(|stats| {
+            stats.record(
+                path,
+                work.prompts,
+                usage.prompt_tokens,
+                usage.completion_tokens,
+            );
+            if admission.stall.is_some() {
+                stats.stalled();
+            }
+        });
         let options = self.options();
         let cost_micros = options.prices.cost_micros(model, &usage);
-        self.bill().charge(model, &usage, cost_micros);
+        self.bill()
+            .update(|bill| bill.charge(model, &usage, cost_micros));
 
         let base = options.base_latency(work.sequences.iter().copied());
         let delay = options
@@ -208,10 +214,4 @@ impl Shared {
         headers.insert(COST_HEADER, HeaderValue::from(cost_micros));
         Receipt { headers }
     }
-}
-
-// Every holder updates these in a few steps that cannot panic halfway in a
-// way that matters to a mock, so a poisoned lock is simply taken over.
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }

@@ -5,13 +5,12 @@
 //! down) and the stalls are counted apart; they are not requests served.
 
 use std::collections::BTreeMap;
-use std::sync::{Mutex, PoisonError};
 
 use serde::{Deserialize, Serialize};
 
-use crate::bill::Refusal;
+use crate::bill::Refusals;
 
-/// The counters kept for one endpoint.
+/// The counters kept for one endpoint, and for all of them together.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
 pub struct EndpointStats {
     /// HTTP requests answered.
@@ -39,23 +38,19 @@ impl EndpointStats {
 /// A snapshot of everything the mock has served since it started or was
 /// last reset. Only valid requests count; a request rejected with 400 or
 /// 401 is not served and leaves the counters alone.
+///
+/// In JSON, the totals and the refusals are fields of the object itself:
+/// `{"requests", "prompts", …, "by_endpoint", "rate_limited", …}`.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
 pub struct MockStats {
-    pub requests: u64,
-    pub prompts: u64,
-    pub prompt_tokens: u64,
-    pub completion_tokens: u64,
+    /// Every endpoint together.
+    #[serde(flatten)]
+    pub total: EndpointStats,
     /// The same counters per request path, e.g. `/v1/chat/completions`.
     pub by_endpoint: BTreeMap<String, EndpointStats>,
-    /// 429s served.
-    #[serde(default)]
-    pub rate_limited: u64,
-    /// Injected 500s and 503s served.
-    #[serde(default)]
-    pub injected_errors: u64,
-    /// 503s served while down.
-    #[serde(default)]
-    pub down_rejections: u64,
+    /// The errors served instead of answers.
+    #[serde(flatten)]
+    pub refusals: Refusals,
     /// Served requests that stalled (they count as served as well).
     #[serde(default)]
     pub stalls: u64,
@@ -67,30 +62,9 @@ impl MockStats {
         self.by_endpoint.get(path).cloned().unwrap_or_default()
     }
 
-    fn record(&mut self, path: &str, served: &EndpointStats) {
-        self.requests = self.requests.saturating_add(served.requests);
-        self.prompts = self.prompts.saturating_add(served.prompts);
-        self.prompt_tokens = self.prompt_tokens.saturating_add(served.prompt_tokens);
-        self.completion_tokens = self
-            .completion_tokens
-            .saturating_add(served.completion_tokens);
-        self.by_endpoint
-            .entry(path.to_owned())
-            .or_default()
-            .add(served);
-    }
-}
-
-/// The live counters, shared by every handler.
-#[derive(Debug, Default)]
-pub(crate) struct StatsRecorder {
-    inner: Mutex<MockStats>,
-}
-
-impl StatsRecorder {
     /// Counts one served request on `path`.
     pub(crate) fn record(
-        &self,
+        &mut self,
         path: &str,
         prompts: u64,
         prompt_tokens: u64,
@@ -102,54 +76,37 @@ impl StatsRecorder {
             prompt_tokens,
             completion_tokens,
         };
-        self.lock().record(path, &served);
+        self.total.add(&served);
+        self.by_endpoint
+            .entry(path.to_owned())
+            .or_default()
+            .add(&served);
     }
 
-    /// Counts an error served instead of an answer.
-    pub(crate) fn refused(&self, refusal: Refusal) {
-        let mut stats = self.lock();
-        let counter = match refusal {
-            Refusal::RateLimited => &mut stats.rate_limited,
-            Refusal::Injected => &mut stats.injected_errors,
-            Refusal::Down => &mut stats.down_rejections,
-        };
-        *counter = counter.saturating_add(1);
-    }
-
-    pub(crate) fn stalled(&self) {
-        let mut stats = self.lock();
-        stats.stalls = stats.stalls.saturating_add(1);
-    }
-
-    pub(crate) fn snapshot(&self) -> MockStats {
-        self.lock().clone()
-    }
-
-    pub(crate) fn reset(&self) {
-        *self.lock() = MockStats::default();
-    }
-
-    // The counters stay consistent even if a holder panicked (each update
-    // is a handful of additions), so a poisoned lock is simply taken over.
-    fn lock(&self) -> std::sync::MutexGuard<'_, MockStats> {
-        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    pub(crate) fn stalled(&mut self) {
+        self.stalls = self.stalls.saturating_add(1);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bill::Refusal;
 
     #[test]
     fn records_totals_and_per_endpoint() {
-        let rec = StatsRecorder::default();
-        rec.record("/a", 3, 30, 48);
-        rec.record("/a", 1, 5, 16);
-        rec.record("/b", 2, 8, 0);
-        let s = rec.snapshot();
+        let mut s = MockStats::default();
+        s.record("/a", 3, 30, 48);
+        s.record("/a", 1, 5, 16);
+        s.record("/b", 2, 8, 0);
         assert_eq!(
-            (s.requests, s.prompts, s.prompt_tokens, s.completion_tokens),
-            (3, 6, 43, 64)
+            s.total,
+            EndpointStats {
+                requests: 3,
+                prompts: 6,
+                prompt_tokens: 43,
+                completion_tokens: 64
+            }
         );
         assert_eq!(
             s.endpoint("/a"),
@@ -162,22 +119,22 @@ mod tests {
         );
         assert_eq!(s.endpoint("/b").prompts, 2);
         assert_eq!(s.endpoint("/never"), EndpointStats::default());
-        rec.refused(Refusal::RateLimited);
-        rec.refused(Refusal::Injected);
-        rec.refused(Refusal::Down);
-        rec.stalled();
-        let s = rec.snapshot();
-        assert_eq!(
-            (
-                s.rate_limited,
-                s.injected_errors,
-                s.down_rejections,
-                s.stalls
-            ),
-            (1, 1, 1, 1)
-        );
-        assert_eq!(s.requests, 3);
-        rec.reset();
-        assert_eq!(rec.snapshot(), MockStats::default());
+        s.refusals.count(Refusal::RateLimited);
+        s.stalled();
+        assert_eq!((s.refusals.rate_limited, s.stalls), (1, 1));
+        assert_eq!(s.total.requests, 3);
+    }
+
+    #[test]
+    fn json_keeps_the_totals_and_refusals_at_the_top() {
+        let mut s = MockStats::default();
+        s.record("/a", 3, 30, 48);
+        s.refusals.count(Refusal::Down);
+        let json = serde_json::to_value(&s).unwrap();
+        assert_eq!(json["requests"], 1);
+        assert_eq!(json["completion_tokens"], 48);
+        assert_eq!(json["down_rejections"], 1);
+        assert_eq!(json["by_endpoint"]["/a"]["prompts"], 3);
+        assert_eq!(serde_json::from_value::<MockStats>(json).unwrap(), s);
     }
 }

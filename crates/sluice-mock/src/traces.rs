@@ -31,9 +31,7 @@ pub struct Traces {
 
 impl TraceLog {
     fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<String>> {
-        self.seen
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        crate::tally::lock(&self.seen)
     }
 
     pub(crate) fn record(&self, traceparent: Option<&str>) {

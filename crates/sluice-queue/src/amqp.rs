@@ -170,6 +170,21 @@ fn string_arg(value: &str) -> AMQPValue {
     AMQPValue::LongString(value.into())
 }
 
+/// A new channel on `connection`, in confirm mode with `confirm`.
+async fn open_channel(connection: &Connection, confirm: bool) -> Result<Channel, QueueError> {
+    let channel = connection
+        .create_channel()
+        .await
+        .map_err(unavailable("channel"))?;
+    if confirm {
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await
+            .map_err(unavailable("confirm.select"))?;
+    }
+    Ok(channel)
+}
+
 async fn open_connection(url: &str) -> Result<Connection, QueueError> {
     let properties = ConnectionProperties::default()
         .with_connection_name("sluice".into())
@@ -183,10 +198,7 @@ async fn open_connection(url: &str) -> Result<Connection, QueueError> {
 impl Conn {
     async fn open(url: &str, topology: &Topology) -> Result<Self, QueueError> {
         let connection = open_connection(url).await?;
-        let admin = connection
-            .create_channel()
-            .await
-            .map_err(unavailable("channel"))?;
+        let admin = open_channel(&connection, false).await?;
         topology::declare(&admin, topology)
             .await
             .map_err(unavailable("declaring the topology"))?;
@@ -217,17 +229,7 @@ impl Conn {
             let channel = channel.clone();
             return Ok((guard, channel));
         }
-        let channel = self
-            .connection
-            .create_channel()
-            .await
-            .map_err(unavailable("channel"))?;
-        if confirm {
-            channel
-                .confirm_select(ConfirmSelectOptions::default())
-                .await
-                .map_err(unavailable("confirm.select"))?;
-        }
+        let channel = open_channel(&self.connection, confirm).await?;
         *guard = Some(channel.clone());
         Ok((guard, channel))
     }

@@ -16,8 +16,14 @@
 //! Invariants: a publish is `Ok` only once the broker confirmed it; each
 //! delivery is acked by its own tag, never with `multiple`; a pack is
 //! settled only once every one of its jobs is.
+//!
+//! The behaviour both implementations share is one contract
+//! (`contract`, built for tests and with the `contract` feature), run
+//! against each.
 
 pub mod amqp;
+#[cfg(any(test, feature = "contract"))]
+pub mod contract;
 pub mod memory;
 pub mod pack;
 mod resume;

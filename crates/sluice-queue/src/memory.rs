@@ -77,6 +77,23 @@ struct Message {
     delivery_count: u32,
 }
 
+impl Message {
+    /// A message published now: never delivered yet.
+    fn new(body: Bytes, headers: BTreeMap<String, String>) -> Self {
+        Self {
+            body,
+            headers,
+            redelivered: false,
+            delivery_count: 0,
+        }
+    }
+}
+
+/// What every operation on a closed queue answers.
+fn closed() -> QueueError {
+    QueueError::Unavailable("queue closed".into())
+}
+
 impl MemoryQueue {
     pub fn new(topology: Topology) -> Self {
         Self {
@@ -94,6 +111,28 @@ impl MemoryQueue {
 }
 
 impl Shared {
+    /// Publishes `messages`, each stored by `put` under the lock, then wakes
+    /// the consumers. Every publish is confirmed at once, or refused when
+    /// the queue is closed.
+    fn publish<T>(
+        &self,
+        messages: Vec<T>,
+        mut put: impl FnMut(&mut State, T),
+    ) -> Vec<Result<(), QueueError>> {
+        let n = messages.len();
+        {
+            let mut state = self.lock();
+            if state.closed {
+                return (0..n).map(|_| Err(closed())).collect();
+            }
+            for message in messages {
+                put(&mut state, message);
+            }
+        }
+        self.changed.notify_waiters();
+        vec![Ok(()); n]
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock leaves the queues consistent
         // (every update is a single push or pop), so poison is ignored.
@@ -145,65 +184,23 @@ impl Shared {
 #[async_trait]
 impl crate::WebhookQueue for MemoryQueue {
     async fn publish_webhooks(&self, messages: Vec<(Bytes, u64)>) -> Vec<Result<(), QueueError>> {
-        let results = {
-            let mut state = self.shared.lock();
-            if state.closed {
-                return messages
-                    .iter()
-                    .map(|_| Err(QueueError::Unavailable("queue closed".into())))
-                    .collect();
-            }
-            let now = tokio::time::Instant::now();
-            messages
-                .into_iter()
-                .map(|(body, delay_ms)| {
-                    let message = Message {
-                        body,
-                        headers: BTreeMap::new(),
-                        redelivered: false,
-                        delivery_count: 0,
-                    };
-                    let at = now + std::time::Duration::from_millis(delay_ms);
-                    state.delayed.push((at, message));
-                    Ok(())
-                })
-                .collect()
-        };
-        self.shared.changed.notify_waiters();
-        results
+        let now = tokio::time::Instant::now();
+        self.shared.publish(messages, |state, (body, delay_ms)| {
+            let at = now + std::time::Duration::from_millis(delay_ms);
+            state
+                .delayed
+                .push((at, Message::new(body, BTreeMap::new())));
+        })
     }
 }
 
 #[async_trait]
 impl JobQueue for MemoryQueue {
     async fn publish(&self, messages: Vec<Outgoing>) -> Vec<Result<(), QueueError>> {
-        let results = {
-            let mut state = self.shared.lock();
-            if state.closed {
-                return messages
-                    .iter()
-                    .map(|_| Err(QueueError::Unavailable("queue closed".into())))
-                    .collect();
-            }
-            messages
-                .into_iter()
-                .map(|m| {
-                    state
-                        .queues
-                        .entry(Source::Jobs(m.priority))
-                        .or_default()
-                        .push_back(Message {
-                            body: m.body,
-                            headers: m.headers,
-                            redelivered: false,
-                            delivery_count: 0,
-                        });
-                    Ok(())
-                })
-                .collect()
-        };
-        self.shared.changed.notify_waiters();
-        results
+        self.shared.publish(messages, |state, m| {
+            let queue = state.queues.entry(Source::Jobs(m.priority)).or_default();
+            queue.push_back(Message::new(m.body, m.headers));
+        })
     }
 
     async fn consume(
@@ -213,7 +210,7 @@ impl JobQueue for MemoryQueue {
         stop: CancellationToken,
     ) -> Result<DeliveryStream, QueueError> {
         if self.shared.lock().closed {
-            return Err(QueueError::Unavailable("queue closed".into()));
+            return Err(closed());
         }
         let consumer = Consumer {
             shared: self.shared.clone(),
@@ -346,6 +343,8 @@ impl Drop for MemorySettle {
     }
 }
 
+/// The queue contract (see [`contract`](crate::contract)).
 #[cfg(test)]
-#[path = "memory_tests.rs"]
-mod tests;
+mod tests {
+    crate::queue_contract_tests!(crate::contract::MemoryBackend);
+}

@@ -3,17 +3,7 @@ use std::sync::Mutex;
 use sluice_core::Priority;
 
 use super::*;
-
-fn outgoing(priority: Priority, body: &str) -> Outgoing {
-    let mut headers = BTreeMap::new();
-    headers.insert("job-id".to_owned(), format!("job-{body}"));
-    headers.insert("tenant-id".to_owned(), "acme".to_owned());
-    Outgoing {
-        priority,
-        body: Bytes::from(body.to_owned()),
-        headers,
-    }
-}
+use crate::contract::outgoing;
 
 #[test]
 fn plan_packs_each_priority_in_order_up_to_the_limit() {

@@ -1,10 +1,15 @@
-//! Packs on a real RabbitMQ: jobs published together share a message, yet
-//! each is delivered and settled on its own; a pack delivered again comes
-//! back as single messages. Each test has its own prefix (see `support`).
+//! Packs on a real RabbitMQ: jobs published together share a message (the
+//! contract checks that each is still delivered and settled on its own); a
+//! pack settled otherwise than by acks comes back whole, and a pack
+//! delivered again comes back as single messages. Each test has its own
+//! prefix (see `support`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use sluice_core::Priority;
+use sluice_queue::contract::{
+    ack_all, await_depth, bodies, body, jobs, names, next, outgoing, publish_ok, quiet, take,
+};
 use sluice_queue::{AmqpQueue, Delivery, DeliveryStream, JobQueue, Source};
 use tokio_util::sync::CancellationToken;
 
@@ -12,11 +17,7 @@ mod support;
 
 use support::*;
 
-async fn with_packs_of<F, Fut>(jobs: usize, test: F)
-where
-    F: FnOnce(AmqpQueue) -> Fut,
-    Fut: std::future::Future<Output = ()>,
-{
+async fn with_packs_of(jobs: usize, test: impl AsyncFnOnce(&AmqpQueue)) {
     with_topology(topology(5).with_pack_jobs(jobs), test).await;
 }
 
@@ -26,16 +27,6 @@ async fn consumer(queue: &AmqpQueue, source: Source) -> DeliveryStream {
         .consume(source, 16, CancellationToken::new())
         .await
         .unwrap()
-}
-
-fn bodies(deliveries: &[Delivery]) -> Vec<String> {
-    deliveries.iter().map(body).collect()
-}
-
-async fn ack_all(deliveries: impl IntoIterator<Item = Delivery>) {
-    for d in deliveries {
-        d.ack().await.unwrap();
-    }
 }
 
 /// Each part keeps its own job's id header.
@@ -57,13 +48,7 @@ where
     F: FnOnce(Delivery) -> Fut,
     Fut: std::future::Future<Output = Result<(), sluice_queue::QueueError>>,
 {
-    publish_ok(
-        queue,
-        sent.iter()
-            .map(|b| outgoing(Priority::Standard, b))
-            .collect(),
-    )
-    .await;
+    publish_ok(queue, jobs(Priority::Standard, sent)).await;
     let mut stream = consumer(queue, Source::Jobs(Priority::Standard)).await;
     let mut settle_odd = Some(settle_odd);
     for (i, d) in take(&mut stream, sent.len()).await.into_iter().enumerate() {
@@ -76,56 +61,31 @@ where
 }
 
 #[tokio::test]
-async fn jobs_published_together_share_messages_and_arrive_one_by_one() {
-    with_packs_of(16, |queue| async move {
-        let standard = names("s", 40);
-        let mut messages: Vec<_> = standard
-            .iter()
-            .map(|b| outgoing(Priority::Standard, b))
-            .collect();
+async fn jobs_published_together_share_messages() {
+    with_packs_of(16, async move |queue| {
+        let mut messages = jobs(Priority::Standard, &names("s", 40));
         messages.insert(7, outgoing(Priority::Interactive, "fast"));
-        publish_ok(&queue, messages).await;
-        // 40 standard jobs in packs of 16, 16 and 8; the interactive one alone.
-        await_depth(&queue, Source::Jobs(Priority::Standard), 3).await;
-        await_depth(&queue, Source::Jobs(Priority::Interactive), 1).await;
-
-        let mut stream = consumer(&queue, Source::Jobs(Priority::Standard)).await;
-        let got = take(&mut stream, 40).await;
-        assert_eq!(bodies(&got), standard);
-        assert_own_job_ids(&got);
-        for d in &got {
-            assert_eq!(d.headers.get("tenant").map(String::as_str), Some("acme"));
-            assert!(!d.headers.contains_key(sluice_queue::pack::PACK_HEADER));
-            assert_eq!((d.redelivered, d.delivery_count), (false, 0));
-        }
-        ack_all(got).await;
-        assert!(quiet(&mut stream).await);
-        let mut fast = consumer(&queue, Source::Jobs(Priority::Interactive)).await;
-        let d = next(&mut fast).await;
-        assert_eq!(body(&d), "fast");
-        d.ack().await.unwrap();
-        await_depth(&queue, Source::Jobs(Priority::Standard), 0).await;
-        queue.close().await;
+        publish_ok(queue, messages).await;
+        // 40 standard jobs in packs of 16, 16 and 8; the interactive one
+        // alone. (The contract checks that each arrives on its own.)
+        await_depth(queue, Source::Jobs(Priority::Standard), 3).await;
+        await_depth(queue, Source::Jobs(Priority::Interactive), 1).await;
     })
     .await;
 }
 
 #[tokio::test]
 async fn a_pack_held_in_part_comes_back_as_single_messages() {
-    with_packs_of(16, |queue| async move {
+    with_packs_of(16, async move |queue| {
         let sent = names("p", 3);
-        publish_ok(
-            &queue,
-            sent.iter().map(|b| outgoing(Priority::Batch, b)).collect(),
-        )
-        .await;
-        let mut stream = consumer(&queue, Source::Jobs(Priority::Batch)).await;
+        publish_ok(queue, jobs(Priority::Batch, &sent)).await;
+        let mut stream = consumer(queue, Source::Jobs(Priority::Batch)).await;
         let mut got = take(&mut stream, 3).await;
         let held = got.pop().unwrap();
         ack_all(got).await;
         // Two of three parts acked: the pack is still the consumer's.
         assert!(quiet(&mut stream).await);
-        await_depth(&queue, Source::Jobs(Priority::Batch), 0).await;
+        await_depth(queue, Source::Jobs(Priority::Batch), 0).await;
 
         // Its worker dies holding the third part: the pack is delivered
         // again, and split into one message per job.
@@ -155,28 +115,27 @@ async fn a_pack_held_in_part_comes_back_as_single_messages() {
 
 #[tokio::test]
 async fn a_requeued_part_brings_its_pack_back_split() {
-    with_packs_of(16, |queue| async move {
+    with_packs_of(16, async move |queue| {
         let sent = names("r", 4);
-        let mut stream = settle_pack(&queue, &sent, 2, Delivery::requeue).await;
+        let mut stream = settle_pack(queue, &sent, 2, Delivery::requeue).await;
         // The acked parts come back too (their stored end makes a worker
         // skip them); every one as a message of its own.
         let singles = take(&mut stream, 4).await;
         assert_eq!(bodies(&singles), sent);
         ack_all(singles).await;
         assert!(quiet(&mut stream).await);
-        await_depth(&queue, Source::Jobs(Priority::Standard), 0).await;
-        queue.close().await;
+        await_depth(queue, Source::Jobs(Priority::Standard), 0).await;
     })
     .await;
 }
 
 #[tokio::test]
 async fn a_dead_lettered_part_takes_its_pack_to_the_dead_letter_queue_intact() {
-    with_packs_of(16, |queue| async move {
+    with_packs_of(16, async move |queue| {
         let sent = names("d", 3);
-        let _stream = settle_pack(&queue, &sent, 1, Delivery::dead_letter).await;
-        await_depth(&queue, Source::DeadLetters, 1).await;
-        let mut dead = consumer(&queue, Source::DeadLetters).await;
+        let _stream = settle_pack(queue, &sent, 1, Delivery::dead_letter).await;
+        await_depth(queue, Source::DeadLetters, 1).await;
+        let mut dead = consumer(queue, Source::DeadLetters).await;
         let parts = take(&mut dead, 3).await;
         assert_eq!(bodies(&parts), sent);
         assert_own_job_ids(&parts);
@@ -187,9 +146,8 @@ async fn a_dead_lettered_part_takes_its_pack_to_the_dead_letter_queue_intact() {
             );
         }
         ack_all(parts).await;
-        await_depth(&queue, Source::DeadLetters, 0).await;
-        await_depth(&queue, Source::Jobs(Priority::Standard), 0).await;
-        queue.close().await;
+        await_depth(queue, Source::DeadLetters, 0).await;
+        await_depth(queue, Source::Jobs(Priority::Standard), 0).await;
     })
     .await;
 }

@@ -1,5 +1,6 @@
 //! The worker on the in-memory queue and store, with a counting provider:
-//! redeliveries, poison messages, cancel, and a drained shutdown.
+//! redeliveries, poison messages, cancel, a drained shutdown, and webhook
+//! announcements that an ack waits for.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods)]
 
@@ -10,13 +11,15 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::Utc;
+use futures::StreamExt;
 use serde_json::json;
 use sluice_core::config::WorkerConfig;
 use sluice_core::metrics::Metrics;
+use sluice_core::webhook::JobWebhook;
 use sluice_core::{Endpoint, JobId, JobMessage, JobRecord, JobStatus, Priority, Usage};
 use sluice_providers::router::Route;
 use sluice_providers::{Answer, Batch, Provider, ProviderError, RetryPolicy, Router};
-use sluice_queue::{JobQueue, MemoryQueue, Outgoing, Topology};
+use sluice_queue::{JobEvents, JobQueue, MemoryQueue, Outgoing, QueueError, Source, Topology};
 use sluice_store::jobs::{JobStore, MemoryJobStore};
 use tokio_util::sync::CancellationToken;
 
@@ -50,6 +53,34 @@ impl Provider for Echo {
     }
 }
 
+/// Announces job ends through the queue, but refuses the first
+/// `failures` calls, as a broker that does not confirm them.
+struct FlakyEvents {
+    queue: Arc<MemoryQueue>,
+    failures: AtomicUsize,
+    /// Jobs in the calls refused.
+    refused: AtomicUsize,
+    /// Jobs in the calls that went through.
+    announced: AtomicUsize,
+}
+
+#[async_trait]
+impl JobEvents for FlakyEvents {
+    async fn ended(&self, jobs: &[JobRecord]) -> Result<(), QueueError> {
+        let fail = self
+            .failures
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        if fail {
+            self.refused.fetch_add(jobs.len(), Ordering::SeqCst);
+            return Err(QueueError::Nacked);
+        }
+        self.queue.ended(jobs).await?;
+        self.announced.fetch_add(jobs.len(), Ordering::SeqCst);
+        Ok(())
+    }
+}
+
 struct Harness {
     queue: Arc<MemoryQueue>,
     store: Arc<MemoryJobStore>,
@@ -59,24 +90,25 @@ struct Harness {
     worker: tokio::task::JoinHandle<()>,
 }
 
-fn message(endpoint: Endpoint) -> (JobRecord, JobMessage) {
+/// A job of `endpoint` (with `webhook`, if any): its record and message.
+fn job(endpoint: Endpoint, webhook: Option<JobWebhook>) -> (JobRecord, JobMessage) {
     let id = JobId::new();
-    let now = Utc::now();
-    let body = match endpoint {
-        Endpoint::Completions => json!({"model": "m", "prompt": format!("p {id}")}),
-        _ => json!({"model": "m", "messages": [{"role": "user", "content": format!("p {id}")}]}),
-    };
-    let record = JobRecord::queued(
+    let mut record = JobRecord::queued(
         id,
         "t".into(),
         endpoint,
         "m".into(),
         Priority::Standard,
         Default::default(),
-        now,
+        Utc::now(),
         None,
     );
-    let message = JobMessage::new(id, "t", endpoint, "m", body, now);
+    record.webhook = webhook;
+    let body = match endpoint {
+        Endpoint::Completions => json!({"model": "m", "prompt": format!("p {id}")}),
+        _ => json!({"model": "m", "messages": [{"role": "user", "content": format!("p {id}")}]}),
+    };
+    let message = JobMessage::of(&record, body);
     (record, message)
 }
 
@@ -90,8 +122,26 @@ fn outgoing(body: Vec<u8>, id: JobId) -> Outgoing {
     }
 }
 
+const STANDARD: Source = Source::Jobs(Priority::Standard);
+
+/// Waits until `done` holds, for at most 5 s.
+async fn wait_until(what: &str, done: impl Fn() -> bool) {
+    for _ in 0..500 {
+        if done() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("{what}: not within 5 s");
+}
+
 impl Harness {
     fn start() -> Self {
+        Self::start_with(|queue| queue)
+    }
+
+    /// A worker announcing job ends through `events` (given the queue).
+    fn start_with(events: impl FnOnce(Arc<MemoryQueue>) -> Arc<dyn JobEvents>) -> Self {
         let queue = Arc::new(MemoryQueue::new(Topology::new("t", 5)));
         let store = Arc::new(MemoryJobStore::new(Duration::from_secs(60)));
         let echo = Arc::new(Echo::default());
@@ -110,7 +160,7 @@ impl Harness {
             metrics: metrics.clone(),
             config: WorkerConfig::default(),
             cache: Arc::new(sluice_store::cache::MemoryCache::new()),
-            events: queue.clone(),
+            events: events(queue.clone()),
         };
         let stop = CancellationToken::new();
         let worker = tokio::spawn(worker.run(stop.clone()));
@@ -124,28 +174,24 @@ impl Harness {
         }
     }
 
-    async fn submit(&self, endpoint: Endpoint, copies: usize) -> JobId {
-        let (record, message) = message(endpoint);
-        self.publish(record, message, copies).await
-    }
-
-    /// Submits a job with a webhook, delivered `copies` times.
-    async fn submit_hooked(&self, copies: usize) -> JobId {
-        let (mut record, mut message) = message(Endpoint::Completions);
-        let hook = sluice_core::webhook::JobWebhook::Endpoints;
-        record.webhook = Some(hook.clone());
-        message.webhook = Some(hook);
-        self.publish(record, message, copies).await
-    }
-
-    /// Stores the record and publishes the message `copies` times.
-    async fn publish(&self, record: JobRecord, message: JobMessage, copies: usize) -> JobId {
+    /// Stores the job and publishes its message `copies` times.
+    async fn submit_job(&self, (record, message): (JobRecord, JobMessage), copies: usize) -> JobId {
         self.store.create(&[record]).await.unwrap();
         let out: Vec<Outgoing> = (0..copies)
             .map(|_| outgoing(message.encode().unwrap(), message.id))
             .collect();
         assert!(self.queue.publish(out).await.iter().all(Result::is_ok));
         message.id
+    }
+
+    async fn submit(&self, endpoint: Endpoint, copies: usize) -> JobId {
+        self.submit_job(job(endpoint, None), copies).await
+    }
+
+    /// Submits a job with a webhook, delivered `copies` times.
+    async fn submit_hooked(&self, copies: usize) -> JobId {
+        let hooked = job(Endpoint::Completions, Some(JobWebhook::Endpoints));
+        self.submit_job(hooked, copies).await
     }
 
     async fn wait_end(&self, id: JobId) -> JobRecord {
@@ -157,6 +203,18 @@ impl Harness {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         panic!("job {id} did not end");
+    }
+
+    /// Waits until the worker has taken every message of the standard
+    /// queue.
+    async fn wait_taken(&self) {
+        for _ in 0..500 {
+            if self.queue.depth(STANDARD).await.unwrap() == 0 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("messages left in the queue");
     }
 
     async fn shutdown(self) {
@@ -181,13 +239,7 @@ async fn a_message_delivered_twice_ends_its_job_once_with_its_own_answer() {
     // Both copies are consumed and settled; only the first end counted.
     let (metrics, queue) = (h.metrics.clone(), h.queue.clone());
     h.shutdown().await;
-    assert_eq!(
-        queue
-            .depth(sluice_queue::Source::Jobs(Priority::Standard))
-            .await
-            .unwrap(),
-        0
-    );
+    assert_eq!(queue.depth(STANDARD).await.unwrap(), 0);
     assert_eq!(
         metrics
             .jobs_finished
@@ -201,7 +253,7 @@ async fn a_message_delivered_twice_ends_its_job_once_with_its_own_answer() {
 #[tokio::test]
 async fn a_poison_message_fails_its_job_and_is_dead_lettered() {
     let h = Harness::start();
-    let (record, _) = message(Endpoint::ChatCompletions);
+    let (record, _) = job(Endpoint::ChatCompletions, None);
     h.store.create(std::slice::from_ref(&record)).await.unwrap();
     h.queue
         .publish(vec![outgoing(b"{not json".to_vec(), record.id)])
@@ -216,20 +268,30 @@ async fn a_poison_message_fails_its_job_and_is_dead_lettered() {
 #[tokio::test]
 async fn a_canceled_job_is_acked_without_a_provider_call() {
     let h = Harness::start();
-    let (record, message) = message(Endpoint::ChatCompletions);
-    h.store.create(std::slice::from_ref(&record)).await.unwrap();
-    h.store.cancel(record.id, Utc::now()).await.unwrap();
-    h.queue
-        .publish(vec![outgoing(message.encode().unwrap(), message.id)])
-        .await;
+    let (record, message) = job(Endpoint::ChatCompletions, None);
+    let id = record.id;
+    h.store.create(&[record]).await.unwrap();
+    h.store.cancel(id, Utc::now()).await.unwrap();
+    h.queue.publish(vec![outgoing(message.encode().unwrap(), id)]).await;
     let live = h.submit(Endpoint::ChatCompletions, 1).await;
     assert_eq!(h.wait_end(live).await.status, JobStatus::Succeeded);
-    assert_eq!(h.echo.jobs.load(Ordering::SeqCst), 1);
-    assert_eq!(
-        h.store.get(record.id).await.unwrap().unwrap().status,
-        JobStatus::Canceled
+    // Both messages taken; the shutdown finishes whatever is still held.
+    h.wait_taken().await;
+    let (queue, store, echo, metrics) = (
+        h.queue.clone(),
+        h.store.clone(),
+        h.echo.clone(),
+        h.metrics.clone(),
     );
     h.shutdown().await;
+    // The canceled delivery was consumed and acked (a requeued or untaken
+    // one would still be in the queue), and never reached the provider.
+    assert_eq!(queue.depth(STANDARD).await.unwrap(), 0);
+    assert_eq!(metrics.inflight_jobs.get(), 0);
+    assert_eq!(echo.jobs.load(Ordering::SeqCst), 1);
+    let canceled = store.get(id).await.unwrap().unwrap();
+    assert_eq!(canceled.status, JobStatus::Canceled);
+    assert_eq!(canceled.attempts, 0, "never started");
 }
 
 #[tokio::test]
@@ -237,13 +299,15 @@ async fn shutdown_finishes_what_the_worker_holds() {
     let h = Harness::start();
     let ids: Vec<JobId> =
         futures::future::join_all((0..100).map(|_| h.submit(Endpoint::ChatCompletions, 1))).await;
-    // Stop while batches are in flight; whatever was taken is finished.
-    tokio::time::sleep(Duration::from_millis(30)).await;
-    let (queue, store) = (h.queue.clone(), h.store.clone());
+    // Stop while a batch is at the provider: the worker holds jobs.
+    let echo = h.echo.clone();
+    wait_until("a provider call", || echo.calls.load(Ordering::SeqCst) > 0).await;
+    let (queue, store, metrics) = (h.queue.clone(), h.store.clone(), h.metrics.clone());
     h.shutdown().await;
     let mut ended = 0;
     for id in &ids {
         let job = store.get(*id).await.unwrap().unwrap();
+        // A job the worker started is finished, never left running.
         assert!(
             matches!(job.status, JobStatus::Succeeded | JobStatus::Queued),
             "{job:?}"
@@ -252,33 +316,62 @@ async fn shutdown_finishes_what_the_worker_holds() {
             ended += 1;
         }
     }
-    let left = queue
-        .depth(sluice_queue::Source::Jobs(Priority::Standard))
-        .await
-        .unwrap();
+    assert!(ended > 0, "the jobs held at the stop were finished");
+    assert_eq!(
+        ended,
+        echo.jobs.load(Ordering::SeqCst),
+        "every job sent to the provider ended, and only those"
+    );
+    let left = queue.depth(STANDARD).await.unwrap();
     assert_eq!(
         ended + left as usize,
         ids.len(),
         "every job either ended or is back in the queue"
     );
+    assert_eq!(metrics.inflight_jobs.get(), 0, "every delivery was settled");
 }
 
 #[tokio::test]
 async fn a_job_with_a_webhook_is_announced_before_its_ack_and_again_on_redelivery() {
     use sluice_core::webhook::WebhookMessage;
-    use sluice_queue::Source;
-    let h = Harness::start();
+    // The first announcement is refused: that delivery must not be acked
+    // but given back, and announced again when it comes back.
+    let mut flaky = None;
+    let h = Harness::start_with(|queue| {
+        let events = Arc::new(FlakyEvents {
+            queue,
+            failures: AtomicUsize::new(1),
+            refused: AtomicUsize::new(0),
+            announced: AtomicUsize::new(0),
+        });
+        flaky = Some(events.clone());
+        events
+    });
+    let flaky = flaky.unwrap();
     let plain = h.submit(Endpoint::Completions, 1).await;
     let hooked = h.submit_hooked(2).await;
     h.wait_end(plain).await;
     let ended = h.wait_end(hooked).await;
-    use futures::StreamExt;
-    let mut events = h
-        .queue
+    // Two deliveries of one job: two announcements that went through.
+    let announced = flaky.clone();
+    wait_until("two announcements", || {
+        announced.announced.load(Ordering::SeqCst) >= 2
+    })
+    .await;
+    let queue = h.queue.clone();
+    h.shutdown().await;
+    assert!(flaky.refused.load(Ordering::SeqCst) >= 1, "one was refused");
+    assert_eq!(flaky.announced.load(Ordering::SeqCst), 2);
+    assert_eq!(
+        queue.depth(STANDARD).await.unwrap(),
+        0,
+        "all acked in the end"
+    );
+
+    let mut events = queue
         .consume(Source::Webhooks, 0, CancellationToken::new())
         .await
         .unwrap();
-    // Two deliveries of one job: two announcements, with one webhook-id.
     for _ in 0..2 {
         let d = tokio::time::timeout(Duration::from_secs(5), events.next())
             .await
@@ -296,7 +389,7 @@ async fn a_job_with_a_webhook_is_announced_before_its_ack_and_again_on_redeliver
         }
         d.ack().await.unwrap();
     }
-    // The job without a webhook announced nothing.
-    assert_eq!(h.queue.depth(Source::Webhooks).await.unwrap(), 0);
-    h.shutdown().await;
+    // The refused call published nothing, and the job without a webhook
+    // announced nothing.
+    assert_eq!(queue.depth(Source::Webhooks).await.unwrap(), 0);
 }

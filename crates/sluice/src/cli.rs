@@ -7,6 +7,10 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+mod overrides;
+
+pub use overrides::Overrides;
+
 #[derive(Parser, Debug)]
 #[command(
     name = "sluice",
@@ -113,12 +117,12 @@ completions caches whole blocks of --prefix-cache-block-tokens of the prompt;
 /v1/messages caches up to each block marked cache_control. Keys include the
 model and prompt_cache_key.")]
 pub struct MockArgs {
+    /// Where to serve.
     #[arg(long, default_value = "127.0.0.1:8090")]
     pub listen: SocketAddr,
     /// A TOML file with the mock's settings; flags given override it. Keys:
     /// seed, default_max_tokens, embedding_dims, api_key, max_concurrency;
-    /// [latency] fixed_ms,
-    /// per_prompt_token_us, per_cached_prompt_token_us,
+    /// [latency] fixed_ms, per_prompt_token_us, per_cached_prompt_token_us,
     /// per_completion_token_us, jitter, batch_efficiency; [prefix_cache]
     /// enabled, block_tokens, max_entries, ttl_secs; [rate_limits]
     /// requests_per_minute, tokens_per_minute, window_ms; [faults] error_rate,
@@ -126,97 +130,8 @@ pub struct MockArgs {
     /// input, cached_input, output.
     #[arg(long, env = "SLUICE_MOCK_CONFIG")]
     pub config: Option<PathBuf>,
-    /// Require this key: `Authorization: Bearer KEY`, or `x-api-key: KEY` on
-    /// /v1/messages. [default: none]
-    #[arg(long, env = "SLUICE_MOCK_API_KEY", hide_env_values = true)]
-    pub api_key: Option<String>,
-    /// Seeds latency jitter and fault injection, drawn per request in
-    /// arrival order. [default: 0]
-    #[arg(long)]
-    pub seed: Option<u64>,
-    /// Completion tokens when a request gives no max_tokens. [default: 16]
-    #[arg(long)]
-    pub default_max_tokens: Option<u64>,
-    /// Embedding length when a request gives no dimensions. [default: 16]
-    #[arg(long)]
-    pub embedding_dims: Option<usize>,
-    /// Requests served at once; the rest wait their turn, as on a
-    /// self-hosted inference server. [default: unlimited]
-    #[arg(long)]
-    pub max_concurrency: Option<usize>,
-
-    /// Fixed latency of every call, in milliseconds. [default: 0]
-    #[arg(long, help_heading = "Latency")]
-    pub latency_fixed_ms: Option<u64>,
-    /// Prefill latency per uncached prompt token, in microseconds. [default: 0]
-    #[arg(long, help_heading = "Latency")]
-    pub latency_per_prompt_token_us: Option<u64>,
-    /// Prefill latency per prompt token read from the prefix cache, in
-    /// microseconds. [default: 0]
-    #[arg(long, help_heading = "Latency")]
-    pub latency_per_cached_prompt_token_us: Option<u64>,
-    /// Decode latency per generated token, in microseconds. [default: 0]
-    #[arg(long, help_heading = "Latency")]
-    pub latency_per_completion_token_us: Option<u64>,
-    /// Latency varies uniformly by up to this fraction either way (0.1 is
-    /// ±10 %), seeded by --seed. [default: 0]
-    #[arg(long, value_name = "FRACTION", help_heading = "Latency")]
-    pub latency_jitter: Option<sluice_mock::Ratio>,
-    /// How much of an array call's prefill overlaps, E in [0, 1]:
-    /// prefill = (1 − E) × sum + E × max over its prompts. [default: 0]
-    #[arg(long, value_name = "FRACTION", help_heading = "Latency")]
-    pub batch_efficiency: Option<sluice_mock::Ratio>,
-
-    /// Turns the prompt-prefix cache on: repeated prefixes are reported in
-    /// usage (cached_tokens, cache_read_input_tokens), billed at the cached
-    /// price and prefilled at the cached rate. [default: off]
-    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL", help_heading = "Prefix cache")]
-    pub prefix_cache: Option<bool>,
-    /// Granularity of /v1/completions prefixes, in tokens. [default: 64]
-    #[arg(long, help_heading = "Prefix cache")]
-    pub prefix_cache_block_tokens: Option<u64>,
-    /// Most prefixes remembered (least recently used goes first). [default: 10000]
-    #[arg(long, help_heading = "Prefix cache")]
-    pub prefix_cache_max_entries: Option<usize>,
-    /// A prefix unused for this many seconds is forgotten. [default: 300]
-    #[arg(long, help_heading = "Prefix cache")]
-    pub prefix_cache_ttl_secs: Option<u64>,
-
-    /// Requests per minute per model, over a sliding 60 s window; past it,
-    /// 429 with Retry-After. [default: unlimited]
-    #[arg(long, help_heading = "Rate limits")]
-    pub requests_per_minute: Option<u64>,
-    /// Tokens per minute per model (prompt + max_tokens × choices), over a
-    /// sliding 60 s window. [default: unlimited]
-    #[arg(long, help_heading = "Rate limits")]
-    pub tokens_per_minute: Option<u64>,
-    /// The length of the limits' window, in milliseconds (benchmarks shrink
-    /// the minute with their time scale). [default: 60000]
-    #[arg(long, help_heading = "Rate limits")]
-    pub rate_window_ms: Option<u64>,
-
-    /// Share of admitted requests answered 500 or 503 (not billed), seeded
-    /// by --seed. [default: 0]
-    #[arg(long, value_name = "FRACTION", help_heading = "Faults")]
-    pub error_rate: Option<sluice_mock::Ratio>,
-    /// Share of the other requests that stall for --stall-ms before
-    /// answering (still billed). [default: 0]
-    #[arg(long, value_name = "FRACTION", help_heading = "Faults")]
-    pub stall_rate: Option<sluice_mock::Ratio>,
-    /// How long a stall lasts, in milliseconds. [default: 0]
-    #[arg(long, help_heading = "Faults")]
-    pub stall_ms: Option<u64>,
-
-    /// The price of MODEL, or of every unlisted model with MODEL `default`,
-    /// in micro-dollars per million tokens; repeatable.
-    /// [default: default=1000000:100000:4000000]
-    #[arg(
-        long = "price",
-        value_name = "MODEL=INPUT:CACHED_INPUT:OUTPUT",
-        value_parser = sluice_mock::pricing::parse_model_price,
-        help_heading = "Prices"
-    )]
-    pub prices: Vec<(String, sluice_mock::Price)>,
+    #[command(flatten)]
+    pub flags: Overrides<sluice_mock::MockOptions>,
 }
 
 #[derive(Subcommand, Debug)]

@@ -202,29 +202,18 @@ fn check(
         id,
         tenant_id.to_owned(),
         endpoint,
-        model.clone(),
+        model,
         priority,
-        metadata.clone(),
+        metadata,
         now,
         deadline_at,
     );
     record.key_id = Some(key_id.to_owned());
     record.trace_id = Some(trace_id.to_owned());
-    record.webhook = webhook.clone();
+    record.webhook = webhook;
     let message = JobMessage {
-        webhook,
-        id,
-        tenant_id: tenant_id.to_owned(),
-        endpoint,
-        model,
-        priority,
-        body,
-        metadata,
-        trace_id: trace_id.to_owned(),
-        key_id: Some(key_id.to_owned()),
-        enqueued_at: now,
-        deadline_at,
         cache: cache.as_ref().map(CachePlan::directive),
+        ..JobMessage::of(&record, body)
     };
     Ok(NewJob {
         record,

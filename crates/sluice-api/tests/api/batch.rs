@@ -107,7 +107,7 @@ async fn identical_jobs_within_a_batch_make_one_provider_call() {
     assert_eq!(second["cache"]["kind"], "inflight", "{second}");
     assert_eq!(second["cache"]["source_job"], ids[0]);
     assert_eq!(second["cost_micros"], 0);
-    assert_eq!(app.mock.stats().prompts, 2, "one call per distinct job");
+    assert_eq!(app.mock.stats().total.prompts, 2, "one call per distinct job");
 }
 
 #[tokio::test]
@@ -148,7 +148,7 @@ async fn a_batch_mixes_cache_hits_joins_and_new_jobs() {
     assert_eq!(joined["cache"]["source_job"], in_flight);
     assert_eq!(app.wait(&id(&jobs[2])).await["cached"], false);
     assert_eq!(
-        app.mock.stats().prompts,
+        app.mock.stats().total.prompts,
         3,
         "answered, in flight, brand new"
     );

@@ -32,7 +32,7 @@ async fn a_repeat_is_answered_from_the_cache_at_no_cost() {
     let read = app.job(&id).await;
     read.expect(200);
     assert_eq!(read.body, hit.body);
-    assert_eq!(app.mock.stats().prompts, 1);
+    assert_eq!(app.mock.stats().total.prompts, 1);
 }
 
 #[tokio::test]
@@ -76,7 +76,7 @@ async fn an_identical_job_in_flight_is_joined_and_ends_with_its_answer() {
     assert_eq!(follow["cache"]["kind"], "inflight");
     assert_eq!(follow["cache"]["source_job"], leader);
     assert_eq!(follow["cache"]["saved_micros"], lead["cost_micros"]);
-    assert_eq!(app.mock.stats().prompts, 1, "one provider call for both");
+    assert_eq!(app.mock.stats().total.prompts, 1, "one provider call for both");
 }
 
 #[tokio::test]
@@ -91,7 +91,7 @@ async fn jobs_that_joined_a_canceled_job_run_on_their_own() {
     assert_eq!(job["status"], "succeeded", "{job}");
     assert!(job["cost_micros"].as_u64().unwrap() > 0, "{job}");
     assert_eq!(app.job(&leader).await.body["status"], "canceled");
-    assert_eq!(app.mock.stats().prompts, 1);
+    assert_eq!(app.mock.stats().total.prompts, 1);
 }
 
 #[tokio::test]
@@ -110,7 +110,7 @@ async fn a_job_with_the_cache_off_stays_out_of_it() {
     let again = app.submit(&off).await;
     again.expect(202);
     assert_eq!(app.wait(&again.id()).await["cached"], false);
-    assert_eq!(app.mock.stats().prompts, 3);
+    assert_eq!(app.mock.stats().total.prompts, 3);
 }
 
 #[tokio::test]
@@ -120,13 +120,13 @@ async fn a_sampled_job_is_not_cached_unless_it_asks() {
         let id = app.submit_ok(&chat("be creative")).await;
         assert_eq!(app.wait(&id).await["cached"], false);
     }
-    assert_eq!(app.mock.stats().prompts, 2);
+    assert_eq!(app.mock.stats().total.prompts, 2);
     // Asking with a `cache` object opts it in.
     let asks = with(chat("be creative once"), "cache", json!({"mode": "on"}));
     let id = app.submit_ok(&asks).await;
     app.wait(&id).await;
     app.submit(&asks).await.expect(200);
-    assert_eq!(app.mock.stats().prompts, 3);
+    assert_eq!(app.mock.stats().total.prompts, 3);
 }
 
 #[tokio::test]
@@ -154,7 +154,7 @@ async fn another_tenant_never_gets_a_hit() {
     let theirs = other.submit(&cacheable("private answer")).await;
     theirs.expect(202);
     assert_eq!(other.wait(&theirs.id()).await["cached"], false);
-    assert_eq!(app.mock.stats().prompts, 2);
+    assert_eq!(app.mock.stats().total.prompts, 2);
 }
 
 #[tokio::test]

@@ -116,7 +116,7 @@ async fn a_repeated_deterministic_call_is_answered_from_the_cache() {
         second.header("sluice-job-id"),
         first.header("sluice-job-id")
     );
-    assert_eq!(app.mock.stats().prompts, 1);
+    assert_eq!(app.mock.stats().total.prompts, 1);
 }
 
 #[tokio::test]

@@ -34,7 +34,7 @@ async fn a_replay_shows_the_job_as_it_is_now() {
     again.expect(200);
     assert_eq!(again.id(), id);
     assert_eq!(again.body["status"], "succeeded");
-    assert_eq!(app.mock.stats().prompts, 1);
+    assert_eq!(app.mock.stats().total.prompts, 1);
 }
 
 #[tokio::test]

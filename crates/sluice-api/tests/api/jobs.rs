@@ -223,7 +223,7 @@ async fn a_job_still_queued_at_its_deadline_expires_without_reaching_a_provider(
     app.start_worker();
     let other = app.submit_ok(&chat("in time")).await;
     assert_eq!(app.wait(&other).await["status"], "succeeded");
-    assert_eq!(app.mock.stats().prompts, 1);
+    assert_eq!(app.mock.stats().total.prompts, 1);
 }
 
 #[tokio::test]
@@ -267,7 +267,7 @@ async fn a_canceled_job_never_reaches_a_provider() {
     let other = app.submit_ok(&chat("run me")).await;
     assert_eq!(app.wait(&other).await["status"], "succeeded");
     assert_eq!(app.job(&id).await.body["status"], "canceled");
-    assert_eq!(app.mock.stats().prompts, 1);
+    assert_eq!(app.mock.stats().total.prompts, 1);
 }
 
 #[tokio::test]

@@ -229,27 +229,16 @@ mod tests {
     #[test]
     fn the_mock_configs_parse_and_carry_the_scale() {
         let p = profile(0.1);
-        let mut paid = sluice_mock::MockOptions::default();
-        sluice_mock::MockConfig::from_toml(&p.paid_mock_toml())
-            .unwrap()
-            .apply(&mut paid)
-            .unwrap();
-        assert_eq!(paid.latency_fixed, Duration::from_millis(15));
-        assert_eq!(
-            paid.latency_per_completion_token,
-            Duration::from_micros(120)
-        );
+        let paid = sluice_mock::MockOptions::from_toml(&p.paid_mock_toml()).unwrap();
+        assert_eq!(paid.latency.fixed_ms, 15);
+        assert_eq!(paid.latency.per_completion_token_us, 120);
         assert_eq!(paid.rate_limits.window(), Duration::from_secs(6));
         assert_eq!(paid.rate_limits.tokens_per_minute, Some(450_000));
         assert_eq!(paid.prices.price("any").output, 8_000_000);
         assert_eq!(paid.max_concurrency, None);
 
-        let mut own = sluice_mock::MockOptions::default();
-        sluice_mock::MockConfig::from_toml(&p.self_hosted_mock_toml())
-            .unwrap()
-            .apply(&mut own)
-            .unwrap();
-        assert_eq!(own.max_concurrency, Some(8));
+        let own = sluice_mock::MockOptions::from_toml(&p.self_hosted_mock_toml()).unwrap();
+        assert_eq!(own.max_concurrency, std::num::NonZeroUsize::new(8));
         assert!(own.rate_limits.is_unlimited());
         assert_eq!(own.prices.price("any").output, 0);
 

@@ -10,14 +10,14 @@ use axum::extract::State;
 use axum::response::Response;
 use serde::{Deserialize, Serialize};
 
+use super::conversation::{answered, require_messages, Conversation};
 use super::{
-    parse_body, reject_stream, require_model, resolve_max_tokens, resolve_n, respond, response_id,
-    unix_now, Usage,
+    parse_body, reject_stream, require_model, resolve_max_tokens, resolve_n, respond, Completion,
+    Usage,
 };
 use crate::error::ApiError;
-use crate::latency::Sequence;
-use crate::prefix::{piece_prefixes, Piece, Scope};
-use crate::state::{Shared, Work};
+use crate::prefix::{Piece, Scope};
+use crate::state::Shared;
 use crate::text::{count_tokens, generate};
 
 pub(super) const PATH: &str = "/v1/chat/completions";
@@ -75,16 +75,6 @@ impl Message {
 }
 
 #[derive(Debug, Serialize)]
-pub(super) struct ChatResponse {
-    id: String,
-    object: &'static str,
-    created: u64,
-    model: String,
-    choices: Vec<Choice>,
-    usage: Usage,
-}
-
-#[derive(Debug, Serialize)]
 struct Choice {
     index: u64,
     message: AssistantMessage,
@@ -105,15 +95,10 @@ pub(super) async fn handle(
     let request: ChatRequest = parse_body(&body)?;
     let model = require_model(request.model)?;
     reject_stream(request.stream)?;
-    let messages = match request.messages {
-        Some(messages) if !messages.is_empty() => messages,
-        _ => {
-            return Err(ApiError::invalid(
-                "messages",
-                "you must provide a non-empty messages array",
-            ))
-        }
-    };
+    let messages = require_messages(
+        request.messages,
+        "you must provide a non-empty messages array",
+    )?;
     let (param, requested) = match request.max_completion_tokens {
         Some(limit) => ("max_completion_tokens", Some(limit)),
         None => ("max_tokens", request.max_tokens),
@@ -122,45 +107,32 @@ pub(super) async fn handle(
     let n = resolve_n(request.n)?;
 
     let texts: Vec<String> = messages.iter().map(Message::text).collect();
+    let answered = answered(messages.iter().map(|message| message.role.as_str()));
     let prompt_tokens = texts.iter().map(|text| count_tokens(text)).sum::<u64>();
-    // The last user message; a conversation without one (say, only a
-    // system prompt) is answered from its last message.
-    let answered = messages
-        .iter()
-        .rposition(|message| message.role == "user")
-        .unwrap_or(messages.len().saturating_sub(1));
-    let prompt = texts.get(answered).map(String::as_str).unwrap_or_default();
     let completion_tokens = max_tokens.saturating_mul(n);
-
-    let admission = shared.admit(&model, prompt_tokens.saturating_add(completion_tokens))?;
-    let scope = Scope {
-        api: "chat",
-        model: &model,
-        cache_key: request.prompt_cache_key.as_deref(),
-    };
-    let pieces = messages
-        .iter()
-        .zip(&texts)
-        .take(answered)
-        .map(|(message, text)| Piece {
-            role: &message.role,
-            text,
-            boundary: true,
-        });
-    let boundaries = piece_prefixes(&shared.options().prefix_cache, scope, pieces);
-    let cached_tokens = shared.cache_lookup(&boundaries).read_tokens;
-    let work = Work {
-        prompts: 1,
-        sequences: vec![Sequence {
-            prompt_tokens,
-            cached_tokens,
-            decode_tokens: max_tokens,
-        }],
+    let conversation = Conversation {
+        scope: Scope {
+            api: "chat",
+            model: &model,
+            cache_key: request.prompt_cache_key.as_deref(),
+        },
+        pieces: messages
+            .iter()
+            .zip(&texts)
+            .take(answered)
+            .map(|(message, text)| Piece {
+                role: &message.role,
+                text,
+                boundary: true,
+            }),
+        prompt_tokens,
+        decode_tokens: max_tokens,
         completion_tokens,
-        cache_write_tokens: 0,
+        bill_cache_writes: false,
     };
-    let receipt = shared.serve(PATH, &model, &admission, &work).await;
+    let (receipt, cached) = conversation.serve(&shared, PATH).await?;
 
+    let prompt = texts.get(answered).map(String::as_str).unwrap_or_default();
     let content = generate(prompt, max_tokens);
     let choices = (0..n)
         .map(|index| Choice {
@@ -173,13 +145,7 @@ pub(super) async fn handle(
             finish_reason: "length",
         })
         .collect();
-    let response = ChatResponse {
-        id: response_id("chatcmpl-", &body),
-        object: "chat.completion",
-        created: unix_now(),
-        model,
-        choices,
-        usage: Usage::new(prompt_tokens, completion_tokens, cached_tokens),
-    };
+    let usage = Usage::new(prompt_tokens, completion_tokens, cached.read_tokens);
+    let response = Completion::new("chat.completion", "chatcmpl-", &body, model, choices, usage);
     Ok(respond(receipt, response))
 }

@@ -14,8 +14,8 @@ use axum::response::Response;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    parse_body, reject_stream, require_model, resolve_max_tokens, resolve_n, respond, response_id,
-    unix_now, TextInput, Usage,
+    parse_body, reject_stream, require_model, resolve_max_tokens, resolve_n, respond, Completion,
+    TextInput, Usage,
 };
 use crate::error::ApiError;
 use crate::latency::Sequence;
@@ -36,16 +36,6 @@ struct CompletionRequest {
 }
 
 #[derive(Debug, Serialize)]
-pub(super) struct CompletionResponse {
-    id: String,
-    object: &'static str,
-    created: u64,
-    model: String,
-    choices: Vec<Choice>,
-    usage: Usage,
-}
-
-#[derive(Debug, Serialize)]
 struct Choice {
     text: String,
     index: u64,
@@ -60,10 +50,7 @@ pub(super) async fn handle(
     let request: CompletionRequest = parse_body(&body)?;
     let model = require_model(request.model)?;
     reject_stream(request.stream)?;
-    let prompts = request
-        .prompt
-        .ok_or_else(|| ApiError::invalid("prompt", "you must provide a prompt"))?
-        .into_texts("prompt")?;
+    let prompts = TextInput::require(request.prompt, "prompt", "you must provide a prompt")?;
     let max_tokens = resolve_max_tokens(
         request.max_tokens,
         "max_tokens",
@@ -114,13 +101,7 @@ pub(super) async fn handle(
             });
         }
     }
-    let response = CompletionResponse {
-        id: response_id("cmpl-", &body),
-        object: "text_completion",
-        created: unix_now(),
-        model,
-        choices,
-        usage: Usage::new(prompt_tokens, completion_tokens, cached_tokens),
-    };
+    let usage = Usage::new(prompt_tokens, completion_tokens, cached_tokens);
+    let response = Completion::new("text_completion", "cmpl-", &body, model, choices, usage);
     Ok(respond(receipt, response))
 }

@@ -4,30 +4,20 @@
 
 use axum::extract::{Request, State};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 
 use crate::bill::Refusal;
-use crate::error::{AnthropicError, ApiError};
+use crate::error::{ApiError, Dialect};
 use crate::state::Shared;
 
-/// For the OpenAI-compatible routes.
-pub(super) async fn openai(State(shared): State<Shared>, request: Request, next: Next) -> Response {
-    if shared.is_down() {
-        shared.refused(Refusal::Down);
-        return ApiError::down().into_response();
-    }
-    next.run(request).await
-}
-
-/// For `/v1/messages`.
-pub(super) async fn anthropic(
-    State(shared): State<Shared>,
+pub(super) async fn refuse_while_down(
+    State((shared, dialect)): State<(Shared, Dialect)>,
     request: Request,
     next: Next,
 ) -> Response {
     if shared.is_down() {
         shared.refused(Refusal::Down);
-        return AnthropicError(ApiError::down()).into_response();
+        return dialect.respond(ApiError::down());
     }
     next.run(request).await
 }

@@ -8,10 +8,11 @@
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::response::Response;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine;
 use serde::{Deserialize, Serialize};
 
 use super::{parse_body, require_model, resolve_dims, respond, TextInput};
-use crate::base64;
 use crate::error::ApiError;
 use crate::latency::Sequence;
 use crate::state::{Shared, Work};
@@ -68,16 +69,13 @@ pub(super) async fn handle(
 ) -> Result<Response, ApiError> {
     let request: EmbeddingRequest = parse_body(&body)?;
     let model = require_model(request.model)?;
-    let inputs = request
-        .input
-        .ok_or_else(|| ApiError::invalid("input", "you must provide an input"))?
-        .into_texts("input")?;
+    let inputs = TextInput::require(request.input, "input", "you must provide an input")?;
     // A model named `…semantic…` embeds by meaning (close for paraphrases).
     let semantic = model.contains("semantic");
     let default_dims = if semantic {
         SEMANTIC_DIMS
     } else {
-        shared.options().embedding_dims
+        shared.options().embedding_dims.get()
     };
     let dims = resolve_dims(request.dimensions, default_dims)?;
     let encoding = match request.encoding_format.as_deref() {
@@ -140,7 +138,7 @@ fn encode(vector: Vec<f32>, encoding: Encoding) -> Vector {
         Encoding::Float => Vector::Float(vector),
         Encoding::Base64 => {
             let bytes: Vec<u8> = vector.iter().flat_map(|x| x.to_le_bytes()).collect();
-            Vector::Base64(base64::encode(&bytes))
+            Vector::Base64(BASE64.encode(&bytes))
         }
     }
 }

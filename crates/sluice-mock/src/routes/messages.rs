@@ -21,11 +21,11 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 use serde::{Deserialize, Serialize};
 
+use super::conversation::{answered, require_messages, Conversation};
 use super::{parse_body, reject_stream, require_model, resolve_max_tokens, respond, response_id};
 use crate::error::{AnthropicError, ApiError};
-use crate::latency::Sequence;
-use crate::prefix::{piece_prefixes, Piece, Scope};
-use crate::state::{Shared, Work};
+use crate::prefix::{Piece, Scope};
+use crate::state::Shared;
 use crate::text::{count_tokens, generate};
 
 pub(super) const PATH: &str = "/v1/messages";
@@ -154,16 +154,10 @@ pub(super) async fn handle(
     let request: MessagesRequest = parse_body(&body)?;
     let model = require_model(request.model)?;
     reject_stream(request.stream)?;
-    let messages = match request.messages {
-        Some(messages) if !messages.is_empty() => messages,
-        _ => {
-            return Err(ApiError::invalid(
-                "messages",
-                "messages: you must provide a non-empty array",
-            )
-            .into())
-        }
-    };
+    let messages = require_messages(
+        request.messages,
+        "messages: you must provide a non-empty array",
+    )?;
     if let Some(i) = messages
         .iter()
         .position(|m| m.role != "user" && m.role != "assistant")
@@ -190,40 +184,29 @@ pub(super) async fn handle(
         message.content.flatten(&message.role, &mut flat);
     }
     let prompt_tokens = flat.iter().map(|f| count_tokens(f.text)).sum::<u64>();
-    let answered = messages
-        .iter()
-        .rposition(|m| m.role == "user")
-        .unwrap_or(messages.len().saturating_sub(1));
+    let conversation = Conversation {
+        scope: Scope {
+            api: "messages",
+            model: &model,
+            cache_key: None,
+        },
+        pieces: flat.iter().map(|f| Piece {
+            role: f.role,
+            text: f.text,
+            boundary: f.breakpoint,
+        }),
+        prompt_tokens,
+        decode_tokens: max_tokens,
+        completion_tokens: max_tokens,
+        bill_cache_writes: true,
+    };
+    let (receipt, cache) = conversation.serve(&shared, PATH).await?;
+
+    let answered = answered(messages.iter().map(|m| m.role.as_str()));
     let prompt = messages
         .get(answered)
         .map(|m| m.content.text())
         .unwrap_or_default();
-
-    let admission = shared.admit(&model, prompt_tokens.saturating_add(max_tokens))?;
-    let scope = Scope {
-        api: "messages",
-        model: &model,
-        cache_key: None,
-    };
-    let pieces = flat.iter().map(|f| Piece {
-        role: f.role,
-        text: f.text,
-        boundary: f.breakpoint,
-    });
-    let boundaries = piece_prefixes(&shared.options().prefix_cache, scope, pieces);
-    let outcome = shared.cache_lookup(&boundaries);
-    let work = Work {
-        prompts: 1,
-        sequences: vec![Sequence {
-            prompt_tokens,
-            cached_tokens: outcome.read_tokens,
-            decode_tokens: max_tokens,
-        }],
-        completion_tokens: max_tokens,
-        cache_write_tokens: outcome.written_tokens,
-    };
-    let receipt = shared.serve(PATH, &model, &admission, &work).await;
-
     let response = MessagesResponse {
         id: response_id("msg_", &body),
         kind: "message",
@@ -237,11 +220,11 @@ pub(super) async fn handle(
         stop_sequence: None,
         usage: AnthropicUsage {
             input_tokens: prompt_tokens
-                .saturating_sub(outcome.read_tokens)
-                .saturating_sub(outcome.written_tokens),
+                .saturating_sub(cache.read_tokens)
+                .saturating_sub(cache.written_tokens),
             output_tokens: max_tokens,
-            cache_creation_input_tokens: outcome.written_tokens,
-            cache_read_input_tokens: outcome.read_tokens,
+            cache_creation_input_tokens: cache.written_tokens,
+            cache_read_input_tokens: cache.read_tokens,
         },
     };
     Ok(respond(receipt, response))

@@ -13,12 +13,13 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::auth;
-use crate::error::ApiError;
+use crate::error::{ApiError, Dialect};
 use crate::state::{Receipt, Shared};
 
 mod admin;
 mod chat;
 mod completions;
+mod conversation;
 mod down;
 mod embeddings;
 mod messages;
@@ -44,46 +45,43 @@ pub(crate) fn router(shared: Shared) -> Router {
     let openai = Router::new()
         .route(chat::PATH, post(chat::handle))
         .route(completions::PATH, post(completions::handle))
-        .route(embeddings::PATH, post(embeddings::handle))
-        .route_layer(middleware::from_fn_with_state(shared.clone(), down::openai))
-        .route_layer(middleware::from_fn_with_state(
-            shared.clone(),
-            crate::traces::record,
-        ));
+        .route(embeddings::PATH, post(embeddings::handle));
+    let anthropic = Router::new().route(messages::PATH, post(messages::handle));
     let control = Router::new()
         .route(admin::STATS_PATH, get(admin::stats))
         .route(admin::RESET_PATH, post(admin::reset))
         .route(admin::BILL_PATH, get(admin::bill))
         .route(admin::TRACES_PATH, get(admin::traces))
         .route(admin::DOWN_PATH, post(admin::down))
-        .route(admin::UP_PATH, post(admin::up));
-    let bearer = openai
-        .merge(control)
+        .route(admin::UP_PATH, post(admin::up))
         .route_layer(middleware::from_fn_with_state(
-            shared.clone(),
+            (shared.clone(), Dialect::OpenAi),
             auth::require_key,
         ));
-    let anthropic = Router::new()
-        .route(messages::PATH, post(messages::handle))
+    Router::new()
+        .merge(model_routes(openai, &shared, Dialect::OpenAi))
+        .merge(model_routes(anthropic, &shared, Dialect::Anthropic))
+        .merge(control)
+        .route("/healthz", get(|| async { "ok" }))
+        .fallback(unknown_url)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(shared)
+}
+
+/// `routes`, the model routes of `dialect`, behind (outermost first) the
+/// key check, the trace log and the down switch.
+fn model_routes(routes: Router<Shared>, shared: &Shared, dialect: Dialect) -> Router<Shared> {
+    let state = (shared.clone(), dialect);
+    routes
         .route_layer(middleware::from_fn_with_state(
-            shared.clone(),
-            down::anthropic,
+            state.clone(),
+            down::refuse_while_down,
         ))
         .route_layer(middleware::from_fn_with_state(
             shared.clone(),
             crate::traces::record,
         ))
-        .route_layer(middleware::from_fn_with_state(
-            shared.clone(),
-            auth::require_x_api_key,
-        ));
-    Router::new()
-        .merge(bearer)
-        .merge(anthropic)
-        .route("/healthz", get(|| async { "ok" }))
-        .fallback(unknown_url)
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .with_state(shared)
+        .route_layer(middleware::from_fn_with_state(state, auth::require_key))
 }
 
 async fn unknown_url(method: Method, uri: Uri) -> ApiError {
@@ -167,15 +165,53 @@ pub(crate) enum TextInput {
 }
 
 impl TextInput {
-    /// The texts, refusing an empty array.
-    pub(crate) fn into_texts(self, param: &str) -> Result<Vec<String>, ApiError> {
-        match self {
-            TextInput::One(text) => Ok(vec![text]),
-            TextInput::Many(texts) if texts.is_empty() => Err(ApiError::invalid(
+    /// The texts of `input`, the request's `param`; a 400 saying `missing`
+    /// when it is absent, or when it is an empty array.
+    pub(crate) fn require(
+        input: Option<TextInput>,
+        param: &str,
+        missing: &str,
+    ) -> Result<Vec<String>, ApiError> {
+        match input {
+            None => Err(ApiError::invalid(param, missing)),
+            Some(TextInput::One(text)) => Ok(vec![text]),
+            Some(TextInput::Many(texts)) if texts.is_empty() => Err(ApiError::invalid(
                 param,
                 format!("{param} must not be an empty array"),
             )),
-            TextInput::Many(texts) => Ok(texts),
+            Some(TextInput::Many(texts)) => Ok(texts),
+        }
+    }
+}
+
+/// An OpenAI completion answer, chat (`C` a chat choice) or text.
+#[derive(Debug, Serialize)]
+pub(crate) struct Completion<C> {
+    id: String,
+    object: &'static str,
+    created: u64,
+    model: String,
+    choices: Vec<C>,
+    usage: Usage,
+}
+
+impl<C> Completion<C> {
+    /// The answer to `body`, an `object` whose id starts with `id_prefix`.
+    pub(crate) fn new(
+        object: &'static str,
+        id_prefix: &str,
+        body: &[u8],
+        model: String,
+        choices: Vec<C>,
+        usage: Usage,
+    ) -> Self {
+        Self {
+            id: response_id(id_prefix, body),
+            object,
+            created: unix_now(),
+            model,
+            choices,
+            usage,
         }
     }
 }

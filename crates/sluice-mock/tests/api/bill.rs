@@ -31,7 +31,7 @@ fn options() -> MockOptions {
         },
         prefix_cache: PrefixCacheOptions {
             enabled: true,
-            block_tokens: 8,
+            block_tokens: std::num::NonZeroU64::new(8).unwrap(),
             ..PrefixCacheOptions::default()
         },
         ..MockOptions::default()
@@ -144,7 +144,10 @@ async fn bill_is_the_sum_of_per_request_costs() {
     assert_eq!(bill.total_cost_micros, total);
     assert!(bill.model("big").cached_tokens > 0);
     assert!(bill.model("big").cache_write_tokens > 0);
-    assert_eq!((bill.rate_limited, bill.injected_errors), (0, 0));
+    assert_eq!(
+        (bill.refusals.rate_limited, bill.refusals.injected_errors),
+        (0, 0)
+    );
 
     let (status, over_http) = mock.get("/mock/bill").await;
     assert_eq!(status, 200);

@@ -121,7 +121,7 @@ async fn unknown_route_is_404_in_openai_shape() {
 #[tokio::test]
 async fn api_key_is_required_when_configured() {
     let mock = TestMock::with(MockOptions {
-        api_key: Some("sk-test".into()),
+        api_key: "sk-test".parse().ok(),
         ..MockOptions::default()
     });
     let body = json!({"model": "m", "prompt": "x"}).to_string();
@@ -141,5 +141,5 @@ async fn api_key_is_required_when_configured() {
         .post_raw("/v1/completions", body, Some("sk-test"))
         .await;
     assert_eq!(status, StatusCode::OK, "{response}");
-    assert_eq!(mock.server.stats().requests, 1);
+    assert_eq!(mock.server.stats().total.requests, 1);
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use axum::http::StatusCode;
 use serde_json::json;
-use sluice_mock::{Faults, MockOptions, Ratio};
+use sluice_mock::{Faults, LatencyOptions, MockOptions, Ratio};
 use tokio::time::Instant;
 
 use crate::helpers::TestMock;
@@ -48,11 +48,11 @@ async fn the_error_rate_is_roughly_honoured_reproducible_and_not_billed() {
         .all(|s| *s == StatusCode::OK || s.is_server_error()));
 
     let bill = mock.server.bill();
-    assert_eq!(bill.injected_errors, errors);
+    assert_eq!(bill.refusals.injected_errors, errors);
     assert_eq!(bill.model("m").requests, 1_000 - errors);
     let stats = mock.server.stats();
-    assert_eq!(stats.injected_errors, errors);
-    assert_eq!(stats.requests, 1_000 - errors);
+    assert_eq!(stats.refusals.injected_errors, errors);
+    assert_eq!(stats.total.requests, 1_000 - errors);
 
     // The same seed gives the same faults; a reset starts the sequence over.
     let twin = faulty(7, faults.clone());
@@ -88,10 +88,13 @@ async fn injected_errors_have_the_openai_and_anthropic_shapes() {
 #[tokio::test(start_paused = true)]
 async fn stalls_delay_the_answer_and_are_still_billed() {
     let mock = TestMock::with(MockOptions {
-        latency_fixed: Duration::from_millis(100),
+        latency: LatencyOptions {
+            fixed_ms: 100,
+            ..LatencyOptions::default()
+        },
         faults: Faults {
             stall_rate: Ratio::ONE,
-            stall: Duration::from_secs(30),
+            stall_ms: 30_000,
             ..Faults::default()
         },
         ..MockOptions::default()
@@ -151,8 +154,8 @@ async fn down_answers_503_everywhere_until_up() {
     );
 
     let bill = mock.server.bill();
-    assert_eq!(bill.down_rejections, 4);
+    assert_eq!(bill.refusals.down_rejections, 4);
     assert_eq!(bill.model("m").requests, 1);
-    assert_eq!(mock.server.stats().down_rejections, 4);
-    assert_eq!(mock.server.stats().requests, 1);
+    assert_eq!(mock.server.stats().refusals.down_rejections, 4);
+    assert_eq!(mock.server.stats().total.requests, 1);
 }

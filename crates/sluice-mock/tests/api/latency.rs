@@ -1,19 +1,23 @@
 //! The latency model through the handlers, on a paused clock: the elapsed
 //! (virtual) time is exactly what the model says.
 
+use std::num::NonZeroUsize;
 use std::time::Duration;
 
 use serde_json::json;
-use sluice_mock::{count_tokens, MockOptions};
+use sluice_mock::{count_tokens, LatencyOptions, MockOptions};
 use tokio::time::Instant;
 
 use crate::helpers::TestMock;
 
 fn options() -> MockOptions {
     MockOptions {
-        latency_fixed: Duration::from_millis(100),
-        latency_per_prompt_token: Duration::from_millis(1),
-        latency_per_completion_token: Duration::from_millis(20),
+        latency: LatencyOptions {
+            fixed_ms: 100,
+            per_prompt_token_us: 1_000,
+            per_completion_token_us: 20_000,
+            ..LatencyOptions::default()
+        },
         ..MockOptions::default()
     }
 }
@@ -93,10 +97,9 @@ async fn default_options_answer_instantly() {
 
 #[tokio::test(start_paused = true)]
 async fn batch_efficiency_overlaps_prefill() {
-    let mock = TestMock::with(MockOptions {
-        batch_efficiency: sluice_mock::Ratio::percent(50),
-        ..options()
-    });
+    let mut options = options();
+    options.latency.batch_efficiency = sluice_mock::Ratio::percent(50);
+    let mock = TestMock::with(options);
     let prompts = ["aaaa", "bbbbbbbb", "cccccccccccc", "dddd"]; // 1 + 2 + 3 + 1 tokens
     let start = Instant::now();
     mock.post(
@@ -110,11 +113,9 @@ async fn batch_efficiency_overlaps_prefill() {
 
 #[tokio::test(start_paused = true)]
 async fn jitter_is_bounded_varied_and_seeded() {
-    let jittery = MockOptions {
-        latency_jitter: sluice_mock::Ratio::percent(30),
-        seed: 5,
-        ..options()
-    };
+    let mut jittery = options();
+    jittery.latency.jitter = sluice_mock::Ratio::percent(30);
+    jittery.seed = 5;
     let base = jittery.latency(1, 10); // 100 + 1 + 200 ms
     let run = || async {
         let mock = TestMock::with(jittery.clone());
@@ -148,8 +149,11 @@ async fn jitter_is_bounded_varied_and_seeded() {
 #[tokio::test(start_paused = true)]
 async fn past_max_concurrency_requests_wait_their_turn() {
     let mock = TestMock::with(MockOptions {
-        latency_fixed: Duration::from_millis(100),
-        max_concurrency: Some(2),
+        latency: LatencyOptions {
+            fixed_ms: 100,
+            ..LatencyOptions::default()
+        },
+        max_concurrency: NonZeroUsize::new(2),
         ..MockOptions::default()
     });
     let body =

@@ -193,14 +193,14 @@ async fn errors_are_in_anthropic_shape() {
         )
         .await;
     assert_anthropic_error(&reply, 400, "invalid_request_error");
-    assert_eq!(mock.server.stats().requests, 0);
+    assert_eq!(mock.server.stats().total.requests, 0);
     assert_eq!(mock.server.bill().total_cost_micros, 0);
 }
 
 #[tokio::test]
 async fn the_api_key_goes_in_x_api_key() {
     let mock = TestMock::with(MockOptions {
-        api_key: Some("sk-ant".into()),
+        api_key: "sk-ant".parse().ok(),
         ..MockOptions::default()
     });
     let body =

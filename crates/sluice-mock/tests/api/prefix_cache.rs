@@ -1,10 +1,11 @@
 //! The prompt-prefix cache on the OpenAI routes: reported in
 //! `prompt_tokens_details.cached_tokens`, cheaper and faster.
 
+use std::num::{NonZeroU64, NonZeroUsize};
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use sluice_mock::{count_tokens, MockOptions, PrefixCacheOptions};
+use sluice_mock::{count_tokens, LatencyOptions, MockOptions, PrefixCacheOptions};
 use tokio::time::Instant;
 
 use crate::helpers::TestMock;
@@ -12,13 +13,16 @@ use crate::helpers::TestMock;
 fn options() -> MockOptions {
     MockOptions {
         // Whole milliseconds: tokio's timer rounds sleeps up to the next one.
-        latency_per_prompt_token: Duration::from_millis(10),
-        latency_per_cached_prompt_token: Duration::from_millis(1),
+        latency: LatencyOptions {
+            per_prompt_token_us: 10_000,
+            per_cached_prompt_token_us: 1_000,
+            ..LatencyOptions::default()
+        },
         prefix_cache: PrefixCacheOptions {
             enabled: true,
-            block_tokens: 16,
-            max_entries: 1_000,
-            ttl: Duration::from_secs(60),
+            block_tokens: NonZeroU64::new(16).unwrap(),
+            max_entries: NonZeroUsize::new(1_000).unwrap(),
+            ttl_secs: 60,
         },
         ..MockOptions::default()
     }

@@ -13,7 +13,7 @@ fn limited(rpm: Option<u64>, tpm: Option<u64>) -> TestMock {
         rate_limits: RateLimits {
             requests_per_minute: rpm,
             tokens_per_minute: tpm,
-            window: None,
+            ..RateLimits::default()
         },
         ..MockOptions::default()
     })
@@ -56,12 +56,12 @@ async fn requests_past_the_limit_get_429_until_the_window_slides() {
     assert_eq!(again.status, 200, "{}", again.body);
 
     let bill = mock.server.bill();
-    assert_eq!(bill.rate_limited, 2);
+    assert_eq!(bill.refusals.rate_limited, 2);
     assert_eq!(bill.model("m").requests, 4);
     assert_eq!(bill.model("n").requests, 1);
     let stats = mock.server.stats();
-    assert_eq!(stats.rate_limited, 2);
-    assert_eq!(stats.requests, 5);
+    assert_eq!(stats.refusals.rate_limited, 2);
+    assert_eq!(stats.total.requests, 5);
 }
 
 #[tokio::test(start_paused = true)]
@@ -92,7 +92,7 @@ async fn tokens_count_prompt_plus_max_tokens() {
         .post_full("/v1/completions", &completion(&prompt, 25))
         .await;
     assert_eq!(again.status, 200);
-    assert_eq!(mock.server.bill().rate_limited, 1);
+    assert_eq!(mock.server.bill().refusals.rate_limited, 1);
 }
 
 #[tokio::test]

@@ -10,7 +10,7 @@ async fn serves_over_tcp_and_shuts_down_gracefully() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let server = MockServer::new(MockOptions {
-        api_key: Some("sk-test".into()),
+        api_key: "sk-test".parse().ok(),
         ..MockOptions::default()
     });
     let (stop, stopped) = oneshot::channel::<()>();
@@ -49,5 +49,5 @@ async fn serves_over_tcp_and_shuts_down_gracefully() {
 
     let (served, ()) = tokio::join!(serving, client);
     served.unwrap();
-    assert_eq!(server.stats().requests, 1);
+    assert_eq!(server.stats().total.requests, 1);
 }

@@ -57,13 +57,13 @@ async fn counts_requests_and_prompts_separately() {
             completion_tokens: 0
         }
     );
-    assert_eq!(stats.requests, 4);
-    assert_eq!(stats.prompts, 9);
+    assert_eq!(stats.total.requests, 4);
+    assert_eq!(stats.total.prompts, 9);
     assert_eq!(
-        stats.prompt_tokens,
+        stats.total.prompt_tokens,
         completions.prompt_tokens + count_tokens("hello") + 2
     );
-    assert_eq!(stats.completion_tokens, 67);
+    assert_eq!(stats.total.completion_tokens, 67);
     assert_eq!(stats.by_endpoint.len(), 3);
 }
 
@@ -80,9 +80,9 @@ async fn stats_endpoint_and_reset() {
     assert_eq!(status, 200);
     let over_http: MockStats = serde_json::from_value(body).unwrap();
     assert_eq!(over_http, mock.server.stats());
-    assert_eq!(over_http.requests, 1);
-    assert_eq!(over_http.prompts, 2);
-    assert_eq!(over_http.completion_tokens, 32);
+    assert_eq!(over_http.total.requests, 1);
+    assert_eq!(over_http.total.prompts, 2);
+    assert_eq!(over_http.total.completion_tokens, 32);
 
     let (status, _) = mock.post("/mock/reset", &json!({})).await;
     assert!(status.is_success());

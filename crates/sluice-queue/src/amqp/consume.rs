@@ -12,7 +12,7 @@ use bytes::Bytes;
 use futures::{FutureExt, StreamExt};
 use lapin::options::{
     BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions,
-    BasicPublishOptions, BasicQosOptions, BasicRejectOptions, ConfirmSelectOptions,
+    BasicPublishOptions, BasicQosOptions, BasicRejectOptions,
 };
 use lapin::publisher_confirm::Confirmation;
 use lapin::types::{AMQPValue, FieldTable};
@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, warn};
 
 use super::credit::Credit;
-use super::{publish, unavailable, unix_now, CONFIRM_TIMEOUT, RPC_TIMEOUT};
+use super::{open_channel, publish, unavailable, unix_now, CONFIRM_TIMEOUT, RPC_TIMEOUT};
 use crate::pack::{self, PartSettle};
 use crate::{Delivery, DeliveryStream, QueueError, Settle, Settlement};
 
@@ -41,16 +41,7 @@ pub(super) async fn start(
 ) -> Result<DeliveryStream, QueueError> {
     let split = jobs.is_some();
     let credit = jobs.map(|pack_jobs| Credit::new(prefetch, pack_jobs));
-    let channel = connection
-        .create_channel()
-        .await
-        .map_err(unavailable("channel"))?;
-    if split {
-        channel
-            .confirm_select(ConfirmSelectOptions::default())
-            .await
-            .map_err(unavailable("confirm.select"))?;
-    }
+    let channel = open_channel(connection, split).await?;
     let messages = credit.as_ref().map_or(prefetch, Credit::messages);
     let consumer = subscribe(&channel, &queue, &tag, messages).await?;
     let consuming = Consuming {

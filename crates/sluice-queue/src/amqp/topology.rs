@@ -9,7 +9,9 @@ use lapin::{Channel, ExchangeKind};
 use sluice_core::Priority;
 use tokio::time::timeout;
 
-use super::{bounded, open_connection, string_arg, unavailable, REPLY_SUCCESS, RPC_TIMEOUT};
+use super::{
+    bounded, open_channel, open_connection, string_arg, unavailable, REPLY_SUCCESS, RPC_TIMEOUT,
+};
 use crate::{QueueError, Topology};
 
 /// Declares every exchange and queue of `topology`, idempotently.
@@ -31,15 +33,18 @@ pub(super) async fn declare(channel: &Channel, topology: &Topology) -> Result<()
         .exchange_declare(&jobs, ExchangeKind::Direct, exchange, none())
         .await?;
 
-    let mut quorum = FieldTable::default();
-    quorum.insert("x-queue-type".into(), string_arg("quorum"));
+    let quorum = || {
+        let mut args = FieldTable::default();
+        args.insert("x-queue-type".into(), string_arg("quorum"));
+        args
+    };
     let dead = topology.dead_letter_queue();
-    channel.queue_declare(&dead, queue, quorum.clone()).await?;
+    channel.queue_declare(&dead, queue, quorum()).await?;
     channel
         .queue_bind(&dead, &dlx, "", QueueBindOptions::default(), none())
         .await?;
 
-    let mut args = quorum;
+    let mut args = quorum();
     let limit = i64::from(topology.delivery_limit);
     args.insert("x-delivery-limit".into(), AMQPValue::LongLongInt(limit));
     args.insert("x-dead-letter-exchange".into(), string_arg(&dlx));
@@ -56,10 +61,8 @@ pub(super) async fn declare(channel: &Channel, topology: &Topology) -> Result<()
     channel
         .exchange_declare(&webhooks, ExchangeKind::Direct, exchange, none())
         .await?;
-    let mut quorum = FieldTable::default();
-    quorum.insert("x-queue-type".into(), string_arg("quorum"));
     let hooks = topology.webhooks_queue();
-    channel.queue_declare(&hooks, queue, quorum).await?;
+    channel.queue_declare(&hooks, queue, quorum()).await?;
     channel
         .queue_bind(
             &hooks,
@@ -91,10 +94,7 @@ pub(super) async fn declare(channel: &Channel, topology: &Topology) -> Result<()
 pub async fn teardown(url: &str, topology: &Topology) -> Result<(), QueueError> {
     let connection = bounded("connect", RPC_TIMEOUT, open_connection(url)).await?;
     let result = bounded("teardown", RPC_TIMEOUT * 4, async {
-        let channel = connection
-            .create_channel()
-            .await
-            .map_err(unavailable("channel"))?;
+        let channel = open_channel(&connection, false).await?;
         let mut queues: Vec<String> = Priority::ALL.map(|p| topology.queue(p)).into();
         queues.push(topology.dead_letter_queue());
         queues.push(topology.webhooks_queue());

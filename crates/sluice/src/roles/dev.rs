@@ -9,7 +9,7 @@ use anyhow::Context;
 use sluice_api::AppState;
 use sluice_core::config::Config;
 use sluice_core::metrics::Metrics;
-use sluice_mock::{MockOptions, MockServer};
+use sluice_mock::{LatencyOptions, MockOptions, MockServer};
 use sluice_providers::Router;
 use sluice_queue::{MemoryQueue, Topology};
 use sluice_store::jobs::MemoryJobStore;
@@ -28,8 +28,11 @@ pub async fn run(listen: SocketAddr) -> anyhow::Result<()> {
     {
         let stop = shutdown.clone();
         let mock = MockServer::new(MockOptions {
-            latency_fixed: Duration::from_millis(50),
-            latency_per_completion_token: Duration::from_micros(500),
+            latency: LatencyOptions {
+                fixed_ms: 50,
+                per_completion_token_us: 500,
+                ..LatencyOptions::default()
+            },
             ..MockOptions::default()
         });
         tasks.spawn(async move {
