@@ -41,9 +41,11 @@ async fn an_openai_client_gets_openai_answers_through_the_queue() {
             &json!({"model": "nope", "messages": []}),
         )
         .await;
-    assert_eq!(r.status, 422);
+    assert_eq!(r.status, 404, "an unknown model, as OpenAI answers it: {r:?}");
+    assert_eq!(r.body["error"]["code"], "model_not_found");
     let r = client
         .post("/v1/chat/completions", &json!({"model": "mock-small", "stream": true, "messages": [{"role": "user", "content": "x"}]}))
         .await;
-    assert_eq!(r.status, 422, "streaming is refused: {r:?}");
+    assert_eq!(r.status, 400, "streaming is refused: {r:?}");
+    assert_eq!(r.body["error"]["type"], "invalid_request_error");
 }

@@ -224,6 +224,11 @@ impl ApiError {
         }
     }
 
+    /// The problem's kind, as its `type` ends: `rate-limited`, say.
+    pub fn slug(&self) -> &'static str {
+        self.parts().1
+    }
+
     pub fn problem(&self) -> Problem {
         let (status, slug, title, detail) = self.parts();
         Problem {
@@ -242,9 +247,22 @@ impl From<sluice_store::StoreError> for ApiError {
     }
 }
 
+/// Which problem an error response carries, in its extensions: the routes
+/// that answer in another shape (the OpenAI-compatible ones) render it
+/// again from this.
+#[derive(Clone, Debug)]
+pub struct Refused {
+    pub slug: &'static str,
+    pub detail: String,
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let problem = self.problem();
+        let refused = Refused {
+            slug: self.slug(),
+            detail: problem.detail.clone(),
+        };
         let status =
             StatusCode::from_u16(problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         if status.is_server_error() {
@@ -252,6 +270,7 @@ impl IntoResponse for ApiError {
         }
         // A problem always serializes; should it not, axum answers 500.
         let mut response = (status, axum::Json(problem)).into_response();
+        response.extensions_mut().insert(refused);
         response.headers_mut().insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),

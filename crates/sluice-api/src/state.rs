@@ -36,6 +36,8 @@ impl std::ops::Deref for AppState {
 
 /// The backends and caches the handlers share.
 pub struct Shared {
+    /// When this API process started.
+    pub started: chrono::DateTime<chrono::Utc>,
     pub config: Arc<Config>,
     pub queue: Arc<dyn JobQueue>,
     pub store: Arc<dyn JobStore>,
@@ -97,6 +99,7 @@ impl AppState {
         });
         let cache_rows = cache::ledger::RowWriter::start(Arc::clone(&b.usage), tasks);
         let shared = Shared {
+            started: chrono::Utc::now(),
             cache: b.cache,
             semantic,
             cache_rows,

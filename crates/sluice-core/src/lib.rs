@@ -34,5 +34,5 @@ pub mod webhook;
 pub mod webhook_address;
 
 pub use ids::JobId;
-pub use job::{Endpoint, JobError, JobRecord, JobStatus, Priority, Usage};
+pub use job::{Endpoint, JobError, JobRecord, JobStatus, Priority, Rejection, Usage};
 pub use message::JobMessage;

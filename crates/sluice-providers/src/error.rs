@@ -9,7 +9,12 @@ pub enum ProviderError {
     /// Retrying cannot help (a 4xx other than 408, 409, 429; an answer that
     /// cannot be matched to its job). The job fails with this message.
     #[error("{provider}: {message}")]
-    Terminal { provider: String, message: String },
+    Terminal {
+        provider: String,
+        message: String,
+        /// The provider's refusal, when it answered with a 4xx.
+        rejection: Option<sluice_core::Rejection>,
+    },
     /// The provider asked to wait this long before trying again (429/503
     /// with `Retry-After`).
     #[error("{provider}: {message} (retry after {after:?})")]
@@ -41,6 +46,18 @@ impl ProviderError {
         match self {
             Self::Terminal { .. } => "provider_rejected",
             Self::RetryAfter { .. } | Self::Transient { .. } => "provider_unavailable",
+        }
+    }
+
+    /// The error a job that ended on this error carries: with the
+    /// provider's own refusal, when it refused the request.
+    pub fn job_error(&self) -> sluice_core::JobError {
+        match self {
+            Self::Terminal {
+                rejection: Some(rejection),
+                ..
+            } => sluice_core::JobError::rejected(self.kind(), self.to_string(), rejection.clone()),
+            _ => sluice_core::JobError::new(self.kind(), self.to_string()),
         }
     }
 }

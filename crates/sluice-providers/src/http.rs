@@ -114,6 +114,7 @@ impl ProviderHttp {
         ProviderError::Terminal {
             provider: self.name.clone(),
             message: message.into(),
+            rejection: None,
         }
     }
 
@@ -240,6 +241,16 @@ impl ProviderHttp {
             retry_after,
             format!("HTTP {code}: {message}"),
         );
+        let error = match error {
+            ProviderError::Terminal {
+                provider, message, ..
+            } => ProviderError::Terminal {
+                provider,
+                message,
+                rejection: Some(sluice_core::Rejection::from_body(code, &text)),
+            },
+            other => other,
+        };
         Err((kind, error))
     }
 }
@@ -282,7 +293,11 @@ pub fn classify(
             message,
         },
         (408 | 409 | 500..=599, _) => ProviderError::Transient { provider, message },
-        _ => ProviderError::Terminal { provider, message },
+        _ => ProviderError::Terminal {
+            provider,
+            message,
+            rejection: None,
+        },
     }
 }
 

@@ -236,6 +236,7 @@ impl Router {
             let e = ProviderError::Terminal {
                 provider: "router".into(),
                 message: format!("no route for model {model:?}"),
+                rejection: None,
             };
             return (0..n).map(|_| Err(e.clone())).collect();
         };

@@ -25,7 +25,7 @@ use sluice_core::batching::BatchKey;
 use sluice_core::job::{Outcome, StartOutcome};
 use sluice_core::ledger::{queue_wait, LedgerRow};
 use sluice_core::metrics::Metrics;
-use sluice_core::{Endpoint, JobError, JobId, JobRecord, JobStatus};
+use sluice_core::{Endpoint, JobId, JobRecord, JobStatus};
 use sluice_providers::{BatchJob, Router};
 use sluice_queue::JobEvents;
 use sluice_store::jobs::JobStore;
@@ -251,7 +251,7 @@ impl Executor {
                     provider,
                     cost_micros: answer.cost_micros,
                 },
-                Err(e) => Outcome::Failed(JobError::new(e.kind(), e.to_string())),
+                Err(e) => Outcome::Failed(e.job_error()),
             })
             .collect();
         // Cached before the jobs end, so that whoever sees an end and asks

@@ -2,7 +2,9 @@
 //! `/v1/completions`, `/v1/embeddings`) that enqueue a job and wait for it,
 //! so that existing SDKs work unchanged: point their base URL at Sluice and
 //! use a Sluice key. The answer is the provider's response body; the job
-//! goes through the same queue, batching, limits, budget and ledger.
+//! goes through the same queue, batching, limits, budget and ledger. Errors
+//! are in OpenAI's shape (`routes::openai`): a provider's refusal with the
+//! provider's status and error, Sluice's own refusals with OpenAI's.
 
 use std::time::Duration;
 
@@ -11,7 +13,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
-use sluice_core::{Endpoint, JobStatus};
+use sluice_core::{Endpoint, JobError, JobStatus};
 
 use crate::extract::{Caller, JsonBody};
 use crate::problem::ApiError;
@@ -43,10 +45,16 @@ async fn call(
     let job_header = HeaderValue::from_str(&id.to_string()).unwrap_or(HeaderValue::from_static(""));
     let mut response = match (job.status, job.result) {
         (JobStatus::Succeeded, Some(result)) => (StatusCode::OK, Json(result)).into_response(),
-        (JobStatus::Failed, _) => {
-            let why = job.error.map(|e| e.message).unwrap_or_default();
-            ApiError::ProviderFailed(format!("job {id} failed: {why}")).into_response()
-        }
+        (JobStatus::Failed, _) => match job.error {
+            Some(JobError {
+                rejection: Some(rejection),
+                ..
+            }) => super::openai::rejected(&rejection),
+            error => {
+                let why = error.map(|e| e.message).unwrap_or_default();
+                ApiError::ProviderFailed(format!("job {id} failed: {why}")).into_response()
+            }
+        },
         (status, _) if !status.is_terminal() => ApiError::SyncTimeout(format!(
             "job {id} is still {status} after {} s; poll GET /v1/jobs/{id}",
             SYNC_WAIT.as_secs()

@@ -5,6 +5,8 @@
 pub mod cache;
 pub mod compat;
 pub mod jobs;
+pub mod models;
+pub mod openai;
 pub mod openapi;
 pub mod ops;
 pub mod usage;
@@ -54,11 +56,19 @@ pub fn router(state: AppState) -> Router {
     let long_polls = Router::new()
         .route("/v1/jobs/{id}", get(jobs::get_job))
         .route_layer(bound(Duration::from_secs(api.max_wait_s)));
+    // The OpenAI-compatible routes answer errors in OpenAI's shape.
     let calls = Router::new()
         .route("/v1/chat/completions", post(compat::chat_completions))
         .route("/v1/completions", post(compat::completions))
         .route("/v1/embeddings", post(compat::embeddings))
-        .route_layer(bound(compat::SYNC_WAIT));
+        .route_layer(bound(compat::SYNC_WAIT))
+        .merge(
+            Router::new()
+                .route("/v1/models", get(models::list))
+                .route("/v1/models/{id}", get(models::get))
+                .route_layer(bound(Duration::ZERO)),
+        )
+        .route_layer(axum::middleware::from_fn(openai::errors));
     Router::new()
         .route("/v1/jobs", post(jobs::submit))
         .route("/v1/jobs/batch", post(jobs::submit_batch))

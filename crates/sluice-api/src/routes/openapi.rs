@@ -9,7 +9,7 @@ use utoipa::{Modify, OpenApi};
     paths(super::jobs::submit, super::jobs::submit_batch, super::jobs::get_job, super::jobs::cancel, super::usage::report, super::usage::budget, super::cache::clear,
         super::webhooks::deliveries, super::webhooks::redeliver, super::webhooks::rotate_tenant_secret,
         super::webhooks::create_endpoint, super::webhooks::list_endpoints, super::webhooks::delete_endpoint,
-        super::webhooks::rotate_endpoint_secret),
+        super::webhooks::rotate_endpoint_secret, super::models::list, super::models::get),
     components(schemas(
         crate::submission::validate::JobRequest,
         crate::submission::validate::BatchRequest,
@@ -42,6 +42,11 @@ use utoipa::{Modify, OpenApi};
         sluice_core::cache::CacheInfo,
         sluice_core::cache::CacheKind,
         super::cache::Cleared,
+        super::models::Model,
+        super::models::ModelList,
+        super::openai::OpenAiError,
+        super::openai::OpenAiErrorDetail,
+        sluice_core::Rejection,
     )),
     modifiers(&BearerAuth)
 )]

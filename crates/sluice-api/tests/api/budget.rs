@@ -66,12 +66,13 @@ async fn a_tenant_at_its_cap_is_refused_new_jobs() {
     app.batch(&[chat("a"), chat("b")])
         .await
         .expect_problem(402, "budget-exhausted");
+    // OpenAI answers a spent quota with 429 `insufficient_quota`.
     app.post(
         "/v1/completions",
         &json!({"model": "mock-small", "prompt": "sync"}),
     )
     .await
-    .expect_problem(402, "budget-exhausted");
+    .expect_openai_error(429, "insufficient_quota", Some("insufficient_quota"));
     assert_eq!(app.queued_jobs().await, 0);
     let shown = app.get("/v1/budget").await;
     assert_eq!(shown.body["remaining_micros"], 0);

@@ -127,24 +127,26 @@ async fn a_bad_call_is_refused_before_it_becomes_a_job() {
         &json!({"model": "nope", "messages": []}),
     )
     .await
-    .expect_problem(422, "unknown-model");
-    app.post(
-        "/v1/chat/completions",
-        &json!({"messages": [{"role": "user", "content": "x"}]}),
-    )
-    .await
-    .expect_problem(422, "missing-model");
+    .expect_openai_error(404, "invalid_request_error", Some("model_not_found"));
+    let reply = app
+        .post(
+            "/v1/chat/completions",
+            &json!({"messages": [{"role": "user", "content": "x"}]}),
+        )
+        .await;
+    reply.expect_openai_error(400, "invalid_request_error", None);
+    assert_eq!(reply.body["error"]["param"], "model");
     let streaming = json!({"model": "mock-small", "stream": true,
                            "messages": [{"role": "user", "content": "x"}]});
     let reply = app.post("/v1/chat/completions", &streaming).await;
-    reply.expect_problem(422, "invalid-request");
-    assert!(reply.detail().contains("stream"), "{reply:?}");
+    reply.expect_openai_error(400, "invalid_request_error", None);
+    assert!(reply.message().contains("stream"), "{reply:?}");
     app.post("/v1/embeddings", &json!({"model": "mock-embed"}))
         .await
-        .expect_problem(422, "invalid-request");
+        .expect_openai_error(400, "invalid_request_error", None);
     app.post_raw("/v1/completions", "{\"model\": ")
         .await
-        .expect_problem(400, "malformed-json");
+        .expect_openai_error(400, "invalid_request_error", None);
     assert_eq!(app.queued_jobs().await, 0);
 }
 
@@ -159,9 +161,9 @@ async fn a_job_that_fails_at_the_provider_answers_502() {
     let reply = app
         .post("/v1/chat/completions", &chat_body("the provider is down"))
         .await;
-    reply.expect_problem(502, "provider-failed");
+    reply.expect_openai_error(502, "server_error", None);
     let id = reply.header("sluice-job-id").to_owned();
-    assert!(reply.detail().contains(&id), "{reply:?}");
+    assert!(reply.message().contains(&id), "{reply:?}");
     let job = app.job(&id).await;
     assert_eq!(job.body["status"], "failed");
     assert!(job.body["error"]["message"].is_string());
@@ -176,13 +178,55 @@ async fn a_job_still_running_after_ten_minutes_answers_504_and_goes_on() {
     let reply = app
         .post("/v1/chat/completions", &chat_body("a long one"))
         .await;
-    reply.expect_problem(504, "still-running");
+    reply.expect_openai_error(504, "server_error", Some("timeout"));
     assert!(started.elapsed() >= std::time::Duration::from_secs(600));
     let id = reply.header("sluice-job-id").to_owned();
     assert!(
-        reply.detail().contains(&format!("/v1/jobs/{id}")),
+        reply.message().contains(&format!("/v1/jobs/{id}")),
         "{reply:?}"
     );
     assert_eq!(app.job(&id).await.body["status"], "queued");
     assert_eq!(app.queued_jobs().await, 1);
+}
+
+#[tokio::test]
+async fn a_providers_refusal_reaches_the_caller_with_its_status_and_error() {
+    let app = TestApp::spawn_with_worker().await;
+    let mut body = chat_body("too long an answer");
+    body["max_tokens"] = json!(1_000_000_000u64);
+    let reply = app.post("/v1/chat/completions", &body).await;
+    reply.expect_openai_error(400, "invalid_request_error", None);
+    assert_eq!(reply.body["error"]["param"], "max_tokens", "{reply:?}");
+    assert!(reply.message().contains("at most"), "{reply:?}");
+    // The job carries the same refusal.
+    let job = app.job(reply.header("sluice-job-id")).await;
+    assert_eq!(job.body["status"], "failed");
+    assert_eq!(job.body["error"]["type"], "provider_rejected");
+    assert_eq!(job.body["error"]["rejection"]["status"], 400);
+    assert_eq!(job.body["error"]["rejection"]["error"], reply.body["error"]);
+}
+
+#[tokio::test]
+async fn models_lists_every_route_and_names_one() {
+    let app = TestApp::spawn().await;
+    let list = app.get("/v1/models").await.expect(200).body.clone();
+    assert_eq!(list["object"], "list");
+    let ids: Vec<&str> = list["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
+    let routed: Vec<&str> = app.config.models.iter().map(|m| m.name.as_str()).collect();
+    assert_eq!(ids, routed);
+    for model in list["data"].as_array().unwrap() {
+        assert_eq!(model["object"], "model");
+        assert!(model["created"].as_i64().unwrap() > 1_700_000_000);
+        assert_eq!(model["owned_by"], "sluice");
+    }
+    let one = app.get("/v1/models/mock-small").await.expect(200).body.clone();
+    assert_eq!(one["id"], "mock-small");
+    let reply = app.get("/v1/models/gpt-nope").await;
+    reply.expect_openai_error(404, "invalid_request_error", Some("model_not_found"));
+    assert!(reply.message().contains("gpt-nope"), "{reply:?}");
 }

@@ -105,7 +105,7 @@ async fn a_body_over_the_limit_is_a_413() {
         .expect_problem(413, "body-too-large");
     app.post("/v1/chat/completions", &huge["body"])
         .await
-        .expect_problem(413, "body-too-large");
+        .expect_openai_error(413, "invalid_request_error", None);
     app.submit(&chat("small")).await.expect(202);
 }
 
@@ -203,14 +203,24 @@ async fn every_v1_route_needs_a_key() {
         (Method::GET, "/v1/usage".to_owned()),
         (Method::GET, "/v1/budget".to_owned()),
         (Method::DELETE, "/v1/cache".to_owned()),
-        (Method::POST, "/v1/chat/completions".to_owned()),
-        (Method::POST, "/v1/completions".to_owned()),
-        (Method::POST, "/v1/embeddings".to_owned()),
     ];
     for (method, path) in routes {
         let reply = anonymous.call(method.clone(), &path, "{}", &[]).await;
         assert_eq!(reply.status, 401, "{method} {path}: {reply:?}");
         reply.expect_problem(401, "unauthorized");
+    }
+    // The OpenAI-compatible routes answer in OpenAI's shape.
+    let openai = [
+        (Method::POST, "/v1/chat/completions"),
+        (Method::POST, "/v1/completions"),
+        (Method::POST, "/v1/embeddings"),
+        (Method::GET, "/v1/models"),
+        (Method::GET, "/v1/models/mock-small"),
+    ];
+    for (method, path) in openai {
+        let reply = anonymous.call(method.clone(), path, "{}", &[]).await;
+        reply.expect_openai_error(401, "invalid_request_error", Some("invalid_api_key"));
+        assert_eq!(reply.header("www-authenticate"), "Bearer", "{method} {path}");
     }
 }
 

@@ -105,8 +105,9 @@ async fn the_openai_compatible_routes_are_limited_too() {
             &json!({"model": "mock-small", "messages": [{"role": "user", "content": "hi"}]}),
         )
         .await;
-    reply.expect_problem(429, "rate-limited");
+    reply.expect_openai_error(429, "requests", Some("rate_limit_exceeded"));
     assert!(reply.headers.contains_key("retry-after"));
+    assert!(reply.headers.contains_key("ratelimit-reset"));
 }
 
 #[tokio::test]

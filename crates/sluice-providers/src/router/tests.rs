@@ -92,6 +92,7 @@ async fn a_terminal_error_is_not_retried() {
     let terminal = ProviderError::Terminal {
         provider: "p".into(),
         message: "HTTP 400: bad".into(),
+        rejection: None,
     };
     let only = flaky("only", 10, terminal.clone());
     let backup = flaky("backup", 0, transient());

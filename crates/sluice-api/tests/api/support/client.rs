@@ -72,6 +72,24 @@ impl Reply {
     pub fn detail(&self) -> &str {
         self.body["detail"].as_str().unwrap_or_default()
     }
+
+    /// Checks an error in OpenAI's shape (the OpenAI-compatible routes):
+    /// the status, `error.type` and `error.code` (`None`: null).
+    pub fn expect_openai_error(&self, status: u16, kind: &str, code: Option<&str>) -> &Self {
+        self.expect(status);
+        assert_eq!(self.content_type(), "application/json", "{self:?}");
+        let error = &self.body["error"];
+        assert_eq!(error["type"], kind, "{self:?}");
+        assert_eq!(error["code"], code.map_or(serde_json::Value::Null, Into::into), "{self:?}");
+        assert!(error.get("param").is_some(), "{self:?}");
+        assert!(self.message().len() > 3, "{self:?}");
+        self
+    }
+
+    /// An OpenAI error's `error.message`.
+    pub fn message(&self) -> &str {
+        self.body["error"]["message"].as_str().unwrap_or_default()
+    }
 }
 
 impl TestApp {
