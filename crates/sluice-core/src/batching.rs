@@ -4,8 +4,8 @@
 //! prompt prefix (the system prompt plus the first `prefix_chars`
 //! characters of the prompt). Completions and embeddings batches go out as
 //! one call with an array, so their jobs must also share every other
-//! parameter; a job that cannot share a call (a prompt that is already an
-//! array, `n` above 1) gets a batch of its own.
+//! parameter (`n` included); a job whose prompt or input is itself a list
+//! contributes each of its items ([`array_items`]).
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -19,7 +19,7 @@ pub struct BatchKey {
     pub priority: Priority,
     /// Hex SHA-256 (16 digits) of the prompt prefix; also the provider's prompt-cache key.
     pub prefix_hash: String,
-    /// Hash of the parameters an array call shares; for a solo job, its id.
+    /// Hash of the parameters an array call shares.
     pub params: String,
 }
 
@@ -29,11 +29,7 @@ impl BatchKey {
         let params = match job.endpoint {
             Endpoint::ChatCompletions => String::new(),
             Endpoint::Completions | Endpoint::Embeddings => {
-                if is_solo(job.endpoint, &job.body) {
-                    format!("solo:{}", job.id)
-                } else {
-                    shared_params_hash(job.endpoint, &job.body)
-                }
+                shared_params_hash(job.endpoint, &job.body)
             }
         };
         Self {
@@ -61,23 +57,54 @@ fn array_field(endpoint: Endpoint) -> &'static str {
     }
 }
 
-/// Whether a completions or embeddings job must go out on its own.
-fn is_solo(endpoint: Endpoint, body: &Value) -> bool {
-    let single = body
-        .get(array_field(endpoint))
-        .is_some_and(Value::is_string);
-    let n = body.get("n").and_then(Value::as_u64).unwrap_or(1);
-    let best_of = body.get("best_of").and_then(Value::as_u64).unwrap_or(1);
-    !single || n != 1 || best_of != 1
+/// The items a completions or embeddings job's `prompt` or `input`
+/// contributes to an array call, in order: a string, or one list of token
+/// ids, is one item; a list of strings, or of token-id lists, is one item
+/// each.
+pub fn array_items(value: &Value) -> Vec<&Value> {
+    match value {
+        Value::Array(items) if !items.is_empty() && !items.iter().all(Value::is_number) => {
+            items.iter().collect()
+        }
+        one => vec![one],
+    }
 }
 
+/// Whether `value` is a `prompt` or `input` a provider takes: a string, or
+/// a non-empty list of strings, of token ids, or of non-empty token-id
+/// lists.
+pub fn is_array_input(value: &Value) -> bool {
+    let token_ids = |v: &Value| match v {
+        Value::Array(ids) => !ids.is_empty() && ids.iter().all(Value::is_u64),
+        _ => false,
+    };
+    match value {
+        Value::String(_) => true,
+        Value::Array(items) if !items.is_empty() => {
+            items.iter().all(Value::is_string)
+                || items.iter().all(Value::is_u64)
+                || items.iter().all(token_ids)
+        }
+        _ => false,
+    }
+}
+
+/// The hash of what the jobs of one array call must share: every
+/// parameter but the prompt (input) itself, and whether that is text or
+/// token ids (a provider takes one kind per call).
 fn shared_params_hash(endpoint: Endpoint, body: &Value) -> String {
     let mut shared = body.clone();
+    let tokens = body
+        .get(array_field(endpoint))
+        .map(array_items)
+        .and_then(|items| items.first().map(|item| item.is_array()))
+        .unwrap_or(false);
     if let Some(map) = shared.as_object_mut() {
         map.remove(array_field(endpoint));
     }
     // serde_json maps are ordered by key, so this text is canonical.
-    short_hash(shared.to_string().as_bytes())
+    let kind = if tokens { "tokens" } else { "text" };
+    short_hash(format!("{kind}:{shared}").as_bytes())
 }
 
 /// Text of a message's `content`: a string, or the text parts of an array.
@@ -164,7 +191,7 @@ pub fn estimate_tokens(text: &str) -> u64 {
 /// and choice. Used for fleet budgets, never for billing.
 pub fn request_tokens(endpoint: Endpoint, body: &Value) -> u64 {
     let prompts = match body.get(array_field(endpoint)) {
-        Some(Value::Array(items)) if endpoint != Endpoint::ChatCompletions => items.len() as u64,
+        Some(items) if endpoint != Endpoint::ChatCompletions => array_items(items).len() as u64,
         _ => 1,
     };
     let choices = body.get("n").and_then(Value::as_u64).unwrap_or(1).max(1);
@@ -225,14 +252,36 @@ mod tests {
         let c = k(json!({"model": "m", "prompt": "x", "max_tokens": 6}));
         assert_eq!(a, b);
         assert_ne!(a, c);
-        // An array prompt or n > 1 cannot share an array call.
-        let solo1 = k(json!({"model": "m", "prompt": ["x"], "max_tokens": 5}));
-        let solo2 = k(json!({"model": "m", "prompt": ["x"], "max_tokens": 5}));
-        assert_ne!(solo1, solo2);
-        assert_ne!(
-            k(json!({"model": "m", "prompt": "x", "n": 2})),
-            k(json!({"model": "m", "prompt": "x", "n": 2}))
+        // An array prompt shares a call with single ones; `n` is a
+        // parameter like any other.
+        assert_eq!(a, k(json!({"model": "m", "prompt": ["x", "y"], "max_tokens": 5})));
+        // Token ids do not share a call with text.
+        assert_ne!(a, k(json!({"model": "m", "prompt": [1, 2], "max_tokens": 5})));
+        assert_eq!(
+            k(json!({"model": "m", "prompt": [1, 2], "max_tokens": 5})),
+            k(json!({"model": "m", "prompt": [[3], [4]], "max_tokens": 5}))
         );
+        let n2 = k(json!({"model": "m", "prompt": "x", "max_tokens": 5, "n": 2}));
+        assert_ne!(a, n2);
+        assert_eq!(n2, k(json!({"model": "m", "prompt": ["z"], "max_tokens": 5, "n": 2})));
+    }
+
+    #[test]
+    fn array_items_are_what_each_job_adds_to_an_array_call() {
+        assert_eq!(array_items(&json!("a")), vec![&json!("a")]);
+        assert_eq!(array_items(&json!(["a", "b"])), vec![&json!("a"), &json!("b")]);
+        // A list of token ids is one prompt; a list of such lists is many.
+        assert_eq!(array_items(&json!([1, 2, 3])), vec![&json!([1, 2, 3])]);
+        assert_eq!(
+            array_items(&json!([[1, 2], [3]])),
+            vec![&json!([1, 2]), &json!([3])]
+        );
+        for good in [json!("a"), json!(["a"]), json!([1, 2]), json!([[1], [2, 3]])] {
+            assert!(is_array_input(&good), "{good}");
+        }
+        for bad in [json!([]), json!([[]]), json!(["a", 1]), json!([[1], "a"]), json!({}), json!(1), json!([-1])] {
+            assert!(!is_array_input(&bad), "{bad}");
+        }
     }
 
     #[test]

@@ -7,7 +7,7 @@ use crate::{Answer, Batch, Provider, ProviderError};
 use async_trait::async_trait;
 use futures::StreamExt;
 use serde_json::{json, Value};
-use sluice_core::batching::request_tokens;
+use sluice_core::batching::{array_items, request_tokens};
 use sluice_core::config::ProviderConfig;
 use sluice_core::split::split_proportional;
 use sluice_core::{Endpoint, Usage};
@@ -106,7 +106,10 @@ impl OpenAiProvider {
         })
     }
 
-    /// Completions or embeddings: one call with an array of prompts/inputs.
+    /// Completions or embeddings: one call with an array of prompts
+    /// (inputs). Each job adds its items ([`array_items`]: one for a
+    /// string, one each for a list), and gets back exactly its own answer
+    /// items, in order, renumbered from 0, with its share of the usage.
     async fn array_call(&self, batch: &Batch) -> Vec<Result<Answer, ProviderError>> {
         let n = batch.jobs.len();
         let everyone = |e: ProviderError| (0..n).map(|_| Err(e.clone())).collect();
@@ -114,14 +117,24 @@ impl OpenAiProvider {
             Endpoint::Completions => ("prompt", "choices"),
             _ => ("input", "data"),
         };
-        let inputs: Vec<Value> = batch
-            .jobs
-            .iter()
-            .map(|j| j.body.get(field).cloned().unwrap_or(Value::Null))
-            .collect();
         let Some(first) = batch.jobs.first() else {
             return Vec::new();
         };
+        // Each prompt has `n` choices (the jobs of a batch share `n`).
+        let per_input = match batch.endpoint {
+            Endpoint::Completions => first.body.get("n").and_then(Value::as_u64).unwrap_or(1),
+            _ => 1,
+        };
+        let per_input = usize::try_from(per_input.max(1)).unwrap_or(1);
+        let parts: Vec<Vec<Value>> = batch
+            .jobs
+            .iter()
+            .map(|j| {
+                let value = j.body.get(field).unwrap_or(&Value::Null);
+                array_items(value).into_iter().cloned().collect()
+            })
+            .collect();
+        let inputs: Vec<Value> = parts.iter().flatten().cloned().collect();
         let mut body = self.with_cache_key(first.body.clone(), &batch.prefix_hash);
         body["model"] = json!(batch.upstream_model);
         body[field] = Value::Array(inputs.clone());
@@ -130,7 +143,7 @@ impl OpenAiProvider {
             Ok(r) => r,
             Err(e) => return everyone(e),
         };
-        let items = match match_by_index(&response, items_field, n) {
+        let items = match match_by_index(&response, items_field, inputs.len() * per_input) {
             Ok(items) => items,
             Err(why) => return everyone(self.terminal(why)),
         };
@@ -138,17 +151,24 @@ impl OpenAiProvider {
             return everyone(self.terminal("response without usage"));
         };
         let model = batch.upstream_model.as_str();
-        let prompt_weights: Vec<u64> = inputs
-            .iter()
-            .map(|i| tokens::count(model, i.as_str().unwrap_or_default()))
-            .collect();
+        let input_weights: Vec<u64> = inputs.iter().map(|i| input_tokens(model, i)).collect();
         let max_tokens = first.body.get("max_tokens").and_then(Value::as_u64);
-        let prompt = split_proportional(total.prompt_tokens, &prompt_weights);
+        let prompt = split_proportional(total.prompt_tokens, &input_weights);
+        let cached = split_proportional(total.cached_tokens, &input_weights);
         let completion = split_completion(model, total.completion_tokens, &items, max_tokens);
-        let cached = split_proportional(total.cached_tokens, &prompt_weights);
-        let usages: Vec<Usage> = (0..n)
-            .map(|i| Usage::new(prompt[i], completion[i], cached[i]))
-            .collect();
+        // Each job's inputs, and its items, are a run of the call's.
+        let mut usages = Vec::with_capacity(n);
+        let mut start = 0;
+        for part in &parts {
+            let inputs = start..start + part.len();
+            let choices = inputs.start * per_input..inputs.end * per_input;
+            usages.push(Usage::new(
+                prompt[inputs.clone()].iter().sum(),
+                completion[choices].iter().sum(),
+                cached[inputs].iter().sum(),
+            ));
+            start += part.len();
+        }
         let costs: Vec<Option<u64>> = match self.base.prices.get(model) {
             Some(price) => price
                 .split_cost(&total, &usages)
@@ -157,19 +177,26 @@ impl OpenAiProvider {
                 .collect(),
             None => vec![None; n],
         };
-        // Each answer is the response around its own item: the envelope is
+        // Each answer is the response around its own items: the envelope is
         // copied without the batch's items (copying them for every job made
         // a batch's answers cost the square of its size).
         let mut envelope = response;
         envelope[items_field] = Value::Array(Vec::new());
-        items
-            .into_iter()
+        let mut items = items.into_iter();
+        parts
+            .iter()
             .zip(usages)
             .zip(costs)
-            .map(|((mut item, usage), cost_micros)| {
-                item["index"] = json!(0);
+            .map(|((part, usage), cost_micros)| {
+                let own: Vec<Value> = (0..part.len() * per_input)
+                    .zip(items.by_ref())
+                    .map(|(index, mut item)| {
+                        item["index"] = json!(index);
+                        item
+                    })
+                    .collect();
                 let mut answer = envelope.clone();
-                answer[items_field] = json!([item]);
+                answer[items_field] = Value::Array(own);
                 answer["usage"] = usage_json(batch.endpoint, &usage);
                 Ok(Answer {
                     body: answer,
@@ -178,6 +205,15 @@ impl OpenAiProvider {
                 })
             })
             .collect()
+    }
+}
+
+/// An input's weight in the call's prompt tokens: its tokens, counted with
+/// the model's tokenizer, or its length when it is a list of token ids.
+fn input_tokens(model: &str, input: &Value) -> u64 {
+    match input {
+        Value::Array(ids) => (ids.len() as u64).max(1),
+        other => tokens::count(model, other.as_str().unwrap_or_default()),
     }
 }
 

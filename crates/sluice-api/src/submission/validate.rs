@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::Value;
+use sluice_core::batching::is_array_input;
 use sluice_core::cache::CacheOptions;
 use sluice_core::config::Config;
 use sluice_core::job::Metadata;
@@ -234,20 +235,20 @@ fn check_body(endpoint: Endpoint, body: &Value) -> Result<(), ApiError> {
             .get("messages")
             .and_then(Value::as_array)
             .is_some_and(|m| !m.is_empty()),
-        Endpoint::Completions => {
-            matches!(body.get("prompt"), Some(Value::String(_) | Value::Array(_)))
-        }
-        Endpoint::Embeddings => {
-            matches!(body.get("input"), Some(Value::String(_) | Value::Array(_)))
-        }
+        Endpoint::Completions => body.get("prompt").is_some_and(is_array_input),
+        Endpoint::Embeddings => body.get("input").is_some_and(is_array_input),
     };
     if ok {
         return Ok(());
     }
     let need = match endpoint {
         Endpoint::ChatCompletions => "`body.messages` (a non-empty array)",
-        Endpoint::Completions => "`body.prompt` (a string or an array of strings)",
-        Endpoint::Embeddings => "`body.input` (a string or an array of strings)",
+        Endpoint::Completions => {
+            "`body.prompt` (a string, or a non-empty array of strings, of token ids or of token-id arrays)"
+        }
+        Endpoint::Embeddings => {
+            "`body.input` (a string, or a non-empty array of strings, of token ids or of token-id arrays)"
+        }
     };
     Err(ApiError::InvalidRequest(format!("{endpoint} needs {need}")))
 }

@@ -62,44 +62,150 @@ async fn completions_and_embeddings_answer_too() {
     assert_eq!(vector.len(), 16);
 }
 
-#[tokio::test]
-#[ignore = "bug: a completions or embeddings call whose `prompt`/`input` is an array \
-            (which the API accepts) fails at the provider: the worker nests it in \
-            the batch's own array"]
-async fn array_prompts_and_inputs_are_answered() {
-    let app = TestApp::spawn_with_worker().await;
-    let reply = app
-        .post(
-            "/v1/embeddings",
-            &json!({"model": "mock-embed", "input": ["one", "two"]}),
-        )
-        .await;
-    reply.expect(200);
-    assert_eq!(reply.body["data"].as_array().unwrap().len(), 2);
-    let reply = app
-        .post(
-            "/v1/completions",
-            &json!({"model": "mock-small", "prompt": ["one", "two"]}),
-        )
-        .await;
-    reply.expect(200);
-    assert_eq!(reply.body["choices"].as_array().unwrap().len(), 2);
+/// The vectors an embeddings answer holds, in order, each checked to be at
+/// its own index.
+fn vectors(reply: &serde_json::Value) -> Vec<serde_json::Value> {
+    let data = reply["data"].as_array().unwrap();
+    for (i, item) in data.iter().enumerate() {
+        assert_eq!(item["index"], i, "{reply}");
+    }
+    data.iter().map(|item| item["embedding"].clone()).collect()
 }
 
 #[tokio::test]
-#[ignore = "bug: a completions call with `n` > 1 fails: the worker matches its \
-            extra choices to other jobs of the batch (\"choices index 1 is outside \
-            the batch of 1\")"]
-async fn a_completion_with_several_choices_is_answered() {
+async fn embeddings_take_every_input_shape_and_answer_each_item_in_order() {
+    let app = TestApp::spawn_with_worker().await;
+    let embed = |input: serde_json::Value| {
+        let app = &app;
+        async move {
+            let reply = app
+                .post("/v1/embeddings", &json!({"model": "mock-embed", "input": input}))
+                .await;
+            reply.expect(200);
+            reply.body.clone()
+        }
+    };
+    let one = vectors(&embed(json!("one")).await);
+    let two = vectors(&embed(json!("two")).await);
+    assert_eq!(one.len(), 1);
+    // A list: one vector per string, each the string's own.
+    let both = vectors(&embed(json!(["one", "two"])).await);
+    assert_eq!(both, [one[0].clone(), two[0].clone()]);
+    // Token ids: one list is one input; a list of lists is one each.
+    let ids = vectors(&embed(json!([1, 2, 3])).await);
+    assert_eq!(ids.len(), 1);
+    let lists = vectors(&embed(json!([[1, 2, 3], [4, 5]])).await);
+    assert_eq!(lists.len(), 2);
+    assert_eq!(lists[0], ids[0]);
+    assert_ne!(lists[0], lists[1]);
+    // `dimensions` and `encoding_format` pass through.
+    let short = app
+        .post(
+            "/v1/embeddings",
+            &json!({"model": "mock-embed", "input": ["one", "two"], "dimensions": 4,
+                    "encoding_format": "base64"}),
+        )
+        .await;
+    short.expect(200);
+    for v in vectors(&short.body) {
+        let bytes = base64_len(v.as_str().unwrap());
+        assert_eq!(bytes, 4 * 4, "four float32s");
+    }
+    // Refused before it becomes a job: an empty or mixed input.
+    for bad in [json!([]), json!(["a", 1]), json!([[]])] {
+        app.post("/v1/embeddings", &json!({"model": "mock-embed", "input": bad}))
+            .await
+            .expect_openai_error(400, "invalid_request_error", None);
+    }
+}
+
+/// How many bytes a base64 text decodes to.
+fn base64_len(text: &str) -> usize {
+    let padding = text.bytes().rev().take_while(|&b| b == b'=').count();
+    text.len() / 4 * 3 - padding
+}
+
+#[tokio::test]
+async fn completions_with_prompt_lists_and_several_choices_get_their_own_choices() {
     let app = TestApp::spawn_with_worker().await;
     let reply = app
         .post(
             "/v1/completions",
-            &json!({"model": "mock-small", "prompt": "pick two", "n": 2}),
+            &json!({"model": "mock-small", "prompt": ["one", "two"], "max_tokens": 7}),
         )
         .await;
     reply.expect(200);
-    assert_eq!(reply.body["choices"].as_array().unwrap().len(), 2);
+    let choices = reply.body["choices"].as_array().unwrap();
+    assert_eq!(choices.len(), 2);
+    for (i, (choice, prompt)) in choices.iter().zip(["one", "two"]).enumerate() {
+        assert_eq!(choice["index"], i);
+        let text = choice["text"].as_str().unwrap();
+        assert!(text.starts_with(&sluice_mock::answer_text(prompt)), "{text}");
+    }
+    assert_eq!(reply.body["usage"]["completion_tokens"], 14);
+    // `n` choices per prompt, numbered as OpenAI numbers them.
+    let reply = app
+        .post(
+            "/v1/completions",
+            &json!({"model": "mock-small", "prompt": ["a", "b"], "n": 2, "max_tokens": 3}),
+        )
+        .await;
+    reply.expect(200);
+    let choices = reply.body["choices"].as_array().unwrap();
+    assert_eq!(choices.len(), 4);
+    for (i, choice) in choices.iter().enumerate() {
+        assert_eq!(choice["index"], i);
+    }
+    assert_eq!(reply.body["usage"]["completion_tokens"], 12);
+}
+
+#[tokio::test]
+async fn jobs_with_list_inputs_share_a_call_and_each_gets_exactly_its_own() {
+    let app = TestApp::spawn().await;
+    let inputs = [json!("solo"), json!(["a", "b", "c"]), json!([[7, 8], [9]]), json!(["d"])];
+    let jobs: Vec<serde_json::Value> = inputs
+        .iter()
+        .map(|input| {
+            json!({"endpoint": "/v1/embeddings",
+                   "body": {"model": "mock-embed", "input": input}, "cache": {"mode": "off"}})
+        })
+        .collect();
+    let ids: Vec<String> = app
+        .batch(&jobs)
+        .await
+        .expect(202)
+        .body["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["id"].as_str().unwrap().to_owned())
+        .collect();
+    app.start_worker();
+    let mut prompt_tokens = 0;
+    let mut answers = Vec::new();
+    for id in &ids {
+        let job = app.wait(id).await;
+        assert_eq!(job["status"], "succeeded", "{job}");
+        prompt_tokens += job["usage"]["prompt_tokens"].as_u64().unwrap();
+        answers.push(job["result"].clone());
+    }
+    let stats = app.mock.stats();
+    // One call for the three jobs of text, one for the job of token ids (a
+    // provider takes one kind per call).
+    assert_eq!(stats.total.requests, 2, "{stats:?}");
+    assert_eq!(stats.total.prompts, 7, "1 + 3 + 2 + 1 inputs");
+    assert_eq!(prompt_tokens, stats.total.prompt_tokens, "the shares sum to the call");
+    let counts: Vec<usize> = answers.iter().map(|a| vectors(a).len()).collect();
+    assert_eq!(counts, [1, 3, 2, 1]);
+    // Each job's vectors are those of its own inputs, alone.
+    let alone = app.tenant("alone").await;
+    for (input, answer) in inputs.iter().zip(&answers) {
+        let reply = alone
+            .post("/v1/embeddings", &json!({"model": "mock-embed", "input": input}))
+            .await;
+        reply.expect(200);
+        assert_eq!(vectors(&reply.body), vectors(answer), "{input}");
+    }
 }
 
 #[tokio::test]

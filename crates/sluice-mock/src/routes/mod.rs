@@ -156,12 +156,22 @@ pub(crate) fn reject_stream(stream: Option<bool>) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// `prompt` or `input`: one string or an array of strings.
+/// `prompt` or `input`: one string, an array of strings, a list of token
+/// ids, or an array of token-id lists.
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
 pub(crate) enum TextInput {
     One(String),
     Many(Vec<String>),
+    Tokens(Vec<u32>),
+    ManyTokens(Vec<Vec<u32>>),
+}
+
+/// The text the mock reads for a list of token ids: one four-character
+/// word per id, so that it counts as exactly as many tokens
+/// ([`crate::text::count_tokens`]), and different ids read differently.
+fn token_text(ids: &[u32]) -> String {
+    ids.iter().map(|id| format!("{:04x}", id % 0x1_0000)).collect()
 }
 
 impl TextInput {
@@ -172,14 +182,15 @@ impl TextInput {
         param: &str,
         missing: &str,
     ) -> Result<Vec<String>, ApiError> {
+        let empty = || ApiError::invalid(param, format!("{param} must not be an empty array"));
         match input {
             None => Err(ApiError::invalid(param, missing)),
             Some(TextInput::One(text)) => Ok(vec![text]),
-            Some(TextInput::Many(texts)) if texts.is_empty() => Err(ApiError::invalid(
-                param,
-                format!("{param} must not be an empty array"),
-            )),
+            Some(TextInput::Many(texts)) if texts.is_empty() => Err(empty()),
             Some(TextInput::Many(texts)) => Ok(texts),
+            Some(TextInput::Tokens(ids)) => Ok(vec![token_text(&ids)]),
+            Some(TextInput::ManyTokens(lists)) if lists.iter().any(Vec::is_empty) => Err(empty()),
+            Some(TextInput::ManyTokens(lists)) => Ok(lists.iter().map(|ids| token_text(ids)).collect()),
         }
     }
 }

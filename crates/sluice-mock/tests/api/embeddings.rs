@@ -95,3 +95,27 @@ async fn base64_encoding_is_little_endian_f32() {
     assert_eq!(decoded.len(), 16);
     assert_eq!(decoded, expected);
 }
+
+#[tokio::test]
+async fn token_ids_are_inputs_of_as_many_tokens() {
+    let mock = TestMock::new();
+    let (status, one) = mock
+        .post("/v1/embeddings", &json!({"model": "e", "input": [1, 2, 3]}))
+        .await;
+    assert_eq!(status, 200, "{one}");
+    assert_eq!(vectors(&one).len(), 1);
+    assert_eq!(one["usage"]["prompt_tokens"], 3);
+    let (status, many) = mock
+        .post("/v1/embeddings", &json!({"model": "e", "input": [[1, 2, 3], [4]]}))
+        .await;
+    assert_eq!(status, 200, "{many}");
+    let vs = vectors(&many);
+    assert_eq!(vs.len(), 2);
+    assert_eq!(vs[0], vectors(&one)[0], "the same ids, the same vector");
+    assert_ne!(vs[0], vs[1]);
+    assert_eq!(many["usage"]["prompt_tokens"], 4);
+    let (status, _) = mock
+        .post("/v1/completions", &json!({"model": "m", "prompt": [[5, 6]], "max_tokens": 2}))
+        .await;
+    assert_eq!(status, 200);
+}

@@ -103,7 +103,8 @@ async fn wrong_types_are_400() {
             "/v1/chat/completions",
             json!({"model": "m", "messages": "hi"}),
         ),
-        ("/v1/embeddings", json!({"model": "e", "input": [1, 2]})),
+        ("/v1/embeddings", json!({"model": "e", "input": [1, "a"]})),
+        ("/v1/embeddings", json!({"model": "e", "input": [[1], "a"]})),
     ];
     for (path, body) in cases {
         let (status, response) = mock.post(path, &body).await;
