@@ -20,6 +20,15 @@ else
     echo "test: no promtool could be fetched; the /metrics test will fail" >&2
 fi
 
+# The end-to-end test that drives Sluice with the official `openai` Python
+# SDK needs it: make (or reuse) a virtualenv with it and tell the test.
+if SLUICE_OPENAI_PYTHON="$(scripts/openai-sdk.sh)"; then
+    export SLUICE_OPENAI_PYTHON
+    echo "test: the openai SDK runs on ${SLUICE_OPENAI_PYTHON}"
+else
+    echo "test: the openai SDK could not be installed; its test will fail" >&2
+fi
+
 # The OpenTelemetry export (`--features otel`) is off by default and slow to
 # build cold; check that it still compiles when asked to.
 if [[ "${SLUICE_TEST_OTEL:-0}" == "1" ]]; then

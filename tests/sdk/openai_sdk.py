@@ -1,0 +1,189 @@
+"""Drives Sluice with the official `openai` Python SDK, unchanged: only its
+base URL and key point at Sluice. Run by tests/tests/openai_sdk.rs, which
+starts the stack and passes, in the environment:
+
+  SLUICE_BASE_URL   the API's /v1 URL
+  SLUICE_KEY        a key of a tenant without limits
+  SLUICE_LIMITED    a key of a tenant allowed 1 job a minute
+  SLUICE_BROKE      a key of a tenant whose monthly budget is 0
+
+The first argument picks the checks: `surface` (everything but the retry)
+or `retry` (the SDK's retry after a client timeout, against a slow
+provider). Each check raises on failure; the script prints one line per
+check passed, and exits non-zero at the first that fails.
+"""
+
+import os
+import sys
+
+import openai
+from openai import OpenAI
+
+BASE = os.environ["SLUICE_BASE_URL"]
+
+
+def client(key, **kw):
+    # No retries unless a check asks for them: each call is one request.
+    return OpenAI(base_url=BASE, api_key=key, max_retries=kw.pop("max_retries", 0), **kw)
+
+
+sluice = client(os.environ["SLUICE_KEY"])
+
+
+CHECKS = {"surface": [], "retry": []}
+
+
+def check(name, group="surface"):
+    def register(f):
+        CHECKS[group].append((name, f))
+        return f
+    return register
+
+
+def expect(error_type, status, call):
+    try:
+        call()
+    except error_type as e:
+        assert e.status_code == status, (e.status_code, e)
+        return e
+    raise AssertionError(f"expected {error_type.__name__}")
+
+
+@check("chat completion")
+def _():
+    r = sluice.chat.completions.create(
+        model="mock-small",
+        max_tokens=5,
+        messages=[{"role": "user", "content": "hello from the SDK"}],
+    )
+    assert r.object == "chat.completion", r
+    assert r.choices[0].message.role == "assistant", r
+    assert r.choices[0].message.content, r
+    assert r.usage.completion_tokens == 5, r.usage
+
+
+@check("completion, one prompt and a list with n choices")
+def _():
+    r = sluice.completions.create(model="mock-small", prompt="one", max_tokens=3)
+    assert len(r.choices) == 1 and r.choices[0].text, r
+    r = sluice.completions.create(model="mock-small", prompt=["a", "b"], n=2, max_tokens=3)
+    assert [c.index for c in r.choices] == [0, 1, 2, 3], r.choices
+    assert r.usage.completion_tokens == 12, r.usage
+
+
+@check("embeddings in every input shape, float and the SDK's default base64")
+def _():
+    def embed(value, **kw):
+        return sluice.embeddings.create(model="mock-embed", input=value, **kw).data
+
+    # The SDK asks for base64 by default and decodes it; float on request.
+    one = embed("one")
+    assert len(one) == 1 and len(one[0].embedding) == 16, one
+    floats = embed("one", encoding_format="float")
+    # The same vector: float32 in base64, the same float32 printed in JSON.
+    assert all(abs(a - b) < 1e-6 for a, b in zip(floats[0].embedding, one[0].embedding))
+    both = embed(["one", "two"])
+    assert [d.index for d in both] == [0, 1]
+    assert both[0].embedding == one[0].embedding
+    assert both[1].embedding != one[0].embedding
+    ids = embed([1, 2, 3])
+    assert len(ids) == 1
+    lists = embed([[1, 2, 3], [4, 5]])
+    assert len(lists) == 2 and lists[0].embedding == ids[0].embedding
+    short = embed(["one", "two"], dimensions=4)
+    assert all(len(d.embedding) == 4 for d in short), short
+
+
+@check("models")
+def _():
+    ids = [m.id for m in sluice.models.list()]
+    assert "mock-small" in ids and "mock-embed" in ids, ids
+    assert sluice.models.retrieve("mock-small").id == "mock-small"
+    e = expect(openai.NotFoundError, 404, lambda: sluice.models.retrieve("gpt-nope"))
+    assert e.code == "model_not_found", e.body
+
+
+@check("a provider's 400 is a BadRequestError with the provider's message")
+def _():
+    e = expect(
+        openai.BadRequestError,
+        400,
+        lambda: sluice.chat.completions.create(
+            model="mock-small",
+            max_tokens=1_000_000_000,
+            messages=[{"role": "user", "content": "too long"}],
+        ),
+    )
+    assert "max_tokens" in e.message and e.param == "max_tokens", e.body
+
+
+@check("an unknown model is a NotFoundError, a bad body a BadRequestError")
+def _():
+    e = expect(
+        openai.NotFoundError,
+        404,
+        lambda: sluice.chat.completions.create(model="gpt-nope", messages=[{"role": "user", "content": "x"}]),
+    )
+    assert e.code == "model_not_found", e.body
+    expect(
+        openai.BadRequestError,
+        400,
+        lambda: sluice.chat.completions.create(model="mock-small", messages=[]),
+    )
+
+
+@check("a bad key is an AuthenticationError")
+def _():
+    e = expect(
+        openai.AuthenticationError,
+        401,
+        lambda: client("sk-not-a-sluice-key").models.list(),
+    )
+    assert e.code == "invalid_api_key", e.body
+
+
+@check("over the tenant's limit is a RateLimitError, with Retry-After")
+def _():
+    limited = client(os.environ["SLUICE_LIMITED"])
+    # Different inputs: a repeat would be answered from the cache, which
+    # does not count against the limit.
+    limited.embeddings.create(model="mock-embed", input="first")
+    e = expect(
+        openai.RateLimitError,
+        429,
+        lambda: limited.embeddings.create(model="mock-embed", input="second"),
+    )
+    assert e.code == "rate_limit_exceeded", e.body
+    assert int(e.response.headers["retry-after"]) >= 1
+
+
+@check("a spent budget is a RateLimitError with code insufficient_quota")
+def _():
+    broke = client(os.environ["SLUICE_BROKE"])
+    e = expect(
+        openai.RateLimitError,
+        429,
+        lambda: broke.embeddings.create(model="mock-embed", input="no money"),
+    )
+    assert e.code == "insufficient_quota", e.body
+
+
+@check("a retry after a client timeout joins the first call", group="retry")
+def _():
+    # The mock answers this one slowly (see the test's latency flags): the
+    # SDK times out, retries the same request, and the retry joins the job
+    # still in flight, so the tenant pays for one call.
+    patient = client(os.environ["SLUICE_KEY"], max_retries=2, timeout=0.6)
+    r = patient.chat.completions.create(
+        model="mock-small",
+        temperature=0,
+        max_tokens=5,
+        messages=[{"role": "user", "content": "worth the wait"}],
+    )
+    assert r.choices[0].message.content, r
+
+
+for name, run in CHECKS[sys.argv[1]]:
+    run()
+    print(f"ok {name}", flush=True)
+print("all passed", flush=True)

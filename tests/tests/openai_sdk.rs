@@ -1,0 +1,98 @@
+//! The official `openai` Python SDK, unchanged but for its base URL and
+//! key, against a real stack (`tests/sdk/openai_sdk.py` holds the checks).
+//! `scripts/test.sh` makes the SDK's virtualenv (`scripts/openai-sdk.sh`)
+//! and names its Python in `SLUICE_OPENAI_PYTHON`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use sluice_e2e::{Stack, StackOptions};
+
+/// The Python with the SDK: `SLUICE_OPENAI_PYTHON`, else the one
+/// `scripts/openai-sdk.sh` makes.
+fn python() -> PathBuf {
+    if let Some(path) = std::env::var_os("SLUICE_OPENAI_PYTHON") {
+        return PathBuf::from(path);
+    }
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/openai-sdk.sh");
+    let out = std::process::Command::new(&script)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
+    assert!(
+        out.status.success(),
+        "the openai SDK is needed: run scripts/openai-sdk.sh (or set SLUICE_OPENAI_PYTHON): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+}
+
+/// Runs the script's `checks` against `stack` with these keys; its output.
+async fn run_checks(stack: &Stack, checks: &str, keys: &[(&str, String)]) -> String {
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("sdk/openai_sdk.py");
+    let mut command = tokio::process::Command::new(python());
+    command
+        .arg(&script)
+        .arg(checks)
+        .env("SLUICE_BASE_URL", format!("{}/v1", stack.api_url()))
+        .kill_on_drop(true);
+    for (name, key) in keys {
+        command.env(name, key);
+    }
+    let out = tokio::time::timeout(Duration::from_secs(180), command.output())
+        .await
+        .expect("the SDK's checks end within 3 minutes")
+        .expect("python starts");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "the SDK's {checks} checks failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("all passed"), "{stdout}");
+    stdout
+}
+
+#[tokio::test]
+async fn the_openai_sdk_works_unchanged_against_sluice() {
+    let stack = Stack::start(StackOptions::default()).await;
+    let key = stack.key("acme").await;
+    let limited = stack.key("tight").await;
+    stack
+        .sluice(&["admin", "tenant", "limits", "tight", "--requests-per-minute", "1"])
+        .await;
+    let broke = stack.key("broke").await;
+    stack
+        .sluice(&["admin", "tenant", "budget", "broke", "--monthly-micros", "0"])
+        .await;
+    let out = run_checks(
+        &stack,
+        "surface",
+        &[
+            ("SLUICE_KEY", key),
+            ("SLUICE_LIMITED", limited),
+            ("SLUICE_BROKE", broke),
+        ],
+    )
+    .await;
+    assert_eq!(out.lines().filter(|l| l.starts_with("ok ")).count(), 9, "{out}");
+}
+
+#[tokio::test]
+async fn an_sdk_retry_after_a_timeout_does_not_bill_twice() {
+    // Each call takes 1.5 s at the provider; the SDK gives up after 0.6 s
+    // and tries again (twice at most).
+    let stack = Stack::start(StackOptions {
+        mock_args: vec!["--latency-fixed-ms".into(), "1500".into()],
+        ..StackOptions::default()
+    })
+    .await;
+    let key = stack.key("acme").await;
+    run_checks(&stack, "retry", &[("SLUICE_KEY", key)]).await;
+    let stats = stack.mock_stats().await;
+    assert_eq!(
+        stats["by_endpoint"]["/v1/chat/completions"]["requests"], 1,
+        "the retries joined the first call: {stats}"
+    );
+}
