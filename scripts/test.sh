@@ -20,13 +20,20 @@ else
     echo "test: no promtool could be fetched; the /metrics test will fail" >&2
 fi
 
-# The end-to-end test that drives Sluice with the official `openai` Python
-# SDK needs it: make (or reuse) a virtualenv with it and tell the test.
-if SLUICE_OPENAI_PYTHON="$(scripts/openai-sdk.sh)"; then
-    export SLUICE_OPENAI_PYTHON
+# The end-to-end tests that drive Sluice with the official `openai` Python
+# SDK and fuzz it with schemathesis need them: make (or reuse) a virtualenv
+# for each and tell the tests where (the specs are the tests' too).
+if bin="$(scripts/pyvenv.sh openai-sdk 'openai>=1.50,<3')"; then
+    export SLUICE_OPENAI_PYTHON="${bin}/python"
     echo "test: the openai SDK runs on ${SLUICE_OPENAI_PYTHON}"
 else
     echo "test: the openai SDK could not be installed; its test will fail" >&2
+fi
+if bin="$(scripts/pyvenv.sh schemathesis 'schemathesis>=4,<5')"; then
+    export SLUICE_SCHEMATHESIS="${bin}/schemathesis"
+    echo "test: schemathesis is ${SLUICE_SCHEMATHESIS}"
+else
+    echo "test: schemathesis could not be installed; its test will fail" >&2
 fi
 
 # The OpenTelemetry export (`--features otel`) is off by default and slow to

@@ -68,3 +68,24 @@ pub async fn run_bench(kind: &str, args: &[&str]) -> std::process::Output {
         .unwrap_or_else(|_| panic!("sluice-bench {kind} finishes within 4 minutes"))
         .unwrap_or_else(|e| panic!("sluice-bench {kind} starts: {e}"))
 }
+
+/// A Python tool from PyPI the tests run: the path in `env` (which
+/// `scripts/test.sh` sets), else `program` in the virtualenv
+/// `scripts/pyvenv.sh NAME SPEC` makes (or finds). A missing tool fails
+/// the test, saying how to get it.
+pub fn python_tool(env: &str, name: &str, spec: &str, program: &str) -> std::path::PathBuf {
+    if let Some(path) = std::env::var_os(env) {
+        return std::path::PathBuf::from(path);
+    }
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/pyvenv.sh");
+    let out = std::process::Command::new(&script)
+        .args([name, spec])
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
+    assert!(
+        out.status.success(),
+        "{name} is needed: run `scripts/pyvenv.sh {name} '{spec}'` (or set {env}): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::path::PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()).join(program)
+}

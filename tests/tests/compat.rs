@@ -41,7 +41,10 @@ async fn an_openai_client_gets_openai_answers_through_the_queue() {
             &json!({"model": "nope", "messages": []}),
         )
         .await;
-    assert_eq!(r.status, 404, "an unknown model, as OpenAI answers it: {r:?}");
+    assert_eq!(
+        r.status, 404,
+        "an unknown model, as OpenAI answers it: {r:?}"
+    );
     assert_eq!(r.body["error"]["code"], "model_not_found");
     let r = client
         .post("/v1/chat/completions", &json!({"model": "mock-small", "stream": true, "messages": [{"role": "user", "content": "x"}]}))

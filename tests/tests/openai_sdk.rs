@@ -1,31 +1,23 @@
 //! The official `openai` Python SDK, unchanged but for its base URL and
 //! key, against a real stack (`tests/sdk/openai_sdk.py` holds the checks).
-//! `scripts/test.sh` makes the SDK's virtualenv (`scripts/openai-sdk.sh`)
-//! and names its Python in `SLUICE_OPENAI_PYTHON`.
+//! `scripts/test.sh` makes the SDK's virtualenv (`scripts/pyvenv.sh`) and
+//! names its Python in `SLUICE_OPENAI_PYTHON`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use sluice_e2e::{Stack, StackOptions};
+use sluice_e2e::{python_tool, Stack, StackOptions};
 
-/// The Python with the SDK: `SLUICE_OPENAI_PYTHON`, else the one
-/// `scripts/openai-sdk.sh` makes.
+/// The Python with the SDK.
 fn python() -> PathBuf {
-    if let Some(path) = std::env::var_os("SLUICE_OPENAI_PYTHON") {
-        return PathBuf::from(path);
-    }
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/openai-sdk.sh");
-    let out = std::process::Command::new(&script)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
-    assert!(
-        out.status.success(),
-        "the openai SDK is needed: run scripts/openai-sdk.sh (or set SLUICE_OPENAI_PYTHON): {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+    python_tool(
+        "SLUICE_OPENAI_PYTHON",
+        "openai-sdk",
+        "openai>=1.50,<3",
+        "python",
+    )
 }
 
 /// Runs the script's `checks` against `stack` with these keys; its output.
@@ -60,11 +52,25 @@ async fn the_openai_sdk_works_unchanged_against_sluice() {
     let key = stack.key("acme").await;
     let limited = stack.key("tight").await;
     stack
-        .sluice(&["admin", "tenant", "limits", "tight", "--requests-per-minute", "1"])
+        .sluice(&[
+            "admin",
+            "tenant",
+            "limits",
+            "tight",
+            "--requests-per-minute",
+            "1",
+        ])
         .await;
     let broke = stack.key("broke").await;
     stack
-        .sluice(&["admin", "tenant", "budget", "broke", "--monthly-micros", "0"])
+        .sluice(&[
+            "admin",
+            "tenant",
+            "budget",
+            "broke",
+            "--monthly-micros",
+            "0",
+        ])
         .await;
     let out = run_checks(
         &stack,
@@ -76,7 +82,11 @@ async fn the_openai_sdk_works_unchanged_against_sluice() {
         ],
     )
     .await;
-    assert_eq!(out.lines().filter(|l| l.starts_with("ok ")).count(), 9, "{out}");
+    assert_eq!(
+        out.lines().filter(|l| l.starts_with("ok ")).count(),
+        9,
+        "{out}"
+    );
 }
 
 #[tokio::test]

@@ -36,6 +36,8 @@ impl std::ops::Deref for AppState {
 
 /// The backends and caches the handlers share.
 pub struct Shared {
+    /// The OpenAPI document, set when the router is made from the routes.
+    pub openapi: std::sync::OnceLock<utoipa::openapi::OpenApi>,
     /// When this API process started.
     pub started: chrono::DateTime<chrono::Utc>,
     pub config: Arc<Config>,
@@ -100,6 +102,7 @@ impl AppState {
         let cache_rows = cache::ledger::RowWriter::start(Arc::clone(&b.usage), tasks);
         let shared = Shared {
             started: chrono::Utc::now(),
+            openapi: std::sync::OnceLock::new(),
             cache: b.cache,
             semantic,
             cache_rows,

@@ -254,32 +254,57 @@ mod tests {
         assert_ne!(a, c);
         // An array prompt shares a call with single ones; `n` is a
         // parameter like any other.
-        assert_eq!(a, k(json!({"model": "m", "prompt": ["x", "y"], "max_tokens": 5})));
+        assert_eq!(
+            a,
+            k(json!({"model": "m", "prompt": ["x", "y"], "max_tokens": 5}))
+        );
         // Token ids do not share a call with text.
-        assert_ne!(a, k(json!({"model": "m", "prompt": [1, 2], "max_tokens": 5})));
+        assert_ne!(
+            a,
+            k(json!({"model": "m", "prompt": [1, 2], "max_tokens": 5}))
+        );
         assert_eq!(
             k(json!({"model": "m", "prompt": [1, 2], "max_tokens": 5})),
             k(json!({"model": "m", "prompt": [[3], [4]], "max_tokens": 5}))
         );
         let n2 = k(json!({"model": "m", "prompt": "x", "max_tokens": 5, "n": 2}));
         assert_ne!(a, n2);
-        assert_eq!(n2, k(json!({"model": "m", "prompt": ["z"], "max_tokens": 5, "n": 2})));
+        assert_eq!(
+            n2,
+            k(json!({"model": "m", "prompt": ["z"], "max_tokens": 5, "n": 2}))
+        );
     }
 
     #[test]
     fn array_items_are_what_each_job_adds_to_an_array_call() {
         assert_eq!(array_items(&json!("a")), vec![&json!("a")]);
-        assert_eq!(array_items(&json!(["a", "b"])), vec![&json!("a"), &json!("b")]);
+        assert_eq!(
+            array_items(&json!(["a", "b"])),
+            vec![&json!("a"), &json!("b")]
+        );
         // A list of token ids is one prompt; a list of such lists is many.
         assert_eq!(array_items(&json!([1, 2, 3])), vec![&json!([1, 2, 3])]);
         assert_eq!(
             array_items(&json!([[1, 2], [3]])),
             vec![&json!([1, 2]), &json!([3])]
         );
-        for good in [json!("a"), json!(["a"]), json!([1, 2]), json!([[1], [2, 3]])] {
+        for good in [
+            json!("a"),
+            json!(["a"]),
+            json!([1, 2]),
+            json!([[1], [2, 3]]),
+        ] {
             assert!(is_array_input(&good), "{good}");
         }
-        for bad in [json!([]), json!([[]]), json!(["a", 1]), json!([[1], "a"]), json!({}), json!(1), json!([-1])] {
+        for bad in [
+            json!([]),
+            json!([[]]),
+            json!(["a", 1]),
+            json!([[1], "a"]),
+            json!({}),
+            json!(1),
+            json!([-1]),
+        ] {
             assert!(!is_array_input(&bad), "{bad}");
         }
     }

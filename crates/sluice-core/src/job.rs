@@ -242,7 +242,9 @@ impl Rejection {
                 .unwrap_or(serde_json::Value::Null)
         };
         let message = match field("message") {
-            serde_json::Value::Null => serde_json::Value::String(body.chars().take(2_000).collect()),
+            serde_json::Value::Null => {
+                serde_json::Value::String(body.chars().take(2_000).collect())
+            }
             message => message,
         };
         let kind = match field("type") {
@@ -271,7 +273,11 @@ impl JobError {
     }
 
     /// The error of a job whose provider refused it.
-    pub fn rejected(kind: impl Into<String>, message: impl Into<String>, rejection: Rejection) -> Self {
+    pub fn rejected(
+        kind: impl Into<String>,
+        message: impl Into<String>,
+        rejection: Rejection,
+    ) -> Self {
         Self {
             rejection: Some(rejection),
             ..Self::new(kind, message)

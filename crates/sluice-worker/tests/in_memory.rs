@@ -272,7 +272,9 @@ async fn a_canceled_job_is_acked_without_a_provider_call() {
     let id = record.id;
     h.store.create(&[record]).await.unwrap();
     h.store.cancel(id, Utc::now()).await.unwrap();
-    h.queue.publish(vec![outgoing(message.encode().unwrap(), id)]).await;
+    h.queue
+        .publish(vec![outgoing(message.encode().unwrap(), id)])
+        .await;
     let live = h.submit(Endpoint::ChatCompletions, 1).await;
     assert_eq!(h.wait_end(live).await.status, JobStatus::Succeeded);
     // Both messages taken; the shutdown finishes whatever is still held.

@@ -66,6 +66,12 @@ async fn call(
     Ok(response)
 }
 
+/// OpenAI's chat completions, through a job (`Sluice-Job-Id` names it).
+#[utoipa::path(post, path = "/v1/chat/completions", request_body = Object,
+    responses((status = 200, body = Object, description = "The provider's answer"),
+              (status = 404, body = super::openai::OpenAiError), (status = 429, body = super::openai::OpenAiError),
+              (status = 502, body = super::openai::OpenAiError), (status = 504, body = super::openai::OpenAiError)),
+    security(("bearer" = [])))]
 pub async fn chat_completions(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -75,6 +81,12 @@ pub async fn chat_completions(
     call(state, caller, headers, Endpoint::ChatCompletions, body).await
 }
 
+/// OpenAI's completions, through a job.
+#[utoipa::path(post, path = "/v1/completions", request_body = Object,
+    responses((status = 200, body = Object, description = "The provider's answer"),
+              (status = 404, body = super::openai::OpenAiError), (status = 429, body = super::openai::OpenAiError),
+              (status = 502, body = super::openai::OpenAiError), (status = 504, body = super::openai::OpenAiError)),
+    security(("bearer" = [])))]
 pub async fn completions(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -84,6 +96,12 @@ pub async fn completions(
     call(state, caller, headers, Endpoint::Completions, body).await
 }
 
+/// OpenAI's embeddings, through a job.
+#[utoipa::path(post, path = "/v1/embeddings", request_body = Object,
+    responses((status = 200, body = Object, description = "The provider's answer"),
+              (status = 404, body = super::openai::OpenAiError), (status = 429, body = super::openai::OpenAiError),
+              (status = 502, body = super::openai::OpenAiError), (status = 504, body = super::openai::OpenAiError)),
+    security(("bearer" = [])))]
 pub async fn embeddings(
     State(state): State<AppState>,
     Caller(caller): Caller,

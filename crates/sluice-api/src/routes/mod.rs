@@ -18,8 +18,11 @@ use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{Method, Uri};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
 use axum::Router;
+use sluice_core::config::ApiConfig;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::problem::ApiError;
 use crate::state::AppState;
@@ -43,64 +46,13 @@ async fn bounded(State(limit): State<Duration>, request: Request, next: Next) ->
     }
 }
 
-/// Every route of the API.
+/// Every route of the API, and the OpenAPI document collected from them.
 pub fn router(state: AppState) -> Router {
-    let api = &state.config.api;
-    let body_limit = api.max_body_bytes;
-    // Each request is bounded by `request_timeout_s`, and a request that
-    // waits for its job by that wait too.
-    let bound = |wait: Duration| {
-        let limit = Duration::from_secs(api.request_timeout_s) + wait;
-        axum::middleware::from_fn_with_state(limit, bounded)
-    };
-    let long_polls = Router::new()
-        .route("/v1/jobs/{id}", get(jobs::get_job))
-        .route_layer(bound(Duration::from_secs(api.max_wait_s)));
-    // The OpenAI-compatible routes answer errors in OpenAI's shape.
-    let calls = Router::new()
-        .route("/v1/chat/completions", post(compat::chat_completions))
-        .route("/v1/completions", post(compat::completions))
-        .route("/v1/embeddings", post(compat::embeddings))
-        .route_layer(bound(compat::SYNC_WAIT))
-        .merge(
-            Router::new()
-                .route("/v1/models", get(models::list))
-                .route("/v1/models/{id}", get(models::get))
-                .route_layer(bound(Duration::ZERO)),
-        )
-        .route_layer(axum::middleware::from_fn(openai::errors));
-    Router::new()
-        .route("/v1/jobs", post(jobs::submit))
-        .route("/v1/jobs/batch", post(jobs::submit_batch))
-        .route("/v1/jobs/{id}/cancel", post(jobs::cancel))
-        .route("/v1/jobs/{id}/deliveries", get(webhooks::deliveries))
-        .route(
-            "/v1/jobs/{id}/deliveries/{delivery_id}/redeliver",
-            post(webhooks::redeliver),
-        )
-        .route("/v1/webhook-secret", post(webhooks::rotate_tenant_secret))
-        .route(
-            "/v1/webhook-endpoints",
-            post(webhooks::create_endpoint).get(webhooks::list_endpoints),
-        )
-        .route(
-            "/v1/webhook-endpoints/{id}",
-            delete(webhooks::delete_endpoint),
-        )
-        .route(
-            "/v1/webhook-endpoints/{id}/rotate-secret",
-            post(webhooks::rotate_endpoint_secret),
-        )
-        .route("/v1/usage", get(usage::report))
-        .route("/v1/budget", get(usage::budget))
-        .route("/v1/cache", delete(cache::clear))
-        .route("/healthz", get(ops::healthz))
-        .route("/readyz", get(ops::readyz))
-        .route("/metrics", get(ops::metrics))
-        .route("/openapi.json", get(ops::openapi))
-        .route_layer(bound(Duration::ZERO))
-        .merge(long_polls)
-        .merge(calls)
+    let body_limit = state.config.api.max_body_bytes;
+    let (routes, doc) = routes(&state.config.api).split_for_parts();
+    // One document per process: a second router (tests) makes the same.
+    let _ = state.openapi.set(openapi::finish(doc));
+    routes
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
@@ -110,4 +62,51 @@ pub fn router(state: AppState) -> Router {
         ))
         .layer(axum::middleware::from_fn(trace::propagate))
         .with_state(state)
+}
+
+/// Every route, each with its OpenAPI operation: a route registered here is
+/// in the document, and nothing else is.
+fn routes(api: &ApiConfig) -> OpenApiRouter<AppState> {
+    // Each request is bounded by `request_timeout_s`, and a request that
+    // waits for its job by that wait too.
+    let bound = |wait: Duration| {
+        let limit = Duration::from_secs(api.request_timeout_s) + wait;
+        axum::middleware::from_fn_with_state(limit, bounded)
+    };
+    let long_polls = OpenApiRouter::new()
+        .routes(routes!(jobs::get_job))
+        .route_layer(bound(Duration::from_secs(api.max_wait_s)));
+    // The OpenAI-compatible routes answer errors in OpenAI's shape.
+    let calls = OpenApiRouter::new()
+        .routes(routes!(compat::chat_completions))
+        .routes(routes!(compat::completions))
+        .routes(routes!(compat::embeddings))
+        .route_layer(bound(compat::SYNC_WAIT))
+        .merge(
+            OpenApiRouter::new()
+                .routes(routes!(models::list))
+                .routes(routes!(models::get))
+                .route_layer(bound(Duration::ZERO)),
+        )
+        .route_layer(axum::middleware::from_fn(openai::errors));
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .routes(routes!(jobs::submit))
+        .routes(routes!(jobs::submit_batch))
+        .routes(routes!(jobs::cancel))
+        .routes(routes!(webhooks::deliveries))
+        .routes(routes!(webhooks::redeliver))
+        .routes(routes!(webhooks::rotate_tenant_secret))
+        .routes(routes!(webhooks::create_endpoint, webhooks::list_endpoints))
+        .routes(routes!(webhooks::delete_endpoint))
+        .routes(routes!(webhooks::rotate_endpoint_secret))
+        .routes(routes!(usage::report))
+        .routes(routes!(usage::budget))
+        .routes(routes!(cache::clear))
+        .routes(routes!(ops::healthz))
+        .routes(routes!(ops::readyz))
+        .routes(routes!(ops::metrics))
+        .routes(routes!(ops::openapi))
+        .route_layer(bound(Duration::ZERO))
+        .merge(long_polls)
+        .merge(calls)
 }

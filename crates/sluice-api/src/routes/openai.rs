@@ -33,15 +33,33 @@ pub struct OpenAiErrorDetail {
 
 /// OpenAI's status, `type`, `code` and `param` for one of Sluice's
 /// refusals (by its problem slug).
-fn shape(slug: &str, status: StatusCode) -> (StatusCode, &'static str, Option<&'static str>, Option<&'static str>) {
+fn shape(
+    slug: &str,
+    status: StatusCode,
+) -> (
+    StatusCode,
+    &'static str,
+    Option<&'static str>,
+    Option<&'static str>,
+) {
     const INVALID: &str = "invalid_request_error";
     match slug {
         "malformed-json" | "invalid-request" | "unknown-endpoint" => {
             (StatusCode::BAD_REQUEST, INVALID, None, None)
         }
         "missing-model" => (StatusCode::BAD_REQUEST, INVALID, None, Some("model")),
-        "unknown-model" => (StatusCode::NOT_FOUND, INVALID, Some("model_not_found"), Some("model")),
-        "unauthorized" => (StatusCode::UNAUTHORIZED, INVALID, Some("invalid_api_key"), None),
+        "unknown-model" => (
+            StatusCode::NOT_FOUND,
+            INVALID,
+            Some("model_not_found"),
+            Some("model"),
+        ),
+        "unauthorized" => (
+            StatusCode::UNAUTHORIZED,
+            INVALID,
+            Some("invalid_api_key"),
+            None,
+        ),
         // OpenAI answers a spent quota with 429 `insufficient_quota`.
         "budget-exhausted" => (
             StatusCode::TOO_MANY_REQUESTS,
@@ -56,7 +74,12 @@ fn shape(slug: &str, status: StatusCode) -> (StatusCode, &'static str, Option<&'
             None,
         ),
         "not-found" => (StatusCode::NOT_FOUND, INVALID, Some("unknown_url"), None),
-        "still-running" => (StatusCode::GATEWAY_TIMEOUT, "server_error", Some("timeout"), None),
+        "still-running" => (
+            StatusCode::GATEWAY_TIMEOUT,
+            "server_error",
+            Some("timeout"),
+            None,
+        ),
         _ if status.is_server_error() => (status, "server_error", None, None),
         _ => (status, INVALID, None, None),
     }
@@ -95,7 +118,12 @@ pub fn rejected(rejection: &Rejection) -> Response {
 /// The 404 of a model that has no route.
 pub fn no_model(id: &str) -> Response {
     let message = format!("The model `{id}` does not exist or you do not have access to it.");
-    let error = body(&message, "invalid_request_error", Some("model_not_found"), Some("model"));
+    let error = body(
+        &message,
+        "invalid_request_error",
+        Some("model_not_found"),
+        Some("model"),
+    );
     (StatusCode::NOT_FOUND, Json(error)).into_response()
 }
 
@@ -125,7 +153,11 @@ mod tests {
         for (slug, status) in slugs {
             let (status, kind, _, _) = shape(slug, StatusCode::from_u16(status).unwrap());
             // 422 and 402 are not OpenAI's; 5xx are its server errors.
-            assert!(status != StatusCode::UNPROCESSABLE_ENTITY && status != StatusCode::PAYMENT_REQUIRED, "{slug}");
+            assert!(
+                status != StatusCode::UNPROCESSABLE_ENTITY
+                    && status != StatusCode::PAYMENT_REQUIRED,
+                "{slug}"
+            );
             assert_eq!(status.is_server_error(), kind == "server_error", "{slug}");
         }
     }

@@ -1,15 +1,19 @@
-//! The OpenAPI document, generated from the handlers and types.
+//! The OpenAPI document. Its paths are collected from the router itself
+//! (`routes::routes`: a route is registered with its operation, so none can
+//! be left out); [`finish`] then states, in one place, what every route
+//! may answer whatever its handler says (the key check, the body limit,
+//! the request timeout) and the content type each error is sent with.
 
+use utoipa::openapi::content::ContentBuilder;
+use utoipa::openapi::path::Operation;
+use utoipa::openapi::response::{Response, ResponseBuilder};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{Ref, RefOr};
 use utoipa::{Modify, OpenApi};
 
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Sluice", description = "Queued, batched, metered LLM inference."),
-    paths(super::jobs::submit, super::jobs::submit_batch, super::jobs::get_job, super::jobs::cancel, super::usage::report, super::usage::budget, super::cache::clear,
-        super::webhooks::deliveries, super::webhooks::redeliver, super::webhooks::rotate_tenant_secret,
-        super::webhooks::create_endpoint, super::webhooks::list_endpoints, super::webhooks::delete_endpoint,
-        super::webhooks::rotate_endpoint_secret, super::models::list, super::models::get),
     components(schemas(
         crate::submission::validate::JobRequest,
         crate::submission::validate::BatchRequest,
@@ -60,6 +64,94 @@ impl Modify for BearerAuth {
         components.add_security_scheme(
             "bearer",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+const PROBLEM: &str = "#/components/schemas/Problem";
+const OPENAI_ERROR: &str = "#/components/schemas/OpenAiError";
+
+/// The document as served: problem+json where that is what is sent, and
+/// the answers every route may give beyond its handler's own.
+pub fn finish(mut doc: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
+    for item in doc.paths.paths.values_mut() {
+        let operations = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+        ];
+        for operation in operations.into_iter().flatten() {
+            complete(operation);
+        }
+    }
+    doc
+}
+
+/// Whether a response's JSON body is the schema at `location`.
+fn is_body(response: &RefOr<Response>, location: &str) -> bool {
+    let RefOr::T(response) = response else {
+        return false;
+    };
+    response
+        .content
+        .values()
+        .any(|content| matches!(&content.schema, Some(RefOr::Ref(r)) if r.ref_location == location))
+}
+
+fn error(description: &str, content_type: &str, location: &str) -> RefOr<Response> {
+    let schema = RefOr::Ref(Ref::new(location));
+    RefOr::T(
+        ResponseBuilder::new()
+            .description(description)
+            .content(
+                content_type,
+                ContentBuilder::new().schema(Some(schema)).build(),
+            )
+            .build(),
+    )
+}
+
+fn complete(operation: &mut Operation) {
+    let responses = &mut operation.responses.responses;
+    // The OpenAI-compatible routes answer errors in OpenAI's shape.
+    let openai = responses.values().any(|r| is_body(r, OPENAI_ERROR));
+    let (content_type, location) = if openai {
+        ("application/json", OPENAI_ERROR)
+    } else {
+        ("application/problem+json", PROBLEM)
+    };
+    for response in responses.values_mut() {
+        if let RefOr::T(response) = response {
+            let problem = response.content.get("application/json").is_some_and(
+                |c| matches!(&c.schema, Some(RefOr::Ref(r)) if r.ref_location == PROBLEM),
+            );
+            if problem {
+                if let Some(content) = response.content.shift_remove("application/json") {
+                    response
+                        .content
+                        .insert("application/problem+json".to_owned(), content);
+                }
+            }
+        }
+    }
+    let mut add = |status: &str, description: &str| {
+        responses
+            .entry(status.to_owned())
+            .or_insert_with(|| error(description, content_type, location));
+    };
+    // Every route is bounded by the request timeout.
+    add("503", "Timed out, or a store or the broker did not answer");
+    if operation.security.is_some() {
+        add("401", "No key, or not a valid one");
+    }
+    if operation.request_body.is_some() {
+        add("400", "The body is not valid JSON");
+        add("413", "The body is over the limit");
+        add(
+            if openai { "400" } else { "422" },
+            "The request is not valid",
         );
     }
 }

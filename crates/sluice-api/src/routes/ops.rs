@@ -8,18 +8,21 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
-use utoipa::OpenApi;
 
 use crate::state::AppState;
 
 /// How long a readiness check waits for each dependency.
 const READY_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// Alive.
+#[utoipa::path(get, path = "/healthz", responses((status = 200, body = Object)))]
 pub async fn healthz() -> Json<serde_json::Value> {
     Json(json!({"status": "ok"}))
 }
 
 /// Ready while both RabbitMQ and Redis answer.
+#[utoipa::path(get, path = "/readyz",
+    responses((status = 200, body = Object), (status = 503, body = Object, description = "Not ready: the checks say which dependency does not answer")))]
 pub async fn readyz(State(state): State<AppState>) -> Response {
     let queue = tokio::time::timeout(READY_TIMEOUT, state.queue.is_ready())
         .await
@@ -40,6 +43,9 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
     (status, Json(body)).into_response()
 }
 
+/// The Prometheus metrics, in the text format.
+#[utoipa::path(get, path = "/metrics",
+    responses((status = 200, body = String, content_type = "text/plain; version=0.0.4")))]
 pub async fn metrics(State(state): State<AppState>) -> Response {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
@@ -48,8 +54,13 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
-pub async fn openapi() -> Json<utoipa::openapi::OpenApi> {
-    Json(super::openapi::ApiDoc::openapi())
+/// This document: every route of the API, collected from the router.
+#[utoipa::path(get, path = "/openapi.json", responses((status = 200, body = Object)))]
+pub async fn openapi(State(state): State<AppState>) -> Response {
+    match state.openapi.get() {
+        Some(doc) => Json(doc).into_response(),
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
 }
 
 /// Records each request's duration by method, route template and status.

@@ -26,25 +26,43 @@ const DEFAULT_OVERLAP_S: u64 = 86_400;
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RotateRequest {
-    /// Seconds the replaced secret keeps signing (default 86400).
+    /// Seconds the replaced secret keeps signing (default 86400, at most
+    /// 30 days).
     #[serde(default)]
+    #[schema(minimum = 0, maximum = 2_592_000)]
     pub overlap_s: Option<u64>,
 }
 
-/// The overlap a rotation asks for; an empty body asks for the default.
+/// The longest overlap a rotation may ask for: 30 days.
+const MAX_OVERLAP_S: u64 = 30 * 86_400;
+
+/// The overlap a rotation asks for; an empty body (or `null`) asks for the
+/// default.
 fn overlap(body: &[u8]) -> Result<Duration, ApiError> {
-    let request: RotateRequest = if body.iter().all(u8::is_ascii_whitespace) {
-        RotateRequest::default()
-    } else {
-        serde_json::from_slice(body)
-            .map_err(|e| ApiError::InvalidRequest(format!("expected {{\"overlap_s\": N}}: {e}")))?
+    let invalid = |e: &dyn std::fmt::Display| {
+        ApiError::InvalidRequest(format!("expected {{\"overlap_s\": N}}: {e}"))
     };
-    Ok(Duration::from_secs(
-        request
-            .overlap_s
-            .unwrap_or(DEFAULT_OVERLAP_S)
-            .min(30 * 86_400),
-    ))
+    let request: Option<RotateRequest> = if body.iter().all(u8::is_ascii_whitespace) {
+        None
+    } else {
+        // An object, or null; serde would also read a struct from a list.
+        match serde_json::from_slice(body).map_err(|e| invalid(&e))? {
+            serde_json::Value::Null => None,
+            object @ serde_json::Value::Object(_) => {
+                Some(serde_json::from_value(object).map_err(|e| invalid(&e))?)
+            }
+            other => return Err(invalid(&format!("got {other}"))),
+        }
+    };
+    let overlap_s = request
+        .and_then(|r| r.overlap_s)
+        .unwrap_or(DEFAULT_OVERLAP_S);
+    if overlap_s > MAX_OVERLAP_S {
+        return Err(ApiError::InvalidRequest(format!(
+            "`overlap_s` must be at most {MAX_OVERLAP_S} (30 days; got {overlap_s})"
+        )));
+    }
+    Ok(Duration::from_secs(overlap_s))
 }
 
 #[derive(Debug, Serialize, ToSchema)]

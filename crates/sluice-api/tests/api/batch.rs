@@ -107,7 +107,11 @@ async fn identical_jobs_within_a_batch_make_one_provider_call() {
     assert_eq!(second["cache"]["kind"], "inflight", "{second}");
     assert_eq!(second["cache"]["source_job"], ids[0]);
     assert_eq!(second["cost_micros"], 0);
-    assert_eq!(app.mock.stats().total.prompts, 2, "one call per distinct job");
+    assert_eq!(
+        app.mock.stats().total.prompts,
+        2,
+        "one call per distinct job"
+    );
 }
 
 #[tokio::test]

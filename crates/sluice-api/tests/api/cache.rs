@@ -76,7 +76,11 @@ async fn an_identical_job_in_flight_is_joined_and_ends_with_its_answer() {
     assert_eq!(follow["cache"]["kind"], "inflight");
     assert_eq!(follow["cache"]["source_job"], leader);
     assert_eq!(follow["cache"]["saved_micros"], lead["cost_micros"]);
-    assert_eq!(app.mock.stats().total.prompts, 1, "one provider call for both");
+    assert_eq!(
+        app.mock.stats().total.prompts,
+        1,
+        "one provider call for both"
+    );
 }
 
 #[tokio::test]

@@ -79,7 +79,10 @@ async fn embeddings_take_every_input_shape_and_answer_each_item_in_order() {
         let app = &app;
         async move {
             let reply = app
-                .post("/v1/embeddings", &json!({"model": "mock-embed", "input": input}))
+                .post(
+                    "/v1/embeddings",
+                    &json!({"model": "mock-embed", "input": input}),
+                )
                 .await;
             reply.expect(200);
             reply.body.clone()
@@ -113,9 +116,12 @@ async fn embeddings_take_every_input_shape_and_answer_each_item_in_order() {
     }
     // Refused before it becomes a job: an empty or mixed input.
     for bad in [json!([]), json!(["a", 1]), json!([[]])] {
-        app.post("/v1/embeddings", &json!({"model": "mock-embed", "input": bad}))
-            .await
-            .expect_openai_error(400, "invalid_request_error", None);
+        app.post(
+            "/v1/embeddings",
+            &json!({"model": "mock-embed", "input": bad}),
+        )
+        .await
+        .expect_openai_error(400, "invalid_request_error", None);
     }
 }
 
@@ -140,7 +146,10 @@ async fn completions_with_prompt_lists_and_several_choices_get_their_own_choices
     for (i, (choice, prompt)) in choices.iter().zip(["one", "two"]).enumerate() {
         assert_eq!(choice["index"], i);
         let text = choice["text"].as_str().unwrap();
-        assert!(text.starts_with(&sluice_mock::answer_text(prompt)), "{text}");
+        assert!(
+            text.starts_with(&sluice_mock::answer_text(prompt)),
+            "{text}"
+        );
     }
     assert_eq!(reply.body["usage"]["completion_tokens"], 14);
     // `n` choices per prompt, numbered as OpenAI numbers them.
@@ -162,7 +171,12 @@ async fn completions_with_prompt_lists_and_several_choices_get_their_own_choices
 #[tokio::test]
 async fn jobs_with_list_inputs_share_a_call_and_each_gets_exactly_its_own() {
     let app = TestApp::spawn().await;
-    let inputs = [json!("solo"), json!(["a", "b", "c"]), json!([[7, 8], [9]]), json!(["d"])];
+    let inputs = [
+        json!("solo"),
+        json!(["a", "b", "c"]),
+        json!([[7, 8], [9]]),
+        json!(["d"]),
+    ];
     let jobs: Vec<serde_json::Value> = inputs
         .iter()
         .map(|input| {
@@ -170,11 +184,7 @@ async fn jobs_with_list_inputs_share_a_call_and_each_gets_exactly_its_own() {
                    "body": {"model": "mock-embed", "input": input}, "cache": {"mode": "off"}})
         })
         .collect();
-    let ids: Vec<String> = app
-        .batch(&jobs)
-        .await
-        .expect(202)
-        .body["jobs"]
+    let ids: Vec<String> = app.batch(&jobs).await.expect(202).body["jobs"]
         .as_array()
         .unwrap()
         .iter()
@@ -194,14 +204,20 @@ async fn jobs_with_list_inputs_share_a_call_and_each_gets_exactly_its_own() {
     // provider takes one kind per call).
     assert_eq!(stats.total.requests, 2, "{stats:?}");
     assert_eq!(stats.total.prompts, 7, "1 + 3 + 2 + 1 inputs");
-    assert_eq!(prompt_tokens, stats.total.prompt_tokens, "the shares sum to the call");
+    assert_eq!(
+        prompt_tokens, stats.total.prompt_tokens,
+        "the shares sum to the call"
+    );
     let counts: Vec<usize> = answers.iter().map(|a| vectors(a).len()).collect();
     assert_eq!(counts, [1, 3, 2, 1]);
     // Each job's vectors are those of its own inputs, alone.
     let alone = app.tenant("alone").await;
     for (input, answer) in inputs.iter().zip(&answers) {
         let reply = alone
-            .post("/v1/embeddings", &json!({"model": "mock-embed", "input": input}))
+            .post(
+                "/v1/embeddings",
+                &json!({"model": "mock-embed", "input": input}),
+            )
             .await;
         reply.expect(200);
         assert_eq!(vectors(&reply.body), vectors(answer), "{input}");
@@ -330,7 +346,12 @@ async fn models_lists_every_route_and_names_one() {
         assert!(model["created"].as_i64().unwrap() > 1_700_000_000);
         assert_eq!(model["owned_by"], "sluice");
     }
-    let one = app.get("/v1/models/mock-small").await.expect(200).body.clone();
+    let one = app
+        .get("/v1/models/mock-small")
+        .await
+        .expect(200)
+        .body
+        .clone();
     assert_eq!(one["id"], "mock-small");
     let reply = app.get("/v1/models/gpt-nope").await;
     reply.expect_openai_error(404, "invalid_request_error", Some("model_not_found"));

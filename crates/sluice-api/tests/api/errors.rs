@@ -220,7 +220,11 @@ async fn every_v1_route_needs_a_key() {
     for (method, path) in openai {
         let reply = anonymous.call(method.clone(), path, "{}", &[]).await;
         reply.expect_openai_error(401, "invalid_request_error", Some("invalid_api_key"));
-        assert_eq!(reply.header("www-authenticate"), "Bearer", "{method} {path}");
+        assert_eq!(
+            reply.header("www-authenticate"),
+            "Bearer",
+            "{method} {path}"
+        );
     }
 }
 

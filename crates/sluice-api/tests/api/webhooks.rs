@@ -44,6 +44,13 @@ async fn the_tenants_signing_secret_is_made_then_rotated() {
     app.post("/v1/webhook-secret", &json!({"overlap": 60}))
         .await
         .expect_problem(422, "invalid-request");
+    // At most 30 days; `null` is no body.
+    let reply = app
+        .post("/v1/webhook-secret", &json!({"overlap_s": 2_592_001}))
+        .await;
+    reply.expect_problem(422, "invalid-request");
+    assert!(reply.detail().contains("30 days"), "{reply:?}");
+    app.post_raw("/v1/webhook-secret", "null").await.expect(201);
 }
 
 #[tokio::test]

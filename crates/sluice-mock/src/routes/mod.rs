@@ -171,7 +171,9 @@ pub(crate) enum TextInput {
 /// word per id, so that it counts as exactly as many tokens
 /// ([`crate::text::count_tokens`]), and different ids read differently.
 fn token_text(ids: &[u32]) -> String {
-    ids.iter().map(|id| format!("{:04x}", id % 0x1_0000)).collect()
+    ids.iter()
+        .map(|id| format!("{:04x}", id % 0x1_0000))
+        .collect()
 }
 
 impl TextInput {
@@ -190,7 +192,9 @@ impl TextInput {
             Some(TextInput::Many(texts)) => Ok(texts),
             Some(TextInput::Tokens(ids)) => Ok(vec![token_text(&ids)]),
             Some(TextInput::ManyTokens(lists)) if lists.iter().any(Vec::is_empty) => Err(empty()),
-            Some(TextInput::ManyTokens(lists)) => Ok(lists.iter().map(|ids| token_text(ids)).collect()),
+            Some(TextInput::ManyTokens(lists)) => {
+                Ok(lists.iter().map(|ids| token_text(ids)).collect())
+            }
         }
     }
 }

@@ -106,7 +106,10 @@ async fn token_ids_are_inputs_of_as_many_tokens() {
     assert_eq!(vectors(&one).len(), 1);
     assert_eq!(one["usage"]["prompt_tokens"], 3);
     let (status, many) = mock
-        .post("/v1/embeddings", &json!({"model": "e", "input": [[1, 2, 3], [4]]}))
+        .post(
+            "/v1/embeddings",
+            &json!({"model": "e", "input": [[1, 2, 3], [4]]}),
+        )
         .await;
     assert_eq!(status, 200, "{many}");
     let vs = vectors(&many);
@@ -115,7 +118,10 @@ async fn token_ids_are_inputs_of_as_many_tokens() {
     assert_ne!(vs[0], vs[1]);
     assert_eq!(many["usage"]["prompt_tokens"], 4);
     let (status, _) = mock
-        .post("/v1/completions", &json!({"model": "m", "prompt": [[5, 6]], "max_tokens": 2}))
+        .post(
+            "/v1/completions",
+            &json!({"model": "m", "prompt": [[5, 6]], "max_tokens": 2}),
+        )
         .await;
     assert_eq!(status, 200);
 }

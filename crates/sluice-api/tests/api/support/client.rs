@@ -80,7 +80,11 @@ impl Reply {
         assert_eq!(self.content_type(), "application/json", "{self:?}");
         let error = &self.body["error"];
         assert_eq!(error["type"], kind, "{self:?}");
-        assert_eq!(error["code"], code.map_or(serde_json::Value::Null, Into::into), "{self:?}");
+        assert_eq!(
+            error["code"],
+            code.map_or(serde_json::Value::Null, Into::into),
+            "{self:?}"
+        );
         assert!(error.get("param").is_some(), "{self:?}");
         assert!(self.message().len() > 3, "{self:?}");
         self
