@@ -236,3 +236,95 @@ async fn costs_still_match_the_bills_when_a_fallback_serves_part_of_the_run() {
         "{backup}"
     );
 }
+
+/// The scenario, smaller: chat jobs at a priced model with a slow
+/// provider, two workers each killed once while calls are in flight and
+/// replaced. Every call the provider billed is on the ledger: the usage
+/// report's repeated calls are exactly the prompts the mock received beyond
+/// one per job, and its exact plus estimated cost brackets the bill (at
+/// least the bill, since the mock answers every call with `max_tokens`,
+/// and within 2% of it).
+#[tokio::test]
+async fn calls_repeated_after_workers_die_are_on_the_ledger_and_the_usage_meets_the_bill() {
+    let prices = [ODD_PRICE];
+    let (mut stack, client) = acme_stack(StackOptions {
+        workers: 2,
+        mock_args: ["--latency-fixed-ms", "1500"]
+            .into_iter()
+            .map(String::from)
+            .chain(prices.iter().flat_map(Price::mock_flags))
+            .collect(),
+        extra_toml: prices.iter().map(|p| p.toml("mock")).collect(),
+        ..StackOptions::default()
+    })
+    .await;
+    let jobs = 300;
+    let ids = client
+        .submit_batch(
+            (0..jobs)
+                .map(|i| {
+                    json!({"body": {"model": "mock-small", "max_tokens": 6, "messages": [
+                    {"role": "user", "content": format!("repeated call question {i}")}]}})
+                })
+                .collect(),
+        )
+        .await;
+    let prompts = |stats: &Value| stats["prompts"].as_u64().unwrap();
+    // Each worker, in turn, is killed while its calls are in flight.
+    for _ in 0..2 {
+        let seen = prompts(&stack.mock_stats().await);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while prompts(&stack.mock_stats().await) < seen + 10 {
+            assert!(std::time::Instant::now() < deadline, "no calls in flight");
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        // Mid-flight: the calls just sent are at the provider, answers
+        // not yet back.
+        tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+        stack.workers.remove(0).kill().await;
+        stack.start_worker().await;
+    }
+    let ended = client.wait_all(&ids, 120).await;
+    for job in &ended {
+        assert_eq!(job["status"], "succeeded", "{job}");
+    }
+    let attempts: u64 = ended.iter().map(|j| j["attempts"].as_u64().unwrap()).sum();
+    eprintln!("{attempts} attempts started for {jobs} jobs");
+    let received = prompts(&stack.mock_stats().await);
+    assert!(received > jobs as u64, "the kills repeated no call");
+    let bill = stack.mock_bill().await["total_cost_micros"]
+        .as_u64()
+        .unwrap();
+    // Every billed call is on the ledger (an attempt marked sent whose
+    // request had not reached the provider when its worker died would be
+    // charged too: the window is the moment between the mark and the send).
+    let extra = received - jobs as u64;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let usage = loop {
+        let usage = client.get("/v1/usage").await.body;
+        let total = &usage["total"];
+        if total["jobs"] == jobs && total["repeated_calls"].as_u64().unwrap() >= extra {
+            break usage;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{received} calls for {jobs} jobs, not all on the ledger: {usage}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    let total = &usage["total"];
+    let charged =
+        total["cost_micros"].as_u64().unwrap() + total["estimated_micros"].as_u64().unwrap();
+    eprintln!(
+        "{received} calls for {jobs} jobs, {} repeated calls on the ledger; billed {bill} µ$, charged {charged} µ$ ({} exact, {} estimated)",
+        total["repeated_calls"], total["cost_micros"], total["estimated_micros"]
+    );
+    assert!(
+        charged >= bill,
+        "charged {charged} < billed {bill}: {usage}"
+    );
+    assert!(
+        (charged - bill) * 50 <= bill,
+        "charged {charged} is more than 2% over billed {bill}: {usage}"
+    );
+}

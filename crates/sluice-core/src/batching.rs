@@ -190,6 +190,13 @@ pub fn estimate_tokens(text: &str) -> u64 {
 /// (`max_tokens`, or a default when the body gives none) for each prompt
 /// and choice. Used for fleet budgets, never for billing.
 pub fn request_tokens(endpoint: Endpoint, body: &Value) -> u64 {
+    estimate_tokens(&prompt_text(endpoint, body)) + completion_allowance(endpoint, body)
+}
+
+/// The most completion tokens a request may generate: its `max_tokens`
+/// (`max_completion_tokens` for chat), or a default when the body gives
+/// none, for each prompt and choice.
+pub fn completion_allowance(endpoint: Endpoint, body: &Value) -> u64 {
     let prompts = match body.get(array_field(endpoint)) {
         Some(items) if endpoint != Endpoint::ChatCompletions => array_items(items).len() as u64,
         _ => 1,
@@ -204,7 +211,7 @@ pub fn request_tokens(endpoint: Endpoint, body: &Value) -> u64 {
             .and_then(Value::as_u64)
             .unwrap_or(256),
     };
-    estimate_tokens(&prompt_text(endpoint, body)) + completion * prompts * choices
+    completion * prompts * choices
 }
 
 #[cfg(test)]

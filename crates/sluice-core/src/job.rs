@@ -325,6 +325,12 @@ pub struct JobRecord {
     /// How many times a worker started the job (more than one after a redelivery).
     #[serde(default)]
     pub attempts: u32,
+    /// The attempts whose provider call left (marked just before it was
+    /// sent), in order; more than one means the provider billed a call
+    /// whose answer the job did not keep (not shown).
+    #[serde(skip_serializing, default)]
+    #[schema(ignore)]
+    pub sent: Vec<u32>,
     /// The provider's response body, OpenAI-shaped.
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
@@ -383,6 +389,7 @@ impl JobRecord {
             started_at: None,
             finished_at: None,
             attempts: 0,
+            sent: Vec::new(),
             result: None,
             error: None,
             usage: None,
@@ -502,10 +509,13 @@ impl JobRecord {
 }
 
 /// What a worker learns when it tries to start a job.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum StartOutcome {
-    /// The job is now running; this is its `attempt`-th start.
-    Started { attempt: u32 },
+    /// The job is now running; this is its `attempt`-th start. `sent_before`
+    /// are the earlier attempts whose provider call left (see
+    /// [`JobRecord::sent`]): none of them ended the job, so each was
+    /// orphaned (or is still running elsewhere).
+    Started { attempt: u32, sent_before: Vec<u32> },
     /// The job's deadline passed while it was queued: it is now expired.
     Expired,
     /// The job was already in this state (canceled, or finished by an

@@ -1,14 +1,16 @@
 //! A row of the usage ledger: what one finished job (or one provider call
-//! made for no job, such as a semantic lookup's embedding) used and cost,
-//! with the labels reports group by. Every row is made here, by
-//! [`LedgerRow::for_job`], [`LedgerRow::from_record`] or
-//! [`LedgerRow::for_call`], so that every row means the same.
+//! made for no job, such as a semantic lookup's embedding, or a job's
+//! repeated call) used and cost, with the labels reports group by. Every
+//! row is made here, by [`LedgerRow::for_job`], [`LedgerRow::from_record`],
+//! [`LedgerRow::for_call`] or [`LedgerRow::for_repeat`], so that every row
+//! means the same.
 
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
 use crate::job::{Metadata, Outcome};
+use crate::repeat::{Estimate, Orphan};
 use crate::{Endpoint, JobId, JobMessage, JobRecord, JobStatus, Usage};
 
 /// How long a job waited in the queue: from its enqueueing (when the API
@@ -65,6 +67,34 @@ pub struct LedgerRow {
     pub queue_wait_ms: Option<u64>,
     pub provider_latency_ms: Option<u64>,
     pub finished_at: DateTime<Utc>,
+    /// 0 for the job's own row (the call whose answer it kept, or none);
+    /// `n` for its `n`-th attempt when that was a repeated call: one the
+    /// provider billed beyond the job's own (see [`crate::repeat`]).
+    pub attempt: u32,
+    /// The part of the cost that is an estimate (`cost_micros` holds the
+    /// exact part), and how it was estimated.
+    pub estimated_micros: u64,
+    pub estimated_by: Option<Estimate>,
+}
+
+/// A call the provider billed for a job beyond the one whose answer the
+/// job kept: its attempt number and its charge.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Repeat {
+    /// An attempt never answered (its worker died during the call).
+    Orphaned {
+        attempt: u32,
+        provider: Option<String>,
+        orphan: Orphan,
+    },
+    /// An attempt answered after another delivery had ended the job: its
+    /// usage and cost are what the provider reported.
+    Superseded {
+        attempt: u32,
+        provider: String,
+        usage: Usage,
+        cost_micros: u64,
+    },
 }
 
 impl LedgerRow {
@@ -114,6 +144,9 @@ impl LedgerRow {
             queue_wait_ms: queue_wait(message.enqueued_at, started_at).map(millis),
             provider_latency_ms,
             finished_at,
+            attempt: 0,
+            estimated_micros: 0,
+            estimated_by: None,
         }
     }
 
@@ -136,6 +169,60 @@ impl LedgerRow {
             queue_wait_ms: None,
             provider_latency_ms: None,
             finished_at,
+            attempt: 0,
+            estimated_micros: 0,
+            estimated_by: None,
+        }
+    }
+
+    /// The row of a job's repeated call (see [`Repeat`]): charged to the
+    /// job's tenant and labels, under the job's final `status`, keyed by
+    /// the job and the attempt's number so that it is recorded once.
+    pub fn for_repeat(
+        message: &JobMessage,
+        status: JobStatus,
+        repeat: Repeat,
+        finished_at: DateTime<Utc>,
+    ) -> Self {
+        let (attempt, provider, usage, cost_micros, estimated_micros, estimated_by) = match repeat {
+            Repeat::Orphaned {
+                attempt,
+                provider,
+                orphan,
+            } => (
+                attempt,
+                provider,
+                orphan.usage,
+                orphan.exact_micros,
+                orphan.estimated_micros,
+                Some(orphan.estimate),
+            ),
+            Repeat::Superseded {
+                attempt,
+                provider,
+                usage,
+                cost_micros,
+            } => (attempt, Some(provider), usage, cost_micros, 0, None),
+        };
+        Self {
+            job_id: message.id,
+            tenant_id: message.tenant_id.clone(),
+            key_id: message.key_id.clone(),
+            model: message.model.clone(),
+            provider,
+            endpoint: message.endpoint,
+            metadata: message.metadata.clone(),
+            status,
+            usage,
+            cost_micros,
+            saved_micros: 0,
+            cache_hit: false,
+            queue_wait_ms: None,
+            provider_latency_ms: None,
+            finished_at,
+            attempt,
+            estimated_micros,
+            estimated_by,
         }
     }
 
@@ -167,6 +254,9 @@ impl LedgerRow {
             queue_wait_ms: queue_wait(record.created_at, record.started_at).map(millis),
             provider_latency_ms,
             finished_at: record.finished_at.unwrap_or(record.created_at),
+            attempt: 0,
+            estimated_micros: 0,
+            estimated_by: None,
         })
     }
 

@@ -7,6 +7,7 @@
 //! - [`config`]: the TOML configuration and its validation.
 //! - [`batching`]: batch keys (model + route + prompt-prefix hash) and token estimates.
 //! - [`cache`]: cache modes, keys, what a hit shows, and the semantic cache's vectors.
+//! - [`repeat`]: repeated provider calls (a worker died mid-call) and their charge.
 //! - [`split`]: exact integer splits of a batch total across its jobs.
 //! - [`metrics`]: the Prometheus metrics every role shares.
 //! - [`services`]: where RabbitMQ, Redis and PostgreSQL are (flags,
@@ -26,6 +27,7 @@ pub mod ledger;
 pub mod message;
 pub mod metrics;
 pub mod pricing;
+pub mod repeat;
 pub mod services;
 pub mod split;
 pub mod trace;

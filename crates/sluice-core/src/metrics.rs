@@ -69,6 +69,10 @@ pub struct Metrics {
     pub provider_breaker_state: IntGaugeVec,
     /// Seconds a call waited for its provider's fleet-wide budget.
     pub provider_budget_wait: HistogramVec,
+    /// Provider calls billed beyond each job's own, by provider and
+    /// reason: `orphaned` (its worker died during the call) or
+    /// `superseded` (answered after another delivery had ended the job).
+    pub provider_calls_repeated: IntCounterVec,
     // --- usage ---
     /// Tokens of finished jobs, by model, tenant and kind.
     pub tokens: IntCounterVec,
@@ -183,6 +187,11 @@ impl Metrics {
                 "Seconds a provider call waited for the provider's fleet-wide request and token budget.",
                 &["provider"],
                 seconds(),
+            ),
+            provider_calls_repeated: b.counter(
+                "sluice_provider_calls_repeated_total",
+                "Provider calls billed beyond each job's own (orphaned: the worker died during the call; superseded: another delivery ended the job first).",
+                &["provider", "reason"],
             ),
             tokens: b.counter(
                 "sluice_tokens_total",

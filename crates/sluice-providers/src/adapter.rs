@@ -29,6 +29,7 @@ impl AdapterBase {
         provider: &ProviderConfig,
         metrics: Arc<Metrics>,
         budget: Option<Arc<dyn RateBudget>>,
+        sent: Option<Arc<dyn crate::SendLog>>,
     ) -> Result<Self, SetupError> {
         let prices = config
             .prices
@@ -37,7 +38,7 @@ impl AdapterBase {
             .map(|entry| (entry.model.clone(), entry.price))
             .collect();
         Ok(Self {
-            http: ProviderHttp::new(provider, metrics, budget)?,
+            http: ProviderHttp::new(provider, metrics, budget, sent)?,
             prices,
             fanout: config.worker.fanout_concurrency.max(1),
         })

@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use futures::StreamExt;
 use serde_json::{json, Map, Value};
 use sluice_core::batching::{content_text, request_tokens};
-use sluice_core::{Endpoint, Usage};
+use sluice_core::{Endpoint, JobId, Usage};
 
 use crate::adapter::AdapterBase;
 use crate::{Answer, Batch, Provider, ProviderError};
@@ -34,6 +34,7 @@ impl AnthropicProvider {
         body: &Value,
         model: &str,
         traceparent: Option<&str>,
+        id: JobId,
     ) -> Result<Answer, ProviderError> {
         let request =
             to_messages(body, model).map_err(|why| self.base.http.terminal(why.to_string()))?;
@@ -49,7 +50,7 @@ impl AnthropicProvider {
         let response = self
             .base
             .http
-            .post(&url, &headers, &request, "/v1/messages", tokens)
+            .post(&url, &headers, &request, "/v1/messages", tokens, &[id])
             .await?;
         // A 2xx that is not a Messages answer will not become one on a retry.
         let mut answer =
@@ -78,13 +79,13 @@ impl Provider for AnthropicProvider {
             return batch.jobs.iter().map(|_| Err(e.clone())).collect();
         }
         let model = batch.upstream_model.as_str();
-        let jobs: Vec<(Value, Option<String>)> = batch
+        let jobs: Vec<(Value, Option<String>, JobId)> = batch
             .jobs
             .iter()
-            .map(|j| (j.body.clone(), j.traceparent.clone()))
+            .map(|j| (j.body.clone(), j.traceparent.clone(), j.id))
             .collect();
         futures::stream::iter(jobs)
-            .map(|(body, tp)| async move { self.one(&body, model, tp.as_deref()).await })
+            .map(|(body, tp, id)| async move { self.one(&body, model, tp.as_deref(), id).await })
             .buffered(self.base.fanout)
             .collect()
             .await

@@ -9,6 +9,7 @@ use serde_json::Value;
 use sluice_core::budget::{BudgetLimits, Grant, RateBudget};
 use sluice_core::config::ProviderConfig;
 use sluice_core::metrics::Metrics;
+use sluice_core::JobId;
 use tokio::sync::Semaphore;
 
 use crate::{ProviderError, SetupError};
@@ -36,6 +37,8 @@ pub struct ProviderHttp {
     budget: Option<(Arc<dyn RateBudget>, BudgetLimits)>,
     /// Headers the config adds to every request.
     extra_headers: reqwest::header::HeaderMap,
+    /// Told of each call just before it leaves.
+    sent: Option<Arc<dyn crate::SendLog>>,
 }
 
 impl ProviderHttp {
@@ -45,6 +48,7 @@ impl ProviderHttp {
         config: &ProviderConfig,
         metrics: Arc<Metrics>,
         budget: Option<Arc<dyn RateBudget>>,
+        sent: Option<Arc<dyn crate::SendLog>>,
     ) -> Result<Self, SetupError> {
         let provider = || config.name.clone();
         let api_key = match &config.api_key_env {
@@ -87,6 +91,7 @@ impl ProviderHttp {
                 .filter(|_| !config.budget().is_unlimited())
                 .map(|b| (b, config.budget())),
             extra_headers,
+            sent,
         })
     }
 
@@ -152,9 +157,10 @@ impl ProviderHttp {
         Ok(())
     }
 
-    /// One POST of `body`, after taking `tokens` (and one request) from the
-    /// fleet-wide budget; the decoded JSON of a 2xx answer. `label` names
-    /// the endpoint in the duration metric.
+    /// One POST of `body` for `jobs`, after taking `tokens` (and one
+    /// request) from the fleet-wide budget and a connection slot, and
+    /// telling the send log; the decoded JSON of a 2xx answer. `label`
+    /// names the endpoint in the duration metric.
     pub async fn post(
         &self,
         url: &str,
@@ -162,6 +168,7 @@ impl ProviderHttp {
         body: &Value,
         label: &str,
         tokens: u64,
+        jobs: &[JobId],
     ) -> Result<Value, ProviderError> {
         self.spend_budget(tokens).await?;
         let _permit = self
@@ -169,6 +176,9 @@ impl ProviderHttp {
             .acquire()
             .await
             .map_err(|_| self.transient("provider is shutting down"))?;
+        if let Some(log) = &self.sent {
+            log.sending(jobs).await;
+        }
         let started = Instant::now();
         let result = self.post_unmetered(url, headers, body).await;
         let outcome = match &result {

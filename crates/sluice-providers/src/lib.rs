@@ -58,6 +58,17 @@ pub struct Answer {
     pub cost_micros: Option<u64>,
 }
 
+/// Told of each provider call just before it leaves (its budget and a
+/// connection slot taken), with the jobs it serves: the worker marks their
+/// attempts sent, so that a call its worker did not live to see answered
+/// is known to have been made (see `sluice_core::repeat`). It answers
+/// once the mark is stored; a mark that cannot be stored is logged, and the
+/// call still goes.
+#[async_trait]
+pub trait SendLog: Send + Sync {
+    async fn sending(&self, jobs: &[JobId]);
+}
+
 #[async_trait]
 pub trait Provider: Send + Sync {
     fn name(&self) -> &str;

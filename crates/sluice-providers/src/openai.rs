@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use sluice_core::batching::{array_items, request_tokens};
 use sluice_core::config::ProviderConfig;
 use sluice_core::split::split_proportional;
-use sluice_core::{Endpoint, Usage};
+use sluice_core::{Endpoint, JobId, Usage};
 
 pub struct OpenAiProvider {
     base: AdapterBase,
@@ -40,13 +40,14 @@ impl OpenAiProvider {
         self.base.http.terminal(message)
     }
 
-    /// One call to `endpoint`, with the key as a bearer token and the
-    /// job's `traceparent`.
+    /// One call to `endpoint` for `jobs`, with the key as a bearer token
+    /// and the job's `traceparent`.
     async fn post(
         &self,
         endpoint: Endpoint,
         body: &Value,
         traceparent: Option<&str>,
+        jobs: &[JobId],
     ) -> Result<Value, ProviderError> {
         let url = self
             .base
@@ -62,22 +63,22 @@ impl OpenAiProvider {
         let tokens = request_tokens(endpoint, body);
         self.base
             .http
-            .post(&url, &headers, body, endpoint.path(), tokens)
+            .post(&url, &headers, body, endpoint.path(), tokens, jobs)
             .await
     }
 
     async fn chat(&self, batch: &Batch) -> Vec<Result<Answer, ProviderError>> {
         let model = batch.upstream_model.as_str();
-        let bodies: Vec<(Value, Option<String>)> = batch
+        let bodies: Vec<(Value, Option<String>, JobId)> = batch
             .jobs
             .iter()
             .map(|job| {
                 let body = self.with_cache_key(job.body.clone(), &batch.prefix_hash);
-                (body, job.traceparent.clone())
+                (body, job.traceparent.clone(), job.id)
             })
             .collect();
         futures::stream::iter(bodies)
-            .map(|(body, traceparent)| self.chat_one(body, model, traceparent))
+            .map(|(body, traceparent, id)| self.chat_one(body, model, traceparent, id))
             .buffered(self.base.fanout)
             .collect()
             .await
@@ -88,10 +89,16 @@ impl OpenAiProvider {
         mut body: Value,
         model: &str,
         traceparent: Option<String>,
+        id: JobId,
     ) -> Result<Answer, ProviderError> {
         body["model"] = json!(model);
         let response = self
-            .post(Endpoint::ChatCompletions, &body, traceparent.as_deref())
+            .post(
+                Endpoint::ChatCompletions,
+                &body,
+                traceparent.as_deref(),
+                &[id],
+            )
             .await?;
         let usage = usage_of(&response)
             .ok_or_else(|| self.terminal("chat completion response without usage"))?;
@@ -139,7 +146,8 @@ impl OpenAiProvider {
         body["model"] = json!(batch.upstream_model);
         body[field] = Value::Array(inputs.clone());
         let traceparent = first.traceparent.as_deref();
-        let response = match self.post(batch.endpoint, &body, traceparent).await {
+        let ids: Vec<JobId> = batch.jobs.iter().map(|j| j.id).collect();
+        let response = match self.post(batch.endpoint, &body, traceparent, &ids).await {
             Ok(r) => r,
             Err(e) => return everyone(e),
         };

@@ -153,15 +153,23 @@ impl Router {
     }
 
     /// Builds every provider and route the config names; providers with
-    /// limits take from the fleet-wide `budget`.
+    /// limits take from the fleet-wide `budget`; every call is told to
+    /// `sent` just before it leaves.
     pub fn from_config(
         config: &Config,
         metrics: Arc<Metrics>,
         budget: Option<Arc<dyn RateBudget>>,
+        sent: Option<Arc<dyn crate::SendLog>>,
     ) -> Result<Self, SetupError> {
         let mut providers: HashMap<&str, Arc<dyn Provider>> = HashMap::new();
         for p in &config.providers {
-            let base = AdapterBase::new(config, p, Arc::clone(&metrics), budget.clone())?;
+            let base = AdapterBase::new(
+                config,
+                p,
+                Arc::clone(&metrics),
+                budget.clone(),
+                sent.clone(),
+            )?;
             let provider: Arc<dyn Provider> = match p.kind {
                 ProviderKind::Openai => Arc::new(OpenAiProvider::new(base, p)),
                 ProviderKind::Anthropic => Arc::new(AnthropicProvider::new(base)),

@@ -8,9 +8,11 @@
 //! - [`budget`]: fleet-wide provider rate budgets (Redis).
 //! - [`tenants`]: tenants and API keys, keys stored hashed (PostgreSQL
 //!   through sqlx), and the migrations.
+//! - [`group`]: group commit, one write for concurrent callers' items.
 
 pub mod budget;
 pub mod cache;
+pub mod group;
 pub mod jobs;
 pub mod tenants;
 pub mod usage;

@@ -7,64 +7,23 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use rand::Rng;
+mod support;
+
 use sluice_store::tenants::{
-    check_migrated, connect, generate_key, hash_key, migrate, PgTenantStore, TenantStore,
-    KEY_PREFIX,
+    check_migrated, generate_key, hash_key, migrate, PgTenantStore, TenantStore, KEY_PREFIX,
 };
 use sluice_store::StoreError;
-use sqlx::{Connection, Executor, PgConnection, PgPool, Row};
+use sqlx::Row;
 
-const DEFAULT_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432";
+use support::{url_for_db, TestDb};
 
-fn admin_url() -> String {
-    std::env::var("SLUICE_TEST_PG_ADMIN_URL").unwrap_or_else(|_| DEFAULT_ADMIN_URL.to_owned())
+/// The tenant store on a test database.
+trait Tenants {
+    fn store(&self) -> PgTenantStore;
+    async fn keys_stored(&self) -> i64;
 }
 
-/// `url` pointing at database `db` instead of whatever it named.
-fn url_for_db(url: &str, db: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((b, q)) => (b, Some(q)),
-        None => (url, None),
-    };
-    let authority_start = base.find("://").map_or(0, |i| i + 3);
-    let base = match base[authority_start..].find('/') {
-        Some(i) => &base[..authority_start + i],
-        None => base,
-    };
-    match query {
-        Some(q) => format!("{base}/{db}?{q}"),
-        None => format!("{base}/{db}"),
-    }
-}
-
-/// A scratch database, dropped on drop.
-struct TestDb {
-    name: String,
-    pool: PgPool,
-}
-
-impl TestDb {
-    async fn new() -> Self {
-        let name = format!("sluice_test_{:016x}", rand::thread_rng().gen::<u64>());
-        let mut admin = PgConnection::connect(&admin_url())
-            .await
-            .expect("connect to the admin database (is PostgreSQL running?)");
-        admin
-            .execute(format!("CREATE DATABASE \"{name}\"").as_str())
-            .await
-            .unwrap();
-        admin.close().await.unwrap();
-        let pool = connect(&url_for_db(&admin_url(), &name)).await.unwrap();
-        Self { name, pool }
-    }
-
-    async fn migrated() -> Self {
-        let db = Self::new().await;
-        migrate(&db.pool).await.unwrap();
-        db
-    }
-
+impl Tenants for TestDb {
     fn store(&self) -> PgTenantStore {
         PgTenantStore::new(self.pool.clone())
     }
@@ -74,37 +33,6 @@ impl TestDb {
             .fetch_one(&self.pool)
             .await
             .unwrap()
-    }
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        let name = std::mem::take(&mut self.name);
-        // Drop cannot await, and the test's runtime (which drives the
-        // pool's sockets) is blocked right here: do the cleanup on a
-        // thread of its own, with a runtime and a connection of its own,
-        // and leave the pool alone (awaiting `pool.close()` here would
-        // deadlock). FORCE ends the pool's sessions; the pool itself is
-        // dropped right after this, without needing its runtime.
-        let done = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                let mut admin = PgConnection::connect(&admin_url()).await?;
-                admin
-                    .execute(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)").as_str())
-                    .await?;
-                admin.close().await
-            })
-        })
-        .join();
-        match done {
-            Ok(Ok(())) => {}
-            Ok(Err(err)) => eprintln!("could not drop test database: {err}"),
-            Err(_) => eprintln!("could not drop test database: cleanup panicked"),
-        }
     }
 }
 

@@ -9,6 +9,11 @@
 //! has its ledger row written again from its stored record; the ledger
 //! keeps the first row per job, so nothing is counted twice or lost.
 //!
+//! Repeated calls (see [`crate::repeats`]): the attempt that ends a job
+//! also writes the rows of the attempts before it, which were orphaned; an
+//! attempt answered after another delivery had ended the job writes its
+//! own row, with the usage the provider reported.
+//!
 //! Webhooks: the end of every job that has one is published (confirmed)
 //! through [`JobEvents::ended`] before its delivery is acked, in
 //! [`Executor::settle_all`]; a job that ended earlier is announced again
@@ -23,7 +28,7 @@ use tracing::Instrument;
 use chrono::{DateTime, Utc};
 use sluice_core::batching::BatchKey;
 use sluice_core::job::{Outcome, StartOutcome};
-use sluice_core::ledger::{queue_wait, LedgerRow};
+use sluice_core::ledger::{queue_wait, LedgerRow, Repeat};
 use sluice_core::metrics::Metrics;
 use sluice_core::{Endpoint, JobId, JobRecord, JobStatus};
 use sluice_providers::{BatchJob, Router};
@@ -35,6 +40,7 @@ use crate::answers::answered_each;
 use crate::batcher::Flushed;
 use crate::followers::{Ended, Followers};
 use crate::pending::Pending;
+use crate::repeats::{Answered, Repeats};
 use crate::retry::with_store_retry;
 
 pub struct Executor {
@@ -47,15 +53,26 @@ pub struct Executor {
     pub events: Arc<dyn JobEvents>,
     /// Chat calls of one batch in flight at once.
     pub fanout: usize,
+    /// Prices the calls a job repeated.
+    pub repeats: Repeats,
+}
+
+/// A job started for this delivery: when, as which attempt, and which
+/// earlier attempts' calls had left (orphaned, unless still running).
+struct Running {
+    pending: Pending,
+    started_at: DateTime<Utc>,
+    attempt: u32,
+    sent_before: Vec<u32>,
 }
 
 /// A job done with for now: ack it (with its ledger rows: its own, if it
-/// has one, and those of the jobs that ended with it), or give it back to
-/// the queue.
+/// has one, its repeated calls', and those of the jobs that ended with it),
+/// or give it back to the queue.
 struct Settled {
     pending: Pending,
     ack: bool,
-    row: Option<LedgerRow>,
+    rows: Vec<LedgerRow>,
     followers: Vec<LedgerRow>,
     /// The ended job's record, when it has a webhook to announce it to.
     ended: Option<JobRecord>,
@@ -64,11 +81,11 @@ struct Settled {
 }
 
 impl Settled {
-    fn ack(pending: Pending, row: Option<LedgerRow>) -> Self {
+    fn ack(pending: Pending, rows: Vec<LedgerRow>) -> Self {
         Self {
             pending,
             ack: true,
-            row,
+            rows,
             followers: Vec::new(),
             ended: None,
             followers_ended: Vec::new(),
@@ -79,7 +96,7 @@ impl Settled {
         Self {
             pending,
             ack: false,
-            row: None,
+            rows: Vec::new(),
             followers: Vec::new(),
             ended: None,
             followers_ended: Vec::new(),
@@ -129,10 +146,7 @@ impl Executor {
     }
 
     /// Starts the jobs (in one store call); what must not run is settled.
-    async fn start_all(
-        &self,
-        items: Vec<Pending>,
-    ) -> (Vec<(Pending, DateTime<Utc>)>, Vec<Settled>) {
+    async fn start_all(&self, items: Vec<Pending>) -> (Vec<Running>, Vec<Settled>) {
         let now = Utc::now();
         let ids: Vec<JobId> = items.iter().map(|p| p.message.id).collect();
         let started = with_store_retry("start", || self.store.start_many(&ids, now)).await;
@@ -150,45 +164,73 @@ impl Executor {
         let mut settled = Vec::new();
         for (pending, outcome) in items.into_iter().zip(outcomes) {
             match outcome {
-                StartOutcome::Started { .. } => {
+                StartOutcome::Started {
+                    attempt,
+                    sent_before,
+                } => {
                     if let Some(waited) = queue_wait(pending.message.enqueued_at, Some(now)) {
                         self.metrics
                             .queue_wait
                             .with_label_values(&[pending.message.priority.as_str()])
                             .observe(waited.as_secs_f64());
                     }
-                    runnable.push((pending, now));
+                    runnable.push(Running {
+                        pending,
+                        started_at: now,
+                        attempt,
+                        sent_before,
+                    });
                 }
                 StartOutcome::Expired => {
                     self.metrics
                         .jobs_finished
                         .with_label_values(&["expired"])
                         .inc();
-                    settled.push(self.ended_earlier(pending).await);
+                    settled.push(self.ended_earlier(pending, None, Vec::new()).await);
                 }
-                StartOutcome::AlreadyDone(JobStatus::Canceled) | StartOutcome::Missing => {
-                    let done = Settled::ack(pending, None);
-                    let done = done.with_followers(&self.followers, Ended::NotRun).await;
-                    // A canceled job's event, again (the API's may be lost).
-                    settled.push(self.with_record(done).await);
+                StartOutcome::Missing => {
+                    let done = Settled::ack(pending, Vec::new());
+                    settled.push(done.with_followers(&self.followers, Ended::NotRun).await);
                 }
-                StartOutcome::AlreadyDone(_) => settled.push(self.ended_earlier(pending).await),
+                StartOutcome::AlreadyDone(_) => {
+                    settled.push(self.ended_earlier(pending, None, Vec::new()).await);
+                }
             }
         }
         (runnable, settled)
     }
 
-    /// A job that already ended: ack it, with its ledger row rebuilt from
-    /// the stored record (it may not have been written before a crash).
-    async fn ended_earlier(&self, pending: Pending) -> Settled {
+    /// A job that already ended: ack it, with its ledger rows rebuilt from
+    /// the stored record (they may not have been written before a crash):
+    /// its own (a canceled job has none: it billed nothing of its own), and
+    /// its orphaned attempts' but `own` (this delivery's attempt, whose row
+    /// is in `rows` if it was billed). A canceled job's event is published
+    /// again (the API's may be lost).
+    async fn ended_earlier(
+        &self,
+        pending: Pending,
+        own: Option<u32>,
+        mut rows: Vec<LedgerRow>,
+    ) -> Settled {
         let id = pending.message.id;
         match with_store_retry("read", || self.store.get(id)).await {
             Ok(record) => {
-                let row = record
-                    .as_ref()
-                    .and_then(|r| LedgerRow::from_record(r, None));
+                if let Some(r) = &record {
+                    if r.status != JobStatus::Canceled {
+                        rows.extend(LedgerRow::from_record(r, None));
+                    }
+                    let answered = answered_by(r);
+                    rows.extend(self.repeats.orphans(
+                        &pending.message,
+                        r.status,
+                        &r.sent,
+                        answered,
+                        own.as_slice(),
+                        r.finished_at.unwrap_or_else(Utc::now),
+                    ));
+                }
                 let ended = Ended::from_record(record.as_ref());
-                let mut done = Settled::ack(pending, row)
+                let mut done = Settled::ack(pending, rows)
                     .with_followers(&self.followers, ended)
                     .await;
                 done.ended = record.filter(|r| r.webhook.is_some());
@@ -205,11 +247,7 @@ impl Executor {
     /// and embeddings go out as one array call. Chat has no array form: each
     /// job is its own call (at most `fanout` at once) and ends as soon as its
     /// answer is in, rather than when the batch's slowest call returns.
-    async fn call_and_finish(
-        &self,
-        key: &BatchKey,
-        runnable: Vec<(Pending, DateTime<Utc>)>,
-    ) -> Vec<Settled> {
+    async fn call_and_finish(&self, key: &BatchKey, runnable: Vec<Running>) -> Vec<Settled> {
         if key.endpoint != Endpoint::ChatCompletions {
             return self.call_and_finish_together(key, runnable).await;
         }
@@ -225,11 +263,11 @@ impl Executor {
     async fn call_and_finish_together(
         &self,
         key: &BatchKey,
-        runnable: Vec<(Pending, DateTime<Utc>)>,
+        runnable: Vec<Running>,
     ) -> Vec<Settled> {
         let jobs: Vec<BatchJob> = runnable
             .iter()
-            .map(|(p, _)| BatchJob {
+            .map(|Running { pending: p, .. }| BatchJob {
                 id: p.message.id,
                 body: p.message.body.clone(),
                 traceparent: Some(crate::trace::outgoing(&p.trace)),
@@ -259,19 +297,19 @@ impl Executor {
         let ended: Vec<Ended> = runnable
             .iter()
             .zip(&outcomes)
-            .map(|((pending, _), outcome)| Ended::from_outcome(&pending.message, outcome))
+            .map(|(r, outcome)| Ended::from_outcome(&r.pending.message, outcome))
             .collect();
         futures::future::join_all(
             runnable
                 .iter()
                 .zip(&ended)
-                .map(|((pending, _), ended)| self.followers.remember(&pending.message, ended)),
+                .map(|(r, ended)| self.followers.remember(&r.pending.message, ended)),
         )
         .await;
         let ends: Vec<(JobId, &Outcome)> = runnable
             .iter()
             .zip(&outcomes)
-            .map(|((pending, _), outcome)| (pending.message.id, outcome))
+            .map(|(r, outcome)| (r.pending.message.id, outcome))
             .collect();
         let finished = with_store_retry("finish", || self.store.finish_many(&ends, now)).await;
         let applied = match answered_each("finish", ends.len(), finished) {
@@ -280,40 +318,47 @@ impl Executor {
                 tracing::error!(jobs = ends.len(), error = %e, "cannot store results; returning jobs to the queue");
                 return runnable
                     .into_iter()
-                    .map(|(pending, _)| Settled::requeue(pending))
+                    .map(|r| Settled::requeue(r.pending))
                     .collect();
             }
         };
         let jobs = runnable.into_iter().zip(outcomes).zip(ended).zip(applied);
-        futures::future::join_all(jobs.map(
-            |((((pending, started_at), outcome), ended), applied)| {
-                let span = pending.span.clone();
-                async move {
-                    // Another delivery ended it first: its row stands.
-                    if !applied {
-                        return self.ended_earlier(pending).await;
-                    }
-                    tracing::debug!(status = %outcome.status(), "job ended");
-                    self.metrics
-                        .jobs_finished
-                        .with_label_values(&[outcome.status().as_str()])
-                        .inc();
-                    self.metrics.record_job_usage(&pending.message, &outcome);
-                    let row = LedgerRow::for_job(
-                        &pending.message,
-                        &outcome,
-                        Some(started_at),
-                        now,
-                        Some(latency_ms),
-                    );
-                    let done = Settled::ack(pending, Some(row))
-                        .with_followers(&self.followers, ended)
-                        .await;
-                    self.with_record(done).await
+        futures::future::join_all(jobs.map(|(((running, outcome), ended), applied)| {
+            let Running {
+                pending,
+                started_at,
+                attempt,
+                sent_before,
+            } = running;
+            let span = pending.span.clone();
+            async move {
+                // Another delivery ended it first: its row stands, and
+                // this call, if billed, is a repeated one.
+                if !applied {
+                    let superseded = self.superseded(&pending, attempt, &outcome, now);
+                    return self.ended_earlier(pending, Some(attempt), superseded).await;
                 }
-                .instrument(span)
-            },
-        ))
+                tracing::debug!(status = %outcome.status(), "job ended");
+                self.metrics
+                    .jobs_finished
+                    .with_label_values(&[outcome.status().as_str()])
+                    .inc();
+                self.metrics.record_job_usage(&pending.message, &outcome);
+                let mut rows = vec![LedgerRow::for_job(
+                    &pending.message,
+                    &outcome,
+                    Some(started_at),
+                    now,
+                    Some(latency_ms),
+                )];
+                rows.extend(self.orphans_before(&pending, attempt, &sent_before, &outcome, now));
+                let done = Settled::ack(pending, rows)
+                    .with_followers(&self.followers, ended)
+                    .await;
+                self.with_record(done).await
+            }
+            .instrument(span)
+        }))
         .await
     }
 
@@ -339,11 +384,90 @@ impl Executor {
         done
     }
 
+    /// The rows of the attempts `sent_before` `attempt`, which just ended
+    /// the job with `outcome`: each was orphaned (its worker died during the
+    /// call).
+    fn orphans_before(
+        &self,
+        pending: &Pending,
+        attempt: u32,
+        sent_before: &[u32],
+        outcome: &Outcome,
+        now: DateTime<Utc>,
+    ) -> Vec<LedgerRow> {
+        let answered = match outcome {
+            Outcome::Succeeded {
+                usage, provider, ..
+            } => Answered {
+                attempt,
+                usage: Some(usage),
+                provider: Some(provider),
+            },
+            _ => Answered {
+                attempt,
+                usage: None,
+                provider: None,
+            },
+        };
+        let rows = self.repeats.orphans(
+            &pending.message,
+            outcome.status(),
+            sent_before,
+            Some(answered),
+            &[],
+            now,
+        );
+        for row in &rows {
+            self.count_repeat(row, "orphaned");
+        }
+        rows
+    }
+
+    /// The row of this delivery's call when another delivery had ended the
+    /// job first: billed all the same, at what the provider reported.
+    fn superseded(
+        &self,
+        pending: &Pending,
+        attempt: u32,
+        outcome: &Outcome,
+        now: DateTime<Utc>,
+    ) -> Vec<LedgerRow> {
+        let Outcome::Succeeded {
+            usage,
+            provider,
+            cost_micros,
+            ..
+        } = outcome
+        else {
+            return Vec::new();
+        };
+        let row = LedgerRow::for_repeat(
+            &pending.message,
+            outcome.status(),
+            Repeat::Superseded {
+                attempt,
+                provider: provider.clone(),
+                usage: *usage,
+                cost_micros: cost_micros.unwrap_or(0),
+            },
+            now,
+        );
+        self.count_repeat(&row, "superseded");
+        vec![row]
+    }
+
+    fn count_repeat(&self, row: &LedgerRow, reason: &str) {
+        self.metrics
+            .provider_calls_repeated
+            .with_label_values(&[row.provider.as_deref().unwrap_or("unknown"), reason])
+            .inc();
+    }
+
     async fn settle_all(&self, settled: Vec<Settled>) {
         let rows: Vec<LedgerRow> = settled
             .iter()
             .filter(|s| s.ack)
-            .flat_map(|s| s.row.iter().chain(&s.followers).cloned())
+            .flat_map(|s| s.rows.iter().chain(&s.followers).cloned())
             .collect();
         let ledger_ok = rows.is_empty()
             || match with_store_retry("ledger", || self.ledger.record(&rows)).await {
@@ -369,7 +493,7 @@ impl Executor {
         futures::future::join_all(settled.into_iter().map(|s| async move {
             let id = s.pending.message.id;
             self.metrics.inflight_jobs.dec();
-            let has_rows = s.row.is_some() || !s.followers.is_empty();
+            let has_rows = !s.rows.is_empty() || !s.followers.is_empty();
             let announced = events_ok || (s.ended.is_none() && s.followers_ended.is_empty());
             let result = if s.ack && announced && (ledger_ok || !has_rows) {
                 s.pending.delivery.ack().await
@@ -384,4 +508,27 @@ impl Executor {
         }))
         .await;
     }
+}
+
+/// The attempt whose provider answer ended the job `record`, if one did:
+/// the last one sent, for a job that succeeded from a call of its own or
+/// failed at its provider; none for a job canceled, expired, dead-lettered
+/// or answered from the cache.
+fn answered_by(record: &JobRecord) -> Option<Answered<'_>> {
+    let by_provider = match record.status {
+        JobStatus::Succeeded => !record.cached,
+        JobStatus::Failed => record
+            .error
+            .as_ref()
+            .is_some_and(|e| e.kind.starts_with("provider_")),
+        _ => false,
+    };
+    by_provider.then_some(Answered {
+        attempt: record.sent.last().copied().unwrap_or(record.attempts),
+        usage: record
+            .usage
+            .as_ref()
+            .filter(|_| record.status == JobStatus::Succeeded),
+        provider: record.provider.as_deref(),
+    })
 }

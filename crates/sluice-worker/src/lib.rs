@@ -22,7 +22,9 @@ pub mod depth;
 pub mod execute;
 pub mod followers;
 pub mod pending;
+pub mod repeats;
 pub mod retry;
+pub mod sent;
 pub mod trace;
 
 use std::sync::Arc;
@@ -54,6 +56,8 @@ pub struct Worker {
     pub cache: Arc<dyn ResponseCache>,
     /// Where job ends are announced for webhooks (the queue itself, in practice).
     pub events: Arc<dyn JobEvents>,
+    /// Prices the calls a job repeated (built from the config's routes and prices).
+    pub repeats: repeats::Repeats,
 }
 
 /// The share of the prefetch each priority queue's consumer gets (3:2:1),
@@ -112,6 +116,7 @@ impl Worker {
             },
             events: Arc::clone(&self.events),
             fanout: self.config.fanout_concurrency.max(1),
+            repeats: self.repeats.clone(),
         });
         let slots = Arc::new(Semaphore::new(self.config.batches_in_flight));
         let batches = TaskTracker::new();

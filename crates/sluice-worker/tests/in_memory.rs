@@ -161,6 +161,7 @@ impl Harness {
             config: WorkerConfig::default(),
             cache: Arc::new(sluice_store::cache::MemoryCache::new()),
             events: events(queue.clone()),
+            repeats: sluice_worker::repeats::Repeats::default(),
         };
         let stop = CancellationToken::new();
         let worker = tokio::spawn(worker.run(stop.clone()));

@@ -59,12 +59,7 @@ pub fn month_start(now: DateTime<Utc>) -> DateTime<Utc> {
 pub fn total(lines: &[UsageLine]) -> UsageLine {
     let mut t = UsageLine::default();
     for l in lines {
-        t.jobs += l.jobs;
-        t.prompt_tokens += l.prompt_tokens;
-        t.cached_tokens += l.cached_tokens;
-        t.completion_tokens += l.completion_tokens;
-        t.cost_micros += l.cost_micros;
-        t.saved_micros += l.saved_micros;
+        t.merge(l);
     }
     t
 }

@@ -152,3 +152,60 @@ async fn finished_jobs_and_cache_hits_show_in_usage() {
     assert_eq!(alpha["saved_micros"], cost_a, "and saved the first call");
     assert_eq!(reply.body["total"]["cost_micros"], cost_a + cost_b);
 }
+
+/// A worker that died during a provider call leaves a call the provider
+/// billed: the job's next attempt charges it as a repeated call, priced
+/// like the answer (its completion estimated). A worker that died before
+/// its call left charges nothing more.
+#[tokio::test]
+async fn a_call_orphaned_by_a_dead_worker_is_charged_and_one_never_sent_is_not() {
+    use sluice_core::JobId;
+    use sluice_store::jobs::JobStore;
+
+    let app = TestApp::spawn().await;
+    let orphaned = app.submit_ok(&chat("orphaned call")).await;
+    let unsent = app.submit_ok(&chat("never sent")).await;
+    // Two workers took them and died: the first after its call left, the
+    // second before. Their messages are still in the queue.
+    let (a, b): (JobId, JobId) = (orphaned.parse().unwrap(), unsent.parse().unwrap());
+    let store = &app.memory_store;
+    store.start_many(&[a, b], Utc::now()).await.unwrap();
+    store.mark_sent(&[a]).await.unwrap();
+
+    app.start_worker();
+    let job_a = app.wait(&orphaned).await;
+    let job_b = app.wait(&unsent).await;
+    assert_eq!(
+        (job_a["attempts"].as_u64(), job_b["attempts"].as_u64()),
+        (Some(2), Some(2))
+    );
+    let (cost_a, cost_b) = (
+        job_a["cost_micros"].as_u64().unwrap(),
+        job_b["cost_micros"].as_u64().unwrap(),
+    );
+    assert!(cost_a > 0 && cost_b > 0);
+
+    let reply = eventually("the ledger rows", || async {
+        let reply = app.get("/v1/usage").await;
+        (reply.body["total"]["jobs"] == 2).then_some(reply)
+    })
+    .await;
+    let total = &reply.body["total"];
+    assert_eq!(total["repeated_calls"], 1, "{total}");
+    // The orphan's prompt is exact, its completion estimated: together,
+    // what the answered call cost.
+    let (exact, estimated) = (
+        total["cost_micros"].as_u64().unwrap(),
+        total["estimated_micros"].as_u64().unwrap(),
+    );
+    assert!(estimated > 0, "{total}");
+    assert_eq!(exact + estimated, 2 * cost_a + cost_b, "{total}");
+    let budget = app.get("/v1/budget").await;
+    assert_eq!(budget.body["spent_micros"], 2 * cost_a + cost_b);
+    let repeated = app
+        .metrics
+        .provider_calls_repeated
+        .with_label_values(&["mock", "orphaned"])
+        .get();
+    assert_eq!(repeated, 1);
+}

@@ -153,6 +153,11 @@ pub fn decode(fields: &HashMap<String, String>) -> Result<Option<JobRecord>, Sto
         started_at: time("started_at", fields.get("started_at"))?,
         finished_at: time("finished_at", fields.get("finished_at"))?,
         attempts,
+        sent: fields
+            .get("sent")
+            .map(|s| parse_attempts(s))
+            .transpose()?
+            .unwrap_or_default(),
         result: fields
             .get("result")
             .map(|r| parse("result", r))
@@ -171,4 +176,15 @@ pub fn decode(fields: &HashMap<String, String>) -> Result<Option<JobRecord>, Sto
         cached: fields.contains_key("cache"),
         cache: fields.get("cache").map(|c| parse("cache", c)).transpose()?,
     }))
+}
+
+/// A list of attempt numbers as the scripts keep it: `1,2,3`.
+pub(super) fn parse_attempts(text: &str) -> Result<Vec<u32>, StoreError> {
+    text.split(',')
+        .filter(|a| !a.is_empty())
+        .map(|a| {
+            a.parse()
+                .map_err(|e| StoreError::Corrupt(format!("attempt list {text:?}: {e}")))
+        })
+        .collect()
 }

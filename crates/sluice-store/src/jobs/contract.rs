@@ -48,12 +48,18 @@ async fn a_job_moves_forward_once(store: &dyn JobStore) {
     let now = Utc::now();
     assert_eq!(
         store.start(job.id, now).await.unwrap(),
-        StartOutcome::Started { attempt: 1 }
+        StartOutcome::Started {
+            attempt: 1,
+            sent_before: vec![]
+        }
     );
     // A redelivery starts it again: another attempt.
     assert_eq!(
         store.start(job.id, now).await.unwrap(),
-        StartOutcome::Started { attempt: 2 }
+        StartOutcome::Started {
+            attempt: 2,
+            sent_before: vec![]
+        }
     );
     assert!(store.finish(job.id, &success("first"), now).await.unwrap());
     // A second end is a no-op; the first result stands.
@@ -105,7 +111,10 @@ async fn a_batch_changes_each_job_on_its_own(store: &dyn JobStore) {
     assert_eq!(
         started,
         vec![
-            StartOutcome::Started { attempt: 1 },
+            StartOutcome::Started {
+                attempt: 1,
+                sent_before: vec![]
+            },
             StartOutcome::Missing,
             StartOutcome::Expired,
             StartOutcome::AlreadyDone(JobStatus::Succeeded),
@@ -192,7 +201,10 @@ async fn a_queued_job_past_its_deadline_expires(store: &dyn JobStore) {
     assert_eq!(read.error.unwrap().kind, "deadline_exceeded");
     assert_eq!(
         store.start(later.id, now).await.unwrap(),
-        StartOutcome::Started { attempt: 1 }
+        StartOutcome::Started {
+            attempt: 1,
+            sent_before: vec![]
+        }
     );
 
     // Reading a queued job past its deadline expires it too.
@@ -273,8 +285,45 @@ async fn an_idempotency_key_is_held_until_its_holder_gives_it_back(store: &dyn J
     assert_eq!(claim.await.unwrap(), IdempotencyClaim::Claimed);
 }
 
+/// Each attempt whose call left is marked, once; a redelivery learns which
+/// earlier attempts' calls left (they never answered), and an ended job is
+/// not marked.
+async fn sent_attempts_are_marked_and_told_to_the_next_start(store: &dyn JobStore) {
+    let job = fresh(None);
+    let other = fresh(None);
+    store.create(&[job.clone(), other.clone()]).await.unwrap();
+    let now = Utc::now();
+    store.start_many(&[job.id, other.id], now).await.unwrap();
+    // The call of `job` left (marked twice: a retry), `other`'s did not.
+    store.mark_sent(&[job.id]).await.unwrap();
+    store.mark_sent(&[job.id]).await.unwrap();
+    assert_eq!(store.get(job.id).await.unwrap().unwrap().sent, vec![1]);
+    // Both workers died; both jobs are delivered again.
+    let again = store.start_many(&[job.id, other.id], now).await.unwrap();
+    assert_eq!(
+        again,
+        vec![
+            StartOutcome::Started {
+                attempt: 2,
+                sent_before: vec![1]
+            },
+            StartOutcome::Started {
+                attempt: 2,
+                sent_before: vec![]
+            },
+        ]
+    );
+    store.mark_sent(&[job.id, other.id]).await.unwrap();
+    assert!(store.finish(job.id, &success("x"), now).await.unwrap());
+    store.mark_sent(&[job.id]).await.unwrap();
+    let ended = store.get(job.id).await.unwrap().unwrap();
+    assert_eq!((ended.attempts, ended.sent), (2, vec![1, 2]));
+    assert_eq!(store.get(other.id).await.unwrap().unwrap().sent, vec![2]);
+}
+
 async fn run_all(store: &dyn JobStore) {
     a_job_moves_forward_once(store).await;
+    sent_attempts_are_marked_and_told_to_the_next_start(store).await;
     an_idempotency_key_is_held_until_its_holder_gives_it_back(store).await;
     a_batch_changes_each_job_on_its_own(store).await;
     cancel_only_stops_queued_jobs(store).await;

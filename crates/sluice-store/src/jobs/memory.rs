@@ -56,6 +56,7 @@ impl MemoryJobStore {
                     job.attempts += 1;
                     return StartOutcome::Started {
                         attempt: job.attempts,
+                        sent_before: job.sent.clone(),
                     };
                 }
                 done => return StartOutcome::AlreadyDone(done),
@@ -114,6 +115,18 @@ impl JobStore for MemoryJobStore {
             .iter()
             .map(|&(id, outcome)| self.finish_one(id, outcome, now))
             .collect())
+    }
+
+    async fn mark_sent(&self, ids: &[JobId]) -> Result<(), StoreError> {
+        let mut map = self.lock();
+        for id in ids {
+            if let Some(job) = map.get_mut(id) {
+                if job.status == JobStatus::Running && !job.sent.contains(&job.attempts) {
+                    job.sent.push(job.attempts);
+                }
+            }
+        }
+        Ok(())
     }
 
     async fn cancel(&self, id: JobId, now: DateTime<Utc>) -> Result<CancelOutcome, StoreError> {

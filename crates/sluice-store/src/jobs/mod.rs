@@ -49,6 +49,11 @@ pub trait JobStore: Send + Sync + 'static {
         now: DateTime<Utc>,
     ) -> Result<Vec<bool>, StoreError>;
 
+    /// Marks each running job's current attempt as sent (its provider call
+    /// is about to leave; see `JobRecord::sent`); a job not running is left
+    /// alone.
+    async fn mark_sent(&self, ids: &[JobId]) -> Result<(), StoreError>;
+
     /// [`JobStore::start_many`] for one job.
     async fn start(&self, id: JobId, now: DateTime<Utc>) -> Result<StartOutcome, StoreError> {
         let mut outcomes = self.start_many(&[id], now).await?;

@@ -63,6 +63,7 @@ pub struct RedisJobStore {
     create: Script,
     start: Script,
     finish: Script,
+    sent: Script,
     cancel: Script,
     release_idem: Script,
 }
@@ -94,6 +95,7 @@ impl RedisJobStore {
             create: Script::from_lua(include_str!("lua/create.lua")),
             start: Script::from_lua(include_str!("lua/start.lua")),
             finish: Script::from_lua(include_str!("lua/finish.lua")),
+            sent: Script::from_lua(include_str!("lua/sent.lua")),
             cancel: Script::from_lua(include_str!("lua/cancel.lua")),
             release_idem: Script::from_lua(include_str!("lua/release_idem.lua")),
         })
@@ -294,6 +296,17 @@ impl JobStore for RedisJobStore {
             }
         }
         Ok(ended)
+    }
+
+    async fn mark_sent(&self, ids: &[JobId]) -> Result<(), StoreError> {
+        let keys: Vec<String> = ids.iter().map(|&id| self.key(id)).collect();
+        let calls = self.groups(&keys).into_iter().map(|group| {
+            let keys: Vec<String> = group.iter().map(|&i| keys[i].clone()).collect();
+            self.sent
+                .evalsha_with_reload::<i64, _, Vec<String>>(self.pool.next(), keys, Vec::new())
+        });
+        futures::future::try_join_all(calls).await?;
+        Ok(())
     }
 
     async fn cancel(&self, id: JobId, now: DateTime<Utc>) -> Result<CancelOutcome, StoreError> {

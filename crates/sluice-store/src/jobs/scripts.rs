@@ -3,6 +3,7 @@
 
 use sluice_core::job::StartOutcome;
 
+use super::codec::parse_attempts;
 use crate::StoreError;
 
 /// Jobs per script call: a batch's jobs change in one call, but no call
@@ -32,9 +33,15 @@ pub(super) fn check_len(script: &str, asked: usize, answered: usize) -> Result<(
 /// One answer of the start script.
 pub(super) fn parse_start(answer: &str) -> Result<StartOutcome, StoreError> {
     match answer.split_once(':') {
-        Some(("started", attempt)) => Ok(StartOutcome::Started {
-            attempt: attempt.parse().unwrap_or(1),
-        }),
+        Some(("started", rest)) => {
+            let (attempt, sent) = rest.split_once(':').unwrap_or((rest, ""));
+            Ok(StartOutcome::Started {
+                attempt: attempt.parse().map_err(|e| {
+                    StoreError::Corrupt(format!("the start script answered {answer:?}: {e}"))
+                })?,
+                sent_before: parse_attempts(sent)?,
+            })
+        }
         Some(("done", status)) => Ok(StartOutcome::AlreadyDone(
             status.parse().map_err(StoreError::Corrupt)?,
         )),

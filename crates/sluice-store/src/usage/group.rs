@@ -1,29 +1,20 @@
-//! Group commit for ledger rows: concurrent `record` calls (a worker's
-//! batches in flight) are written by one insert. Nothing waits for company:
-//! the writer takes whatever calls are queued when it is free, so a lone
-//! call is written at once. Each caller still hears back only after its
-//! own rows are in (or the insert failed), so a worker acks no job whose
-//! row is not written.
+//! Group commit for ledger rows (see [`crate::group`]): concurrent
+//! `record` calls (a worker's batches in flight) are written by one insert.
+//! Each caller still hears back only after its own rows are in (or the
+//! insert failed), so a worker acks no job whose row is not written.
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use sluice_core::ledger::LedgerRow;
-use tokio::sync::{mpsc, oneshot};
 use tokio_util::task::TaskTracker;
 
 use super::{UsageLedger, UsageLine, UsageQuery};
+use crate::group::GroupCommit;
 use crate::StoreError;
 
 /// Most rows in one insert (calls past it wait for the next one).
 const MAX_ROWS: usize = 1000;
-/// Calls waiting for the writer; a full queue makes callers wait.
-const QUEUE_DEPTH: usize = 256;
-
-struct Call {
-    rows: Vec<LedgerRow>,
-    reply: oneshot::Sender<Result<(), Arc<StoreError>>>,
-}
 
 /// A [`UsageLedger`] whose `record` calls are grouped; reports go straight
 /// to the inner ledger. The writer stops once every clone is dropped,
@@ -31,61 +22,25 @@ struct Call {
 #[derive(Clone)]
 pub struct GroupCommitLedger {
     inner: Arc<dyn UsageLedger>,
-    tx: mpsc::Sender<Call>,
+    rows: GroupCommit<LedgerRow>,
 }
 
 impl GroupCommitLedger {
     /// Starts the writer on `tasks`.
     pub fn start(inner: Arc<dyn UsageLedger>, tasks: &TaskTracker) -> Self {
-        let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
-        tasks.spawn(write(rx, Arc::clone(&inner)));
-        Self { inner, tx }
-    }
-}
-
-async fn write(mut rx: mpsc::Receiver<Call>, ledger: Arc<dyn UsageLedger>) {
-    let mut calls: Vec<Call> = Vec::new();
-    while let Some(first) = rx.recv().await {
-        let mut rows = first.rows.len();
-        calls.push(first);
-        while rows < MAX_ROWS {
-            match rx.try_recv() {
-                Ok(next) => {
-                    rows += next.rows.len();
-                    calls.push(next);
-                }
-                Err(_) => break,
-            }
-        }
-        // The rows move into one insert; the callers keep their replies.
-        let all: Vec<LedgerRow> = calls
-            .iter_mut()
-            .flat_map(|c| std::mem::take(&mut c.rows))
-            .collect();
-        let outcome = ledger.record(&all).await.map_err(Arc::new);
-        for call in calls.drain(..) {
-            let _ = call.reply.send(outcome.clone());
-        }
+        let ledger = Arc::clone(&inner);
+        let rows = GroupCommit::start("ledger", MAX_ROWS, tasks, move |rows: Vec<LedgerRow>| {
+            let ledger = Arc::clone(&ledger);
+            async move { ledger.record(&rows).await }
+        });
+        Self { inner, rows }
     }
 }
 
 #[async_trait]
 impl UsageLedger for GroupCommitLedger {
     async fn record(&self, rows: &[LedgerRow]) -> Result<(), StoreError> {
-        if rows.is_empty() {
-            return Ok(());
-        }
-        let (reply, answer) = oneshot::channel();
-        let call = Call {
-            rows: rows.to_vec(),
-            reply,
-        };
-        let stopped = || StoreError::Unavailable("the ledger writer has stopped".into());
-        self.tx.send(call).await.map_err(|_| stopped())?;
-        answer
-            .await
-            .map_err(|_| stopped())?
-            .map_err(StoreError::Shared)
+        self.rows.submit(rows.to_vec()).await
     }
 
     async fn report(&self, query: &UsageQuery) -> Result<Vec<UsageLine>, StoreError> {

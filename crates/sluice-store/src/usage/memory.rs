@@ -12,7 +12,7 @@ use crate::StoreError;
 
 #[derive(Default)]
 pub struct MemoryLedger {
-    rows: Mutex<BTreeMap<JobId, LedgerRow>>,
+    rows: Mutex<BTreeMap<(JobId, u32), LedgerRow>>,
 }
 
 fn key_of(row: &LedgerRow, g: GroupBy) -> Option<String> {
@@ -31,7 +31,8 @@ impl UsageLedger for MemoryLedger {
     async fn record(&self, rows: &[LedgerRow]) -> Result<(), StoreError> {
         let mut map = self.rows.lock().unwrap_or_else(|e| e.into_inner());
         for row in rows {
-            map.entry(row.job_id).or_insert_with(|| row.clone());
+            map.entry((row.job_id, row.attempt))
+                .or_insert_with(|| row.clone());
         }
         Ok(())
     }
@@ -44,7 +45,7 @@ impl UsageLedger for MemoryLedger {
             .filter(|r| {
                 r.tenant_id == tenant_id && r.finished_at.format("%Y-%m").to_string() == month
             })
-            .map(|r| r.cost_micros)
+            .map(|r| r.cost_micros + r.estimated_micros)
             .sum())
     }
 
@@ -57,7 +58,7 @@ impl UsageLedger for MemoryLedger {
                 r.key_id.as_deref() == Some(key_id)
                     && r.finished_at.format("%Y-%m").to_string() == month
             })
-            .map(|r| r.cost_micros)
+            .map(|r| r.cost_micros + r.estimated_micros)
             .sum())
     }
 
@@ -80,12 +81,7 @@ impl UsageLedger for MemoryLedger {
                     .collect(),
                 ..UsageLine::default()
             });
-            line.jobs += 1;
-            line.prompt_tokens += row.usage.prompt_tokens;
-            line.cached_tokens += row.usage.cached_tokens;
-            line.completion_tokens += row.usage.completion_tokens;
-            line.cost_micros += row.cost_micros;
-            line.saved_micros += row.saved_micros;
+            line.add(row);
         }
         Ok(groups.into_values().collect())
     }

@@ -1,4 +1,5 @@
-//! The usage ledger: one row per finished job, and reports over it.
+//! The usage ledger: one row per finished job (and one per repeated
+//! provider call, see `sluice_core::repeat`), and reports over it.
 
 mod group;
 mod memory;
@@ -93,18 +94,57 @@ pub struct UsageLine {
     pub prompt_tokens: u64,
     pub cached_tokens: u64,
     pub completion_tokens: u64,
+    /// The exact part of what the provider charged, µ$.
     pub cost_micros: u64,
     pub saved_micros: u64,
+    /// Calls the provider billed beyond each job's own (a worker died
+    /// mid-call, and the job was called again): their exact part is in
+    /// `cost_micros`, the rest in `estimated_micros`.
+    pub repeated_calls: u64,
+    /// The estimated part of what the provider charged, µ$ (an orphaned
+    /// call's completion). Budgets count it with `cost_micros`.
+    pub estimated_micros: u64,
+}
+
+impl UsageLine {
+    /// Adds one ledger row to the group.
+    pub fn add(&mut self, row: &LedgerRow) {
+        if row.attempt == 0 {
+            self.jobs += 1;
+        } else {
+            self.repeated_calls += 1;
+        }
+        self.prompt_tokens += row.usage.prompt_tokens;
+        self.cached_tokens += row.usage.cached_tokens;
+        self.completion_tokens += row.usage.completion_tokens;
+        self.cost_micros += row.cost_micros;
+        self.saved_micros += row.saved_micros;
+        self.estimated_micros += row.estimated_micros;
+    }
+
+    /// Adds another group's sums to this one (a report's total).
+    pub fn merge(&mut self, other: &UsageLine) {
+        self.jobs += other.jobs;
+        self.prompt_tokens += other.prompt_tokens;
+        self.cached_tokens += other.cached_tokens;
+        self.completion_tokens += other.completion_tokens;
+        self.cost_micros += other.cost_micros;
+        self.saved_micros += other.saved_micros;
+        self.repeated_calls += other.repeated_calls;
+        self.estimated_micros += other.estimated_micros;
+    }
 }
 
 #[async_trait]
 pub trait UsageLedger: Send + Sync + 'static {
-    /// Records rows; a job already recorded is left as it was.
+    /// Records rows; a row already recorded (the same job and attempt) is
+    /// left as it was.
     async fn record(&self, rows: &[LedgerRow]) -> Result<(), StoreError>;
 
     async fn report(&self, query: &UsageQuery) -> Result<Vec<UsageLine>, StoreError>;
 
-    /// What the tenant spent in the month starting on `month` (UTC), µ$.
+    /// What the tenant spent in the month starting on `month` (UTC), µ$:
+    /// exact and estimated charges alike.
     async fn spend(&self, tenant_id: &str, month: chrono::NaiveDate) -> Result<u64, StoreError>;
 
     /// What the key spent in the month starting on `month` (UTC), µ$.

@@ -12,41 +12,50 @@ use super::postgres::uuid;
 use crate::StoreError;
 
 /// Inserts the rows and, in the same statement, adds each newly recorded
-/// job to the daily totals and to its key's and tenant's month (a job
-/// already recorded returns no row from `ins`, so it adds nothing).
+/// row to the daily totals (a job's own row as a job, a repeated call as
+/// one) and its whole charge (exact and estimated) to its key's and
+/// tenant's month (a row already recorded returns nothing from `ins`, so it
+/// adds nothing).
 pub const RECORD: &str = "\
 WITH ins AS (INSERT INTO usage_ledger (job_id, tenant_id, key_id, model, provider, endpoint, feature, route, \
  metadata, status, prompt_tokens, cached_tokens, cache_write_tokens, completion_tokens, \
- cost_micros, saved_micros, cache_hit, queue_wait_ms, provider_latency_ms, finished_at) \
+ cost_micros, saved_micros, cache_hit, queue_wait_ms, provider_latency_ms, finished_at, \
+ attempt, estimated_micros, estimated_by) \
  SELECT job_id, tenant_id, key_id, model, provider, endpoint, feature, route, metadata::jsonb, status, \
  prompt_tokens, cached_tokens, cache_write_tokens, completion_tokens, cost_micros, saved_micros, \
- cache_hit, queue_wait_ms, provider_latency_ms, finished_at \
+ cache_hit, queue_wait_ms, provider_latency_ms, finished_at, attempt, estimated_micros, estimated_by \
  FROM unnest($1::text[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::text[], $7::text[], \
  $8::text[], $9::text[], $10::text[], $11::int8[], $12::int8[], $13::int8[], $14::int8[], $15::int8[], \
- $16::int8[], $17::bool[], $18::int8[], $19::int8[], $20::timestamptz[]) \
+ $16::int8[], $17::bool[], $18::int8[], $19::int8[], $20::timestamptz[], $21::int4[], $22::int8[], \
+ $23::text[]) \
  AS r(job_id, tenant_id, key_id, model, provider, endpoint, feature, route, metadata, status, \
  prompt_tokens, cached_tokens, cache_write_tokens, completion_tokens, cost_micros, saved_micros, \
- cache_hit, queue_wait_ms, provider_latency_ms, finished_at) \
- ON CONFLICT (job_id) DO NOTHING RETURNING tenant_id, key_id, finished_at, cost_micros, \
- model, provider, feature, route, prompt_tokens, cached_tokens, completion_tokens, saved_micros), \
+ cache_hit, queue_wait_ms, provider_latency_ms, finished_at, attempt, estimated_micros, estimated_by) \
+ ON CONFLICT (job_id, attempt) DO NOTHING RETURNING tenant_id, key_id, finished_at, \
+ cost_micros + estimated_micros AS charged_micros, model, provider, feature, route, prompt_tokens, \
+ cached_tokens, completion_tokens, cost_micros, saved_micros, attempt, estimated_micros), \
 daily AS (INSERT INTO usage_daily (tenant_id, day, model, provider, feature, route, jobs, \
- prompt_tokens, cached_tokens, completion_tokens, cost_micros, saved_micros) \
+ prompt_tokens, cached_tokens, completion_tokens, cost_micros, saved_micros, repeated_calls, \
+ estimated_micros) \
  SELECT tenant_id, (finished_at AT TIME ZONE 'UTC')::date, model, coalesce(provider, ''), \
- coalesce(feature, ''), coalesce(route, ''), count(*), sum(prompt_tokens), sum(cached_tokens), \
- sum(completion_tokens), sum(cost_micros), sum(saved_micros) FROM ins GROUP BY 1, 2, 3, 4, 5, 6 \
+ coalesce(feature, ''), coalesce(route, ''), count(*) FILTER (WHERE attempt = 0), sum(prompt_tokens), \
+ sum(cached_tokens), sum(completion_tokens), sum(cost_micros), sum(saved_micros), \
+ count(*) FILTER (WHERE attempt > 0), sum(estimated_micros) FROM ins GROUP BY 1, 2, 3, 4, 5, 6 \
  ON CONFLICT (tenant_id, day, model, provider, feature, route) DO UPDATE SET \
  jobs = usage_daily.jobs + EXCLUDED.jobs, \
  prompt_tokens = usage_daily.prompt_tokens + EXCLUDED.prompt_tokens, \
  cached_tokens = usage_daily.cached_tokens + EXCLUDED.cached_tokens, \
  completion_tokens = usage_daily.completion_tokens + EXCLUDED.completion_tokens, \
  cost_micros = usage_daily.cost_micros + EXCLUDED.cost_micros, \
- saved_micros = usage_daily.saved_micros + EXCLUDED.saved_micros), \
+ saved_micros = usage_daily.saved_micros + EXCLUDED.saved_micros, \
+ repeated_calls = usage_daily.repeated_calls + EXCLUDED.repeated_calls, \
+ estimated_micros = usage_daily.estimated_micros + EXCLUDED.estimated_micros), \
 by_key AS (INSERT INTO key_spend (key_id, month, cost_micros) \
- SELECT key_id, date_trunc('month', finished_at AT TIME ZONE 'UTC')::date, sum(cost_micros) \
+ SELECT key_id, date_trunc('month', finished_at AT TIME ZONE 'UTC')::date, sum(charged_micros) \
  FROM ins WHERE key_id IS NOT NULL GROUP BY 1, 2 \
  ON CONFLICT (key_id, month) DO UPDATE SET cost_micros = key_spend.cost_micros + EXCLUDED.cost_micros) \
 INSERT INTO tenant_spend (tenant_id, month, cost_micros) \
- SELECT tenant_id, date_trunc('month', finished_at AT TIME ZONE 'UTC')::date, sum(cost_micros) \
+ SELECT tenant_id, date_trunc('month', finished_at AT TIME ZONE 'UTC')::date, sum(charged_micros) \
  FROM ins GROUP BY 1, 2 \
  ON CONFLICT (tenant_id, month) DO UPDATE SET cost_micros = tenant_spend.cost_micros + EXCLUDED.cost_micros";
 
@@ -73,6 +82,9 @@ pub struct Columns {
     queue_wait_ms: Vec<Option<i64>>,
     provider_latency_ms: Vec<Option<i64>>,
     finished_at: Vec<chrono::DateTime<chrono::Utc>>,
+    attempt: Vec<i32>,
+    estimated_micros: Vec<i64>,
+    estimated_by: Vec<Option<&'static str>>,
 }
 
 fn as_i64(v: u64) -> i64 {
@@ -110,6 +122,9 @@ impl Columns {
             c.provider_latency_ms
                 .push(r.provider_latency_ms.map(as_i64));
             c.finished_at.push(r.finished_at);
+            c.attempt.push(i32::try_from(r.attempt).unwrap_or(i32::MAX));
+            c.estimated_micros.push(as_i64(r.estimated_micros));
+            c.estimated_by.push(r.estimated_by.map(|e| e.as_str()));
         }
         Ok(c)
     }
@@ -136,5 +151,8 @@ impl Columns {
             .bind(self.queue_wait_ms)
             .bind(self.provider_latency_ms)
             .bind(self.finished_at)
+            .bind(self.attempt)
+            .bind(self.estimated_micros)
+            .bind(self.estimated_by)
     }
 }

@@ -1,6 +1,6 @@
 //! The ledger in PostgreSQL (`usage_ledger`, migration 0003). Rows go in
-//! with one insert per batch (see `pg_record`); `ON CONFLICT (job_id) DO NOTHING`
-//! keeps a redelivered job from being counted twice. Reports group in SQL
+//! with one insert per batch (see `pg_record`); `ON CONFLICT (job_id, attempt)
+//! DO NOTHING` keeps a redelivered job from being counted twice. Reports group in SQL
 //! over the (tenant_id, finished_at) index.
 
 use std::collections::BTreeMap;
@@ -113,15 +113,18 @@ impl UsageLedger for PgLedger {
         }
         let sums = "sum(prompt_tokens)::bigint AS prompt_tokens, \
              sum(cached_tokens)::bigint AS cached_tokens, sum(completion_tokens)::bigint AS completion_tokens, \
-             sum(cost_micros)::bigint AS cost_micros, sum(saved_micros)::bigint AS saved_micros";
+             sum(cost_micros)::bigint AS cost_micros, sum(saved_micros)::bigint AS saved_micros, \
+             sum(estimated_micros)::bigint AS estimated_micros";
         if daily {
             sql.push_str(&format!(
-                "sum(jobs)::bigint AS jobs, {sums} FROM usage_daily \
+                "sum(jobs)::bigint AS jobs, sum(repeated_calls)::bigint AS repeated_calls, {sums} FROM usage_daily \
                  WHERE day >= ($1 AT TIME ZONE 'UTC')::date AND day < ($2 AT TIME ZONE 'UTC')::date"
             ));
         } else {
             sql.push_str(&format!(
-                "count(*)::bigint AS jobs, {sums} FROM usage_ledger WHERE finished_at >= $1 AND finished_at < $2"
+                "count(*) FILTER (WHERE attempt = 0) AS jobs, \
+                 count(*) FILTER (WHERE attempt > 0) AS repeated_calls, {sums} \
+                 FROM usage_ledger WHERE finished_at >= $1 AND finished_at < $2"
             ));
         }
         let tenant = q
@@ -148,7 +151,8 @@ impl UsageLedger for PgLedger {
         let mut out = Vec::with_capacity(rows.len());
         for row in rows {
             let jobs = number(&row, "jobs")?;
-            if jobs == 0 {
+            let repeated_calls = number(&row, "repeated_calls")?;
+            if jobs == 0 && repeated_calls == 0 {
                 continue;
             }
             let mut group = BTreeMap::new();
@@ -164,6 +168,8 @@ impl UsageLedger for PgLedger {
                 completion_tokens: number(&row, "completion_tokens")?,
                 cost_micros: number(&row, "cost_micros")?,
                 saved_micros: number(&row, "saved_micros")?,
+                repeated_calls,
+                estimated_micros: number(&row, "estimated_micros")?,
             });
         }
         Ok(out)

@@ -26,8 +26,12 @@ pub async fn run(listen: SocketAddr, config: ConfigArg, conn: Connections) -> an
     let embedder = match &config.cache.semantic.model {
         Some(_) => {
             let budget: Arc<dyn sluice_core::budget::RateBudget> = Arc::new(store.budget());
-            let router =
-                sluice_providers::Router::from_config(&config, Arc::clone(&metrics), Some(budget))?;
+            let router = sluice_providers::Router::from_config(
+                &config,
+                Arc::clone(&metrics),
+                Some(budget),
+                None,
+            )?;
             Some(Arc::new(router))
         }
         None => None,

@@ -67,12 +67,17 @@ pub async fn run(listen: SocketAddr) -> anyhow::Result<()> {
             &config,
             Arc::clone(&metrics),
             Some(Arc::new(sluice_core::budget::MemoryBudget::default())),
+            Some(Arc::new(sluice_worker::sent::SentLog::start(
+                store.clone(),
+                &tasks,
+            ))),
         )?),
         ledger: ledger.clone(),
         metrics: Arc::clone(&metrics),
         config: config.worker.clone(),
         cache: cache.clone(),
         events: queue.clone(),
+        repeats: sluice_worker::repeats::Repeats::new(&config),
     };
     tasks.spawn(worker.run(shutdown.clone()));
 

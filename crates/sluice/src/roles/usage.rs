@@ -101,13 +101,15 @@ pub async fn run(store: &PgTenantStore, args: UsageArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-const NUMBERS: [&str; 6] = [
+const NUMBERS: [&str; 8] = [
     "jobs",
     "prompt_tokens",
     "cached_tokens",
     "completion_tokens",
     "cost_micros",
     "saved_micros",
+    "repeated_calls",
+    "estimated_micros",
 ];
 
 fn row(line: &UsageLine, names: &[&str]) -> Vec<String> {
@@ -129,6 +131,8 @@ fn row(line: &UsageLine, names: &[&str]) -> Vec<String> {
             line.completion_tokens,
             line.cost_micros,
             line.saved_micros,
+            line.repeated_calls,
+            line.estimated_micros,
         ]
         .map(|n| n.to_string()),
     );

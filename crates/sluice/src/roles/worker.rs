@@ -36,7 +36,9 @@ pub async fn run(
     let store = connect::redis(&conn, config, 4).await?;
     let queue = connect::rabbitmq(&conn, config).await?;
     let budget: Arc<dyn sluice_core::budget::RateBudget> = Arc::new(store.budget());
-    let router = Router::from_config(config, Arc::clone(metrics), Some(budget))?;
+    // Each call's attempts are marked sent just before it leaves.
+    let sent = Arc::new(sluice_worker::sent::SentLog::start(store.clone(), tasks));
+    let router = Router::from_config(config, Arc::clone(metrics), Some(budget), Some(sent))?;
     role.serve_metrics("worker", metrics_listen).await?;
     {
         let queue: Arc<dyn JobQueue> = queue.clone();
@@ -53,6 +55,7 @@ pub async fn run(
         config: config.worker.clone(),
         cache: Arc::new(store.cache()),
         events: queue.clone(),
+        repeats: sluice_worker::repeats::Repeats::new(config),
     }
     .run(shutdown.clone());
     // The drain is bounded: past `drain_timeout_s` the connection closes

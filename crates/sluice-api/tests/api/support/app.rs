@@ -197,6 +197,10 @@ impl Stack {
             config,
             Arc::clone(&self.metrics),
             Some(Arc::new(MemoryBudget::default())),
+            Some(Arc::new(sluice_worker::sent::SentLog::start(
+                self.memory_store.clone(),
+                &self.tasks,
+            ))),
         )
         .unwrap();
         let worker = Worker {
@@ -208,6 +212,7 @@ impl Stack {
             config: config.worker.clone(),
             cache: self.cache.clone(),
             events: self.memory_queue.clone(),
+            repeats: sluice_worker::repeats::Repeats::new(config),
         };
         let stop = self.shutdown.child_token();
         let handle = self.tasks.spawn(worker.run(stop.clone()));

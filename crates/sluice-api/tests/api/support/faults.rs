@@ -206,6 +206,11 @@ impl JobStore for FaultyStore {
         self.inner.finish_many(ends, now).await
     }
 
+    async fn mark_sent(&self, ids: &[JobId]) -> Result<(), StoreError> {
+        self.check()?;
+        self.inner.mark_sent(ids).await
+    }
+
     async fn cancel(&self, id: JobId, now: DateTime<Utc>) -> Result<CancelOutcome, StoreError> {
         self.check()?;
         self.inner.cancel(id, now).await

@@ -55,6 +55,9 @@ impl TestApp {
             queue_wait_ms: None,
             provider_latency_ms: None,
             finished_at: row.finished_at,
+            attempt: 0,
+            estimated_micros: 0,
+            estimated_by: None,
         };
         self.ledger.record(&[row]).await.unwrap();
     }

@@ -4,13 +4,14 @@
 -- ARGV[1] now, ms since the epoch   ARGV[2] now, RFC 3339
 -- ARGV[3] the expiry error (JSON)   ARGV[4] completion channel
 -- ARGV[4 + i] the id of the job in KEYS[i]
--- Answers one entry per key: 'started:<attempt>', 'expired', 'missing' or
+-- Answers one entry per key: 'started:<attempt>:<sent>' (the attempts
+-- whose call left before, as '1,2'), 'expired', 'missing' or
 -- 'done:<status>'. The ids of the jobs that expired are published together,
 -- separated by spaces.
 local now = tonumber(ARGV[1])
 local out, expired = {}, {}
 for i, key in ipairs(KEYS) do
-  local fields = redis.call('HMGET', key, 'status', 'deadline_ms', 'attempts')
+  local fields = redis.call('HMGET', key, 'status', 'deadline_ms', 'attempts', 'sent')
   local status, deadline = fields[1], fields[2]
   local attempt = (tonumber(fields[3]) or 0) + 1
   if not status then
@@ -22,10 +23,10 @@ for i, key in ipairs(KEYS) do
   elseif status == 'queued' then
     -- One HSET: the attempt is counted from the HMGET above.
     redis.call('HSET', key, 'status', 'running', 'started_at', ARGV[2], 'attempts', attempt)
-    out[i] = 'started:' .. attempt
+    out[i] = 'started:' .. attempt .. ':'
   elseif status == 'running' then
     redis.call('HSET', key, 'attempts', attempt)
-    out[i] = 'started:' .. attempt
+    out[i] = 'started:' .. attempt .. ':' .. (fields[4] or '')
   else
     out[i] = 'done:' .. status
   end

@@ -1,0 +1,197 @@
+//! The ledger rows of a job's repeated provider calls: the attempts the
+//! provider billed beyond the one whose answer the job kept (see
+//! `sluice_core::repeat` for what is recorded and how it is estimated).
+//!
+//! When a job ends, every attempt *sent* before the one that ended it was
+//! orphaned: its worker died during the call (an attempt is marked sent
+//! just before its call leaves, see [`SentLog`]). A redelivery that starts
+//! a job again records nothing at first; the attempt that ends the job
+//! writes the rows of the earlier ones, with the batch's other rows.
+//!
+//! Waiting for an orphaned call is pointless: its connection closed with
+//! the worker, so nobody can receive its answer, and the chat and
+//! completions APIs offer no way to cancel it. The job is called again at
+//! once, and the orphan is charged.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use sluice_core::batching::{completion_allowance, prompt_text};
+use sluice_core::config::Config;
+use sluice_core::ledger::{LedgerRow, Repeat};
+use sluice_core::pricing::Price;
+use sluice_core::repeat::{orphan_usage, orphaned};
+use sluice_core::{JobMessage, JobStatus, Usage};
+
+/// Where a model's calls go first, and what they cost there.
+#[derive(Clone, Debug, Default)]
+pub struct Repeats {
+    /// Model → (its route's first provider, the model name billed).
+    routes: HashMap<String, (String, String)>,
+    /// (provider, billed model) → price.
+    prices: HashMap<(String, String), Price>,
+}
+
+/// The attempt whose provider answer ended a job.
+#[derive(Clone, Copy, Debug)]
+pub struct Answered<'a> {
+    pub attempt: u32,
+    /// Its usage, when it succeeded (a failed call is not billed).
+    pub usage: Option<&'a Usage>,
+    /// The provider that answered.
+    pub provider: Option<&'a str>,
+}
+
+impl Repeats {
+    pub fn new(config: &Config) -> Self {
+        let routes = config
+            .models
+            .iter()
+            .filter_map(|m| {
+                let first = m.providers.first()?.clone();
+                let billed = m.upstream_model.clone().unwrap_or_else(|| m.name.clone());
+                Some((m.name.clone(), (first, billed)))
+            })
+            .collect();
+        let prices = config
+            .prices
+            .iter()
+            .map(|p| ((p.provider.clone(), p.model.clone()), p.price))
+            .collect();
+        Self { routes, prices }
+    }
+
+    /// The rows of the orphaned attempts of `message`'s job, which ended
+    /// with `status`: every attempt `sent` but the one that `answered` and
+    /// those in `known` (attempts whose own worker recorded them, such as
+    /// this worker's own).
+    pub fn orphans(
+        &self,
+        message: &JobMessage,
+        status: JobStatus,
+        sent: &[u32],
+        answered: Option<Answered<'_>>,
+        known: &[u32],
+        finished_at: DateTime<Utc>,
+    ) -> Vec<LedgerRow> {
+        let attempts = orphaned(sent, answered.map(|a| a.attempt), known);
+        if attempts.is_empty() {
+            return Vec::new();
+        }
+        let (first, billed) = match self.routes.get(&message.model) {
+            Some((provider, billed)) => (Some(provider.as_str()), billed.as_str()),
+            None => (None, message.model.as_str()),
+        };
+        let provider = answered.and_then(|a| a.provider).or(first);
+        let price = provider.and_then(|p| self.prices.get(&(p.to_owned(), billed.to_owned())));
+        let prompt_tokens =
+            sluice_providers::tokens::count(billed, &prompt_text(message.endpoint, &message.body));
+        let max_tokens = completion_allowance(message.endpoint, &message.body);
+        let orphan = orphan_usage(
+            answered.and_then(|a| a.usage),
+            prompt_tokens,
+            max_tokens,
+            price,
+        );
+        attempts
+            .into_iter()
+            .map(|attempt| {
+                LedgerRow::for_repeat(
+                    message,
+                    status,
+                    Repeat::Orphaned {
+                        attempt,
+                        provider: provider.map(str::to_owned),
+                        orphan,
+                    },
+                    finished_at,
+                )
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use sluice_core::repeat::Estimate;
+    use sluice_core::{Endpoint, JobId};
+
+    fn config() -> Config {
+        let mut c = Config::dev("http://127.0.0.1:1".parse().unwrap());
+        c.prices.push(sluice_core::config::PriceEntry {
+            provider: "dev-mock".into(),
+            model: "mock-small".into(),
+            price: Price {
+                input: 1_000_000,
+                cached_input: 500_000,
+                output: 2_000_000,
+                cache_write: None,
+            },
+        });
+        c
+    }
+
+    fn chat() -> JobMessage {
+        JobMessage::new(
+            JobId::new(),
+            "t",
+            Endpoint::ChatCompletions,
+            "mock-small",
+            json!({"model": "mock-small", "max_tokens": 8,
+                   "messages": [{"role": "user", "content": "hello world"}]}),
+            Utc::now(),
+        )
+    }
+
+    #[test]
+    fn a_job_answered_on_its_third_attempt_pays_for_two_orphans_like_the_answer() {
+        let repeats = Repeats::new(&config());
+        let usage = Usage::new(12, 8, 4);
+        let answered = Answered {
+            attempt: 3,
+            usage: Some(&usage),
+            provider: Some("dev-mock"),
+        };
+        let rows = repeats.orphans(
+            &chat(),
+            JobStatus::Succeeded,
+            &[1, 2, 3],
+            Some(answered),
+            &[],
+            Utc::now(),
+        );
+        assert_eq!(rows.iter().map(|r| r.attempt).collect::<Vec<_>>(), [1, 2]);
+        for row in &rows {
+            // 12 prompt tokens at $1/M (uncached) exact, 8 completion at $2/M estimated.
+            assert_eq!((row.cost_micros, row.estimated_micros), (12, 16));
+            assert_eq!(row.usage, Usage::new(12, 8, 0));
+            assert_eq!(row.estimated_by, Some(Estimate::AnsweredAttempt));
+            assert_eq!(row.provider.as_deref(), Some("dev-mock"));
+        }
+    }
+
+    #[test]
+    fn an_unanswered_job_pays_its_orphans_prompt_and_max_tokens_on_its_routes_first_provider() {
+        let repeats = Repeats::new(&config());
+        let rows = repeats.orphans(
+            &chat(),
+            JobStatus::Canceled,
+            &[1, 2],
+            None,
+            &[2],
+            Utc::now(),
+        );
+        assert_eq!(rows.len(), 1, "attempt 2 was recorded by its own worker");
+        let row = &rows[0];
+        assert_eq!(row.attempt, 1);
+        assert_eq!(row.usage, Usage::new(2, 8, 0));
+        assert_eq!((row.cost_micros, row.estimated_micros), (2, 16));
+        assert_eq!(row.estimated_by, Some(Estimate::MaxTokens));
+        assert_eq!(row.provider.as_deref(), Some("dev-mock"));
+        assert!(repeats
+            .orphans(&chat(), JobStatus::Succeeded, &[1], None, &[1], Utc::now())
+            .is_empty());
+    }
+}
