@@ -31,6 +31,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from live_metrics import check_live_metrics  # noqa: E402
+from k8s_release import check_compose_shutdown, check_releases, shutdown_problems  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -338,6 +339,7 @@ def check_compose(check_jsonschema: str | None) -> None:
     else:
         ok("compose structure", f"{len(services)} services; depends_on targets, health conditions, "
                                 f"bind mounts, volumes and host ports consistent")
+    check_compose_shutdown(doc, DEPLOY / "sluice.toml", ok, fail)
 
 
 # --- Prometheus and Grafana -------------------------------------------------------
@@ -613,18 +615,13 @@ def selects(selector: dict, labels: dict) -> bool:
     return True
 
 
-def worker_drain_timeout(configmaps: dict[str, dict]) -> int:
-    """The longest `[worker] drain_timeout_s` in the rendered config files (60 by default)."""
-    longest = 0
-    for cm in configmaps.values():
-        for key, text in (cm.get("data") or {}).items():
-            if key.endswith(".toml"):
-                try:
-                    cfg = tomllib.loads(text)
-                except tomllib.TOMLDecodeError:
-                    continue
-                longest = max(longest, int(cfg.get("worker", {}).get("drain_timeout_s", 60)))
-    return longest or 60
+def rendered_config(by_kind: dict[str, dict[str, dict]]) -> dict:
+    """The rendered sluice.toml (the sluice-config ConfigMap), parsed; {} if none."""
+    cm = next((cm["data"] for n, cm in by_kind.get("ConfigMap", {}).items() if n.startswith("sluice-config")), {})
+    try:
+        return tomllib.loads(cm.get("sluice.toml", ""))
+    except tomllib.TOMLDecodeError:
+        return {}
 
 
 def policy_problems(name: str, docs: list[dict]) -> list[str]:
@@ -673,12 +670,11 @@ def policy_problems(name: str, docs: list[dict]) -> list[str]:
             continue
         pod = d["spec"]["template"]["spec"]
         c = pod["containers"][0]
-        expect(p, pod.get("terminationGracePeriodSeconds") == 90, f"{name}: {role}: terminationGracePeriodSeconds is not 90")
-        if role == "sluice-worker":
-            # The grace period must cover the worker's bounded drain, with room to close.
-            drain = worker_drain_timeout(by_kind.get("ConfigMap", {}))
-            expect(p, drain + 10 <= pod.get("terminationGracePeriodSeconds", 0),
-                   f"{name}: {role}: terminationGracePeriodSeconds does not cover drain_timeout_s ({drain} s) + 10 s")
+        if role == "sluice-api":
+            expect(p, pod.get("terminationGracePeriodSeconds") == 90, f"{name}: {role}: terminationGracePeriodSeconds is not 90")
+        else:
+            # The drain covers the longest provider call; the grace period, the drain.
+            p += shutdown_problems(f"{name}: {role}", rendered_config(by_kind), pod.get("terminationGracePeriodSeconds"))
         expect(p, "replicas" not in d["spec"], f"{name}: {role}: sets replicas, which fights its autoscaler")
         seen = set()
         for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
@@ -713,7 +709,8 @@ def policy_problems(name: str, docs: list[dict]) -> list[str]:
     for sm in by_kind.get("ServiceMonitor", {}).values():
         selected = [s for s in by_kind.get("Service", {}).values() if selects(sm["spec"]["selector"], s["metadata"].get("labels", {}))]
         names = sorted(s["metadata"]["name"] for s in selected)
-        expect(p, names == ["sluice-api", "sluice-worker"], f"{name}: ServiceMonitor selects {names}, expected sluice-api and sluice-worker")
+        want = ["sluice-api", "sluice-webhooks", "sluice-worker"]
+        expect(p, names == want, f"{name}: ServiceMonitor selects {names}, expected {want}")
         ports = {pp.get("name") for s in selected for pp in s["spec"]["ports"]}
         for e in sm["spec"]["endpoints"]:
             expect(p, e.get("port") in ports, f"{name}: ServiceMonitor endpoint port {e.get('port')} is on no selected Service")
@@ -762,6 +759,7 @@ def check_k8s(kustomize: list[str] | None, versions: list[str], promtool: str | 
         return
     with tempfile.TemporaryDirectory(prefix="check-deploy-") as tmp:
         renders = renderings(kustomize, Path(tmp))
+        check_releases(lambda path: render(kustomize, path), K8S, Path(tmp), ok, fail)
     if not renders:
         return
     check_k8s_schemas(renders, versions)
@@ -785,7 +783,8 @@ def check_k8s(kustomize: list[str] | None, versions: list[str], promtool: str | 
     if problems:
         fail("k8s policy", "; ".join(problems))
     else:
-        ok("k8s policy", "non-root, read-only root fs, resources, probes, grace 90 s (covers the worker's drain_timeout_s); Services, PDBs, autoscalers, "
+        ok("k8s policy", "non-root, read-only root fs, resources, probes, api grace 90 s, worker drain covers the longest provider "
+                         "timeout and its grace the drain; Services, PDBs, autoscalers, "
                          "ServiceMonitor, Secret and ConfigMap references resolve; autoscaler queue/target match the prefix and the standard-queue prefetch")
 
     # The PrometheusRule carries deploy/prometheus/alerts.yml verbatim.
