@@ -31,6 +31,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from live_metrics import check_live_metrics  # noqa: E402
+from k8s_autoscaling import autoscaling_problems  # noqa: E402
 from k8s_release import check_compose_shutdown, check_releases, shutdown_problems  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -82,12 +83,14 @@ def first_lines(text: str, n: int = 6) -> str:
 # The keys crates/sluice-core/src/config.rs accepts (it denies unknown ones).
 CONFIG_KEYS = {
     "": {"providers", "models", "worker", "api", "jobs", "metrics"},
-    "providers": {"name", "kind", "base_url", "api_key_env", "timeout_s", "max_concurrency"},
+    "providers": {"name", "kind", "base_url", "api_key_env", "timeout_s", "max_concurrency",
+                  "breaker_failures", "breaker_cool_down_s", "requests_per_minute", "tokens_per_minute",
+                  "limits_window_ms", "headers", "prompt_cache_key"},
     "models": {"name", "providers", "upstream_model"},
     "worker": {
         "max_batch_size", "max_batch_tokens", "max_wait_ms", "batches_in_flight",
-        "fanout_concurrency", "prefix_chars", "provider_attempts", "delivery_limit",
-        "drain_timeout_s",
+        "fanout_concurrency", "prefix_chars", "provider_attempts", "provider_backoff_ms",
+        "delivery_limit", "drain_timeout_s",
     },
     "max_wait_ms": {"interactive", "standard", "batch"},
     "api": {"max_body_bytes", "max_batch_jobs", "max_wait_s"},
@@ -147,12 +150,6 @@ def config_problems(cfg: dict) -> list[str]:
 def prefetch(cfg: dict) -> int:
     w = cfg.get("worker", {})
     return int(w.get("max_batch_size", 32)) * int(w.get("batches_in_flight", 8))
-
-
-def standard_prefetch(cfg: dict) -> int:
-    """The standard queue's share of a worker's prefetch (3:2:1 split,
-    floored at max_batch_size), as crates/sluice-worker/src/lib.rs sets it."""
-    return max(prefetch(cfg) // 3, int(cfg.get("worker", {}).get("max_batch_size", 32)), 1)
 
 
 def check_configs(sluice_bin: str | None) -> None:
@@ -571,6 +568,9 @@ def crd_problems(d: dict) -> list[str]:
         for t in spec.get("triggers", []):
             meta = t.get("metadata", {})
             expect(p, all(isinstance(v, str) for v in meta.values()), f"{name}: trigger metadata values must be strings")
+            if t.get("type") == "prometheus":
+                expect(p, {"serverAddress", "query", "threshold"} <= set(meta),
+                       f"{name}: prometheus trigger needs serverAddress, query and threshold")
             if t.get("type") == "rabbitmq":
                 expect(p, meta.get("mode") in ("QueueLength", "MessageRate"), f"{name}: rabbitmq mode {meta.get('mode')}")
                 expect(p, meta.get("protocol", "auto") in ("auto", "amqp", "http"), f"{name}: rabbitmq protocol")
@@ -613,6 +613,10 @@ def selects(selector: dict, labels: dict) -> bool:
         if e["operator"] == "Exists" and e["key"] not in labels:
             return False
     return True
+
+
+# The autoscalers' PromQL, collected by policy_problems for promtool.
+AUTOSCALER_QUERIES: dict[str, str] = {}
 
 
 def rendered_config(by_kind: dict[str, dict[str, dict]]) -> dict:
@@ -715,32 +719,14 @@ def policy_problems(name: str, docs: list[dict]) -> list[str]:
         for e in sm["spec"]["endpoints"]:
             expect(p, e.get("port") in ports, f"{name}: ServiceMonitor endpoint port {e.get('port')} is on no selected Service")
 
-    # The autoscaler's queue and target follow the config and the prefix.
-    env = next((cm["data"] for n, cm in by_kind.get("ConfigMap", {}).items() if n.startswith("sluice-env")), {})
-    cfg_cm = next((cm["data"] for n, cm in by_kind.get("ConfigMap", {}).items() if n.startswith("sluice-config")), {})
-    cfg = tomllib.loads(cfg_cm.get("sluice.toml", "")) if cfg_cm else {}
-    if cfg_cm:
+    # The autoscaler's backlog query, threshold, hosts, fallback and cap.
+    cfg = rendered_config(by_kind)
+    if cfg:
         problems = config_problems(cfg)
         expect(p, not problems, f"{name}: rendered sluice.toml: {problems}")
-    prefix = env.get("SLUICE_PREFIX", "sluice")
-    for so in by_kind.get("ScaledObject", {}).values():
-        for t in so["spec"].get("triggers", []):
-            if t.get("type") == "rabbitmq":
-                meta = t["metadata"]
-                expect(p, meta.get("queueName") == f"{prefix}.jobs.standard",
-                       f"{name}: ScaledObject watches {meta.get('queueName')}, not {prefix}.jobs.standard")
-                if cfg:
-                    expect(p, meta.get("value") == str(standard_prefetch(cfg)),
-                           f"{name}: ScaledObject target {meta.get('value')} differs from the worker's standard-queue "
-                           f"prefetch {standard_prefetch(cfg)}")
-    for hpa in by_kind.get("HorizontalPodAutoscaler", {}).values():
-        for m in hpa["spec"].get("metrics", []):
-            if m["type"] == "External" and cfg:
-                target = m["external"]["target"].get("averageValue")
-                expect(p, str(target) == str(standard_prefetch(cfg)),
-                       f"{name}: worker HPA target {target} differs from the standard-queue prefetch {standard_prefetch(cfg)}")
-                queue = m["external"]["metric"].get("selector", {}).get("matchLabels", {}).get("queue")
-                expect(p, queue == f"{prefix}.jobs.standard", f"{name}: worker HPA watches {queue}")
+    problems, queries = autoscaling_problems(name, by_kind, cfg)
+    p += problems
+    AUTOSCALER_QUERIES.update({f"{name}:{i}": q for i, q in enumerate(queries)})
 
     text = yaml.safe_dump_all(docs)
     if name != "base":
@@ -780,12 +766,18 @@ def check_k8s(kustomize: list[str] | None, versions: list[str], promtool: str | 
     problems = []
     for name, docs in renders.items():
         problems += policy_problems(name, docs)
+    if promtool and AUTOSCALER_QUERIES:
+        err = promql_check(promtool, AUTOSCALER_QUERIES)
+        if err:
+            problems.append(f"autoscaler queries do not parse: {err}")
     if problems:
         fail("k8s policy", "; ".join(problems))
     else:
         ok("k8s policy", "non-root, read-only root fs, resources, probes, api grace 90 s, worker drain covers the longest provider "
                          "timeout and its grace the drain; Services, PDBs, autoscalers, "
-                         "ServiceMonitor, Secret and ConfigMap references resolve; autoscaler queue/target match the prefix and the standard-queue prefetch")
+                         "ServiceMonitor, Secret and ConfigMap references resolve; the worker autoscaler reads the job backlog of its "
+                         "namespace (PromQL parses), threshold = max_batch_size x batches_in_flight, FQDN hosts, a fallback "
+                         "within min..max, max within the provider budget")
 
     # The PrometheusRule carries deploy/prometheus/alerts.yml verbatim.
     base = renders.get("base", [])
