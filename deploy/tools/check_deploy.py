@@ -385,12 +385,36 @@ def check_prometheus(promtool: str | None) -> None:
         ok("prometheus rules", f"deploy/prometheus/alerts.yml: {found.group(1) if found else '?'} rules valid")
     else:
         fail("prometheus rules", first_lines(r.stdout + r.stderr))
+    check_alert_links_and_tests(pdir)
     r = run([promtool, "test", "rules", "alerts.test.yml"], cwd=pdir)
     if r.returncode == 0:
         tests = len(yaml.safe_load((pdir / "alerts.test.yml").read_text()).get("tests", []))
         ok("prometheus rule tests", f"deploy/prometheus/alerts.test.yml: {tests} test groups pass")
     else:
         fail("prometheus rule tests", first_lines(r.stdout + r.stderr, 20))
+
+
+def check_alert_links_and_tests(pdir: Path) -> None:
+    """Every alert links to an existing section of docs/runbook.md and has a
+    unit test in which it fires."""
+    rules = [r for g in yaml.safe_load((pdir / "alerts.yml").read_text())["groups"] for r in g["rules"] if "alert" in r]
+    runbook = (ROOT / "docs" / "runbook.md").read_text()
+    anchors = {re.sub(r"[^a-z0-9 -]", "", h.strip().lower()).replace(" ", "-")
+               for h in re.findall(r"^#+ (.+)$", runbook, flags=re.M)}
+    tests = yaml.safe_load((pdir / "alerts.test.yml").read_text()).get("tests", [])
+    fired = {c["alertname"] for t in tests for c in t.get("alert_rule_test", []) if c.get("exp_alerts")}
+    problems = []
+    for r in rules:
+        url = r.get("annotations", {}).get("runbook_url", "")
+        path, _, anchor = url.partition("#")
+        if path != "docs/runbook.md" or anchor not in anchors:
+            problems.append(f"{r['alert']}: runbook_url {url!r} names no section of docs/runbook.md")
+        if r["alert"] not in fired:
+            problems.append(f"{r['alert']}: no unit test in which it fires")
+    if problems:
+        fail("alert runbooks and tests", "; ".join(problems))
+    else:
+        ok("alert runbooks and tests", f"{len(rules)} alerts: each links to a docs/runbook.md section and fires in a unit test")
 
 
 def promql_check(promtool: str, exprs: dict[str, str]) -> str | None:
