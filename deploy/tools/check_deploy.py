@@ -31,6 +31,8 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from live_metrics import check_live_metrics  # noqa: E402
+from k8s_autoscaling import autoscaling_problems  # noqa: E402
+from k8s_release import check_compose_shutdown, check_releases, shutdown_problems  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -81,12 +83,14 @@ def first_lines(text: str, n: int = 6) -> str:
 # The keys crates/sluice-core/src/config.rs accepts (it denies unknown ones).
 CONFIG_KEYS = {
     "": {"providers", "models", "worker", "api", "jobs", "metrics"},
-    "providers": {"name", "kind", "base_url", "api_key_env", "timeout_s", "max_concurrency"},
+    "providers": {"name", "kind", "base_url", "api_key_env", "timeout_s", "max_concurrency",
+                  "breaker_failures", "breaker_cool_down_s", "requests_per_minute", "tokens_per_minute",
+                  "limits_window_ms", "headers", "prompt_cache_key"},
     "models": {"name", "providers", "upstream_model"},
     "worker": {
         "max_batch_size", "max_batch_tokens", "max_wait_ms", "batches_in_flight",
-        "fanout_concurrency", "prefix_chars", "provider_attempts", "delivery_limit",
-        "drain_timeout_s",
+        "fanout_concurrency", "prefix_chars", "provider_attempts", "provider_backoff_ms",
+        "delivery_limit", "drain_timeout_s",
     },
     "max_wait_ms": {"interactive", "standard", "batch"},
     "api": {"max_body_bytes", "max_batch_jobs", "max_wait_s"},
@@ -146,12 +150,6 @@ def config_problems(cfg: dict) -> list[str]:
 def prefetch(cfg: dict) -> int:
     w = cfg.get("worker", {})
     return int(w.get("max_batch_size", 32)) * int(w.get("batches_in_flight", 8))
-
-
-def standard_prefetch(cfg: dict) -> int:
-    """The standard queue's share of a worker's prefetch (3:2:1 split,
-    floored at max_batch_size), as crates/sluice-worker/src/lib.rs sets it."""
-    return max(prefetch(cfg) // 3, int(cfg.get("worker", {}).get("max_batch_size", 32)), 1)
 
 
 def check_configs(sluice_bin: str | None) -> None:
@@ -338,6 +336,7 @@ def check_compose(check_jsonschema: str | None) -> None:
     else:
         ok("compose structure", f"{len(services)} services; depends_on targets, health conditions, "
                                 f"bind mounts, volumes and host ports consistent")
+    check_compose_shutdown(doc, DEPLOY / "sluice.toml", ok, fail)
 
 
 # --- Prometheus and Grafana -------------------------------------------------------
@@ -386,12 +385,36 @@ def check_prometheus(promtool: str | None) -> None:
         ok("prometheus rules", f"deploy/prometheus/alerts.yml: {found.group(1) if found else '?'} rules valid")
     else:
         fail("prometheus rules", first_lines(r.stdout + r.stderr))
+    check_alert_links_and_tests(pdir)
     r = run([promtool, "test", "rules", "alerts.test.yml"], cwd=pdir)
     if r.returncode == 0:
         tests = len(yaml.safe_load((pdir / "alerts.test.yml").read_text()).get("tests", []))
         ok("prometheus rule tests", f"deploy/prometheus/alerts.test.yml: {tests} test groups pass")
     else:
         fail("prometheus rule tests", first_lines(r.stdout + r.stderr, 20))
+
+
+def check_alert_links_and_tests(pdir: Path) -> None:
+    """Every alert links to an existing section of docs/runbook.md and has a
+    unit test in which it fires."""
+    rules = [r for g in yaml.safe_load((pdir / "alerts.yml").read_text())["groups"] for r in g["rules"] if "alert" in r]
+    runbook = (ROOT / "docs" / "runbook.md").read_text()
+    anchors = {re.sub(r"[^a-z0-9 -]", "", h.strip().lower()).replace(" ", "-")
+               for h in re.findall(r"^#+ (.+)$", runbook, flags=re.M)}
+    tests = yaml.safe_load((pdir / "alerts.test.yml").read_text()).get("tests", [])
+    fired = {c["alertname"] for t in tests for c in t.get("alert_rule_test", []) if c.get("exp_alerts")}
+    problems = []
+    for r in rules:
+        url = r.get("annotations", {}).get("runbook_url", "")
+        path, _, anchor = url.partition("#")
+        if path != "docs/runbook.md" or anchor not in anchors:
+            problems.append(f"{r['alert']}: runbook_url {url!r} names no section of docs/runbook.md")
+        if r["alert"] not in fired:
+            problems.append(f"{r['alert']}: no unit test in which it fires")
+    if problems:
+        fail("alert runbooks and tests", "; ".join(problems))
+    else:
+        ok("alert runbooks and tests", f"{len(rules)} alerts: each links to a docs/runbook.md section and fires in a unit test")
 
 
 def promql_check(promtool: str, exprs: dict[str, str]) -> str | None:
@@ -569,6 +592,9 @@ def crd_problems(d: dict) -> list[str]:
         for t in spec.get("triggers", []):
             meta = t.get("metadata", {})
             expect(p, all(isinstance(v, str) for v in meta.values()), f"{name}: trigger metadata values must be strings")
+            if t.get("type") == "prometheus":
+                expect(p, {"serverAddress", "query", "threshold"} <= set(meta),
+                       f"{name}: prometheus trigger needs serverAddress, query and threshold")
             if t.get("type") == "rabbitmq":
                 expect(p, meta.get("mode") in ("QueueLength", "MessageRate"), f"{name}: rabbitmq mode {meta.get('mode')}")
                 expect(p, meta.get("protocol", "auto") in ("auto", "amqp", "http"), f"{name}: rabbitmq protocol")
@@ -613,18 +639,17 @@ def selects(selector: dict, labels: dict) -> bool:
     return True
 
 
-def worker_drain_timeout(configmaps: dict[str, dict]) -> int:
-    """The longest `[worker] drain_timeout_s` in the rendered config files (60 by default)."""
-    longest = 0
-    for cm in configmaps.values():
-        for key, text in (cm.get("data") or {}).items():
-            if key.endswith(".toml"):
-                try:
-                    cfg = tomllib.loads(text)
-                except tomllib.TOMLDecodeError:
-                    continue
-                longest = max(longest, int(cfg.get("worker", {}).get("drain_timeout_s", 60)))
-    return longest or 60
+# The autoscalers' PromQL, collected by policy_problems for promtool.
+AUTOSCALER_QUERIES: dict[str, str] = {}
+
+
+def rendered_config(by_kind: dict[str, dict[str, dict]]) -> dict:
+    """The rendered sluice.toml (the sluice-config ConfigMap), parsed; {} if none."""
+    cm = next((cm["data"] for n, cm in by_kind.get("ConfigMap", {}).items() if n.startswith("sluice-config")), {})
+    try:
+        return tomllib.loads(cm.get("sluice.toml", ""))
+    except tomllib.TOMLDecodeError:
+        return {}
 
 
 def policy_problems(name: str, docs: list[dict]) -> list[str]:
@@ -673,12 +698,11 @@ def policy_problems(name: str, docs: list[dict]) -> list[str]:
             continue
         pod = d["spec"]["template"]["spec"]
         c = pod["containers"][0]
-        expect(p, pod.get("terminationGracePeriodSeconds") == 90, f"{name}: {role}: terminationGracePeriodSeconds is not 90")
-        if role == "sluice-worker":
-            # The grace period must cover the worker's bounded drain, with room to close.
-            drain = worker_drain_timeout(by_kind.get("ConfigMap", {}))
-            expect(p, drain + 10 <= pod.get("terminationGracePeriodSeconds", 0),
-                   f"{name}: {role}: terminationGracePeriodSeconds does not cover drain_timeout_s ({drain} s) + 10 s")
+        if role == "sluice-api":
+            expect(p, pod.get("terminationGracePeriodSeconds") == 90, f"{name}: {role}: terminationGracePeriodSeconds is not 90")
+        else:
+            # The drain covers the longest provider call; the grace period, the drain.
+            p += shutdown_problems(f"{name}: {role}", rendered_config(by_kind), pod.get("terminationGracePeriodSeconds"))
         expect(p, "replicas" not in d["spec"], f"{name}: {role}: sets replicas, which fights its autoscaler")
         seen = set()
         for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
@@ -713,37 +737,20 @@ def policy_problems(name: str, docs: list[dict]) -> list[str]:
     for sm in by_kind.get("ServiceMonitor", {}).values():
         selected = [s for s in by_kind.get("Service", {}).values() if selects(sm["spec"]["selector"], s["metadata"].get("labels", {}))]
         names = sorted(s["metadata"]["name"] for s in selected)
-        expect(p, names == ["sluice-api", "sluice-worker"], f"{name}: ServiceMonitor selects {names}, expected sluice-api and sluice-worker")
+        want = ["sluice-api", "sluice-webhooks", "sluice-worker"]
+        expect(p, names == want, f"{name}: ServiceMonitor selects {names}, expected {want}")
         ports = {pp.get("name") for s in selected for pp in s["spec"]["ports"]}
         for e in sm["spec"]["endpoints"]:
             expect(p, e.get("port") in ports, f"{name}: ServiceMonitor endpoint port {e.get('port')} is on no selected Service")
 
-    # The autoscaler's queue and target follow the config and the prefix.
-    env = next((cm["data"] for n, cm in by_kind.get("ConfigMap", {}).items() if n.startswith("sluice-env")), {})
-    cfg_cm = next((cm["data"] for n, cm in by_kind.get("ConfigMap", {}).items() if n.startswith("sluice-config")), {})
-    cfg = tomllib.loads(cfg_cm.get("sluice.toml", "")) if cfg_cm else {}
-    if cfg_cm:
+    # The autoscaler's backlog query, threshold, hosts, fallback and cap.
+    cfg = rendered_config(by_kind)
+    if cfg:
         problems = config_problems(cfg)
         expect(p, not problems, f"{name}: rendered sluice.toml: {problems}")
-    prefix = env.get("SLUICE_PREFIX", "sluice")
-    for so in by_kind.get("ScaledObject", {}).values():
-        for t in so["spec"].get("triggers", []):
-            if t.get("type") == "rabbitmq":
-                meta = t["metadata"]
-                expect(p, meta.get("queueName") == f"{prefix}.jobs.standard",
-                       f"{name}: ScaledObject watches {meta.get('queueName')}, not {prefix}.jobs.standard")
-                if cfg:
-                    expect(p, meta.get("value") == str(standard_prefetch(cfg)),
-                           f"{name}: ScaledObject target {meta.get('value')} differs from the worker's standard-queue "
-                           f"prefetch {standard_prefetch(cfg)}")
-    for hpa in by_kind.get("HorizontalPodAutoscaler", {}).values():
-        for m in hpa["spec"].get("metrics", []):
-            if m["type"] == "External" and cfg:
-                target = m["external"]["target"].get("averageValue")
-                expect(p, str(target) == str(standard_prefetch(cfg)),
-                       f"{name}: worker HPA target {target} differs from the standard-queue prefetch {standard_prefetch(cfg)}")
-                queue = m["external"]["metric"].get("selector", {}).get("matchLabels", {}).get("queue")
-                expect(p, queue == f"{prefix}.jobs.standard", f"{name}: worker HPA watches {queue}")
+    problems, queries = autoscaling_problems(name, by_kind, cfg)
+    p += problems
+    AUTOSCALER_QUERIES.update({f"{name}:{i}": q for i, q in enumerate(queries)})
 
     text = yaml.safe_dump_all(docs)
     if name != "base":
@@ -762,6 +769,7 @@ def check_k8s(kustomize: list[str] | None, versions: list[str], promtool: str | 
         return
     with tempfile.TemporaryDirectory(prefix="check-deploy-") as tmp:
         renders = renderings(kustomize, Path(tmp))
+        check_releases(lambda path: render(kustomize, path), K8S, Path(tmp), ok, fail)
     if not renders:
         return
     check_k8s_schemas(renders, versions)
@@ -782,11 +790,18 @@ def check_k8s(kustomize: list[str] | None, versions: list[str], promtool: str | 
     problems = []
     for name, docs in renders.items():
         problems += policy_problems(name, docs)
+    if promtool and AUTOSCALER_QUERIES:
+        err = promql_check(promtool, AUTOSCALER_QUERIES)
+        if err:
+            problems.append(f"autoscaler queries do not parse: {err}")
     if problems:
         fail("k8s policy", "; ".join(problems))
     else:
-        ok("k8s policy", "non-root, read-only root fs, resources, probes, grace 90 s (covers the worker's drain_timeout_s); Services, PDBs, autoscalers, "
-                         "ServiceMonitor, Secret and ConfigMap references resolve; autoscaler queue/target match the prefix and the standard-queue prefetch")
+        ok("k8s policy", "non-root, read-only root fs, resources, probes, api grace 90 s, worker drain covers the longest provider "
+                         "timeout and its grace the drain; Services, PDBs, autoscalers, "
+                         "ServiceMonitor, Secret and ConfigMap references resolve; the worker autoscaler reads the job backlog of its "
+                         "namespace (PromQL parses), threshold = max_batch_size x batches_in_flight, FQDN hosts, a fallback "
+                         "within min..max, max within the provider budget")
 
     # The PrometheusRule carries deploy/prometheus/alerts.yml verbatim.
     base = renders.get("base", [])

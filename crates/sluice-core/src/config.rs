@@ -187,7 +187,10 @@ pub struct WorkerConfig {
     /// Longest a worker drains after SIGTERM (flush, finish the provider
     /// calls, store, ack) before it closes its connection anyway; what it
     /// still holds then goes back to the queue and runs again elsewhere.
-    /// Keep it under the pod's `terminationGracePeriodSeconds`.
+    /// It covers the longest provider call (`timeout_s`, 120 s by default)
+    /// plus time to store and ack, so that a call running at a scale-down
+    /// is not abandoned and made again; keep it under the pod's
+    /// `terminationGracePeriodSeconds` (k8s/README.md, Shutdown).
     pub drain_timeout_s: u64,
 }
 
@@ -231,7 +234,7 @@ impl Default for WorkerConfig {
             provider_attempts: 3,
             provider_backoff_ms: 200,
             delivery_limit: 5,
-            drain_timeout_s: 60,
+            drain_timeout_s: 130,
         }
     }
 }

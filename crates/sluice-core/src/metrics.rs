@@ -93,6 +93,12 @@ pub struct Metrics {
     pub webhook_exhausted: IntCounter,
     /// Seconds each webhook attempt took, by outcome.
     pub webhook_attempt_duration: HistogramVec,
+    // --- backlog (autoscaling and queue age) ---
+    /// Jobs ready in each job queue: the ready messages times the jobs per
+    /// message the worker's consumers saw lately (packs hold several).
+    pub queue_ready_jobs: IntGaugeVec,
+    /// When the job a worker last took from each job queue was accepted.
+    pub queue_taken_enqueued: prometheus::GaugeVec,
 }
 
 fn seconds() -> Vec<f64> {
@@ -226,6 +232,16 @@ impl Metrics {
                 "Seconds each webhook attempt took, by outcome.",
                 &["outcome"],
                 seconds(),
+            ),
+            queue_ready_jobs: b.gauge_vec(
+                "sluice_queue_ready_jobs",
+                "Jobs ready in each job queue (interactive, standard, batch): its ready messages times the jobs per message the worker's consumers saw lately, packs counted as their jobs. Plus `sum(sluice_inflight_jobs)` (jobs the workers hold unacked), the job backlog autoscaling reads.",
+                &["queue"],
+            ),
+            queue_taken_enqueued: b.float_gauge(
+                "sluice_queue_taken_enqueued_timestamp_seconds",
+                "Unix time at which the job a worker last took from each job queue was accepted; while the queue holds ready jobs, `time()` minus it bounds the age of the oldest one.",
+                &["queue"],
             ),
             options,
             catalog: Vec::new(),

@@ -128,6 +128,7 @@ pub struct AmqpQueue {
     next_publisher: AtomicUsize,
     next_consumer: AtomicU64,
     closed: AtomicBool,
+    sizes: Arc<crate::sizes::JobsPerMessage>,
 }
 
 /// The current connection and the reconnection backoff.
@@ -262,6 +263,7 @@ impl AmqpQueue {
             next_publisher: AtomicUsize::new(0),
             next_consumer: AtomicU64::new(0),
             closed: AtomicBool::new(false),
+            sizes: Arc::default(),
         };
         queue.conn(CONNECT_BUDGET).await?;
         Ok(queue)
@@ -441,7 +443,10 @@ impl JobQueue for AmqpQueue {
         let tag = self.consumer_tag(source);
         // On a job queue, the prefetch counts jobs, and a redelivered pack
         // is split into single messages.
-        let jobs = matches!(source, Source::Jobs(_)).then_some(self.topology.pack_jobs);
+        let jobs = match source {
+            Source::Jobs(p) => Some((self.topology.pack_jobs, p, Arc::clone(&self.sizes))),
+            _ => None,
+        };
         let start = consume::start(&conn.connection, queue, tag, prefetch, jobs, stop);
         bounded("consume", RPC_TIMEOUT, start).await
     }
@@ -462,6 +467,10 @@ impl JobQueue for AmqpQueue {
             Ok(u64::from(declared.message_count()))
         })
         .await
+    }
+
+    fn jobs_per_message(&self, priority: sluice_core::Priority) -> Option<f64> {
+        self.sizes.get(priority)
     }
 
     async fn is_ready(&self) -> bool {

@@ -27,6 +27,7 @@ pub mod contract;
 pub mod memory;
 pub mod pack;
 mod resume;
+pub mod sizes;
 
 use std::collections::BTreeMap;
 use std::pin::Pin;
@@ -300,6 +301,13 @@ pub trait JobQueue: Send + Sync + 'static {
 
     /// Messages ready in `source` (not counting unacked ones).
     async fn depth(&self, source: Source) -> Result<u64, QueueError>;
+
+    /// Jobs per message in `priority`'s queue, as this process's consumers
+    /// saw them lately ([`sizes`]); `None` before any was seen, or where
+    /// messages hold one job each.
+    fn jobs_per_message(&self, _priority: sluice_core::Priority) -> Option<f64> {
+        None
+    }
 
     /// Whether the broker answers now.
     async fn is_ready(&self) -> bool;

@@ -151,3 +151,22 @@ async fn a_dead_lettered_part_takes_its_pack_to_the_dead_letter_queue_intact() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn the_queue_reports_the_jobs_per_message_its_consumers_took() {
+    with_packs_of(16, async move |queue| {
+        let batch = Priority::Batch;
+        assert_eq!(queue.jobs_per_message(batch), None, "nothing taken yet");
+        // 32 jobs published together: two packs of 16.
+        publish_ok(queue, jobs(batch, &names("b", 32))).await;
+        let mut stream = consumer(queue, Source::Jobs(batch)).await;
+        ack_all(take(&mut stream, 32).await).await;
+        assert_eq!(
+            queue.jobs_per_message(batch),
+            Some(16.0),
+            "so 3 ready messages stand for 48 jobs"
+        );
+        assert_eq!(queue.jobs_per_message(Priority::Standard), None);
+    })
+    .await;
+}

@@ -96,6 +96,12 @@ impl Consumers {
                 return;
             }
         };
+        // When the job just taken was accepted: while its queue holds ready
+        // jobs, the age of the oldest one is at most now minus this.
+        self.metrics
+            .queue_taken_enqueued
+            .with_label_values(&[message.priority.as_str()])
+            .set(message.enqueued_at.timestamp_millis() as f64 / 1000.0);
         let incoming = Incoming {
             key: BatchKey::of(&message, self.config.prefix_chars),
             tokens: estimate_tokens(&prompt_text(message.endpoint, &message.body)),

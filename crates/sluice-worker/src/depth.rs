@@ -1,7 +1,11 @@
-//! The queue-depth gauge: every few seconds, the broker's count of ready
+//! The queue-depth gauges: every few seconds, the broker's count of ready
 //! messages in each queue (a passive `queue.declare`), into
-//! `sluice_queue_depth{queue}`. Every worker polls, so a dashboard takes
-//! the `max` across instances.
+//! `sluice_queue_depth{queue}`, and for the job queues the jobs they stand
+//! for, into `sluice_queue_ready_jobs{queue}`: ready messages times the
+//! jobs per message this worker's consumers saw lately (one before any).
+//! Every worker polls, so a dashboard takes the `max` across instances.
+//! Added to the jobs the workers hold unacked (`sluice_inflight_jobs`),
+//! that is the job backlog the worker autoscaler reads (k8s/README.md).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,13 +37,29 @@ pub async fn poll_once(queue: &dyn JobQueue, metrics: &Metrics) {
         .chain([Source::DeadLetters, Source::Webhooks]);
     for source in sources {
         match queue.depth(source).await {
-            Ok(n) => metrics
-                .queue_depth
-                .with_label_values(&[label(source)])
-                .set(i64::try_from(n).unwrap_or(i64::MAX)),
+            Ok(n) => {
+                metrics
+                    .queue_depth
+                    .with_label_values(&[label(source)])
+                    .set(i64::try_from(n).unwrap_or(i64::MAX));
+                if let Source::Jobs(priority) = source {
+                    metrics
+                        .queue_ready_jobs
+                        .with_label_values(&[label(source)])
+                        .set(ready_jobs(n, queue.jobs_per_message(priority)));
+                }
+            }
             Err(e) => tracing::debug!(?source, error = %e, "cannot read the queue depth"),
         }
     }
+}
+
+/// Jobs in `messages` ready messages of `per_message` jobs on average
+/// (one each when unknown), rounded up.
+fn ready_jobs(messages: u64, per_message: Option<f64>) -> i64 {
+    let jobs = (messages as f64 * per_message.unwrap_or(1.0).max(1.0)).ceil();
+    // A float to integer cast saturates.
+    jobs as i64
 }
 
 /// Polls until `stop`.
@@ -82,8 +102,22 @@ mod tests {
             r#"sluice_queue_depth{queue="interactive"} 1"#,
             r#"sluice_queue_depth{queue="standard"} 0"#,
             r#"sluice_queue_depth{queue="dead"} 0"#,
+            r#"sluice_queue_ready_jobs{queue="batch"} 2"#,
+            r#"sluice_queue_ready_jobs{queue="standard"} 0"#,
         ] {
             assert!(text.contains(line), "{line} missing from\n{text}");
         }
+    }
+
+    #[test]
+    fn ready_packs_count_as_their_jobs() {
+        assert_eq!(
+            ready_jobs(10, None),
+            10,
+            "one job a message until one is seen"
+        );
+        assert_eq!(ready_jobs(10, Some(16.0)), 160);
+        assert_eq!(ready_jobs(3, Some(1.5)), 5, "rounded up");
+        assert_eq!(ready_jobs(0, Some(16.0)), 0);
     }
 }

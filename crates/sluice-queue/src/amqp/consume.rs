@@ -6,6 +6,7 @@
 //! again with a prefetch to match.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -17,6 +18,7 @@ use lapin::options::{
 use lapin::publisher_confirm::Confirmation;
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Channel, Connection, Consumer};
+use sluice_core::Priority;
 use tokio::time::timeout;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, warn};
@@ -24,23 +26,32 @@ use tracing::{debug, error, warn};
 use super::credit::Credit;
 use super::{open_channel, publish, unavailable, unix_now, CONFIRM_TIMEOUT, RPC_TIMEOUT};
 use crate::pack::{self, PartSettle};
+use crate::sizes::JobsPerMessage;
 use crate::{Delivery, DeliveryStream, QueueError, Settle, Settlement};
+
+/// A job queue's consumer: the most jobs a message holds, the queue's
+/// priority, and where the jobs per message seen are recorded.
+pub(super) type JobQueueParts = (usize, Priority, Arc<JobsPerMessage>);
 
 /// Opens a channel and starts consuming `queue` on it, holding at most
 /// `prefetch` messages. With `jobs` (a job queue, whose messages hold up
 /// to `pack_jobs` jobs), the prefetch follows the jobs per message (see
-/// [`Credit`]), and packs delivered again are split into single messages
-/// (published on this channel, in confirm mode).
+/// [`Credit`]), the jobs per message are recorded in `sizes`, and packs
+/// delivered again are split into single messages (published on this
+/// channel, in confirm mode).
 pub(super) async fn start(
     connection: &Connection,
     queue: String,
     tag: String,
     prefetch: u16,
-    jobs: Option<usize>,
+    jobs: Option<JobQueueParts>,
     stop: CancellationToken,
 ) -> Result<DeliveryStream, QueueError> {
     let split = jobs.is_some();
-    let credit = jobs.map(|pack_jobs| Credit::new(prefetch, pack_jobs));
+    let credit = jobs
+        .as_ref()
+        .map(|(pack_jobs, _, _)| Credit::new(prefetch, *pack_jobs));
+    let sizes = jobs.map(|(_, priority, sizes)| (priority, sizes));
     let channel = open_channel(connection, split).await?;
     let messages = credit.as_ref().map_or(prefetch, Credit::messages);
     let consumer = subscribe(&channel, &queue, &tag, messages).await?;
@@ -53,6 +64,7 @@ pub(super) async fn start(
         subscriptions: 1,
         split,
         credit,
+        sizes,
         resubscribe: None,
         ended: false,
         ready: VecDeque::new(),
@@ -98,6 +110,8 @@ struct Consuming {
     split: bool,
     /// The prefetch as the jobs per message go (job queues).
     credit: Option<Credit>,
+    /// Where the jobs per message are recorded (job queues).
+    sizes: Option<(Priority, Arc<JobsPerMessage>)>,
     /// A prefetch in messages to subscribe again with.
     resubscribe: Option<u16>,
     /// No subscription is left: end once `ready` is handed out.
@@ -205,6 +219,9 @@ impl Consuming {
     /// Counts a message's jobs; a change of prefetch it calls for is made
     /// before the next delivery is taken.
     fn count_jobs(&mut self, jobs: usize) {
+        if let Some((priority, sizes)) = &self.sizes {
+            sizes.record(*priority, jobs);
+        }
         if let Some(messages) = self.credit.as_mut().and_then(|c| c.record(jobs)) {
             self.resubscribe = Some(messages);
         }
