@@ -205,24 +205,15 @@ impl LedgerRow {
             } => (attempt, Some(provider), usage, cost_micros, 0, None),
         };
         Self {
-            job_id: message.id,
-            tenant_id: message.tenant_id.clone(),
-            key_id: message.key_id.clone(),
-            model: message.model.clone(),
             provider,
-            endpoint: message.endpoint,
-            metadata: message.metadata.clone(),
             status,
             usage,
             cost_micros,
-            saved_micros: 0,
-            cache_hit: false,
-            queue_wait_ms: None,
-            provider_latency_ms: None,
-            finished_at,
             attempt,
             estimated_micros,
             estimated_by,
+            // The job's labels, no wait, no latency, nothing saved.
+            ..Self::for_job(message, &Outcome::Expired, None, finished_at, None)
         }
     }
 
