@@ -27,7 +27,8 @@
 //!   `tally`: the lock the counters and the bill are kept behind.
 //!
 //! Routes: `POST /v1/chat/completions`, `POST /v1/completions`,
-//! `POST /v1/embeddings`, `POST /v1/messages`, `GET /mock/stats`,
+//! `POST /v1/embeddings`, `POST /v1/messages`,
+//! `GET /v1/organization/costs` (the bill per day, as OpenAI's Costs API), `GET /mock/stats`,
 //! `GET /mock/bill`, `GET /mock/traces` (the `traceparent`s received),
 //! `POST /mock/reset`, `POST /mock/admin/down`,
 //! `POST /mock/admin/up`, `GET /healthz`. Every billed answer carries its

@@ -190,7 +190,7 @@ impl Shared {
         let options = self.options();
         let cost_micros = options.prices.cost_micros(model, &usage);
         self.bill()
-            .update(|bill| bill.charge(model, &usage, cost_micros));
+            .update(|bill| bill.charge(model, &usage, cost_micros, crate::routes::costs::today()));
 
         let base = options.base_latency(work.sequences.iter().copied());
         let delay = options

@@ -13,6 +13,7 @@
 pub mod adapter;
 pub mod anthropic;
 pub mod breaker;
+pub mod costs;
 pub mod error;
 pub mod http;
 pub mod openai;

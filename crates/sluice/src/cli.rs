@@ -138,6 +138,9 @@ pub struct MockArgs {
 pub enum AdminCommand {
     /// Usage and cost from the ledger, across tenants or for one.
     Usage(UsageArgs),
+    /// Compares what the ledger charged for one provider's calls on a day
+    /// with what the provider says it billed (its Costs API), by model.
+    Reconcile(ReconcileArgs),
     Tenant {
         #[command(subcommand)]
         command: TenantCommand,
@@ -212,6 +215,22 @@ pub struct UsageArgs {
     pub to: Option<String>,
     #[arg(long, value_enum, default_value = "table")]
     pub format: UsageFormat,
+}
+
+#[derive(Args, Debug)]
+pub struct ReconcileArgs {
+    /// The provider, by its name in the config.
+    #[arg(long)]
+    pub provider: String,
+    /// The UTC day, YYYY-MM-DD; default: today.
+    #[arg(long)]
+    pub day: Option<String>,
+    /// The environment variable holding the key for the provider's Costs
+    /// API (OpenAI wants an admin key); default: the provider's `api_key_env`.
+    #[arg(long)]
+    pub key_env: Option<String>,
+    #[command(flatten)]
+    pub config: ConfigArg,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]

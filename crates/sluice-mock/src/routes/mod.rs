@@ -20,6 +20,7 @@ mod admin;
 mod chat;
 mod completions;
 mod conversation;
+pub(crate) mod costs;
 mod down;
 mod embeddings;
 mod messages;
@@ -54,6 +55,7 @@ pub(crate) fn router(shared: Shared) -> Router {
         .route(admin::TRACES_PATH, get(admin::traces))
         .route(admin::DOWN_PATH, post(admin::down))
         .route(admin::UP_PATH, post(admin::up))
+        .route(costs::PATH, get(costs::handle))
         .route_layer(middleware::from_fn_with_state(
             (shared.clone(), Dialect::OpenAi),
             auth::require_key,

@@ -174,3 +174,61 @@ async fn default_prices_apply_and_rejected_requests_are_free() {
     assert_eq!(bill.total_cost_micros, 300);
     assert_eq!(bill.model("m").requests, 1);
 }
+
+/// `GET /v1/organization/costs` gives the bill per UTC day and model in
+/// OpenAI's Costs API shape; amounts in dollars come back to the
+/// micro-dollar. Only daily buckets exist.
+#[tokio::test]
+async fn the_costs_api_gives_todays_bill_per_model() {
+    let mock = TestMock::with(options());
+    for (model, prompt) in [("big", "one two three"), ("small", "four"), ("big", "five")] {
+        let (status, _) = mock
+            .post(
+                "/v1/completions",
+                &json!({"model": model, "prompt": prompt, "max_tokens": 3}),
+            )
+            .await;
+        assert_eq!(status, 200);
+    }
+    let bill: MockBill = serde_json::from_value(mock.get("/mock/bill").await.1).unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let today = now - now % 86_400;
+    let (status, page) = mock
+        .get(&format!(
+            "/v1/organization/costs?start_time={today}&bucket_width=1d&group_by=line_item"
+        ))
+        .await;
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(page["object"], "page");
+    let buckets = page["data"].as_array().unwrap();
+    assert_eq!(buckets.len(), 1, "{page}");
+    assert_eq!(buckets[0]["start_time"], today);
+    let mut billed = BTreeMap::new();
+    for r in buckets[0]["results"].as_array().unwrap() {
+        assert_eq!(r["amount"]["currency"], "usd");
+        let micros = (r["amount"]["value"].as_f64().unwrap() * 1e6).round() as u64;
+        billed.insert(r["line_item"].as_str().unwrap().to_owned(), micros);
+    }
+    assert_eq!(billed["big"], bill.model("big").cost_micros);
+    assert_eq!(billed["small"], bill.model("small").cost_micros);
+
+    // Yesterday billed nothing; hourly buckets and a missing start are 400s.
+    let (_, page) = mock
+        .get(&format!(
+            "/v1/organization/costs?start_time={}&end_time={today}",
+            today - 86_400
+        ))
+        .await;
+    assert_eq!(page["data"][0]["results"], json!([]));
+    let (status, _) = mock
+        .get(&format!(
+            "/v1/organization/costs?start_time={today}&bucket_width=1h"
+        ))
+        .await;
+    assert_eq!(status, 400);
+    let (status, _) = mock.get("/v1/organization/costs").await;
+    assert_eq!(status, 400);
+}

@@ -20,6 +20,7 @@ pub async fn run(command: AdminCommand, conn: Connections) -> anyhow::Result<()>
     let store = super::connect::postgres(&conn).await?;
     match command {
         AdminCommand::Usage(args) => super::usage::run(&store, args).await?,
+        AdminCommand::Reconcile(args) => super::reconcile::run(&store, args).await?,
         AdminCommand::Webhook { command } => super::webhooks::admin(&store, command).await?,
         AdminCommand::Tenant {
             command: TenantCommand::Create { name },

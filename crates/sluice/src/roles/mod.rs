@@ -7,6 +7,7 @@ mod connect;
 mod dev;
 mod metrics_endpoint;
 mod mock;
+mod reconcile;
 mod usage;
 mod webhooks;
 mod worker;
