@@ -461,6 +461,8 @@ def check_grafana(promtool: str | None) -> None:
             if key not in dash:
                 problems.append(f"{path.name}: no {key}")
         variables = {v["name"]: v for v in dash.get("templating", {}).get("list", [])}
+        if "namespace" not in variables:
+            problems.append(f"{path.name}: no namespace variable (one Grafana for several installs)")
         ids = [p.get("id") for p in dash.get("panels", [])]
         if len(ids) != len(set(ids)):
             problems.append(f"{path.name}: duplicate panel ids")
@@ -477,6 +479,8 @@ def check_grafana(promtool: str | None) -> None:
                 # Grafana's interval variables, as Prometheus would see them.
                 expr = re.sub(r"\$__(rate_interval|interval|range)", "5m", t.get("expr", ""))
                 exprs[f"{path.name}:{title}:{t.get('refId')}"] = expr
+                if "$namespace" not in t.get("expr", ""):
+                    problems.append(f"{path.name}: panel {title!r} query {t.get('refId')} ignores $namespace")
                 unknown = sluice_metric_refs(expr) - known
                 if unknown:
                     problems.append(f"{path.name}: panel {title!r} uses undefined metrics {sorted(unknown)}")
@@ -484,7 +488,7 @@ def check_grafana(promtool: str | None) -> None:
         fail("grafana", "; ".join(problems))
     else:
         ok("grafana", f"{len(dashboards)} dashboard(s), {len(exprs)} queries: JSON, data source uid, "
-                      f"provisioning paths and metric names consistent")
+                      f"provisioning paths, metric names and the namespace variable consistent")
     if not promtool:
         skip("grafana promql", "promtool not available to parse the queries")
         return
