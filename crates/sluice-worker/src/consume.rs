@@ -1,5 +1,6 @@
 //! Consumer loops: one per priority queue feeding the batcher, and one on
-//! the dead-letter queue that marks its jobs failed. Each loop resumes
+//! the dead-letter queue that marks its jobs failed (and charges the calls
+//! their deliveries made, which no answer closed). Each loop resumes
 //! (reconnecting, see [`consume_until_stopped`]) when its stream ends,
 //! until shutdown.
 
@@ -13,12 +14,14 @@ use sluice_core::metrics::Metrics;
 use sluice_core::{JobError, JobId, JobMessage};
 use sluice_queue::{consume_until_stopped, Delivery, JobEvents, JobQueue, QueueError, Source};
 use sluice_store::jobs::JobStore;
+use sluice_store::usage::UsageLedger;
 use sluice_store::StoreError;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::batcher::Incoming;
 use crate::pending::Pending;
+use crate::repeats::Repeats;
 use crate::retry::with_store_retry;
 
 /// Why a dead-lettered job's end could not be announced (it is requeued).
@@ -36,7 +39,13 @@ pub struct Consumers {
     pub metrics: Arc<Metrics>,
     pub config: WorkerConfig,
     pub events: Arc<dyn JobEvents>,
+    /// Where a dead-lettered job's orphaned calls are charged.
+    pub ledger: Arc<dyn UsageLedger>,
+    pub repeats: Repeats,
 }
+
+/// The error kind of a job its dead letter ended.
+const DEAD_LETTERED: &str = "dead_lettered";
 
 /// The header that carries a job's id, readable even when the body is not.
 pub const JOB_ID_HEADER: &str = "job-id";
@@ -124,6 +133,52 @@ impl Consumers {
         }
     }
 
+    /// Writes the ledger rows of a dead-lettered job's sent attempts, when
+    /// the dead letter ended it (a job that ended otherwise had them
+    /// written by whoever ended it). A message that cannot be decoded has
+    /// no body to price, and made no call.
+    /// `fresh`: this dead letter ended the job (count the calls in the
+    /// metric; a redelivered dead letter only writes the rows again).
+    async fn charge_orphans(
+        &self,
+        id: JobId,
+        delivery: &Delivery,
+        fresh: bool,
+    ) -> Result<(), StoreError> {
+        let Ok(message) = JobMessage::decode(&delivery.body) else {
+            return Ok(());
+        };
+        let Some(record) = with_store_retry("read", || self.store.get(id)).await? else {
+            return Ok(());
+        };
+        let dead_lettered = record
+            .error
+            .as_ref()
+            .is_some_and(|e| e.kind == DEAD_LETTERED);
+        if !dead_lettered {
+            return Ok(());
+        }
+        let finished_at = record.finished_at.unwrap_or_else(Utc::now);
+        let rows = self.repeats.orphans(
+            &message,
+            record.status,
+            &record.sent,
+            None,
+            &[],
+            finished_at,
+        );
+        for row in rows.iter().filter(|_| fresh) {
+            self.metrics
+                .provider_calls_repeated
+                .with_label_values(&[row.provider.as_deref().unwrap_or("unknown"), "orphaned"])
+                .inc();
+        }
+        if rows.is_empty() {
+            return Ok(());
+        }
+        with_store_retry("ledger", || self.ledger.record(&rows)).await
+    }
+
     /// A dead-lettered message: its job failed for good.
     async fn bury(&self, delivery: Delivery) {
         let id =
@@ -134,7 +189,7 @@ impl Consumers {
             return;
         };
         let failed = Outcome::Failed(JobError::new(
-            "dead_lettered",
+            DEAD_LETTERED,
             "the job's message could not be processed: it was delivered too many times or could not be decoded",
         ));
         match with_store_retry("fail dead letter", || {
@@ -149,6 +204,13 @@ impl Consumers {
                         .with_label_values(&["failed"])
                         .inc();
                     tracing::error!(job = %id, "job dead-lettered; marked failed");
+                }
+                // Its deliveries' calls that left were never answered: each
+                // is charged (again, harmlessly, if this is a redelivery).
+                if let Err(e) = self.charge_orphans(id, &delivery, applied).await {
+                    tracing::warn!(job = %id, error = %e, "cannot charge a dead letter's calls; requeueing");
+                    let _ = delivery.requeue().await;
+                    return;
                 }
                 if let Err(e) = self.announce(id).await {
                     tracing::warn!(job = %id, error = %e, "cannot announce dead-lettered job; requeueing");

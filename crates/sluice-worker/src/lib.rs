@@ -83,6 +83,8 @@ impl Worker {
             metrics: Arc::clone(&self.metrics),
             config: self.config.clone(),
             events: Arc::clone(&self.events),
+            ledger: Arc::clone(&self.ledger),
+            repeats: self.repeats.clone(),
         });
         let tasks = TaskTracker::new();
         let (tx, rx) = mpsc::channel(usize::from(self.config.prefetch()));

@@ -209,3 +209,56 @@ async fn a_call_orphaned_by_a_dead_worker_is_charged_and_one_never_sent_is_not()
         .get();
     assert_eq!(repeated, 1);
 }
+
+/// A job whose deliveries kept killing their workers is dead-lettered; the
+/// calls those deliveries sent are charged all the same.
+#[tokio::test]
+async fn a_dead_lettered_jobs_sent_calls_are_charged() {
+    use futures::StreamExt;
+    use sluice_core::{JobId, Priority};
+    use sluice_queue::{JobQueue, Source};
+    use sluice_store::jobs::JobStore;
+
+    let app = TestApp::spawn().await;
+    let id = app.submit_ok(&chat("a poison pill")).await;
+    let job: JobId = id.parse().unwrap();
+    // Two deliveries started it and sent its call, and died.
+    for _ in 0..2 {
+        app.memory_store.start(job, Utc::now()).await.unwrap();
+        app.memory_store.mark_sent(&[job]).await.unwrap();
+    }
+    // The broker gives up on it: its message goes to the dead letters.
+    let stop = tokio_util::sync::CancellationToken::new();
+    let mut deliveries = app
+        .memory_queue
+        .consume(Source::Jobs(Priority::Standard), 1, stop.clone())
+        .await
+        .unwrap();
+    deliveries
+        .next()
+        .await
+        .unwrap()
+        .dead_letter()
+        .await
+        .unwrap();
+    stop.cancel();
+
+    app.start_worker();
+    let ended = app.wait(&id).await;
+    assert_eq!(ended["status"], "failed");
+    assert_eq!(ended["error"]["type"], "dead_lettered");
+    let reply = eventually("two repeated calls", || async {
+        let reply = app.get("/v1/usage").await;
+        (reply.body["total"]["repeated_calls"] == 2).then_some(reply)
+    })
+    .await;
+    let total = &reply.body["total"];
+    // Priced at the prompt as Sluice counts it and the completion at
+    // max_tokens, on the route's first provider.
+    assert_eq!(
+        total["jobs"], 0,
+        "a dead-lettered job has no row of its own"
+    );
+    assert!(total["cost_micros"].as_u64().unwrap() > 0, "{total}");
+    assert!(total["estimated_micros"].as_u64().unwrap() > 0, "{total}");
+}
