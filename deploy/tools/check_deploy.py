@@ -32,6 +32,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from live_metrics import check_live_metrics  # noqa: E402
 from k8s_autoscaling import autoscaling_problems  # noqa: E402
+from k8s_backing import check_backing  # noqa: E402
 from k8s_release import check_compose_shutdown, check_releases, shutdown_problems  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -774,6 +775,7 @@ def check_k8s(kustomize: list[str] | None, versions: list[str], promtool: str | 
     with tempfile.TemporaryDirectory(prefix="check-deploy-") as tmp:
         renders = renderings(kustomize, Path(tmp))
         check_releases(lambda path: render(kustomize, path), K8S, Path(tmp), ok, fail)
+        check_backing(lambda path: render(kustomize, path), K8S / "examples" / "backing-services", ok, fail)
     if not renders:
         return
     check_k8s_schemas(renders, versions)
