@@ -34,10 +34,6 @@ pub struct MockBill {
     /// The sum of `by_model[*].cost_micros`.
     pub total_cost_micros: u64,
     pub by_model: BTreeMap<String, ModelBill>,
-    /// What each model cost per UTC day (days since the Unix epoch), for
-    /// `GET /v1/organization/costs`.
-    #[serde(skip)]
-    pub by_day: BTreeMap<u64, BTreeMap<String, u64>>,
     /// The errors served instead of answers, none of them billed.
     #[serde(flatten)]
     pub refusals: Refusals,
@@ -49,16 +45,8 @@ impl MockBill {
         self.by_model.get(model).cloned().unwrap_or_default()
     }
 
-    /// Charges one request, made on `day` (days since the Unix epoch, UTC).
-    pub(crate) fn charge(&mut self, model: &str, usage: &Usage, cost_micros: u64, day: u64) {
+    pub(crate) fn charge(&mut self, model: &str, usage: &Usage, cost_micros: u64) {
         self.total_cost_micros = self.total_cost_micros.saturating_add(cost_micros);
-        let on_day = self
-            .by_day
-            .entry(day)
-            .or_default()
-            .entry(model.to_owned())
-            .or_default();
-        *on_day = on_day.saturating_add(cost_micros);
         let entry = self.by_model.entry(model.to_owned()).or_default();
         entry.requests = entry.requests.saturating_add(1);
         entry.prompt_tokens = entry.prompt_tokens.saturating_add(usage.prompt_tokens);
@@ -70,6 +58,23 @@ impl MockBill {
             .completion_tokens
             .saturating_add(usage.completion_tokens);
         entry.cost_micros = entry.cost_micros.saturating_add(cost_micros);
+    }
+}
+
+/// What each model cost per UTC day, for `GET /v1/organization/costs`:
+/// day (days since the Unix epoch) → model → µ$.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DailyCosts(pub BTreeMap<u64, BTreeMap<String, u64>>);
+
+impl DailyCosts {
+    pub(crate) fn charge(&mut self, day: u64, model: &str, cost_micros: u64) {
+        let cost = self
+            .0
+            .entry(day)
+            .or_default()
+            .entry(model.to_owned())
+            .or_default();
+        *cost = cost.saturating_add(cost_micros);
     }
 }
 
@@ -118,9 +123,9 @@ mod tests {
             cache_write_tokens: 0,
             completion_tokens: 10,
         };
-        bill.charge("a", &usage, 7, 20_000);
-        bill.charge("a", &usage, 8, 20_001);
-        bill.charge("b", &Usage::default(), 0, 20_001);
+        bill.charge("a", &usage, 7);
+        bill.charge("a", &usage, 8);
+        bill.charge("b", &Usage::default(), 0);
         bill.refusals.count(Refusal::RateLimited);
         bill.refusals.count(Refusal::Injected);
         bill.refusals.count(Refusal::Injected);
@@ -138,8 +143,6 @@ mod tests {
             }
         );
         assert_eq!(bill.model("b").requests, 1);
-        assert_eq!(bill.by_day[&20_000]["a"], 7);
-        assert_eq!(bill.by_day[&20_001]["a"], 8);
         assert_eq!(bill.model("never"), ModelBill::default());
         assert_eq!(
             bill.refusals,

@@ -30,6 +30,7 @@
 //! `POST /v1/embeddings`, `POST /v1/messages`,
 //! `GET /v1/organization/costs` (the bill per day, as OpenAI's Costs API), `GET /mock/stats`,
 //! `GET /mock/bill`, `GET /mock/traces` (the `traceparent`s received),
+//! `GET /mock/received` (the last request bodies),
 //! `POST /mock/reset`, `POST /mock/admin/down`,
 //! `POST /mock/admin/up`, `GET /healthz`. Every billed answer carries its
 //! cost in micro-dollars in `x-mock-cost-micros`.
@@ -49,6 +50,7 @@ pub mod options;
 pub mod prefix;
 pub mod pricing;
 pub mod ratio;
+pub mod received;
 mod routes;
 mod state;
 pub mod stats;
@@ -98,6 +100,12 @@ impl MockServer {
     /// A snapshot of the counters.
     pub fn stats(&self) -> MockStats {
         self.shared.stats().snapshot()
+    }
+
+    /// The last requests received on the model routes (bodies up to 64
+    /// KiB), oldest first, as `GET /mock/received` returns them.
+    pub fn received(&self) -> Vec<received::Received> {
+        self.shared.received().snapshot()
     }
 
     /// A snapshot of the bill, as `GET /mock/bill` returns it.

@@ -34,6 +34,7 @@ struct Inner {
     options: MockOptions,
     stats: Tally<MockStats>,
     bill: Tally<MockBill>,
+    daily: Tally<crate::bill::DailyCosts>,
     cache: Mutex<PrefixCache>,
     limiter: Mutex<RateLimiter>,
     down: AtomicBool,
@@ -42,6 +43,7 @@ struct Inner {
     /// Slots for requests being served, when `max_concurrency` is set.
     slots: Option<tokio::sync::Semaphore>,
     traces: crate::traces::TraceLog,
+    received: crate::received::RequestLog,
 }
 
 /// What serving one request costs, for the counters, the bill and the
@@ -89,11 +91,13 @@ impl Shared {
                 options,
                 stats: Tally::default(),
                 bill: Tally::default(),
+                daily: Tally::default(),
                 cache: Mutex::default(),
                 limiter: Mutex::default(),
                 down: AtomicBool::new(false),
                 next_sequence: AtomicU64::new(0),
                 traces: crate::traces::TraceLog::default(),
+                received: crate::received::RequestLog::default(),
             }),
         }
     }
@@ -106,12 +110,20 @@ impl Shared {
         &self.inner.stats
     }
 
+    pub(crate) fn daily(&self) -> &Tally<crate::bill::DailyCosts> {
+        &self.inner.daily
+    }
+
     pub(crate) fn bill(&self) -> &Tally<MockBill> {
         &self.inner.bill
     }
 
     pub(crate) fn traces(&self) -> &crate::traces::TraceLog {
         &self.inner.traces
+    }
+
+    pub(crate) fn received(&self) -> &crate::received::RequestLog {
+        &self.inner.received
     }
 
     pub(crate) fn is_down(&self) -> bool {
@@ -128,10 +140,12 @@ impl Shared {
     pub(crate) fn reset(&self) {
         self.stats().reset();
         self.bill().reset();
+        self.daily().reset();
         lock(&self.inner.cache).clear();
         lock(&self.inner.limiter).clear();
         self.inner.next_sequence.store(0, Ordering::SeqCst);
         self.traces().clear();
+        self.received().clear();
     }
 
     /// Counts an error served instead of an answer, in the stats and the
@@ -190,7 +204,9 @@ impl Shared {
         let options = self.options();
         let cost_micros = options.prices.cost_micros(model, &usage);
         self.bill()
-            .update(|bill| bill.charge(model, &usage, cost_micros, crate::routes::costs::today()));
+            .update(|bill| bill.charge(model, &usage, cost_micros));
+        self.daily()
+            .update(|daily| daily.charge(crate::routes::costs::today(), model, cost_micros));
 
         let base = options.base_latency(work.sequences.iter().copied());
         let delay = options

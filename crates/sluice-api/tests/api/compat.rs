@@ -357,3 +357,83 @@ async fn models_lists_every_route_and_names_one() {
     reply.expect_openai_error(404, "invalid_request_error", Some("model_not_found"));
     assert!(reply.message().contains("gpt-nope"), "{reply:?}");
 }
+
+/// The request fields that matter reach the provider as the caller sent
+/// them (read back from what the mock received), and a tool call comes
+/// back intact.
+#[tokio::test]
+async fn the_fields_that_matter_reach_the_provider_and_tool_calls_come_back() {
+    let app = TestApp::spawn_with_worker().await;
+    let tools = json!([
+        {"type": "function", "function": {"name": "lookup_order",
+         "description": "Finds an order", "strict": true,
+         "parameters": {"type": "object", "properties": {"input": {"type": "string"}},
+                        "required": ["input"], "additionalProperties": false}}},
+        {"type": "function", "function": {"name": "cancel_order",
+         "parameters": {"type": "object", "properties": {}}}}
+    ]);
+    let passed = json!({
+        "tools": tools,
+        "tool_choice": {"type": "function", "function": {"name": "lookup_order"}},
+        "parallel_tool_calls": false,
+        "logprobs": true,
+        "top_logprobs": 2,
+        "seed": 42,
+        "stop": ["\n\n", "END"],
+        "user": "user-1234",
+        "metadata": {"ticket": "T-9"},
+        "service_tier": "default",
+        "temperature": 0.2,
+    });
+    let mut body = chat_body("where is my order 17?");
+    for (k, v) in passed.as_object().unwrap() {
+        body[k] = v.clone();
+    }
+    let reply = app.post("/v1/chat/completions", &body).await;
+    reply.expect(200);
+    let choice = &reply.body["choices"][0];
+    assert_eq!(choice["finish_reason"], "tool_calls", "{}", reply.body);
+    let call = &choice["message"]["tool_calls"][0];
+    assert_eq!(call["type"], "function");
+    assert_eq!(call["function"]["name"], "lookup_order");
+    let args: serde_json::Value =
+        serde_json::from_str(call["function"]["arguments"].as_str().unwrap()).unwrap();
+    assert!(args["input"].is_string(), "{args}");
+    assert!(choice["message"]["content"].is_null());
+
+    let received = app.mock.received();
+    let sent = received
+        .iter()
+        .rev()
+        .find(|r| r.path == "/v1/chat/completions")
+        .expect("the mock received the call");
+    for (k, v) in passed.as_object().unwrap() {
+        assert_eq!(
+            &sent.body[k], v,
+            "{k} as the provider received it: {}",
+            sent.body
+        );
+    }
+    assert_eq!(sent.body["messages"], body["messages"]);
+
+    // A JSON response format reaches it too, and the answer is JSON.
+    let mut json_body = chat_body("answer in json");
+    json_body["response_format"] = json!({"type": "json_schema", "json_schema": {
+        "name": "answer", "strict": true,
+        "schema": {"type": "object", "properties": {"answer": {"type": "string"}},
+                   "required": ["answer"], "additionalProperties": false}}});
+    let reply = app.post("/v1/chat/completions", &json_body).await;
+    reply.expect(200);
+    let content = reply.body["choices"][0]["message"]["content"]
+        .as_str()
+        .unwrap();
+    let parsed: serde_json::Value = serde_json::from_str(content).unwrap();
+    assert!(parsed["answer"].is_string(), "{content}");
+    let sent = app.mock.received();
+    let sent = sent
+        .iter()
+        .rev()
+        .find(|r| r.path == "/v1/chat/completions")
+        .unwrap();
+    assert_eq!(sent.body["response_format"], json_body["response_format"]);
+}

@@ -16,6 +16,7 @@ pub(super) const BILL_PATH: &str = "/mock/bill";
 pub(super) const DOWN_PATH: &str = "/mock/admin/down";
 pub(super) const UP_PATH: &str = "/mock/admin/up";
 pub(super) const TRACES_PATH: &str = "/mock/traces";
+pub(super) const RECEIVED_PATH: &str = "/mock/received";
 
 pub(super) async fn stats(State(shared): State<Shared>) -> Json<MockStats> {
     Json(shared.stats().snapshot())
@@ -23,6 +24,10 @@ pub(super) async fn stats(State(shared): State<Shared>) -> Json<MockStats> {
 
 pub(super) async fn traces(State(shared): State<Shared>) -> Json<crate::traces::Traces> {
     Json(shared.traces().snapshot())
+}
+
+pub(super) async fn received(State(shared): State<Shared>) -> Json<Vec<crate::received::Received>> {
+    Json(shared.received().snapshot())
 }
 
 pub(super) async fn bill(State(shared): State<Shared>) -> Json<MockBill> {

@@ -1,6 +1,9 @@
 //! `POST /v1/chat/completions`.
 //!
-//! The answer is generated from the content of the last `user` message;
+//! The answer is generated from the content of the last `user` message: as
+//! text, as a JSON object when `response_format` asks for JSON, or as a call
+//! of a tool when `tool_choice` forces one (`required`: the first tool; or
+//! the named function), with the text as its `input` argument;
 //! `prompt_tokens` counts the content of every message. The messages
 //! before the answered one are the cacheable prefix (see
 //! [`prefix`](crate::prefix)), scoped by `prompt_cache_key` when given.
@@ -12,8 +15,8 @@ use serde::{Deserialize, Serialize};
 
 use super::conversation::{answered, require_messages, Conversation};
 use super::{
-    parse_body, reject_stream, require_model, resolve_max_tokens, resolve_n, respond, Completion,
-    Usage,
+    parse_body, reject_stream, require_model, resolve_max_tokens, resolve_n, respond, response_id,
+    Completion, Usage,
 };
 use crate::error::ApiError;
 use crate::prefix::{Piece, Scope};
@@ -31,6 +34,61 @@ struct ChatRequest {
     n: Option<u64>,
     stream: Option<bool>,
     prompt_cache_key: Option<String>,
+    #[serde(default)]
+    tools: Vec<Tool>,
+    tool_choice: Option<serde_json::Value>,
+    response_format: Option<ResponseFormat>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Tool {
+    function: ToolFunction,
+}
+
+#[derive(Debug, Deserialize)]
+struct ToolFunction {
+    name: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct ResponseFormat {
+    #[serde(rename = "type")]
+    kind: String,
+}
+
+/// The tool a request forces a call of, if any.
+fn forced_tool(
+    tools: &[Tool],
+    choice: Option<&serde_json::Value>,
+) -> Result<Option<String>, ApiError> {
+    let named = match choice {
+        None => return Ok(None),
+        Some(serde_json::Value::String(mode)) => match mode.as_str() {
+            "required" => tools.first().map(|t| t.function.name.clone()),
+            "none" | "auto" => return Ok(None),
+            other => {
+                return Err(ApiError::invalid(
+                    "tool_choice",
+                    format!("tool_choice {other:?} is not none, auto or required"),
+                ))
+            }
+        },
+        Some(choice) => choice
+            .pointer("/function/name")
+            .and_then(serde_json::Value::as_str)
+            .map(str::to_owned),
+    };
+    match named {
+        Some(name) if tools.iter().any(|t| t.function.name == name) => Ok(Some(name)),
+        Some(name) => Err(ApiError::invalid(
+            "tool_choice",
+            format!("tool_choice names {name:?}, which is not among the tools"),
+        )),
+        None => Err(ApiError::invalid(
+            "tool_choice",
+            "tool_choice requires a tool, and none was given",
+        )),
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -85,7 +143,9 @@ struct Choice {
 #[derive(Debug, Serialize)]
 struct AssistantMessage {
     role: &'static str,
-    content: String,
+    content: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tool_calls: Option<Vec<serde_json::Value>>,
 }
 
 pub(super) async fn handle(
@@ -105,6 +165,11 @@ pub(super) async fn handle(
     };
     let max_tokens = resolve_max_tokens(requested, param, shared.options().default_max_tokens)?;
     let n = resolve_n(request.n)?;
+    let tool = forced_tool(&request.tools, request.tool_choice.as_ref())?;
+    let json_answer = request
+        .response_format
+        .as_ref()
+        .is_some_and(|f| f.kind == "json_object" || f.kind == "json_schema");
 
     let texts: Vec<String> = messages.iter().map(Message::text).collect();
     let answered = answered(messages.iter().map(|message| message.role.as_str()));
@@ -135,14 +200,38 @@ pub(super) async fn handle(
     let prompt = texts.get(answered).map(String::as_str).unwrap_or_default();
     let content = generate(prompt, max_tokens);
     let choices = (0..n)
-        .map(|index| Choice {
-            index,
-            message: AssistantMessage {
-                role: "assistant",
-                content: content.clone(),
+        .map(|index| match &tool {
+            Some(name) => Choice {
+                index,
+                message: AssistantMessage {
+                    role: "assistant",
+                    content: None,
+                    tool_calls: Some(vec![serde_json::json!({
+                        "id": format!("{}_{index}", response_id("call_", &body)),
+                        "type": "function",
+                        "function": {
+                            "name": name,
+                            "arguments": serde_json::json!({"input": content}).to_string(),
+                        },
+                    })]),
+                },
+                logprobs: None,
+                finish_reason: "tool_calls",
             },
-            logprobs: None,
-            finish_reason: "length",
+            None => Choice {
+                index,
+                message: AssistantMessage {
+                    role: "assistant",
+                    content: Some(if json_answer {
+                        serde_json::json!({"answer": content}).to_string()
+                    } else {
+                        content.clone()
+                    }),
+                    tool_calls: None,
+                },
+                logprobs: None,
+                finish_reason: "length",
+            },
         })
         .collect();
     let usage = Usage::new(prompt_tokens, completion_tokens, cached.read_tokens);

@@ -68,11 +68,11 @@ pub(super) async fn handle(
             format!("at most {MAX_DAYS} daily buckets at once"),
         ));
     }
-    let bill = shared.bill().snapshot();
+    let daily = shared.daily().snapshot();
     let buckets: Vec<Value> = (first..last)
         .map(|day| {
-            let results: Vec<Value> = bill
-                .by_day
+            let results: Vec<Value> = daily
+                .0
                 .get(&day)
                 .into_iter()
                 .flatten()

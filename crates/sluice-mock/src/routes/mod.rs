@@ -27,7 +27,7 @@ mod messages;
 
 /// Largest request body accepted. Benchmarks send batches of hundreds of
 /// prompts in one call, well past axum's 2 MiB default.
-const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
+pub(crate) const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
 
 /// Largest `max_tokens` accepted. The mock really writes that much text
 /// (four bytes a token), so this bounds one answer to 4 MiB.
@@ -53,6 +53,7 @@ pub(crate) fn router(shared: Shared) -> Router {
         .route(admin::RESET_PATH, post(admin::reset))
         .route(admin::BILL_PATH, get(admin::bill))
         .route(admin::TRACES_PATH, get(admin::traces))
+        .route(admin::RECEIVED_PATH, get(admin::received))
         .route(admin::DOWN_PATH, post(admin::down))
         .route(admin::UP_PATH, post(admin::up))
         .route(costs::PATH, get(costs::handle))
@@ -82,6 +83,10 @@ fn model_routes(routes: Router<Shared>, shared: &Shared, dialect: Dialect) -> Ro
         .route_layer(middleware::from_fn_with_state(
             shared.clone(),
             crate::traces::record,
+        ))
+        .route_layer(middleware::from_fn_with_state(
+            shared.clone(),
+            crate::received::record,
         ))
         .route_layer(middleware::from_fn_with_state(state, auth::require_key))
 }

@@ -1,4 +1,4 @@
-use serde_json::json;
+use serde_json::{json, Value};
 use sluice_mock::{answer_text, count_tokens, MockOptions};
 
 use crate::helpers::{chat_content, TestMock};
@@ -111,4 +111,47 @@ async fn n_gives_n_choices() {
         assert_eq!(choice["index"], i);
     }
     assert_eq!(response["usage"]["completion_tokens"], 30);
+}
+
+/// A forced tool is called with the answer as its input; a tool choice
+/// that names no given tool, or requires one when none is given, is a 400;
+/// `auto` answers in text.
+#[tokio::test]
+async fn tool_choice_forces_a_call_and_names_only_given_tools() {
+    let mock = TestMock::new();
+    let tools = json!([{"type": "function", "function": {"name": "f"}}]);
+    let ask = |choice: Value, tools: Value| {
+        json!({"model": "m", "max_tokens": 3, "tools": tools, "tool_choice": choice,
+               "messages": [{"role": "user", "content": "hi"}]})
+    };
+    let (status, body) = mock
+        .post(
+            "/v1/chat/completions",
+            &ask(json!("required"), tools.clone()),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["choices"][0]["finish_reason"], "tool_calls");
+    assert_eq!(
+        body["choices"][0]["message"]["tool_calls"][0]["function"]["name"],
+        "f"
+    );
+    let (_, body) = mock
+        .post("/v1/chat/completions", &ask(json!("auto"), tools.clone()))
+        .await;
+    assert!(
+        body["choices"][0]["message"]["content"].is_string(),
+        "{body}"
+    );
+    for (choice, tools) in [
+        (
+            json!({"type": "function", "function": {"name": "g"}}),
+            tools,
+        ),
+        (json!("required"), json!([])),
+    ] {
+        let (status, body) = mock.post("/v1/chat/completions", &ask(choice, tools)).await;
+        assert_eq!(status, 400, "{body}");
+        assert_eq!(body["error"]["param"], "tool_choice");
+    }
 }
