@@ -30,6 +30,9 @@ pub enum Command {
     /// front of a self-hosted server): cost per 1k requests, latency, and
     /// the most users served within an SLO.
     Econ(crate::econ::EconArgs),
+    /// Long-polls held at once: the API's memory per held connection, and
+    /// how fast they are all answered once a worker starts.
+    Held(crate::held::HeldArgs),
 }
 
 pub async fn run(command: Command) -> anyhow::Result<()> {
@@ -40,6 +43,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Cache(args) => crate::cache::run(args).await,
         Command::Webhooks(args) => crate::webhooks::run(args).await,
         Command::Econ(args) => crate::econ::run(args).await,
+        Command::Held(args) => crate::held::run(args).await,
     }
 }
 

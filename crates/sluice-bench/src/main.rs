@@ -8,6 +8,7 @@ mod cache;
 mod cli;
 mod cpu;
 mod econ;
+mod held;
 mod ledger;
 mod limits;
 mod load;

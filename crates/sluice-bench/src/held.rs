@@ -1,0 +1,173 @@
+//! `sluice-bench held`: what an API replica pays for each connection held
+//! open while a job runs. With no worker running, it submits `--polls`
+//! jobs, then holds one long-poll (`GET /v1/jobs/{id}?wait=`) per job open
+//! at once, and reads the API's resident memory before and while they are
+//! held: the growth per held long-poll. Then it starts a worker and times
+//! how long until every long-poll has its answer.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use serde_json::{json, Value};
+
+use crate::cli::Connections;
+use crate::progress::{self, Size};
+use crate::stack::{self, BenchStack};
+
+#[derive(Args, Debug)]
+pub struct HeldArgs {
+    /// Long-polls held at once.
+    #[arg(long, default_value_t = 10_000)]
+    pub polls: usize,
+    #[command(flatten)]
+    pub conn: Connections,
+}
+
+pub async fn run(args: HeldArgs) -> anyhow::Result<()> {
+    // The worker is started mid-bench, so the stack is not `measure_on`'s.
+    let mut stack = BenchStack::start(stack::options(&args.conn, 0)).await;
+    let outcome = measure(&mut stack, &args).await;
+    stack.finish();
+    crate::say(&outcome?);
+    Ok(())
+}
+
+/// The API process's resident memory, KiB.
+fn api_rss(stack: &BenchStack) -> anyhow::Result<u64> {
+    let pid = stack
+        .stack
+        .api
+        .as_ref()
+        .and_then(|api| api.id())
+        .ok_or_else(|| anyhow::anyhow!("the stack has no API process"))?;
+    crate::cpu::memory_kib(pid)
+        .map(|(rss, _)| rss)
+        .ok_or_else(|| anyhow::anyhow!("cannot read the API's memory"))
+}
+
+/// Open connections of the API process (its socket descriptors).
+fn api_sockets(stack: &BenchStack) -> usize {
+    let Some(pid) = stack.stack.api.as_ref().and_then(|api| api.id()) else {
+        return 0;
+    };
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|dir| {
+            dir.filter_map(Result::ok)
+                .filter(|e| {
+                    std::fs::read_link(e.path())
+                        .is_ok_and(|l| l.to_string_lossy().starts_with("socket:"))
+                })
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+async fn measure(stack: &mut BenchStack, args: &HeldArgs) -> anyhow::Result<String> {
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .timeout(Duration::from_secs(300))
+        .build()?;
+    let mut ids: Vec<String> = Vec::with_capacity(args.polls);
+    let submitting = progress::phase("submitting the jobs", Size::Items(args.polls as u64));
+    let jobs: Vec<Value> = (0..args.polls)
+        .map(|i| {
+            json!({"body": {"model": "mock-small", "max_tokens": 4,
+            "messages": [{"role": "user", "content": format!("held job {i}")}]}})
+        })
+        .collect();
+    for chunk in jobs.chunks(1000) {
+        let r = http
+            .post(format!("{}/v1/jobs/batch", stack.api_url))
+            .bearer_auth(&stack.key)
+            .json(&json!({"jobs": chunk}))
+            .send()
+            .await?;
+        anyhow::ensure!(r.status().as_u16() == 202, "submit: HTTP {}", r.status());
+        let body: Value = r.json().await?;
+        for job in body["jobs"].as_array().into_iter().flatten() {
+            ids.push(job["id"].as_str().unwrap_or_default().to_owned());
+        }
+        submitting.set(ids.len() as u64);
+    }
+    submitting.done();
+    anyhow::ensure!(
+        ids.len() == args.polls,
+        "{} job ids for {} jobs",
+        ids.len(),
+        args.polls
+    );
+    // Let the submissions' buffers go before the baseline.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let before = api_rss(stack)?;
+    let sockets_before = api_sockets(stack);
+
+    let answered = Arc::new(AtomicUsize::new(0));
+    let holding = progress::phase("holding the long-polls", Size::Items(args.polls as u64));
+    let mut polls = tokio::task::JoinSet::new();
+    for id in &ids {
+        let (http, answered) = (http.clone(), Arc::clone(&answered));
+        // The longest wait the API allows; a poll that times out while the
+        // job waits asks again.
+        let url = format!("{}/v1/jobs/{id}?wait=60", stack.api_url);
+        let key = stack.key.clone();
+        polls.spawn(async move {
+            for _ in 0..10 {
+                let Ok(reply) = http.get(&url).bearer_auth(&key).send().await else {
+                    return false;
+                };
+                let Ok(job) = reply.json::<Value>().await else {
+                    return false;
+                };
+                match job["status"].as_str() {
+                    Some("succeeded") => {
+                        answered.fetch_add(1, Ordering::Relaxed);
+                        return true;
+                    }
+                    Some("queued" | "running") => continue,
+                    _ => return false,
+                }
+            }
+            false
+        });
+    }
+    // Held once the API holds a connection for each.
+    let limit = Instant::now() + Duration::from_secs(120);
+    while api_sockets(stack) < sockets_before + args.polls {
+        anyhow::ensure!(
+            Instant::now() < limit,
+            "only {} of {} long-polls reached the API",
+            api_sockets(stack).saturating_sub(sockets_before),
+            args.polls
+        );
+        holding.set(api_sockets(stack).saturating_sub(sockets_before) as u64);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Every request read and parked, and memory settled.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let held = api_rss(stack)?;
+    holding.done();
+
+    let waking = progress::phase("a worker answers them", Size::Items(args.polls as u64));
+    let started = Instant::now();
+    stack.stack.start_worker().await;
+    let mut all = true;
+    while let Some(ok) = polls.join_next().await {
+        all &= ok.unwrap_or(false);
+        waking.set(answered.load(Ordering::Relaxed) as u64);
+    }
+    let woken = started.elapsed();
+    waking.done();
+    anyhow::ensure!(all, "some long-polls did not end with their answer");
+
+    let per_poll = (held.saturating_sub(before) as f64) / args.polls as f64;
+    Ok(format!(
+        "held long-polls: {polls}; API resident memory {before_mib:.1} MiB before, {held_mib:.1} MiB while held: \
+         {per_poll:.1} KiB per held long-poll; all answered {woken:.2} s after a worker started",
+        polls = args.polls,
+        before_mib = before as f64 / 1024.0,
+        held_mib = held as f64 / 1024.0,
+        woken = woken.as_secs_f64(),
+    ))
+}
