@@ -31,7 +31,9 @@ pub async fn wait_for_end(
 ) -> Result<JobRecord, ApiError> {
     // Watch first, then read: an end between the two still wakes us.
     let mut watch = state.store.watch(id);
-    let mut job = own_job(state, tenant, id).await?;
+    // The reads are boxed: held while the wait sleeps, this future is then
+    // only as large as the wait itself, not the store call.
+    let mut job = Box::pin(own_job(state, tenant, id)).await?;
     let until = tokio::time::Instant::now() + wait;
     while !job.status.is_terminal() {
         let now = tokio::time::Instant::now();
@@ -48,7 +50,7 @@ pub async fn wait_for_end(
             () = tokio::time::sleep_until(next) => {}
             () = state.shutdown.cancelled() => {}
         }
-        job = own_job(state, tenant, id).await?;
+        job = Box::pin(own_job(state, tenant, id)).await?;
     }
     Ok(job)
 }
