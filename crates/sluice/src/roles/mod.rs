@@ -5,9 +5,12 @@ mod api;
 mod background;
 mod connect;
 mod dev;
+mod front;
+mod health;
 mod metrics_endpoint;
 mod mock;
 mod usage;
+mod wait;
 mod webhooks;
 mod worker;
 
