@@ -159,6 +159,16 @@ impl AmqpQueue {
     /// topology (idempotently: every role calls this at start). Every node
     /// is tried in turn, for at most [`CONNECT_BUDGET`].
     pub async fn connect(urls: &str, topology: Topology) -> Result<Self, QueueError> {
+        Self::connect_within(urls, topology, CONNECT_BUDGET).await
+    }
+
+    /// [`AmqpQueue::connect`], trying for at most `budget` (a caller that
+    /// retries on its own, and says so in its log, gives a short one).
+    pub async fn connect_within(
+        urls: &str,
+        topology: Topology,
+        budget: Duration,
+    ) -> Result<Self, QueueError> {
         let urls = link::nodes(urls);
         if urls.is_empty() {
             return Err(QueueError::Unavailable("no RabbitMQ URL given".into()));
@@ -172,7 +182,7 @@ impl AmqpQueue {
             closed: AtomicBool::new(false),
             sizes: Arc::default(),
         };
-        queue.conn(CONNECT_BUDGET).await?;
+        queue.conn(budget).await?;
         Ok(queue)
     }
 

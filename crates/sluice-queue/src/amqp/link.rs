@@ -189,7 +189,12 @@ impl AmqpQueue {
                 }
                 sleep_until(at).await;
             }
-            let url = &self.urls[link.node];
+            // The pointer moves on before the try, so that a try cut short
+            // by its caller's budget (a node that does not answer at all)
+            // leaves the next caller on the next node.
+            let tried = link.node;
+            link.node = (tried + 1) % nodes;
+            let url = &self.urls[tried];
             let attempt = timeout(RPC_TIMEOUT, Conn::open(url, &self.topology)).await;
             match attempt.unwrap_or_else(|_| Err(timed_out("connect", RPC_TIMEOUT))) {
                 Ok(conn) => {
@@ -200,7 +205,7 @@ impl AmqpQueue {
                     let conn = Arc::new(conn);
                     *link = Link {
                         current: Some(conn.clone()),
-                        node: link.node,
+                        node: tried,
                         ..Link::default()
                     };
                     return Ok(conn);
@@ -209,10 +214,11 @@ impl AmqpQueue {
                     link.failures = link.failures.saturating_add(1);
                     let node = node_name(url);
                     link.last_error = format!("{node}: {e}");
-                    link.node = (link.node + 1) % nodes;
                     // Every node failed once more: wait before the next round.
                     let per_round = u32::try_from(nodes).unwrap_or(u32::MAX);
-                    let backoff = (link.failures % per_round == 0)
+                    let backoff = link
+                        .failures
+                        .is_multiple_of(per_round)
                         .then(|| RECONNECT.delay(link.failures / per_round));
                     link.retry_at = backoff.map(|wait| Instant::now() + wait);
                     warn!(error = %e, node, failures = link.failures, ?backoff, "AMQP connect failed");

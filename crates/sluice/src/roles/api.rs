@@ -64,9 +64,7 @@ pub async fn run(listen: SocketAddr, config: ConfigArg, conn: Connections) -> an
                 .await
         })
     };
-    say(&format!(
-        "sluice api starting: /healthz and /readyz on http://{addr}"
-    ));
+    say(&format!("sluice api starting; its health at http://{addr}"));
     let waiter = Waiter {
         conn: &conn,
         health: &front.health,

@@ -52,7 +52,7 @@ impl Background {
                 let served = super::metrics_endpoint::serve(addr, metrics, &health, stop, &tasks);
                 let addr = served.await?;
                 say(&format!(
-                    "sluice {role} starting: /healthz, /readyz and /metrics on http://{addr}"
+                    "sluice {role} starting; its health and metrics at http://{addr}"
                 ));
                 Some(addr)
             }

@@ -137,11 +137,11 @@ impl Waiter<'_> {
     }
 
     /// RabbitMQ, at any of the URLs of `SLUICE_AMQP_URL` (see
-    /// [`AmqpQueue::connect`]); every failure to reach a broker may pass.
+    /// [`AmqpQueue::connect_within`]); every failure to reach a broker may pass.
     async fn amqp(&self, topology: Topology) -> anyhow::Result<Arc<AmqpQueue>> {
         let urls = &self.conn.services.amqp_url;
         let queue = until_up("RabbitMQ", redact(urls), self.health, self.stop, || async {
-            AmqpQueue::connect(urls, topology.clone())
+            AmqpQueue::connect_within(urls, topology.clone(), AMQP_TRY)
                 .await
                 .map_err(|e| {
                     NotUp::Yet(
@@ -154,6 +154,11 @@ impl Waiter<'_> {
         Ok(Arc::new(queue))
     }
 }
+
+/// How long one start-up try may spend on RabbitMQ: every node of the
+/// list tried (a refused connection fails at once), or one slow node
+/// given its full connection timeout.
+const AMQP_TRY: Duration = sluice_queue::amqp::RPC_TIMEOUT;
 
 /// A URL (or a comma-separated list of them) without passwords, for
 /// messages.
