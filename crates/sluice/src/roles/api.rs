@@ -79,6 +79,9 @@ pub async fn run(listen: SocketAddr, config: ConfigArg, conn: Connections) -> an
     // listener and every task, then close the connections.
     shutdown.cancel();
     let served = server.await;
+    // The API's router holds its state, whose background tasks (the
+    // group commit) end when the state is dropped.
+    drop(front);
     tasks.close();
     tasks.wait().await;
     let services = match services {
