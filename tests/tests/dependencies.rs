@@ -248,3 +248,62 @@ async fn a_worker_whose_first_broker_address_is_dead_uses_the_next() {
     assert_eq!(job["status"], "succeeded", "{job}");
     stack.workers.push(worker);
 }
+
+#[tokio::test]
+async fn an_api_keeps_accepting_within_seconds_when_its_broker_node_goes_away() {
+    let (stack, acme) = acme_stack(StackOptions::default()).await;
+    let real = env_value(&stack, "SLUICE_AMQP_URL");
+    let (first_port, second_port) = (free_port().await, free_port().await);
+    let (first_url, upstream) = on_port(&real, first_port);
+    let (second_url, _) = on_port(&real, second_port);
+    let first = Forwarder::start(first_port, upstream.clone(), Arc::default()).await;
+    let _second = Forwarder::start(second_port, upstream, Arc::default()).await;
+    let urls = format!("{first_url},{second_url}");
+    let (base, starting) = api_with(&stack, env_with(&stack, "SLUICE_AMQP_URL", &urls)).await;
+    let _api = starting.await;
+    let client = Client::new(&base, &acme.key);
+
+    // Submissions one after another; the node the API is on goes away
+    // after 1.5 s (every connection through it cut).
+    let (mut accepted, mut refused) = (Vec::new(), 0);
+    let started = Instant::now();
+    let mut first = Some(first);
+    let mut gone_at = None;
+    let mut back_after = None;
+    let mut i = 0;
+    while started.elapsed() < Duration::from_secs(6) {
+        if gone_at.is_none() && started.elapsed() > Duration::from_millis(1500) {
+            drop(first.take());
+            gone_at = Some(Instant::now());
+        }
+        let r = client
+            .post("/v1/jobs", &chat(&format!("failover {i}")))
+            .await;
+        match r.status {
+            202 => {
+                accepted.push(r.body["id"].as_str().unwrap().to_owned());
+                if let (Some(gone), None) = (gone_at, back_after) {
+                    back_after = Some(gone.elapsed());
+                }
+            }
+            503 => {
+                refused += 1;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            other => panic!("unexpected {other}: {r:?}"),
+        }
+        i += 1;
+    }
+    let back_after = back_after.expect("submissions accepted after the node went away");
+    eprintln!(
+        "accepted {}, refused {refused}; accepted again {back_after:?} after the node went away",
+        accepted.len()
+    );
+    assert!(back_after < Duration::from_secs(3), "{back_after:?}");
+    // It did move: the connection through the first node was lost.
+    until_logged(&stack, "AMQP connection lost").await;
+    // Nothing accepted is lost.
+    for job in client.wait_all(&accepted, 60).await {
+        assert_eq!(job["status"], "succeeded", "{job}");
+    }
+}
