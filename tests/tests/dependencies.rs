@@ -307,3 +307,34 @@ async fn an_api_keeps_accepting_within_seconds_when_its_broker_node_goes_away() 
         assert_eq!(job["status"], "succeeded", "{job}");
     }
 }
+
+#[tokio::test]
+async fn a_worker_started_before_postgresql_waits_and_consumes_once_it_is_up() {
+    let (mut stack, client) = acme_stack(StackOptions {
+        workers: 0,
+        ..StackOptions::default()
+    })
+    .await;
+    let port = free_port().await;
+    let (database, upstream) = on_port(&stack.database_url(), port);
+    let env = env_with(&stack, "SLUICE_DATABASE_URL", &database);
+    let listen = format!("127.0.0.1:{}", free_port().await);
+    let base = format!("http://{listen}");
+    let config = stack.config_arg();
+    let args = ["worker", "--config", &config, "--metrics-listen", &listen];
+    let starting = Role::start("worker", &args, &env, "metrics on", &stack.dir);
+    let probe = async {
+        until_waiting_for(&base, "PostgreSQL").await;
+        // A job submitted meanwhile waits in the queue.
+        let id = client.submit(&chat("before postgres")).await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        until_waiting_for(&base, "PostgreSQL").await;
+        (id, Forwarder::start(port, upstream, Arc::default()).await)
+    };
+    let (worker, (id, _postgres)) = tokio::join!(starting, probe);
+    let (ready, body) = get(&format!("{base}/readyz")).await;
+    assert_eq!(ready, 200, "{body}");
+    let job = client.wait(&id, 30).await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    stack.workers.push(worker);
+}

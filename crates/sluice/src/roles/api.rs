@@ -55,7 +55,8 @@ pub async fn run(listen: SocketAddr, config: ConfigArg, conn: Connections) -> an
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
     let addr = socket.local_addr()?;
-    let front = Front::new(Arc::new(Health::default()));
+    let metrics = Arc::new(Metrics::with_options(config.metrics.options()));
+    let front = Front::new(Arc::new(Health::default()), Arc::clone(&metrics));
     let server = {
         let (app, stop) = (front.router(), shutdown.clone());
         tasks.spawn(async move {
@@ -72,7 +73,7 @@ pub async fn run(listen: SocketAddr, config: ConfigArg, conn: Connections) -> an
     };
     let services = connect_services(waiter, &config).await;
     let outcome = match &services {
-        Ok(services) => serve(services, config, &front, addr, &shutdown, &tasks).await,
+        Ok(services) => serve(services, config, metrics, &front, addr, &shutdown, &tasks).await,
         Err(_) => Ok(()),
     };
     // Phase 2: in-flight requests are done (or start-up ended); stop the
@@ -104,6 +105,7 @@ pub async fn run(listen: SocketAddr, config: ConfigArg, conn: Connections) -> an
 async fn serve(
     services: &Services,
     config: Arc<Config>,
+    metrics: Arc<Metrics>,
     front: &Front,
     addr: SocketAddr,
     shutdown: &CancellationToken,
@@ -115,7 +117,6 @@ async fn serve(
         queue,
     } = services;
     let pool = tenants.pool().clone();
-    let metrics = Arc::new(Metrics::with_options(config.metrics.options()));
     // The semantic cache embeds prompts through the config's routes, on
     // the providers' fleet-wide budgets.
     let embedder = match &config.cache.semantic.model {

@@ -1,7 +1,7 @@
 //! The API's listener, from the process's first moment: bound before the
 //! API waits for its services, so that `/healthz` answers 200 and
-//! `/readyz` 503 meanwhile ([`super::health`]) and any other request a
-//! problem+json 503 saying what it waits for. Once the API is up, every
+//! `/readyz` 503 meanwhile ([`super::health`]), `/metrics` is scraped as
+//! usual, and any other request gets a problem+json 503 saying it starts. Once the API is up, every
 //! request goes to its router, `/healthz` and `/readyz` included.
 
 use std::sync::{Arc, OnceLock};
@@ -11,6 +11,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use serde_json::json;
+use sluice_core::metrics::Metrics;
 use tower::ServiceExt;
 
 use super::health::Health;
@@ -20,13 +21,16 @@ const RETRY_AFTER_S: &str = "5";
 
 pub struct Front {
     pub health: Arc<Health>,
+    /// The API's metrics (the same before and after it is up).
+    metrics: Arc<Metrics>,
     api: OnceLock<Router>,
 }
 
 impl Front {
-    pub fn new(health: Arc<Health>) -> Arc<Self> {
+    pub fn new(health: Arc<Health>, metrics: Arc<Metrics>) -> Arc<Self> {
         Arc::new(Self {
             health,
+            metrics,
             api: OnceLock::new(),
         })
     }
@@ -54,6 +58,11 @@ async fn dispatch(State(front): State<Arc<Front>>, request: Request) -> Response
     match request.uri().path() {
         "/healthz" => front.health.live(),
         "/readyz" => front.health.ready().await,
+        "/metrics" => (
+            [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+            front.metrics.render(),
+        )
+            .into_response(),
         _ => starting(),
     }
 }
@@ -88,9 +97,10 @@ mod tests {
 
     #[tokio::test]
     async fn answers_health_while_starting_then_hands_everything_to_the_api() {
-        let front = Front::new(Arc::new(Health::default()));
+        let front = Front::new(Arc::new(Health::default()), Arc::new(Metrics::new()));
         front.health.waiting_for(Some("Redis"));
         assert_eq!(status(&front, "/healthz").await, 200);
+        assert_eq!(status(&front, "/metrics").await, 200);
         assert_eq!(status(&front, "/readyz").await, 503);
         assert_eq!(status(&front, "/v1/jobs/x").await, 503);
 
