@@ -76,8 +76,9 @@ pub async fn run(listen: SocketAddr, config: ConfigArg, conn: Connections) -> an
         Ok(services) => serve(services, config, metrics, &front, addr, &shutdown, &tasks).await,
         Err(_) => Ok(()),
     };
-    // Phase 2: in-flight requests are done (or start-up ended); stop the
-    // listener and every task, then close the connections.
+    // Shutdown (SIGTERM, or a start-up that ended): the server stops
+    // accepting and finishes the requests in flight (long-polls answer at
+    // once); then every task stops and the connections close.
     shutdown.cancel();
     let served = server.await;
     // The API's router holds its state, whose background tasks (the
