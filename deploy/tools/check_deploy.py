@@ -696,7 +696,7 @@ def policy_problems(name: str, docs: list[dict]) -> list[str]:
             sel = w["spec"]["selector"]
             expect(p, selects(sel, w["spec"]["template"]["metadata"]["labels"]), f"{name}: {wn}: selector misses its pods")
 
-    for role, port, paths in (("sluice-api", "http", {"/healthz", "/readyz"}), ("sluice-worker", "metrics", {"/healthz"})):
+    for role, port, paths in (("sluice-api", "http", {"/healthz", "/readyz"}), ("sluice-worker", "metrics", {"/healthz", "/readyz"})):
         d = deployments.get(role)
         if not d:
             p.append(f"{name}: no Deployment {role}")

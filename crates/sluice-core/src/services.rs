@@ -12,7 +12,9 @@ pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/sluic
 #[derive(Debug, Clone)]
 #[cfg_attr(feature = "cli", derive(clap::Args))]
 pub struct Services {
-    /// RabbitMQ.
+    /// RabbitMQ: one URL, or the nodes of one cluster separated by commas
+    /// (a role connects to the first that answers, and on a lost
+    /// connection to the next).
     #[cfg_attr(
         feature = "cli",
         arg(long, env = "SLUICE_AMQP_URL", default_value = DEFAULT_AMQP_URL)

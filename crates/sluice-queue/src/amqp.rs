@@ -1,8 +1,10 @@
 //! [`JobQueue`] over RabbitMQ (AMQP 0-9-1, through lapin).
 //!
-//! One connection per [`AmqpQueue`], kept behind a lock. Every operation
-//! first checks it: when lapin reports it lost (broker restart, network),
-//! the queue reconnects with capped exponential backoff, redeclares the
+//! One connection per [`AmqpQueue`], kept behind a lock, to one node of
+//! the broker URLs given (a comma-separated list of a cluster's nodes, see
+//! [`link`]). Every operation first checks it: when lapin reports it lost
+//! (node stopped, network), the queue reconnects, to the next node first,
+//! with capped exponential backoff once every node failed, redeclares the
 //! topology and recreates its channels. Operations are bounded in time: a
 //! publish during an outage fails with [`QueueError::Unavailable`] within
 //! a few seconds ([`ACQUIRE_BUDGET`]), never hangs and never reports a
@@ -24,6 +26,7 @@
 
 mod consume;
 mod credit;
+mod link;
 mod publish;
 mod topology;
 
@@ -35,16 +38,15 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use futures::future::join_all;
-use lapin::options::{
-    BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions, QueueDeclareOptions,
-};
+use lapin::options::{BasicPublishOptions, ExchangeDeclareOptions, QueueDeclareOptions};
 use lapin::publisher_confirm::PublisherConfirm;
 use lapin::types::{AMQPValue, FieldTable};
-use lapin::{Channel, Connection, ConnectionProperties, ExchangeKind};
-use tokio::sync::{Mutex, MutexGuard};
-use tokio::time::{sleep_until, timeout, timeout_at, Instant};
+use lapin::ExchangeKind;
+use tokio::sync::Mutex;
+use tokio::time::{timeout, Instant};
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+
+use link::{open_channel, open_connection, Link};
 
 use crate::{pack, DeliveryStream, JobQueue, Outgoing, QueueError, Source, Topology};
 
@@ -61,10 +63,6 @@ pub const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 pub const CONFIRM_TIMEOUT: Duration = Duration::from_secs(30);
 /// Longest wait for one request to the broker (declare, qos, ack, cancel).
 pub const RPC_TIMEOUT: Duration = Duration::from_secs(5);
-/// The waits between connection attempts: 100 ms after the first failure,
-/// doubling, at most 5 s.
-const RECONNECT: sluice_core::backoff::Backoff =
-    sluice_core::backoff::Backoff::exponential(Duration::from_millis(100), Duration::from_secs(5));
 const REPLY_SUCCESS: u16 = 200;
 
 /// One message to send: where to, and what.
@@ -122,30 +120,14 @@ impl crate::WebhookQueue for AmqpQueue {
 
 /// The RabbitMQ queue. See the module documentation.
 pub struct AmqpQueue {
-    url: String,
+    /// The broker nodes, tried in turn ([`link`]).
+    urls: Vec<String>,
     topology: Topology,
     link: Mutex<Link>,
     next_publisher: AtomicUsize,
     next_consumer: AtomicU64,
     closed: AtomicBool,
     sizes: Arc<crate::sizes::JobsPerMessage>,
-}
-
-/// The current connection and the reconnection backoff.
-#[derive(Default)]
-struct Link {
-    current: Option<Arc<Conn>>,
-    failures: u32,
-    retry_at: Option<Instant>,
-    last_error: String,
-}
-
-/// One connection and its long-lived channels (created lazily, and again
-/// when the broker closed one).
-struct Conn {
-    connection: Connection,
-    publishers: Vec<Mutex<Option<Channel>>>,
-    admin: Mutex<Option<Channel>>,
 }
 
 fn unavailable(what: &str) -> impl FnOnce(lapin::Error) -> QueueError + '_ {
@@ -171,93 +153,28 @@ fn string_arg(value: &str) -> AMQPValue {
     AMQPValue::LongString(value.into())
 }
 
-/// A new channel on `connection`, in confirm mode with `confirm`.
-async fn open_channel(connection: &Connection, confirm: bool) -> Result<Channel, QueueError> {
-    let channel = connection
-        .create_channel()
-        .await
-        .map_err(unavailable("channel"))?;
-    if confirm {
-        channel
-            .confirm_select(ConfirmSelectOptions::default())
-            .await
-            .map_err(unavailable("confirm.select"))?;
-    }
-    Ok(channel)
-}
-
-async fn open_connection(url: &str) -> Result<Connection, QueueError> {
-    let properties = ConnectionProperties::default()
-        .with_connection_name("sluice".into())
-        .with_executor(tokio_executor_trait::Tokio::current())
-        .with_reactor(tokio_reactor_trait::Tokio);
-    Connection::connect(url, properties)
-        .await
-        .map_err(unavailable("connect"))
-}
-
-impl Conn {
-    async fn open(url: &str, topology: &Topology) -> Result<Self, QueueError> {
-        let connection = open_connection(url).await?;
-        let admin = open_channel(&connection, false).await?;
-        topology::declare(&admin, topology)
-            .await
-            .map_err(unavailable("declaring the topology"))?;
-        let conn = Self {
-            connection,
-            publishers: (0..PUBLISHER_CHANNELS).map(|_| Mutex::new(None)).collect(),
-            admin: Mutex::new(Some(admin)),
-        };
-        for slot in &conn.publishers {
-            drop(conn.channel(slot, true).await?);
-        }
-        Ok(conn)
-    }
-
-    fn is_connected(&self) -> bool {
-        self.connection.status().connected()
-    }
-
-    /// The channel in `slot`, opened anew if there is none or the broker
-    /// closed it; the slot stays locked while the guard lives.
-    async fn channel<'a>(
-        &self,
-        slot: &'a Mutex<Option<Channel>>,
-        confirm: bool,
-    ) -> Result<(MutexGuard<'a, Option<Channel>>, Channel), QueueError> {
-        let mut guard = slot.lock().await;
-        if let Some(channel) = guard.as_ref().filter(|c| c.status().connected()) {
-            let channel = channel.clone();
-            return Ok((guard, channel));
-        }
-        let channel = open_channel(&self.connection, confirm).await?;
-        *guard = Some(channel.clone());
-        Ok((guard, channel))
-    }
-
-    async fn close(&self) {
-        for slot in self.publishers.iter().chain([&self.admin]) {
-            if let Some(channel) = slot.lock().await.take() {
-                if channel.status().connected() {
-                    let _ = timeout(RPC_TIMEOUT, channel.close(REPLY_SUCCESS, "closing")).await;
-                }
-            }
-        }
-        if self.is_connected() {
-            let closing = self.connection.close(REPLY_SUCCESS, "closing");
-            if let Ok(Err(e)) = timeout(RPC_TIMEOUT, closing).await {
-                warn!(error = %e, "closing the AMQP connection");
-            }
-        }
-    }
-}
-
 impl AmqpQueue {
-    /// Connects and declares the topology (idempotently: every role calls
-    /// this at start).
-    pub async fn connect(url: &str, topology: Topology) -> Result<Self, QueueError> {
+    /// Connects to the first node of `urls` (one URL, or several nodes
+    /// of one cluster separated by commas) that answers, and declares the
+    /// topology (idempotently: every role calls this at start). Every node
+    /// is tried in turn, for at most [`CONNECT_BUDGET`].
+    pub async fn connect(urls: &str, topology: Topology) -> Result<Self, QueueError> {
+        Self::connect_within(urls, topology, CONNECT_BUDGET).await
+    }
+
+    /// [`AmqpQueue::connect`], trying for at most `budget` (a caller that
+    /// retries on its own, and says so in its log, gives a short one).
+    pub async fn connect_within(
+        urls: &str,
+        topology: Topology,
+        budget: Duration,
+    ) -> Result<Self, QueueError> {
+        let urls = link::nodes(urls);
+        if urls.is_empty() {
+            return Err(QueueError::Unavailable("no RabbitMQ URL given".into()));
+        }
         let queue = Self {
-            url: url.to_owned(),
+            urls,
             topology,
             link: Mutex::new(Link::default()),
             next_publisher: AtomicUsize::new(0),
@@ -265,70 +182,16 @@ impl AmqpQueue {
             closed: AtomicBool::new(false),
             sizes: Arc::default(),
         };
-        queue.conn(CONNECT_BUDGET).await?;
+        queue.conn(budget).await?;
         Ok(queue)
+    }
+
+    fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::SeqCst)
     }
 
     pub fn topology(&self) -> &Topology {
         &self.topology
-    }
-
-    /// A live connection, reconnecting if the current one is lost; fails
-    /// as unavailable after `budget`, or at once while backing off past it.
-    async fn conn(&self, budget: Duration) -> Result<Arc<Conn>, QueueError> {
-        if self.closed.load(Ordering::SeqCst) {
-            return Err(QueueError::Unavailable("queue closed".into()));
-        }
-        let deadline = Instant::now() + budget;
-        timeout_at(deadline, self.conn_until(deadline))
-            .await
-            .unwrap_or_else(|_| Err(timed_out("connecting", budget)))
-    }
-
-    async fn conn_until(&self, deadline: Instant) -> Result<Arc<Conn>, QueueError> {
-        let mut link = self.link.lock().await;
-        if let Some(conn) = link.current.as_ref().filter(|c| c.is_connected()) {
-            return Ok(conn.clone());
-        }
-        if let Some(lost) = link.current.take() {
-            let state = lost.connection.status().state();
-            warn!(?state, "AMQP connection lost; reconnecting");
-        }
-        loop {
-            if self.closed.load(Ordering::SeqCst) {
-                return Err(QueueError::Unavailable("queue closed".into()));
-            }
-            if let Some(at) = link.retry_at {
-                if at > deadline {
-                    let last = &link.last_error;
-                    return Err(QueueError::Unavailable(format!(
-                        "reconnecting after: {last}"
-                    )));
-                }
-                sleep_until(at).await;
-            }
-            let attempt = timeout(RPC_TIMEOUT, Conn::open(&self.url, &self.topology)).await;
-            match attempt.unwrap_or_else(|_| Err(timed_out("connect", RPC_TIMEOUT))) {
-                Ok(conn) => {
-                    if link.failures > 0 {
-                        info!(failures = link.failures, "AMQP connection restored");
-                    }
-                    let conn = Arc::new(conn);
-                    *link = Link {
-                        current: Some(conn.clone()),
-                        ..Link::default()
-                    };
-                    return Ok(conn);
-                }
-                Err(e) => {
-                    link.failures = link.failures.saturating_add(1);
-                    let backoff = RECONNECT.delay(link.failures);
-                    warn!(error = %e, failures = link.failures, ?backoff, "AMQP connect failed");
-                    link.retry_at = Some(Instant::now() + backoff);
-                    link.last_error = e.to_string();
-                }
-            }
-        }
     }
 
     /// Sends every frame on one publisher channel, returning the pending

@@ -62,7 +62,7 @@ pub enum Command {
     },
     /// Delivers job ends to webhooks: signed, retried, every attempt recorded.
     Webhooks {
-        /// Where to serve /metrics and /healthz.
+        /// Where to serve /metrics, /healthz and /readyz.
         #[arg(long)]
         metrics_listen: Option<SocketAddr>,
         #[command(flatten)]

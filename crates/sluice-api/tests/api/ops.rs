@@ -21,7 +21,7 @@ async fn health_needs_no_key() {
 }
 
 #[tokio::test]
-async fn ready_while_the_queue_and_the_store_answer() {
+async fn ready_while_the_store_answers_even_with_the_broker_down() {
     let app = TestApp::spawn().await;
     let reply = anonymous_get(&app, "/readyz").await;
     reply.expect(200);
@@ -29,20 +29,30 @@ async fn ready_while_the_queue_and_the_store_answer() {
         reply.body,
         json!({"status": "ready", "checks": {"rabbitmq": true, "redis": true}})
     );
+    let job = app.submit(&chat("before the outage")).await;
+    job.expect(202);
+    let id = job.body["id"].as_str().unwrap().to_owned();
 
+    // The broker alone down: still ready, since reads need only Redis;
+    // a read answers, a submission is refused with 503.
     app.queue.set(QueueFault::Down);
     let reply = anonymous_get(&app, "/readyz").await;
-    reply.expect(503);
-    assert_eq!(reply.body["status"], "not ready");
+    reply.expect(200);
+    assert_eq!(reply.body["status"], "ready");
     assert_eq!(
         reply.body["checks"],
         json!({"rabbitmq": false, "redis": true})
     );
+    let read = app.get(&format!("/v1/jobs/{id}")).await;
+    read.expect(200);
+    assert_eq!(read.body["id"], id.as_str());
+    app.submit(&chat("during the outage")).await.expect(503);
     app.queue.set(QueueFault::None);
 
     app.store.set_down(true);
     let reply = anonymous_get(&app, "/readyz").await;
     reply.expect(503);
+    assert_eq!(reply.body["status"], "not ready");
     assert_eq!(
         reply.body["checks"],
         json!({"rabbitmq": true, "redis": false})

@@ -10,7 +10,8 @@ use sluice_core::Priority;
 use tokio::time::timeout;
 
 use super::{
-    bounded, open_channel, open_connection, string_arg, unavailable, REPLY_SUCCESS, RPC_TIMEOUT,
+    bounded, link, open_channel, open_connection, string_arg, unavailable, REPLY_SUCCESS,
+    RPC_TIMEOUT,
 };
 use crate::{QueueError, Topology};
 
@@ -92,7 +93,7 @@ pub(super) async fn declare(channel: &Channel, topology: &Topology) -> Result<()
 /// Deletes every queue and exchange of `topology` (their messages with
 /// them). Tests use it to leave nothing behind.
 pub async fn teardown(url: &str, topology: &Topology) -> Result<(), QueueError> {
-    let connection = bounded("connect", RPC_TIMEOUT, open_connection(url)).await?;
+    let connection = first_node(url).await?;
     let result = bounded("teardown", RPC_TIMEOUT * 4, async {
         let channel = open_channel(&connection, false).await?;
         let mut queues: Vec<String> = Priority::ALL.map(|p| topology.queue(p)).into();
@@ -131,4 +132,16 @@ pub async fn teardown(url: &str, topology: &Topology) -> Result<(), QueueError> 
     .await;
     let _ = timeout(RPC_TIMEOUT, connection.close(REPLY_SUCCESS, "teardown")).await;
     result
+}
+
+/// A connection to the first node of `urls` (comma-separated) that answers.
+async fn first_node(urls: &str) -> Result<lapin::Connection, QueueError> {
+    let mut last = QueueError::Unavailable("no RabbitMQ URL given".into());
+    for url in link::nodes(urls) {
+        match bounded("connect", RPC_TIMEOUT, open_connection(&url)).await {
+            Ok(connection) => return Ok(connection),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
 }

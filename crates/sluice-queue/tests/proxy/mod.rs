@@ -67,6 +67,7 @@ impl Proxy {
         }
     }
 
+    #[allow(dead_code)] // Not every test file restarts a proxy on its port.
     pub fn port(&self) -> u16 {
         self.port
     }

@@ -1,26 +1,123 @@
 //! `sluice api`: the HTTP front.
+//!
+//! It binds its listener first and answers `/healthz` (200) and `/readyz`
+//! (503) while it waits for PostgreSQL, Redis and RabbitMQ
+//! ([`super::front`], [`super::wait`]); then it serves the API.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
 use sluice_api::AppState;
+use sluice_core::config::Config;
 use sluice_core::metrics::Metrics;
-use sluice_queue::JobQueue;
+use sluice_queue::{AmqpQueue, JobQueue};
+use sluice_store::jobs::RedisJobStore;
+use sluice_store::tenants::PgTenantStore;
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::connect;
+use super::connect::{self, Waiter};
+use super::front::Front;
+use super::health::Health;
+use super::wait;
 use crate::cli::{ConfigArg, Connections};
 use crate::runtime::{say, shutdown_signal};
 
+/// The services the API waits for at start.
+struct Services {
+    tenants: PgTenantStore,
+    store: Arc<RedisJobStore>,
+    queue: Arc<AmqpQueue>,
+}
+
+async fn connect_services(waiter: Waiter<'_>, config: &Config) -> anyhow::Result<Services> {
+    let tenants = waiter.postgres().await?;
+    let store = waiter.redis(config, 8).await?;
+    match waiter.rabbitmq(config).await {
+        Ok(queue) => Ok(Services {
+            tenants,
+            store,
+            queue,
+        }),
+        Err(e) => {
+            store.close().await;
+            Err(e)
+        }
+    }
+}
+
 pub async fn run(listen: SocketAddr, config: ConfigArg, conn: Connections) -> anyhow::Result<()> {
     let config = Arc::new(connect::load_config(&config)?);
-    let tenants = connect::postgres(&conn).await?;
-    let pool = tenants.pool().clone();
-    let store = connect::redis(&conn, &config, 8).await?;
-    let queue = connect::rabbitmq(&conn, &config).await?;
-    let metrics = Arc::new(Metrics::with_options(config.metrics.options()));
     let shutdown = shutdown_signal();
+    let tasks = TaskTracker::new();
+    let socket = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    let addr = socket.local_addr()?;
+    let metrics = Arc::new(Metrics::with_options(config.metrics.options()));
+    let front = Front::new(Arc::new(Health::default()), Arc::clone(&metrics));
+    let server = {
+        let (app, stop) = (front.router(), shutdown.clone());
+        tasks.spawn(async move {
+            axum::serve(socket, app)
+                .with_graceful_shutdown(async move { stop.cancelled().await })
+                .await
+        })
+    };
+    say(&format!("sluice api starting; its health at http://{addr}"));
+    let waiter = Waiter {
+        conn: &conn,
+        health: &front.health,
+        stop: &shutdown,
+    };
+    let services = connect_services(waiter, &config).await;
+    let outcome = match &services {
+        Ok(services) => serve(services, config, metrics, &front, addr, &shutdown, &tasks).await,
+        Err(_) => Ok(()),
+    };
+    // Shutdown (SIGTERM, or a start-up that ended): the server stops
+    // accepting and finishes the requests in flight (long-polls answer at
+    // once); then every task stops and the connections close.
+    shutdown.cancel();
+    let served = server.await;
+    // The API's router holds its state, whose background tasks (the
+    // group commit) end when the state is dropped.
+    drop(front);
+    tasks.close();
+    tasks.wait().await;
+    let services = match services {
+        Ok(services) => services,
+        Err(e) if e.is::<wait::Stopped>() => {
+            tracing::info!("api stopped while starting");
+            return Ok(());
+        }
+        Err(e) => return Err(e),
+    };
+    services.queue.close().await;
+    services.store.close().await;
+    outcome?;
+    served.context("the API server task failed")??;
+    tracing::info!("api stopped");
+    Ok(())
+}
+
+/// Serves the API on `front` until `shutdown`.
+async fn serve(
+    services: &Services,
+    config: Arc<Config>,
+    metrics: Arc<Metrics>,
+    front: &Front,
+    addr: SocketAddr,
+    shutdown: &CancellationToken,
+    tasks: &TaskTracker,
+) -> anyhow::Result<()> {
+    let Services {
+        tenants,
+        store,
+        queue,
+    } = services;
+    let pool = tenants.pool().clone();
     // The semantic cache embeds prompts through the config's routes, on
     // the providers' fleet-wide budgets.
     let embedder = match &config.cache.semantic.model {
@@ -36,8 +133,6 @@ pub async fn run(listen: SocketAddr, config: ConfigArg, conn: Connections) -> an
         }
         None => None,
     };
-
-    let tasks = TaskTracker::new();
     let listener = store
         .subscribe()
         .await
@@ -48,7 +143,7 @@ pub async fn run(listen: SocketAddr, config: ConfigArg, conn: Connections) -> an
         config,
         queue: queue.clone(),
         store: store.clone(),
-        tenants: Arc::new(tenants),
+        tenants: Arc::new(tenants.clone()),
         metrics,
         limiter: Arc::new(store.budget()),
         usage: Arc::new(sluice_store::usage::PgLedger::new(pool.clone())),
@@ -58,20 +153,9 @@ pub async fn run(listen: SocketAddr, config: ConfigArg, conn: Connections) -> an
         events: queue.clone(),
         webhook_queue: queue.clone(),
     };
-    let state = AppState::new(backends, &tasks).with_shutdown(shutdown.clone());
-    let socket = tokio::net::TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("cannot listen on {listen}"))?;
-    let addr = socket.local_addr()?;
+    let state = AppState::new(backends, tasks).with_shutdown(shutdown.clone());
+    front.open(sluice_api::router(state));
     say(&format!("sluice api listening on http://{addr}"));
-    let stop = shutdown.clone();
-    sluice_api::serve(socket, state, async move { stop.cancelled().await }).await?;
-    // Phase 2: in-flight requests are done; stop the listener, close connections.
-    shutdown.cancel();
-    tasks.close();
-    tasks.wait().await;
-    queue.close().await;
-    store.close().await;
-    tracing::info!("api stopped");
+    shutdown.cancelled().await;
     Ok(())
 }

@@ -1,5 +1,7 @@
-//! The `/metrics` and `/healthz` endpoint of roles that serve no API of
-//! their own (worker, webhooks), on `--metrics-listen`.
+//! The `/metrics`, `/healthz` and `/readyz` endpoint of roles that serve
+//! no API of their own (worker, webhooks), on `--metrics-listen`. It
+//! answers from the role's first moment: while the role waits for its
+//! services, `/healthz` is 200 and `/readyz` 503 ([`super::health`]).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -10,30 +12,28 @@ use sluice_core::metrics::Metrics;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::runtime::say;
+use super::health::Health;
 
-/// Binds `addr` and serves `metrics` on `tasks` until `stop`.
+/// Binds `addr` and serves `metrics` and `health` on `tasks` until
+/// `stop`; the address bound.
 pub async fn serve(
-    role: &str,
     addr: SocketAddr,
     metrics: Arc<Metrics>,
+    health: &Arc<Health>,
     stop: CancellationToken,
     tasks: &TaskTracker,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<SocketAddr> {
     let socket = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
-    say(&format!(
-        "sluice {role} metrics on http://{}",
-        socket.local_addr()?
-    ));
-    let app = axum::Router::new()
-        .route("/metrics", get(move || async move { metrics.render() }))
-        .route("/healthz", get(|| async { "ok" }));
+    let bound = socket.local_addr()?;
+    let app = health
+        .routes()
+        .route("/metrics", get(move || async move { metrics.render() }));
     tasks.spawn(async move {
         let _ = axum::serve(socket, app)
             .with_graceful_shutdown(async move { stop.cancelled().await })
             .await;
     });
-    Ok(())
+    Ok(bound)
 }

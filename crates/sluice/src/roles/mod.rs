@@ -5,10 +5,13 @@ mod api;
 mod background;
 mod connect;
 mod dev;
+mod front;
+mod health;
 mod metrics_endpoint;
 mod mock;
 mod reconcile;
 mod usage;
+mod wait;
 mod webhooks;
 mod worker;
 

@@ -12,7 +12,8 @@ use sluice_store::webhooks::{PgWebhookStore, WebhookStore};
 use sluice_webhooks::{Dispatcher, WebhookMetrics};
 
 use super::background::Background;
-use super::connect;
+use super::health::{within_timeout, Checks};
+use super::wait;
 use crate::cli::{ConfigArg, Connections, WebhookCommand};
 use crate::runtime::say;
 
@@ -21,12 +22,40 @@ pub async fn run(
     config: ConfigArg,
     conn: Connections,
 ) -> anyhow::Result<()> {
-    let role = Background::start(&config, &conn).await?;
+    let result = serve(metrics_listen, config, conn).await;
+    if wait::was_stopped(&result) {
+        tracing::info!("webhooks stopped while starting");
+        return Ok(());
+    }
+    result
+}
+
+async fn serve(
+    metrics_listen: Option<SocketAddr>,
+    config: ConfigArg,
+    conn: Connections,
+) -> anyhow::Result<()> {
+    let role = Background::start("webhooks", metrics_listen, &config, &conn).await?;
     let config = &role.config;
     let store = Arc::new(PgWebhookStore::new(role.tenants.pool().clone()));
-    let queue = connect::rabbitmq_for_webhooks(&conn, config).await?;
+    let queue = match role.waiter(&conn).rabbitmq_for_webhooks(config).await {
+        Ok(queue) => queue,
+        Err(e) => {
+            role.stop().await;
+            return Err(e);
+        }
+    };
     let webhook_metrics = WebhookMetrics::register(&role.metrics);
-    role.serve_metrics("webhooks", metrics_listen).await?;
+    // Ready while the broker answers (attempts are recorded in PostgreSQL,
+    // which a failed write retries through the broker's redelivery).
+    let checks: Checks = {
+        let queue = Arc::clone(&queue);
+        Arc::new(move || {
+            let queue = Arc::clone(&queue);
+            Box::pin(async move { vec![("rabbitmq", within_timeout(queue.is_ready()).await)] })
+        })
+    };
+    role.up(checks);
     say("sluice webhooks delivering");
     let dispatcher = Dispatcher {
         queue: queue.clone(),

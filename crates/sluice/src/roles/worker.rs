@@ -5,12 +5,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sluice_providers::Router;
-use sluice_queue::JobQueue;
+use sluice_queue::{AmqpQueue, JobQueue};
+use sluice_store::jobs::{JobStore, RedisJobStore};
 use sluice_store::usage::{GroupCommitLedger, PgLedger};
 use sluice_worker::Worker;
 
 use super::background::Background;
-use super::connect;
+use super::health::{within_timeout, Checks};
+use super::wait;
 use crate::cli::{ConfigArg, Connections};
 use crate::runtime::say;
 
@@ -19,32 +21,53 @@ pub async fn run(
     config: ConfigArg,
     conn: Connections,
 ) -> anyhow::Result<()> {
+    let result = serve(metrics_listen, config, conn).await;
+    if wait::was_stopped(&result) {
+        tracing::info!("worker stopped while starting");
+        return Ok(());
+    }
+    result
+}
+
+async fn serve(
+    metrics_listen: Option<SocketAddr>,
+    config: ConfigArg,
+    conn: Connections,
+) -> anyhow::Result<()> {
     // The worker writes the usage ledger; it refuses an unmigrated database.
-    let role = Background::start(&config, &conn).await?;
+    let role = Background::start("worker", metrics_listen, &config, &conn).await?;
+    let connected = connect_services(&role, &conn).await;
+    let (store, queue) = match connected {
+        Ok(both) => both,
+        Err(e) => {
+            role.stop().await;
+            return Err(e);
+        }
+    };
     let Background {
         config,
         tenants,
         metrics,
         shutdown,
         tasks,
+        ..
     } = &role;
     // Concurrent batches' rows go in one insert.
     let ledger = Arc::new(GroupCommitLedger::start(
         Arc::new(PgLedger::new(tenants.pool().clone())),
         tasks,
     ));
-    let store = connect::redis(&conn, config, 4).await?;
-    let queue = connect::rabbitmq(&conn, config).await?;
     let budget: Arc<dyn sluice_core::budget::RateBudget> = Arc::new(store.budget());
     // Each call's attempts are marked sent just before it leaves.
     let sent = Arc::new(sluice_worker::sent::SentLog::start(store.clone(), tasks));
     let router = Router::from_config(config, Arc::clone(metrics), Some(budget), Some(sent))?;
-    role.serve_metrics("worker", metrics_listen).await?;
     {
         let queue: Arc<dyn JobQueue> = queue.clone();
         let (metrics, stop) = (Arc::clone(metrics), shutdown.clone());
         tasks.spawn(sluice_worker::depth::poll(queue, metrics, stop));
     }
+    // Live while the consumers run; ready while the broker and Redis answer.
+    role.up(readiness(&queue, &store));
     say("sluice worker consuming");
     let worker = Worker {
         queue: queue.clone(),
@@ -65,6 +88,10 @@ pub async fn run(
         shutdown.cancelled().await;
         tokio::time::sleep(drain).await;
     };
+    let worker = async {
+        worker.await;
+        role.health.stopped();
+    };
     tokio::select! {
         () = worker => {}
         () = overdue => tracing::warn!(
@@ -77,4 +104,34 @@ pub async fn run(
     store.close().await;
     tracing::info!("worker stopped");
     Ok(())
+}
+
+async fn connect_services(
+    role: &Background,
+    conn: &Connections,
+) -> anyhow::Result<(Arc<RedisJobStore>, Arc<AmqpQueue>)> {
+    let waiter = role.waiter(conn);
+    let store = waiter.redis(&role.config, 4).await?;
+    match waiter.rabbitmq(&role.config).await {
+        Ok(queue) => Ok((store, queue)),
+        Err(e) => {
+            store.close().await;
+            Err(e)
+        }
+    }
+}
+
+/// The worker's readiness: it can take jobs (the broker answers) and
+/// store their ends (Redis answers).
+fn readiness(queue: &Arc<AmqpQueue>, store: &Arc<RedisJobStore>) -> Checks {
+    let (queue, store) = (Arc::clone(queue), Arc::clone(store));
+    Arc::new(move || {
+        let (queue, store) = (Arc::clone(&queue), Arc::clone(&store));
+        Box::pin(async move {
+            let broker = within_timeout(queue.is_ready());
+            let redis = within_timeout(async { store.ping().await.is_ok() });
+            let (broker, redis) = tokio::join!(broker, redis);
+            vec![("rabbitmq", broker), ("redis", redis)]
+        })
+    })
 }
