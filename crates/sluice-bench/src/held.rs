@@ -69,7 +69,6 @@ async fn measure(stack: &mut BenchStack, args: &HeldArgs) -> anyhow::Result<Stri
         .pool_max_idle_per_host(0)
         .timeout(Duration::from_secs(300))
         .build()?;
-    let mut ids: Vec<String> = Vec::with_capacity(args.polls);
     let submitting = progress::phase("submitting the jobs", Size::Items(args.polls as u64));
     let jobs: Vec<Value> = (0..args.polls)
         .map(|i| {
@@ -77,20 +76,9 @@ async fn measure(stack: &mut BenchStack, args: &HeldArgs) -> anyhow::Result<Stri
             "messages": [{"role": "user", "content": format!("held job {i}")}]}})
         })
         .collect();
-    for chunk in jobs.chunks(1000) {
-        let r = http
-            .post(format!("{}/v1/jobs/batch", stack.api_url))
-            .bearer_auth(&stack.key)
-            .json(&json!({"jobs": chunk}))
-            .send()
-            .await?;
-        anyhow::ensure!(r.status().as_u16() == 202, "submit: HTTP {}", r.status());
-        let body: Value = r.json().await?;
-        for job in body["jobs"].as_array().into_iter().flatten() {
-            ids.push(job["id"].as_str().unwrap_or_default().to_owned());
-        }
-        submitting.set(ids.len() as u64);
-    }
+    let ids = stack
+        .submit(&http, &jobs, |n| submitting.set(n as u64))
+        .await?;
     submitting.done();
     anyhow::ensure!(
         ids.len() == args.polls,

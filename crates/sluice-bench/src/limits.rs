@@ -55,15 +55,7 @@ async fn measure(stack: &BenchStack, args: &LimitsArgs) -> anyhow::Result<String
         })
         .collect();
     let started = Instant::now();
-    for chunk in jobs.chunks(1000) {
-        let r = http
-            .post(format!("{}/v1/jobs/batch", stack.api_url))
-            .bearer_auth(&stack.key)
-            .json(&json!({"jobs": chunk}))
-            .send()
-            .await?;
-        anyhow::ensure!(r.status().as_u16() == 202, "submit: HTTP {}", r.status());
-    }
+    stack.submit(&http, &jobs, |_| {}).await?;
     let phase = progress::phase(
         format!(
             "{} jobs submitted against {} requests/min: finishing",

@@ -105,6 +105,16 @@ pub fn was_stopped(result: &anyhow::Result<()>) -> bool {
     result.as_ref().err().is_some_and(|e| e.is::<Stopped>())
 }
 
+/// A role's outcome: a start-up stopped by a signal is a clean exit,
+/// logged as such; anything else as it was.
+pub fn stopped_is_clean(role: &str, result: anyhow::Result<()>) -> anyhow::Result<()> {
+    if was_stopped(&result) {
+        tracing::info!("{role} stopped while starting");
+        return Ok(());
+    }
+    result
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -22,12 +22,7 @@ pub async fn run(
     config: ConfigArg,
     conn: Connections,
 ) -> anyhow::Result<()> {
-    let result = serve(metrics_listen, config, conn).await;
-    if wait::was_stopped(&result) {
-        tracing::info!("webhooks stopped while starting");
-        return Ok(());
-    }
-    result
+    wait::stopped_is_clean("webhooks", serve(metrics_listen, config, conn).await)
 }
 
 async fn serve(

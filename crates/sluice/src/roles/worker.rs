@@ -21,12 +21,7 @@ pub async fn run(
     config: ConfigArg,
     conn: Connections,
 ) -> anyhow::Result<()> {
-    let result = serve(metrics_listen, config, conn).await;
-    if wait::was_stopped(&result) {
-        tracing::info!("worker stopped while starting");
-        return Ok(());
-    }
-    result
+    wait::stopped_is_clean("worker", serve(metrics_listen, config, conn).await)
 }
 
 async fn serve(

@@ -1,0 +1,188 @@
+//! Every call a provider billed is on the ledger, including the ones a
+//! crash repeated: workers killed mid-flight leave calls the provider bills
+//! without an answer, and the usage report, the budget and `sluice admin
+//! reconcile` count them; a worker drained by SIGTERM repeats none.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use sluice_e2e::{acme_stack, Client, Price, Stack, StackOptions, ODD_PRICE};
+
+/// Two workers on a mock that answers chat after `latency_ms` and bills at
+/// odd prices.
+async fn slow_priced_stack(latency_ms: u64) -> (Stack, Client) {
+    let prices = [ODD_PRICE];
+    acme_stack(StackOptions {
+        workers: 2,
+        mock_args: ["--latency-fixed-ms".to_owned(), latency_ms.to_string()]
+            .into_iter()
+            .chain(prices.iter().flat_map(Price::mock_flags))
+            .collect(),
+        extra_toml: prices.iter().map(|p| p.toml("mock")).collect(),
+        ..StackOptions::default()
+    })
+    .await
+}
+
+/// Submits `jobs` chat jobs of `max_tokens` each; their ids.
+async fn submit_chats(client: &Client, jobs: usize, max_tokens: u64, tag: &str) -> Vec<String> {
+    let bodies = (0..jobs)
+        .map(|i| {
+            json!({"body": {"model": "mock-small", "max_tokens": max_tokens, "messages": [
+            {"role": "user", "content": format!("{tag} question {i}")}]}})
+        })
+        .collect();
+    client.submit_batch(bodies).await
+}
+
+/// Prompts the mock received (and billed).
+async fn prompts(stack: &Stack) -> u64 {
+    stack.mock_stats().await["prompts"].as_u64().unwrap()
+}
+
+/// Waits until the mock has received `more` prompts beyond what it had.
+async fn wait_for_more_prompts(stack: &Stack, more: u64, deadline: Instant) {
+    let seen = prompts(stack).await;
+    while prompts(stack).await < seen + more {
+        assert!(Instant::now() < deadline, "no calls in flight");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The scenario of issue 20, smaller: chat jobs at a priced model with a
+/// slow provider, two workers each killed once while calls are in flight
+/// and replaced. Every call the provider billed is on the ledger: the
+/// usage report's repeated calls cover every prompt the mock received
+/// beyond one per job, and its exact plus estimated cost brackets the bill
+/// (at least the bill, since the mock answers every call with `max_tokens`,
+/// and within 2% of it). The reconciliation says the same.
+#[tokio::test]
+async fn calls_repeated_after_workers_die_are_on_the_ledger_and_the_usage_meets_the_bill() {
+    let (mut stack, client) = slow_priced_stack(1500).await;
+    let jobs = 300;
+    let ids = submit_chats(&client, jobs, 6, "repeated call").await;
+    // Each worker, in turn, is killed while its calls are in flight.
+    for _ in 0..2 {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        wait_for_more_prompts(&stack, 10, deadline).await;
+        // Mid-flight: the calls sent are at the provider, their answers
+        // not back, and none is being sent (no new prompt for 300 ms). A
+        // call marked sent but not yet at the provider when its worker dies
+        // is charged without having been made: that window is the error
+        // this test would otherwise measure (the note of issue 20).
+        let mut last = prompts(&stack).await;
+        let mut still = Instant::now();
+        while still.elapsed() < Duration::from_millis(300) {
+            assert!(Instant::now() < deadline, "the calls never paused");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            let now = prompts(&stack).await;
+            if now != last {
+                (last, still) = (now, Instant::now());
+            }
+        }
+        stack.workers.remove(0).kill().await;
+        stack.start_worker().await;
+    }
+    let ended = client.wait_all(&ids, 120).await;
+    for job in &ended {
+        assert_eq!(job["status"], "succeeded", "{job}");
+    }
+    let received = prompts(&stack).await;
+    let jobs = jobs as u64;
+    assert!(received > jobs, "the kills repeated no call");
+    let bill = stack.mock_bill().await["total_cost_micros"]
+        .as_u64()
+        .unwrap();
+    // Every billed call is on the ledger.
+    let extra = received - jobs;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let usage = loop {
+        let usage = client.get("/v1/usage").await.body;
+        let total = &usage["total"];
+        if total["jobs"] == jobs && total["repeated_calls"].as_u64().unwrap() >= extra {
+            break usage;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{received} calls for {jobs} jobs, not all on the ledger: {usage}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let total = &usage["total"];
+    let charged =
+        total["cost_micros"].as_u64().unwrap() + total["estimated_micros"].as_u64().unwrap();
+    eprintln!(
+        "{received} calls for {jobs} jobs, {} repeated calls on the ledger; billed {bill} µ$, \
+         charged {charged} µ$ ({} exact, {} estimated)",
+        total["repeated_calls"], total["cost_micros"], total["estimated_micros"]
+    );
+    assert!(
+        charged >= bill,
+        "charged {charged} < billed {bill}: {usage}"
+    );
+    assert!(
+        (charged - bill) * 50 <= bill,
+        "charged {charged} is more than 2% over billed {bill}: {usage}"
+    );
+    let budget = client.get("/v1/budget").await.body;
+    assert_eq!(budget["spent_micros"], charged, "{budget}");
+    // The reconciliation says the same, against the provider's Costs API.
+    let config = stack.config_arg();
+    let report = stack
+        .sluice(&[
+            "admin",
+            "reconcile",
+            "--provider",
+            "mock",
+            "--config",
+            &config,
+        ])
+        .await;
+    eprintln!("{report}");
+    let expected = format!(
+        "total: ledger {charged}, billed {bill}, difference {}",
+        charged - bill
+    );
+    let last_line = report.lines().last().unwrap_or_default();
+    assert!(last_line.starts_with(&expected), "{report}");
+}
+
+/// A worker stopped with SIGTERM mid-flight drains: the calls it made are
+/// answered, stored and acked, so no call is repeated and nothing beyond
+/// the jobs' own rows is charged.
+#[tokio::test]
+async fn a_worker_drained_by_sigterm_leaves_no_repeated_call() {
+    let (mut stack, client) = slow_priced_stack(1000).await;
+    let jobs = 200;
+    let ids = submit_chats(&client, jobs, 5, "drained").await;
+    wait_for_more_prompts(&stack, 10, Instant::now() + Duration::from_secs(30)).await;
+    let status = stack
+        .workers
+        .remove(0)
+        .terminate(Duration::from_secs(60))
+        .await;
+    assert!(status.success(), "the worker drained and exited: {status}");
+    for job in client.wait_all(&ids, 120).await {
+        assert_eq!(job["status"], "succeeded", "{job}");
+    }
+    let jobs = jobs as u64;
+    assert_eq!(prompts(&stack).await, jobs, "a call was repeated");
+    let bill = stack.mock_bill().await["total_cost_micros"]
+        .as_u64()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let usage = client.get("/v1/usage").await.body;
+        let total = &usage["total"];
+        if total["jobs"] == jobs {
+            assert_eq!(total["repeated_calls"], 0, "{usage}");
+            assert_eq!(total["estimated_micros"], 0, "{usage}");
+            assert_eq!(total["cost_micros"], bill, "{usage}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "{usage}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
