@@ -168,10 +168,7 @@ impl Consumers {
             finished_at,
         );
         for row in rows.iter().filter(|_| fresh) {
-            self.metrics
-                .provider_calls_repeated
-                .with_label_values(&[row.provider.as_deref().unwrap_or("unknown"), "orphaned"])
-                .inc();
+            crate::repeats::count(&self.metrics, row, "orphaned");
         }
         if rows.is_empty() {
             return Ok(());

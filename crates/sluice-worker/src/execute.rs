@@ -28,7 +28,7 @@ use tracing::Instrument;
 use chrono::{DateTime, Utc};
 use sluice_core::batching::BatchKey;
 use sluice_core::job::{Outcome, StartOutcome};
-use sluice_core::ledger::{queue_wait, LedgerRow, Repeat};
+use sluice_core::ledger::{queue_wait, LedgerRow};
 use sluice_core::metrics::Metrics;
 use sluice_core::{Endpoint, JobId, JobRecord, JobStatus};
 use sluice_providers::{BatchJob, Router};
@@ -40,7 +40,7 @@ use crate::answers::answered_each;
 use crate::batcher::Flushed;
 use crate::followers::{Ended, Followers};
 use crate::pending::Pending;
-use crate::repeats::{Answered, Repeats};
+use crate::repeats::Repeats;
 use crate::retry::with_store_retry;
 
 pub struct Executor {
@@ -219,7 +219,7 @@ impl Executor {
                     if r.status != JobStatus::Canceled {
                         rows.extend(LedgerRow::from_record(r, None));
                     }
-                    let answered = answered_by(r);
+                    let answered = crate::repeats::answered_by(r);
                     rows.extend(self.repeats.orphans(
                         &pending.message,
                         r.status,
@@ -335,7 +335,13 @@ impl Executor {
                 // Another delivery ended it first: its row stands, and
                 // this call, if billed, is a repeated one.
                 if !applied {
-                    let superseded = self.superseded(&pending, attempt, &outcome, now);
+                    let superseded = self.repeats.superseded(
+                        &self.metrics,
+                        &pending.message,
+                        attempt,
+                        &outcome,
+                        now,
+                    );
                     return self.ended_earlier(pending, Some(attempt), superseded).await;
                 }
                 tracing::debug!(status = %outcome.status(), "job ended");
@@ -351,7 +357,14 @@ impl Executor {
                     now,
                     Some(latency_ms),
                 )];
-                rows.extend(self.orphans_before(&pending, attempt, &sent_before, &outcome, now));
+                rows.extend(self.repeats.orphans_before(
+                    &self.metrics,
+                    &pending.message,
+                    attempt,
+                    &sent_before,
+                    &outcome,
+                    now,
+                ));
                 let done = Settled::ack(pending, rows)
                     .with_followers(&self.followers, ended)
                     .await;
@@ -382,85 +395,6 @@ impl Executor {
             }
         }
         done
-    }
-
-    /// The rows of the attempts `sent_before` `attempt`, which just ended
-    /// the job with `outcome`: each was orphaned (its worker died during the
-    /// call).
-    fn orphans_before(
-        &self,
-        pending: &Pending,
-        attempt: u32,
-        sent_before: &[u32],
-        outcome: &Outcome,
-        now: DateTime<Utc>,
-    ) -> Vec<LedgerRow> {
-        let answered = match outcome {
-            Outcome::Succeeded {
-                usage, provider, ..
-            } => Answered {
-                attempt,
-                usage: Some(usage),
-                provider: Some(provider),
-            },
-            _ => Answered {
-                attempt,
-                usage: None,
-                provider: None,
-            },
-        };
-        let rows = self.repeats.orphans(
-            &pending.message,
-            outcome.status(),
-            sent_before,
-            Some(answered),
-            &[],
-            now,
-        );
-        for row in &rows {
-            self.count_repeat(row, "orphaned");
-        }
-        rows
-    }
-
-    /// The row of this delivery's call when another delivery had ended the
-    /// job first: billed all the same, at what the provider reported.
-    fn superseded(
-        &self,
-        pending: &Pending,
-        attempt: u32,
-        outcome: &Outcome,
-        now: DateTime<Utc>,
-    ) -> Vec<LedgerRow> {
-        let Outcome::Succeeded {
-            usage,
-            provider,
-            cost_micros,
-            ..
-        } = outcome
-        else {
-            return Vec::new();
-        };
-        let row = LedgerRow::for_repeat(
-            &pending.message,
-            outcome.status(),
-            Repeat::Superseded {
-                attempt,
-                provider: provider.clone(),
-                usage: *usage,
-                cost_micros: cost_micros.unwrap_or(0),
-            },
-            now,
-        );
-        self.count_repeat(&row, "superseded");
-        vec![row]
-    }
-
-    fn count_repeat(&self, row: &LedgerRow, reason: &str) {
-        self.metrics
-            .provider_calls_repeated
-            .with_label_values(&[row.provider.as_deref().unwrap_or("unknown"), reason])
-            .inc();
     }
 
     async fn settle_all(&self, settled: Vec<Settled>) {
@@ -508,27 +442,4 @@ impl Executor {
         }))
         .await;
     }
-}
-
-/// The attempt whose provider answer ended the job `record`, if one did:
-/// the last one sent, for a job that succeeded from a call of its own or
-/// failed at its provider; none for a job canceled, expired, dead-lettered
-/// or answered from the cache.
-fn answered_by(record: &JobRecord) -> Option<Answered<'_>> {
-    let by_provider = match record.status {
-        JobStatus::Succeeded => !record.cached,
-        JobStatus::Failed => record
-            .error
-            .as_ref()
-            .is_some_and(|e| e.kind.starts_with("provider_")),
-        _ => false,
-    };
-    by_provider.then_some(Answered {
-        attempt: record.sent.last().copied().unwrap_or(record.attempts),
-        usage: record
-            .usage
-            .as_ref()
-            .filter(|_| record.status == JobStatus::Succeeded),
-        provider: record.provider.as_deref(),
-    })
 }

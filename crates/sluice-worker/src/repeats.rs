@@ -18,10 +18,12 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use sluice_core::batching::{completion_allowance, prompt_text};
 use sluice_core::config::Config;
+use sluice_core::job::Outcome;
 use sluice_core::ledger::{LedgerRow, Repeat};
+use sluice_core::metrics::Metrics;
 use sluice_core::pricing::Price;
 use sluice_core::repeat::{orphan_usage, orphaned};
-use sluice_core::{JobMessage, JobStatus, Usage};
+use sluice_core::{JobMessage, JobRecord, JobStatus, Usage};
 
 /// Where a model's calls go first, and what they cost there.
 #[derive(Clone, Debug, Default)]
@@ -109,6 +111,111 @@ impl Repeats {
             })
             .collect()
     }
+
+    /// The rows of the attempts `sent_before` `attempt`, which just ended
+    /// the job with `outcome`: each was orphaned (its worker died during the
+    /// call).
+    pub fn orphans_before(
+        &self,
+        metrics: &Metrics,
+        message: &JobMessage,
+        attempt: u32,
+        sent_before: &[u32],
+        outcome: &Outcome,
+        now: DateTime<Utc>,
+    ) -> Vec<LedgerRow> {
+        let answered = match outcome {
+            Outcome::Succeeded {
+                usage, provider, ..
+            } => Answered {
+                attempt,
+                usage: Some(usage),
+                provider: Some(provider),
+            },
+            _ => Answered {
+                attempt,
+                usage: None,
+                provider: None,
+            },
+        };
+        let rows = self.orphans(
+            message,
+            outcome.status(),
+            sent_before,
+            Some(answered),
+            &[],
+            now,
+        );
+        for row in &rows {
+            count(metrics, row, "orphaned");
+        }
+        rows
+    }
+
+    /// The row of this delivery's call when another delivery had ended the
+    /// job first: billed all the same, at what the provider reported.
+    pub fn superseded(
+        &self,
+        metrics: &Metrics,
+        message: &JobMessage,
+        attempt: u32,
+        outcome: &Outcome,
+        now: DateTime<Utc>,
+    ) -> Vec<LedgerRow> {
+        let Outcome::Succeeded {
+            usage,
+            provider,
+            cost_micros,
+            ..
+        } = outcome
+        else {
+            return Vec::new();
+        };
+        let row = LedgerRow::for_repeat(
+            message,
+            outcome.status(),
+            Repeat::Superseded {
+                attempt,
+                provider: provider.clone(),
+                usage: *usage,
+                cost_micros: cost_micros.unwrap_or(0),
+            },
+            now,
+        );
+        count(metrics, &row, "superseded");
+        vec![row]
+    }
+}
+
+/// Counts a repeated call in `sluice_provider_calls_repeated_total`.
+pub fn count(metrics: &Metrics, row: &LedgerRow, reason: &str) {
+    metrics
+        .provider_calls_repeated
+        .with_label_values(&[row.provider.as_deref().unwrap_or("unknown"), reason])
+        .inc();
+}
+
+/// The attempt whose provider answer ended the job `record`, if one did:
+/// the last one sent, for a job that succeeded from a call of its own or
+/// failed at its provider; none for a job canceled, expired, dead-lettered
+/// or answered from the cache.
+pub fn answered_by(record: &JobRecord) -> Option<Answered<'_>> {
+    let by_provider = match record.status {
+        JobStatus::Succeeded => !record.cached,
+        JobStatus::Failed => record
+            .error
+            .as_ref()
+            .is_some_and(|e| e.kind.starts_with("provider_")),
+        _ => false,
+    };
+    by_provider.then_some(Answered {
+        attempt: record.sent.last().copied().unwrap_or(record.attempts),
+        usage: record
+            .usage
+            .as_ref()
+            .filter(|_| record.status == JobStatus::Succeeded),
+        provider: record.provider.as_deref(),
+    })
 }
 
 #[cfg(test)]
