@@ -11,7 +11,7 @@ use sluice_core::batching::{estimate_tokens, prompt_text, BatchKey};
 use sluice_core::config::WorkerConfig;
 use sluice_core::job::Outcome;
 use sluice_core::metrics::Metrics;
-use sluice_core::{JobError, JobId, JobMessage};
+use sluice_core::{JobError, JobId, JobMessage, JobRecord};
 use sluice_queue::{consume_until_stopped, Delivery, JobEvents, JobQueue, QueueError, Source};
 use sluice_store::jobs::JobStore;
 use sluice_store::usage::UsageLedger;
@@ -24,11 +24,11 @@ use crate::pending::Pending;
 use crate::repeats::Repeats;
 use crate::retry::with_store_retry;
 
-/// Why a dead-lettered job's end could not be announced (it is requeued).
+/// Why a dead-lettered job could not be settled (it is requeued).
 #[derive(Debug, thiserror::Error)]
-enum AnnounceError {
-    #[error("cannot read the job: {0}")]
-    Read(#[from] StoreError),
+enum DeadLetterError {
+    #[error("{0}")]
+    Store(#[from] StoreError),
     #[error("cannot publish its webhook event: {0}")]
     Publish(#[from] QueueError),
 }
@@ -124,31 +124,19 @@ impl Consumers {
         }
     }
 
-    /// Publishes the webhook event of the job `id`, if it has a webhook.
-    async fn announce(&self, id: JobId) -> Result<(), AnnounceError> {
-        let record = with_store_retry("read", || self.store.get(id)).await?;
-        match record.filter(|r| r.webhook.is_some()) {
-            Some(record) => Ok(self.events.ended(&[record]).await?),
-            None => Ok(()),
-        }
-    }
-
     /// Writes the ledger rows of a dead-lettered job's sent attempts, when
     /// the dead letter ended it (a job that ended otherwise had them
     /// written by whoever ended it). A message that cannot be decoded has
-    /// no body to price, and made no call.
-    /// `fresh`: this dead letter ended the job (count the calls in the
-    /// metric; a redelivered dead letter only writes the rows again).
+    /// no body to price, and made no call. `fresh`: this dead letter ended
+    /// the job (count the calls in the metric; a redelivered dead letter
+    /// only writes the rows again).
     async fn charge_orphans(
         &self,
-        id: JobId,
+        record: &JobRecord,
         delivery: &Delivery,
         fresh: bool,
     ) -> Result<(), StoreError> {
         let Ok(message) = JobMessage::decode(&delivery.body) else {
-            return Ok(());
-        };
-        let Some(record) = with_store_retry("read", || self.store.get(id)).await? else {
             return Ok(());
         };
         let dead_lettered = record
@@ -174,6 +162,26 @@ impl Consumers {
             return Ok(());
         }
         with_store_retry("ledger", || self.ledger.record(&rows)).await
+    }
+
+    /// Charges a dead-lettered job's unanswered calls and publishes its
+    /// webhook event (if it has a webhook), from its record read once.
+    async fn settle_dead(
+        &self,
+        id: JobId,
+        delivery: &Delivery,
+        fresh: bool,
+    ) -> Result<(), DeadLetterError> {
+        let Some(record) = with_store_retry("read", || self.store.get(id)).await? else {
+            return Ok(());
+        };
+        // Its deliveries' calls that left were never answered: each is
+        // charged (again, harmlessly, if this is a redelivery).
+        self.charge_orphans(&record, delivery, fresh).await?;
+        if record.webhook.is_some() {
+            self.events.ended(&[record]).await?;
+        }
+        Ok(())
     }
 
     /// A dead-lettered message: its job failed for good.
@@ -202,15 +210,8 @@ impl Consumers {
                         .inc();
                     tracing::error!(job = %id, "job dead-lettered; marked failed");
                 }
-                // Its deliveries' calls that left were never answered: each
-                // is charged (again, harmlessly, if this is a redelivery).
-                if let Err(e) = self.charge_orphans(id, &delivery, applied).await {
-                    tracing::warn!(job = %id, error = %e, "cannot charge a dead letter's calls; requeueing");
-                    let _ = delivery.requeue().await;
-                    return;
-                }
-                if let Err(e) = self.announce(id).await {
-                    tracing::warn!(job = %id, error = %e, "cannot announce dead-lettered job; requeueing");
+                if let Err(e) = self.settle_dead(id, &delivery, applied).await {
+                    tracing::warn!(job = %id, error = %e, "cannot charge or announce a dead-lettered job; requeueing");
                     let _ = delivery.requeue().await;
                     return;
                 }
