@@ -21,6 +21,9 @@ pub struct BatchKey {
     pub prefix_hash: String,
     /// Hash of the parameters an array call shares.
     pub params: String,
+    /// Whether the jobs have a deadline: only those may wait for a cheaper
+    /// tier, so they do not share an array call with jobs that cannot.
+    pub deadline: bool,
 }
 
 impl BatchKey {
@@ -38,6 +41,7 @@ impl BatchKey {
             priority: job.priority,
             prefix_hash: short_hash(prefix.as_bytes()),
             params,
+            deadline: job.deadline_at.is_some(),
         }
     }
 }

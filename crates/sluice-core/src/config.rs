@@ -119,6 +119,10 @@ pub struct ProviderConfig {
     /// the jobs of one batch key share the provider's prompt cache.
     #[serde(default = "defaults::yes")]
     pub prompt_cache_key: bool,
+    /// Flex processing (`service_tier: "flex"`) for jobs that can wait:
+    /// which models, and how much of a deadline it needs.
+    #[serde(default)]
+    pub flex: Option<crate::tier::FlexConfig>,
 }
 
 impl ProviderConfig {
@@ -146,17 +150,6 @@ pub struct ModelRoute {
     /// weight; the others follow in order as fallbacks.
     #[serde(default)]
     pub weights: std::collections::BTreeMap<String, u32>,
-}
-
-/// One line of the price table.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PriceEntry {
-    pub provider: String,
-    /// The model name the provider bills (the route's `upstream_model`).
-    pub model: String,
-    #[serde(flatten)]
-    pub price: crate::pricing::Price,
 }
 
 /// How the worker consumes and batches.
@@ -282,6 +275,9 @@ pub struct JobsConfig {
     /// per message. 1 sends one message per job, as queue-depth autoscaling
     /// on message counts may want.
     pub pack_jobs: usize,
+    /// The deadline of a `batch` priority job that gives none, in seconds:
+    /// how long it may wait for a cheaper tier.
+    pub batch_deadline_s: u64,
 }
 
 impl Default for JobsConfig {
@@ -289,6 +285,7 @@ impl Default for JobsConfig {
         Self {
             retention_s: 86_400,
             pack_jobs: 16,
+            batch_deadline_s: 86_400,
         }
     }
 }
@@ -371,6 +368,14 @@ impl Config {
                     "{at}: timeout_s and max_concurrency must be above 0"
                 ));
             }
+            if let Some(flex) = &p.flex {
+                if p.kind != ProviderKind::Openai {
+                    return Err(format!(
+                        "{at}: flex is OpenAI's service tier; only kind = \"openai\" providers take it"
+                    ));
+                }
+                flex.validate().map_err(|e| format!("{at}: {e}"))?;
+            }
             if p.limits_window_ms.is_some_and(|ms| ms < 60) {
                 return Err(format!(
                     "{at}: limits_window_ms must be at least 60 (a millisecond per slot)"
@@ -414,16 +419,7 @@ impl Config {
                 }
             }
         }
-        let mut priced = HashSet::new();
-        for (i, p) in self.prices.iter().enumerate() {
-            let at = format!("prices[{i}] ({:?}, {:?})", p.provider, p.model);
-            if !names.contains(p.provider.as_str()) {
-                return Err(format!("{at}: unknown provider {:?}", p.provider));
-            }
-            if !priced.insert((p.provider.as_str(), p.model.as_str())) {
-                return Err(format!("{at}: this provider and model are already priced"));
-            }
-        }
+        prices::validate(&self.prices, &names)?;
         let w = &self.worker;
         if w.max_batch_size == 0 || w.batches_in_flight == 0 || w.fanout_concurrency == 0 {
             return Err(
@@ -453,8 +449,8 @@ impl Config {
         {
             return Err("tenants: requests_per_minute and tokens_per_minute must be above 0 (leave them out for no limit)".to_owned());
         }
-        if self.jobs.retention_s == 0 {
-            return Err("jobs: retention_s must be above 0".to_owned());
+        if self.jobs.retention_s == 0 || self.jobs.batch_deadline_s == 0 {
+            return Err("jobs: retention_s and batch_deadline_s must be above 0".to_owned());
         }
         if !(1..=1000).contains(&self.jobs.pack_jobs) {
             return Err("jobs: pack_jobs must be between 1 and 1000".to_owned());
@@ -479,12 +475,12 @@ impl Config {
         self.providers.iter().find(|p| p.name == name)
     }
 
-    /// What `provider` charges for `model`, if the table says.
-    pub fn price(&self, provider: &str, model: &str) -> Option<crate::pricing::Price> {
+    /// What `provider` charges for `model` on each tier, if the table says.
+    pub fn price(&self, provider: &str, model: &str) -> Option<crate::pricing::Prices> {
         self.prices
             .iter()
             .find(|p| p.provider == provider && p.model == model)
-            .map(|p| p.price)
+            .map(PriceEntry::prices)
     }
 
     /// The configuration `sluice dev` runs with: one mock provider at
@@ -505,6 +501,7 @@ impl Config {
                 limits_window_ms: None,
                 headers: Default::default(),
                 prompt_cache_key: true,
+                flex: None,
             }],
             models: ["mock-small", "mock-large", "mock-embed"]
                 .into_iter()
@@ -530,7 +527,9 @@ impl Config {
     }
 }
 
+mod prices;
 mod webhooks;
+pub use prices::PriceEntry;
 pub use webhooks::WebhooksConfig;
 
 #[cfg(test)]

@@ -347,6 +347,10 @@ pub struct JobRecord {
     /// The provider that answered.
     #[serde(default)]
     pub provider: Option<String>,
+    /// How it was answered (`cache`, `realtime`, `flex`, `provider_batch`);
+    /// null until it is.
+    #[serde(default)]
+    pub tier: Option<crate::Tier>,
     /// Who hears of the job's end, if anyone (not shown).
     #[serde(skip_serializing, default)]
     #[schema(ignore)]
@@ -395,11 +399,25 @@ impl JobRecord {
             usage: None,
             cost_micros: None,
             provider: None,
+            tier: None,
             webhook: None,
             cached: false,
             cache: None,
             trace_id: None,
         }
+    }
+}
+
+impl JobRecord {
+    /// How long a store keeps this record from its creation: `retention`,
+    /// plus the time to its deadline, since it may wait that long for a
+    /// cheaper tier before it ends.
+    pub fn kept_for(&self, retention: std::time::Duration) -> std::time::Duration {
+        let waits = self
+            .deadline_at
+            .and_then(|d| (d - self.created_at).to_std().ok())
+            .unwrap_or_default();
+        retention.saturating_add(waits)
     }
 }
 
@@ -412,6 +430,8 @@ pub enum Outcome {
         provider: String,
         /// What the provider charged for this job, when its price is known.
         cost_micros: Option<u64>,
+        /// The tier of the call that answered it.
+        tier: crate::Tier,
     },
     Failed(JobError),
     Expired,
@@ -424,6 +444,15 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// The tier that answered, if the job was answered.
+    pub fn tier(&self) -> Option<crate::Tier> {
+        match self {
+            Self::Succeeded { tier, .. } => Some(*tier),
+            Self::Cached { .. } => Some(crate::Tier::Cache),
+            Self::Failed(_) | Self::Expired => None,
+        }
+    }
+
     pub fn status(&self) -> JobStatus {
         match self {
             Self::Succeeded { .. } | Self::Cached { .. } => JobStatus::Succeeded,
@@ -442,6 +471,7 @@ pub struct Ending {
     pub usage: Option<Usage>,
     pub provider: Option<String>,
     pub cost_micros: Option<u64>,
+    pub tier: Option<crate::Tier>,
     pub error: Option<JobError>,
     pub cache: Option<crate::cache::CacheInfo>,
 }
@@ -456,11 +486,13 @@ impl Outcome {
                 usage,
                 provider,
                 cost_micros,
+                ..
             } => Ending {
                 result: Some(result.clone()),
                 usage: Some(*usage),
                 provider: Some(provider.clone()),
                 cost_micros: *cost_micros,
+                tier: self.tier(),
                 ..Ending::default()
             },
             Self::Failed(error) => Ending {
@@ -476,6 +508,7 @@ impl Outcome {
                 usage: Some(answer.usage),
                 provider: Some(answer.provider.clone()),
                 cost_micros: Some(0),
+                tier: self.tier(),
                 cache: Some(info.clone()),
                 ..Ending::default()
             },
@@ -491,6 +524,7 @@ impl JobRecord {
             usage: self.usage,
             provider: self.provider.clone(),
             cost_micros: self.cost_micros,
+            tier: self.tier,
             error: self.error.clone(),
             cache: self.cache.clone(),
         }
@@ -505,6 +539,7 @@ impl JobRecord {
         self.cached = e.cache.is_some();
         (self.result, self.usage, self.provider) = (e.result, e.usage, e.provider);
         (self.cost_micros, self.error, self.cache) = (e.cost_micros, e.error, e.cache);
+        self.tier = e.tier;
     }
 }
 
@@ -559,6 +594,25 @@ mod tests {
         assert!(Running.can_move_to(Succeeded));
         assert!(!Running.can_move_to(Queued));
         assert!(!Running.can_move_to(Expired));
+    }
+
+    #[test]
+    fn a_record_is_kept_for_its_retention_after_its_deadline() {
+        let now = Utc::now();
+        let day = std::time::Duration::from_secs(86_400);
+        let mut r = JobRecord::queued(
+            crate::JobId::new(),
+            "t".into(),
+            Endpoint::ChatCompletions,
+            "m".into(),
+            Priority::Batch,
+            Metadata::new(),
+            now,
+            None,
+        );
+        assert_eq!(r.kept_for(day), day);
+        r.deadline_at = Some(now + chrono::Duration::hours(24));
+        assert_eq!(r.kept_for(day), 2 * day);
     }
 
     #[test]

@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 
 use crate::job::{Metadata, Outcome};
 use crate::repeat::{Estimate, Orphan};
-use crate::{Endpoint, JobId, JobMessage, JobRecord, JobStatus, Usage};
+use crate::{Endpoint, JobId, JobMessage, JobRecord, JobStatus, Tier, Usage};
 
 /// How long a job waited in the queue: from its enqueueing (when the API
 /// accepted it: its message's `enqueued_at`, its record's `created_at`)
@@ -75,6 +75,8 @@ pub struct LedgerRow {
     /// exact part), and how it was estimated.
     pub estimated_micros: u64,
     pub estimated_by: Option<Estimate>,
+    /// The tier that answered (`None` for a job that was not answered).
+    pub tier: Option<Tier>,
 }
 
 /// A call the provider billed for a job beyond the one whose answer the
@@ -94,6 +96,7 @@ pub enum Repeat {
         provider: String,
         usage: Usage,
         cost_micros: u64,
+        tier: Tier,
     },
 }
 
@@ -147,6 +150,7 @@ impl LedgerRow {
             attempt: 0,
             estimated_micros: 0,
             estimated_by: None,
+            tier: outcome.tier(),
         }
     }
 
@@ -172,6 +176,7 @@ impl LedgerRow {
             attempt: 0,
             estimated_micros: 0,
             estimated_by: None,
+            tier: Some(Tier::Realtime),
         }
     }
 
@@ -184,26 +189,30 @@ impl LedgerRow {
         repeat: Repeat,
         finished_at: DateTime<Utc>,
     ) -> Self {
-        let (attempt, provider, usage, cost_micros, estimated_micros, estimated_by) = match repeat {
-            Repeat::Orphaned {
-                attempt,
-                provider,
-                orphan,
-            } => (
-                attempt,
-                provider,
-                orphan.usage,
-                orphan.exact_micros,
-                orphan.estimated_micros,
-                Some(orphan.estimate),
-            ),
-            Repeat::Superseded {
-                attempt,
-                provider,
-                usage,
-                cost_micros,
-            } => (attempt, Some(provider), usage, cost_micros, 0, None),
-        };
+        let (attempt, provider, usage, cost_micros, estimated_micros, estimated_by, tier) =
+            match repeat {
+                Repeat::Orphaned {
+                    attempt,
+                    provider,
+                    orphan,
+                } => (
+                    attempt,
+                    provider,
+                    orphan.usage,
+                    orphan.exact_micros,
+                    orphan.estimated_micros,
+                    Some(orphan.estimate),
+                    // Priced as a standard call: the mark does not say its tier.
+                    Tier::Realtime,
+                ),
+                Repeat::Superseded {
+                    attempt,
+                    provider,
+                    usage,
+                    cost_micros,
+                    tier,
+                } => (attempt, Some(provider), usage, cost_micros, 0, None, tier),
+            };
         Self {
             provider,
             status,
@@ -212,6 +221,7 @@ impl LedgerRow {
             attempt,
             estimated_micros,
             estimated_by,
+            tier: Some(tier),
             // The job's labels, no wait, no latency, nothing saved.
             ..Self::for_job(message, &Outcome::Expired, None, finished_at, None)
         }
@@ -248,6 +258,7 @@ impl LedgerRow {
             attempt: 0,
             estimated_micros: 0,
             estimated_by: None,
+            tier: record.tier,
         })
     }
 
@@ -303,8 +314,10 @@ mod tests {
             usage: Usage::new(10, 5, 0),
             provider: "p".into(),
             cost_micros: Some(42),
+            tier: Tier::Flex,
         };
         let row = LedgerRow::for_job(&message(), &outcome, Some(at(250)), at(900), Some(600));
+        assert_eq!(row.tier, Some(Tier::Flex));
         assert_eq!(row.usage, Usage::new(10, 5, 0));
         assert_eq!((row.cost_micros, row.saved_micros), (42, 0));
         assert_eq!(row.provider.as_deref(), Some("p"));
@@ -329,6 +342,7 @@ mod tests {
         assert_eq!(row.usage, Usage::default());
         assert_eq!((row.cost_micros, row.saved_micros), (0, 42));
         assert!(row.cache_hit);
+        assert_eq!(row.tier, Some(Tier::Cache));
         assert_eq!(row.queue_wait_ms, None);
 
         let failed = Outcome::Failed(JobError::new("provider_error", "no"));

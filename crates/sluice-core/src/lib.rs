@@ -9,6 +9,8 @@
 //! - [`cache`]: cache modes, keys, what a hit shows, and the semantic cache's vectors.
 //! - [`repeat`]: repeated provider calls (a worker died mid-call) and their charge.
 //! - [`split`]: exact integer splits of a batch total across its jobs.
+//! - [`tier`]: cost tiers (cache, provider batch, flex, real time) and the
+//!   rule that picks a call's from its jobs' deadlines.
 //! - [`metrics`]: the Prometheus metrics every role shares.
 //! - [`services`]: where RabbitMQ, Redis and PostgreSQL are (flags,
 //!   environment and defaults, for every binary).
@@ -30,6 +32,7 @@ pub mod pricing;
 pub mod repeat;
 pub mod services;
 pub mod split;
+pub mod tier;
 pub mod trace;
 pub mod view;
 pub mod webhook;
@@ -38,3 +41,4 @@ pub mod webhook_address;
 pub use ids::JobId;
 pub use job::{Endpoint, JobError, JobRecord, JobStatus, Priority, Rejection, Usage};
 pub use message::JobMessage;
+pub use tier::Tier;

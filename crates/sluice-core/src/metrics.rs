@@ -52,6 +52,8 @@ pub struct Metrics {
     // --- worker ---
     /// Jobs that reached a terminal status, by status.
     pub jobs_finished: IntCounterVec,
+    /// Jobs answered, by the tier that answered them.
+    pub jobs_answered: IntCounterVec,
     /// Jobs a worker holds unacked.
     pub inflight_jobs: IntGauge,
     /// Jobs per flushed batch, by endpoint.
@@ -73,6 +75,10 @@ pub struct Metrics {
     /// reason: `orphaned` (its worker died during the call) or
     /// `superseded` (answered after another delivery had ended the job).
     pub provider_calls_repeated: IntCounterVec,
+    /// Flex calls whose jobs went on to a standard call, by provider and
+    /// reason (`unavailable`: the provider refused flex; `failed`: an
+    /// error or no answer within the time the deadline left).
+    pub flex_fallbacks: IntCounterVec,
     // --- usage ---
     /// Tokens of finished jobs, by model, tenant and kind.
     pub tokens: IntCounterVec,
@@ -151,6 +157,11 @@ impl Metrics {
                 "Jobs that reached a terminal status.",
                 &["status"],
             ),
+            jobs_answered: b.counter(
+                "sluice_jobs_answered_total",
+                "Jobs answered, by the tier that answered them: cache (a cached answer or an identical job's), realtime, flex or provider_batch.",
+                &["tier"],
+            ),
             inflight_jobs: b.gauge(
                 "sluice_inflight_jobs",
                 "Jobs a worker holds unacked.",
@@ -197,6 +208,11 @@ impl Metrics {
             provider_calls_repeated: b.counter(
                 "sluice_provider_calls_repeated_total",
                 "Provider calls billed beyond each job's own (orphaned: the worker died during the call; superseded: another delivery ended the job first).",
+                &["provider", "reason"],
+            ),
+            flex_fallbacks: b.counter(
+                "sluice_flex_fallbacks_total",
+                "Flex calls whose jobs went on to a standard call: unavailable (the provider refused flex, 429) or failed (an error, or no answer within the time the deadline left).",
                 &["provider", "reason"],
             ),
             tokens: b.counter(
@@ -292,13 +308,17 @@ impl Metrics {
         }
     }
 
-    /// Counts the tokens and cost of a job this worker just ended.
+    /// Counts the tokens and cost of a job this worker just ended, and
+    /// the tier that answered it.
     pub fn record_job_usage(&self, message: &crate::JobMessage, outcome: &crate::job::Outcome) {
         if let crate::job::Outcome::Succeeded {
             usage, cost_micros, ..
         } = outcome
         {
             self.record_usage(&message.model, &message.tenant_id, usage, *cost_micros);
+        }
+        if let Some(tier) = outcome.tier() {
+            self.jobs_answered.with_label_values(&[tier.as_str()]).inc();
         }
     }
 

@@ -14,6 +14,14 @@
 //! once. A call that served several jobs (an array call) costs what the
 //! call cost, split across its jobs by each job's unrounded share
 //! ([`split_cost`]), so the jobs' costs sum exactly to the call's.
+//!
+//! Each tier a provider sells has its own [`Price`] ([`Prices`]): flex and
+//! provider-batch calls are priced by the table's `flex` and `batch`
+//! lines, and where the table gives none, at half the standard price, each
+//! figure halved and rounded up (`(x + 1) / 2`): the rule the mock
+//! provider bills by too.
+//!
+//! [`split_cost`]: Price::split_cost
 
 use serde::Deserialize;
 
@@ -21,6 +29,7 @@ use crate::split::split_proportional;
 use crate::Usage;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Price {
     /// Uncached prompt tokens.
     pub input: u64,
@@ -31,6 +40,48 @@ pub struct Price {
     /// Prompt tokens written to the cache; 1.25 × `input` if absent.
     #[serde(default)]
     pub cache_write: Option<u64>,
+}
+
+impl Price {
+    /// Half of this price, each figure rounded up: a tier's default.
+    pub fn half(&self) -> Price {
+        let half = |x: u64| x.div_ceil(2);
+        Price {
+            input: half(self.input),
+            cached_input: half(self.cached_input),
+            output: half(self.output),
+            cache_write: self.cache_write.map(half),
+        }
+    }
+}
+
+/// What one provider charges for one model, on each tier it sells.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Prices {
+    pub standard: Price,
+    pub flex: Price,
+    pub batch: Price,
+}
+
+impl Prices {
+    /// `standard`, with the other tiers at the prices given or at half.
+    pub fn new(standard: Price, flex: Option<Price>, batch: Option<Price>) -> Self {
+        Self {
+            standard,
+            flex: flex.unwrap_or_else(|| standard.half()),
+            batch: batch.unwrap_or_else(|| standard.half()),
+        }
+    }
+
+    /// The price of a call on `tier` (a cache hit is priced as standard:
+    /// it costs nothing of its own, but saves its source call's price).
+    pub fn at(&self, tier: crate::Tier) -> &Price {
+        match tier {
+            crate::Tier::Flex => &self.flex,
+            crate::Tier::ProviderBatch => &self.batch,
+            crate::Tier::Realtime | crate::Tier::Cache => &self.standard,
+        }
+    }
 }
 
 /// Quarter micro-dollar units keep 1.25 × input exact.
@@ -112,6 +163,29 @@ mod tests {
             ..PRICE
         };
         assert_eq!(tiny.call_cost(&usage(1, 0, 0, 0)), 0);
+    }
+
+    #[test]
+    fn tiers_default_to_half_the_standard_price_rounded_up() {
+        let odd = Price {
+            input: 150_001,
+            cached_input: 75_000,
+            output: 600_000,
+            cache_write: Some(3),
+        };
+        let prices = Prices::new(odd, None, None);
+        let half = Price {
+            input: 75_001,
+            cached_input: 37_500,
+            output: 300_000,
+            cache_write: Some(2),
+        };
+        assert_eq!(prices.flex, half);
+        assert_eq!(prices.batch, half);
+        let given = Prices::new(odd, Some(PRICE), None);
+        assert_eq!(*given.at(crate::Tier::Flex), PRICE);
+        assert_eq!(*given.at(crate::Tier::Realtime), odd);
+        assert_eq!(*given.at(crate::Tier::ProviderBatch), half);
     }
 
     #[test]

@@ -7,7 +7,8 @@ use std::sync::Arc;
 use sluice_core::budget::RateBudget;
 use sluice_core::config::{Config, ProviderConfig};
 use sluice_core::metrics::Metrics;
-use sluice_core::pricing::Price;
+use sluice_core::pricing::{Price, Prices};
+use sluice_core::{Tier, Usage};
 
 use crate::http::ProviderHttp;
 use crate::SetupError;
@@ -15,7 +16,7 @@ use crate::SetupError;
 pub struct AdapterBase {
     pub http: ProviderHttp,
     /// What this provider charges, by the model name it bills.
-    pub prices: HashMap<String, Price>,
+    pub prices: HashMap<String, Prices>,
     /// Calls within one batch in flight at once (chat fans out).
     pub fanout: usize,
 }
@@ -35,12 +36,22 @@ impl AdapterBase {
             .prices
             .iter()
             .filter(|entry| entry.provider == provider.name)
-            .map(|entry| (entry.model.clone(), entry.price))
+            .map(|entry| (entry.model.clone(), entry.prices()))
             .collect();
         Ok(Self {
             http: ProviderHttp::new(provider, metrics, budget, sent)?,
             prices,
             fanout: config.worker.fanout_concurrency.max(1),
         })
+    }
+
+    /// What a call for `model` on `tier` is priced at, if the table says.
+    pub fn price(&self, model: &str, tier: Tier) -> Option<&Price> {
+        self.prices.get(model).map(|p| p.at(tier))
+    }
+
+    /// What one call for `model` on `tier` with `usage` cost, in µ$.
+    pub fn cost(&self, model: &str, tier: Tier, usage: &Usage) -> Option<u64> {
+        self.price(model, tier).map(|p| p.call_cost(usage))
     }
 }

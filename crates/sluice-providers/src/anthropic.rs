@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use futures::StreamExt;
 use serde_json::{json, Map, Value};
 use sluice_core::batching::{content_text, request_tokens};
-use sluice_core::{Endpoint, JobId, Usage};
+use sluice_core::{Endpoint, JobId, Tier, Usage};
 
 use crate::adapter::AdapterBase;
 use crate::{Answer, Batch, Provider, ProviderError};
@@ -50,16 +50,20 @@ impl AnthropicProvider {
         let response = self
             .base
             .http
-            .post(&url, &headers, &request, "/v1/messages", tokens, &[id])
+            .post(
+                &url,
+                &headers,
+                &request,
+                "/v1/messages",
+                tokens,
+                &[id],
+                None,
+            )
             .await?;
         // A 2xx that is not a Messages answer will not become one on a retry.
         let mut answer =
             from_messages(&response).map_err(|why| self.base.http.terminal(why.to_string()))?;
-        answer.cost_micros = self
-            .base
-            .prices
-            .get(model)
-            .map(|p| p.call_cost(&answer.usage));
+        answer.cost_micros = self.base.cost(model, Tier::Realtime, &answer.usage);
         Ok(answer)
     }
 }
@@ -233,6 +237,7 @@ pub fn from_messages(response: &Value) -> Result<Answer, NotAnAnswer> {
         body,
         usage,
         cost_micros: None,
+        tier: Tier::Realtime,
     })
 }
 

@@ -160,7 +160,10 @@ impl ProviderHttp {
     /// One POST of `body` for `jobs`, after taking `tokens` (and one
     /// request) from the fleet-wide budget and a connection slot, and
     /// telling the send log; the decoded JSON of a 2xx answer. `label`
-    /// names the endpoint in the duration metric.
+    /// names the endpoint in the duration metric; `timeout` shortens the
+    /// provider's own for this call (a flex call must end in time for a
+    /// standard one).
+    #[allow(clippy::too_many_arguments)]
     pub async fn post(
         &self,
         url: &str,
@@ -169,6 +172,7 @@ impl ProviderHttp {
         label: &str,
         tokens: u64,
         jobs: &[JobId],
+        timeout: Option<Duration>,
     ) -> Result<Value, ProviderError> {
         self.spend_budget(tokens).await?;
         let _permit = self
@@ -180,7 +184,7 @@ impl ProviderHttp {
             log.sending(jobs).await;
         }
         let started = Instant::now();
-        let result = self.post_unmetered(url, headers, body).await;
+        let result = self.post_unmetered(url, headers, body, timeout).await;
         let outcome = match &result {
             Ok(_) => "ok",
             Err((_, ProviderError::Terminal { .. })) => "rejected",
@@ -205,12 +209,16 @@ impl ProviderHttp {
         url: &str,
         headers: &[(&str, String)],
         body: &Value,
+        timeout: Option<Duration>,
     ) -> Result<Value, (&'static str, ProviderError)> {
         let mut request = self
             .client
             .post(url)
             .json(body)
             .headers(self.extra_headers.clone());
+        if let Some(timeout) = timeout {
+            request = request.timeout(timeout);
+        }
         for (name, value) in headers {
             request = request.header(*name, value);
         }

@@ -21,7 +21,8 @@ pub mod router;
 pub mod tokens;
 
 use async_trait::async_trait;
-use sluice_core::{Endpoint, JobId, Usage};
+use sluice_core::tier::FlexConfig;
+use sluice_core::{Endpoint, JobId, Tier, Usage};
 
 pub use error::{ProviderError, SetupError};
 pub use router::{RetryPolicy, Router};
@@ -36,6 +37,21 @@ pub struct Batch {
     /// The model name the provider knows.
     pub upstream_model: String,
     pub jobs: Vec<BatchJob>,
+    /// `Some(timeout)`: go out on the provider's flex tier, and give up
+    /// after `timeout` (the router then calls again in real time); `None`:
+    /// a standard call.
+    pub flex: Option<std::time::Duration>,
+}
+
+impl Batch {
+    /// The tier this call goes out on.
+    pub fn tier(&self) -> Tier {
+        if self.flex.is_some() {
+            Tier::Flex
+        } else {
+            Tier::Realtime
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -46,6 +62,8 @@ pub struct BatchJob {
     /// The W3C `traceparent` to send on the provider call that serves this
     /// job (an array call sends its first job's).
     pub traceparent: Option<String>,
+    /// When the job must be answered by, if it says.
+    pub deadline: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// One job's answer: the response body as the caller sees it (OpenAI-shaped,
@@ -57,6 +75,8 @@ pub struct Answer {
     /// What this job's share of the call cost, in µ$, when the price table
     /// prices the provider's model.
     pub cost_micros: Option<u64>,
+    /// The tier of the call that answered.
+    pub tier: Tier,
 }
 
 /// Told of each provider call just before it leaves (its budget and a
@@ -73,6 +93,11 @@ pub trait SendLog: Send + Sync {
 #[async_trait]
 pub trait Provider: Send + Sync {
     fn name(&self) -> &str;
+
+    /// The provider's flex tier, if it sells one and the config uses it.
+    fn flex(&self) -> Option<&FlexConfig> {
+        None
+    }
 
     /// Sends `batch`; the result at index i is job i's.
     async fn call(&self, batch: &Batch) -> Vec<Result<Answer, ProviderError>>;

@@ -10,12 +10,15 @@ use serde_json::{json, Value};
 use sluice_core::batching::{array_items, request_tokens};
 use sluice_core::config::ProviderConfig;
 use sluice_core::split::split_proportional;
-use sluice_core::{Endpoint, JobId, Usage};
+use sluice_core::tier::FlexConfig;
+use sluice_core::{Endpoint, JobId, Tier, Usage};
 
 pub struct OpenAiProvider {
     base: AdapterBase,
     /// Whether to send the batch's prefix hash as `prompt_cache_key`.
     prompt_cache_key: bool,
+    /// Its flex tier, if the config uses it.
+    flex: Option<FlexConfig>,
 }
 
 impl OpenAiProvider {
@@ -23,17 +26,23 @@ impl OpenAiProvider {
         Self {
             base,
             prompt_cache_key: config.prompt_cache_key,
+            flex: config.flex.clone(),
         }
     }
 
-    /// The body with the batch's prefix hash as `prompt_cache_key`, unless
-    /// turned off or the caller set one.
-    fn with_cache_key(&self, body: Value, prefix_hash: &str) -> Value {
-        if self.prompt_cache_key {
-            with_cache_key(body, prefix_hash)
+    /// The body as this batch sends it: with the batch's prefix hash as
+    /// `prompt_cache_key` (unless turned off or the caller set one), and
+    /// `service_tier: "flex"` on a flex call.
+    fn outgoing(&self, body: Value, batch: &Batch) -> Value {
+        let mut body = if self.prompt_cache_key {
+            with_cache_key(body, &batch.prefix_hash)
         } else {
             body
+        };
+        if batch.flex.is_some() {
+            body["service_tier"] = json!("flex");
         }
+        body
     }
 
     fn terminal(&self, message: impl Into<String>) -> ProviderError {
@@ -41,13 +50,14 @@ impl OpenAiProvider {
     }
 
     /// One call to `endpoint` for `jobs`, with the key as a bearer token
-    /// and the job's `traceparent`.
+    /// and the job's `traceparent`, within `timeout` if given.
     async fn post(
         &self,
         endpoint: Endpoint,
         body: &Value,
         traceparent: Option<&str>,
         jobs: &[JobId],
+        timeout: Option<std::time::Duration>,
     ) -> Result<Value, ProviderError> {
         let url = self
             .base
@@ -63,22 +73,21 @@ impl OpenAiProvider {
         let tokens = request_tokens(endpoint, body);
         self.base
             .http
-            .post(&url, &headers, body, endpoint.path(), tokens, jobs)
+            .post(&url, &headers, body, endpoint.path(), tokens, jobs, timeout)
             .await
     }
 
     async fn chat(&self, batch: &Batch) -> Vec<Result<Answer, ProviderError>> {
-        let model = batch.upstream_model.as_str();
         let bodies: Vec<(Value, Option<String>, JobId)> = batch
             .jobs
             .iter()
             .map(|job| {
-                let body = self.with_cache_key(job.body.clone(), &batch.prefix_hash);
+                let body = self.outgoing(job.body.clone(), batch);
                 (body, job.traceparent.clone(), job.id)
             })
             .collect();
         futures::stream::iter(bodies)
-            .map(|(body, traceparent, id)| self.chat_one(body, model, traceparent, id))
+            .map(|(body, traceparent, id)| self.chat_one(body, batch, traceparent, id))
             .buffered(self.base.fanout)
             .collect()
             .await
@@ -87,10 +96,11 @@ impl OpenAiProvider {
     async fn chat_one(
         &self,
         mut body: Value,
-        model: &str,
+        batch: &Batch,
         traceparent: Option<String>,
         id: JobId,
     ) -> Result<Answer, ProviderError> {
+        let model = batch.upstream_model.as_str();
         body["model"] = json!(model);
         let response = self
             .post(
@@ -98,6 +108,7 @@ impl OpenAiProvider {
                 &body,
                 traceparent.as_deref(),
                 &[id],
+                batch.flex,
             )
             .await?;
         let usage = usage_of(&response)
@@ -105,11 +116,12 @@ impl OpenAiProvider {
         if response.get("choices").and_then(Value::as_array).is_none() {
             return Err(self.terminal("chat completion response without choices"));
         }
-        let cost_micros = self.base.prices.get(model).map(|p| p.call_cost(&usage));
+        let tier = served_tier(&response, batch.tier());
         Ok(Answer {
+            cost_micros: self.base.cost(model, tier, &usage),
             body: response,
             usage,
-            cost_micros,
+            tier,
         })
     }
 
@@ -142,12 +154,15 @@ impl OpenAiProvider {
             })
             .collect();
         let inputs: Vec<Value> = parts.iter().flatten().cloned().collect();
-        let mut body = self.with_cache_key(first.body.clone(), &batch.prefix_hash);
+        let mut body = self.outgoing(first.body.clone(), batch);
         body["model"] = json!(batch.upstream_model);
         body[field] = Value::Array(inputs.clone());
         let traceparent = first.traceparent.as_deref();
         let ids: Vec<JobId> = batch.jobs.iter().map(|j| j.id).collect();
-        let response = match self.post(batch.endpoint, &body, traceparent, &ids).await {
+        let response = match self
+            .post(batch.endpoint, &body, traceparent, &ids, batch.flex)
+            .await
+        {
             Ok(r) => r,
             Err(e) => return everyone(e),
         };
@@ -177,7 +192,8 @@ impl OpenAiProvider {
             ));
             start += part.len();
         }
-        let costs: Vec<Option<u64>> = match self.base.prices.get(model) {
+        let tier = served_tier(&response, batch.tier());
+        let costs: Vec<Option<u64>> = match self.base.price(model, tier) {
             Some(price) => price
                 .split_cost(&total, &usages)
                 .into_iter()
@@ -210,6 +226,7 @@ impl OpenAiProvider {
                     body: answer,
                     usage,
                     cost_micros,
+                    tier,
                 })
             })
             .collect()
@@ -222,6 +239,17 @@ fn input_tokens(model: &str, input: &Value) -> u64 {
     match input {
         Value::Array(ids) => (ids.len() as u64).max(1),
         other => tokens::count(model, other.as_str().unwrap_or_default()),
+    }
+}
+
+/// The tier the provider says it served a call on (OpenAI answers with
+/// the `service_tier` it used: `flex`, or `default` when it ran the call
+/// as a standard one), else the tier it was asked for.
+fn served_tier(response: &Value, asked: Tier) -> Tier {
+    match response.get("service_tier").and_then(Value::as_str) {
+        Some("flex") => Tier::Flex,
+        Some(_) => Tier::Realtime,
+        None => asked,
     }
 }
 
@@ -335,6 +363,10 @@ fn usage_json(endpoint: Endpoint, u: &Usage) -> Value {
 impl Provider for OpenAiProvider {
     fn name(&self) -> &str {
         self.base.http.name()
+    }
+
+    fn flex(&self) -> Option<&FlexConfig> {
+        self.flex.as_ref()
     }
 
     async fn call(&self, batch: &Batch) -> Vec<Result<Answer, ProviderError>> {

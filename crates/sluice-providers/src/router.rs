@@ -110,6 +110,97 @@ impl Route {
 /// One job's end: the answer and the provider that gave it, or the last error.
 pub type Routed = Result<(Answer, String), ProviderError>;
 
+/// Where the jobs of one routed call stand, by their index in it.
+struct Calls {
+    ends: Vec<Option<Routed>>,
+    last_error: Vec<Option<ProviderError>>,
+    /// The jobs still without an end.
+    pending: Vec<usize>,
+}
+
+/// What one provider call left for the next.
+struct Left {
+    /// The longest wait a failed job's error asked for.
+    wait_floor: Option<Duration>,
+    /// Why jobs are left: `unavailable` (the provider asked to wait, as a
+    /// 429 does) or `failed`; `None` when none are.
+    reason: Option<&'static str>,
+}
+
+impl Calls {
+    /// Takes one provider call's results for the pending jobs: an answer
+    /// or a terminal error ends a job; a retryable error leaves it pending.
+    /// `attempt` numbers a standard call (`None`: a flex call).
+    fn absorb(
+        &mut self,
+        provider: &str,
+        attempt: Option<u32>,
+        results: Vec<Result<Answer, ProviderError>>,
+    ) -> Left {
+        let mut still = Vec::new();
+        let mut left = Left {
+            wait_floor: None,
+            reason: None,
+        };
+        for (&i, result) in self.pending.iter().zip(results) {
+            match result {
+                Ok(answer) => self.ends[i] = Some(Ok((answer, provider.to_owned()))),
+                Err(e) if !e.is_retryable() => self.ends[i] = Some(Err(e)),
+                Err(e) => {
+                    left.wait_floor = left.wait_floor.max(e.retry_after());
+                    let reason = if e.retry_after().is_some() {
+                        "unavailable"
+                    } else {
+                        "failed"
+                    };
+                    left.reason.get_or_insert(reason);
+                    match attempt {
+                        Some(attempt) => {
+                            tracing::warn!(provider, attempt, error = %e, "provider call failed")
+                        }
+                        None => {
+                            tracing::info!(provider, error = %e, "flex call failed; calling in real time")
+                        }
+                    }
+                    self.last_error[i] = Some(e);
+                    still.push(i);
+                }
+            }
+        }
+        self.pending = still;
+        left
+    }
+}
+
+/// Whether the provider answered a call: some job got an answer or an
+/// error retrying cannot change.
+fn answered(results: &[Result<Answer, ProviderError>]) -> bool {
+    results
+        .iter()
+        .any(|r| r.as_ref().map_or_else(|e| !e.is_retryable(), |_| true))
+}
+
+/// The timeout of a flex call to `provider` for `jobs` ([`FlexConfig::plan`]
+/// over the earliest deadline), or `None` for a standard call: the
+/// provider sells no flex, a job cannot wait, or a caller chose its own
+/// `service_tier`.
+///
+/// [`FlexConfig::plan`]: sluice_core::tier::FlexConfig::plan
+fn flex_timeout(provider: &dyn Provider, model: &str, jobs: &[BatchJob]) -> Option<Duration> {
+    let flex = provider.flex()?;
+    if jobs.iter().any(|j| j.body.get("service_tier").is_some()) {
+        return None;
+    }
+    let earliest = jobs
+        .iter()
+        .map(|j| j.deadline)
+        .collect::<Option<Vec<_>>>()?
+        .into_iter()
+        .min()?;
+    let slack = (earliest - chrono::Utc::now()).to_std().ok();
+    flex.plan(model, slack)
+}
+
 pub struct Router {
     routes: HashMap<String, Route>,
     policy: RetryPolicy,
@@ -141,6 +232,38 @@ impl Router {
 
     fn breaker(&self, provider: &str) -> Option<&Breaker> {
         self.breakers.get(provider).map(Arc::as_ref)
+    }
+
+    /// Whether `provider`'s breaker is open: then every pending job notes
+    /// it, and the provider is skipped.
+    fn skipped(&self, provider: &dyn Provider, calls: &mut Calls) -> bool {
+        let open = self
+            .breaker(provider.name())
+            .is_some_and(|b| b.admit() == Admission::Skip);
+        if open {
+            let error = ProviderError::Transient {
+                provider: provider.name().to_owned(),
+                message: "circuit breaker open; provider skipped".into(),
+            };
+            for &i in &calls.pending {
+                calls.last_error[i].get_or_insert_with(|| error.clone());
+            }
+        }
+        open
+    }
+
+    /// Whether `provider`'s breaker is closed (or it has none).
+    fn closed(&self, provider: &str) -> bool {
+        self.breaker(provider)
+            .is_none_or(|b| b.state() == crate::breaker::BreakerState::Closed)
+    }
+
+    /// Tells `provider`'s breaker whether it answered.
+    fn record(&self, provider: &str, answered: bool) {
+        if let Some(b) = self.breaker(provider) {
+            b.record(answered);
+            self.show_breaker(provider);
+        }
     }
 
     fn show_breaker(&self, provider: &str) {
@@ -248,61 +371,60 @@ impl Router {
             };
             return (0..n).map(|_| Err(e.clone())).collect();
         };
-        let mut ends: Vec<Option<Routed>> = (0..n).map(|_| None).collect();
-        let mut last_error: Vec<Option<ProviderError>> = vec![None; n];
-        let mut pending: Vec<usize> = (0..n).collect();
+        let mut calls = Calls {
+            ends: (0..n).map(|_| None).collect(),
+            last_error: vec![None; n],
+            pending: (0..n).collect(),
+        };
         let order = route.order(&mut rand::thread_rng());
         'providers: for provider in order {
+            let batch = |pending: &[usize], flex| Batch {
+                endpoint,
+                prefix_hash: prefix_hash.to_owned(),
+                upstream_model: route.upstream_model.clone(),
+                jobs: pending.iter().map(|&i| jobs[i].clone()).collect(),
+                flex,
+            };
+            // Flex first, while the breaker is closed (a probe must be a
+            // standard call: a flex refusal says nothing of the provider).
+            let flex = flex_timeout(provider.as_ref(), &route.upstream_model, &jobs)
+                .filter(|_| self.closed(provider.name()));
+            if let Some(timeout) = flex {
+                let results = provider.call(&batch(&calls.pending, Some(timeout))).await;
+                // A refused or slow flex call is no sign of a failing
+                // provider: only its answers reach the breaker.
+                if answered(&results) {
+                    self.record(provider.name(), true);
+                }
+                let left = calls.absorb(provider.name(), None, results);
+                if let (Some(metrics), Some(reason)) = (&self.metrics, left.reason) {
+                    metrics
+                        .flex_fallbacks
+                        .with_label_values(&[provider.name(), reason])
+                        .inc();
+                }
+                if calls.pending.is_empty() {
+                    break 'providers;
+                }
+            }
             for attempt in 1..=self.policy.attempts {
-                let breaker = self.breaker(provider.name());
-                if breaker.is_some_and(|b| b.admit() == Admission::Skip) {
-                    let open = ProviderError::Transient {
-                        provider: provider.name().to_owned(),
-                        message: "circuit breaker open; provider skipped".into(),
-                    };
-                    for &i in &pending {
-                        last_error[i].get_or_insert_with(|| open.clone());
-                    }
+                if self.skipped(provider.as_ref(), &mut calls) {
                     continue 'providers;
                 }
-                let batch = Batch {
-                    endpoint,
-                    prefix_hash: prefix_hash.to_owned(),
-                    upstream_model: route.upstream_model.clone(),
-                    jobs: pending.iter().map(|&i| jobs[i].clone()).collect(),
-                };
-                let results = provider.call(&batch).await;
-                // The provider failed the call if no job got an answer from it.
-                let answered = results
-                    .iter()
-                    .any(|r| r.as_ref().map_or_else(|e| !e.is_retryable(), |_| true));
-                if let Some(b) = breaker {
-                    b.record(answered);
-                    self.show_breaker(provider.name());
-                }
-                let mut still = Vec::new();
-                let mut wait_floor: Option<Duration> = None;
-                for (&i, result) in pending.iter().zip(results) {
-                    match result {
-                        Ok(answer) => ends[i] = Some(Ok((answer, provider.name().to_owned()))),
-                        Err(e) if !e.is_retryable() => ends[i] = Some(Err(e)),
-                        Err(e) => {
-                            wait_floor = wait_floor.max(e.retry_after());
-                            tracing::warn!(provider = provider.name(), attempt, error = %e, "provider call failed");
-                            last_error[i] = Some(e);
-                            still.push(i);
-                        }
-                    }
-                }
-                pending = still;
-                if pending.is_empty() {
+                let results = provider.call(&batch(&calls.pending, None)).await;
+                self.record(provider.name(), answered(&results));
+                let left = calls.absorb(provider.name(), Some(attempt), results);
+                if calls.pending.is_empty() {
                     break 'providers;
                 }
                 if attempt < self.policy.attempts {
-                    tokio::time::sleep(self.policy.backoff(attempt, wait_floor)).await;
+                    tokio::time::sleep(self.policy.backoff(attempt, left.wait_floor)).await;
                 }
             }
         }
+        let Calls {
+            ends, last_error, ..
+        } = calls;
         ends.into_iter()
             .zip(last_error)
             .map(|(end, last)| {

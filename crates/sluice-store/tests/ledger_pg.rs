@@ -12,7 +12,7 @@ use serde_json::json;
 use sluice_core::job::Outcome;
 use sluice_core::ledger::{LedgerRow, Repeat};
 use sluice_core::repeat::{orphan_usage, Estimate};
-use sluice_core::{Endpoint, JobId, JobMessage, JobStatus, Usage};
+use sluice_core::{Endpoint, JobId, JobMessage, JobStatus, Tier, Usage};
 use sluice_store::usage::{GroupBy, PgLedger, UsageLedger, UsageLine, UsageQuery};
 use support::TestDb;
 use uuid::Uuid;
@@ -35,11 +35,16 @@ fn message(tenant: &str, key: &str) -> JobMessage {
 }
 
 fn answered(message: &JobMessage, cost: u64) -> LedgerRow {
+    answered_on(message, cost, Tier::Realtime)
+}
+
+fn answered_on(message: &JobMessage, cost: u64, tier: Tier) -> LedgerRow {
     let outcome = Outcome::Succeeded {
         result: json!({}),
         usage: Usage::new(100, 20, 0),
         provider: "p".into(),
         cost_micros: Some(cost),
+        tier,
     };
     LedgerRow::for_job(message, &outcome, Some(at()), at(), Some(10))
 }
@@ -95,6 +100,7 @@ async fn a_repeated_call_is_a_row_of_its_own_counted_once_in_reports_and_spend()
             provider: "p".into(),
             usage: Usage::new(100, 20, 0),
             cost_micros: 50,
+            tier: Tier::Realtime,
         },
         at(),
     );
@@ -141,4 +147,51 @@ async fn a_repeated_call_is_a_row_of_its_own_counted_once_in_reports_and_spend()
     let month = NaiveDate::from_ymd_opt(2026, 11, 1).unwrap();
     assert_eq!(ledger.spend(&tenant, month).await.unwrap(), 300);
     assert_eq!(ledger.key_spend(&key, month).await.unwrap(), 300);
+}
+
+#[tokio::test]
+async fn usage_groups_by_the_tier_that_answered_in_rows_and_daily_totals() {
+    let db = TestDb::migrated().await;
+    let ledger = PgLedger::new(db.pool.clone());
+    let tenant = Uuid::new_v4().to_string();
+    let key = Uuid::new_v4().to_string();
+    let job = || message(&tenant, &key);
+    ledger
+        .record(&[
+            answered_on(&job(), 100, Tier::Realtime),
+            answered_on(&job(), 50, Tier::Flex),
+            answered_on(&job(), 50, Tier::Flex),
+            answered_on(&job(), 0, Tier::Cache),
+        ])
+        .await
+        .unwrap();
+    let by_tier = |from, to| {
+        let ledger = &ledger;
+        let tenant = tenant.clone();
+        async move {
+            ledger
+                .report(&UsageQuery {
+                    tenant_id: Some(tenant),
+                    from,
+                    to,
+                    group_by: vec![GroupBy::Tier],
+                })
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|l| (l.group["tier"].clone().unwrap(), l.jobs, l.cost_micros))
+                .collect::<Vec<_>>()
+        }
+    };
+    let rows = by_tier(at() - Duration::hours(1), at() + Duration::hours(1)).await;
+    assert_eq!(
+        rows,
+        vec![
+            ("cache".to_owned(), 1, 0),
+            ("flex".to_owned(), 2, 100),
+            ("realtime".to_owned(), 1, 100),
+        ]
+    );
+    let day = Utc.with_ymd_and_hms(2026, 11, 17, 0, 0, 0).unwrap();
+    assert_eq!(by_tier(day, day + Duration::days(1)).await, rows);
 }

@@ -216,6 +216,7 @@ mod tests {
             priority: Priority::Standard,
             prefix_hash: prefix.into(),
             params: String::new(),
+            deadline: false,
         }
     }
 

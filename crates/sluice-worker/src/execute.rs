@@ -271,6 +271,7 @@ impl Executor {
                 id: p.message.id,
                 body: p.message.body.clone(),
                 traceparent: Some(crate::trace::outgoing(&p.trace)),
+                deadline: p.message.deadline_at,
             })
             .collect();
         let called = Instant::now();
@@ -288,6 +289,7 @@ impl Executor {
                     usage: answer.usage,
                     provider,
                     cost_micros: answer.cost_micros,
+                    tier: answer.tier,
                 },
                 Err(e) => Outcome::Failed(e.job_error()),
             })

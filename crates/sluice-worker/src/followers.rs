@@ -47,6 +47,7 @@ impl Ended {
                 usage,
                 provider,
                 cost_micros,
+                ..
             } => Self::Answered(CachedAnswer {
                 job: message.id,
                 result: result.clone(),
@@ -250,6 +251,12 @@ impl Followers {
             .jobs_finished
             .with_label_values(&[outcome.status().as_str()])
             .inc_by(fresh);
+        if let Some(tier) = outcome.tier() {
+            self.metrics
+                .jobs_answered
+                .with_label_values(&[tier.as_str()])
+                .inc_by(fresh);
+        }
         if let Outcome::Cached { info, .. } = outcome {
             self.metrics
                 .cache_saved_micros

@@ -166,6 +166,7 @@ impl Repeats {
             usage,
             provider,
             cost_micros,
+            tier,
             ..
         } = outcome
         else {
@@ -179,6 +180,7 @@ impl Repeats {
                 provider: provider.clone(),
                 usage: *usage,
                 cost_micros: cost_micros.unwrap_or(0),
+                tier: *tier,
             },
             now,
         );
@@ -236,6 +238,8 @@ mod tests {
                 output: 2_000_000,
                 cache_write: None,
             },
+            flex: None,
+            batch: None,
         });
         c
     }

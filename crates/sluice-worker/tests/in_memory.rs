@@ -47,6 +47,7 @@ impl Provider for Echo {
                     body: json!({"echo": j.id.to_string()}),
                     usage: Usage::new(1, 1, 0),
                     cost_micros: Some(3),
+                    tier: batch.tier(),
                 })
             })
             .collect()

@@ -204,7 +204,7 @@ pub struct UsageArgs {
     /// One tenant, by name (default: every tenant).
     #[arg(long)]
     pub tenant: Option<String>,
-    /// Comma-separated: model, feature, route, day, provider, tenant.
+    /// Comma-separated: model, feature, route, day, provider, tenant, tier.
     #[arg(long, default_value = "")]
     pub group_by: String,
     /// Start (inclusive), RFC 3339 or YYYY-MM-DD; default: this month's start.

@@ -77,6 +77,8 @@ impl SemanticIndex {
                     body,
                     // The embedding call is part of the request's trace.
                     traceparent: crate::trace::current().map(|tp| tp.child().to_string()),
+                    // The caller waits for the lookup: it cannot wait for flex.
+                    deadline: None,
                 }],
             )
             .await;

@@ -19,7 +19,7 @@ pub struct UsageParams {
     pub from: Option<String>,
     /// End (exclusive): RFC 3339 or YYYY-MM-DD (UTC). Default: now.
     pub to: Option<String>,
-    /// Comma-separated: model, feature, route, day, provider.
+    /// Comma-separated: model, feature, route, day, provider, tier.
     pub group_by: Option<String>,
 }
 

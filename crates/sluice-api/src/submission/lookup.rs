@@ -10,8 +10,9 @@
 
 use chrono::{SubsecRound, Utc};
 use sluice_core::cache::{CacheKind, CachedAnswer};
+use sluice_core::job::Outcome;
 use sluice_core::ledger::LedgerRow;
-use sluice_core::{Endpoint, JobRecord, JobStatus};
+use sluice_core::{Endpoint, JobRecord, Tier};
 use sluice_store::cache::EntryKey;
 use sluice_store::tenants::Principal;
 
@@ -122,15 +123,12 @@ async fn answer_from(
     // the webhook show the same job.
     let now = Utc::now().trunc_subsecs(6);
     let mut record = job.record.clone();
-    record.status = JobStatus::Succeeded;
     record.started_at = Some(now);
-    record.finished_at = Some(now);
-    record.result = Some(answer.result.clone());
-    record.usage = Some(answer.usage);
-    record.provider = Some(answer.provider.clone());
-    record.cost_micros = Some(0);
-    record.cached = true;
-    record.cache = Some(answer.info(kind, similarity));
+    let hit = Outcome::Cached {
+        answer: answer.clone(),
+        info: answer.info(kind, similarity),
+    };
+    record.end(&hit, now);
     state.ingest.create(vec![record.clone()]).await?;
     // Its webhook hears of it like of any end; a hit that cannot be
     // announced is not answered (the caller's retry makes another).
@@ -145,6 +143,11 @@ async fn answer_from(
         .metrics
         .jobs_finished
         .with_label_values(&["succeeded"])
+        .inc();
+    state
+        .metrics
+        .jobs_answered
+        .with_label_values(&[Tier::Cache.as_str()])
         .inc();
     if let Some(row) = LedgerRow::from_record(&record, None) {
         state.cache_rows.write(row).await;

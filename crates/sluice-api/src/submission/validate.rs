@@ -45,7 +45,10 @@ pub struct JobRequest {
     pub metadata: Option<Metadata>,
     #[serde(default)]
     pub priority: Option<Priority>,
-    /// Seconds from now; a job still queued then ends as `expired`.
+    /// Seconds from now by which the job must be answered: a job that can
+    /// wait goes out on a cheaper tier (flex) when its provider sells one,
+    /// and one still queued then ends as `expired`. A `batch` job without
+    /// one gets the config's `jobs.batch_deadline_s` (24 h by default).
     #[serde(default)]
     pub deadline_s: Option<f64>,
     /// Where to POST the job's end, signed (Standard Webhooks). Without
@@ -169,7 +172,13 @@ fn check(
         &body,
         request.cache.as_ref(),
     )?;
+    let priority = request.priority.unwrap_or_default();
     let deadline_at = match request.deadline_s {
+        // A batch job may wait: for as long as the config lets it.
+        None if priority == Priority::Batch => {
+            let wait = i64::try_from(config.jobs.batch_deadline_s).unwrap_or(i64::MAX);
+            Some(now + chrono::Duration::seconds(wait))
+        }
         None => None,
         Some(s) if s.is_finite() && s > 0.0 && s <= MAX_DEADLINE_S => {
             Some(now + chrono::Duration::milliseconds((s * 1000.0) as i64))
@@ -197,7 +206,6 @@ fn check(
         }
     };
     let id = JobId::new();
-    let priority = request.priority.unwrap_or_default();
     let metadata = request.metadata.unwrap_or_default();
     let mut record = JobRecord::queued(
         id,

@@ -17,5 +17,6 @@ mod jobs;
 mod limits;
 mod ops;
 mod outages;
+mod tiers;
 mod usage;
 mod webhooks;

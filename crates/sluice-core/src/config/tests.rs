@@ -60,7 +60,7 @@ fn prices_are_read_and_must_name_a_provider() {
         "{GOOD}\n[[prices]]\nprovider = \"local-mock\"\nmodel = \"mock-small\"\ninput = 150000\ncached_input = 75000\noutput = 600000\n"
     );
     let c = Config::parse(&text, "test.toml").unwrap();
-    let p = c.price("local-mock", "mock-small").unwrap();
+    let p = c.price("local-mock", "mock-small").unwrap().standard;
     assert_eq!(
         (p.input, p.cached_input, p.output, p.cache_write),
         (150_000, 75_000, 600_000, None)
@@ -124,4 +124,43 @@ fn webhooks_default_to_the_standard_schedule_and_check_the_allowlist() {
     assert!(e.contains("webhooks: allow[0]"), "{e}");
     let e = err(&format!("{GOOD}\n[webhooks]\nschedule_s = []\n"));
     assert!(e.contains("schedule_s"), "{e}");
+}
+
+#[test]
+fn tier_prices_are_read_and_default_to_half() {
+    let line = "[[prices]]\nprovider = \"local-mock\"\nmodel = \"mock-small\"\ninput = 150000\ncached_input = 75000\noutput = 600000\n";
+    let c = Config::parse(&format!("{GOOD}\n{line}"), "test.toml").unwrap();
+    let p = c.price("local-mock", "mock-small").unwrap();
+    assert_eq!((p.flex.input, p.batch.output), (75_000, 300_000));
+    let given = format!("{GOOD}\n{line}flex = {{ input = 1, cached_input = 2, output = 3 }}\n");
+    let p = Config::parse(&given, "test.toml")
+        .unwrap()
+        .price("local-mock", "mock-small")
+        .unwrap();
+    assert_eq!((p.flex.input, p.flex.output, p.batch.input), (1, 3, 75_000));
+    let e = err(&given.replace("cached_input = 2", "cahced = 2"));
+    assert!(e.contains("cahced") || e.contains("cached_input"), "{e}");
+    let e = err(&format!(
+        "{GOOD}\n{}batch = {{ input = 1, cached_input = 1, output = 1 }}\n",
+        line.replace("\"local-mock\"", "\"nope\"")
+    ));
+    assert!(e.contains("prices[0]") && e.contains("tier's price"), "{e}");
+}
+
+#[test]
+fn flex_is_read_checked_and_only_for_openai_providers() {
+    let flex = GOOD.replace(
+        "[[models]]",
+        "[providers.flex]\nmodels = [\"mock-small\"]\nmin_deadline_s = 900\n\n[[models]]",
+    );
+    let c = Config::parse(&flex, "test.toml").unwrap();
+    let f = c.providers[0].flex.as_ref().unwrap();
+    assert_eq!((f.min_deadline_s, f.timeout_s), (900, 900));
+    let e = err(&flex.replace("min_deadline_s = 900", "min_deadline_s = 100"));
+    assert!(
+        e.contains("providers[0]") && e.contains("realtime_margin_s"),
+        "{e}"
+    );
+    let e = err(&flex.replace("kind = \"openai\"", "kind = \"anthropic\""));
+    assert!(e.contains("flex"), "{e}");
 }

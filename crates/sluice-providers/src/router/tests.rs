@@ -1,7 +1,8 @@
 use super::*;
 use async_trait::async_trait;
 use serde_json::json;
-use sluice_core::{JobId, Usage};
+use sluice_core::tier::FlexConfig;
+use sluice_core::{JobId, Tier, Usage};
 use std::sync::atomic::{AtomicU32, Ordering};
 
 /// Fails its first `failures` calls with `error`, then answers.
@@ -30,6 +31,7 @@ impl Provider for Flaky {
                         body: json!({"id": j.id.to_string(), "by": self.name}),
                         usage: Usage::new(1, 1, 0),
                         cost_micros: Some(1),
+                        tier: batch.tier(),
                     })
                 }
             })
@@ -72,8 +74,149 @@ fn jobs(n: usize) -> Vec<BatchJob> {
             id: JobId::new(),
             body: json!({}),
             traceparent: None,
+            deadline: None,
         })
         .collect()
+}
+
+/// Jobs that must be answered `within` from now.
+fn jobs_within(n: usize, within: chrono::Duration) -> Vec<BatchJob> {
+    let mut jobs = jobs(n);
+    for j in &mut jobs {
+        j.deadline = Some(chrono::Utc::now() + within);
+    }
+    jobs
+}
+
+/// Sells flex; refuses it (429) if `refuse`; counts its calls by tier
+/// and keeps the flex calls' timeouts.
+struct Tiered {
+    flex: FlexConfig,
+    refuse: bool,
+    standard: AtomicU32,
+    timeouts: std::sync::Mutex<Vec<Duration>>,
+}
+
+impl Tiered {
+    fn new(refuse: bool) -> Arc<Self> {
+        Arc::new(Self {
+            flex: FlexConfig::default(),
+            refuse,
+            standard: AtomicU32::new(0),
+            timeouts: Default::default(),
+        })
+    }
+
+    fn flex_calls(&self) -> usize {
+        self.timeouts.lock().unwrap().len()
+    }
+}
+
+#[async_trait]
+impl Provider for Tiered {
+    fn name(&self) -> &str {
+        "tiered"
+    }
+    fn flex(&self) -> Option<&FlexConfig> {
+        Some(&self.flex)
+    }
+    async fn call(&self, batch: &Batch) -> Vec<Result<Answer, ProviderError>> {
+        match batch.flex {
+            Some(timeout) => self.timeouts.lock().unwrap().push(timeout),
+            None => {
+                self.standard.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+        let refused = ProviderError::RetryAfter {
+            provider: "tiered".into(),
+            after: Duration::from_secs(30),
+            message: "HTTP 429: Resource Unavailable".into(),
+        };
+        batch
+            .jobs
+            .iter()
+            .map(|_| {
+                if self.refuse && batch.flex.is_some() {
+                    return Err(refused.clone());
+                }
+                Ok(Answer {
+                    body: json!({}),
+                    usage: Usage::new(1, 1, 0),
+                    cost_micros: Some(1),
+                    tier: batch.tier(),
+                })
+            })
+            .collect()
+    }
+}
+
+#[tokio::test]
+async fn jobs_that_can_wait_go_out_on_flex_and_the_rest_in_real_time() {
+    let p = Tiered::new(false);
+    let r = router(vec![p.clone()]);
+    let ends = r
+        .call(
+            "m",
+            Endpoint::Completions,
+            "",
+            jobs_within(3, chrono::Duration::hours(1)),
+        )
+        .await;
+    assert!(ends
+        .iter()
+        .all(|e| e.as_ref().unwrap().0.tier == Tier::Flex));
+    assert_eq!((p.flex_calls(), p.standard.load(Ordering::SeqCst)), (1, 0));
+    // The flex timeout: the config's, as an hour leaves room for it.
+    assert_eq!(p.timeouts.lock().unwrap()[0], Duration::from_secs(900));
+
+    // A call with one job that cannot wait goes out in real time, whole.
+    let mut mixed = jobs_within(2, chrono::Duration::hours(1));
+    mixed.extend(jobs(1));
+    let ends = r.call("m", Endpoint::Completions, "", mixed).await;
+    assert!(ends
+        .iter()
+        .all(|e| e.as_ref().unwrap().0.tier == Tier::Realtime));
+    // So does a deadline too close for flex.
+    let soon = jobs_within(1, chrono::Duration::minutes(5));
+    let ends = r.call("m", Endpoint::Completions, "", soon).await;
+    assert_eq!(ends[0].as_ref().unwrap().0.tier, Tier::Realtime);
+    assert_eq!((p.flex_calls(), p.standard.load(Ordering::SeqCst)), (1, 2));
+}
+
+#[tokio::test]
+async fn a_flex_refusal_falls_back_to_a_standard_call_at_once_and_opens_no_breaker() {
+    let p = Tiered::new(true);
+    let r = router(vec![p.clone()]);
+    let started = std::time::Instant::now();
+    // More refusals than the breaker's five: it must stay closed.
+    for _ in 0..8 {
+        let ends = r
+            .call(
+                "m",
+                Endpoint::Completions,
+                "",
+                jobs_within(2, chrono::Duration::hours(1)),
+            )
+            .await;
+        assert!(ends
+            .iter()
+            .all(|e| e.as_ref().unwrap().0.tier == Tier::Realtime));
+    }
+    assert_eq!((p.flex_calls(), p.standard.load(Ordering::SeqCst)), (8, 8));
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "the refusal's Retry-After is not waited before the standard call"
+    );
+}
+
+#[tokio::test]
+async fn a_caller_who_chose_a_service_tier_keeps_it() {
+    let p = Tiered::new(false);
+    let r = router(vec![p.clone()]);
+    let mut chosen = jobs_within(1, chrono::Duration::hours(1));
+    chosen[0].body = json!({"service_tier": "priority"});
+    r.call("m", Endpoint::ChatCompletions, "", chosen).await;
+    assert_eq!((p.flex_calls(), p.standard.load(Ordering::SeqCst)), (0, 1));
 }
 
 #[tokio::test(start_paused = true)]

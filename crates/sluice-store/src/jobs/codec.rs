@@ -94,6 +94,9 @@ fn ending_fields(e: &Ending) -> Result<Vec<(String, String)>, StoreError> {
     if let Some(cost) = e.cost_micros {
         fields.push(("cost_micros".to_owned(), cost.to_string()));
     }
+    if let Some(tier) = e.tier {
+        fields.push(("tier".to_owned(), tier.as_str().to_owned()));
+    }
     if let Some(error) = &e.error {
         fields.push(("error".to_owned(), json("error", error)?));
     }
@@ -173,6 +176,11 @@ pub fn decode(fields: &HashMap<String, String>) -> Result<Option<JobRecord>, Sto
             .map(|c| c.parse::<u64>())
             .transpose()
             .map_err(|e| StoreError::Corrupt(format!("field cost_micros: {e}")))?,
+        tier: fields
+            .get("tier")
+            .map(|t| t.parse())
+            .transpose()
+            .map_err(|e| StoreError::Corrupt(format!("field tier: {e}")))?,
         cached: fields.contains_key("cache"),
         cache: fields.get("cache").map(|c| parse("cache", c)).transpose()?,
     }))

@@ -8,7 +8,7 @@ use std::time::Duration;
 use chrono::Utc;
 use serde_json::json;
 use sluice_core::job::{CancelOutcome, Outcome, StartOutcome};
-use sluice_core::{Endpoint, JobError, JobId, JobRecord, JobStatus, Priority, Usage};
+use sluice_core::{Endpoint, JobError, JobId, JobRecord, JobStatus, Priority, Tier, Usage};
 use tokio_util::sync::CancellationToken;
 
 use super::*;
@@ -35,6 +35,7 @@ fn success(text: &str) -> Outcome {
         usage: Usage::new(10, 5, 2),
         provider: "p".into(),
         cost_micros: Some(1234),
+        tier: Tier::Flex,
     }
 }
 
@@ -75,6 +76,7 @@ async fn a_job_moves_forward_once(store: &dyn JobStore) {
     assert_eq!(done.result, Some(json!({"choices": [{"text": "first"}]})));
     assert_eq!(done.usage, Some(Usage::new(10, 5, 2)));
     assert_eq!(done.cost_micros, Some(1234));
+    assert_eq!(done.tier, Some(Tier::Flex));
     assert_eq!(done.attempts, 2);
     assert!(done.started_at.is_some() && done.finished_at.is_some());
     assert_eq!(done.error, None);
@@ -329,6 +331,21 @@ async fn run_all(store: &dyn JobStore) {
     cancel_only_stops_queued_jobs(store).await;
     a_queued_job_past_its_deadline_expires(store).await;
     assert!(store.get(JobId::new()).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn a_record_is_kept_until_its_deadline_and_its_retention_after() {
+    let store = MemoryJobStore::new(Duration::ZERO);
+    let waits = fresh(Some(chrono::Duration::hours(1)));
+    let cannot = fresh(None);
+    store
+        .create(&[waits.clone(), cannot.clone()])
+        .await
+        .unwrap();
+    // The next write drops what is past its time.
+    store.create(&[fresh(None)]).await.unwrap();
+    assert!(store.get(waits.id).await.unwrap().is_some());
+    assert!(store.get(cannot.id).await.unwrap().is_none());
 }
 
 #[tokio::test]

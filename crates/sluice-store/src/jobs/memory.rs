@@ -19,7 +19,7 @@ pub struct MemoryJobStore {
     jobs: Mutex<HashMap<JobId, JobRecord>>,
     /// Idempotency claims by (tenant, key); kept for the process's life.
     claims: Mutex<HashMap<(String, String), String>>,
-    retention: chrono::Duration,
+    retention: Duration,
     hub: Arc<WaiterHub>,
 }
 
@@ -28,7 +28,7 @@ impl MemoryJobStore {
         Self {
             jobs: Mutex::default(),
             claims: Mutex::default(),
-            retention: chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::MAX),
+            retention,
             hub: WaiterHub::new(),
         }
     }
@@ -87,7 +87,11 @@ impl JobStore for MemoryJobStore {
     async fn create(&self, jobs: &[JobRecord]) -> Result<(), StoreError> {
         let now = Utc::now();
         let mut map = self.lock();
-        map.retain(|_, r| r.created_at + self.retention > now);
+        map.retain(|_, r| {
+            let kept = chrono::Duration::from_std(r.kept_for(self.retention))
+                .unwrap_or(chrono::Duration::MAX);
+            r.created_at + kept > now
+        });
         for job in jobs {
             map.insert(job.id, job.clone());
         }

@@ -1,7 +1,8 @@
 //! Job records in Redis, through fred.
 //!
 //! Keys, all under the configured prefix `P`:
-//! - `P:job:{ID}`: the record, a hash (see `codec`), with the retention TTL.
+//! - `P:job:{ID}`: the record, a hash (see `codec`), with the retention TTL
+//!   (plus the time to the job's deadline, `JobRecord::kept_for`).
 //!   The id is the key's hash tag, so a script touching a job touches one slot.
 //! - `P:done`: the completion channel; the jobs that end together publish
 //!   their ids in one message, separated by spaces.
@@ -56,7 +57,7 @@ pub struct RedisJobStore {
     pool: Pool,
     builder: Builder,
     prefix: String,
-    retention_s: i64,
+    retention: Duration,
     hub: Arc<WaiterHub>,
     /// Whether Redis is a cluster: a script's keys must then share a slot.
     clustered: bool,
@@ -89,7 +90,7 @@ impl RedisJobStore {
             pool,
             builder,
             prefix: opts.prefix,
-            retention_s: i64::try_from(opts.retention.as_secs()).unwrap_or(i64::MAX),
+            retention: opts.retention,
             hub: WaiterHub::new(),
             clustered,
             create: Script::from_lua(include_str!("lua/create.lua")),
@@ -208,8 +209,9 @@ impl JobStore for RedisJobStore {
         let keys: Vec<String> = jobs.iter().map(|job| self.key(job.id)).collect();
         let mut calls = Vec::new();
         for group in self.groups(&keys) {
-            let mut args = vec![self.retention_s.to_string()];
+            let mut args = Vec::new();
             for &i in &group {
+                args.push(jobs[i].kept_for(self.retention).as_secs().to_string());
                 push_fields(&mut args, codec::encode_new(&jobs[i])?);
             }
             let keys: Vec<String> = group.iter().map(|&i| keys[i].clone()).collect();

@@ -23,6 +23,7 @@ fn key_of(row: &LedgerRow, g: GroupBy) -> Option<String> {
         GroupBy::Day => Some(row.finished_at.format("%Y-%m-%d").to_string()),
         GroupBy::Provider => row.provider.clone(),
         GroupBy::Tenant => Some(row.tenant_id.clone()),
+        GroupBy::Tier => row.tier.map(|t| t.as_str().to_owned()),
     }
 }
 

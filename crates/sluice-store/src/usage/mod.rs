@@ -29,6 +29,8 @@ pub enum GroupBy {
     Day,
     Provider,
     Tenant,
+    /// How the jobs were answered: cache, realtime, flex, provider_batch.
+    Tier,
 }
 
 impl GroupBy {
@@ -40,6 +42,7 @@ impl GroupBy {
             Self::Day => "day",
             Self::Provider => "provider",
             Self::Tenant => "tenant",
+            Self::Tier => "tier",
         }
     }
 
@@ -66,9 +69,10 @@ impl FromStr for GroupBy {
             "day" => Self::Day,
             "provider" => Self::Provider,
             "tenant" => Self::Tenant,
+            "tier" => Self::Tier,
             other => {
                 return Err(format!(
-                    "cannot group by {other:?}; choose from model, feature, route, day, provider, tenant"
+                    "cannot group by {other:?}; choose from model, feature, route, day, provider, tenant, tier"
                 ))
             }
         })

@@ -20,28 +20,28 @@ pub const RECORD: &str = "\
 WITH ins AS (INSERT INTO usage_ledger (job_id, tenant_id, key_id, model, provider, endpoint, feature, route, \
  metadata, status, prompt_tokens, cached_tokens, cache_write_tokens, completion_tokens, \
  cost_micros, saved_micros, cache_hit, queue_wait_ms, provider_latency_ms, finished_at, \
- attempt, estimated_micros, estimated_by) \
+ attempt, estimated_micros, estimated_by, tier) \
  SELECT job_id, tenant_id, key_id, model, provider, endpoint, feature, route, metadata::jsonb, status, \
  prompt_tokens, cached_tokens, cache_write_tokens, completion_tokens, cost_micros, saved_micros, \
- cache_hit, queue_wait_ms, provider_latency_ms, finished_at, attempt, estimated_micros, estimated_by \
+ cache_hit, queue_wait_ms, provider_latency_ms, finished_at, attempt, estimated_micros, estimated_by, tier \
  FROM unnest($1::text[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::text[], $7::text[], \
  $8::text[], $9::text[], $10::text[], $11::int8[], $12::int8[], $13::int8[], $14::int8[], $15::int8[], \
  $16::int8[], $17::bool[], $18::int8[], $19::int8[], $20::timestamptz[], $21::int4[], $22::int8[], \
- $23::text[]) \
+ $23::text[], $24::text[]) \
  AS r(job_id, tenant_id, key_id, model, provider, endpoint, feature, route, metadata, status, \
  prompt_tokens, cached_tokens, cache_write_tokens, completion_tokens, cost_micros, saved_micros, \
- cache_hit, queue_wait_ms, provider_latency_ms, finished_at, attempt, estimated_micros, estimated_by) \
+ cache_hit, queue_wait_ms, provider_latency_ms, finished_at, attempt, estimated_micros, estimated_by, tier) \
  ON CONFLICT (job_id, attempt) DO NOTHING RETURNING tenant_id, key_id, finished_at, \
  cost_micros + estimated_micros AS charged_micros, model, provider, feature, route, prompt_tokens, \
- cached_tokens, completion_tokens, cost_micros, saved_micros, attempt, estimated_micros), \
-daily AS (INSERT INTO usage_daily (tenant_id, day, model, provider, feature, route, jobs, \
+ cached_tokens, completion_tokens, cost_micros, saved_micros, attempt, estimated_micros, tier), \
+daily AS (INSERT INTO usage_daily (tenant_id, day, model, provider, feature, route, tier, jobs, \
  prompt_tokens, cached_tokens, completion_tokens, cost_micros, saved_micros, repeated_calls, \
  estimated_micros) \
  SELECT tenant_id, (finished_at AT TIME ZONE 'UTC')::date, model, coalesce(provider, ''), \
- coalesce(feature, ''), coalesce(route, ''), count(*) FILTER (WHERE attempt = 0), sum(prompt_tokens), \
- sum(cached_tokens), sum(completion_tokens), sum(cost_micros), sum(saved_micros), \
- count(*) FILTER (WHERE attempt > 0), sum(estimated_micros) FROM ins GROUP BY 1, 2, 3, 4, 5, 6 \
- ON CONFLICT (tenant_id, day, model, provider, feature, route) DO UPDATE SET \
+ coalesce(feature, ''), coalesce(route, ''), coalesce(tier, ''), count(*) FILTER (WHERE attempt = 0), \
+ sum(prompt_tokens), sum(cached_tokens), sum(completion_tokens), sum(cost_micros), sum(saved_micros), \
+ count(*) FILTER (WHERE attempt > 0), sum(estimated_micros) FROM ins GROUP BY 1, 2, 3, 4, 5, 6, 7 \
+ ON CONFLICT (tenant_id, day, model, provider, feature, route, tier) DO UPDATE SET \
  jobs = usage_daily.jobs + EXCLUDED.jobs, \
  prompt_tokens = usage_daily.prompt_tokens + EXCLUDED.prompt_tokens, \
  cached_tokens = usage_daily.cached_tokens + EXCLUDED.cached_tokens, \
@@ -85,6 +85,7 @@ pub struct Columns {
     attempt: Vec<i32>,
     estimated_micros: Vec<i64>,
     estimated_by: Vec<Option<&'static str>>,
+    tier: Vec<Option<&'static str>>,
 }
 
 fn as_i64(v: u64) -> i64 {
@@ -125,6 +126,7 @@ impl Columns {
             c.attempt.push(i32::try_from(r.attempt).unwrap_or(i32::MAX));
             c.estimated_micros.push(as_i64(r.estimated_micros));
             c.estimated_by.push(r.estimated_by.map(|e| e.as_str()));
+            c.tier.push(r.tier.map(|t| t.as_str()));
         }
         Ok(c)
     }
@@ -154,5 +156,6 @@ impl Columns {
             .bind(self.attempt)
             .bind(self.estimated_micros)
             .bind(self.estimated_by)
+            .bind(self.tier)
     }
 }

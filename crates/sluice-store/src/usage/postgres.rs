@@ -32,6 +32,7 @@ fn column(g: GroupBy) -> &'static str {
         GroupBy::Day => "to_char(finished_at AT TIME ZONE 'UTC', 'YYYY-MM-DD')",
         GroupBy::Provider => "provider",
         GroupBy::Tenant => "tenant_id::text",
+        GroupBy::Tier => "tier",
     }
 }
 
@@ -44,6 +45,7 @@ fn daily_column(g: GroupBy) -> &'static str {
         GroupBy::Day => "to_char(day, 'YYYY-MM-DD')",
         GroupBy::Provider => "nullif(provider, '')",
         GroupBy::Tenant => "tenant_id::text",
+        GroupBy::Tier => "nullif(tier, '')",
     }
 }
 

@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use serde_json::json;
 use sluice_core::ledger::LedgerRow;
-use sluice_core::{Endpoint, JobId, JobStatus, Usage};
+use sluice_core::{Endpoint, JobId, JobStatus, Tier, Usage};
 use sluice_store::usage::UsageLedger;
 
 use super::app::TestApp;
@@ -17,6 +17,7 @@ pub struct Row {
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
     pub finished_at: DateTime<Utc>,
+    pub tier: Tier,
 }
 
 impl Default for Row {
@@ -28,6 +29,7 @@ impl Default for Row {
             prompt_tokens: 10,
             completion_tokens: 5,
             finished_at: Utc::now(),
+            tier: Tier::Realtime,
         }
     }
 }
@@ -58,6 +60,7 @@ impl TestApp {
             attempt: 0,
             estimated_micros: 0,
             estimated_by: None,
+            tier: Some(row.tier),
         };
         self.ledger.record(&[row]).await.unwrap();
     }

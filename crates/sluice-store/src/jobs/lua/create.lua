@@ -1,13 +1,12 @@
--- Write fresh job records, each kept for the retention.
+-- Write fresh job records, each kept for its own retention.
 -- KEYS[i] the job hashes
--- ARGV[1] the retention in seconds
--- Then, for each key in turn: the number n of field, value pairs, and those
--- 2n values.
-local retention = ARGV[1]
-local at = 2
+-- ARGV, for each key in turn: its retention in seconds, the number n of
+-- field, value pairs, and those 2n values.
+local at = 1
 for _, key in ipairs(KEYS) do
-  local first = at + 1
-  at = first + 2 * tonumber(ARGV[at])
+  local retention = ARGV[at]
+  local first = at + 2
+  at = first + 2 * tonumber(ARGV[at + 1])
   redis.call('HSET', key, unpack(ARGV, first, at - 1))
   redis.call('EXPIRE', key, retention)
 end

@@ -1,0 +1,86 @@
+//! Cost tiers at the API: each job shows the tier that answered it, a
+//! `batch` job gets the config's deadline, and usage groups by tier.
+
+use chrono::{DateTime, Utc};
+use serde_json::json;
+use sluice_core::Tier;
+
+use crate::support::{cacheable, chat, with, Row, TestApp};
+
+#[tokio::test]
+async fn a_job_shows_the_tier_that_answered_it() {
+    let app = TestApp::spawn_with_worker().await;
+    let queued = app.submit(&cacheable("Tier?")).await;
+    queued.expect(202);
+    assert_eq!(queued.body["tier"], json!(null), "not answered yet");
+    let ran = app.wait(&queued.id()).await;
+    assert_eq!(ran["tier"], "realtime", "{ran}");
+    let hit = app.submit(&cacheable("Tier?")).await;
+    hit.expect(200);
+    assert_eq!(hit.body["tier"], "cache");
+}
+
+#[tokio::test]
+async fn a_batch_job_may_wait_as_long_as_the_config_says_unless_it_says_less() {
+    let app = TestApp::builder()
+        .toml("[jobs]\nbatch_deadline_s = 3600")
+        .spawn()
+        .await;
+    let deadline_in = |job: &serde_json::Value| {
+        let created: DateTime<Utc> = job["created_at"].as_str().unwrap().parse().unwrap();
+        let deadline: DateTime<Utc> = job["deadline_at"].as_str().unwrap().parse().unwrap();
+        (deadline - created).num_seconds()
+    };
+    let batch = app
+        .submit(&with(chat("later"), "priority", json!("batch")))
+        .await;
+    batch.expect(202);
+    assert_eq!(deadline_in(&batch.body), 3600);
+    let sooner = with(chat("sooner"), "priority", json!("batch"));
+    let sooner = app.submit(&with(sooner, "deadline_s", json!(60))).await;
+    assert_eq!(deadline_in(&sooner.body), 60);
+    // A standard job without one has none: it cannot wait.
+    let standard = app.submit(&chat("now")).await;
+    assert_eq!(standard.body["deadline_at"], json!(null));
+}
+
+#[tokio::test]
+async fn usage_groups_by_tier() {
+    let app = TestApp::spawn().await;
+    for (tier, cost) in [
+        (Tier::Realtime, 100),
+        (Tier::Flex, 50),
+        (Tier::Flex, 50),
+        (Tier::Cache, 0),
+    ] {
+        app.record(Row {
+            cost_micros: cost,
+            tier,
+            ..Row::default()
+        })
+        .await;
+    }
+    let reply = app.get("/v1/usage?group_by=tier").await;
+    reply.expect(200);
+    let mut found: Vec<(String, u64, u64)> = reply.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            (
+                l["group"]["tier"].as_str().unwrap().to_owned(),
+                l["jobs"].as_u64().unwrap(),
+                l["cost_micros"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    found.sort();
+    assert_eq!(
+        found,
+        vec![
+            ("cache".into(), 1, 0),
+            ("flex".into(), 2, 100),
+            ("realtime".into(), 1, 100),
+        ]
+    );
+}
