@@ -1,7 +1,10 @@
-//! Whether a valid `/v1` request is served: the rate limits first (429),
-//! then fault injection (500/503 or a stall). Runs after validation, so a
-//! malformed request is a 400 whatever the limits; the down switch is
-//! checked before everything else, by `routes::down`.
+//! Whether a valid real-time `/v1` request is served: for a flex request,
+//! flex capacity first (429 `resource_unavailable`, see
+//! [`flex`](crate::flex)); then the rate limits (429), then fault
+//! injection (500/503 or a stall). Runs after validation, so a malformed
+//! request is a 400 whatever the limits; the down switch is checked before
+//! everything else, by `routes::down`. Batch lines are not admitted here:
+//! they answer to the batch knobs alone (see `batches`).
 
 use std::time::Duration;
 
@@ -13,6 +16,7 @@ use crate::bill::Refusal;
 use crate::error::ApiError;
 use crate::faults::Fate;
 use crate::limits::{ceil_secs, Exceeded, Limited, Quota};
+use crate::pricing::Tier;
 use crate::state::Shared;
 
 /// A request that may be served.
@@ -24,14 +28,30 @@ pub(crate) struct Admission {
     pub(crate) quota: Option<Quota>,
     /// How long it stalls, if it does.
     pub(crate) stall: Option<Duration>,
+    /// The tier it is served on, standard or flex.
+    pub(crate) tier: Tier,
 }
 
 impl Shared {
-    /// Admits a request for `model` whose token estimate (prompt plus
-    /// maximum completion) is `estimated_tokens`, or answers the error it
-    /// gets instead, counted but not billed.
-    pub(crate) fn admit(&self, model: &str, estimated_tokens: u64) -> Result<Admission, ApiError> {
+    /// Admits a request for `model` on `tier` (standard or flex) whose
+    /// token estimate (prompt plus maximum completion) is
+    /// `estimated_tokens`, or answers the error it gets instead, counted
+    /// but not billed.
+    pub(crate) fn admit(
+        &self,
+        model: &str,
+        estimated_tokens: u64,
+        tier: Tier,
+    ) -> Result<Admission, ApiError> {
         let options = self.options();
+        if tier == Tier::Flex
+            && options
+                .flex
+                .unavailable(options.seed, self.next_flex_sequence())
+        {
+            self.refused(Refusal::FlexUnavailable);
+            return Err(ApiError::flex_unavailable());
+        }
         let decision = self.limiter().admit(
             &options.rate_limits,
             model,
@@ -57,11 +77,13 @@ impl Shared {
                 sequence,
                 quota,
                 stall: Some(stall),
+                tier,
             }),
             Fate::Serve => Ok(Admission {
                 sequence,
                 quota,
                 stall: None,
+                tier,
             }),
         }
     }

@@ -2,14 +2,50 @@
 //! [`pricing`](crate::pricing), and the errors it served instead of
 //! answers (which cost nothing). `GET /mock/bill` returns it; it is the
 //! ground truth for every cost figure Sluice computes.
+//!
+//! Every charge is counted three times: in the total, under its model and
+//! under its [`Tier`] (`by_tier`, and `by_model[m].by_tier`), so each of
+//! `by_model` and `by_tier` sums to the total. A batch line answered is
+//! one request on the `batch` tier.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::pricing::Usage;
+use crate::pricing::{Tier, Usage};
 
-/// The charges of one model.
+/// The charges of one tier (of every model, or of one).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+pub struct TierBill {
+    /// Requests billed (answered 200; batch lines answered).
+    pub requests: u64,
+    /// Every prompt token, cached or not.
+    pub prompt_tokens: u64,
+    /// Prompt tokens read from the prefix cache.
+    pub cached_tokens: u64,
+    /// Prompt tokens written to the prefix cache (Anthropic `cache_control`).
+    pub cache_write_tokens: u64,
+    pub completion_tokens: u64,
+    /// The sum of the requests' costs, each rounded once.
+    pub cost_micros: u64,
+}
+
+impl TierBill {
+    fn charge(&mut self, usage: &Usage, cost_micros: u64) {
+        self.requests = self.requests.saturating_add(1);
+        self.prompt_tokens = self.prompt_tokens.saturating_add(usage.prompt_tokens);
+        self.cached_tokens = self.cached_tokens.saturating_add(usage.cached_tokens);
+        self.cache_write_tokens = self
+            .cache_write_tokens
+            .saturating_add(usage.cache_write_tokens);
+        self.completion_tokens = self
+            .completion_tokens
+            .saturating_add(usage.completion_tokens);
+        self.cost_micros = self.cost_micros.saturating_add(cost_micros);
+    }
+}
+
+/// The charges of one model, every tier together, and per tier.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
 pub struct ModelBill {
     /// Requests billed (answered 200).
@@ -23,17 +59,31 @@ pub struct ModelBill {
     pub completion_tokens: u64,
     /// The sum of the requests' costs, each rounded once.
     pub cost_micros: u64,
+    /// The same charges per tier; only the tiers charged appear.
+    #[serde(default)]
+    pub by_tier: BTreeMap<Tier, TierBill>,
+}
+
+impl ModelBill {
+    /// The charges of one tier, zero if none.
+    pub fn tier(&self, tier: Tier) -> TierBill {
+        self.by_tier.get(&tier).cloned().unwrap_or_default()
+    }
 }
 
 /// A snapshot of the bill since start or the last reset.
 ///
 /// In JSON, the refusals are fields of the object itself:
-/// `{"total_cost_micros", "by_model", "rate_limited", …}`.
+/// `{"total_cost_micros", "by_model", "by_tier", "rate_limited", …}`.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
 pub struct MockBill {
-    /// The sum of `by_model[*].cost_micros`.
+    /// The sum of `by_model[*].cost_micros`, and of `by_tier[*].cost_micros`.
     pub total_cost_micros: u64,
     pub by_model: BTreeMap<String, ModelBill>,
+    /// Every model together, per tier (`standard`, `flex`, `batch`); only
+    /// the tiers charged appear.
+    #[serde(default)]
+    pub by_tier: BTreeMap<Tier, TierBill>,
     /// The errors served instead of answers, none of them billed.
     #[serde(flatten)]
     pub refusals: Refusals,
@@ -45,9 +95,23 @@ impl MockBill {
         self.by_model.get(model).cloned().unwrap_or_default()
     }
 
-    pub(crate) fn charge(&mut self, model: &str, usage: &Usage, cost_micros: u64) {
+    /// The charges of one tier, every model together; zero if none.
+    pub fn tier(&self, tier: Tier) -> TierBill {
+        self.by_tier.get(&tier).cloned().unwrap_or_default()
+    }
+
+    pub(crate) fn charge(&mut self, model: &str, tier: Tier, usage: &Usage, cost_micros: u64) {
         self.total_cost_micros = self.total_cost_micros.saturating_add(cost_micros);
+        self.by_tier
+            .entry(tier)
+            .or_default()
+            .charge(usage, cost_micros);
         let entry = self.by_model.entry(model.to_owned()).or_default();
+        entry
+            .by_tier
+            .entry(tier)
+            .or_default()
+            .charge(usage, cost_micros);
         entry.requests = entry.requests.saturating_add(1);
         entry.prompt_tokens = entry.prompt_tokens.saturating_add(usage.prompt_tokens);
         entry.cached_tokens = entry.cached_tokens.saturating_add(usage.cached_tokens);
@@ -84,6 +148,7 @@ pub(crate) enum Refusal {
     RateLimited,
     Injected,
     Down,
+    FlexUnavailable,
 }
 
 /// The errors served instead of answers, by kind. The stats and the bill
@@ -97,6 +162,8 @@ pub struct Refusals {
     pub injected_errors: u64,
     /// 503s served while down.
     pub down_rejections: u64,
+    /// Flex requests answered 429 `resource_unavailable`.
+    pub flex_unavailable: u64,
 }
 
 impl Refusals {
@@ -105,6 +172,7 @@ impl Refusals {
             Refusal::RateLimited => &mut self.rate_limited,
             Refusal::Injected => &mut self.injected_errors,
             Refusal::Down => &mut self.down_rejections,
+            Refusal::FlexUnavailable => &mut self.flex_unavailable,
         };
         *counter = counter.saturating_add(1);
     }
@@ -115,6 +183,16 @@ mod tests {
     use super::*;
 
     #[test]
+    fn json_names_the_tiers() {
+        let mut bill = MockBill::default();
+        bill.charge("m", Tier::Flex, &Usage::default(), 3);
+        let json = serde_json::to_value(&bill).unwrap();
+        assert_eq!(json["by_tier"]["flex"]["cost_micros"], 3);
+        assert_eq!(json["by_model"]["m"]["by_tier"]["flex"]["requests"], 1);
+        assert_eq!(serde_json::from_value::<MockBill>(json).unwrap(), bill);
+    }
+
+    #[test]
     fn charges_add_up_per_model_and_in_total() {
         let mut bill = MockBill::default();
         let usage = Usage {
@@ -123,25 +201,32 @@ mod tests {
             cache_write_tokens: 0,
             completion_tokens: 10,
         };
-        bill.charge("a", &usage, 7);
-        bill.charge("a", &usage, 8);
-        bill.charge("b", &Usage::default(), 0);
+        bill.charge("a", Tier::Standard, &usage, 7);
+        bill.charge("a", Tier::Batch, &usage, 8);
+        bill.charge("b", Tier::Standard, &Usage::default(), 0);
         bill.refusals.count(Refusal::RateLimited);
         bill.refusals.count(Refusal::Injected);
         bill.refusals.count(Refusal::Injected);
         bill.refusals.count(Refusal::Down);
         assert_eq!(bill.total_cost_micros, 15);
+        let a = bill.model("a");
         assert_eq!(
-            bill.model("a"),
-            ModelBill {
-                requests: 2,
-                prompt_tokens: 200,
-                cached_tokens: 128,
-                cache_write_tokens: 0,
-                completion_tokens: 20,
-                cost_micros: 15
-            }
+            (
+                a.requests,
+                a.prompt_tokens,
+                a.cached_tokens,
+                a.completion_tokens
+            ),
+            (2, 200, 128, 20)
         );
+        assert_eq!(a.cost_micros, 15);
+        assert_eq!(a.tier(Tier::Standard).cost_micros, 7);
+        assert_eq!(a.tier(Tier::Batch).cost_micros, 8);
+        assert_eq!(a.tier(Tier::Flex), TierBill::default());
+        assert_eq!(bill.tier(Tier::Standard).requests, 2);
+        assert_eq!(bill.tier(Tier::Batch).prompt_tokens, 100);
+        let by_tier: u64 = bill.by_tier.values().map(|t| t.cost_micros).sum();
+        assert_eq!(by_tier, bill.total_cost_micros);
         assert_eq!(bill.model("b").requests, 1);
         assert_eq!(bill.model("never"), ModelBill::default());
         assert_eq!(
@@ -149,7 +234,8 @@ mod tests {
             Refusals {
                 rate_limited: 1,
                 injected_errors: 2,
-                down_rejections: 1
+                down_rejections: 1,
+                flex_unavailable: 0,
             }
         );
     }

@@ -96,6 +96,60 @@ impl ApiError {
         Self::new(status, message.to_owned(), SERVER_ERROR, None)
     }
 
+    /// 429: a flex request found no capacity (see [`flex`](crate::flex)).
+    /// The wording follows OpenAI's "Resource Unavailable"; clients should
+    /// key on the status and `code: "resource_unavailable"`.
+    pub(crate) fn flex_unavailable() -> Self {
+        Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "Resource Unavailable: flex processing has no capacity for this request \
+             right now (injected by the mock). Retry later, or send it without \
+             service_tier \"flex\"."
+                .to_owned(),
+            "service_unavailable_error",
+            Some("resource_unavailable"),
+        )
+    }
+
+    /// 404: no such object (a file, a batch); `param` is the id's name.
+    pub(crate) fn not_found(param: &str, message: String) -> Self {
+        let mut error = Self::new(StatusCode::NOT_FOUND, message, INVALID_REQUEST, None);
+        error.body.param = Some(param.to_owned());
+        error
+    }
+
+    /// 500: a batch line the mock made fail (`batch.line_failure`).
+    pub(crate) fn line_failure() -> Self {
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "The server had an error while processing this batch request (injected by \
+             the mock)."
+                .to_owned(),
+            SERVER_ERROR,
+            None,
+        )
+    }
+
+    /// The HTTP status.
+    pub(crate) fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The error in OpenAI's shape, `{"error": {…}}`, as a batch output
+    /// line's `response.body` carries it.
+    pub(crate) fn openai_json(&self) -> serde_json::Value {
+        serde_json::json!({ "error": &self.body })
+    }
+
+    /// The error in Anthropic's shape, `{"type": "error", "error": {…}}`, as
+    /// a message batch's errored result carries it.
+    pub(crate) fn anthropic_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "type": "error",
+            "error": {"type": anthropic_kind(self.status), "message": &self.body.message},
+        })
+    }
+
     /// 503: the mock was taken down with `POST /mock/admin/down`.
     pub(crate) fn down() -> Self {
         Self::new(
@@ -194,24 +248,28 @@ impl IntoResponse for AnthropicError {
             body,
             headers,
         } = self.0;
-        let kind = match status.as_u16() {
-            400 => "invalid_request_error",
-            401 => "authentication_error",
-            403 => "permission_error",
-            404 => "not_found_error",
-            413 => "request_too_large",
-            429 => "rate_limit_error",
-            503 | 529 => "overloaded_error",
-            _ => "api_error",
-        };
         let envelope = AnthropicEnvelope {
             kind: "error",
             error: AnthropicBody {
-                kind,
+                kind: anthropic_kind(status),
                 message: &body.message,
             },
         };
         (status, header_map(headers), Json(envelope)).into_response()
+    }
+}
+
+/// Anthropic's error `type` for a status, as Anthropic documents it.
+fn anthropic_kind(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        400 => "invalid_request_error",
+        401 => "authentication_error",
+        403 => "permission_error",
+        404 => "not_found_error",
+        413 => "request_too_large",
+        429 => "rate_limit_error",
+        503 | 529 => "overloaded_error",
+        _ => "api_error",
     }
 }
 

@@ -10,13 +10,14 @@
 //! prefill   = (1 − e) × Σ prefill_i + e × max prefill_i    (e = batch_efficiency)
 //! decode    = max d_i × per_completion_token
 //! base      = fixed + prefill + decode
-//! latency   = base × (1 + jitter × r) + stall
+//! latency   = base × (1 + jitter × r) × slowdown + stall
 //! ```
 //!
 //! `r` is uniform in `[−1, 1]` (in millionths), drawn from the seed and the
 //! request's sequence number (see [`dice`](crate::dice)); `stall` is zero
-//! unless [`Faults`](crate::Faults) stalls the request. Every step is
-//! integer nanoseconds, rounded down, saturating.
+//! unless [`Faults`](crate::Faults) stalls the request; `slowdown` is 1,
+//! or [`FlexOptions::slowdown`](crate::FlexOptions) for a flex request.
+//! Every step is integer nanoseconds, rounded down, saturating.
 //!
 //! With `e = 0` (the default) a batch prefills its prompts one after the
 //! other, as the mock always did; with `e = 1` it prefills them all in the
@@ -27,9 +28,8 @@
 
 use std::time::Duration;
 
-use crate::dice::{draw, Purpose};
+use crate::dice::{draw, spread, Purpose};
 use crate::options::MockOptions;
-use crate::ratio::Ratio;
 
 /// One sequence of a request, as the latency model sees it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -92,23 +92,11 @@ impl MockOptions {
 
     /// `base × (1 + jitter × r)` for the request numbered `sequence`.
     pub fn jittered(&self, base: Duration, sequence: u64) -> Duration {
-        let jitter = self.latency.jitter;
-        if jitter.is_zero() {
-            return base;
-        }
-        let span = 2 * u64::from(Ratio::SCALE) + 1;
-        let r = i64::try_from(draw(self.seed, sequence, Purpose::Jitter) % span).unwrap_or(0)
-            - i64::from(Ratio::SCALE);
-        let base_nanos = base.as_nanos();
-        let delta = jitter.of(Ratio::from_ppm(
-            u32::try_from(r.unsigned_abs()).unwrap_or(Ratio::SCALE),
+        spread(
+            base,
+            self.latency.jitter,
+            draw(self.seed, sequence, Purpose::Jitter),
         )
-        .of(base_nanos));
-        if r < 0 {
-            nanos(base_nanos - delta)
-        } else {
-            nanos(base_nanos.saturating_add(delta))
-        }
     }
 }
 
@@ -125,6 +113,7 @@ fn nanos(nanos: u128) -> Duration {
 mod tests {
     use super::*;
     use crate::options::LatencyOptions;
+    use crate::ratio::Ratio;
 
     fn opts() -> MockOptions {
         MockOptions {

@@ -8,15 +8,20 @@
 //! per request, prefill per prompt token and decode per completion token,
 //! native batches (an array `prompt` or `input`) that decode in parallel, a
 //! prompt-prefix cache that makes repeated prefixes cheaper and faster,
-//! rate limits, injected errors and stalls, and a price table. It keeps its
-//! own counters ([`MockStats`]) and its own bill ([`MockBill`]), the
-//! provider's side of every test.
+//! rate limits, injected errors and stalls, and a price table. It serves
+//! the cheaper tiers too: OpenAI's flex processing ([`flex`]) and the
+//! providers' Batch APIs ([`batches`]), at their own prices. It keeps its
+//! own counters ([`MockStats`]) and its own bill ([`MockBill`], by model
+//! and by tier), the provider's side of every test.
 //!
 //! - [`options`]: [`MockOptions`], everything configurable, declared once
 //!   for the command line, the TOML file and the code.
 //! - [`latency`]: the latency model (jitter, batch efficiency, cache).
 //! - [`prefix`] and [`cache`]: what a cacheable prefix is, and the store.
-//! - [`pricing`]: prices and the exact cost rule; [`bill`]: the bill.
+//! - [`pricing`]: prices by tier and the exact cost rule; [`bill`]: the
+//!   bill.
+//! - [`flex`]: `service_tier: "flex"`; [`batches`]: OpenAI Files and
+//!   Batches, Anthropic Message Batches, one engine.
 //! - [`limits`]: rate limits; [`faults`]: fault injection, seeded by
 //!   [`dice`].
 //! - [`text`]: the deterministic "model": answers, tokenizer, embeddings.
@@ -27,7 +32,13 @@
 //!   `tally`: the lock the counters and the bill are kept behind.
 //!
 //! Routes: `POST /v1/chat/completions`, `POST /v1/completions`,
-//! `POST /v1/embeddings`, `POST /v1/messages`,
+//! `POST /v1/embeddings`, `POST /v1/messages`, `POST|GET /v1/files`,
+//! `GET|DELETE /v1/files/{id}`, `GET /v1/files/{id}/content`,
+//! `POST|GET /v1/batches`, `GET /v1/batches/{id}`,
+//! `POST /v1/batches/{id}/cancel`, `POST|GET /v1/messages/batches`,
+//! `GET|DELETE /v1/messages/batches/{id}`,
+//! `POST /v1/messages/batches/{id}/cancel`,
+//! `GET /v1/messages/batches/{id}/results`,
 //! `GET /v1/organization/costs` (the bill per day, as OpenAI's Costs API), `GET /mock/stats`,
 //! `GET /mock/bill`, `GET /mock/traces` (the `traceparent`s received),
 //! `GET /mock/received` (the last request bodies),
@@ -39,11 +50,13 @@ use std::future::Future;
 
 mod admission;
 mod auth;
+pub mod batches;
 pub mod bill;
 pub mod cache;
 pub mod dice;
 mod error;
 pub mod faults;
+pub mod flex;
 pub mod latency;
 pub mod limits;
 pub mod options;
@@ -59,15 +72,17 @@ pub mod text;
 pub mod traces;
 
 pub use auth::ApiKey;
-pub use bill::{MockBill, ModelBill, Refusals};
+pub use batches::BatchOptions;
+pub use bill::{MockBill, ModelBill, Refusals, TierBill};
 pub use cache::PrefixCacheOptions;
 pub use faults::Faults;
+pub use flex::FlexOptions;
 pub use latency::Sequence;
 pub use limits::RateLimits;
 pub use options::{ConfigError, LatencyOptions, MockOptions};
-pub use pricing::{Price, PriceTable, Usage};
-pub use ratio::Ratio;
-pub use stats::{EndpointStats, MockStats};
+pub use pricing::{ModelPrice, Price, PriceTable, Tier, Usage};
+pub use ratio::{Factor, Ratio};
+pub use stats::{BatchStats, EndpointStats, LineStats, MockStats};
 pub use text::{answer_text, count_tokens};
 
 use state::Shared;
@@ -97,9 +112,10 @@ impl MockServer {
         routes::router(self.shared.clone())
     }
 
-    /// A snapshot of the counters.
+    /// A snapshot of the counters, as `GET /mock/stats` returns it (batches
+    /// brought up to now first).
     pub fn stats(&self) -> MockStats {
-        self.shared.stats().snapshot()
+        self.shared.stats_snapshot()
     }
 
     /// The last requests received on the model routes (bodies up to 64
@@ -108,15 +124,17 @@ impl MockServer {
         self.shared.received().snapshot()
     }
 
-    /// A snapshot of the bill, as `GET /mock/bill` returns it.
+    /// A snapshot of the bill, as `GET /mock/bill` returns it (batches
+    /// brought up to now first).
     pub fn bill(&self) -> MockBill {
-        self.shared.bill().snapshot()
+        self.shared.bill_snapshot()
     }
 
     /// Back to a fresh start, as `POST /mock/reset` does: zeroes the
     /// counters and the bill, empties the prefix cache and the rate-limit
-    /// windows, and restarts the request numbering that seeds jitter and
-    /// faults. The down switch is left as it is.
+    /// windows, forgets the files and batches, and restarts the numbering
+    /// that seeds jitter, faults and batches. The down switch is left as
+    /// it is.
     pub fn reset(&self) {
         self.shared.reset();
     }

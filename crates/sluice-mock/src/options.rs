@@ -1,5 +1,6 @@
 //! How the mock behaves: latency, prefix cache, prices, rate limits,
-//! faults, defaults and the optional API key.
+//! faults, flex processing, provider batches, defaults and the optional
+//! API key.
 //!
 //! [`MockOptions`] is declared once and read three ways: as the flags of
 //! `sluice mock-llm` (it derives [`clap::Args`]; each field's doc comment
@@ -44,7 +45,23 @@
 //! stall_rate = 0.001
 //! stall_ms = 120000
 //!
-//! # Micro-dollars per million tokens.
+//! # service_tier "flex" (see `flex`).
+//! [flex]
+//! slowdown = 3.0            # × the latency
+//! unavailable = 0.05        # answered 429 resource_unavailable
+//!
+//! # OpenAI Batches and Anthropic Message Batches (see `batches`).
+//! [batch]
+//! turnaround_ms = 60000     # creation to completed
+//! turnaround_jitter = 0.2   # ± 20 %
+//! line_failure = 0.01       # lines answered 500
+//! expire_after_ms = 86400000
+//! hold = false              # or a share: batches that never progress
+//! refuse = 0.0              # or true: creations refused
+//! max_enqueued_tokens = 2000000
+//!
+//! # Micro-dollars per million tokens. Flex and batch prices default to
+//! # half the standard price, each figure rounded up (see `pricing`).
 //! [prices.default]
 //! input = 1000000
 //! cached_input = 100000
@@ -54,6 +71,7 @@
 //! input = 3000000
 //! cached_input = 300000
 //! output = 15000000
+//! batch = { input = 1000000, cached_input = 100000, output = 5000000 }
 //! ```
 //!
 //! The latency model itself is in [`latency`](crate::latency), the cost
@@ -66,8 +84,10 @@ use clap::Args;
 use serde::Deserialize;
 
 use crate::auth::ApiKey;
+use crate::batches::BatchOptions;
 use crate::cache::PrefixCacheOptions;
 use crate::faults::Faults;
+use crate::flex::FlexOptions;
 use crate::limits::RateLimits;
 use crate::pricing::PriceTable;
 use crate::ratio::Ratio;
@@ -83,8 +103,10 @@ const EMBEDDING_DIMS: NonZeroUsize = match NonZeroUsize::new(16) {
 
 /// The mock's settings. [`Default`] answers instantly, with 16 completion
 /// tokens and 16-dimensional embeddings, needs no key, caches nothing,
-/// limits nothing and injects no fault. The bill is always kept, at
-/// [`Price::DEFAULT`](crate::Price::DEFAULT) unless prices are given.
+/// limits nothing and injects no fault; flex is three times slower and
+/// always available, batches complete in a minute. The bill is always
+/// kept, at [`Price::DEFAULT`](crate::Price::DEFAULT) (and half of it at
+/// flex and batch) unless prices are given.
 #[derive(Args, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct MockOptions {
@@ -116,6 +138,10 @@ pub struct MockOptions {
     #[command(flatten)]
     pub faults: Faults,
     #[command(flatten)]
+    pub flex: FlexOptions,
+    #[command(flatten)]
+    pub batch: BatchOptions,
+    #[command(flatten)]
     pub prices: PriceTable,
 }
 
@@ -131,6 +157,8 @@ impl Default for MockOptions {
             prefix_cache: PrefixCacheOptions::default(),
             rate_limits: RateLimits::default(),
             faults: Faults::default(),
+            flex: FlexOptions::default(),
+            batch: BatchOptions::default(),
             prices: PriceTable::default(),
         }
     }
@@ -206,7 +234,8 @@ mod tests {
     use clap::{Command, FromArgMatches};
 
     use super::*;
-    use crate::pricing::Price;
+    use crate::pricing::{Price, Tier};
+    use crate::ratio::Factor;
 
     /// The example in the module documentation.
     fn example() -> String {
@@ -241,6 +270,12 @@ mod tests {
         assert_eq!(o.faults, Faults::default());
         assert!(o.latency.jitter.is_zero() && o.latency.batch_efficiency.is_zero());
         assert_eq!(o.prices.price("any"), &Price::DEFAULT);
+        assert_eq!(o.prices.price_at("any", Tier::Batch), Price::DEFAULT.half());
+        assert_eq!(o.flex.slowdown, Factor::whole(3));
+        assert!(o.flex.unavailable.is_zero());
+        assert_eq!(o.batch.turnaround_ms, 60_000);
+        assert!(o.batch.hold.is_zero() && o.batch.refuse.is_zero());
+        assert_eq!(o.batch.max_enqueued_tokens, None);
     }
 
     #[test]
@@ -253,7 +288,7 @@ mod tests {
     fn every_flag_has_its_help() {
         let command = command();
         let args: Vec<_> = command.get_arguments().collect();
-        assert!(args.len() >= 22, "{} flags", args.len());
+        assert!(args.len() >= 33, "{} flags", args.len());
         for arg in args {
             assert!(
                 arg.get_help().is_some(),
@@ -279,8 +314,53 @@ mod tests {
         assert_eq!(o.faults.error_rate, Ratio::percent(1));
         assert_eq!(o.faults.stall(), Duration::from_secs(120));
         assert_eq!(o.prices.price("big-model").output, 15_000_000);
+        assert_eq!(
+            o.prices.price_at("big-model", Tier::Batch).output,
+            5_000_000
+        );
+        assert_eq!(o.prices.price_at("big-model", Tier::Flex).output, 7_500_000);
         assert_eq!(o.prices.price("other"), &Price::DEFAULT);
         assert_eq!(o.api_key, None);
+        assert_eq!(o.flex.slowdown, Factor::whole(3));
+        assert_eq!(o.flex.unavailable, Ratio::percent(5));
+        assert_eq!(o.batch.turnaround_jitter, Ratio::percent(20));
+        assert_eq!(o.batch.line_failure, Ratio::percent(1));
+        assert!(o.batch.hold.is_zero());
+        assert_eq!(o.batch.max_enqueued_tokens, Some(2_000_000));
+    }
+
+    #[test]
+    fn the_tier_flags_set_what_their_keys_set() {
+        let flags = flags(&[
+            "--flex-slowdown=2.5",
+            "--flex-unavailable=0.1",
+            "--batch-turnaround-ms=500",
+            "--batch-turnaround-jitter=0.5",
+            "--batch-line-failure=0.2",
+            "--batch-expire-after-ms=9000",
+            "--batch-hold",
+            "--batch-refuse=0.25",
+            "--batch-max-enqueued-tokens=1000",
+            "--batch-price=m=1:2:3",
+            "--flex-price=default=4:5:6",
+        ])
+        .unwrap();
+        let file = MockOptions::from_toml(
+            "[flex]\nslowdown = 2.5\nunavailable = 0.1\n\
+             [batch]\nturnaround_ms = 500\nturnaround_jitter = 0.5\n\
+             line_failure = 0.2\nexpire_after_ms = 9000\nhold = true\n\
+             refuse = 0.25\nmax_enqueued_tokens = 1000\n\
+             [prices.default]\ninput = 1000000\ncached_input = 100000\n\
+             output = 4000000\nflex = { input = 4, cached_input = 5, output = 6 }\n\
+             [prices.models.m]\ninput = 1000000\ncached_input = 100000\n\
+             output = 4000000\nflex = { input = 4, cached_input = 5, output = 6 }\n\
+             batch = { input = 1, cached_input = 2, output = 3 }\n",
+        )
+        .unwrap();
+        assert_eq!(flags, file);
+        assert_eq!(flags.batch.hold, Ratio::ONE);
+        assert!(self::flags(&["--flex-slowdown=-1"]).is_err());
+        assert!(self::flags(&["--batch-hold=2"]).is_err());
     }
 
     #[test]

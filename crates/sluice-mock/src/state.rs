@@ -1,7 +1,8 @@
 //! The state every handler shares: the options, the counters, the bill,
-//! the prefix cache, the rate-limit windows and the down switch; and
-//! [`Shared::serve`], which accounts for a request and waits as long as
-//! the latency model says.
+//! the prefix cache, the rate-limit windows, the down switch, and the
+//! files and batches; [`Shared::serve`], which accounts for a real-time
+//! request and waits as long as the latency model says, and
+//! [`Shared::charge`], the one place a request is billed.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -11,12 +12,13 @@ use axum::http::{HeaderMap, HeaderValue};
 use tokio::time::Instant;
 
 use crate::admission::{quota_headers, Admission};
+use crate::batches::Store;
 use crate::bill::{MockBill, Refusal};
 use crate::cache::{Boundary, CacheOutcome, PrefixCache};
 use crate::latency::Sequence;
 use crate::limits::RateLimiter;
 use crate::options::MockOptions;
-use crate::pricing::Usage;
+use crate::pricing::{Tier, Usage};
 use crate::stats::MockStats;
 use crate::tally::{lock, Tally};
 
@@ -40,6 +42,10 @@ struct Inner {
     down: AtomicBool,
     /// The sequence number of the next admitted request.
     next_sequence: AtomicU64,
+    /// The sequence number of the next flex request (see `dice`).
+    next_flex: AtomicU64,
+    /// The files and batches (see `batches`).
+    batches: Mutex<Store>,
     /// Slots for requests being served, when `max_concurrency` is set.
     slots: Option<tokio::sync::Semaphore>,
     traces: crate::traces::TraceLog,
@@ -96,6 +102,8 @@ impl Shared {
                 limiter: Mutex::default(),
                 down: AtomicBool::new(false),
                 next_sequence: AtomicU64::new(0),
+                next_flex: AtomicU64::new(0),
+                batches: Mutex::default(),
                 traces: crate::traces::TraceLog::default(),
                 received: crate::received::RequestLog::default(),
             }),
@@ -135,15 +143,17 @@ impl Shared {
     }
 
     /// Back to a fresh start with the same options: counters, bill, prefix
-    /// cache, rate-limit windows and request numbering. The down switch
-    /// stays as it is.
+    /// cache, rate-limit windows, request numbering, files and batches. The
+    /// down switch stays as it is.
     pub(crate) fn reset(&self) {
+        *self.batches() = Store::default();
         self.stats().reset();
         self.bill().reset();
         self.daily().reset();
         lock(&self.inner.cache).clear();
         lock(&self.inner.limiter).clear();
         self.inner.next_sequence.store(0, Ordering::SeqCst);
+        self.inner.next_flex.store(0, Ordering::SeqCst);
         self.traces().clear();
         self.received().clear();
     }
@@ -163,6 +173,47 @@ impl Shared {
         self.inner.next_sequence.fetch_add(1, Ordering::SeqCst)
     }
 
+    pub(crate) fn next_flex_sequence(&self) -> u64 {
+        self.inner.next_flex.fetch_add(1, Ordering::SeqCst)
+    }
+
+    /// The files and batches. Whoever holds this lock may take the cache,
+    /// bill and counter locks (answering batch lines), never the reverse.
+    pub(crate) fn batches(&self) -> MutexGuard<'_, Store> {
+        lock(&self.inner.batches)
+    }
+
+    /// Brings every batch up to now, so that the bill and the counters
+    /// include the lines due (see `batches::engine`).
+    pub(crate) fn advance_batches(&self) {
+        self.batches().advance(self, Instant::now());
+    }
+
+    /// The counters, batches included, as `GET /mock/stats` shows them.
+    pub(crate) fn stats_snapshot(&self) -> MockStats {
+        self.advance_batches();
+        let mut stats = self.stats().snapshot();
+        stats.batches = self.batches().stats();
+        stats
+    }
+
+    /// The bill, batch lines due included, as `GET /mock/bill` shows it.
+    pub(crate) fn bill_snapshot(&self) -> MockBill {
+        self.advance_batches();
+        self.bill().snapshot()
+    }
+
+    /// Bills `usage` on `model` at the price of `tier`, in the bill and the
+    /// daily costs; returns the cost in micro-dollars.
+    pub(crate) fn charge(&self, model: &str, tier: Tier, usage: &Usage) -> u64 {
+        let cost_micros = self.options().prices.cost_micros_at(model, tier, usage);
+        self.bill()
+            .update(|bill| bill.charge(model, tier, usage, cost_micros));
+        self.daily()
+            .update(|daily| daily.charge(crate::routes::costs::today(), model, cost_micros));
+        cost_micros
+    }
+
     /// Looks a prompt's prefix boundaries up in the cache and stores them.
     pub(crate) fn cache_lookup(&self, boundaries: &[Boundary]) -> CacheOutcome {
         if boundaries.is_empty() {
@@ -175,9 +226,9 @@ impl Shared {
         )
     }
 
-    /// Counts and bills the request, then waits for a slot (with
-    /// `max_concurrency`) and as long as the latency model says (plus any
-    /// stall).
+    /// Counts and bills the request at its tier's price, then waits for a
+    /// slot (with `max_concurrency`) and as long as the latency model says
+    /// (times the flex slowdown on flex, plus any stall).
     ///
     /// The request is counted and billed before the wait, as a provider
     /// bills a request it has accepted even when the client hangs up before
@@ -201,17 +252,16 @@ impl Shared {
                 stats.stalled();
             }
         });
-        let options = self.options();
-        let cost_micros = options.prices.cost_micros(model, &usage);
-        self.bill()
-            .update(|bill| bill.charge(model, &usage, cost_micros));
-        self.daily()
-            .update(|daily| daily.charge(crate::routes::costs::today(), model, cost_micros));
+        let cost_micros = self.charge(model, admission.tier, &usage);
 
+        let options = self.options();
         let base = options.base_latency(work.sequences.iter().copied());
-        let delay = options
-            .jittered(base, admission.sequence)
-            .saturating_add(admission.stall.unwrap_or(Duration::ZERO));
+        let mut delay = options.jittered(base, admission.sequence);
+        if admission.tier == Tier::Flex {
+            let nanos = options.flex.slowdown.of(delay.as_nanos());
+            delay = Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX));
+        }
+        let delay = delay.saturating_add(admission.stall.unwrap_or(Duration::ZERO));
         // The semaphore is never closed, so a failed acquire cannot happen;
         // it would only mean serving without a slot.
         let _slot = match &self.inner.slots {

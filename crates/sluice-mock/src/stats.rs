@@ -3,6 +3,8 @@
 //! story (how many calls the queue really made, how many tokens it billed).
 //! The errors served instead of answers (429s, injected 5xx, 503s while
 //! down) and the stalls are counted apart; they are not requests served.
+//! Provider batches are counted apart too ([`BatchStats`]): their lines
+//! are not requests.
 
 use std::collections::BTreeMap;
 
@@ -54,6 +56,56 @@ pub struct MockStats {
     /// Served requests that stalled (they count as served as well).
     #[serde(default)]
     pub stalls: u64,
+    /// The provider batches (OpenAI and Anthropic) and their lines.
+    #[serde(default)]
+    pub batches: BatchStats,
+}
+
+/// The provider batches held (since start or reset), by status, and
+/// their lines by outcome.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(default)]
+pub struct BatchStats {
+    /// Batches by status, with OpenAI's names for both dialects:
+    /// `validating`, `failed`, `in_progress`, `finalizing`, `completed`,
+    /// `expired`, `cancelling`, `cancelled`.
+    pub by_status: BTreeMap<String, u64>,
+    pub lines: LineStats,
+}
+
+impl BatchStats {
+    /// Batches with `status`, zero if none.
+    pub fn status(&self, status: &str) -> u64 {
+        self.by_status.get(status).copied().unwrap_or(0)
+    }
+}
+
+/// The lines of every batch held, by what became of them.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[serde(default)]
+pub struct LineStats {
+    pub total: u64,
+    /// Not answered yet.
+    pub pending: u64,
+    /// Answered 200 (and billed).
+    pub succeeded: u64,
+    /// Answered with an error (a 400 of the route, an injected 500).
+    pub failed: u64,
+    /// Never ran: the batch was cancelled first.
+    pub cancelled: u64,
+    /// Never ran: the batch expired first.
+    pub expired: u64,
+}
+
+impl LineStats {
+    pub(crate) fn add(&mut self, counts: &crate::batches::batch::Counts) {
+        self.total += counts.total;
+        self.pending += counts.pending;
+        self.succeeded += counts.succeeded;
+        self.failed += counts.failed;
+        self.cancelled += counts.cancelled;
+        self.expired += counts.expired;
+    }
 }
 
 impl MockStats {

@@ -19,7 +19,7 @@ pub(super) const TRACES_PATH: &str = "/mock/traces";
 pub(super) const RECEIVED_PATH: &str = "/mock/received";
 
 pub(super) async fn stats(State(shared): State<Shared>) -> Json<MockStats> {
-    Json(shared.stats().snapshot())
+    Json(shared.stats_snapshot())
 }
 
 pub(super) async fn traces(State(shared): State<Shared>) -> Json<crate::traces::Traces> {
@@ -31,11 +31,12 @@ pub(super) async fn received(State(shared): State<Shared>) -> Json<Vec<crate::re
 }
 
 pub(super) async fn bill(State(shared): State<Shared>) -> Json<MockBill> {
-    Json(shared.bill().snapshot())
+    Json(shared.bill_snapshot())
 }
 
 /// Zeroes the counters and the bill, empties the prefix cache and the
-/// rate-limit windows, and restarts request numbering.
+/// rate-limit windows, forgets the files and batches, and restarts request
+/// numbering.
 pub(super) async fn reset(State(shared): State<Shared>) -> StatusCode {
     shared.reset();
     StatusCode::NO_CONTENT

@@ -7,23 +7,26 @@
 //! `prompt_tokens` counts the content of every message. The messages
 //! before the answered one are the cacheable prefix (see
 //! [`prefix`](crate::prefix)), scoped by `prompt_cache_key` when given.
+//! `service_tier` may ask for flex (see [`flex`](crate::flex)).
 
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::response::Response;
 use serde::{Deserialize, Serialize};
 
+use super::call::{Call, ModelRoute};
 use super::conversation::{answered, require_messages, Conversation};
 use super::{
-    parse_body, reject_stream, require_model, resolve_max_tokens, resolve_n, respond, response_id,
+    parse_body, reject_stream, require_model, resolve_max_tokens, resolve_n, response_id,
     Completion, Usage,
 };
 use crate::error::ApiError;
+use crate::flex::requested_tier;
 use crate::prefix::{Piece, Scope};
-use crate::state::Shared;
+use crate::state::{Shared, Work};
 use crate::text::{count_tokens, generate};
 
-pub(super) const PATH: &str = "/v1/chat/completions";
+pub(crate) const PATH: &str = "/v1/chat/completions";
 
 #[derive(Debug, Deserialize)]
 struct ChatRequest {
@@ -38,6 +41,7 @@ struct ChatRequest {
     tools: Vec<Tool>,
     tool_choice: Option<serde_json::Value>,
     response_format: Option<ResponseFormat>,
+    service_tier: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -133,7 +137,7 @@ impl Message {
 }
 
 #[derive(Debug, Serialize)]
-struct Choice {
+pub(crate) struct Choice {
     index: u64,
     message: AssistantMessage,
     logprobs: Option<()>,
@@ -152,89 +156,161 @@ pub(super) async fn handle(
     State(shared): State<Shared>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let request: ChatRequest = parse_body(&body)?;
-    let model = require_model(request.model)?;
-    reject_stream(request.stream)?;
-    let messages = require_messages(
-        request.messages,
-        "you must provide a non-empty messages array",
-    )?;
-    let (param, requested) = match request.max_completion_tokens {
-        Some(limit) => ("max_completion_tokens", Some(limit)),
-        None => ("max_tokens", request.max_tokens),
-    };
-    let max_tokens = resolve_max_tokens(requested, param, shared.options().default_max_tokens)?;
-    let n = resolve_n(request.n)?;
-    let tool = forced_tool(&request.tools, request.tool_choice.as_ref())?;
-    let json_answer = request
-        .response_format
-        .as_ref()
-        .is_some_and(|f| f.kind == "json_object" || f.kind == "json_schema");
+    super::call::serve::<Chat>(&shared, &body).await
+}
 
-    let texts: Vec<String> = messages.iter().map(Message::text).collect();
-    let answered = answered(messages.iter().map(|message| message.role.as_str()));
-    let prompt_tokens = texts.iter().map(|text| count_tokens(text)).sum::<u64>();
-    let completion_tokens = max_tokens.saturating_mul(n);
-    let conversation = Conversation {
-        scope: Scope {
-            api: "chat",
-            model: &model,
-            cache_key: request.prompt_cache_key.as_deref(),
-        },
-        pieces: messages
-            .iter()
-            .zip(&texts)
-            .take(answered)
-            .map(|(message, text)| Piece {
-                role: &message.role,
-                text,
-                boundary: true,
-            }),
-        prompt_tokens,
-        decode_tokens: max_tokens,
-        completion_tokens,
-        bill_cache_writes: false,
-    };
-    let (receipt, cached) = conversation.serve(&shared, PATH).await?;
+/// The chat route, for [`ModelRoute`].
+pub(crate) struct Chat;
 
-    let prompt = texts.get(answered).map(String::as_str).unwrap_or_default();
-    let content = generate(prompt, max_tokens);
-    let choices = (0..n)
-        .map(|index| match &tool {
-            Some(name) => Choice {
-                index,
-                message: AssistantMessage {
-                    role: "assistant",
-                    content: None,
-                    tool_calls: Some(vec![serde_json::json!({
-                        "id": format!("{}_{index}", response_id("call_", &body)),
-                        "type": "function",
-                        "function": {
-                            "name": name,
-                            "arguments": serde_json::json!({"input": content}).to_string(),
-                        },
-                    })]),
-                },
-                logprobs: None,
-                finish_reason: "tool_calls",
-            },
-            None => Choice {
-                index,
-                message: AssistantMessage {
-                    role: "assistant",
-                    content: Some(if json_answer {
-                        serde_json::json!({"answer": content}).to_string()
-                    } else {
-                        content.clone()
-                    }),
-                    tool_calls: None,
-                },
-                logprobs: None,
-                finish_reason: "length",
+/// A chat request, validated.
+pub(crate) struct Parsed {
+    messages: Vec<Message>,
+    texts: Vec<String>,
+    /// The index of the message answered.
+    answered: usize,
+    prompt_tokens: u64,
+    max_tokens: u64,
+    n: u64,
+    tool: Option<String>,
+    json_answer: bool,
+    cache_key: Option<String>,
+}
+
+impl ModelRoute for Chat {
+    const PATH: &'static str = PATH;
+    type Request = Parsed;
+    type Answer = Completion<Choice>;
+
+    fn parse(shared: &Shared, body: &[u8]) -> Result<Call<Parsed>, ApiError> {
+        let request: ChatRequest = parse_body(body)?;
+        let model = require_model(request.model)?;
+        reject_stream(request.stream)?;
+        let messages = require_messages(
+            request.messages,
+            "you must provide a non-empty messages array",
+        )?;
+        let (param, requested) = match request.max_completion_tokens {
+            Some(limit) => ("max_completion_tokens", Some(limit)),
+            None => ("max_tokens", request.max_tokens),
+        };
+        let max_tokens = resolve_max_tokens(requested, param, shared.options().default_max_tokens)?;
+        let n = resolve_n(request.n)?;
+        let tool = forced_tool(&request.tools, request.tool_choice.as_ref())?;
+        let json_answer = request
+            .response_format
+            .as_ref()
+            .is_some_and(|f| f.kind == "json_object" || f.kind == "json_schema");
+        let tier = requested_tier(request.service_tier.as_deref())?;
+
+        let texts: Vec<String> = messages.iter().map(Message::text).collect();
+        let answered = answered(messages.iter().map(|message| message.role.as_str()));
+        let prompt_tokens = texts.iter().map(|text| count_tokens(text)).sum::<u64>();
+        Ok(Call {
+            model,
+            tier,
+            estimated_tokens: prompt_tokens.saturating_add(max_tokens.saturating_mul(n)),
+            request: Parsed {
+                messages,
+                texts,
+                answered,
+                prompt_tokens,
+                max_tokens,
+                n,
+                tool,
+                json_answer,
+                cache_key: request.prompt_cache_key,
             },
         })
-        .collect();
-    let usage = Usage::new(prompt_tokens, completion_tokens, cached.read_tokens);
-    let response = Completion::new("chat.completion", "chatcmpl-", &body, model, choices, usage);
-    Ok(respond(receipt, response))
+    }
+
+    fn answer(shared: &Shared, body: &[u8], call: Call<Parsed>) -> (Work, Completion<Choice>) {
+        let Call {
+            model,
+            tier,
+            request: chat,
+            ..
+        } = call;
+        let completion_tokens = chat.max_tokens.saturating_mul(chat.n);
+        let conversation = Conversation {
+            scope: Scope {
+                api: "chat",
+                model: &model,
+                cache_key: chat.cache_key.as_deref(),
+            },
+            pieces: chat
+                .messages
+                .iter()
+                .zip(&chat.texts)
+                .take(chat.answered)
+                .map(|(message, text)| Piece {
+                    role: &message.role,
+                    text,
+                    boundary: true,
+                }),
+            prompt_tokens: chat.prompt_tokens,
+            decode_tokens: chat.max_tokens,
+            completion_tokens,
+            bill_cache_writes: false,
+        };
+        let (work, cached) = conversation.work(shared);
+
+        let prompt = chat
+            .texts
+            .get(chat.answered)
+            .map(String::as_str)
+            .unwrap_or_default();
+        let content = generate(prompt, chat.max_tokens);
+        let choices = (0..chat.n)
+            .map(|index| choice(index, body, &chat, &content))
+            .collect();
+        let usage = Usage::new(chat.prompt_tokens, completion_tokens, cached.read_tokens);
+        let response = Completion::new(
+            "chat.completion",
+            "chatcmpl-",
+            body,
+            model,
+            choices,
+            usage,
+            tier,
+        );
+        (work, response)
+    }
+}
+
+/// Choice `index` of the answer `content`: the text (or JSON), or a call of
+/// the forced tool.
+fn choice(index: u64, body: &[u8], chat: &Parsed, content: &str) -> Choice {
+    match &chat.tool {
+        Some(name) => Choice {
+            index,
+            message: AssistantMessage {
+                role: "assistant",
+                content: None,
+                tool_calls: Some(vec![serde_json::json!({
+                    "id": format!("{}_{index}", response_id("call_", body)),
+                    "type": "function",
+                    "function": {
+                        "name": name,
+                        "arguments": serde_json::json!({"input": content}).to_string(),
+                    },
+                })]),
+            },
+            logprobs: None,
+            finish_reason: "tool_calls",
+        },
+        None => Choice {
+            index,
+            message: AssistantMessage {
+                role: "assistant",
+                content: Some(if chat.json_answer {
+                    serde_json::json!({"answer": content}).to_string()
+                } else {
+                    content.to_owned()
+                }),
+                tool_calls: None,
+            },
+            logprobs: None,
+            finish_reason: "length",
+        },
+    }
 }

@@ -7,23 +7,26 @@
 //! them in parallel (see [`latency`](crate::latency)). Each prompt's
 //! leading blocks may come from the prefix cache (see
 //! [`prefix`](crate::prefix)), scoped by `prompt_cache_key` when given.
+//! `service_tier` may ask for flex (see [`flex`](crate::flex)).
 
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::response::Response;
 use serde::{Deserialize, Serialize};
 
+use super::call::{Call, ModelRoute};
 use super::{
-    parse_body, reject_stream, require_model, resolve_max_tokens, resolve_n, respond, Completion,
-    TextInput, Usage,
+    parse_body, reject_stream, require_model, resolve_max_tokens, resolve_n, Completion, TextInput,
+    Usage,
 };
 use crate::error::ApiError;
+use crate::flex::requested_tier;
 use crate::latency::Sequence;
 use crate::prefix::{text_blocks, Scope};
 use crate::state::{Shared, Work};
 use crate::text::{count_tokens, generate};
 
-pub(super) const PATH: &str = "/v1/completions";
+pub(crate) const PATH: &str = "/v1/completions";
 
 #[derive(Debug, Deserialize)]
 struct CompletionRequest {
@@ -33,10 +36,11 @@ struct CompletionRequest {
     n: Option<u64>,
     stream: Option<bool>,
     prompt_cache_key: Option<String>,
+    service_tier: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
-struct Choice {
+pub(crate) struct Choice {
     text: String,
     index: u64,
     logprobs: Option<()>,
@@ -47,61 +51,113 @@ pub(super) async fn handle(
     State(shared): State<Shared>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let request: CompletionRequest = parse_body(&body)?;
-    let model = require_model(request.model)?;
-    reject_stream(request.stream)?;
-    let prompts = TextInput::require(request.prompt, "prompt", "you must provide a prompt")?;
-    let max_tokens = resolve_max_tokens(
-        request.max_tokens,
-        "max_tokens",
-        shared.options().default_max_tokens,
-    )?;
-    let n = resolve_n(request.n)?;
+    super::call::serve::<Completions>(&shared, &body).await
+}
 
-    let prompt_tokens = prompts.iter().map(|p| count_tokens(p)).sum::<u64>();
-    let prompt_count = prompts.len() as u64;
-    let completion_tokens = max_tokens.saturating_mul(n).saturating_mul(prompt_count);
+/// The completions route, for [`ModelRoute`].
+pub(crate) struct Completions;
 
-    let admission = shared.admit(&model, prompt_tokens.saturating_add(completion_tokens))?;
-    let scope = Scope {
-        api: "completions",
-        model: &model,
-        cache_key: request.prompt_cache_key.as_deref(),
-    };
-    // In order, so that a prompt can hit the prefix of an earlier one.
-    let sequences: Vec<Sequence> = prompts
-        .iter()
-        .map(|prompt| {
-            let boundaries = text_blocks(&shared.options().prefix_cache, scope, prompt);
-            Sequence {
-                prompt_tokens: count_tokens(prompt),
-                cached_tokens: shared.cache_lookup(&boundaries).read_tokens,
-                decode_tokens: max_tokens,
-            }
+/// A completions request, validated.
+pub(crate) struct Parsed {
+    prompts: Vec<String>,
+    max_tokens: u64,
+    n: u64,
+    prompt_tokens: u64,
+    completion_tokens: u64,
+    cache_key: Option<String>,
+}
+
+impl ModelRoute for Completions {
+    const PATH: &'static str = PATH;
+    type Request = Parsed;
+    type Answer = Completion<Choice>;
+
+    fn parse(shared: &Shared, body: &[u8]) -> Result<Call<Parsed>, ApiError> {
+        let request: CompletionRequest = parse_body(body)?;
+        let model = require_model(request.model)?;
+        reject_stream(request.stream)?;
+        let prompts = TextInput::require(request.prompt, "prompt", "you must provide a prompt")?;
+        let max_tokens = resolve_max_tokens(
+            request.max_tokens,
+            "max_tokens",
+            shared.options().default_max_tokens,
+        )?;
+        let n = resolve_n(request.n)?;
+        let tier = requested_tier(request.service_tier.as_deref())?;
+
+        let prompt_tokens = prompts.iter().map(|p| count_tokens(p)).sum::<u64>();
+        let prompt_count = prompts.len() as u64;
+        let completion_tokens = max_tokens.saturating_mul(n).saturating_mul(prompt_count);
+        Ok(Call {
+            model,
+            tier,
+            estimated_tokens: prompt_tokens.saturating_add(completion_tokens),
+            request: Parsed {
+                prompts,
+                max_tokens,
+                n,
+                prompt_tokens,
+                completion_tokens,
+                cache_key: request.prompt_cache_key,
+            },
         })
-        .collect();
-    let cached_tokens = sequences.iter().map(|s| s.cached_tokens).sum::<u64>();
-    let work = Work {
-        prompts: prompt_count,
-        sequences,
-        completion_tokens,
-        cache_write_tokens: 0,
-    };
-    let receipt = shared.serve(PATH, &model, &admission, &work).await;
-
-    let mut choices = Vec::with_capacity(prompts.len().saturating_mul(n as usize));
-    for (prompt_index, prompt) in (0u64..).zip(&prompts) {
-        let text = generate(prompt, max_tokens);
-        for j in 0..n {
-            choices.push(Choice {
-                text: text.clone(),
-                index: prompt_index * n + j,
-                logprobs: None,
-                finish_reason: "length",
-            });
-        }
     }
-    let usage = Usage::new(prompt_tokens, completion_tokens, cached_tokens);
-    let response = Completion::new("text_completion", "cmpl-", &body, model, choices, usage);
-    Ok(respond(receipt, response))
+
+    fn answer(shared: &Shared, body: &[u8], call: Call<Parsed>) -> (Work, Completion<Choice>) {
+        let Call {
+            model,
+            tier,
+            request: p,
+            ..
+        } = call;
+        let scope = Scope {
+            api: "completions",
+            model: &model,
+            cache_key: p.cache_key.as_deref(),
+        };
+        // In order, so that a prompt can hit the prefix of an earlier one.
+        let sequences: Vec<Sequence> = p
+            .prompts
+            .iter()
+            .map(|prompt| {
+                let boundaries = text_blocks(&shared.options().prefix_cache, scope, prompt);
+                Sequence {
+                    prompt_tokens: count_tokens(prompt),
+                    cached_tokens: shared.cache_lookup(&boundaries).read_tokens,
+                    decode_tokens: p.max_tokens,
+                }
+            })
+            .collect();
+        let cached_tokens = sequences.iter().map(|s| s.cached_tokens).sum::<u64>();
+        let work = Work {
+            prompts: p.prompts.len() as u64,
+            sequences,
+            completion_tokens: p.completion_tokens,
+            cache_write_tokens: 0,
+        };
+
+        let mut choices = Vec::with_capacity(p.prompts.len().saturating_mul(p.n as usize));
+        for (prompt_index, prompt) in (0u64..).zip(&p.prompts) {
+            let text = generate(prompt, p.max_tokens);
+            for j in 0..p.n {
+                choices.push(Choice {
+                    text: text.clone(),
+                    index: prompt_index * p.n + j,
+                    logprobs: None,
+                    finish_reason: "length",
+                });
+            }
+        }
+        let usage = Usage::new(p.prompt_tokens, p.completion_tokens, cached_tokens);
+        let response = Completion::new(
+            "text_completion",
+            "cmpl-",
+            body,
+            model,
+            choices,
+            usage,
+            tier,
+        );
+        (work, response)
+    }
 }

@@ -1,14 +1,13 @@
 //! What the two conversation routes share, `/v1/chat/completions` and
 //! Anthropic's `/v1/messages`: a non-empty list of messages, the one
-//! answered, and serving the whole conversation as one sequence whose
-//! cacheable prefixes end after some of its pieces (see
-//! [`prefix`](crate::prefix)).
+//! answered, and the whole conversation as one sequence whose cacheable
+//! prefixes end after some of its pieces (see [`prefix`](crate::prefix)).
 
 use crate::cache::CacheOutcome;
 use crate::error::ApiError;
 use crate::latency::Sequence;
 use crate::prefix::{piece_prefixes, Piece, Scope};
-use crate::state::{Receipt, Shared, Work};
+use crate::state::{Shared, Work};
 
 /// The request's messages, or a 400 saying `missing` when there are none.
 pub(super) fn require_messages<T>(
@@ -53,19 +52,9 @@ pub(super) struct Conversation<'a, P> {
 }
 
 impl<'a, P: IntoIterator<Item = Piece<'a>>> Conversation<'a, P> {
-    /// Admits the conversation (or answers the refusal), looks its prefixes
-    /// up in the cache and serves it; returns the receipt and what the
-    /// cache held.
-    pub(super) async fn serve(
-        self,
-        shared: &Shared,
-        path: &str,
-    ) -> Result<(Receipt, CacheOutcome), ApiError> {
-        let model = self.scope.model;
-        let admission = shared.admit(
-            model,
-            self.prompt_tokens.saturating_add(self.completion_tokens),
-        )?;
+    /// Looks the conversation's prefixes up in the cache (and stores
+    /// them): the work of serving it, and what the cache held.
+    pub(super) fn work(self, shared: &Shared) -> (Work, CacheOutcome) {
         let boundaries = piece_prefixes(&shared.options().prefix_cache, self.scope, self.pieces);
         let outcome = shared.cache_lookup(&boundaries);
         let work = Work {
@@ -82,8 +71,7 @@ impl<'a, P: IntoIterator<Item = Piece<'a>>> Conversation<'a, P> {
                 0
             },
         };
-        let receipt = shared.serve(path, model, &admission, &work).await;
-        Ok((receipt, outcome))
+        (work, outcome)
     }
 }
 

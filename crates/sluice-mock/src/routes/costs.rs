@@ -1,7 +1,9 @@
 //! `GET /v1/organization/costs`: what the mock billed, per UTC day and
 //! model, in the shape of OpenAI's Costs API (buckets of one day, one
 //! result per line item; here a line item is a model). It reads the mock's
-//! own bill, so it is the truth a reconciliation compares the ledger with.
+//! own bill, every tier together (batch lines included, brought up to
+//! date first), so it is the truth a reconciliation compares the ledger
+//! with.
 //! Amounts are dollars, as OpenAI gives them; a micro-dollar figure comes
 //! back exactly from `value × 10⁶`, rounded.
 
@@ -68,6 +70,7 @@ pub(super) async fn handle(
             format!("at most {MAX_DAYS} daily buckets at once"),
         ));
     }
+    shared.advance_batches();
     let daily = shared.daily().snapshot();
     let buckets: Vec<Value> = (first..last)
         .map(|day| {

@@ -13,7 +13,8 @@
 //! (`cache_read_input_tokens`), otherwise written
 //! (`cache_creation_input_tokens`, billed at 1.25 × the input price).
 //! `input_tokens` is what is left, as Anthropic reports it; the bill's
-//! `prompt_tokens` is the sum of the three.
+//! `prompt_tokens` is the sum of the three. `usage.service_tier` says
+//! `"standard"`, or `"batch"` in a message batch's results.
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -21,16 +22,19 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 use serde::{Deserialize, Serialize};
 
+use super::call::{Call, ModelRoute};
 use super::conversation::{answered, require_messages, Conversation};
-use super::{parse_body, reject_stream, require_model, resolve_max_tokens, respond, response_id};
+use super::{parse_body, reject_stream, require_model, resolve_max_tokens, response_id};
 use crate::error::{AnthropicError, ApiError};
 use crate::prefix::{Piece, Scope};
-use crate::state::Shared;
+use crate::pricing::Tier;
+use crate::state::{Shared, Work};
 use crate::text::{count_tokens, generate};
 
-pub(super) const PATH: &str = "/v1/messages";
+pub(crate) const PATH: &str = "/v1/messages";
 
-const VERSION_HEADER: &str = "anthropic-version";
+/// The header every Anthropic route requires.
+pub(crate) const VERSION_HEADER: &str = "anthropic-version";
 
 #[derive(Debug, Deserialize)]
 struct MessagesRequest {
@@ -114,7 +118,7 @@ impl Block {
 }
 
 #[derive(Debug, Serialize)]
-struct MessagesResponse {
+pub(crate) struct MessagesResponse {
     id: String,
     #[serde(rename = "type")]
     kind: &'static str,
@@ -139,6 +143,7 @@ struct AnthropicUsage {
     output_tokens: u64,
     cache_creation_input_tokens: u64,
     cache_read_input_tokens: u64,
+    service_tier: &'static str,
 }
 
 pub(super) async fn handle(
@@ -146,86 +151,151 @@ pub(super) async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, AnthropicError> {
-    if !headers.contains_key(VERSION_HEADER) {
-        return Err(
-            ApiError::invalid(VERSION_HEADER, "anthropic-version: header is required").into(),
-        );
-    }
-    let request: MessagesRequest = parse_body(&body)?;
-    let model = require_model(request.model)?;
-    reject_stream(request.stream)?;
-    let messages = require_messages(
-        request.messages,
-        "messages: you must provide a non-empty array",
-    )?;
-    if let Some(i) = messages
-        .iter()
-        .position(|m| m.role != "user" && m.role != "assistant")
-    {
-        return Err(ApiError::invalid(
-            "messages",
-            format!("messages.{i}.role: must be \"user\" or \"assistant\""),
-        )
-        .into());
-    }
-    let Some(requested) = request.max_tokens else {
-        return Err(ApiError::invalid("max_tokens", "max_tokens: Field required").into());
-    };
-    if requested == 0 {
-        return Err(ApiError::invalid("max_tokens", "max_tokens: must be at least 1").into());
-    }
-    let max_tokens = resolve_max_tokens(Some(requested), "max_tokens", 0)?;
+    require_version(&headers)?;
+    Ok(super::call::serve::<Messages>(&shared, &body).await?)
+}
 
-    let mut flat = Vec::new();
-    if let Some(system) = &request.system {
-        system.flatten("system", &mut flat);
+/// A 400 unless the request carries `anthropic-version` (any value).
+pub(crate) fn require_version(headers: &HeaderMap) -> Result<(), AnthropicError> {
+    if headers.contains_key(VERSION_HEADER) {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(VERSION_HEADER, "anthropic-version: header is required").into())
     }
-    for message in &messages {
-        message.content.flatten(&message.role, &mut flat);
-    }
-    let prompt_tokens = flat.iter().map(|f| count_tokens(f.text)).sum::<u64>();
-    let conversation = Conversation {
-        scope: Scope {
-            api: "messages",
-            model: &model,
-            cache_key: None,
-        },
-        pieces: flat.iter().map(|f| Piece {
-            role: f.role,
-            text: f.text,
-            boundary: f.breakpoint,
-        }),
-        prompt_tokens,
-        decode_tokens: max_tokens,
-        completion_tokens: max_tokens,
-        bill_cache_writes: true,
-    };
-    let (receipt, cache) = conversation.serve(&shared, PATH).await?;
+}
 
-    let answered = answered(messages.iter().map(|m| m.role.as_str()));
-    let prompt = messages
-        .get(answered)
-        .map(|m| m.content.text())
-        .unwrap_or_default();
-    let response = MessagesResponse {
-        id: response_id("msg_", &body),
-        kind: "message",
-        role: "assistant",
-        model,
-        content: vec![TextBlock {
-            kind: "text",
-            text: generate(&prompt, max_tokens),
-        }],
-        stop_reason: "max_tokens",
-        stop_sequence: None,
-        usage: AnthropicUsage {
-            input_tokens: prompt_tokens
-                .saturating_sub(cache.read_tokens)
-                .saturating_sub(cache.written_tokens),
-            output_tokens: max_tokens,
-            cache_creation_input_tokens: cache.written_tokens,
-            cache_read_input_tokens: cache.read_tokens,
-        },
-    };
-    Ok(respond(receipt, response))
+/// The messages route, for [`ModelRoute`].
+pub(crate) struct Messages;
+
+/// A messages request, validated.
+pub(crate) struct Parsed {
+    system: Option<Content>,
+    messages: Vec<Message>,
+    max_tokens: u64,
+    prompt_tokens: u64,
+}
+
+impl ModelRoute for Messages {
+    const PATH: &'static str = PATH;
+    type Request = Parsed;
+    type Answer = MessagesResponse;
+
+    fn parse(_shared: &Shared, body: &[u8]) -> Result<Call<Parsed>, ApiError> {
+        let request: MessagesRequest = parse_body(body)?;
+        let model = require_model(request.model)?;
+        reject_stream(request.stream)?;
+        let messages = require_messages(
+            request.messages,
+            "messages: you must provide a non-empty array",
+        )?;
+        if let Some(i) = messages
+            .iter()
+            .position(|m| m.role != "user" && m.role != "assistant")
+        {
+            return Err(ApiError::invalid(
+                "messages",
+                format!("messages.{i}.role: must be \"user\" or \"assistant\""),
+            ));
+        }
+        let Some(requested) = request.max_tokens else {
+            return Err(ApiError::invalid(
+                "max_tokens",
+                "max_tokens: Field required",
+            ));
+        };
+        if requested == 0 {
+            return Err(ApiError::invalid(
+                "max_tokens",
+                "max_tokens: must be at least 1",
+            ));
+        }
+        let max_tokens = resolve_max_tokens(Some(requested), "max_tokens", 0)?;
+        let mut parsed = Parsed {
+            system: request.system,
+            messages,
+            max_tokens,
+            prompt_tokens: 0,
+        };
+        parsed.prompt_tokens = parsed.flat().iter().map(|f| count_tokens(f.text)).sum();
+        Ok(Call {
+            model,
+            tier: Tier::Standard,
+            estimated_tokens: parsed.prompt_tokens.saturating_add(max_tokens),
+            request: parsed,
+        })
+    }
+
+    fn answer(shared: &Shared, body: &[u8], call: Call<Parsed>) -> (Work, MessagesResponse) {
+        let Call {
+            model,
+            tier,
+            request: p,
+            ..
+        } = call;
+        let flat = p.flat();
+        let conversation = Conversation {
+            scope: Scope {
+                api: "messages",
+                model: &model,
+                cache_key: None,
+            },
+            pieces: flat.iter().map(|f| Piece {
+                role: f.role,
+                text: f.text,
+                boundary: f.breakpoint,
+            }),
+            prompt_tokens: p.prompt_tokens,
+            decode_tokens: p.max_tokens,
+            completion_tokens: p.max_tokens,
+            bill_cache_writes: true,
+        };
+        let (work, cache) = conversation.work(shared);
+
+        let answered = answered(p.messages.iter().map(|m| m.role.as_str()));
+        let prompt = p
+            .messages
+            .get(answered)
+            .map(|m| m.content.text())
+            .unwrap_or_default();
+        let response = MessagesResponse {
+            id: response_id("msg_", body),
+            kind: "message",
+            role: "assistant",
+            model,
+            content: vec![TextBlock {
+                kind: "text",
+                text: generate(&prompt, p.max_tokens),
+            }],
+            stop_reason: "max_tokens",
+            stop_sequence: None,
+            usage: AnthropicUsage {
+                input_tokens: p
+                    .prompt_tokens
+                    .saturating_sub(cache.read_tokens)
+                    .saturating_sub(cache.written_tokens),
+                output_tokens: p.max_tokens,
+                cache_creation_input_tokens: cache.written_tokens,
+                cache_read_input_tokens: cache.read_tokens,
+                service_tier: match tier {
+                    Tier::Batch => "batch",
+                    Tier::Standard | Tier::Flex => "standard",
+                },
+            },
+        };
+        (work, response)
+    }
+}
+
+impl Parsed {
+    /// The prompt's blocks in order, the system prompt first.
+    fn flat(&self) -> Vec<Flat<'_>> {
+        let mut flat = Vec::new();
+        if let Some(system) = &self.system {
+            system.flatten("system", &mut flat);
+        }
+        for message in &self.messages {
+            message.content.flatten(&message.role, &mut flat);
+        }
+        flat
+    }
 }

@@ -1,5 +1,6 @@
 //! The HTTP surface: one module per endpoint, plus what they share
-//! (body parsing, validation, ids).
+//! (body parsing, validation, ids; answering a model route, `call`). The
+//! files and batches routes are in [`batches`](crate::batches).
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -8,22 +9,24 @@ use axum::http::{Method, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{middleware, Json, Router};
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::auth;
 use crate::error::{ApiError, Dialect};
+use crate::flex::echoed;
+use crate::pricing::Tier;
 use crate::state::{Receipt, Shared};
 
 mod admin;
+pub(crate) mod call;
 mod chat;
 mod completions;
 mod conversation;
 pub(crate) mod costs;
 mod down;
 mod embeddings;
-mod messages;
+pub(crate) mod messages;
 
 /// Largest request body accepted. Benchmarks send batches of hundreds of
 /// prompts in one call, well past axum's 2 MiB default.
@@ -41,13 +44,38 @@ const MAX_EMBEDDING_DIMS: usize = 65_536;
 
 /// Every route of the mock, sharing `shared`. On each `/v1` route the key
 /// is checked first (401), then the down switch (503), then the request
-/// itself (400), then the rate limits (429) and fault injection (5xx).
+/// itself (400), then (on the model routes) flex capacity and the rate
+/// limits (429) and fault injection (5xx).
 pub(crate) fn router(shared: Shared) -> Router {
     let openai = Router::new()
         .route(chat::PATH, post(chat::handle))
         .route(completions::PATH, post(completions::handle))
         .route(embeddings::PATH, post(embeddings::handle));
     let anthropic = Router::new().route(messages::PATH, post(messages::handle));
+    let openai_batches = {
+        use crate::batches::{files, openai};
+        Router::new()
+            .route(files::PATH, post(files::upload).get(files::list))
+            .route(files::ONE_PATH, get(files::get).delete(files::delete))
+            .route(files::CONTENT_PATH, get(files::content))
+            .route(openai::PATH, post(openai::create).get(openai::list))
+            .route(openai::ONE_PATH, get(openai::get))
+            .route(openai::CANCEL_PATH, post(openai::cancel))
+    };
+    let anthropic_batches = {
+        use crate::batches::anthropic;
+        Router::new()
+            .route(
+                anthropic::PATH,
+                post(anthropic::create).get(anthropic::list),
+            )
+            .route(
+                anthropic::ONE_PATH,
+                get(anthropic::get).delete(anthropic::delete),
+            )
+            .route(anthropic::CANCEL_PATH, post(anthropic::cancel))
+            .route(anthropic::RESULTS_PATH, get(anthropic::results))
+    };
     let control = Router::new()
         .route(admin::STATS_PATH, get(admin::stats))
         .route(admin::RESET_PATH, post(admin::reset))
@@ -64,6 +92,8 @@ pub(crate) fn router(shared: Shared) -> Router {
     Router::new()
         .merge(model_routes(openai, &shared, Dialect::OpenAi))
         .merge(model_routes(anthropic, &shared, Dialect::Anthropic))
+        .merge(batch_routes(openai_batches, &shared, Dialect::OpenAi))
+        .merge(batch_routes(anthropic_batches, &shared, Dialect::Anthropic))
         .merge(control)
         .route("/healthz", get(|| async { "ok" }))
         .fallback(unknown_url)
@@ -91,6 +121,19 @@ fn model_routes(routes: Router<Shared>, shared: &Shared, dialect: Dialect) -> Ro
         .route_layer(middleware::from_fn_with_state(state, auth::require_key))
 }
 
+/// `routes`, the file and batch routes of `dialect`, behind (outermost
+/// first) the key check and the down switch; the trace and request logs
+/// are for model calls only.
+fn batch_routes(routes: Router<Shared>, shared: &Shared, dialect: Dialect) -> Router<Shared> {
+    let state = (shared.clone(), dialect);
+    routes
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            down::refuse_while_down,
+        ))
+        .route_layer(middleware::from_fn_with_state(state, auth::require_key))
+}
+
 async fn unknown_url(method: Method, uri: Uri) -> ApiError {
     ApiError::unknown_url(method.as_str(), uri.path())
 }
@@ -98,7 +141,7 @@ async fn unknown_url(method: Method, uri: Uri) -> ApiError {
 /// Parses a JSON body. Done by hand rather than with axum's `Json`
 /// extractor, so every parse failure is a 400 in the OpenAI shape (axum
 /// would answer 415 or 422 in plain text).
-pub(crate) fn parse_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+pub(crate) fn parse_body<'de, T: Deserialize<'de>>(body: &'de [u8]) -> Result<T, ApiError> {
     serde_json::from_slice(body).map_err(|err| ApiError::unparsable(&err))
 }
 
@@ -215,10 +258,12 @@ pub(crate) struct Completion<C> {
     model: String,
     choices: Vec<C>,
     usage: Usage,
+    service_tier: &'static str,
 }
 
 impl<C> Completion<C> {
-    /// The answer to `body`, an `object` whose id starts with `id_prefix`.
+    /// The answer to `body`, an `object` whose id starts with `id_prefix`,
+    /// served on `tier`.
     pub(crate) fn new(
         object: &'static str,
         id_prefix: &str,
@@ -226,6 +271,7 @@ impl<C> Completion<C> {
         model: String,
         choices: Vec<C>,
         usage: Usage,
+        tier: Tier,
     ) -> Self {
         Self {
             id: response_id(id_prefix, body),
@@ -234,6 +280,7 @@ impl<C> Completion<C> {
             model,
             choices,
             usage,
+            service_tier: echoed(tier),
         }
     }
 }

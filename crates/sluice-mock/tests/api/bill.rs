@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
 use sluice_mock::{
-    count_tokens, MockBill, MockOptions, ModelBill, PrefixCacheOptions, Price, PriceTable,
+    count_tokens, MockBill, MockOptions, ModelBill, ModelPrice, PrefixCacheOptions, Price,
+    PriceTable, Tier,
 };
 
 use crate::helpers::{anthropic_cost, openai_cost, Reply, TestMock};
@@ -26,8 +27,8 @@ const ODD_DEFAULT: Price = Price {
 fn options() -> MockOptions {
     MockOptions {
         prices: PriceTable {
-            default: ODD_DEFAULT,
-            models: BTreeMap::from([("big".to_owned(), BIG)]),
+            default: ModelPrice::standard(ODD_DEFAULT),
+            models: BTreeMap::from([("big".to_owned(), ModelPrice::standard(BIG))]),
         },
         prefix_cache: PrefixCacheOptions {
             enabled: true,
@@ -65,6 +66,14 @@ impl Ledger {
         entry.cache_write_tokens += written;
         entry.completion_tokens += completion;
         entry.cost_micros += cost;
+        // Every request here is on the standard tier.
+        let tier = entry.by_tier.entry(Tier::Standard).or_default();
+        tier.requests += 1;
+        tier.prompt_tokens += prompt;
+        tier.cached_tokens += cached;
+        tier.cache_write_tokens += written;
+        tier.completion_tokens += completion;
+        tier.cost_micros += cost;
     }
 
     /// An OpenAI-shaped reply: checks its cost header and records it.
@@ -142,6 +151,8 @@ async fn bill_is_the_sum_of_per_request_costs() {
     assert_eq!(bill.by_model, ledger.by_model);
     let total: u64 = ledger.by_model.values().map(|m| m.cost_micros).sum();
     assert_eq!(bill.total_cost_micros, total);
+    assert_eq!(bill.tier(Tier::Standard).cost_micros, total);
+    assert_eq!(bill.by_tier.len(), 1);
     assert!(bill.model("big").cached_tokens > 0);
     assert!(bill.model("big").cache_write_tokens > 0);
     assert_eq!(

@@ -44,6 +44,43 @@ impl TestMock {
             .await
     }
 
+    /// GETs `path` with extra `headers`, keeping the response's headers.
+    pub async fn get_with(&self, path: &str, headers: &[(&str, &str)]) -> Reply {
+        let mut request = Request::get(path);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        self.send_full(request.body(Body::empty()).unwrap()).await
+    }
+
+    /// DELETEs `path` with extra `headers`.
+    pub async fn delete_with(&self, path: &str, headers: &[(&str, &str)]) -> Reply {
+        let mut request = Request::delete(path);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        self.send_full(request.body(Body::empty()).unwrap()).await
+    }
+
+    /// Uploads `content` as a file named `filename` for `purpose`, in a
+    /// multipart form as the OpenAI SDKs send it.
+    pub async fn upload(&self, filename: &str, purpose: &str, content: &str) -> Reply {
+        let boundary = "mock-test-boundary-7f3a";
+        let body = format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"purpose\"\r\n\r\n{purpose}\r\n\
+             --{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{filename}\"\r\n\
+             Content-Type: application/octet-stream\r\n\r\n{content}\r\n--{boundary}--\r\n"
+        );
+        let request = Request::post("/v1/files")
+            .header(
+                "content-type",
+                format!("multipart/form-data; boundary={boundary}"),
+            )
+            .body(Body::from(body))
+            .unwrap();
+        self.send_full(request).await
+    }
+
     async fn send(&self, request: Request<Body>) -> (StatusCode, Value) {
         let reply = self.send_full(request).await;
         (reply.status, reply.body)
@@ -78,16 +115,17 @@ impl TestMock {
         let bytes = axum::body::to_bytes(response.into_body(), MAX_RESPONSE_BYTES)
             .await
             .unwrap();
+        let text = String::from_utf8_lossy(&bytes).into_owned();
         let body = if bytes.is_empty() {
             Value::Null
         } else {
-            serde_json::from_slice(&bytes)
-                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()))
+            serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(text.clone()))
         };
         Reply {
             status,
             headers,
             body,
+            text,
         }
     }
 }
@@ -97,6 +135,8 @@ pub struct Reply {
     pub status: StatusCode,
     pub headers: HeaderMap,
     pub body: Value,
+    /// The body as text.
+    pub text: String,
 }
 
 impl Reply {
@@ -130,6 +170,13 @@ pub fn anthropic_cost(price: &Price, input: u64, read: u64, written: u64, output
         + 5 * u128::from(written) * u128::from(price.input)
         + 4 * u128::from(output) * u128::from(price.output);
     u64::try_from((quarters + 2_000_000) / 4_000_000).unwrap()
+}
+
+/// Each line of a JSONL text, parsed.
+pub fn jsonl(text: &str) -> Vec<Value> {
+    text.lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect()
 }
 
 /// The text of every choice of a completions response, in order.

@@ -7,13 +7,16 @@
 
 mod helpers;
 
+mod batches;
 mod bill;
 mod chat;
 mod completions;
 mod embeddings;
 mod errors;
 mod faults;
+mod flex;
 mod latency;
+mod message_batches;
 mod messages;
 mod prefix_cache;
 mod rate_limits;

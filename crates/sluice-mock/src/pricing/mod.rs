@@ -19,12 +19,32 @@
 //! 128-bit integers so that nothing is lost before the single rounding.
 //! The bill sums these per-request costs; recomputing each request's cost
 //! from its reported usage and this table gives the bill exactly.
+//!
+//! # Prices by tier
+//!
+//! A request is served on one [`Tier`]: `standard` (real time), `flex`
+//! (OpenAI's `service_tier: "flex"`) or `batch` (a line of a provider
+//! batch). Each model has a standard price and may have a flex and a batch
+//! price ([`ModelPrice`]); a tier price not given is **half the standard
+//! price, each of its three figures rounded up**:
+//!
+//! ```text
+//! half(x) = (x + 1) / 2        (integer division: ⌈x / 2⌉)
+//! ```
+//!
+//! so a standard price of `1_000_000:100_000:4_000_000` gives
+//! `500_000:50_000:2_000_000` at flex and batch, and `3:1:5` gives `2:1:3`.
+//! The cost rule above then applies unchanged with the tier's price.
+//! Sluice computes its own estimates with this very rule.
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
+
+mod table;
+
+pub use table::{parse_model_price, PriceTable};
 
 /// Tokens per price unit: prices are per million tokens.
 const TOKENS_PER_PRICE_UNIT: u128 = 1_000_000;
@@ -85,6 +105,157 @@ impl Default for Price {
     }
 }
 
+impl Price {
+    /// Half this price, each figure rounded up: the flex and batch price
+    /// when none is given (see the [module documentation](self)).
+    pub const fn half(&self) -> Price {
+        const fn half(x: u64) -> u64 {
+            x / 2 + x % 2
+        }
+        Price {
+            input: half(self.input),
+            cached_input: half(self.cached_input),
+            output: half(self.output),
+        }
+    }
+}
+
+/// How a request is served, and so which of its model's prices applies.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum Tier {
+    /// Real time, at the standard price.
+    Standard,
+    /// OpenAI's flex processing: slower, sometimes unavailable, cheaper.
+    Flex,
+    /// A line of a provider batch (OpenAI Batches, Anthropic Message
+    /// Batches).
+    Batch,
+}
+
+impl Tier {
+    /// Every tier, in the order the bill lists them.
+    pub const ALL: [Tier; 3] = [Tier::Standard, Tier::Flex, Tier::Batch];
+
+    /// The tier's name in the bill: `standard`, `flex` or `batch`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Tier::Standard => "standard",
+            Tier::Flex => "flex",
+            Tier::Batch => "batch",
+        }
+    }
+}
+
+impl fmt::Display for Tier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One model's prices: the standard price, and the flex and batch prices
+/// when they are not half of it.
+///
+/// In a file, the standard price's figures are the table's own keys and
+/// the others are optional sub-tables:
+///
+/// ```toml
+/// [prices.models."big"]
+/// input = 3000000
+/// cached_input = 300000
+/// output = 15000000
+/// batch = { input = 1000000, cached_input = 100000, output = 5000000 }
+/// ```
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(from = "ModelPriceFields", into = "ModelPriceFields")]
+pub struct ModelPrice {
+    pub standard: Price,
+    /// Half the standard price when not given.
+    pub flex: Option<Price>,
+    /// Half the standard price when not given.
+    pub batch: Option<Price>,
+}
+
+impl ModelPrice {
+    /// The price of models missing from the table: [`Price::DEFAULT`], and
+    /// half of it at flex and batch.
+    pub const DEFAULT: ModelPrice = ModelPrice::standard(Price::DEFAULT);
+
+    /// `standard`, with the tier prices following it (half of it).
+    pub const fn standard(standard: Price) -> Self {
+        Self {
+            standard,
+            flex: None,
+            batch: None,
+        }
+    }
+
+    /// The price on `tier`, by the rule in the [module documentation](self).
+    pub fn at(&self, tier: Tier) -> Price {
+        match tier {
+            Tier::Standard => self.standard,
+            Tier::Flex => self.flex.unwrap_or(self.standard.half()),
+            Tier::Batch => self.batch.unwrap_or(self.standard.half()),
+        }
+    }
+
+    /// The same prices with the one of `tier` set to `price`.
+    pub fn with(mut self, tier: Tier, price: Price) -> Self {
+        match tier {
+            Tier::Standard => self.standard = price,
+            Tier::Flex => self.flex = Some(price),
+            Tier::Batch => self.batch = Some(price),
+        }
+        self
+    }
+}
+
+impl Default for ModelPrice {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
+
+/// [`ModelPrice`] as a file writes it: the standard figures flat, the
+/// tiers as optional sub-tables.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ModelPriceFields {
+    input: u64,
+    cached_input: u64,
+    output: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    flex: Option<Price>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    batch: Option<Price>,
+}
+
+impl From<ModelPriceFields> for ModelPrice {
+    fn from(fields: ModelPriceFields) -> Self {
+        Self {
+            standard: Price {
+                input: fields.input,
+                cached_input: fields.cached_input,
+                output: fields.output,
+            },
+            flex: fields.flex,
+            batch: fields.batch,
+        }
+    }
+}
+
+impl From<ModelPrice> for ModelPriceFields {
+    fn from(price: ModelPrice) -> Self {
+        Self {
+            input: price.standard.input,
+            cached_input: price.standard.cached_input,
+            output: price.standard.output,
+            flex: price.flex,
+            batch: price.batch,
+        }
+    }
+}
+
 /// The tokens of one request that the price applies to.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Usage {
@@ -139,101 +310,6 @@ impl fmt::Display for ParsePriceError {
 }
 
 impl std::error::Error for ParsePriceError {}
-
-/// `"MODEL=INPUT:CACHED_INPUT:OUTPUT"`, as `--price` takes it; the model
-/// `default` stands for the default entry.
-pub fn parse_model_price(text: &str) -> Result<(String, Price), ParsePriceError> {
-    let fail = || ParsePriceError(text.to_owned());
-    let (model, price) = text.split_once('=').ok_or_else(fail)?;
-    let model = model.trim();
-    if model.is_empty() {
-        return Err(fail());
-    }
-    let price = price.parse().map_err(|_| fail())?;
-    Ok((model.to_owned(), price))
-}
-
-/// `[prices]` and `--price`: prices per model, with a default for every
-/// model not listed.
-///
-/// Its flags are written by hand rather than derived, since many `--price`
-/// flags fill one table: each sets one model's price (or the default's),
-/// over what the table held, as the `[prices]` of a file does.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
-#[serde(deny_unknown_fields, default)]
-pub struct PriceTable {
-    /// The price of a model missing from `models`.
-    pub default: Price,
-    /// Prices by exact model name.
-    pub models: BTreeMap<String, Price>,
-}
-
-/// The model name that `--price` takes for the default entry.
-const DEFAULT_MODEL: &str = "default";
-
-/// The id of `--price` among the command's arguments.
-const PRICE_ARG: &str = "price";
-
-impl PriceTable {
-    /// The price of `model`.
-    pub fn price(&self, model: &str) -> &Price {
-        self.models.get(model).unwrap_or(&self.default)
-    }
-
-    /// The cost of `usage` on `model`, in micro-dollars.
-    pub fn cost_micros(&self, model: &str, usage: &Usage) -> u64 {
-        self.price(model).cost_micros(usage)
-    }
-
-    /// Sets the price of `model`, or the default's for `default`.
-    pub fn set(&mut self, model: &str, price: Price) {
-        if model == DEFAULT_MODEL {
-            self.default = price;
-        } else {
-            self.models.insert(model.to_owned(), price);
-        }
-    }
-}
-
-impl clap::Args for PriceTable {
-    fn augment_args(command: clap::Command) -> clap::Command {
-        command.next_help_heading("Prices").arg(
-            clap::Arg::new(PRICE_ARG)
-                .long("price")
-                .value_name("MODEL=INPUT:CACHED_INPUT:OUTPUT")
-                .action(clap::ArgAction::Append)
-                .value_parser(parse_model_price)
-                .help(format!(
-                    "The price of MODEL, or of every unlisted model with MODEL \
-                     `{DEFAULT_MODEL}`, in micro-dollars per million tokens; repeatable \
-                     [default: {DEFAULT_MODEL}={}]",
-                    Price::DEFAULT
-                )),
-        )
-    }
-
-    fn augment_args_for_update(command: clap::Command) -> clap::Command {
-        Self::augment_args(command)
-    }
-}
-
-impl clap::FromArgMatches for PriceTable {
-    fn from_arg_matches(matches: &clap::ArgMatches) -> Result<Self, clap::Error> {
-        let mut table = Self::default();
-        table.update_from_arg_matches(matches)?;
-        Ok(table)
-    }
-
-    fn update_from_arg_matches(&mut self, matches: &clap::ArgMatches) -> Result<(), clap::Error> {
-        let given = matches
-            .try_get_many::<(String, Price)>(PRICE_ARG)
-            .map_err(|err| clap::Error::raw(clap::error::ErrorKind::ValueValidation, err))?;
-        for (model, price) in given.into_iter().flatten() {
-            self.set(model, *price);
-        }
-        Ok(())
-    }
-}
 
 #[cfg(test)]
 mod tests {
@@ -304,29 +380,69 @@ mod tests {
     }
 
     #[test]
-    fn table_falls_back_to_default() {
-        let table = PriceTable {
-            default: Price::DEFAULT,
-            models: BTreeMap::from([("big".to_owned(), P)]),
-        };
-        assert_eq!(table.price("big"), &P);
-        assert_eq!(table.price("other"), &Price::DEFAULT);
-        assert_eq!(table.cost_micros("big", &usage(1_000, 0, 0, 100)), 4_500);
-    }
-
-    #[test]
     fn parses_prices() {
         assert_eq!("3000000:300000:15000000".parse::<Price>(), Ok(P));
         assert_eq!(P.to_string().parse::<Price>(), Ok(P));
         for bad in ["1:2", "1:2:3:4", "a:b:c", "1:-2:3", ""] {
             assert!(bad.parse::<Price>().is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_missing_tier_price_is_half_rounded_up() {
         assert_eq!(
-            parse_model_price("big=3000000:300000:15000000"),
-            Ok(("big".to_owned(), P))
+            Price::DEFAULT.half(),
+            Price {
+                input: 500_000,
+                cached_input: 50_000,
+                output: 2_000_000
+            }
         );
-        for bad in ["big", "=1:2:3", "big=1:2"] {
-            assert!(parse_model_price(bad).is_err(), "{bad}");
+        let odd = Price {
+            input: 3,
+            cached_input: 1,
+            output: 5,
+        };
+        let half = Price {
+            input: 2,
+            cached_input: 1,
+            output: 3,
+        };
+        assert_eq!(odd.half(), half);
+        let max = Price {
+            input: u64::MAX,
+            cached_input: 0,
+            output: u64::MAX - 1,
+        };
+        assert_eq!(max.half().input, u64::MAX / 2 + 1);
+        assert_eq!(max.half().output, u64::MAX / 2);
+        let model = ModelPrice::standard(odd);
+        assert_eq!(model.at(Tier::Standard), odd);
+        assert_eq!(model.at(Tier::Flex), half);
+        assert_eq!(model.at(Tier::Batch), half);
+        let given = model.with(Tier::Batch, P);
+        assert_eq!(given.at(Tier::Batch), P);
+        assert_eq!(given.at(Tier::Flex), half);
+    }
+
+    #[test]
+    fn a_model_price_reads_its_tiers_from_sub_tables() {
+        let flat: ModelPrice = toml::from_str("input = 3\ncached_input = 1\noutput = 5").unwrap();
+        assert_eq!(flat.flex, None);
+        let tiers: ModelPrice = toml::from_str(
+            "input = 3\ncached_input = 1\noutput = 5\n\
+             flex = { input = 9, cached_input = 9, output = 9 }",
+        )
+        .unwrap();
+        assert_eq!(tiers.at(Tier::Flex).input, 9);
+        assert_eq!(tiers.at(Tier::Batch).input, 2);
+        for bad in [
+            "input = 3\ncached_input = 1",
+            "input = 3\ncached_input = 1\noutput = 5\npriority = 1",
+            "input = 3\ncached_input = 1\noutput = 5\nflex = { input = 1 }",
+        ] {
+            assert!(toml::from_str::<ModelPrice>(bad).is_err(), "{bad}");
         }
+        assert_eq!(serde_json::to_value(Tier::Flex).unwrap(), "flex");
     }
 }
