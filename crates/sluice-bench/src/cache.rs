@@ -87,6 +87,7 @@ fn workload(args: &CacheArgs) -> anyhow::Result<(Vec<Value>, usize)> {
         tenants: 1,
         model: "mock-small".into(),
         seed: args.seed,
+        deferrable_share: 0.0,
     });
     let unique = requests.iter().filter(|r| r.kind == Kind::Unique).count();
     Ok((requests.into_iter().map(job).collect(), unique))

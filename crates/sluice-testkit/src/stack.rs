@@ -294,16 +294,23 @@ impl Stack {
 
     /// The webhooks role's metrics, as text.
     pub async fn webhook_metrics(&self) -> String {
-        let addr = self
-            .webhooks
-            .as_ref()
-            .and_then(|w| w.addr.clone())
-            .expect("the webhooks role is running");
+        self.metrics_of(
+            self.webhooks
+                .as_ref()
+                .expect("the webhooks role is running"),
+        )
+        .await
+    }
+
+    /// Worker `i`'s metrics, as text.
+    pub async fn worker_metrics(&self, i: usize) -> String {
+        self.metrics_of(&self.workers[i]).await
+    }
+
+    async fn metrics_of(&self, role: &Role) -> String {
+        let addr = role.addr.as_ref().expect("the role serves HTTP");
         let r = self.http.get(format!("{addr}/metrics")).send().await;
-        r.expect("webhook metrics")
-            .text()
-            .await
-            .expect("metrics text")
+        r.expect("metrics").text().await.expect("metrics text")
     }
 
     /// Starts counting the job ends announced under the stack's prefix.

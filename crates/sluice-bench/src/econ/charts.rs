@@ -270,7 +270,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::econ::profile::{Latency, Paid, SelfHosted};
+    use crate::econ::profile::{Flex, Latency, Paid, SelfHosted};
     use crate::econ::run::Point;
     use crate::econ::users::Measured;
 
@@ -298,6 +298,7 @@ mod tests {
             cost_micros: 1_000 * ms,
             provider_calls: 0,
             rate_limited: 0,
+            tiers: Vec::new(),
         }
     }
 
@@ -306,6 +307,7 @@ mod tests {
         let profile = Profile {
             scale: 0.1,
             paid: Paid::default(),
+            flex: Flex::default(),
             latency: Latency::default(),
             self_hosted: SelfHosted {
                 micros_per_hour: 1,

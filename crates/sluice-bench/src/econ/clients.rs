@@ -44,12 +44,16 @@ pub enum Client {
 }
 
 impl Client {
-    /// Sends `body` as `model` and waits for its answer until `timeout`.
+    /// Sends `body` as `model` and waits for its answer until `timeout`;
+    /// if it `may_wait`, it is background work that may wait that long
+    /// (Sluice gets it as a `batch` job with `deadline_s`; a direct caller
+    /// has no cheaper way and calls as for any other).
     pub async fn call(
         &self,
         model: &str,
         body: &Value,
         labels: &Value,
+        may_wait: Option<Duration>,
         timeout: Duration,
     ) -> Outcome {
         let deadline = Instant::now() + timeout;
@@ -65,7 +69,11 @@ impl Client {
                 key,
                 cache,
             } => {
-                let mut job = json!({"body": body, "metadata": labels, "priority": "interactive"});
+                let mut job = match may_wait {
+                    Some(wait) => json!({"body": body, "metadata": labels, "priority": "batch",
+                                         "deadline_s": wait.as_secs_f64()}),
+                    None => json!({"body": body, "metadata": labels, "priority": "interactive"}),
+                };
                 if let Some(cache) = cache {
                     job["cache"] = cache.clone();
                 }

@@ -20,7 +20,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 
-use self::profile::{Latency, Paid, Profile, SelfHosted};
+use self::profile::{Flex, Latency, Paid, Profile, SelfHosted};
 use self::report::Outcome;
 use self::run::{Bench, Mode, Timing, OWN_MODEL, PAID_MODEL};
 use crate::cli::Connections;
@@ -71,6 +71,14 @@ pub struct EconArgs {
     /// Requests in the generated workload (enough for the largest phase).
     #[arg(long, default_value_t = 40_000)]
     pub requests: usize,
+    /// The share of requests that may wait (background work, such as
+    /// summaries and evaluations): sent to Sluice as `batch` jobs with a
+    /// deadline, run in the background (not in the latencies).
+    #[arg(long, default_value_t = 0.4)]
+    pub deferrable_share: f64,
+    /// How long a deferrable request may wait (seconds, full scale).
+    #[arg(long, default_value_t = 3600.0)]
+    pub deferrable_deadline_s: f64,
     /// The share of requests that repeat an earlier one exactly.
     #[arg(long, default_value_t = 0.65)]
     pub repeat_share: f64,
@@ -127,6 +135,7 @@ impl EconArgs {
         Profile {
             scale: self.scale,
             paid: Paid::default(),
+            flex: Flex::default(),
             latency: Latency::default(),
             self_hosted: SelfHosted {
                 micros_per_hour: (self.self_hosted_usd_per_hour * 1e6).round() as u64,
@@ -143,6 +152,7 @@ impl EconArgs {
             think: at(self.think_s),
             timeout: at(self.timeout_s),
             slo: at(self.slo_s),
+            deferrable_deadline: at(self.deferrable_deadline_s),
         }
     }
 
@@ -157,8 +167,9 @@ impl EconArgs {
         );
         anyhow::ensure!(
             (0.0..=1.0).contains(&self.repeat_share)
-                && (0.0..=1.0).contains(&self.paraphrase_share),
-            "--repeat-share and --paraphrase-share must be in [0, 1]"
+                && (0.0..=1.0).contains(&self.paraphrase_share)
+                && (0.0..=1.0).contains(&self.deferrable_share),
+            "--repeat-share, --paraphrase-share and --deferrable-share must be in [0, 1]"
         );
         Ok(())
     }
@@ -188,16 +199,19 @@ fn workload(args: &EconArgs) -> anyhow::Result<(Vec<workload::Request>, String)>
         tenants: args.tenants,
         model: PAID_MODEL.into(),
         seed: args.seed,
+        deferrable_share: args.deferrable_share,
     };
     let line = format!(
         "generated (seed {}): input tokens mean {}, output mean {} (log-normal), {:.0}% repeats \
-         ({:.0}% of them paraphrases), {} features sharing system prompts, {} tenants; users \
-         think {} s on average (full scale)",
+         ({:.0}% of them paraphrases), {:.0}% deferrable (a {} s deadline, in the background), \
+         {} features sharing system prompts, {} tenants; users think {} s on average (full scale)",
         spec.seed,
         spec.mean_input_tokens,
         spec.mean_output_tokens,
         spec.repeat_share * 100.0,
         spec.paraphrase_share * 100.0,
+        spec.deferrable_share * 100.0,
+        args.deferrable_deadline_s,
         spec.features,
         spec.tenants,
         args.think_s,

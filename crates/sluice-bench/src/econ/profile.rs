@@ -39,6 +39,34 @@ impl Default for Paid {
     }
 }
 
+/// The paid provider's flex tier: the batch price (half), slower, and
+/// sometimes refused (429 "resource unavailable").
+#[derive(Clone, Debug)]
+pub struct Flex {
+    /// × the standard latency.
+    pub slowdown: f64,
+    /// The share of flex requests refused.
+    pub unavailable: f64,
+    /// Sluice's `[providers.flex]` at full scale: the least time a job
+    /// needs before its deadline, the longest flex call, the time kept for
+    /// a standard call.
+    pub min_deadline: Duration,
+    pub timeout: Duration,
+    pub realtime_margin: Duration,
+}
+
+impl Default for Flex {
+    fn default() -> Self {
+        Self {
+            slowdown: 3.0,
+            unavailable: 0.05,
+            min_deadline: Duration::from_secs(600),
+            timeout: Duration::from_secs(900),
+            realtime_margin: Duration::from_secs(180),
+        }
+    }
+}
+
 /// The latency model both providers share, at full scale.
 #[derive(Clone, Debug)]
 pub struct Latency {
@@ -77,6 +105,7 @@ pub struct SelfHosted {
 pub struct Profile {
     pub scale: f64,
     pub paid: Paid,
+    pub flex: Flex,
     pub latency: Latency,
     pub self_hosted: SelfHosted,
 }
@@ -132,10 +161,13 @@ impl Profile {
         let _ = write!(
             out,
             "[rate_limits]\nrequests_per_minute = {}\ntokens_per_minute = {}\nwindow_ms = {}\n\n\
+             [flex]\nslowdown = {}\nunavailable = {}\n\n\
              [prices.default]\ninput = {}\ncached_input = {}\noutput = {}\n",
             p.requests_per_minute,
             p.tokens_per_minute,
             self.scaled(Duration::from_secs(60)).as_millis().max(1),
+            self.flex.slowdown,
+            self.flex.unavailable,
             p.input,
             p.cached_input,
             p.output,
@@ -160,11 +192,16 @@ impl Profile {
     /// window.
     pub fn sluice_paid_provider_toml(&self) -> String {
         let p = &self.paid;
+        let s = |d: Duration| self.scaled(d).as_secs().max(1);
+        let margin = s(self.flex.realtime_margin);
         format!(
-            "requests_per_minute = {}\ntokens_per_minute = {}\nlimits_window_ms = {}\n",
+            "requests_per_minute = {}\ntokens_per_minute = {}\nlimits_window_ms = {}\n\
+             [providers.flex]\nmin_deadline_s = {}\ntimeout_s = {}\nrealtime_margin_s = {margin}\n",
             p.requests_per_minute * 95 / 100,
             p.tokens_per_minute * 95 / 100,
             self.scaled(Duration::from_secs(60)).as_millis().max(60),
+            s(self.flex.min_deadline).max(margin + 1),
+            s(self.flex.timeout),
         )
     }
 
@@ -192,8 +229,9 @@ impl Profile {
              figures reported at full scale); paid provider ${:.2} / ${:.2} cached / ${:.2} per \
              million tokens in / in / out, {} RPM and {} TPM (Sluice's fleet-wide budget at 95% \
              of them), prefix cache on; latency {} ms + \
-             {} µs per prompt token + {} µs per output token (± {:.0} %); self-hosted ${:.2} per \
-             hour, {} sequences at once",
+             {} µs per prompt token + {} µs per output token (± {:.0} %); flex at half price, \
+             {} × slower, {:.0} % refused (429), for jobs with {} s or more to their deadline; \
+             self-hosted ${:.2} per hour, {} sequences at once",
             p.input as f64 / 1e6,
             p.cached_input as f64 / 1e6,
             p.output as f64 / 1e6,
@@ -203,6 +241,9 @@ impl Profile {
             l.per_prompt_token.as_micros(),
             l.per_completion_token.as_micros(),
             l.jitter * 100.0,
+            self.flex.slowdown,
+            self.flex.unavailable * 100.0,
+            self.flex.min_deadline.as_secs(),
             self.self_hosted.micros_per_hour as f64 / 1e6,
             self.self_hosted.concurrency,
             s = self.scale,
@@ -218,6 +259,7 @@ mod tests {
         Profile {
             scale,
             paid: Paid::default(),
+            flex: Flex::default(),
             latency: Latency::default(),
             self_hosted: SelfHosted {
                 micros_per_hour: 4_000_000,
@@ -245,6 +287,8 @@ mod tests {
         let sluice = p.sluice_paid_provider_toml();
         assert!(sluice.contains("tokens_per_minute = 427500"), "{sluice}");
         assert!(sluice.contains("limits_window_ms = 6000"), "{sluice}");
+        assert!(sluice.contains("min_deadline_s = 60\n"), "{sluice}");
+        assert!(sluice.contains("realtime_margin_s = 18\n"), "{sluice}");
     }
 
     #[test]

@@ -111,7 +111,98 @@ pub fn markdown(outcome: &Outcome, profile: &Profile, command: &str, workload: &
             );
         }
     }
+    out.push_str(&tiers(outcome));
     out.push_str(&targets(outcome));
+    out.push_str(&tier_targets(outcome));
+    out
+}
+
+/// Sluice's jobs of each phase by the tier that answered them.
+fn tiers(outcome: &Outcome) -> String {
+    let rows: Vec<(&Point, &(String, u64, u64))> = outcome
+        .table
+        .iter()
+        .flat_map(|p| p.tiers.iter().map(move |t| (p, t)))
+        .collect();
+    if rows.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from(
+        "\n### By tier\n\nSluice's jobs of each phase by the tier that answered them \
+         (its usage report, `group_by=tier`); deferrable requests ran in the background and \
+         are not in the latencies.\n\n| approach | tier | jobs | cost | per 1k of its jobs |\n\
+         |---|---|---|---|---|\n",
+    );
+    for (p, (tier, jobs, cost)) in rows {
+        let per_1k = if *jobs == 0 {
+            0.0
+        } else {
+            *cost as f64 / 1e6 / *jobs as f64 * 1_000.0
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {tier} | {jobs} | ${:.2} | ${per_1k:.2} |",
+            p.mode.name(),
+            *cost as f64 / 1e6,
+        );
+    }
+    out
+}
+
+/// The cost-tier targets, when the workload has deferrable requests: the
+/// cost against the floor the workload allows (repeats free, deferrable
+/// misses at the batch price, the rest at the standard price, each priced
+/// at what direct calls paid per request in the same run), interactive P95
+/// against direct's, and the users served.
+pub fn tier_targets(outcome: &Outcome) -> String {
+    let (Some(direct), Some(sluice)) = (outcome.at(Mode::Direct), outcome.at(Mode::Sluice)) else {
+        return String::new();
+    };
+    let m = &sluice.measured;
+    if m.deferred == 0 && m.deferred_failed == 0 {
+        return String::new();
+    }
+    let verdict = |met: bool| if met { "met" } else { "missed" };
+    let mut out = String::from("\n### Targets with deferrable work (sluice against direct)\n\n");
+    let floor = direct.cost_per_1k() * m.answered_by.floor_share();
+    let over = sluice.cost_per_1k() / floor.max(f64::MIN_POSITIVE) - 1.0;
+    let _ = writeln!(
+        out,
+        "- cost per 1k: ${:.2} against the floor ${floor:.2} ({} repeats, {} deferrable and {} \
+         interactive misses answered; direct ${:.2}): {:+.1}% (target within 3%): {}",
+        sluice.cost_per_1k(),
+        m.answered_by.repeats,
+        m.answered_by.deferrable,
+        m.answered_by.interactive,
+        direct.cost_per_1k(),
+        over * 100.0,
+        verdict(over <= 0.03)
+    );
+    let (d95, s95) = (direct.measured.quantile(0.95), m.quantile(0.95));
+    let _ = writeln!(
+        out,
+        "- interactive P95 at {} users: {:.0} ms against direct's {:.0} ms (target: no worse): {}",
+        outcome.users,
+        s95.as_secs_f64() * 1e3,
+        d95.as_secs_f64() * 1e3,
+        verdict(s95 <= d95)
+    );
+    let _ = writeln!(
+        out,
+        "- deferrable requests: {} answered, {} not",
+        m.deferred, m.deferred_failed
+    );
+    if let (Some(d), Some(s)) = (
+        outcome.max_users(Mode::Direct),
+        outcome.max_users(Mode::Sluice),
+    ) {
+        let ratio = s as f64 / d.max(1) as f64;
+        let _ = writeln!(
+            out,
+            "- max users: {s} against {d}, {ratio:.1} × (target ≥ 4 ×): {}",
+            verdict(ratio >= 4.0)
+        );
+    }
     out
 }
 
@@ -177,6 +268,7 @@ mod tests {
             cost_micros,
             provider_calls: 0,
             rate_limited: 0,
+            tiers: Vec::new(),
         }
     }
 
@@ -199,5 +291,36 @@ mod tests {
         assert!(t.contains("0.50 × direct's (target ≤ 0.25): missed"), "{t}");
         assert!(t.contains("20.0 × (target ≥ 16 ×): met"), "{t}");
         assert_eq!(outcome.at(Mode::Sluice).unwrap().cost_per_1k(), 1.0);
+        assert_eq!(
+            tier_targets(&outcome),
+            "",
+            "no deferrable work, no tier targets"
+        );
+    }
+
+    #[test]
+    fn the_floor_frees_repeats_and_halves_deferrable_misses() {
+        let mut sluice = point(Mode::Sluice, 1_300_000, 600);
+        sluice.measured.deferred = 400;
+        // 1,000 answered: 600 repeats, 200 deferrable, 200 interactive misses.
+        sluice.measured.answered_by = crate::econ::users::Classes {
+            repeats: 600,
+            deferrable: 200,
+            interactive: 200,
+        };
+        let outcome = Outcome {
+            table: vec![point(Mode::Direct, 4_000_000, 1_200), sluice],
+            sweeps: Vec::new(),
+            users: 100,
+            slo: Duration::from_secs(2),
+        };
+        // Floor: $4.00 × (200 + 100) / 1000 = $1.20; $1.30 is 8.3% over.
+        let t = tier_targets(&outcome);
+        assert!(t.contains("$1.30 against the floor $1.20"), "{t}");
+        assert!(t.contains("+8.3% (target within 3%): missed"), "{t}");
+        assert!(
+            t.contains("600 ms against direct's 1200 ms (target: no worse): met"),
+            "{t}"
+        );
     }
 }

@@ -74,6 +74,9 @@ pub struct Point {
     pub provider_calls: u64,
     /// 429s the provider answered.
     pub rate_limited: u64,
+    /// Sluice's jobs of the phase by the tier that answered them: tier,
+    /// jobs and cost (µ$), from its usage report (empty for direct calls).
+    pub tiers: Vec<(String, u64, u64)>,
 }
 
 impl Point {
@@ -101,6 +104,8 @@ pub struct Timing {
     pub think: Duration,
     pub timeout: Duration,
     pub slo: Duration,
+    /// How long a deferrable request may wait.
+    pub deferrable_deadline: Duration,
 }
 
 pub struct Bench {
@@ -195,12 +200,14 @@ impl Bench {
             think: self.timing.think,
             timeout: self.timing.timeout,
             model: model.to_owned(),
+            deferrable_deadline: self.timing.deferrable_deadline,
         };
         let shown = progress::phase(
             format!("econ: {}, {users} users", mode.name()),
             Size::Time(phase.warmup + phase.measure),
         );
         let client = self.client(mode);
+        let started = chrono::Utc::now();
         let run = users::run(&client, Arc::clone(&self.workload), &phase);
         let measured = shown.follow(|| 0, run).await;
         // Jobs whose users gave up still run, and are billed: wait for them.
@@ -212,6 +219,10 @@ impl Bench {
         };
         let stats = self.get(&format!("{provider}/mock/stats")).await?;
         let bill = self.get(&format!("{}/mock/bill", self.paid_url)).await?;
+        let tiers = match mode {
+            Mode::Direct => Vec::new(),
+            _ => self.tiers_since(started).await?,
+        };
         shown.done();
         let paid = bill["total_cost_micros"].as_u64().unwrap_or(0);
         let cost_micros = if mode == Mode::SelfHosted {
@@ -226,7 +237,41 @@ impl Bench {
             provider_calls: stats["requests"].as_u64().unwrap_or(0),
             rate_limited: stats["rate_limited"].as_u64().unwrap_or(0),
             measured,
+            tiers,
         })
+    }
+
+    /// Sluice's jobs since `from` by tier: tier, jobs, cost (µ$).
+    async fn tiers_since(
+        &self,
+        from: chrono::DateTime<chrono::Utc>,
+    ) -> anyhow::Result<Vec<(String, u64, u64)>> {
+        let url = format!("{}/v1/usage", self.stack.api_url);
+        let from = from.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        let report: Value = self
+            .http
+            .get(&url)
+            .query(&[("from", from.as_str()), ("group_by", "tier")])
+            .bearer_auth(&self.stack.key)
+            .send()
+            .await
+            .context(url.clone())?
+            .error_for_status()?
+            .json()
+            .await?;
+        Ok(report["data"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+            .iter()
+            .map(|line| {
+                (
+                    line["group"]["tier"].as_str().unwrap_or("none").to_owned(),
+                    line["jobs"].as_u64().unwrap_or(0),
+                    line["cost_micros"].as_u64().unwrap_or(0),
+                )
+            })
+            .collect())
     }
 
     async fn get(&self, url: &str) -> anyhow::Result<Value> {

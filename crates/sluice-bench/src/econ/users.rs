@@ -30,6 +30,8 @@ pub struct Phase {
     pub timeout: Duration,
     /// The model the requests name.
     pub model: String,
+    /// How long a deferrable request may wait for its answer.
+    pub deferrable_deadline: Duration,
 }
 
 /// What a phase measured.
@@ -49,6 +51,41 @@ pub struct Measured {
     pub wall: Duration,
     /// The workload ran out before the phase ended.
     pub exhausted: bool,
+    /// The requests answered, by what they could cost at best.
+    pub answered_by: Classes,
+    /// Deferrable requests answered, and not.
+    pub deferred: usize,
+    pub deferred_failed: usize,
+}
+
+/// Answered requests by the least they could cost: an exact repeat
+/// nothing (the cache), a deferrable miss the batch price, the rest the
+/// standard price.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Classes {
+    pub repeats: usize,
+    pub deferrable: usize,
+    pub interactive: usize,
+}
+
+impl Classes {
+    fn add(&mut self, request: &Request) {
+        match (request.kind, request.deferrable) {
+            (super::workload::Kind::Repeat, _) => self.repeats += 1,
+            (_, true) => self.deferrable += 1,
+            (_, false) => self.interactive += 1,
+        }
+    }
+
+    /// The floor's cost over these requests, as a share of what they cost
+    /// at the standard price each: repeats free, deferrable misses at half.
+    pub fn floor_share(&self) -> f64 {
+        let all = self.repeats + self.deferrable + self.interactive;
+        if all == 0 {
+            return 0.0;
+        }
+        (self.interactive as f64 + self.deferrable as f64 / 2.0) / all as f64
+    }
 }
 
 impl Measured {
@@ -82,9 +119,15 @@ struct Tally {
     sent: usize,
     answered: usize,
     exhausted: bool,
+    answered_by: Classes,
+    deferred: usize,
+    deferred_failed: usize,
 }
 
-/// Runs `phase.users` users over `workload` through `client`.
+/// Runs `phase.users` users over `workload` through `client`. A user
+/// waits for an interactive request's answer; a deferrable one runs in the
+/// background (as an app's job queue would send it) and counts in the cost,
+/// not in the latencies.
 pub async fn run(client: &Client, workload: Arc<Vec<Request>>, phase: &Phase) -> Measured {
     let next = Arc::new(AtomicUsize::new(0));
     let tally = Arc::new(Mutex::new(Tally::default()));
@@ -93,12 +136,13 @@ pub async fn run(client: &Client, workload: Arc<Vec<Request>>, phase: &Phase) ->
     let stop_at = measure_from + phase.measure;
     let tasks = TaskTracker::new();
     for user in 0..phase.users {
-        let (client, workload, next, tally, phase) = (
+        let (client, workload, next, tally, phase, background) = (
             client.clone(),
             Arc::clone(&workload),
             Arc::clone(&next),
             Arc::clone(&tally),
             phase.clone(),
+            tasks.clone(),
         );
         tasks.spawn(async move {
             let mut rng = StdRng::seed_from_u64(user as u64);
@@ -111,16 +155,51 @@ pub async fn run(client: &Client, workload: Arc<Vec<Request>>, phase: &Phase) ->
                     lock(&tally).exhausted = true;
                     break;
                 };
-                let sent = Instant::now();
-                let outcome = client
-                    .call(&phase.model, &request.body, &labels(request), phase.timeout)
-                    .await;
-                record(&tally, sent >= measure_from, sent.elapsed(), outcome);
+                if request.deferrable {
+                    let (client, workload, tally, phase) = (
+                        client.clone(),
+                        Arc::clone(&workload),
+                        Arc::clone(&tally),
+                        phase.clone(),
+                    );
+                    background.spawn(async move {
+                        let request = &workload[i];
+                        let outcome = client
+                            .call(
+                                &phase.model,
+                                &request.body,
+                                &labels(request),
+                                Some(phase.deferrable_deadline),
+                                phase.deferrable_deadline,
+                            )
+                            .await;
+                        record_deferred(&tally, request, outcome);
+                    });
+                } else {
+                    let sent = Instant::now();
+                    let outcome = client
+                        .call(
+                            &phase.model,
+                            &request.body,
+                            &labels(request),
+                            None,
+                            phase.timeout,
+                        )
+                        .await;
+                    record(
+                        &tally,
+                        request,
+                        sent >= measure_from,
+                        sent.elapsed(),
+                        outcome,
+                    );
+                }
                 let think = phase.think.mul_f64(rng.gen_range(0.5..1.5));
                 tokio::time::sleep_until((Instant::now() + think).min(stop_at)).await;
             }
         });
     }
+    // Users stop at the phase's end; deferrable requests end in their time.
     tasks.close();
     tasks.wait().await;
     let wall = start.elapsed();
@@ -134,14 +213,41 @@ pub async fn run(client: &Client, workload: Arc<Vec<Request>>, phase: &Phase) ->
         answered: t.answered,
         wall,
         exhausted: t.exhausted,
+        answered_by: t.answered_by,
+        deferred: t.deferred,
+        deferred_failed: t.deferred_failed,
     }
 }
 
-fn record(tally: &Mutex<Tally>, measured: bool, took: Duration, outcome: Outcome) {
+fn record_deferred(tally: &Mutex<Tally>, request: &Request, outcome: Outcome) {
     let mut t = lock(tally);
     t.sent += 1;
     if outcome == Outcome::Answered {
         t.answered += 1;
+        t.deferred += 1;
+        t.answered_by.add(request);
+    } else {
+        t.deferred_failed += 1;
+        if let Outcome::Failed(why) = outcome {
+            if t.error_samples.len() < 5 {
+                t.error_samples.push(format!("deferrable: {why}"));
+            }
+        }
+    }
+}
+
+fn record(
+    tally: &Mutex<Tally>,
+    request: &Request,
+    measured: bool,
+    took: Duration,
+    outcome: Outcome,
+) {
+    let mut t = lock(tally);
+    t.sent += 1;
+    if outcome == Outcome::Answered {
+        t.answered += 1;
+        t.answered_by.add(request);
     }
     if !measured {
         return;

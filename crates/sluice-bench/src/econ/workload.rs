@@ -33,6 +33,10 @@ pub struct Spec {
     pub tenants: usize,
     pub model: String,
     pub seed: u64,
+    /// The share of requests that may wait (background work: summaries,
+    /// evaluations), drawn on its own so that the rest of the workload is
+    /// the same whatever the share.
+    pub deferrable_share: f64,
 }
 
 /// How a request came to be.
@@ -51,6 +55,8 @@ pub struct Request {
     /// The OpenAI-shaped chat body, with `model`.
     pub body: Value,
     pub kind: Kind,
+    /// Background work that may wait for its answer (a deadline).
+    pub deferrable: bool,
 }
 
 /// The spread of the log-normal draws (σ of the underlying normal): with
@@ -141,6 +147,7 @@ pub fn generate(spec: &Spec) -> Vec<Request> {
     // Earlier unique requests: feature, tenant, user words, max_tokens.
     let mut uniques: Vec<(usize, usize, Vec<String>, u64)> = Vec::new();
     let mut out = Vec::with_capacity(spec.requests);
+    let mut waits = StdRng::seed_from_u64(spec.seed ^ 0xdefe_77ab);
     for _ in 0..spec.requests {
         let repeat = !uniques.is_empty() && rng.gen_bool(spec.repeat_share.clamp(0.0, 1.0));
         let (kind, feature, tenant, user, max_tokens) = if repeat {
@@ -167,6 +174,7 @@ pub fn generate(spec: &Spec) -> Vec<Request> {
             feature: format!("feature-{feature}"),
             body: body(&spec.model, &systems[feature], &user, max_tokens),
             kind,
+            deferrable: waits.gen_bool(spec.deferrable_share.clamp(0.0, 1.0)),
         });
     }
     out
@@ -208,6 +216,7 @@ pub fn replay(text: &str, model: &str) -> Result<Vec<Request>, String> {
                 feature: label("feature", "replay"),
                 body,
                 kind: Kind::Unique,
+                deferrable: false,
             })
         })
         .collect()
@@ -228,11 +237,25 @@ mod tests {
             tenants: 3,
             model: "mock-small".into(),
             seed: 7,
+            deferrable_share: 0.4,
         }
     }
 
     fn tokens(text: &str) -> f64 {
         (text.len() as f64 / 4.0).ceil()
+    }
+
+    #[test]
+    fn the_deferrable_share_marks_requests_and_changes_nothing_else() {
+        let w = generate(&spec(5000));
+        let share = w.iter().filter(|r| r.deferrable).count() as f64 / w.len() as f64;
+        assert!((share - 0.4).abs() < 0.03, "deferrable share {share}");
+        let none = generate(&Spec {
+            deferrable_share: 0.0,
+            ..spec(5000)
+        });
+        assert!(none.iter().all(|r| !r.deferrable));
+        assert!(w.iter().zip(&none).all(|(a, b)| a.body == b.body));
     }
 
     #[test]
