@@ -47,7 +47,7 @@ impl Shared {
         if tier == Tier::Flex
             && options
                 .flex
-                .unavailable(options.seed, self.next_flex_sequence())
+                .turns_away(options.seed, self.next_flex_sequence())
         {
             self.refused(Refusal::FlexUnavailable);
             return Err(ApiError::flex_unavailable());

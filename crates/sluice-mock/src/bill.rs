@@ -5,8 +5,9 @@
 //!
 //! Every charge is counted three times: in the total, under its model and
 //! under its [`Tier`] (`by_tier`, and `by_model[m].by_tier`), so each of
-//! `by_model` and `by_tier` sums to the total. A batch line answered is
-//! one request on the `batch` tier.
+//! `by_model` and `by_tier` sums to the total. Both `by_tier` maps always
+//! hold `standard`, `flex` and `batch`, zero when nothing was charged. A
+//! batch line answered is one request on the `batch` tier.
 
 use std::collections::BTreeMap;
 
@@ -45,8 +46,16 @@ impl TierBill {
     }
 }
 
+/// Every tier, charged nothing.
+fn zero_tiers() -> BTreeMap<Tier, TierBill> {
+    Tier::ALL
+        .into_iter()
+        .map(|tier| (tier, TierBill::default()))
+        .collect()
+}
+
 /// The charges of one model, every tier together, and per tier.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub struct ModelBill {
     /// Requests billed (answered 200).
     pub requests: u64,
@@ -59,9 +68,23 @@ pub struct ModelBill {
     pub completion_tokens: u64,
     /// The sum of the requests' costs, each rounded once.
     pub cost_micros: u64,
-    /// The same charges per tier; only the tiers charged appear.
-    #[serde(default)]
+    /// The same charges per tier, every tier present.
+    #[serde(default = "zero_tiers")]
     pub by_tier: BTreeMap<Tier, TierBill>,
+}
+
+impl Default for ModelBill {
+    fn default() -> Self {
+        Self {
+            requests: 0,
+            prompt_tokens: 0,
+            cached_tokens: 0,
+            cache_write_tokens: 0,
+            completion_tokens: 0,
+            cost_micros: 0,
+            by_tier: zero_tiers(),
+        }
+    }
 }
 
 impl ModelBill {
@@ -75,18 +98,29 @@ impl ModelBill {
 ///
 /// In JSON, the refusals are fields of the object itself:
 /// `{"total_cost_micros", "by_model", "by_tier", "rate_limited", …}`.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub struct MockBill {
     /// The sum of `by_model[*].cost_micros`, and of `by_tier[*].cost_micros`.
     pub total_cost_micros: u64,
     pub by_model: BTreeMap<String, ModelBill>,
-    /// Every model together, per tier (`standard`, `flex`, `batch`); only
-    /// the tiers charged appear.
-    #[serde(default)]
+    /// Every model together, per tier: `standard`, `flex` and `batch`,
+    /// always all three.
+    #[serde(default = "zero_tiers")]
     pub by_tier: BTreeMap<Tier, TierBill>,
     /// The errors served instead of answers, none of them billed.
     #[serde(flatten)]
     pub refusals: Refusals,
+}
+
+impl Default for MockBill {
+    fn default() -> Self {
+        Self {
+            total_cost_micros: 0,
+            by_model: BTreeMap::new(),
+            by_tier: zero_tiers(),
+            refusals: Refusals::default(),
+        }
+    }
 }
 
 impl MockBill {
@@ -189,6 +223,11 @@ mod tests {
         let json = serde_json::to_value(&bill).unwrap();
         assert_eq!(json["by_tier"]["flex"]["cost_micros"], 3);
         assert_eq!(json["by_model"]["m"]["by_tier"]["flex"]["requests"], 1);
+        assert_eq!(json["by_tier"]["batch"]["requests"], 0);
+        assert_eq!(
+            json["by_model"]["m"]["by_tier"]["standard"]["cost_micros"],
+            0
+        );
         assert_eq!(serde_json::from_value::<MockBill>(json).unwrap(), bill);
     }
 

@@ -10,12 +10,14 @@
 //! - A flex request's latency is [`FlexOptions::slowdown`] times the usual
 //!   one (see [`latency`](crate::latency)).
 //! - A share [`FlexOptions::unavailable`] of flex requests is answered 429
-//!   with `code: "resource_unavailable"` (see [`unavailable`]), before the
-//!   rate limits are consulted, so it costs none of their budget; it is
-//!   not billed and is counted as `flex_unavailable` in the stats and the
-//!   bill. The draw is seeded by the seed and the flex request's number
-//!   (see [`dice`](crate::dice)). It carries no `Retry-After`: that is how
-//!   a client tells it from a rate limit.
+//!   `{"error": {"message": "Resource Unavailable: …", "type":
+//!   "service_unavailable_error", "param": null, "code":
+//!   "resource_unavailable"}}`, before the rate limits are consulted, so it
+//!   costs none of their budget; it is not billed and is counted as
+//!   `flex_unavailable` in the stats and the bill. The draw is seeded by
+//!   the seed and the flex request's number (see [`dice`](crate::dice)).
+//!   It carries no `Retry-After`: that is how a client tells it from a
+//!   rate limit.
 //! - An answered flex request is billed at the model's flex price (see
 //!   [`pricing`](crate::pricing)), under `by_tier.flex` in the bill.
 
@@ -58,7 +60,7 @@ impl Default for FlexOptions {
 impl FlexOptions {
     /// Whether the flex request numbered `sequence` (among flex requests)
     /// finds no capacity.
-    pub(crate) fn unavailable(&self, seed: u64, sequence: u64) -> bool {
+    pub(crate) fn turns_away(&self, seed: u64, sequence: u64) -> bool {
         !self.unavailable.is_zero()
             && self
                 .unavailable
@@ -111,10 +113,10 @@ mod tests {
             unavailable: Ratio::percent(25),
             ..FlexOptions::default()
         };
-        let refused = (0..10_000).filter(|&i| flex.unavailable(3, i)).count();
+        let refused = (0..10_000).filter(|&i| flex.turns_away(3, i)).count();
         assert!((2_200..=2_800).contains(&refused), "{refused}");
-        let again = (0..10_000).filter(|&i| flex.unavailable(3, i)).count();
+        let again = (0..10_000).filter(|&i| flex.turns_away(3, i)).count();
         assert_eq!(refused, again);
-        assert!(!(0..1_000).any(|i| FlexOptions::default().unavailable(3, i)));
+        assert!(!(0..1_000).any(|i| FlexOptions::default().turns_away(3, i)));
     }
 }

@@ -1,5 +1,5 @@
-//! The batch engine both dialects share: what a batch is, whether it is
-//! accepted, when each of its lines is answered, and how it ends.
+//! The batch engine both dialects share: whether a batch is accepted, when
+//! each of its lines is answered, and how it ends.
 //!
 //! Nothing runs in the background. A batch's timeline is fixed when it is
 //! created, as offsets from its creation, and every read of it (and of

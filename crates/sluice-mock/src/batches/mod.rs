@@ -1,7 +1,6 @@
-//! The providers' Batch APIs: OpenAI's Files and Batches
-//! ([`files`], [`openai`]) and Anthropic's Message Batches
-//! ([`anthropic`]), two dialects over one engine ([`engine`]) moving
-//! batches ([`batch`]) along.
+//! The providers' Batch APIs: OpenAI's Files and Batches (`files`,
+//! `openai`) and Anthropic's Message Batches (`anthropic`), two dialects
+//! over one engine (`engine`) moving batches (`batch`) along.
 //!
 //! A batch's lines are answered by the same code as the real-time routes
 //! (`routes::call`): a line's answer is the real-time answer to the same
@@ -12,7 +11,7 @@
 //! fault injection, and take no latency: a batch's pace is its own,
 //! [`BatchOptions`].
 //!
-//! How a batch progresses is in [`engine`]; what the knobs do:
+//! How a batch progresses is in `engine`; what the knobs do:
 //!
 //! - `turnaround_ms` (± `turnaround_jitter`, seeded): creation to
 //!   `completed`; lines finish evenly over it. Benchmarks scale it as

@@ -357,3 +357,35 @@ async fn files_can_be_listed_and_deleted() {
         (400, json!("purpose"))
     );
 }
+
+#[tokio::test]
+async fn the_batch_routes_need_the_key_and_go_down_with_the_mock() {
+    let mock = TestMock::with(MockOptions {
+        api_key: "sk-test".parse().ok(),
+        ..MockOptions::default()
+    });
+    let anonymous = mock.get_with("/v1/batches", &[]).await;
+    assert_eq!(anonymous.status, 401);
+    assert_eq!(anonymous.body["error"]["code"], "invalid_api_key");
+    let keyed = mock
+        .get_with("/v1/batches", &[("authorization", "Bearer sk-test")])
+        .await;
+    assert_eq!(keyed.status, 200);
+    let anthropic = [
+        ("anthropic-version", "2023-06-01"),
+        ("x-api-key", "sk-test"),
+    ];
+    let listed = mock.get_with("/v1/messages/batches", &anthropic).await;
+    assert_eq!(listed.status, 200, "{}", listed.body);
+    let wrong = mock
+        .get_with("/v1/messages/batches", &[("x-api-key", "sk-other")])
+        .await;
+    assert_eq!(wrong.body["error"]["type"], "authentication_error");
+
+    mock.server.set_down(true);
+    let down = mock
+        .get_with("/v1/files", &[("authorization", "Bearer sk-test")])
+        .await;
+    assert_eq!(down.status, 503);
+    assert_eq!(mock.server.bill().refusals.down_rejections, 1);
+}
