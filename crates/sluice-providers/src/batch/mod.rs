@@ -268,7 +268,8 @@ pub trait BatchApi: Send + Sync {
     /// `model` is the upstream model the lines asked (answers are priced by
     /// it) and `custom_ids` the ids the batch was sent with. A job of a
     /// terminal batch with no line here was not answered by it. An error
-    /// (a file unreadable or cut short) is worth reading again.
+    /// is the whole read's; a retryable one (a file that could not be
+    /// fetched, or was cut short) is worth reading again.
     async fn results(
         &self,
         batch: &RemoteBatch,
@@ -323,5 +324,7 @@ fn check_lines(
     Ok(())
 }
 
+#[cfg(test)]
+mod http_tests;
 #[cfg(test)]
 mod tests;
