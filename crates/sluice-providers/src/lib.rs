@@ -12,6 +12,7 @@
 
 pub mod adapter;
 pub mod anthropic;
+pub mod batch;
 pub mod breaker;
 pub mod costs;
 pub mod error;

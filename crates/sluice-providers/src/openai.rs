@@ -331,7 +331,7 @@ fn match_by_index(response: &Value, field: &str, n: usize) -> Result<Vec<Value>,
 }
 
 /// The usage a response reports, with cached prompt tokens where given.
-fn usage_of(response: &Value) -> Option<Usage> {
+pub(crate) fn usage_of(response: &Value) -> Option<Usage> {
     let usage = response.get("usage")?;
     let prompt = usage.get("prompt_tokens")?.as_u64()?;
     let completion = usage
