@@ -96,10 +96,13 @@ pub enum Command {
 /// then the flags given; a flag left out keeps the file's value.
 #[derive(Args, Debug, Clone)]
 #[command(after_long_help = "\
-Routes: POST /v1/chat/completions, /v1/completions, /v1/embeddings,
-/v1/messages (Anthropic; needs an anthropic-version header); GET /mock/stats,
-GET /mock/bill, POST /mock/reset, POST /mock/admin/down, POST /mock/admin/up,
-GET /healthz.
+Routes: POST /v1/chat/completions, /v1/completions, /v1/embeddings (with
+service_tier \"flex\": slower, sometimes refused, at the flex price),
+/v1/messages (Anthropic; needs an anthropic-version header); the Batch APIs:
+/v1/files and /v1/batches (OpenAI), /v1/messages/batches (Anthropic);
+GET /v1/organization/costs; GET /mock/stats, GET /mock/bill, GET
+/mock/received, POST /mock/reset, POST /mock/admin/down, POST
+/mock/admin/up, GET /healthz.
 
 Latency = (fixed + prefill + max completion tokens × per-completion-token)
 × (1 ± jitter) + stall, where prefill is per-prompt-token × uncached tokens
@@ -109,8 +112,9 @@ prompts and blended with their max by --batch-efficiency.
 Cost of one request, in integer micro-dollars, rounded half up once:
 (uncached × INPUT + cached × CACHED_INPUT + 1.25 × cache-written × INPUT
 + completion × OUTPUT) / 1 000 000. Cache writes happen only on /v1/messages
-(cache_control); 429s and injected errors are never billed. GET /mock/bill
-has the totals, by model.
+(cache_control); 429s and injected errors are never billed. Flex requests
+and batch lines are billed at their tier's price (default: half, rounded up).
+GET /mock/bill has the totals, by model and by tier.
 
 Prefix cache: chat caches the messages before the last user message;
 completions caches whole blocks of --prefix-cache-block-tokens of the prompt;

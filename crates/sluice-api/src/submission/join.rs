@@ -8,6 +8,10 @@
 //! their own record, because the leader's worker ends its followers by id.
 //! A pending leader is waited for, briefly.
 //!
+//! Only jobs alike in whether they may wait (have a deadline) join each
+//! other ([`EntryKey::flight`]): a job that cannot wait must not wait for
+//! one that went out on a slower tier.
+//!
 //! Identical jobs within one submission join in two rounds ([`rounds`]):
 //! the first of each request joins (or leads) and the leaders are
 //! published; then the rest join, and find their leader live. (Joined in
@@ -90,10 +94,11 @@ pub(super) async fn all(
 /// it is to be published, as a leader or alone.
 async fn one(state: &AppState, job: &mut NewJob) -> Option<Outcome> {
     let entry = joinable(job)?.clone();
+    let flight = entry.flight(job.message.deadline_at.is_some());
     let id = job.record.id;
     let mut polls = POLL.delays();
     for _ in 0..MAX_LOOKS {
-        let claim = match state.cache.claim(&entry, id, PENDING_TTL).await {
+        let claim = match state.cache.claim(&flight, id, PENDING_TTL).await {
             Ok(claim) => claim,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot claim a request in flight; going alone");
@@ -108,7 +113,7 @@ async fn one(state: &AppState, job: &mut NewJob) -> Option<Outcome> {
                 // the claim, so a claim that follows the free sees it.
                 match answer_if_cached(state, job, &entry).await {
                     Ok(Some(record)) => {
-                        if let Err(e) = state.cache.abandon(&entry, id).await {
+                        if let Err(e) = state.cache.abandon(&flight, id).await {
                             tracing::warn!(error = %e, "cannot drop an in-flight claim");
                         }
                         return Some(Outcome::Answered(record));
@@ -131,7 +136,7 @@ async fn one(state: &AppState, job: &mut NewJob) -> Option<Outcome> {
                 let retention = Duration::from_secs(state.config.jobs.retention_s);
                 match state
                     .cache
-                    .follow(&entry, leader, &job.message, retention)
+                    .follow(&flight, leader, &job.message, retention)
                     .await
                 {
                     Ok(true) => {

@@ -125,11 +125,12 @@ async fn settle(
     confirmed: bool,
 ) {
     let id = job.record.id;
+    let flight = entry.flight(job.message.deadline_at.is_some());
     let result = if confirmed {
         let retention = Duration::from_secs(state.config.jobs.retention_s);
-        state.cache.confirm(entry, id, retention).await.map(drop)
+        state.cache.confirm(&flight, id, retention).await.map(drop)
     } else {
-        state.cache.abandon(entry, id).await
+        state.cache.abandon(&flight, id).await
     };
     if let Err(e) = result {
         tracing::warn!(error = %e, job = %id, "cannot settle an in-flight claim");

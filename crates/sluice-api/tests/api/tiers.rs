@@ -84,3 +84,32 @@ async fn usage_groups_by_tier() {
         ]
     );
 }
+
+#[tokio::test]
+async fn a_job_that_cannot_wait_never_joins_one_that_may_go_out_on_a_slower_tier() {
+    let app = TestApp::spawn().await;
+    let later = |text| with(cacheable(text), "deadline_s", json!(3600));
+    let waits = app.submit_ok(&later("the same question")).await;
+    // An identical job without a deadline goes out on its own…
+    let now = app.submit(&cacheable("the same question")).await;
+    now.expect(202);
+    assert_eq!(now.body["cache"], json!(null), "{}", now.body);
+    // … while one that may wait too joins the first.
+    let joined = app.submit_ok(&later("the same question")).await;
+
+    app.start_worker();
+    let (first, now, joined) = (
+        app.wait(&waits).await,
+        app.wait(&now.id()).await,
+        app.wait(&joined).await,
+    );
+    assert!(first["cost_micros"].as_u64().unwrap() > 0);
+    assert!(now["cost_micros"].as_u64().unwrap() > 0, "{now}");
+    assert_eq!(joined["cache"]["kind"], "inflight", "{joined}");
+    assert_eq!(joined["cache"]["source_job"], waits);
+    assert_eq!(
+        app.mock.stats().total.prompts,
+        2,
+        "one call each, not three"
+    );
+}

@@ -242,7 +242,7 @@ pub async fn run(args: EconArgs) -> anyhow::Result<()> {
             "[[providers]]\nname = \"own\"\nkind = \"openai\"\nbase_url = \"{{backup_url}}/v1\"\n\n\
              [[models]]\nname = \"{PAID_MODEL}\"\nproviders = [\"mock\"]\n\n\
              [[models]]\nname = \"{OWN_MODEL}\"\nproviders = [\"own\"]\n\n{}",
-            profile.sluice_toml()
+            profile.sluice_toml(PAID_MODEL)
         ),
         ..stack::options(&args.conn, args.workers)
     })

@@ -206,10 +206,17 @@ impl Profile {
     }
 
     /// What Sluice's configuration adds for the run: the provider backoff
-    /// at the run's scale, and attempts enough to queue through 429s.
-    pub fn sluice_toml(&self) -> String {
+    /// at the run's scale, attempts enough to queue through 429s, and the
+    /// paid provider's prices (`model` as it bills it), so that Sluice's
+    /// own figures (its usage by tier) are in dollars too.
+    pub fn sluice_toml(&self, model: &str) -> String {
+        let p = &self.paid;
         format!(
-            "[worker]\nprovider_attempts = {PROVIDER_ATTEMPTS}\nprovider_backoff_ms = {}\n",
+            "[[prices]]\nprovider = \"mock\"\nmodel = \"{model}\"\ninput = {}\ncached_input = {}\n\
+             output = {}\n\n[worker]\nprovider_attempts = {PROVIDER_ATTEMPTS}\nprovider_backoff_ms = {}\n",
+            p.input,
+            p.cached_input,
+            p.output,
             self.scaled(PROVIDER_BACKOFF).as_millis().max(1)
         )
     }

@@ -113,7 +113,7 @@ pub fn markdown(outcome: &Outcome, profile: &Profile, command: &str, workload: &
     }
     out.push_str(&tiers(outcome));
     out.push_str(&targets(outcome));
-    out.push_str(&tier_targets(outcome));
+    out.push_str(&tier_targets(outcome, profile));
     out
 }
 
@@ -154,7 +154,7 @@ fn tiers(outcome: &Outcome) -> String {
 /// misses at the batch price, the rest at the standard price, each priced
 /// at what direct calls paid per request in the same run), interactive P95
 /// against direct's, and the users served.
-pub fn tier_targets(outcome: &Outcome) -> String {
+pub fn tier_targets(outcome: &Outcome, profile: &Profile) -> String {
     let (Some(direct), Some(sluice)) = (outcome.at(Mode::Direct), outcome.at(Mode::Sluice)) else {
         return String::new();
     };
@@ -181,10 +181,10 @@ pub fn tier_targets(outcome: &Outcome) -> String {
     let (d95, s95) = (direct.measured.quantile(0.95), m.quantile(0.95));
     let _ = writeln!(
         out,
-        "- interactive P95 at {} users: {:.0} ms against direct's {:.0} ms (target: no worse): {}",
+        "- interactive P95 at {} users: {} against direct's {} (target: no worse): {}",
         outcome.users,
-        s95.as_secs_f64() * 1e3,
-        d95.as_secs_f64() * 1e3,
+        ms(profile, s95),
+        ms(profile, d95),
         verdict(s95 <= d95)
     );
     let _ = writeln!(
@@ -292,10 +292,24 @@ mod tests {
         assert!(t.contains("20.0 × (target ≥ 16 ×): met"), "{t}");
         assert_eq!(outcome.at(Mode::Sluice).unwrap().cost_per_1k(), 1.0);
         assert_eq!(
-            tier_targets(&outcome),
+            tier_targets(&outcome, &profile()),
             "",
             "no deferrable work, no tier targets"
         );
+    }
+
+    /// A profile at full scale: times are reported as measured.
+    fn profile() -> Profile {
+        Profile {
+            scale: 1.0,
+            paid: crate::econ::profile::Paid::default(),
+            flex: crate::econ::profile::Flex::default(),
+            latency: crate::econ::profile::Latency::default(),
+            self_hosted: crate::econ::profile::SelfHosted {
+                micros_per_hour: 1,
+                concurrency: 1,
+            },
+        }
     }
 
     #[test]
@@ -315,7 +329,7 @@ mod tests {
             slo: Duration::from_secs(2),
         };
         // Floor: $4.00 × (200 + 100) / 1000 = $1.20; $1.30 is 8.3% over.
-        let t = tier_targets(&outcome);
+        let t = tier_targets(&outcome, &profile());
         assert!(t.contains("$1.30 against the floor $1.20"), "{t}");
         assert!(t.contains("+8.3% (target within 3%): missed"), "{t}");
         assert!(

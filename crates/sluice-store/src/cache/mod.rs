@@ -32,6 +32,20 @@ pub struct EntryKey {
     pub key: String,
 }
 
+impl EntryKey {
+    /// The key identical requests in flight share, by whether they may
+    /// wait (have a deadline): a job that can wait may go out on a slower,
+    /// cheaper tier, so a job that cannot never joins one that can, nor
+    /// the other way round. The cache entry itself is shared by both.
+    pub fn flight(&self, may_wait: bool) -> EntryKey {
+        let mut flight = self.clone();
+        if may_wait {
+            flight.key.push_str(":waits");
+        }
+        flight
+    }
+}
+
 /// Where semantic neighbours live: the tenant, the model and the scope
 /// (every parameter but the prompt).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
