@@ -22,8 +22,9 @@
 #   - shellcheck, if present (apt-get install shellcheck as root otherwise);
 #   - `docker compose config`: the docker CLI's plugin if present, else the
 #     venv's compose binary.
-# The checks themselves are in deploy/tools/check_deploy.py (and live_metrics.py:
-# `promtool check metrics` on the /metrics of a `sluice dev` that ran one job).
+# The checks themselves are in deploy/tools/check_deploy.py and the modules it
+# runs (deploy/README.md lists them; live_metrics.py: `promtool check metrics`
+# on the /metrics of a `sluice dev` that ran one job).
 #
 # Environment:
 #   CHECK_DEPLOY_CACHE   cache directory (venv, promtool)
