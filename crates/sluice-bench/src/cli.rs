@@ -33,6 +33,10 @@ pub enum Command {
     /// Long-polls held at once: the API's memory per held connection, and
     /// how fast they are all answered once a worker starts.
     Held(crate::held::HeldArgs),
+    /// What the queue adds to an OpenAI-compatible call: chat completions
+    /// through Sluice against straight to an instant mock, at a few
+    /// connection counts.
+    Compat(crate::compat::CompatArgs),
 }
 
 pub async fn run(command: Command) -> anyhow::Result<()> {
@@ -44,6 +48,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Webhooks(args) => crate::webhooks::run(args).await,
         Command::Econ(args) => crate::econ::run(args).await,
         Command::Held(args) => crate::held::run(args).await,
+        Command::Compat(args) => crate::compat::run(args).await,
     }
 }
 

@@ -6,6 +6,7 @@
 
 mod cache;
 mod cli;
+mod compat;
 mod cpu;
 mod econ;
 mod held;

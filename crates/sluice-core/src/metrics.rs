@@ -58,7 +58,7 @@ pub struct Metrics {
     pub inflight_jobs: IntGauge,
     /// Jobs per flushed batch, by endpoint.
     pub batch_size: HistogramVec,
-    /// Flushed batches, by reason (size, tokens, wait, shutdown).
+    /// Flushed batches, by reason (size, tokens, wait, idle, shutdown).
     pub batch_flushes: IntCounterVec,
     /// Seconds a batch stayed open, from its first job to its flush.
     pub batch_wait: HistogramVec,
@@ -174,7 +174,7 @@ impl Metrics {
             ),
             batch_flushes: b.counter(
                 "sluice_batch_flushes_total",
-                "Batches flushed, by what flushed them: size, tokens, wait or shutdown.",
+                "Batches flushed, by what flushed them: size, tokens, wait, idle (alone at once: no other job was expected within the wait) or shutdown.",
                 &["reason"],
             ),
             batch_wait: b.histogram(

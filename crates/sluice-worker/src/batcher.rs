@@ -1,6 +1,14 @@
 //! Micro-batching: pending jobs grouped by batch key, each group flushed
 //! when it is full (jobs), heavy (estimated prompt tokens) or old enough
 //! (the max wait of its priority class, counted from its first job).
+//!
+//! A batch waits only when waiting can grow it: each key keeps the mean
+//! gap between its jobs' arrivals (an exponentially weighted mean of the
+//! gaps, [`Arrivals`]). A job that would open a batch while that mean is
+//! longer than its class's max wait, so that no other job is expected in
+//! time to join, goes out at once (reason `idle`); under load the gaps are
+//! short and batches wait, and fill, as before. A key seen for the first
+//! time waits, as nothing is known of its rate.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -20,6 +28,8 @@ pub enum FlushReason {
     Size,
     Tokens,
     Wait,
+    /// Alone at once: no other job was expected within the wait.
+    Idle,
     Shutdown,
 }
 
@@ -29,6 +39,7 @@ impl FlushReason {
             Self::Size => "size",
             Self::Tokens => "tokens",
             Self::Wait => "wait",
+            Self::Idle => "idle",
             Self::Shutdown => "shutdown",
         }
     }
@@ -50,9 +61,41 @@ struct Open<T> {
     due: Instant,
 }
 
+/// The weight of the newest gap in a key's mean gap.
+const GAP_WEIGHT: f64 = 0.25;
+/// Keys whose last job is older than this are forgotten when there are
+/// more than [`MAX_KEYS`] of them.
+const FORGET_AFTER: Duration = Duration::from_secs(60);
+const MAX_KEYS: usize = 4096;
+
+/// How a key's jobs arrive: when the last one came, and the mean gap.
+#[derive(Clone, Copy, Debug)]
+struct Arrivals {
+    last: Instant,
+    mean_gap: Option<Duration>,
+}
+
+impl Arrivals {
+    /// Notes a job arriving at `now`.
+    fn arrived(&mut self, now: Instant) {
+        let gap = now.saturating_duration_since(self.last);
+        self.mean_gap = Some(match self.mean_gap {
+            None => gap,
+            Some(mean) => mean.mul_f64(1.0 - GAP_WEIGHT) + gap.mul_f64(GAP_WEIGHT),
+        });
+        self.last = now;
+    }
+
+    /// Whether another job is expected within `wait` (unknown: yes).
+    fn expects_another_within(&self, wait: Duration) -> bool {
+        self.mean_gap.is_none_or(|gap| gap <= wait)
+    }
+}
+
 pub struct Batcher<T> {
     limits: Limits,
     open: HashMap<BatchKey, Open<T>>,
+    arrivals: HashMap<BatchKey, Arrivals>,
 }
 
 impl<T> Batcher<T> {
@@ -60,6 +103,30 @@ impl<T> Batcher<T> {
         Self {
             limits,
             open: HashMap::new(),
+            arrivals: HashMap::new(),
+        }
+    }
+
+    /// Notes the arrival of a job of `key`; whether a batch it opens should
+    /// wait for others.
+    fn worth_waiting(&mut self, key: &BatchKey, max_wait: Duration, now: Instant) -> bool {
+        if self.arrivals.len() > MAX_KEYS {
+            self.arrivals
+                .retain(|_, a| now.saturating_duration_since(a.last) < FORGET_AFTER);
+        }
+        match self.arrivals.get_mut(key) {
+            Some(arrivals) => {
+                arrivals.arrived(now);
+                arrivals.expects_another_within(max_wait)
+            }
+            None => {
+                let first = Arrivals {
+                    last: now,
+                    mean_gap: None,
+                };
+                self.arrivals.insert(key.clone(), first);
+                true
+            }
         }
     }
 
@@ -75,6 +142,7 @@ impl<T> Batcher<T> {
         now: Instant,
     ) -> Vec<Flushed<T>> {
         let mut flushed = Vec::new();
+        let worth_waiting = self.worth_waiting(&key, max_wait, now);
         if let Some(open) = self.open.get(&key) {
             if !open.items.is_empty() && open.tokens + tokens > self.limits.max_tokens {
                 if let Some(open) = self.open.remove(&key) {
@@ -99,6 +167,8 @@ impl<T> Batcher<T> {
             Some(FlushReason::Size)
         } else if open.tokens >= self.limits.max_tokens {
             Some(FlushReason::Tokens)
+        } else if open.items.len() == 1 && !worth_waiting {
+            Some(FlushReason::Idle)
         } else {
             None
         };
@@ -269,6 +339,40 @@ mod tests {
         assert_eq!(due[0].items, vec![1, 2]);
         assert_eq!(due[0].reason, FlushReason::Wait);
         assert!(b.is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_job_goes_out_at_once_when_no_other_is_expected_in_time() {
+        let mut b = Batcher::new(LIMITS);
+        // Jobs 100 ms apart against a 50 ms wait: after the first (its
+        // key unknown, it waits), each goes out alone at once.
+        assert!(b.push(key("a"), 0, 1, WAIT, Instant::now()).is_empty());
+        for i in 1..5 {
+            tokio::time::advance(Duration::from_millis(100)).await;
+            let mut flushed = b.take_due(Instant::now());
+            let pushed = b.push(key("a"), i, 1, WAIT, Instant::now());
+            assert_eq!(pushed.len(), 1, "job {i}");
+            assert_eq!(
+                (pushed[0].items.clone(), pushed[0].reason),
+                (vec![i], FlushReason::Idle)
+            );
+            flushed.extend(pushed);
+            assert!(b.is_empty());
+        }
+        // The load rises: jobs 5 ms apart. Once the mean gap is under the
+        // wait, batches wait and fill again.
+        let mut reasons = Vec::new();
+        for i in 5..40 {
+            tokio::time::advance(Duration::from_millis(5)).await;
+            reasons.extend(b.take_due(Instant::now()).into_iter().map(|f| f.reason));
+            reasons.extend(
+                b.push(key("a"), i, 1, WAIT, Instant::now())
+                    .into_iter()
+                    .map(|f| f.reason),
+            );
+        }
+        assert_eq!(reasons.last(), Some(&FlushReason::Size), "{reasons:?}");
+        assert!(reasons.iter().filter(|r| **r == FlushReason::Size).count() >= 8);
     }
 
     #[tokio::test(start_paused = true)]
