@@ -112,6 +112,18 @@ impl fmt::Display for Priority {
     }
 }
 
+impl FromStr for Priority {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|p| p.as_str() == s)
+            .ok_or_else(|| {
+                format!("unknown priority {s:?}; expected interactive, standard or batch")
+            })
+    }
+}
+
 /// Where a job is in its life. A job's status only moves forward:
 /// queued → running → succeeded | failed | canceled | expired, and a
 /// terminal status never changes again.

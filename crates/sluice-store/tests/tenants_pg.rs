@@ -123,6 +123,32 @@ async fn authenticate_known_and_unknown_keys() {
 }
 
 #[tokio::test]
+async fn a_key_carries_its_default_priority_class() {
+    let db = TestDb::migrated().await;
+    let store = db.store();
+    store.create_tenant("acme").await.unwrap();
+    let new = store.create_key("acme", "pipeline").await.unwrap();
+    let class = || async {
+        store
+            .authenticate(&new.key)
+            .await
+            .unwrap()
+            .unwrap()
+            .default_priority
+    };
+    assert_eq!(class().await, None);
+    store
+        .set_key_priority(&new.record.id, Some(sluice_core::Priority::Batch))
+        .await
+        .unwrap();
+    assert_eq!(class().await, Some(sluice_core::Priority::Batch));
+    store.set_key_priority(&new.record.id, None).await.unwrap();
+    assert_eq!(class().await, None);
+    let unknown = uuid::Uuid::new_v4().to_string();
+    assert!(store.set_key_priority(&unknown, None).await.is_err());
+}
+
+#[tokio::test]
 async fn revoked_and_expired_keys_are_refused() {
     let db = TestDb::migrated().await;
     let store = db.store();

@@ -279,6 +279,17 @@ pub enum KeyCommand {
         /// The key stops working this many days from now.
         #[arg(long)]
         expires_in_days: Option<u32>,
+        /// The priority class of the key's jobs that name none
+        /// (interactive, standard or batch).
+        #[arg(long)]
+        priority: Option<sluice_core::Priority>,
+    },
+    /// Sets (or, without a value, removes) the priority class of a key's
+    /// jobs that name none.
+    Priority {
+        id: String,
+        /// interactive, standard or batch.
+        priority: Option<sluice_core::Priority>,
     },
     /// Sets (or, without a value, removes) a key's own monthly spend cap.
     Budget {

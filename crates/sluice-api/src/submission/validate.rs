@@ -43,6 +43,8 @@ pub struct JobRequest {
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
     pub metadata: Option<Metadata>,
+    /// `interactive`, `standard` or `batch`; by default the key's default
+    /// class (`sluice admin key priority`), else `standard`.
     #[serde(default)]
     pub priority: Option<Priority>,
     /// Seconds from now by which the job must be answered: a job that can
@@ -172,7 +174,11 @@ fn check(
         &body,
         request.cache.as_ref(),
     )?;
-    let priority = request.priority.unwrap_or_default();
+    // The job's own class, else its key's default, else standard.
+    let priority = request
+        .priority
+        .or(caller.default_priority)
+        .unwrap_or_default();
     let deadline_at = match request.deadline_s {
         // A batch job may wait: for as long as the config lets it.
         None if priority == Priority::Batch => {

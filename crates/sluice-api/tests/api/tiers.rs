@@ -113,3 +113,31 @@ async fn a_job_that_cannot_wait_never_joins_one_that_may_go_out_on_a_slower_tier
         "one call each, not three"
     );
 }
+
+#[tokio::test]
+async fn a_key_with_a_default_class_sends_jobs_that_name_none_in_it() {
+    use sluice_store::tenants::TenantStore;
+    let app = TestApp::spawn().await;
+    let batch_key = app.new_key().await;
+    app.tenants
+        .set_key_priority(&batch_key.key_id, Some(sluice_core::Priority::Batch))
+        .await
+        .unwrap();
+    let job = batch_key.submit(&chat("background")).await;
+    job.expect(202);
+    assert_eq!(job.body["priority"], "batch");
+    assert!(
+        job.body["deadline_at"].is_string(),
+        "a batch job may wait: {}",
+        job.body
+    );
+    // A job's own class wins; another key of the tenant keeps standard.
+    let own = batch_key
+        .submit(&with(chat("now"), "priority", json!("interactive")))
+        .await;
+    assert_eq!(own.body["priority"], "interactive");
+    assert_eq!(
+        app.submit(&chat("plain")).await.body["priority"],
+        "standard"
+    );
+}

@@ -28,6 +28,8 @@ struct Inner {
     /// Monthly spend caps by tenant id, and by key id.
     budgets: HashMap<String, u64>,
     key_budgets: HashMap<String, u64>,
+    /// Default priority classes by key id.
+    key_priorities: HashMap<String, sluice_core::Priority>,
     /// By key hash.
     keys: HashMap<String, KeyRow>,
 }
@@ -164,6 +166,7 @@ impl TenantStore for MemoryTenantStore {
             limits,
             budgets,
             key_budgets,
+            key_priorities,
         } = &mut *inner;
         let Some(row) = keys.get_mut(&hash) else {
             return Ok(None);
@@ -185,6 +188,7 @@ impl TenantStore for MemoryTenantStore {
             tokens_per_minute,
             monthly_budget_micros: budgets.get(&tenant.id).copied(),
             key_monthly_budget_micros: key_budgets.get(&row.record.id).copied(),
+            default_priority: key_priorities.get(&row.record.id).copied(),
         }))
     }
 
@@ -216,6 +220,20 @@ impl TenantStore for MemoryTenantStore {
         match monthly_micros {
             Some(cap) => inner.key_budgets.insert(key_id.to_owned(), cap),
             None => inner.key_budgets.remove(key_id),
+        };
+        Ok(())
+    }
+
+    async fn set_key_priority(
+        &self,
+        key_id: &str,
+        priority: Option<sluice_core::Priority>,
+    ) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        Self::key_row_mut(&mut inner, key_id)?;
+        match priority {
+            Some(p) => inner.key_priorities.insert(key_id.to_owned(), p),
+            None => inner.key_priorities.remove(key_id),
         };
         Ok(())
     }
@@ -322,6 +340,7 @@ mod tests {
                 tokens_per_minute: None,
                 monthly_budget_micros: None,
                 key_monthly_budget_micros: None,
+                default_priority: None,
             }
         );
         assert!(store.key_last_used_at(&new.record.id).unwrap().is_some());

@@ -53,6 +53,8 @@ pub struct Principal {
     pub monthly_budget_micros: Option<u64>,
     /// The key's own monthly cap in µ$, if it has one.
     pub key_monthly_budget_micros: Option<u64>,
+    /// The priority class of the key's jobs that name none.
+    pub default_priority: Option<sluice_core::Priority>,
 }
 
 #[async_trait]
@@ -80,6 +82,14 @@ pub trait TenantStore: Send + Sync + 'static {
         &self,
         key_id: &str,
         monthly_micros: Option<u64>,
+    ) -> Result<(), StoreError>;
+
+    /// Sets (or, with `None`, removes) the priority class of the key's
+    /// jobs that name none.
+    async fn set_key_priority(
+        &self,
+        key_id: &str,
+        priority: Option<sluice_core::Priority>,
     ) -> Result<(), StoreError>;
 
     /// Sets (or clears) when a key stops working.

@@ -260,12 +260,13 @@ impl TenantStore for PgTenantStore {
             Option<i64>,
             Option<i64>,
             Option<i64>,
+            Option<String>,
         );
         let row: Option<Row> = sqlx::query_as(
             "WITH k AS ( \
                  SELECT k.id, k.tenant_id, t.name AS tenant_name, k.last_used_at, \
                         t.requests_per_minute, t.tokens_per_minute, t.monthly_budget_micros, \
-                        k.monthly_budget_micros AS key_budget \
+                        k.monthly_budget_micros AS key_budget, k.default_priority \
                  FROM api_keys k JOIN tenants t ON t.id = k.tenant_id \
                  WHERE k.key_hash = $1 \
                    AND k.revoked_at IS NULL \
@@ -278,23 +279,30 @@ impl TenantStore for PgTenantStore {
                         OR k.last_used_at < now() - interval '1 minute') \
              ) \
              SELECT id, tenant_id, tenant_name, requests_per_minute, tokens_per_minute, \
-                    monthly_budget_micros, key_budget FROM k",
+                    monthly_budget_micros, key_budget, default_priority FROM k",
         )
         .bind(hash_key(presented))
         .fetch_optional(&self.pool)
         .await?;
         let limit = |v: Option<i64>| v.and_then(|v| u64::try_from(v).ok());
-        Ok(row.map(
-            |(key_id, tenant_id, tenant_name, rpm, tpm, budget, key_budget)| Principal {
-                tenant_id: tenant_id.to_string(),
-                tenant_name,
-                key_id: key_id.to_string(),
-                requests_per_minute: limit(rpm),
-                tokens_per_minute: limit(tpm),
-                monthly_budget_micros: limit(budget),
-                key_monthly_budget_micros: limit(key_budget),
-            },
-        ))
+        let Some((key_id, tenant_id, tenant_name, rpm, tpm, budget, key_budget, priority)) = row
+        else {
+            return Ok(None);
+        };
+        let default_priority = priority
+            .map(|p| serde_json::from_value(serde_json::Value::String(p)))
+            .transpose()
+            .map_err(|e| StoreError::Corrupt(format!("key {key_id} default_priority: {e}")))?;
+        Ok(Some(Principal {
+            tenant_id: tenant_id.to_string(),
+            tenant_name,
+            key_id: key_id.to_string(),
+            requests_per_minute: limit(rpm),
+            tokens_per_minute: limit(tpm),
+            monthly_budget_micros: limit(budget),
+            key_monthly_budget_micros: limit(key_budget),
+            default_priority,
+        }))
     }
 
     async fn revoke_key(&self, key_id: &str) -> Result<(), StoreError> {
@@ -313,6 +321,17 @@ impl TenantStore for PgTenantStore {
         let update = sqlx::query("UPDATE api_keys SET monthly_budget_micros = $2 WHERE id = $1")
             .bind(key_uuid(key_id)?)
             .bind(monthly_micros.map(|v| i64::try_from(v).unwrap_or(i64::MAX)));
+        self.update_key(key_id, update).await
+    }
+
+    async fn set_key_priority(
+        &self,
+        key_id: &str,
+        priority: Option<sluice_core::Priority>,
+    ) -> Result<(), StoreError> {
+        let update = sqlx::query("UPDATE api_keys SET default_priority = $2 WHERE id = $1")
+            .bind(key_uuid(key_id)?)
+            .bind(priority.map(|p| p.as_str()));
         self.update_key(key_id, update).await
     }
 

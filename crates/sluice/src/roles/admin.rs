@@ -68,8 +68,16 @@ pub async fn run(command: AdminCommand, conn: Connections) -> anyhow::Result<()>
                     tenant,
                     name,
                     expires_in_days,
+                    priority,
                 },
-        } => create_key(&store, &tenant, &name, expires_in_days).await?,
+        } => create_key(&store, &tenant, &name, expires_in_days, priority).await?,
+        AdminCommand::Key {
+            command: KeyCommand::Priority { id, priority },
+        } => {
+            store.set_key_priority(&id, priority).await?;
+            let class = priority.unwrap_or_default();
+            say(&format!("key {id}: jobs that name no priority are {class}"));
+        }
         AdminCommand::Key {
             command: KeyCommand::Budget { id, monthly_micros },
         } => {
@@ -108,8 +116,13 @@ async fn create_key(
     tenant: &str,
     name: &str,
     expires_in_days: Option<u32>,
+    priority: Option<sluice_core::Priority>,
 ) -> anyhow::Result<()> {
     let key = store.create_key(tenant, name).await?;
+    if let Some(p) = priority {
+        store.set_key_priority(&key.record.id, Some(p)).await?;
+        say(&format!("the key's jobs that name no priority are {p}"));
+    }
     if let Some(days) = expires_in_days {
         let at = chrono::Utc::now() + chrono::Duration::days(i64::from(days));
         store.set_key_expiry(&key.record.id, Some(at)).await?;
