@@ -238,38 +238,49 @@ impl ProviderHttp {
             });
         }
         let text = response.text().await.unwrap_or_default();
-        // OpenAI's and Anthropic's error bodies both carry `error.message`.
-        let message = serde_json::from_str::<Value>(&text)
-            .ok()
-            .and_then(|v| {
-                v.pointer("/error/message")
-                    .and_then(Value::as_str)
-                    .map(str::to_owned)
-            })
-            .unwrap_or_else(|| text.chars().take(ERROR_BODY_LIMIT).collect());
         let code = status.as_u16();
-        let kind = match code {
-            429 => "rate_limited",
-            408 | 409 | 500..=599 => "server",
-            _ => "rejected",
-        };
-        let error = classify(
-            &self.name,
-            code,
-            retry_after,
-            format!("HTTP {code}: {message}"),
-        );
-        let error = match error {
-            ProviderError::Terminal {
-                provider, message, ..
-            } => ProviderError::Terminal {
-                provider,
-                message,
-                rejection: Some(sluice_core::Rejection::from_body(code, &text)),
-            },
-            other => other,
-        };
-        Err((kind, error))
+        let error = status_error(&self.name, code, retry_after, &text);
+        Err((error_kind(code), error))
+    }
+}
+
+/// The kind of a refused call in `sluice_provider_errors_total`.
+pub fn error_kind(status: u16) -> &'static str {
+    match status {
+        429 => "rate_limited",
+        408 | 409 | 500..=599 => "server",
+        _ => "rejected",
+    }
+}
+
+/// The error a provider's `status` and error `body` stand for, for a call
+/// or for one line of a batch: classified by status ([`classify`]), with
+/// the provider's refusal attached to a terminal one. `wait` is what the
+/// answer asked for.
+pub fn status_error(
+    provider: &str,
+    status: u16,
+    wait: Option<Duration>,
+    body: &str,
+) -> ProviderError {
+    // OpenAI's and Anthropic's error bodies both carry `error.message`.
+    let message = serde_json::from_str::<Value>(body)
+        .ok()
+        .and_then(|v| {
+            v.pointer("/error/message")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        })
+        .unwrap_or_else(|| body.chars().take(ERROR_BODY_LIMIT).collect());
+    match classify(provider, status, wait, format!("HTTP {status}: {message}")) {
+        ProviderError::Terminal {
+            provider, message, ..
+        } => ProviderError::Terminal {
+            provider,
+            message,
+            rejection: Some(sluice_core::Rejection::from_body(status, body)),
+        },
+        other => other,
     }
 }
 

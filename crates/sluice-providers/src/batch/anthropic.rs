@@ -31,7 +31,7 @@ use sluice_core::config::ProviderConfig;
 use sluice_core::metrics::Metrics;
 use sluice_core::{Endpoint, Tier, Usage};
 
-use super::client::{path_id, status_error, BatchClient};
+use super::client::{status_error, BatchClient};
 use super::lines::Collector;
 use super::{
     check_lines, BatchApi, BatchLimits, BatchLine, BatchResults, Counts, LineResult, NotRunReason,
@@ -290,21 +290,17 @@ impl BatchApi for AnthropicBatches {
     }
 
     async fn status(&self, remote_id: &str) -> Result<RemoteBatch, ProviderError> {
-        let id = path_id(&self.client, remote_id)?;
-        let url = self.client.url(&format!("/messages/batches/{id}"));
         let batch = self
             .client
-            .json(Method::GET, &url, "/v1/messages/batches/{id}", None)
+            .json_at(Method::GET, "/v1/messages/batches/{id}", remote_id)
             .await?;
         self.remote(&batch)
     }
 
     async fn cancel(&self, remote_id: &str) -> Result<RemoteBatch, ProviderError> {
-        let id = path_id(&self.client, remote_id)?;
-        let url = self.client.url(&format!("/messages/batches/{id}/cancel"));
         let batch = self
             .client
-            .json(Method::POST, &url, "/v1/messages/batches/{id}/cancel", None)
+            .json_at(Method::POST, "/v1/messages/batches/{id}/cancel", remote_id)
             .await?;
         self.remote(&batch)
     }

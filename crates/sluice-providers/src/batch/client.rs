@@ -20,15 +20,13 @@ use sluice_core::{Tier, Usage};
 
 use super::lines::{LineSplitter, MAX_LINE_BYTES};
 use crate::adapter::AdapterBase;
-use crate::http::{asked_wait, classify};
+use crate::http::asked_wait;
 use crate::{ProviderError, SetupError};
 
 /// The longest an upload or a result file download may take: a 200 MB file
 /// at about half a megabyte a second. The provider's own `timeout_s` still
 /// bounds each wait for bytes (a stalled transfer ends sooner).
 const FILE_TRANSFER_TIMEOUT: Duration = Duration::from_secs(10 * 60);
-/// How much of an error body is kept for the message.
-const ERROR_BODY_LIMIT: usize = 2_000;
 
 pub(super) struct BatchClient {
     base: AdapterBase,
@@ -102,6 +100,21 @@ impl BatchClient {
     /// What one answered line for `model` cost at the batch price, in µ$.
     pub fn cost(&self, model: &str, usage: &Usage) -> Option<u64> {
         self.base.cost(model, Tier::ProviderBatch, usage)
+    }
+
+    /// `method` on the provider's path `template` (as its docs write it,
+    /// `/v1/…/{id}`), with `{id}` the batch `remote_id` (refused unless it
+    /// is safe in a path); its JSON answer. The template names the call
+    /// in the metrics.
+    pub async fn json_at(
+        &self,
+        method: Method,
+        template: &str,
+        remote_id: &str,
+    ) -> Result<Value, ProviderError> {
+        let id = path_id(self, remote_id)?;
+        let path = template.trim_start_matches("/v1").replace("{id}", id);
+        self.json(method, &self.url(&path), template, None).await
     }
 
     /// A JSON call; the decoded 2xx answer. `label` names the endpoint in
@@ -224,44 +237,14 @@ impl BatchClient {
         let code = response.status().as_u16();
         let wait = asked_wait(response.headers());
         let text = response.text().await.unwrap_or_default();
-        let kind = match code {
-            429 => "rate_limited",
-            408 | 409 | 500..=599 => "server",
-            _ => "rejected",
-        };
-        (kind, status_error(self.name(), code, wait, &text))
+        (
+            crate::http::error_kind(code),
+            status_error(self.name(), code, wait, &text),
+        )
     }
 }
 
-/// The error a provider's `status` and error `body` stand for, for a call
-/// or for one line of a batch: classified by status, with the provider's
-/// refusal attached to a terminal one.
-pub(super) fn status_error(
-    provider: &str,
-    status: u16,
-    wait: Option<Duration>,
-    body: &str,
-) -> ProviderError {
-    // OpenAI's and Anthropic's error bodies both carry `error.message`.
-    let message = serde_json::from_str::<Value>(body)
-        .ok()
-        .and_then(|v| {
-            v.pointer("/error/message")
-                .and_then(Value::as_str)
-                .map(str::to_owned)
-        })
-        .unwrap_or_else(|| body.chars().take(ERROR_BODY_LIMIT).collect());
-    match classify(provider, status, wait, format!("HTTP {status}: {message}")) {
-        ProviderError::Terminal {
-            provider, message, ..
-        } => ProviderError::Terminal {
-            provider,
-            message,
-            rejection: Some(sluice_core::Rejection::from_body(status, body)),
-        },
-        other => other,
-    }
-}
+pub(super) use crate::http::status_error;
 
 /// `id` (a provider's batch or file id) if it is safe to put in a path:
 /// a letter or digit, then letters, digits, `-`, `_` and `.` only.

@@ -317,21 +317,17 @@ impl BatchApi for OpenAiBatches {
     }
 
     async fn status(&self, remote_id: &str) -> Result<RemoteBatch, ProviderError> {
-        let id = path_id(&self.client, remote_id)?;
-        let url = self.client.url(&format!("/batches/{id}"));
         let batch = self
             .client
-            .json(Method::GET, &url, "/v1/batches/{id}", None)
+            .json_at(Method::GET, "/v1/batches/{id}", remote_id)
             .await?;
         self.remote(&batch)
     }
 
     async fn cancel(&self, remote_id: &str) -> Result<RemoteBatch, ProviderError> {
-        let id = path_id(&self.client, remote_id)?;
-        let url = self.client.url(&format!("/batches/{id}/cancel"));
         let batch = self
             .client
-            .json(Method::POST, &url, "/v1/batches/{id}/cancel", None)
+            .json_at(Method::POST, "/v1/batches/{id}/cancel", remote_id)
             .await?;
         self.remote(&batch)
     }
