@@ -142,4 +142,7 @@ async fn a_refused_flex_call_is_made_again_in_real_time_before_the_deadline() {
             .contains("sluice_flex_fallbacks_total{provider=\"mock\",reason=\"unavailable\"} 10"),
         "{metrics}"
     );
+    // Each job's time from acceptance to its end, by the tier that answered.
+    let durations = "sluice_job_duration_seconds_count{priority=\"standard\",tier=\"realtime\"} 10";
+    assert!(metrics.contains(durations), "{metrics}");
 }

@@ -54,6 +54,8 @@ pub struct Metrics {
     pub jobs_finished: IntCounterVec,
     /// Jobs answered, by the tier that answered them.
     pub jobs_answered: IntCounterVec,
+    /// Seconds from a job's acceptance to its end by a worker.
+    pub job_duration: HistogramVec,
     /// Jobs a worker holds unacked.
     pub inflight_jobs: IntGauge,
     /// Jobs per flushed batch, by endpoint.
@@ -161,6 +163,15 @@ impl Metrics {
                 "sluice_jobs_answered_total",
                 "Jobs answered, by the tier that answered them: cache (a cached answer or an identical job's), realtime, flex or provider_batch.",
                 &["tier"],
+            ),
+            job_duration: b.histogram(
+                "sluice_job_duration_seconds",
+                "Seconds from a job's acceptance by the API to its end by a worker (queue, batching, provider call and store: what a caller waits), by priority and by the tier that answered it (none: failed or expired).",
+                &["priority", "tier"],
+                vec![
+                    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+                    1800.0, 7200.0, 86_400.0,
+                ],
             ),
             inflight_jobs: b.gauge(
                 "sluice_inflight_jobs",
@@ -308,8 +319,8 @@ impl Metrics {
         }
     }
 
-    /// Counts the tokens and cost of a job this worker just ended, and
-    /// the tier that answered it.
+    /// Counts the tokens and cost of a job this worker just ended, the
+    /// tier that answered it, and how long it took from its acceptance.
     pub fn record_job_usage(&self, message: &crate::JobMessage, outcome: &crate::job::Outcome) {
         if let crate::job::Outcome::Succeeded {
             usage, cost_micros, ..
@@ -317,9 +328,19 @@ impl Metrics {
         {
             self.record_usage(&message.model, &message.tenant_id, usage, *cost_micros);
         }
-        if let Some(tier) = outcome.tier() {
+        let tier = outcome.tier();
+        if let Some(tier) = tier {
             self.jobs_answered.with_label_values(&[tier.as_str()]).inc();
         }
+        let took = (chrono::Utc::now() - message.enqueued_at)
+            .to_std()
+            .unwrap_or_default();
+        self.job_duration
+            .with_label_values(&[
+                message.priority.as_str(),
+                tier.map_or("none", crate::Tier::as_str),
+            ])
+            .observe(took.as_secs_f64());
     }
 
     /// Shows a capped tenant's spend over its cap (not when tenant labels
