@@ -57,17 +57,9 @@ fn zero_tiers() -> BTreeMap<Tier, TierBill> {
 /// The charges of one model, every tier together, and per tier.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub struct ModelBill {
-    /// Requests billed (answered 200).
-    pub requests: u64,
-    /// Every prompt token, cached or not.
-    pub prompt_tokens: u64,
-    /// Prompt tokens read from the prefix cache.
-    pub cached_tokens: u64,
-    /// Prompt tokens written to the prefix cache (Anthropic `cache_control`).
-    pub cache_write_tokens: u64,
-    pub completion_tokens: u64,
-    /// The sum of the requests' costs, each rounded once.
-    pub cost_micros: u64,
+    /// Every tier together (in JSON, fields of the object itself).
+    #[serde(flatten)]
+    pub charges: TierBill,
     /// The same charges per tier, every tier present.
     #[serde(default = "zero_tiers")]
     pub by_tier: BTreeMap<Tier, TierBill>,
@@ -76,12 +68,7 @@ pub struct ModelBill {
 impl Default for ModelBill {
     fn default() -> Self {
         Self {
-            requests: 0,
-            prompt_tokens: 0,
-            cached_tokens: 0,
-            cache_write_tokens: 0,
-            completion_tokens: 0,
-            cost_micros: 0,
+            charges: TierBill::default(),
             by_tier: zero_tiers(),
         }
     }
@@ -146,16 +133,7 @@ impl MockBill {
             .entry(tier)
             .or_default()
             .charge(usage, cost_micros);
-        entry.requests = entry.requests.saturating_add(1);
-        entry.prompt_tokens = entry.prompt_tokens.saturating_add(usage.prompt_tokens);
-        entry.cached_tokens = entry.cached_tokens.saturating_add(usage.cached_tokens);
-        entry.cache_write_tokens = entry
-            .cache_write_tokens
-            .saturating_add(usage.cache_write_tokens);
-        entry.completion_tokens = entry
-            .completion_tokens
-            .saturating_add(usage.completion_tokens);
-        entry.cost_micros = entry.cost_micros.saturating_add(cost_micros);
+        entry.charges.charge(usage, cost_micros);
     }
 }
 
@@ -251,14 +229,14 @@ mod tests {
         let a = bill.model("a");
         assert_eq!(
             (
-                a.requests,
-                a.prompt_tokens,
-                a.cached_tokens,
-                a.completion_tokens
+                a.charges.requests,
+                a.charges.prompt_tokens,
+                a.charges.cached_tokens,
+                a.charges.completion_tokens
             ),
             (2, 200, 128, 20)
         );
-        assert_eq!(a.cost_micros, 15);
+        assert_eq!(a.charges.cost_micros, 15);
         assert_eq!(a.tier(Tier::Standard).cost_micros, 7);
         assert_eq!(a.tier(Tier::Batch).cost_micros, 8);
         assert_eq!(a.tier(Tier::Flex), TierBill::default());
@@ -266,7 +244,7 @@ mod tests {
         assert_eq!(bill.tier(Tier::Batch).prompt_tokens, 100);
         let by_tier: u64 = bill.by_tier.values().map(|t| t.cost_micros).sum();
         assert_eq!(by_tier, bill.total_cost_micros);
-        assert_eq!(bill.model("b").requests, 1);
+        assert_eq!(bill.model("b").charges.requests, 1);
         assert_eq!(bill.model("never"), ModelBill::default());
         assert_eq!(
             bill.refusals,

@@ -60,20 +60,16 @@ impl Ledger {
         cost: u64,
     ) {
         let entry = self.by_model.entry(model.to_owned()).or_default();
-        entry.requests += 1;
-        entry.prompt_tokens += prompt;
-        entry.cached_tokens += cached;
-        entry.cache_write_tokens += written;
-        entry.completion_tokens += completion;
-        entry.cost_micros += cost;
         // Every request here is on the standard tier.
         let tier = entry.by_tier.entry(Tier::Standard).or_default();
-        tier.requests += 1;
-        tier.prompt_tokens += prompt;
-        tier.cached_tokens += cached;
-        tier.cache_write_tokens += written;
-        tier.completion_tokens += completion;
-        tier.cost_micros += cost;
+        for charges in [&mut entry.charges, tier] {
+            charges.requests += 1;
+            charges.prompt_tokens += prompt;
+            charges.cached_tokens += cached;
+            charges.cache_write_tokens += written;
+            charges.completion_tokens += completion;
+            charges.cost_micros += cost;
+        }
     }
 
     /// An OpenAI-shaped reply: checks its cost header and records it.
@@ -149,15 +145,19 @@ async fn bill_is_the_sum_of_per_request_costs() {
 
     let bill = mock.server.bill();
     assert_eq!(bill.by_model, ledger.by_model);
-    let total: u64 = ledger.by_model.values().map(|m| m.cost_micros).sum();
+    let total: u64 = ledger
+        .by_model
+        .values()
+        .map(|m| m.charges.cost_micros)
+        .sum();
     assert_eq!(bill.total_cost_micros, total);
     assert_eq!(bill.tier(Tier::Standard).cost_micros, total);
     assert_eq!(
         bill.tier(Tier::Flex).requests + bill.tier(Tier::Batch).requests,
         0
     );
-    assert!(bill.model("big").cached_tokens > 0);
-    assert!(bill.model("big").cache_write_tokens > 0);
+    assert!(bill.model("big").charges.cached_tokens > 0);
+    assert!(bill.model("big").charges.cache_write_tokens > 0);
     assert_eq!(
         (bill.refusals.rate_limited, bill.refusals.injected_errors),
         (0, 0)
@@ -186,7 +186,7 @@ async fn default_prices_apply_and_rejected_requests_are_free() {
     mock.post("/v1/completions", &json!({"model": "m"})).await;
     let bill = mock.server.bill();
     assert_eq!(bill.total_cost_micros, 300);
-    assert_eq!(bill.model("m").requests, 1);
+    assert_eq!(bill.model("m").charges.requests, 1);
 }
 
 /// `GET /v1/organization/costs` gives the bill per UTC day and model in
@@ -226,8 +226,8 @@ async fn the_costs_api_gives_todays_bill_per_model() {
         let micros = (r["amount"]["value"].as_f64().unwrap() * 1e6).round() as u64;
         billed.insert(r["line_item"].as_str().unwrap().to_owned(), micros);
     }
-    assert_eq!(billed["big"], bill.model("big").cost_micros);
-    assert_eq!(billed["small"], bill.model("small").cost_micros);
+    assert_eq!(billed["big"], bill.model("big").charges.cost_micros);
+    assert_eq!(billed["small"], bill.model("small").charges.cost_micros);
 
     // Yesterday billed nothing; hourly buckets and a missing start are 400s.
     let (_, page) = mock

@@ -49,7 +49,7 @@ async fn the_error_rate_is_roughly_honoured_reproducible_and_not_billed() {
 
     let bill = mock.server.bill();
     assert_eq!(bill.refusals.injected_errors, errors);
-    assert_eq!(bill.model("m").requests, 1_000 - errors);
+    assert_eq!(bill.model("m").charges.requests, 1_000 - errors);
     let stats = mock.server.stats();
     assert_eq!(stats.refusals.injected_errors, errors);
     assert_eq!(stats.total.requests, 1_000 - errors);
@@ -104,7 +104,7 @@ async fn stalls_delay_the_answer_and_are_still_billed() {
     assert_eq!(reply.status, 200);
     assert_eq!(start.elapsed(), Duration::from_millis(30_100));
     assert_eq!(mock.server.stats().stalls, 1);
-    assert_eq!(mock.server.bill().model("m").requests, 1);
+    assert_eq!(mock.server.bill().model("m").charges.requests, 1);
 
     // A caller with a 5 s timeout gives up; the stall outlasts it.
     let timed = tokio::time::timeout(
@@ -155,7 +155,7 @@ async fn down_answers_503_everywhere_until_up() {
 
     let bill = mock.server.bill();
     assert_eq!(bill.refusals.down_rejections, 4);
-    assert_eq!(bill.model("m").requests, 1);
+    assert_eq!(bill.model("m").charges.requests, 1);
     assert_eq!(mock.server.stats().refusals.down_rejections, 4);
     assert_eq!(mock.server.stats().total.requests, 1);
 }

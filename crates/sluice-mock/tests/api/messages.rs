@@ -108,13 +108,13 @@ async fn cache_control_writes_then_reads() {
     assert!(second.cost() < first.cost());
 
     let bill = mock.server.bill().model("claude-mock");
-    assert_eq!(bill.cache_write_tokens, prefix);
-    assert_eq!(bill.cached_tokens, prefix);
+    assert_eq!(bill.charges.cache_write_tokens, prefix);
+    assert_eq!(bill.charges.cached_tokens, prefix);
     assert_eq!(
-        bill.prompt_tokens,
+        bill.charges.prompt_tokens,
         2 * prefix + count_tokens("one?") + count_tokens("two, please?")
     );
-    assert_eq!(bill.cost_micros, first.cost() + second.cost());
+    assert_eq!(bill.charges.cost_micros, first.cost() + second.cost());
 
     // Without the breakpoint nothing is cached or written.
     let mut plain = with_breakpoint("three?");

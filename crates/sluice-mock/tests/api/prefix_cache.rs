@@ -82,7 +82,7 @@ async fn chat_second_request_with_the_same_prefix_is_cached_cheaper_and_faster()
         .starts_with(&sluice_mock::answer_text("two?")));
 
     let bill = mock.server.bill();
-    assert_eq!(bill.model("m").cached_tokens, system_tokens);
+    assert_eq!(bill.model("m").charges.cached_tokens, system_tokens);
     assert_eq!(bill.total_cost_micros, first.cost() + second.cost());
 }
 
@@ -196,5 +196,5 @@ async fn off_by_default() {
         let (_, response) = mock.post("/v1/chat/completions", &chat(SYSTEM, "q")).await;
         assert_eq!(cached(&response), 0);
     }
-    assert_eq!(mock.server.bill().model("m").cached_tokens, 0);
+    assert_eq!(mock.server.bill().model("m").charges.cached_tokens, 0);
 }

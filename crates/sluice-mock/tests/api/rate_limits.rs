@@ -57,8 +57,8 @@ async fn requests_past_the_limit_get_429_until_the_window_slides() {
 
     let bill = mock.server.bill();
     assert_eq!(bill.refusals.rate_limited, 2);
-    assert_eq!(bill.model("m").requests, 4);
-    assert_eq!(bill.model("n").requests, 1);
+    assert_eq!(bill.model("m").charges.requests, 4);
+    assert_eq!(bill.model("n").charges.requests, 1);
     let stats = mock.server.stats();
     assert_eq!(stats.refusals.rate_limited, 2);
     assert_eq!(stats.total.requests, 5);
