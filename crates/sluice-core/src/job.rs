@@ -2,8 +2,6 @@
 //! record a caller reads back.
 
 use std::collections::BTreeMap;
-use std::fmt;
-use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -11,181 +9,11 @@ use utoipa::ToSchema;
 
 use crate::JobId;
 
-/// The provider endpoint a job is for, named by its OpenAI path.
-#[derive(
-    Clone,
-    Copy,
-    Debug,
-    Default,
-    PartialEq,
-    Eq,
-    Hash,
-    PartialOrd,
-    Ord,
-    Serialize,
-    Deserialize,
-    ToSchema,
-)]
-pub enum Endpoint {
-    #[default]
-    #[serde(rename = "/v1/chat/completions")]
-    ChatCompletions,
-    #[serde(rename = "/v1/completions")]
-    Completions,
-    #[serde(rename = "/v1/embeddings")]
-    Embeddings,
-}
+mod error;
+mod kinds;
 
-impl Endpoint {
-    pub const ALL: [Endpoint; 3] = [Self::ChatCompletions, Self::Completions, Self::Embeddings];
-
-    pub fn path(self) -> &'static str {
-        match self {
-            Self::ChatCompletions => "/v1/chat/completions",
-            Self::Completions => "/v1/completions",
-            Self::Embeddings => "/v1/embeddings",
-        }
-    }
-}
-
-impl fmt::Display for Endpoint {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.path())
-    }
-}
-
-/// A path that is not one of the endpoints Sluice serves.
-#[derive(Debug, thiserror::Error)]
-#[error(
-    "unknown endpoint {0:?}; expected one of /v1/chat/completions, /v1/completions, /v1/embeddings"
-)]
-pub struct UnknownEndpoint(pub String);
-
-impl FromStr for Endpoint {
-    type Err = UnknownEndpoint;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::ALL
-            .into_iter()
-            .find(|e| e.path() == s)
-            .ok_or_else(|| UnknownEndpoint(s.to_owned()))
-    }
-}
-
-/// The priority class of a job; each class has its own queue.
-#[derive(
-    Clone,
-    Copy,
-    Debug,
-    Default,
-    PartialEq,
-    Eq,
-    Hash,
-    PartialOrd,
-    Ord,
-    Serialize,
-    Deserialize,
-    ToSchema,
-)]
-#[serde(rename_all = "lowercase")]
-pub enum Priority {
-    Interactive,
-    #[default]
-    Standard,
-    Batch,
-}
-
-impl Priority {
-    pub const ALL: [Priority; 3] = [Self::Interactive, Self::Standard, Self::Batch];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Interactive => "interactive",
-            Self::Standard => "standard",
-            Self::Batch => "batch",
-        }
-    }
-}
-
-impl fmt::Display for Priority {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for Priority {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::ALL
-            .into_iter()
-            .find(|p| p.as_str() == s)
-            .ok_or_else(|| {
-                format!("unknown priority {s:?}; expected interactive, standard or batch")
-            })
-    }
-}
-
-/// Where a job is in its life. A job's status only moves forward:
-/// queued → running → succeeded | failed | canceled | expired, and a
-/// terminal status never changes again.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum JobStatus {
-    Queued,
-    Running,
-    Succeeded,
-    Failed,
-    Canceled,
-    Expired,
-}
-
-impl JobStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Queued => "queued",
-            Self::Running => "running",
-            Self::Succeeded => "succeeded",
-            Self::Failed => "failed",
-            Self::Canceled => "canceled",
-            Self::Expired => "expired",
-        }
-    }
-
-    pub fn is_terminal(self) -> bool {
-        !matches!(self, Self::Queued | Self::Running)
-    }
-
-    /// Whether a job in `self` may move to `next`. Running → running is
-    /// allowed: it is a redelivered job starting another attempt.
-    pub fn can_move_to(self, next: JobStatus) -> bool {
-        use JobStatus::*;
-        match (self, next) {
-            (Queued, _) => next != Queued,
-            (Running, Running | Succeeded | Failed | Canceled) => true,
-            _ => false,
-        }
-    }
-}
-
-impl fmt::Display for JobStatus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for JobStatus {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Ok(match s {
-            "queued" => Self::Queued,
-            "running" => Self::Running,
-            "succeeded" => Self::Succeeded,
-            "failed" => Self::Failed,
-            "canceled" => Self::Canceled,
-            "expired" => Self::Expired,
-            other => return Err(format!("unknown job status {other:?}")),
-        })
-    }
-}
+pub use error::{JobError, Rejection};
+pub use kinds::{Endpoint, JobStatus, Priority, UnknownEndpoint};
 
 /// Tokens a job used, as the provider reported them.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -211,97 +39,6 @@ impl Usage {
             cached_tokens,
             cache_write_tokens: 0,
         }
-    }
-}
-
-/// Why a job failed (or expired, or was never enqueued).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-pub struct JobError {
-    /// A stable, machine-readable kind, such as `provider_error`.
-    #[serde(rename = "type")]
-    pub kind: String,
-    /// What happened, for a human.
-    pub message: String,
-    /// The provider's own refusal, when it refused the request (a 4xx).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rejection: Option<Rejection>,
-}
-
-/// A provider's refusal of a request (a 4xx other than 408, 409 and 429),
-/// as the provider said it: what an OpenAI-compatible caller gets back.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-pub struct Rejection {
-    /// The provider's HTTP status.
-    pub status: u16,
-    /// The provider's error in OpenAI's shape: `message`, `type`, `param`
-    /// and `code` (null where the provider gave none).
-    #[schema(value_type = Object)]
-    pub error: serde_json::Value,
-}
-
-impl Rejection {
-    /// The refusal a provider answered with `status` and `body`: its
-    /// `error` object (OpenAI's, or Anthropic's `{"type": "error", "error":
-    /// {"type", "message"}}`), else the body as the message.
-    pub fn from_body(status: u16, body: &str) -> Self {
-        let parsed = serde_json::from_str::<serde_json::Value>(body).ok();
-        let theirs = parsed.as_ref().and_then(|v| v.get("error"));
-        let field = |name: &str| {
-            theirs
-                .and_then(|e| e.get(name))
-                .filter(|v| !v.is_null())
-                .cloned()
-                .unwrap_or(serde_json::Value::Null)
-        };
-        let message = match field("message") {
-            serde_json::Value::Null => {
-                serde_json::Value::String(body.chars().take(2_000).collect())
-            }
-            message => message,
-        };
-        let kind = match field("type") {
-            serde_json::Value::Null => serde_json::Value::String("invalid_request_error".into()),
-            kind => kind,
-        };
-        Self {
-            status,
-            error: serde_json::json!({
-                "message": message,
-                "type": kind,
-                "param": field("param"),
-                "code": field("code"),
-            }),
-        }
-    }
-}
-
-impl JobError {
-    pub fn new(kind: impl Into<String>, message: impl Into<String>) -> Self {
-        Self {
-            kind: kind.into(),
-            message: message.into(),
-            rejection: None,
-        }
-    }
-
-    /// The error of a job whose provider refused it.
-    pub fn rejected(
-        kind: impl Into<String>,
-        message: impl Into<String>,
-        rejection: Rejection,
-    ) -> Self {
-        Self {
-            rejection: Some(rejection),
-            ..Self::new(kind, message)
-        }
-    }
-
-    /// The error of a job that expired in the queue.
-    pub fn deadline_passed() -> Self {
-        Self::new(
-            "deadline_exceeded",
-            "the job was still queued when its deadline passed; it never reached a provider",
-        )
     }
 }
 
@@ -584,29 +321,6 @@ pub enum CancelOutcome {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use JobStatus::*;
-
-    const ALL: [JobStatus; 6] = [Queued, Running, Succeeded, Failed, Canceled, Expired];
-
-    #[test]
-    fn terminal_states_never_move() {
-        for from in ALL.into_iter().filter(|s| s.is_terminal()) {
-            for to in ALL {
-                assert!(!from.can_move_to(to), "{from} -> {to}");
-            }
-        }
-    }
-
-    #[test]
-    fn queued_moves_anywhere_forward_and_running_cannot_expire() {
-        for to in ALL {
-            assert_eq!(Queued.can_move_to(to), to != Queued);
-        }
-        assert!(Running.can_move_to(Running));
-        assert!(Running.can_move_to(Succeeded));
-        assert!(!Running.can_move_to(Queued));
-        assert!(!Running.can_move_to(Expired));
-    }
 
     #[test]
     fn a_record_is_kept_for_its_retention_after_its_deadline() {
@@ -625,16 +339,5 @@ mod tests {
         assert_eq!(r.kept_for(day), day);
         r.deadline_at = Some(now + chrono::Duration::hours(24));
         assert_eq!(r.kept_for(day), 2 * day);
-    }
-
-    #[test]
-    fn endpoints_and_statuses_parse_their_names() {
-        for e in Endpoint::ALL {
-            assert_eq!(e.path().parse::<Endpoint>().unwrap(), e);
-        }
-        assert!("/v1/images".parse::<Endpoint>().is_err());
-        for s in ALL {
-            assert_eq!(s.as_str().parse::<JobStatus>().unwrap(), s);
-        }
     }
 }
