@@ -41,7 +41,7 @@ impl BatchKey {
             priority: job.priority,
             prefix_hash: short_hash(prefix.as_bytes()),
             params,
-            deadline: job.deadline_at.is_some(),
+            deadline: job.may_wait(),
         }
     }
 }

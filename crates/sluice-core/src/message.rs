@@ -107,6 +107,12 @@ impl JobMessage {
         h
     }
 
+    /// Whether the job may wait for a cheaper tier: it has a deadline. The
+    /// one rule for what batches together and what joins what in flight.
+    pub fn may_wait(&self) -> bool {
+        self.deadline_at.is_some()
+    }
+
     /// Whether the deadline has passed at `now`.
     pub fn is_past_deadline(&self, now: DateTime<Utc>) -> bool {
         self.deadline_at.is_some_and(|d| now >= d)

@@ -64,7 +64,7 @@ struct Open<T> {
 /// The weight of the newest gap in a key's mean gap.
 const GAP_WEIGHT: f64 = 0.25;
 /// Keys whose last job is older than this are forgotten when there are
-/// more than [`MAX_KEYS`] of them.
+/// more than [`MAX_KEYS`] of them (all are, if half of them are newer).
 const FORGET_AFTER: Duration = Duration::from_secs(60);
 const MAX_KEYS: usize = 4096;
 
@@ -113,6 +113,11 @@ impl<T> Batcher<T> {
         if self.arrivals.len() > MAX_KEYS {
             self.arrivals
                 .retain(|_, a| now.saturating_duration_since(a.last) < FORGET_AFTER);
+            // Still too many live keys: forget them all (they wait, as
+            // unknown keys do), so that pruning stays rare on this path.
+            if self.arrivals.len() > MAX_KEYS / 2 {
+                self.arrivals.clear();
+            }
         }
         match self.arrivals.get_mut(key) {
             Some(arrivals) => {

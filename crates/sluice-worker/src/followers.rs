@@ -125,7 +125,7 @@ impl Followers {
         let Some(directive) = leader.cache.as_ref().filter(|d| d.leads) else {
             return Ok(FollowersEnded::default());
         };
-        let entry = entry(leader, &directive.key).flight(leader.deadline_at.is_some());
+        let entry = entry(leader, &directive.key).flight(leader.may_wait());
         let followers = with_store_retry("close", || self.cache.close(&entry, leader.id))
             .await
             .map_err(|source| FollowersError::Read {

@@ -94,7 +94,7 @@ pub(super) async fn all(
 /// it is to be published, as a leader or alone.
 async fn one(state: &AppState, job: &mut NewJob) -> Option<Outcome> {
     let entry = joinable(job)?.clone();
-    let flight = entry.flight(job.message.deadline_at.is_some());
+    let flight = entry.flight(job.message.may_wait());
     let id = job.record.id;
     let mut polls = POLL.delays();
     for _ in 0..MAX_LOOKS {

@@ -125,7 +125,7 @@ async fn settle(
     confirmed: bool,
 ) {
     let id = job.record.id;
-    let flight = entry.flight(job.message.deadline_at.is_some());
+    let flight = entry.flight(job.message.may_wait());
     let result = if confirmed {
         let retention = Duration::from_secs(state.config.jobs.retention_s);
         state.cache.confirm(&flight, id, retention).await.map(drop)
