@@ -330,7 +330,7 @@ impl Metrics {
         }
         let tier = outcome.tier();
         if let Some(tier) = tier {
-            self.jobs_answered.with_label_values(&[tier.as_str()]).inc();
+            self.answered(tier, 1);
         }
         let took = (chrono::Utc::now() - message.enqueued_at)
             .to_std()
@@ -341,6 +341,13 @@ impl Metrics {
                 tier.map_or("none", crate::Tier::as_str),
             ])
             .observe(took.as_secs_f64());
+    }
+
+    /// Counts `jobs` answered on `tier`.
+    pub fn answered(&self, tier: crate::Tier, jobs: u64) {
+        self.jobs_answered
+            .with_label_values(&[tier.as_str()])
+            .inc_by(jobs);
     }
 
     /// Shows a capped tenant's spend over its cap (not when tenant labels

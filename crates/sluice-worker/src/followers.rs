@@ -252,10 +252,7 @@ impl Followers {
             .with_label_values(&[outcome.status().as_str()])
             .inc_by(fresh);
         if let Some(tier) = outcome.tier() {
-            self.metrics
-                .jobs_answered
-                .with_label_values(&[tier.as_str()])
-                .inc_by(fresh);
+            self.metrics.answered(tier, fresh);
         }
         if let Outcome::Cached { info, .. } = outcome {
             self.metrics

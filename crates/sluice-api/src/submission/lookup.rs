@@ -144,11 +144,7 @@ async fn answer_from(
         .jobs_finished
         .with_label_values(&["succeeded"])
         .inc();
-    state
-        .metrics
-        .jobs_answered
-        .with_label_values(&[Tier::Cache.as_str()])
-        .inc();
+    state.metrics.answered(Tier::Cache, 1);
     if let Some(row) = LedgerRow::from_record(&record, None) {
         state.cache_rows.write(row).await;
     }
