@@ -8,12 +8,15 @@
 //! - [`budget`]: fleet-wide provider rate budgets (Redis).
 //! - [`tenants`]: tenants and API keys, keys stored hashed (PostgreSQL
 //!   through sqlx), and the migrations.
+//! - [`provider_batches`]: the durable home of jobs handed to a provider's
+//!   Batch API, taken by workers on lease (PostgreSQL).
 //! - [`group`]: group commit, one write for concurrent callers' items.
 
 pub mod budget;
 pub mod cache;
 pub mod group;
 pub mod jobs;
+pub mod provider_batches;
 pub mod tenants;
 pub mod usage;
 pub mod webhooks;
