@@ -123,6 +123,10 @@ pub struct ProviderConfig {
     /// which models, and how much of a deadline it needs.
     #[serde(default)]
     pub flex: Option<crate::tier::FlexConfig>,
+    /// The provider's Batch API for jobs that can wait hours: which
+    /// models, how much of a deadline, how big a batch, how often polled.
+    #[serde(default)]
+    pub batch: Option<crate::tier::BatchConfig>,
 }
 
 impl ProviderConfig {
@@ -376,6 +380,9 @@ impl Config {
                 }
                 flex.validate().map_err(|e| format!("{at}: {e}"))?;
             }
+            if let Some(batch) = &p.batch {
+                batch.validate().map_err(|e| format!("{at}: {e}"))?;
+            }
             if p.limits_window_ms.is_some_and(|ms| ms < 60) {
                 return Err(format!(
                     "{at}: limits_window_ms must be at least 60 (a millisecond per slot)"
@@ -502,6 +509,7 @@ impl Config {
                 headers: Default::default(),
                 prompt_cache_key: true,
                 flex: None,
+                batch: None,
             }],
             models: ["mock-small", "mock-large", "mock-embed"]
                 .into_iter()

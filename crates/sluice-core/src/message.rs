@@ -31,6 +31,11 @@ pub struct JobMessage {
     /// What to do with the answer in the cache, when the job may be cached.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache: Option<crate::cache::CacheDirective>,
+    /// Sent back to the queue from a provider batch (hedged, refused, or
+    /// its line worth another try): it goes out in real time (or flex),
+    /// never in a provider batch again.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub rerouted: bool,
 }
 
 impl JobMessage {
@@ -59,6 +64,7 @@ impl JobMessage {
             deadline_at: None,
             webhook: None,
             cache: None,
+            rerouted: false,
         }
     }
 
@@ -79,6 +85,7 @@ impl JobMessage {
             deadline_at: record.deadline_at,
             webhook: record.webhook.clone(),
             cache: None,
+            rerouted: false,
         }
     }
 

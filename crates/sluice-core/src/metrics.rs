@@ -81,6 +81,17 @@ pub struct Metrics {
     /// reason (`unavailable`: the provider refused flex; `failed`: an
     /// error or no answer within the time the deadline left).
     pub flex_fallbacks: IntCounterVec,
+    /// Provider batches not done, by provider and state (collecting,
+    /// submitting, submitted), as the fleet's record holds them.
+    pub provider_batches: IntGaugeVec,
+    /// Seconds from a provider batch's submission to its end at the
+    /// provider, by provider and the remote state it ended in.
+    pub provider_batch_turnaround: HistogramVec,
+    /// Jobs of provider batches sent back to the queue for real time, by
+    /// provider and reason: `hedge` (the batch was not done in time),
+    /// `refused` (the provider refused the batch) or `line` (a line came
+    /// back worth another try, or never ran).
+    pub provider_batch_reroutes: IntCounterVec,
     // --- usage ---
     /// Tokens of finished jobs, by model, tenant and kind.
     pub tokens: IntCounterVec,
@@ -224,6 +235,22 @@ impl Metrics {
             flex_fallbacks: b.counter(
                 "sluice_flex_fallbacks_total",
                 "Flex calls whose jobs went on to a standard call: unavailable (the provider refused flex, 429) or failed (an error, or no answer within the time the deadline left).",
+                &["provider", "reason"],
+            ),
+            provider_batches: b.gauge_vec(
+                "sluice_provider_batches",
+                "Provider batches not done, by provider and state (collecting, submitting, submitted), as the fleet's record in PostgreSQL holds them.",
+                &["provider", "state"],
+            ),
+            provider_batch_turnaround: b.histogram(
+                "sluice_provider_batch_turnaround_seconds",
+                "Seconds from a provider batch's submission to its end at the provider, by the state it ended in (completed, expired, cancelled, failed).",
+                &["provider", "state"],
+                exponential_buckets(1.0, 2.0, 18).unwrap_or_default(),
+            ),
+            provider_batch_reroutes: b.counter(
+                "sluice_provider_batch_reroutes_total",
+                "Jobs of provider batches sent back to the queue for real time: hedge (the batch was not done by the deadline less the margin), refused (the provider refused the batch) or line (a line worth another try, or never run).",
                 &["provider", "reason"],
             ),
             tokens: b.counter(

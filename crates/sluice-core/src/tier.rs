@@ -14,11 +14,15 @@
 //! before its deadline for a standard call if flex refuses or is too slow
 //! ([`FlexConfig::plan`]).
 
+mod batch;
+
 use std::fmt;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
+
+pub use batch::BatchConfig;
 
 /// How a job was answered.
 #[derive(

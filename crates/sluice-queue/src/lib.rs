@@ -188,6 +188,34 @@ pub struct Outgoing {
     pub headers: BTreeMap<String, String>,
 }
 
+impl Outgoing {
+    /// The message of a job the worker sends back to the queue, on its
+    /// priority's queue with its headers.
+    pub fn job(message: &sluice_core::JobMessage) -> Result<Self, QueueError> {
+        let body = message
+            .encode()
+            .map_err(|e| QueueError::Unencodable(format!("job {}: {e}", message.id)))?;
+        Ok(Self {
+            priority: message.priority,
+            body: body.into(),
+            headers: message.headers(),
+        })
+    }
+}
+
+/// Publishes `jobs` (each on its priority's queue) and waits for every
+/// confirm: the first failure, if any.
+pub async fn publish_jobs(
+    queue: &dyn JobQueue,
+    jobs: &[sluice_core::JobMessage],
+) -> Result<(), QueueError> {
+    let outgoing = jobs
+        .iter()
+        .map(Outgoing::job)
+        .collect::<Result<Vec<_>, _>>()?;
+    queue.publish(outgoing).await.into_iter().collect()
+}
+
 #[derive(Clone, Debug, thiserror::Error)]
 pub enum QueueError {
     #[error("broker unavailable: {0}")]
@@ -246,6 +274,18 @@ impl std::fmt::Debug for Delivery {
 }
 
 impl Delivery {
+    /// A job held somewhere other than a queue (a provider batch's record),
+    /// settled the same way: `settle` hears whether it was done with.
+    pub fn detached(body: Bytes, settle: Box<dyn Settle>) -> Self {
+        Self {
+            body,
+            headers: BTreeMap::new(),
+            redelivered: false,
+            delivery_count: 0,
+            settle,
+        }
+    }
+
     /// Done with: the broker forgets the message.
     pub async fn ack(self) -> Result<(), QueueError> {
         self.settle.settle(Settlement::Ack).await

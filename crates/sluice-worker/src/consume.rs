@@ -21,6 +21,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::batcher::Incoming;
 use crate::pending::Pending;
+use crate::provider_batch::stage::{Staged, STAGE_WAIT};
+use crate::provider_batch::ProviderBatches;
 use crate::repeats::Repeats;
 use crate::retry::with_store_retry;
 
@@ -42,6 +44,16 @@ pub struct Consumers {
     /// Where a dead-lettered job's orphaned calls are charged.
     pub ledger: Arc<dyn UsageLedger>,
     pub repeats: Repeats,
+    /// Where jobs that go into provider batches are planned (none: off).
+    pub batches: Option<Arc<ProviderBatches>>,
+}
+
+/// Where an admitted job goes: the micro-batcher (real time and flex), or
+/// the stage into provider batches.
+#[derive(Clone)]
+pub struct Routes {
+    pub realtime: mpsc::Sender<Incoming<Pending>>,
+    pub staged: Option<mpsc::Sender<Incoming<Staged>>>,
 }
 
 /// The error kind of a job its dead letter ended.
@@ -60,11 +72,11 @@ impl Consumers {
         &self,
         source: Source,
         prefetch: u16,
-        tx: mpsc::Sender<Incoming<Pending>>,
+        routes: Routes,
         stop: CancellationToken,
     ) {
         consume_until_stopped(self.queue.as_ref(), source, prefetch, &stop, |delivery| {
-            self.admit(delivery, &tx)
+            self.admit(delivery, &routes)
         })
         .await;
     }
@@ -84,7 +96,7 @@ impl Consumers {
 
     /// Decodes a delivery and hands it to the batcher; a poison message is
     /// marked failed (when its id can be read) and dead-lettered.
-    async fn admit(&self, delivery: Delivery, tx: &mpsc::Sender<Incoming<Pending>>) {
+    async fn admit(&self, delivery: Delivery, routes: &Routes) {
         self.metrics.inflight_jobs.inc();
         let message = match JobMessage::decode(&delivery.body) {
             Ok(m) => m,
@@ -111,13 +123,43 @@ impl Consumers {
             .queue_taken_enqueued
             .with_label_values(&[message.priority.as_str()])
             .set(message.enqueued_at.timestamp_millis() as f64 / 1000.0);
+        let key = BatchKey::of(&message, self.config.prefix_chars);
+        let planned = match (&self.batches, &routes.staged) {
+            (Some(batches), Some(staged)) => batches
+                .targets
+                .plan(&message, Utc::now())
+                .map(|planned| (planned, staged)),
+            _ => None,
+        };
+        if let Some((planned, staged)) = planned {
+            // One append takes every staged job of a model and endpoint.
+            let key = BatchKey {
+                prefix_hash: String::new(),
+                params: String::new(),
+                ..key
+            };
+            let incoming = Incoming {
+                key,
+                tokens: planned.bytes,
+                max_wait: STAGE_WAIT,
+                item: Staged {
+                    pending: Pending::new(message, delivery),
+                    planned,
+                },
+            };
+            if let Err(mpsc::error::SendError(lost)) = staged.send(incoming).await {
+                self.metrics.inflight_jobs.dec();
+                let _ = lost.item.pending.delivery.requeue().await;
+            }
+            return;
+        }
         let incoming = Incoming {
-            key: BatchKey::of(&message, self.config.prefix_chars),
+            key,
             tokens: estimate_tokens(&prompt_text(message.endpoint, &message.body)),
             max_wait: self.config.max_wait_ms.for_priority(message.priority),
             item: Pending::new(message, delivery),
         };
-        if let Err(mpsc::error::SendError(lost)) = tx.send(incoming).await {
+        if let Err(mpsc::error::SendError(lost)) = routes.realtime.send(incoming).await {
             // The batcher is gone (shutting down): give the job back.
             self.metrics.inflight_jobs.dec();
             let _ = lost.item.delivery.requeue().await;

@@ -59,17 +59,17 @@ pub struct Executor {
 
 /// A job started for this delivery: when, as which attempt, and which
 /// earlier attempts' calls had left (orphaned, unless still running).
-struct Running {
-    pending: Pending,
-    started_at: DateTime<Utc>,
-    attempt: u32,
-    sent_before: Vec<u32>,
+pub(crate) struct Running {
+    pub(crate) pending: Pending,
+    pub(crate) started_at: DateTime<Utc>,
+    pub(crate) attempt: u32,
+    pub(crate) sent_before: Vec<u32>,
 }
 
 /// A job done with for now: ack it (with its ledger rows: its own, if it
 /// has one, its repeated calls', and those of the jobs that ended with it),
 /// or give it back to the queue.
-struct Settled {
+pub(crate) struct Settled {
     pending: Pending,
     ack: bool,
     rows: Vec<LedgerRow>,
@@ -81,7 +81,7 @@ struct Settled {
 }
 
 impl Settled {
-    fn ack(pending: Pending, rows: Vec<LedgerRow>) -> Self {
+    pub(crate) fn ack(pending: Pending, rows: Vec<LedgerRow>) -> Self {
         Self {
             pending,
             ack: true,
@@ -92,7 +92,7 @@ impl Settled {
         }
     }
 
-    fn requeue(pending: Pending) -> Self {
+    pub(crate) fn requeue(pending: Pending) -> Self {
         Self {
             pending,
             ack: false,
@@ -146,7 +146,7 @@ impl Executor {
     }
 
     /// Starts the jobs (in one store call); what must not run is settled.
-    async fn start_all(&self, items: Vec<Pending>) -> (Vec<Running>, Vec<Settled>) {
+    pub(crate) async fn start_all(&self, items: Vec<Pending>) -> (Vec<Running>, Vec<Settled>) {
         let now = Utc::now();
         let ids: Vec<JobId> = items.iter().map(|p| p.message.id).collect();
         let started = with_store_retry("start", || self.store.start_many(&ids, now)).await;
@@ -280,7 +280,6 @@ impl Executor {
             .call(&key.model, key.endpoint, &key.prefix_hash, jobs)
             .await;
         let latency_ms = u64::try_from(called.elapsed().as_millis()).unwrap_or(u64::MAX);
-        let now = Utc::now();
         let outcomes: Vec<Outcome> = results
             .into_iter()
             .map(|result| match result {
@@ -294,6 +293,21 @@ impl Executor {
                 Err(e) => Outcome::Failed(e.job_error()),
             })
             .collect();
+        self.finish(runnable, outcomes, Some(latency_ms)).await
+    }
+
+    /// Ends each running job with its outcome (index for index): caches
+    /// the answers, stores the ends (compare-and-set), and makes each
+    /// job's ledger rows, its followers' ends and its record for the
+    /// webhook; [`Executor::settle_all`] then writes and acks them. The one
+    /// way a job ends after its provider answered, whatever the tier.
+    pub(crate) async fn finish(
+        &self,
+        runnable: Vec<Running>,
+        outcomes: Vec<Outcome>,
+        latency_ms: Option<u64>,
+    ) -> Vec<Settled> {
+        let now = Utc::now();
         // Cached before the jobs end, so that whoever sees an end and asks
         // again finds the answer.
         let ended: Vec<Ended> = runnable
@@ -357,7 +371,7 @@ impl Executor {
                     &outcome,
                     Some(started_at),
                     now,
-                    Some(latency_ms),
+                    latency_ms,
                 )];
                 rows.extend(self.repeats.orphans_before(
                     &self.metrics,
@@ -399,7 +413,7 @@ impl Executor {
         done
     }
 
-    async fn settle_all(&self, settled: Vec<Settled>) {
+    pub(crate) async fn settle_all(&self, settled: Vec<Settled>) {
         let rows: Vec<LedgerRow> = settled
             .iter()
             .filter(|s| s.ack)

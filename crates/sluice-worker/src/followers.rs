@@ -18,7 +18,7 @@ use sluice_core::job::Outcome;
 use sluice_core::ledger::LedgerRow;
 use sluice_core::metrics::Metrics;
 use sluice_core::{JobError, JobId, JobMessage, JobRecord, JobStatus};
-use sluice_queue::{JobQueue, Outgoing, QueueError};
+use sluice_queue::{JobQueue, QueueError};
 use sluice_store::cache::{EntryKey, ResponseCache, SemanticScope};
 use sluice_store::jobs::JobStore;
 use sluice_store::StoreError;
@@ -89,8 +89,6 @@ impl Ended {
 pub enum FollowersError {
     #[error("cannot read the jobs that joined {leader}: {source}")]
     Read { leader: JobId, source: StoreError },
-    #[error("cannot encode a job that joined another: {0}")]
-    Encode(#[source] serde_json::Error),
     #[error("cannot publish the {jobs} jobs that joined a job that did not run: {source}")]
     Publish { jobs: usize, source: QueueError },
     #[error("cannot end the jobs that joined another: {0}")]
@@ -186,19 +184,9 @@ impl Followers {
 
     async fn publish(&self, followers: Vec<JobMessage>) -> Result<(), FollowersError> {
         let n = followers.len();
-        let outgoing = followers
-            .iter()
-            .map(|m| {
-                Ok(Outgoing {
-                    priority: m.priority,
-                    body: m.encode().map_err(FollowersError::Encode)?.into(),
-                    headers: m.headers(),
-                })
-            })
-            .collect::<Result<Vec<_>, FollowersError>>()?;
-        for confirm in self.queue.publish(outgoing).await {
-            confirm.map_err(|source| FollowersError::Publish { jobs: n, source })?;
-        }
+        sluice_queue::publish_jobs(self.queue.as_ref(), &followers)
+            .await
+            .map_err(|source| FollowersError::Publish { jobs: n, source })?;
         tracing::info!(
             jobs = n,
             "published the jobs that joined a job that did not run"

@@ -22,6 +22,7 @@ pub mod depth;
 pub mod execute;
 pub mod followers;
 pub mod pending;
+pub mod provider_batch;
 pub mod repeats;
 pub mod retry;
 pub mod sent;
@@ -42,8 +43,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use batcher::Limits;
-use consume::Consumers;
+use consume::{Consumers, Routes};
 use execute::Executor;
+use provider_batch::ProviderBatches;
 
 pub struct Worker {
     pub queue: Arc<dyn JobQueue>,
@@ -58,6 +60,9 @@ pub struct Worker {
     pub events: Arc<dyn JobEvents>,
     /// Prices the calls a job repeated (built from the config's routes and prices).
     pub repeats: repeats::Repeats,
+    /// The provider-batch tier, when a provider sells batches (and a
+    /// record to keep them in is at hand).
+    pub provider_batches: Option<Arc<ProviderBatches>>,
 }
 
 /// The share of the prefetch each priority queue's consumer gets (3:2:1),
@@ -77,34 +82,6 @@ impl Worker {
     /// Runs until `shutdown`, then drains: every job taken is stored and
     /// acked (or given back) before this returns.
     pub async fn run(self, shutdown: CancellationToken) {
-        let consumers = Arc::new(Consumers {
-            queue: Arc::clone(&self.queue),
-            store: Arc::clone(&self.store),
-            metrics: Arc::clone(&self.metrics),
-            config: self.config.clone(),
-            events: Arc::clone(&self.events),
-            ledger: Arc::clone(&self.ledger),
-            repeats: self.repeats.clone(),
-        });
-        let tasks = TaskTracker::new();
-        let (tx, rx) = mpsc::channel(usize::from(self.config.prefetch()));
-        for priority in Priority::ALL {
-            let consumers = Arc::clone(&consumers);
-            let (tx, stop) = (tx.clone(), shutdown.clone());
-            let prefetch = prefetch_for(priority, &self.config);
-            tasks.spawn(async move {
-                consumers
-                    .jobs(Source::Jobs(priority), prefetch, tx, stop)
-                    .await;
-            });
-        }
-        drop(tx);
-        {
-            let consumers = Arc::clone(&consumers);
-            let stop = shutdown.clone();
-            tasks.spawn(async move { consumers.dead_letters(stop).await });
-        }
-
         let executor = Arc::new(Executor {
             store: Arc::clone(&self.store),
             router: Arc::clone(&self.router),
@@ -120,6 +97,53 @@ impl Worker {
             fanout: self.config.fanout_concurrency.max(1),
             repeats: self.repeats.clone(),
         });
+        let batches = self
+            .provider_batches
+            .clone()
+            .filter(|b| !b.targets.is_empty());
+        let consumers = Arc::new(Consumers {
+            queue: Arc::clone(&self.queue),
+            store: Arc::clone(&self.store),
+            metrics: Arc::clone(&self.metrics),
+            config: self.config.clone(),
+            events: Arc::clone(&self.events),
+            ledger: Arc::clone(&self.ledger),
+            repeats: self.repeats.clone(),
+            batches: batches.clone(),
+        });
+        let tasks = TaskTracker::new();
+        let (tx, rx) = mpsc::channel(usize::from(self.config.prefetch()));
+        let (staged_tx, staged_rx) = match &batches {
+            Some(_) => {
+                let (tx, rx) = mpsc::channel(usize::from(self.config.prefetch()));
+                (Some(tx), Some(rx))
+            }
+            None => (None, None),
+        };
+        let routes = Routes {
+            realtime: tx,
+            staged: staged_tx,
+        };
+        for priority in Priority::ALL {
+            let consumers = Arc::clone(&consumers);
+            let (routes, stop) = (routes.clone(), shutdown.clone());
+            let prefetch = prefetch_for(priority, &self.config);
+            tasks.spawn(async move {
+                consumers
+                    .jobs(Source::Jobs(priority), prefetch, routes, stop)
+                    .await;
+            });
+        }
+        drop(routes);
+        {
+            let consumers = Arc::clone(&consumers);
+            let stop = shutdown.clone();
+            tasks.spawn(async move { consumers.dead_letters(stop).await });
+        }
+        if let (Some(batches), Some(staged_rx)) = (batches, staged_rx) {
+            self.run_provider_batches(batches, &executor, staged_rx, &tasks, &shutdown);
+        }
+
         let slots = Arc::new(Semaphore::new(self.config.batches_in_flight));
         let batches = TaskTracker::new();
         let limits = Limits {
@@ -146,5 +170,43 @@ impl Worker {
         tasks.close();
         tasks.wait().await;
         tracing::info!("worker drained");
+    }
+
+    /// Starts the provider-batch tier on `tasks`: the stage that moves
+    /// staged jobs into the record (until the consumers stop), and the
+    /// poller (until `shutdown`).
+    fn run_provider_batches(
+        &self,
+        batches: Arc<ProviderBatches>,
+        executor: &Arc<Executor>,
+        staged: mpsc::Receiver<batcher::Incoming<provider_batch::stage::Staged>>,
+        tasks: &TaskTracker,
+        shutdown: &CancellationToken,
+    ) {
+        let limits = Limits {
+            max_jobs: usize::from(self.config.prefetch()),
+            max_tokens: u64::MAX / 2,
+        };
+        {
+            let (executor, batches) = (Arc::clone(executor), Arc::clone(&batches));
+            tasks.spawn(async move {
+                batcher::run(limits, staged, |flushed| {
+                    let (executor, batches) = (Arc::clone(&executor), Arc::clone(&batches));
+                    async move {
+                        provider_batch::stage::stage(&executor, batches.store.as_ref(), flushed)
+                            .await;
+                    }
+                })
+                .await;
+            });
+        }
+        let poller = provider_batch::poll::Poller {
+            batches,
+            executor: Arc::clone(executor),
+            queue: Arc::clone(&self.queue),
+            metrics: Arc::clone(&self.metrics),
+        };
+        let stop = shutdown.clone();
+        tasks.spawn(async move { poller.run(stop).await });
     }
 }

@@ -163,6 +163,7 @@ impl Harness {
             cache: Arc::new(sluice_store::cache::MemoryCache::new()),
             events: events(queue.clone()),
             repeats: sluice_worker::repeats::Repeats::default(),
+            provider_batches: None,
         };
         let stop = CancellationToken::new();
         let worker = tokio::spawn(worker.run(stop.clone()));

@@ -308,6 +308,7 @@ mod tests {
             scale: 0.1,
             paid: Paid::default(),
             flex: Flex::default(),
+            batches: crate::econ::profile::Batches::default(),
             latency: Latency::default(),
             self_hosted: SelfHosted {
                 micros_per_hour: 1,

@@ -136,6 +136,7 @@ impl EconArgs {
             scale: self.scale,
             paid: Paid::default(),
             flex: Flex::default(),
+            batches: crate::econ::profile::Batches::default(),
             latency: Latency::default(),
             self_hosted: SelfHosted {
                 micros_per_hour: (self.self_hosted_usd_per_hour * 1e6).round() as u64,

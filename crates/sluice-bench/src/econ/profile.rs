@@ -67,6 +67,33 @@ impl Default for Flex {
     }
 }
 
+/// The paid provider's Batch API: the batch price (half), answered within
+/// `turnaround`, outside the real-time rate limits.
+#[derive(Clone, Debug)]
+pub struct Batches {
+    /// How long a batch takes at the provider.
+    pub turnaround: Duration,
+    /// Sluice's `[providers.batch]` at full scale: the least time a job
+    /// needs before its deadline, the time kept for real time, how long a
+    /// batch collects, how often it is polled.
+    pub min_deadline: Duration,
+    pub realtime_margin: Duration,
+    pub collect: Duration,
+    pub poll: Duration,
+}
+
+impl Default for Batches {
+    fn default() -> Self {
+        Self {
+            turnaround: Duration::from_secs(600),
+            min_deadline: Duration::from_secs(1_800),
+            realtime_margin: Duration::from_secs(900),
+            collect: Duration::from_secs(60),
+            poll: Duration::from_secs(30),
+        }
+    }
+}
+
 /// The latency model both providers share, at full scale.
 #[derive(Clone, Debug)]
 pub struct Latency {
@@ -106,6 +133,7 @@ pub struct Profile {
     pub scale: f64,
     pub paid: Paid,
     pub flex: Flex,
+    pub batches: Batches,
     pub latency: Latency,
     pub self_hosted: SelfHosted,
 }
@@ -162,12 +190,14 @@ impl Profile {
             out,
             "[rate_limits]\nrequests_per_minute = {}\ntokens_per_minute = {}\nwindow_ms = {}\n\n\
              [flex]\nslowdown = {}\nunavailable = {}\n\n\
+             [batch]\nturnaround_ms = {}\n\n\
              [prices.default]\ninput = {}\ncached_input = {}\noutput = {}\n",
             p.requests_per_minute,
             p.tokens_per_minute,
             self.scaled(Duration::from_secs(60)).as_millis().max(1),
             self.flex.slowdown,
             self.flex.unavailable,
+            self.scaled(self.batches.turnaround).as_millis().max(1),
             p.input,
             p.cached_input,
             p.output,
@@ -194,14 +224,22 @@ impl Profile {
         let p = &self.paid;
         let s = |d: Duration| self.scaled(d).as_secs().max(1);
         let margin = s(self.flex.realtime_margin);
+        let b = &self.batches;
+        let batch_margin = s(b.realtime_margin);
+        let poll = s(b.poll);
         format!(
             "requests_per_minute = {}\ntokens_per_minute = {}\nlimits_window_ms = {}\n\
-             [providers.flex]\nmin_deadline_s = {}\ntimeout_s = {}\nrealtime_margin_s = {margin}\n",
+             [providers.flex]\nmin_deadline_s = {}\ntimeout_s = {}\nrealtime_margin_s = {margin}\n\
+             [providers.batch]\nmin_deadline_s = {}\nrealtime_margin_s = {batch_margin}\n\
+             collect_s = {}\npoll_s = {poll}\nlease_s = {}\n",
             p.requests_per_minute * 95 / 100,
             p.tokens_per_minute * 95 / 100,
             self.scaled(Duration::from_secs(60)).as_millis().max(60),
             s(self.flex.min_deadline).max(margin + 1),
             s(self.flex.timeout),
+            s(b.min_deadline).max(batch_margin + 1),
+            s(b.collect),
+            poll * 4,
         )
     }
 
@@ -236,8 +274,9 @@ impl Profile {
              figures reported at full scale); paid provider ${:.2} / ${:.2} cached / ${:.2} per \
              million tokens in / in / out, {} RPM and {} TPM (Sluice's fleet-wide budget at 95% \
              of them), prefix cache on; latency {} ms + \
-             {} µs per prompt token + {} µs per output token (± {:.0} %); flex at half price, \
-             {} × slower, {:.0} % refused (429), for jobs with {} s or more to their deadline; \
+             {} µs per prompt token + {} µs per output token (± {:.0} %); provider batches at \
+             half price, {} s turnaround, for jobs with {} s or more to their deadline; flex at \
+             half price, {} × slower, {:.0} % refused (429), for jobs with {} s or more; \
              self-hosted ${:.2} per hour, {} sequences at once",
             p.input as f64 / 1e6,
             p.cached_input as f64 / 1e6,
@@ -248,6 +287,8 @@ impl Profile {
             l.per_prompt_token.as_micros(),
             l.per_completion_token.as_micros(),
             l.jitter * 100.0,
+            self.batches.turnaround.as_secs(),
+            self.batches.min_deadline.as_secs(),
             self.flex.slowdown,
             self.flex.unavailable * 100.0,
             self.flex.min_deadline.as_secs(),
@@ -267,6 +308,7 @@ mod tests {
             scale,
             paid: Paid::default(),
             flex: Flex::default(),
+            batches: Batches::default(),
             latency: Latency::default(),
             self_hosted: SelfHosted {
                 micros_per_hour: 4_000_000,

@@ -304,6 +304,7 @@ mod tests {
             scale: 1.0,
             paid: crate::econ::profile::Paid::default(),
             flex: crate::econ::profile::Flex::default(),
+            batches: crate::econ::profile::Batches::default(),
             latency: crate::econ::profile::Latency::default(),
             self_hosted: crate::econ::profile::SelfHosted {
                 micros_per_hour: 1,

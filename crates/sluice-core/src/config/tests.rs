@@ -164,3 +164,23 @@ fn flex_is_read_checked_and_only_for_openai_providers() {
     let e = err(&flex.replace("kind = \"openai\"", "kind = \"anthropic\""));
     assert!(e.contains("flex"), "{e}");
 }
+
+#[test]
+fn provider_batches_are_read_and_checked_with_their_location() {
+    let batch = GOOD.replace(
+        "[[models]]",
+        "[providers.batch]\nmin_deadline_s = 7200\nmax_lines = 500\n\n[[models]]",
+    );
+    let c = Config::parse(&batch, "test.toml").unwrap();
+    let b = c.providers[0].batch.as_ref().unwrap();
+    assert_eq!((b.min_deadline_s, b.max_lines, b.realtime_margin_s), (7200, 500, 900));
+    let e = err(&batch.replace("min_deadline_s = 7200", "min_deadline_s = 600"));
+    assert!(
+        e.contains("providers[0]") && e.contains("batch.min_deadline_s"),
+        "{e}"
+    );
+    let e = err(&batch.replace("max_lines = 500", "max_lines = 0"));
+    assert!(e.contains("batch.max_lines"), "{e}");
+    let e = err(&batch.replace("max_lines = 500", "max_line = 500"));
+    assert!(e.contains("max_line"), "{e}");
+}

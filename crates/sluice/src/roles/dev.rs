@@ -13,7 +13,9 @@ use sluice_mock::{LatencyOptions, MockOptions, MockServer};
 use sluice_providers::Router;
 use sluice_queue::{MemoryQueue, Topology};
 use sluice_store::jobs::MemoryJobStore;
+use sluice_store::provider_batches::MemoryProviderBatchStore;
 use sluice_store::tenants::{MemoryTenantStore, TenantStore};
+use sluice_worker::provider_batch::ProviderBatches;
 use sluice_worker::Worker;
 use tokio_util::task::TaskTracker;
 
@@ -78,6 +80,11 @@ pub async fn run(listen: SocketAddr) -> anyhow::Result<()> {
         cache: cache.clone(),
         events: queue.clone(),
         repeats: sluice_worker::repeats::Repeats::new(&config),
+        provider_batches: ProviderBatches::from_config(
+            &config,
+            &metrics,
+            Arc::new(MemoryProviderBatchStore::default()),
+        )?,
     };
     tasks.spawn(worker.run(shutdown.clone()));
 

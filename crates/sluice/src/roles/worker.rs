@@ -7,7 +7,9 @@ use std::time::Duration;
 use sluice_providers::Router;
 use sluice_queue::{AmqpQueue, JobQueue};
 use sluice_store::jobs::{JobStore, RedisJobStore};
+use sluice_store::provider_batches::PgProviderBatchStore;
 use sluice_store::usage::{GroupCommitLedger, PgLedger};
+use sluice_worker::provider_batch::ProviderBatches;
 use sluice_worker::Worker;
 
 use super::background::Background;
@@ -74,6 +76,11 @@ async fn serve(
         cache: Arc::new(store.cache()),
         events: queue.clone(),
         repeats: sluice_worker::repeats::Repeats::new(config),
+        provider_batches: ProviderBatches::from_config(
+            config,
+            metrics,
+            Arc::new(PgProviderBatchStore::new(tenants.pool().clone())),
+        )?,
     }
     .run(shutdown.clone());
     // The drain is bounded: past `drain_timeout_s` the connection closes

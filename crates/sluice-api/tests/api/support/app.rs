@@ -213,6 +213,12 @@ impl Stack {
             cache: self.cache.clone(),
             events: self.memory_queue.clone(),
             repeats: sluice_worker::repeats::Repeats::new(config),
+            provider_batches: sluice_worker::provider_batch::ProviderBatches::from_config(
+                config,
+                &self.metrics,
+                Arc::new(sluice_store::provider_batches::MemoryProviderBatchStore::default()),
+            )
+            .unwrap(),
         };
         let stop = self.shutdown.child_token();
         let handle = self.tasks.spawn(worker.run(stop.clone()));
