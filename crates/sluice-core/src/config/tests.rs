@@ -173,7 +173,10 @@ fn provider_batches_are_read_and_checked_with_their_location() {
     );
     let c = Config::parse(&batch, "test.toml").unwrap();
     let b = c.providers[0].batch.as_ref().unwrap();
-    assert_eq!((b.min_deadline_s, b.max_lines, b.realtime_margin_s), (7200, 500, 900));
+    assert_eq!(
+        (b.min_deadline_s, b.max_lines, b.realtime_margin_s),
+        (7200, 500, 900)
+    );
     let e = err(&batch.replace("min_deadline_s = 7200", "min_deadline_s = 600"));
     assert!(
         e.contains("providers[0]") && e.contains("batch.min_deadline_s"),

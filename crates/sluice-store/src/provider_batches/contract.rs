@@ -40,6 +40,7 @@ macro_rules! provider_batch_contract_tests {
             a_job_appended_again_stays_in_its_batch,
             two_owners_never_claim_the_same_batch,
             a_lease_that_ran_out_is_taken_over,
+            a_renewed_lease_is_not_taken_over,
             begin_submit_takes_every_job_and_later_appends_go_to_a_new_batch,
             appends_racing_begin_submit_lose_no_job,
             rerouted_and_settled_jobs_change_what_claim_returns,

@@ -279,6 +279,23 @@ impl ProviderBatchStore for MemoryProviderBatchStore {
         Ok(true)
     }
 
+    async fn renew(
+        &self,
+        owner: &str,
+        lease: Duration,
+        now: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        let until = fill::after(now, lease);
+        let mut renewed = 0;
+        for b in self.lock().values_mut() {
+            if b.held_by(owner) && b.state != BatchState::Done {
+                b.lease_until = Some(until);
+                renewed += 1;
+            }
+        }
+        Ok(renewed)
+    }
+
     async fn release(&self, owner: &str) -> Result<(), StoreError> {
         for b in self.lock().values_mut() {
             if b.held_by(owner) && b.state != BatchState::Done {

@@ -265,6 +265,15 @@ pub trait ProviderBatchStore: Send + Sync + 'static {
     /// moved it out of `collecting` and told every job in it.
     async fn finish(&self, id: &str, owner: &str, now: DateTime<Utc>) -> Result<bool, StoreError>;
 
+    /// Extends every lease `owner` holds to now + `lease` (while a long
+    /// step runs: a submission, a result file read); the number renewed.
+    async fn renew(
+        &self,
+        owner: &str,
+        lease: Duration,
+        now: DateTime<Utc>,
+    ) -> Result<u64, StoreError>;
+
     /// Gives up `owner`'s leases (at shutdown), so that another worker
     /// takes its batches over at once. `owner` no longer holds them: its
     /// writes answer `false` from then on.

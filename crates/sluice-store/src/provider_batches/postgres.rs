@@ -356,6 +356,22 @@ impl ProviderBatchStore for PgProviderBatchStore {
         .await
     }
 
+    async fn renew(
+        &self,
+        owner: &str,
+        lease: Duration,
+        now: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        let done = sqlx::query(
+            "UPDATE provider_batches SET lease_until = $2 WHERE owner = $1 AND state <> 'done'",
+        )
+        .bind(owner)
+        .bind(fill::after(now, lease))
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
     async fn release(&self, owner: &str) -> Result<(), StoreError> {
         sqlx::query(
             "UPDATE provider_batches SET owner = NULL, lease_until = NULL \

@@ -85,18 +85,37 @@ impl Poller {
             .await
         {
             Ok(claimed) => {
-                futures::stream::iter(claimed)
-                    .for_each_concurrent(AT_ONCE, |batch| async move {
+                let steps = futures::stream::iter(claimed).for_each_concurrent(
+                    AT_ONCE,
+                    |batch| async move {
                         let id = batch.id.clone();
                         if let Err(e) = self.advance(batch).await {
                             tracing::warn!(batch = %id, error = %e, "provider batch step failed; trying again at the next poll");
                         }
-                    })
-                    .await;
+                    },
+                );
+                self.renewing(lease, steps).await;
             }
             Err(e) => tracing::warn!(error = %e, "cannot claim provider batches"),
         }
         self.show_counts().await;
+    }
+
+    /// Runs `steps`, renewing this worker's leases every third of a lease
+    /// while they last, so that a long step (a large file sent or read)
+    /// is never taken over half done.
+    async fn renewing(&self, lease: Duration, steps: impl std::future::Future<Output = ()>) {
+        tokio::pin!(steps);
+        loop {
+            tokio::select! {
+                () = &mut steps => return,
+                () = tokio::time::sleep(lease / 3) => {
+                    if let Err(e) = self.batches.store.renew(&self.batches.owner, lease, Utc::now()).await {
+                        tracing::warn!(error = %e, "cannot renew provider batch leases");
+                    }
+                }
+            }
+        }
     }
 
     async fn show_counts(&self) {

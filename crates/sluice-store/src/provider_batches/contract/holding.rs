@@ -50,6 +50,19 @@ pub async fn a_lease_that_ran_out_is_taken_over(store: &dyn ProviderBatchStore) 
     assert_eq!(jobs(&submitting), ids(&new));
 }
 
+pub async fn a_renewed_lease_is_not_taken_over(store: &dyn ProviderBatchStore) {
+    let made = append(store, &target("p", "m"), &lines(2, 10), most(1), t0()).await;
+    assert_eq!(made.len(), 2);
+    assert_eq!(claim(store, "a", LEASE, t0()).await.len(), 2);
+    // A long step renews every lease "a" holds, without claiming more.
+    assert_eq!(store.renew("a", LEASE, at(50)).await.unwrap(), 2);
+    assert_eq!(store.renew("b", LEASE, at(50)).await.unwrap(), 0);
+    assert!(claim(store, "b", LEASE, at(109)).await.is_empty());
+    assert_eq!(claim(store, "b", LEASE, at(110)).await.len(), 2);
+    // Renewing what another took over renews nothing.
+    assert_eq!(store.renew("a", LEASE, at(111)).await.unwrap(), 0);
+}
+
 pub async fn rerouted_and_settled_jobs_change_what_claim_returns(store: &dyn ProviderBatchStore) {
     let new = lines(4, 10);
     let j = ids(&new);
