@@ -78,4 +78,9 @@ async fn bench_econ_refuses_bad_flags_with_a_one_line_reason() {
     assert!(!ran.status.success());
     let stderr = String::from_utf8_lossy(&ran.stderr);
     assert!(stderr.contains("--no-sweep needs --users"), "{stderr}");
+
+    let ran = econ(&["--batch-turnaround-s", "0.5"]).await;
+    assert!(!ran.status.success());
+    let stderr = String::from_utf8_lossy(&ran.stderr);
+    assert!(stderr.contains("--batch-turnaround-s must be"), "{stderr}");
 }

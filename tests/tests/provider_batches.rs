@@ -249,3 +249,50 @@ async fn a_refused_batch_sends_its_jobs_to_real_time_instead_of_failing_them() {
         "{metrics}"
     );
 }
+
+#[tokio::test]
+async fn a_job_waiting_in_a_batch_shows_its_tier_and_canceled_it_gets_no_line() {
+    let (stack, client) = acme_stack(batches(
+        "min_deadline_s = 600\nrealtime_margin_s = 60\ncollect_s = 4",
+        &["--batch-turnaround-ms=500"],
+    ))
+    .await;
+    let ids = client
+        .submit_batch((0..10).map(|i| with_deadline(i, 3600)).collect())
+        .await;
+    // Taken into a collecting batch: running, waiting on the batch tier.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    for id in &ids[..4] {
+        loop {
+            let job = client.job(id).await.body;
+            if job["tier"] == "provider_batch" {
+                assert_eq!(job["status"], "running", "{job}");
+                break;
+            }
+            assert!(Instant::now() < deadline, "never waiting in a batch: {job}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let canceled = client
+            .post(&format!("/v1/jobs/{id}/cancel"), &json!({}))
+            .await;
+        assert_eq!(canceled.status, 200, "{canceled:?}");
+    }
+    let ended = client.wait_all(&ids, 60).await;
+    for job in &ended[..4] {
+        assert_eq!(job["status"], "canceled", "{job}");
+    }
+    for (i, job) in ended.iter().enumerate().skip(4) {
+        assert_answered(i, job, "provider_batch");
+    }
+    let stats = stack.mock_stats().await;
+    assert_eq!(
+        stats["batches"]["lines"]["total"], 6,
+        "no line for a canceled job: {stats}"
+    );
+    let costs: u64 = ended[4..]
+        .iter()
+        .map(|j| j["cost_micros"].as_u64().unwrap())
+        .sum();
+    assert_eq!(stack.mock_bill().await["total_cost_micros"], costs);
+    assert_eq!(reported_cost(&client).await, costs);
+}

@@ -161,7 +161,9 @@ pub async fn get_job(
     Ok(Json(JobView::from(job)))
 }
 
-/// Cancel a queued job; it will never reach a provider.
+/// Cancel a queued job, or one waiting in a provider batch; it will never
+/// reach a provider (a batch line sent already is answered, and billed,
+/// but does not end it).
 #[utoipa::path(post, path = "/v1/jobs/{id}/cancel", params(("id" = String, Path)),
     responses((status = 200, body = JobView), (status = 401, body = Problem), (status = 404, body = Problem),
               (status = 409, body = Problem, description = "The job is already running or finished"),
@@ -185,7 +187,7 @@ pub async fn cancel(
             Ok(Json(JobView::from(job)))
         }
         CancelOutcome::NotCancelable(status) => Err(ApiError::NotCancelable(format!(
-            "job {id} is {status}; only queued jobs can be canceled"
+            "job {id} is {status}; only queued jobs, and jobs waiting in a provider batch, can be canceled"
         ))),
         CancelOutcome::NotFound => Err(ApiError::JobNotFound(id.to_string())),
     }

@@ -79,6 +79,15 @@ pub struct EconArgs {
     /// How long a deferrable request may wait (seconds, full scale).
     #[arg(long, default_value_t = 3600.0)]
     pub deferrable_deadline_s: f64,
+    /// How long the paid provider takes to finish a batch (seconds, full
+    /// scale).
+    #[arg(long, default_value_t = 600.0)]
+    pub batch_turnaround_s: f64,
+    /// The least time before its deadline a job needs to go into a
+    /// provider batch (seconds, full scale); above --deferrable-deadline-s,
+    /// deferrable work goes on flex instead.
+    #[arg(long, default_value_t = 1800.0)]
+    pub batch_min_deadline_s: f64,
     /// The share of requests that repeat an earlier one exactly.
     #[arg(long, default_value_t = 0.65)]
     pub repeat_share: f64,
@@ -136,7 +145,11 @@ impl EconArgs {
             scale: self.scale,
             paid: Paid::default(),
             flex: Flex::default(),
-            batches: crate::econ::profile::Batches::default(),
+            batches: crate::econ::profile::Batches {
+                turnaround: Duration::from_secs_f64(self.batch_turnaround_s),
+                min_deadline: Duration::from_secs_f64(self.batch_min_deadline_s),
+                ..crate::econ::profile::Batches::default()
+            },
             latency: Latency::default(),
             self_hosted: SelfHosted {
                 micros_per_hour: (self.self_hosted_usd_per_hour * 1e6).round() as u64,
@@ -171,6 +184,11 @@ impl EconArgs {
                 && (0.0..=1.0).contains(&self.paraphrase_share)
                 && (0.0..=1.0).contains(&self.deferrable_share),
             "--repeat-share, --paraphrase-share and --deferrable-share must be in [0, 1]"
+        );
+        anyhow::ensure!(
+            (1.0..1e9).contains(&self.batch_turnaround_s)
+                && (0.0..1e9).contains(&self.batch_min_deadline_s),
+            "--batch-turnaround-s must be at least 1 and --batch-min-deadline-s at least 0 (seconds)"
         );
         Ok(())
     }

@@ -189,6 +189,50 @@ async fn cancel_only_stops_queued_jobs(store: &dyn JobStore) {
         .unwrap());
 }
 
+async fn a_job_waiting_in_a_provider_batch_shows_it_and_may_be_canceled(store: &dyn JobStore) {
+    let now = Utc::now();
+    let (waiting, back) = (fresh(None), fresh(None));
+    store
+        .create(&[waiting.clone(), back.clone()])
+        .await
+        .unwrap();
+    let ids = [waiting.id, back.id];
+    store.start_many(&ids, now).await.unwrap();
+    store
+        .mark_waiting(&ids, Some(Tier::ProviderBatch))
+        .await
+        .unwrap();
+    let shown = store.get(waiting.id).await.unwrap().unwrap();
+    assert_eq!(
+        (shown.status, shown.tier),
+        (JobStatus::Running, Some(Tier::ProviderBatch))
+    );
+    // Sent back to the queue: no longer waiting, so no longer cancelable.
+    store.mark_waiting(&[back.id], None).await.unwrap();
+    assert_eq!(store.get(back.id).await.unwrap().unwrap().tier, None);
+    assert_eq!(
+        store.cancel(back.id, now).await.unwrap(),
+        CancelOutcome::NotCancelable(JobStatus::Running)
+    );
+    assert_eq!(
+        store.cancel(waiting.id, now).await.unwrap(),
+        CancelOutcome::Canceled
+    );
+    // Its line, answered anyway, does not end it again.
+    assert!(!store
+        .finish(waiting.id, &success("late"), now)
+        .await
+        .unwrap());
+    // A job that is not running is not marked.
+    let queued = fresh(None);
+    store.create(std::slice::from_ref(&queued)).await.unwrap();
+    store
+        .mark_waiting(&[queued.id], Some(Tier::ProviderBatch))
+        .await
+        .unwrap();
+    assert_eq!(store.get(queued.id).await.unwrap().unwrap().tier, None);
+}
+
 async fn a_queued_job_past_its_deadline_expires(store: &dyn JobStore) {
     let job = fresh(Some(chrono::Duration::milliseconds(-1)));
     let later = fresh(Some(chrono::Duration::seconds(60)));
@@ -329,6 +373,7 @@ async fn run_all(store: &dyn JobStore) {
     an_idempotency_key_is_held_until_its_holder_gives_it_back(store).await;
     a_batch_changes_each_job_on_its_own(store).await;
     cancel_only_stops_queued_jobs(store).await;
+    a_job_waiting_in_a_provider_batch_shows_it_and_may_be_canceled(store).await;
     a_queued_job_past_its_deadline_expires(store).await;
     assert!(store.get(JobId::new()).await.unwrap().is_none());
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sluice_core::job::{CancelOutcome, Outcome, StartOutcome};
-use sluice_core::{JobId, JobRecord, JobStatus};
+use sluice_core::{JobId, JobRecord, JobStatus, Tier};
 
 use super::waiters::{WaiterHub, Watch};
 use super::JobStore;
@@ -133,13 +133,26 @@ impl JobStore for MemoryJobStore {
         Ok(())
     }
 
+    async fn mark_waiting(&self, ids: &[JobId], tier: Option<Tier>) -> Result<(), StoreError> {
+        let mut map = self.lock();
+        for id in ids {
+            if let Some(job) = map.get_mut(id) {
+                if job.status == JobStatus::Running {
+                    job.tier = tier;
+                }
+            }
+        }
+        Ok(())
+    }
+
     async fn cancel(&self, id: JobId, now: DateTime<Utc>) -> Result<CancelOutcome, StoreError> {
         {
             let mut map = self.lock();
             let Some(job) = map.get_mut(&id) else {
                 return Ok(CancelOutcome::NotFound);
             };
-            if job.status != JobStatus::Queued {
+            let waiting = job.status == JobStatus::Running && job.tier == Some(Tier::ProviderBatch);
+            if job.status != JobStatus::Queued && !waiting {
                 return Ok(CancelOutcome::NotCancelable(job.status));
             }
             job.status = JobStatus::Canceled;

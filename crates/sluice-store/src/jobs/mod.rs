@@ -16,7 +16,7 @@ mod waiters;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sluice_core::job::{CancelOutcome, Outcome, StartOutcome};
-use sluice_core::{JobId, JobRecord, JobStatus};
+use sluice_core::{JobId, JobRecord, JobStatus, Tier};
 
 pub use memory::MemoryJobStore;
 pub use redis::{CompletionListener, RedisJobStore, RedisOptions};
@@ -53,6 +53,13 @@ pub trait JobStore: Send + Sync + 'static {
     /// is about to leave; see `JobRecord::sent`); a job not running is left
     /// alone.
     async fn mark_sent(&self, ids: &[JobId]) -> Result<(), StoreError>;
+
+    /// Marks what each running job waits on: `Some(tier)` (a provider
+    /// batch: the record shows the tier while it waits, and the job may
+    /// still be canceled), or `None` (sent back to the queue for a call in
+    /// real time: no longer cancelable once running). A job not running is
+    /// left alone.
+    async fn mark_waiting(&self, ids: &[JobId], tier: Option<Tier>) -> Result<(), StoreError>;
 
     /// [`JobStore::start_many`] for one job.
     async fn start(&self, id: JobId, now: DateTime<Utc>) -> Result<StartOutcome, StoreError> {

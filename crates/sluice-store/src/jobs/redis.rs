@@ -24,7 +24,7 @@ use fred::types::scripts::Script;
 use fred::types::Message;
 use futures::StreamExt;
 use sluice_core::job::{CancelOutcome, Outcome, StartOutcome};
-use sluice_core::{JobError, JobId, JobRecord, JobStatus};
+use sluice_core::{JobError, JobId, JobRecord, JobStatus, Tier};
 use tokio_util::sync::CancellationToken;
 
 use super::codec::{self, rfc3339};
@@ -65,6 +65,7 @@ pub struct RedisJobStore {
     start: Script,
     finish: Script,
     sent: Script,
+    waiting: Script,
     cancel: Script,
     release_idem: Script,
 }
@@ -97,6 +98,7 @@ impl RedisJobStore {
             start: Script::from_lua(include_str!("lua/start.lua")),
             finish: Script::from_lua(include_str!("lua/finish.lua")),
             sent: Script::from_lua(include_str!("lua/sent.lua")),
+            waiting: Script::from_lua(include_str!("lua/waiting.lua")),
             cancel: Script::from_lua(include_str!("lua/cancel.lua")),
             release_idem: Script::from_lua(include_str!("lua/release_idem.lua")),
         })
@@ -306,6 +308,21 @@ impl JobStore for RedisJobStore {
             let keys: Vec<String> = group.iter().map(|&i| keys[i].clone()).collect();
             self.sent
                 .evalsha_with_reload::<i64, _, Vec<String>>(self.pool.next(), keys, Vec::new())
+        });
+        futures::future::try_join_all(calls).await?;
+        Ok(())
+    }
+
+    async fn mark_waiting(&self, ids: &[JobId], tier: Option<Tier>) -> Result<(), StoreError> {
+        let keys: Vec<String> = ids.iter().map(|&id| self.key(id)).collect();
+        let tier = tier.map_or("", Tier::as_str).to_owned();
+        let calls = self.groups(&keys).into_iter().map(|group| {
+            let keys: Vec<String> = group.iter().map(|&i| keys[i].clone()).collect();
+            self.waiting.evalsha_with_reload::<i64, _, Vec<String>>(
+                self.pool.next(),
+                keys,
+                vec![tier.clone()],
+            )
         });
         futures::future::try_join_all(calls).await?;
         Ok(())

@@ -148,10 +148,14 @@ impl Poller {
                 ..j.job.message.clone()
             })
             .collect();
+        let ids: Vec<JobId> = messages.iter().map(|m| m.id).collect();
         if !messages.is_empty() {
+            // No longer waiting in a batch: once a worker calls it in real
+            // time, it cannot be canceled.
+            let store = &self.executor.store;
+            with_store_retry("mark waiting", || store.mark_waiting(&ids, None)).await?;
             sluice_queue::publish_jobs(self.queue.as_ref(), &messages).await?;
         }
-        let ids: Vec<JobId> = messages.iter().map(|m| m.id).collect();
         let owner = &self.batches.owner;
         let marked = with_store_retry("reroute", || {
             self.batches.store.rerouted(&batch.id, owner, &ids, hedge)

@@ -21,6 +21,7 @@ use std::time::Duration;
 use chrono::Utc;
 use futures::StreamExt;
 use sluice_core::metrics::Metrics;
+use sluice_core::JobId;
 use sluice_providers::batch::{BatchLine, RemoteBatch, RemoteState};
 use sluice_providers::ProviderError;
 use sluice_queue::{JobQueue, QueueError};
@@ -37,6 +38,8 @@ use crate::retry::with_store_retry;
 const CLAIM: usize = 32;
 /// Batches moved on at once.
 const AT_ONCE: usize = 4;
+/// Job records read at once before a batch is sent.
+const READS_AT_ONCE: usize = 64;
 
 /// Why a step of a batch stopped (it is tried again at the next poll).
 #[derive(Debug, thiserror::Error)]
@@ -172,9 +175,22 @@ impl Poller {
             tracing::warn!(batch = %batch.id, "a provider batch was not submitted before its hedge time; its jobs go back to the queue");
             return self.give_back(&batch, "hedge").await;
         }
+        // Cancel is checked just before the batch is sent: a job that
+        // ended meanwhile (canceled) gets no line.
+        let ended = self.ended_meanwhile(&batch).await?;
+        if !ended.is_empty() {
+            with_store_retry("close jobs", || {
+                self.batches.store.settled(&batch.id, &ended)
+            })
+            .await?;
+        }
         let mut lines: Vec<BatchLine> = Vec::with_capacity(batch.jobs.len());
         let mut unfit: Vec<&OpenJob> = Vec::new();
-        for open in batch.jobs.iter().filter(|j| !j.rerouted) {
+        for open in batch
+            .jobs
+            .iter()
+            .filter(|j| !j.rerouted && !ended.contains(&j.job.message.id))
+        {
             match target.line(&open.job.message) {
                 Ok(line) => lines.push(line),
                 Err(_) => unfit.push(open),
@@ -213,6 +229,41 @@ impl Poller {
                 self.give_back(&batch, "refused").await
             }
         }
+    }
+
+    /// The jobs of `batch` whose records ended (or are gone) since they
+    /// were appended: canceled by their callers. Their ends are announced
+    /// again (the API's announcement may have been lost, and no message of
+    /// theirs is left to make the worker do it).
+    async fn ended_meanwhile(&self, batch: &HeldBatch) -> Result<Vec<JobId>, StepError> {
+        let store = &self.executor.store;
+        let ids: Vec<JobId> = batch.jobs.iter().map(|j| j.job.message.id).collect();
+        let read = futures::stream::iter(ids)
+            .map(|id| async move {
+                let record = with_store_retry("read", || store.get(id)).await?;
+                Ok::<_, StoreError>((id, record))
+            })
+            .buffer_unordered(READS_AT_ONCE)
+            .collect::<Vec<_>>()
+            .await;
+        let mut ended = Vec::new();
+        let mut announce = Vec::new();
+        for r in read {
+            match r? {
+                (id, None) => ended.push(id),
+                (id, Some(record)) if record.status.is_terminal() => {
+                    ended.push(id);
+                    if record.webhook.is_some() {
+                        announce.push(record);
+                    }
+                }
+                _ => {}
+            }
+        }
+        if !announce.is_empty() {
+            self.executor.events.ended(&announce).await?;
+        }
+        Ok(ended)
     }
 
     /// Reads a submitted batch's status: ends its lines once it ended,

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use chrono::Utc;
-use sluice_core::JobId;
+use sluice_core::{JobId, Tier};
 use sluice_store::provider_batches::{BatchedJob, CollectLimits, NewLine, ProviderBatchStore};
 
 use crate::batcher::Flushed;
@@ -74,6 +74,16 @@ pub(crate) async fn stage(
         {
             Ok(batches) => {
                 tracing::debug!(jobs = lines.len(), ?batches, provider = %key.provider, "jobs handed to provider batches");
+                // The records show where the jobs wait, and let their
+                // callers cancel them meanwhile.
+                let ids: Vec<JobId> = lines.iter().map(|l| l.job.message.id).collect();
+                if let Err(e) = with_store_retry("mark waiting", || {
+                    executor.store.mark_waiting(&ids, Some(Tier::ProviderBatch))
+                })
+                .await
+                {
+                    tracing::warn!(jobs = ids.len(), error = %e, "cannot mark jobs waiting in a provider batch; they show running, and cannot be canceled");
+                }
                 true
             }
             Err(e) => {

@@ -211,6 +211,15 @@ impl JobStore for FaultyStore {
         self.inner.mark_sent(ids).await
     }
 
+    async fn mark_waiting(
+        &self,
+        ids: &[JobId],
+        tier: Option<sluice_core::Tier>,
+    ) -> Result<(), StoreError> {
+        self.check()?;
+        self.inner.mark_waiting(ids, tier).await
+    }
+
     async fn cancel(&self, id: JobId, now: DateTime<Utc>) -> Result<CancelOutcome, StoreError> {
         self.check()?;
         self.inner.cancel(id, now).await
