@@ -27,6 +27,7 @@ use std::time::Duration;
 
 use sluice_core::backoff::Backoff;
 use sluice_core::cache::CacheKind;
+use sluice_core::JobId;
 use sluice_store::cache::{Claim, EntryKey};
 
 use super::lookup::answer_if_cached;
@@ -129,6 +130,10 @@ async fn one(state: &AppState, job: &mut NewJob) -> Option<Outcome> {
             }
             Claim::Pending(_) => tokio::time::sleep(polls.wait()).await,
             Claim::Live(leader) => {
+                if !within_deadline(state, job, leader).await {
+                    count(&state.metrics, CacheKind::Inflight, "miss");
+                    return None;
+                }
                 // The record first: the leader's worker ends it by id.
                 if let Err(e) = state.ingest.create(vec![job.record.clone()]).await {
                     return Some(Outcome::Refused(e));
@@ -161,6 +166,25 @@ async fn one(state: &AppState, job: &mut NewJob) -> Option<Outcome> {
         }
     }
     None
+}
+
+/// Whether `job` may wait on `leader`: a job without a deadline always
+/// may (it joins only leaders without one); a job with one only on a
+/// leader whose deadline is not later, since a leader is answered by its
+/// own deadline (its tier keeps the margin), not by its followers'. A
+/// leader that cannot be read is not waited on.
+async fn within_deadline(state: &AppState, job: &NewJob, leader: JobId) -> bool {
+    let Some(deadline) = job.message.deadline_at else {
+        return true;
+    };
+    match state.store.get(leader).await {
+        Ok(Some(l)) => l.deadline_at.is_some_and(|d| d <= deadline),
+        Ok(None) => false,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read a job in flight; going alone");
+            false
+        }
+    }
 }
 
 /// Whether stage 7 made `job` a leader (its claim is to be settled).

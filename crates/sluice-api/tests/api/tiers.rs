@@ -115,6 +115,36 @@ async fn a_job_that_cannot_wait_never_joins_one_that_may_go_out_on_a_slower_tier
 }
 
 #[tokio::test]
+async fn a_job_never_waits_on_one_whose_deadline_is_later_than_its_own() {
+    let app = TestApp::spawn().await;
+    let within = |text, s| with(cacheable(text), "deadline_s", json!(s));
+    let day = app.submit_ok(&within("the same question", 86_400)).await;
+    // An identical job that may wait an hour would wait a day on the
+    // first (which may go into a provider batch): it goes out on its own…
+    let hour = app.submit(&within("the same question", 3600)).await;
+    hour.expect(202);
+    assert_eq!(hour.body["cache"], json!(null), "{}", hour.body);
+    // … while one that may wait two days joins the first.
+    let two_days = app.submit_ok(&within("the same question", 172_800)).await;
+
+    app.start_worker();
+    let (first, hour, joined) = (
+        app.wait(&day).await,
+        app.wait(&hour.id()).await,
+        app.wait(&two_days).await,
+    );
+    assert!(first["cost_micros"].as_u64().unwrap() > 0);
+    assert!(hour["cost_micros"].as_u64().unwrap() > 0, "{hour}");
+    assert_eq!(joined["cache"]["kind"], "inflight", "{joined}");
+    assert_eq!(joined["cache"]["source_job"], day);
+    assert_eq!(
+        app.mock.stats().total.prompts,
+        2,
+        "one call each, not three"
+    );
+}
+
+#[tokio::test]
 async fn a_key_with_a_default_class_sends_jobs_that_name_none_in_it() {
     use sluice_store::tenants::TenantStore;
     let app = TestApp::spawn().await;
