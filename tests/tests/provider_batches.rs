@@ -296,3 +296,54 @@ async fn a_job_waiting_in_a_batch_shows_its_tier_and_canceled_it_gets_no_line() 
     assert_eq!(stack.mock_bill().await["total_cost_micros"], costs);
     assert_eq!(reported_cost(&client).await, costs);
 }
+
+#[tokio::test]
+async fn anthropic_message_batches_answer_each_job_by_its_custom_id_at_the_batch_price() {
+    let claude = sluice_e2e::Price {
+        model: "claude-mock",
+        input: 3_000_000,
+        cached_input: 300_000,
+        output: 15_000_000,
+    };
+    let toml = "\n[[providers]]\nname = \"anthropic\"\nkind = \"anthropic\"\n\
+                base_url = \"{backup_url}/v1\"\n[providers.batch]\nmin_deadline_s = 600\n\
+                realtime_margin_s = 60\ncollect_s = 1\npoll_s = 1\nlease_s = 3\n\n\
+                [[models]]\nname = \"claude-mock\"\nproviders = [\"anthropic\"]\n";
+    let (stack, client) = acme_stack(StackOptions {
+        backup_mock: Some(
+            claude
+                .mock_flags()
+                .into_iter()
+                .chain(["--batch-turnaround-ms=1000".to_owned()])
+                .collect(),
+        ),
+        extra_toml: toml.to_owned() + &claude.toml("anthropic"),
+        ..StackOptions::default()
+    })
+    .await;
+    let ids = client
+        .submit_batch(
+            (0..30)
+                .map(|i| {
+                    json!({"deadline_s": 3600, "body": {"model": "claude-mock", "max_tokens": 4 + i % 3,
+                        "messages": [{"role": "user", "content": prompt(i)}]}})
+                })
+                .collect(),
+        )
+        .await;
+    let ended = client.wait_all(&ids, 60).await;
+    for (i, job) in ended.iter().enumerate() {
+        assert_answered(i, job, "provider_batch");
+        assert_eq!(job["provider"], "anthropic", "{job}");
+        assert_eq!(job["result"]["object"], "chat.completion", "{job}");
+    }
+    let costs: u64 = ended
+        .iter()
+        .map(|j| j["cost_micros"].as_u64().unwrap())
+        .sum();
+    assert!(costs > 0);
+    let bill = stack.backup_bill().await;
+    assert_eq!(bill["by_tier"]["batch"]["cost_micros"], costs, "{bill}");
+    assert_eq!(bill["total_cost_micros"], costs, "{bill}");
+    assert_eq!(bill["by_tier"]["standard"]["requests"], 0, "{bill}");
+}
