@@ -118,6 +118,11 @@ async fn a_thousand_jobs_with_a_day_to_spare_go_out_in_a_few_batches_at_the_batc
         "at most ⌈1000 / 400⌉ batches: {stats}"
     );
     assert_eq!(batches["lines"]["succeeded"], 1000, "{stats}");
+    // The batches' input, output and error files were deleted once read.
+    let files = stack
+        .get_json(&format!("{}/v1/files", stack.mock_url()))
+        .await;
+    assert_eq!(files["data"], json!([]), "{files}");
 
     let costs: u64 = ended
         .iter()

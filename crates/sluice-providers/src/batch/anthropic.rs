@@ -134,6 +134,7 @@ pub fn remote_batch(batch: &Value) -> Result<RemoteBatch, String> {
             completed: succeeded,
             failed: errored,
         },
+        input_file_id: None,
         output_file_id: text("results_url"),
         error_file_id: None,
         errors: Vec::new(),
@@ -295,6 +296,16 @@ impl BatchApi for AnthropicBatches {
             .json_at(Method::GET, "/v1/messages/batches/{id}", remote_id)
             .await?;
         self.remote(&batch)
+    }
+
+    async fn forget(&self, batch: &RemoteBatch) {
+        if let Err(e) = self
+            .client
+            .json_at(Method::DELETE, "/v1/messages/batches/{id}", &batch.id)
+            .await
+        {
+            tracing::warn!(provider = self.client.name(), batch = %batch.id, error = %e, "could not delete an ended message batch");
+        }
     }
 
     async fn cancel(&self, remote_id: &str) -> Result<RemoteBatch, ProviderError> {

@@ -354,6 +354,7 @@ async fn openai_failures_carry_their_retry_decision() {
         id: "batch_1".into(),
         state: RemoteState::Completed,
         counts: Default::default(),
+        input_file_id: None,
         output_file_id: Some("file-broken".into()),
         error_file_id: None,
         errors: Vec::new(),

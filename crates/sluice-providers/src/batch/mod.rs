@@ -140,6 +140,8 @@ pub struct RemoteBatch {
     pub id: String,
     pub state: RemoteState,
     pub counts: Counts,
+    /// The input file the batch read (OpenAI); Anthropic: none.
+    pub input_file_id: Option<String>,
     /// Where the answered lines are: OpenAI's output file id; Anthropic's
     /// `results_url` (every result, errors included), once the batch ended.
     pub output_file_id: Option<String>,
@@ -276,6 +278,12 @@ pub trait BatchApi: Send + Sync {
         model: &str,
         custom_ids: &[String],
     ) -> Result<BatchResults, ProviderError>;
+
+    /// Deletes what the provider keeps of an ended batch whose results
+    /// were read (OpenAI: its input, output and error files; Anthropic:
+    /// the batch and its results). A failure is logged, never returned:
+    /// the provider's own retention removes them later.
+    async fn forget(&self, batch: &RemoteBatch);
 }
 
 /// The Batch API client of `provider` (one of `config`'s), with its prices

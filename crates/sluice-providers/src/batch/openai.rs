@@ -68,7 +68,7 @@ impl OpenAiBatches {
         remote_batch(answer).map_err(|why| self.client.terminal(why))
     }
 
-    /// Deletes an uploaded file nobody will use; a failure is only logged.
+    /// Deletes a file Sluice no longer needs; a failure is only logged.
     async fn delete_file(&self, id: &str) {
         let Ok(id) = path_id(&self.client, id) else {
             return;
@@ -79,7 +79,7 @@ impl OpenAiBatches {
             .json(Method::DELETE, &url, "/v1/files/{id}", None)
             .await
         {
-            tracing::warn!(provider = self.client.name(), file = id, error = %e, "could not delete an unused batch input file");
+            tracing::warn!(provider = self.client.name(), file = id, error = %e, "could not delete a batch file");
         }
     }
 }
@@ -134,6 +134,7 @@ pub fn remote_batch(batch: &Value) -> Result<RemoteBatch, String> {
             completed: count("completed"),
             failed: count("failed"),
         },
+        input_file_id: text("input_file_id"),
         output_file_id: text("output_file_id"),
         error_file_id: text("error_file_id"),
         errors,
@@ -359,5 +360,16 @@ impl BatchApi for OpenAiBatches {
                 .await?;
         }
         Ok(collector.finish())
+    }
+
+    async fn forget(&self, batch: &RemoteBatch) {
+        let files = [
+            &batch.input_file_id,
+            &batch.output_file_id,
+            &batch.error_file_id,
+        ];
+        for id in files.into_iter().flatten() {
+            self.delete_file(id).await;
+        }
     }
 }

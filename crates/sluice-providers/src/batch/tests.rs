@@ -174,6 +174,7 @@ fn an_openai_batch_object_becomes_a_remote_batch() {
                 completed: 95,
                 failed: 5
             },
+            input_file_id: Some("file-abc123".into()),
             output_file_id: Some("file-cvaTdG".into()),
             error_file_id: Some("file-HOWS94".into()),
             errors: Vec::new(),

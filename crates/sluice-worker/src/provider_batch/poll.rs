@@ -316,6 +316,7 @@ impl Poller {
             return Ok(());
         }
         self.finish(&batch.id).await?;
+        target.api.forget(remote).await;
         if let Some(submitted) = batch.submitted_at {
             let took = (Utc::now() - submitted).to_std().unwrap_or_default();
             self.metrics
