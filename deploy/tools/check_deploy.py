@@ -458,7 +458,7 @@ def check_k8s(kustomize: list[str] | None, versions: list[str], promtool: str | 
                          "timeout and its grace the drain; Services, PDBs, autoscalers, "
                          "ServiceMonitor, Secret and ConfigMap references resolve; the worker autoscaler reads the job backlog of its "
                          "namespace (PromQL parses), threshold = max_batch_size x batches_in_flight, FQDN hosts, a fallback "
-                         "within min..max, max within the provider budget")
+                         "within min..max, max within the provider budget, the fleet held while providers answer 429")
 
     # The PrometheusRule carries deploy/prometheus/alerts.yml verbatim.
     base = renders.get("base", [])

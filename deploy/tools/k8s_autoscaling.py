@@ -12,6 +12,8 @@ the rendering itself.
 - A fallback holds a replica count between the min and the max while the
   metric cannot be read.
 - The max does not exceed what the providers' request budget can feed.
+- While the providers answer 429, the fleet holds its size (a formula on a
+  throttle trigger), rather than scale on a backlog it cannot serve.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ import re
 from urllib.parse import urlparse
 
 BACKLOG_METRICS = ("sluice_queue_ready_jobs", "sluice_inflight_jobs")
+# The trigger the backlog checks apply to (the others feed the hold).
+BACKLOG_TRIGGER = "backlog"
 PRIORITIES = ("interactive", "standard", "batch")
 CALL_SECONDS = "sluice.dev/provider-call-seconds"
 # The HPA's External metric served by prometheus-adapter (k8s/README.md).
@@ -89,6 +93,48 @@ def query_problems(where: str, query: str, namespace: str) -> list[str]:
     return p
 
 
+def namespace_problems(where: str, trigger: str, query: str, namespace: str) -> list[str]:
+    """Every Sluice metric a query reads is limited to the namespace."""
+    p = []
+    for metric in sorted(set(re.findall(r"\b(sluice_\w+)", query))):
+        for sel in selectors(query, metric):
+            if f'namespace="{namespace}"' not in sel:
+                p.append(f"{where}: trigger {trigger} reads {metric}{{{sel}}} beyond namespace=\"{namespace}\"")
+    return p
+
+
+def hold_problems(where: str, spec: dict, cfg: dict) -> list[str]:
+    """The fleet is held while the providers answer 429: a trigger on
+    `rate_limited` errors, one on the workers running, and a formula that
+    keeps workers x target while the 429s last, else scales on the backlog."""
+    p = []
+    names = {t.get("name") for t in spec.get("triggers", [])}
+    by_name = {t.get("name"): t.get("metadata", {}).get("query", "") for t in spec.get("triggers", [])}
+    mods = spec.get("advanced", {}).get("scalingModifiers")
+    if not mods:
+        return [f"{where}: no scalingModifiers: scaling on the backlog during 429s adds load to a saturated limit"]
+    formula = mods.get("formula", "")
+    used = set(re.findall(r"[A-Za-z_]\w*", formula)) - {"true", "false"}
+    for unknown in sorted(used - names):
+        p.append(f"{where}: the formula names {unknown}, which is no trigger")
+    if BACKLOG_TRIGGER not in used:
+        p.append(f"{where}: the formula does not scale on the {BACKLOG_TRIGGER} trigger")
+    throttled = [n for n, q in by_name.items() if 'kind="rate_limited"' in q and "sluice_provider_errors_total" in q]
+    workers = [n for n, q in by_name.items() if re.search(r"\bcount\(sluice_inflight_jobs\b", q)]
+    if not throttled or not any(n in used for n in throttled):
+        p.append(f"{where}: the formula does not hold the fleet on provider 429s (sluice_provider_errors_total, kind=rate_limited)")
+    if not workers or not any(n in used for n in workers):
+        p.append(f"{where}: the formula does not hold the fleet at the workers running (count(sluice_inflight_jobs))")
+    if cfg:
+        target = str(worker_jobs(cfg))
+        if mods.get("target") != target:
+            p.append(f"{where}: scalingModifiers target {mods.get('target')} is not the jobs a worker works on at once ({target})")
+        held = re.search(r"\b(\w+)\s*\*\s*(\d+)", formula)
+        if not held or held.group(1) not in workers or held.group(2) != target:
+            p.append(f"{where}: the hold is not workers x {target} (the fleet as it is, over the target)")
+    return p
+
+
 def scaledobject_problems(name: str, so: dict, cfg: dict, namespace: str) -> tuple[list[str], list[str]]:
     """Problems, and the PromQL queries to parse."""
     p: list[str] = []
@@ -104,13 +150,18 @@ def scaledobject_problems(name: str, so: dict, cfg: dict, namespace: str) -> tup
         for field in ("serverAddress", "host"):
             if field in meta and not fully_qualified(urlparse(meta[field]).hostname):
                 p.append(f"{where}: {field} {meta[field]} is not a fully qualified host")
+    backlog = [t for t in proms if t.get("name") == BACKLOG_TRIGGER] or proms[:1]
     for t in proms:
         meta = t["metadata"]
         queries.append(meta.get("query", ""))
+        if t not in backlog:
+            p += namespace_problems(where, t.get("name", "?"), meta.get("query", ""), namespace)
+            continue
         p += query_problems(where, meta.get("query", ""), namespace)
         if cfg and meta.get("threshold") != str(worker_jobs(cfg)):
             p.append(f"{where}: threshold {meta.get('threshold')} is not the jobs a worker works on at once "
                      f"(max_batch_size x batches_in_flight = {worker_jobs(cfg)})")
+    p += hold_problems(where, spec, cfg)
     fb = spec.get("fallback")
     if not fb:
         p.append(f"{where}: no fallback for when the backlog cannot be read")
