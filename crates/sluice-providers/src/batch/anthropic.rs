@@ -298,6 +298,11 @@ impl BatchApi for AnthropicBatches {
         self.remote(&batch)
     }
 
+    /// Message batches carry no metadata: a batch cannot be found by it.
+    async fn find(&self, _key: &str, _value: &str) -> Result<Option<RemoteBatch>, ProviderError> {
+        Ok(None)
+    }
+
     async fn forget(&self, batch: &RemoteBatch) {
         if let Err(e) = self
             .client

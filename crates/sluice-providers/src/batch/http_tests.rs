@@ -165,6 +165,13 @@ async fn answer(
             json!({"error": {"message": "Invalid metadata", "type": "invalid_request_error", "param": "metadata", "code": null}}),
         ),
         ("POST", "/v1/batches") => ok(openai_batch("batch_1", "validating", None)),
+        ("GET", "/v1/batches") => {
+            let mut mine = openai_batch("batch_1", "in_progress", None);
+            mine["metadata"] = json!({"sluice_batch_id": "b-7"});
+            let mut other = openai_batch("batch_0", "completed", None);
+            other["metadata"] = json!({"sluice_batch_id": "b-6"});
+            ok(json!({"object": "list", "data": [mine, other], "has_more": false}))
+        }
         ("DELETE", "/v1/files/file-in1") => {
             ok(json!({"id": "file-in1", "object": "file", "deleted": true}))
         }
@@ -452,4 +459,25 @@ async fn the_anthropic_client_creates_a_message_batch_and_reads_its_results_url(
     let gone = api.status("msgbatch_gone").await.unwrap_err();
     assert!(!gone.is_retryable());
     assert!(gone.to_string().contains("no such batch"));
+}
+
+#[tokio::test]
+async fn a_batch_whose_submission_was_lost_is_found_by_its_metadata() {
+    let fake = start().await;
+    let openai = api("openai", &format!("{}/v1", fake.origin));
+    let found = openai
+        .find("sluice_batch_id", "b-7")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (found.id.as_str(), found.state),
+        ("batch_1", RemoteState::InProgress)
+    );
+    assert_eq!(openai.find("sluice_batch_id", "b-8").await.unwrap(), None);
+    let anthropic = api("anthropic", &format!("{}/v1", fake.origin));
+    assert_eq!(
+        anthropic.find("sluice_batch_id", "b-7").await.unwrap(),
+        None
+    );
 }

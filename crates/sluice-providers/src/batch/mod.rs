@@ -279,6 +279,13 @@ pub trait BatchApi: Send + Sync {
         custom_ids: &[String],
     ) -> Result<BatchResults, ProviderError>;
 
+    /// The batch created with `metadata[key] == value`, among the
+    /// provider's newest hundred, where the provider keeps metadata
+    /// (OpenAI); `None` if none is, or the provider cannot say
+    /// (Anthropic). Asked before submitting a batch again whose first
+    /// submission's fate is unknown, so that it is not submitted twice.
+    async fn find(&self, key: &str, value: &str) -> Result<Option<RemoteBatch>, ProviderError>;
+
     /// Deletes what the provider keeps of an ended batch whose results
     /// were read (OpenAI: its input, output and error files; Anthropic:
     /// the batch and its results). A failure is logged, never returned:

@@ -362,6 +362,25 @@ impl BatchApi for OpenAiBatches {
         Ok(collector.finish())
     }
 
+    async fn find(&self, key: &str, value: &str) -> Result<Option<RemoteBatch>, ProviderError> {
+        let url = self.client.url("/batches?limit=100");
+        let page = self
+            .client
+            .json(Method::GET, &url, "/v1/batches", None)
+            .await?;
+        let found = page
+            .get("data")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .find(|b| {
+                b.pointer(&format!("/metadata/{key}"))
+                    .and_then(Value::as_str)
+                    == Some(value)
+            });
+        found.map(|b| self.remote(b)).transpose()
+    }
+
     async fn forget(&self, batch: &RemoteBatch) {
         let files = [
             &batch.input_file_id,

@@ -11,7 +11,9 @@
 //!
 //! A batch whose hedge time passes before it was submitted never is: its
 //! jobs go back to the queue. A worker taking over a batch left in
-//! `submitting` cannot know whether the provider got it, and submits it
+//! `submitting` first looks for it at the provider by its metadata
+//! (`sluice_batch_id`, OpenAI); found, it is recorded, not sent again.
+//! Where the provider keeps no metadata (Anthropic), it is submitted again
 //! (the provider may then hold two; the log says so).
 
 use std::collections::BTreeMap;
@@ -34,6 +36,8 @@ use super::ProviderBatches;
 use crate::execute::Executor;
 use crate::retry::with_store_retry;
 
+/// The metadata key that names a provider batch's record (OpenAI keeps it).
+const BATCH_ID_KEY: &str = "sluice_batch_id";
 /// Batches claimed per poll.
 const CLAIM: usize = 32;
 /// Batches moved on at once.
@@ -159,7 +163,13 @@ impl Poller {
         match batch.state {
             BatchState::Submitting => {
                 if taken_over {
-                    tracing::warn!(batch = %batch.id, "taking over a batch whose submission may have reached the provider; submitting it");
+                    // Its worker died during the submission: the provider
+                    // may hold it already.
+                    if let Some(remote) = target.api.find(BATCH_ID_KEY, &batch.id).await? {
+                        tracing::info!(batch = %batch.id, remote = %remote.id, "found the batch a dead worker submitted");
+                        return self.record_submitted(&batch.id, &remote.id).await;
+                    }
+                    tracing::warn!(batch = %batch.id, "taking over a batch whose submission may have reached the provider unseen; submitting it");
                 }
                 self.submit(&target, batch).await
             }
@@ -202,26 +212,15 @@ impl Poller {
         if lines.is_empty() {
             return self.finish(&batch.id).await;
         }
-        let metadata = BTreeMap::from([("sluice_batch_id".to_owned(), batch.id.clone())]);
+        let metadata = BTreeMap::from([(BATCH_ID_KEY.to_owned(), batch.id.clone())]);
         match target
             .api
             .submit(batch.target.endpoint, &lines, &metadata)
             .await
         {
             Ok(remote) => {
-                let owner = &self.batches.owner;
-                let recorded = with_store_retry("record submission", || {
-                    self.batches
-                        .store
-                        .submitted(&batch.id, owner, &remote.id, Utc::now())
-                })
-                .await?;
                 tracing::info!(batch = %batch.id, remote = %remote.id, lines = lines.len(), provider = %target.provider, "provider batch submitted");
-                if recorded {
-                    Ok(())
-                } else {
-                    Err(StepError::Lost)
-                }
+                self.record_submitted(&batch.id, &remote.id).await
             }
             Err(e) if e.is_retryable() => Err(e.into()),
             Err(e) => {
@@ -353,6 +352,23 @@ impl Poller {
         })
         .await?;
         self.finish(&batch.id).await
+    }
+
+    /// Records the provider's id of a batch this worker submitted (or
+    /// found).
+    async fn record_submitted(&self, id: &str, remote_id: &str) -> Result<(), StepError> {
+        let owner = &self.batches.owner;
+        let recorded = with_store_retry("record submission", || {
+            self.batches
+                .store
+                .submitted(id, owner, remote_id, Utc::now())
+        })
+        .await?;
+        if recorded {
+            Ok(())
+        } else {
+            Err(StepError::Lost)
+        }
     }
 
     /// Ends a batch whose jobs are all settled.
