@@ -352,3 +352,39 @@ async fn anthropic_message_batches_answer_each_job_by_its_custom_id_at_the_batch
     assert_eq!(bill["total_cost_micros"], costs, "{bill}");
     assert_eq!(bill["by_tier"]["standard"]["requests"], 0, "{bill}");
 }
+
+#[tokio::test]
+async fn a_job_answered_by_the_cache_while_it_collected_gets_no_line() {
+    let (stack, client) = acme_stack(batches(
+        "min_deadline_s = 600\nrealtime_margin_s = 60\ncollect_s = 4",
+        &["--batch-turnaround-ms=500"],
+    ))
+    .await;
+    let body = json!({"model": "mock-small", "temperature": 0, "max_tokens": 6,
+        "messages": [{"role": "user", "content": prompt(0)}]});
+    let waits = client
+        .submit(&json!({"body": body, "deadline_s": 3600}))
+        .await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while client.job(&waits).await.body["tier"] != "provider_batch" {
+        assert!(Instant::now() < deadline, "never waiting in a batch");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The same request from a caller who cannot wait: answered in real
+    // time (it does not join a job in a batch), and cached.
+    let now = client.wait(&client.submit(&json!({"body": body})).await, 30).await;
+    assert_answered(0, &now, "realtime");
+
+    // The waiting job is answered from the cache before its batch is sent.
+    let waited = client.wait(&waits, 30).await;
+    assert_answered(0, &waited, "cache");
+    assert_eq!(waited["cache"]["source_job"], now["id"], "{waited}");
+    assert_eq!(waited["cost_micros"], 0, "{waited}");
+    let stats = stack.mock_stats().await;
+    assert_eq!(stats["batches"]["lines"]["total"], 0, "no line: {stats}");
+    assert_eq!(stats["requests"], 1, "{stats}");
+    assert_eq!(
+        reported_cost(&client).await,
+        now["cost_micros"].as_u64().unwrap()
+    );
+}

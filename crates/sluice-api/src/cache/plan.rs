@@ -31,6 +31,7 @@ impl CachePlan {
     pub fn directive(&self) -> CacheDirective {
         CacheDirective {
             key: self.entry.key.clone(),
+            read: self.read,
             write: self.write,
             ttl_s: self.ttl.as_secs(),
             leads: false,

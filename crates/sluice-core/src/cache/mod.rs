@@ -66,6 +66,11 @@ pub struct CacheOptions {
 pub struct CacheDirective {
     /// The request's key ([`canonical::request_key`]).
     pub key: String,
+    /// Whether the job may be answered from the cache (checked again by a
+    /// worker just before a provider batch is sent; a message from before
+    /// this field reads `false`, as the safe side).
+    #[serde(default)]
+    pub read: bool,
     /// Whether to store the answer, and for how long.
     pub write: bool,
     pub ttl_s: u64,

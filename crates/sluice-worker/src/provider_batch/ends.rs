@@ -18,6 +18,10 @@
 
 use std::collections::HashMap;
 
+use futures::StreamExt;
+use sluice_core::cache::{CacheKind, CachedAnswer};
+use sluice_store::cache::EntryKey;
+
 use sluice_core::job::Outcome;
 use sluice_core::{JobId, JobMessage};
 use sluice_providers::batch::{BatchResults, LineResult, RemoteState};
@@ -29,6 +33,9 @@ use super::SettledJobs;
 use crate::execute::Running;
 use crate::pending::Pending;
 use crate::retry::with_store_retry;
+
+/// Cache entries read at once before a batch is sent.
+const CACHE_READS_AT_ONCE: usize = 64;
 
 impl Poller {
     /// Ends (or sends back) every open job of `batch` by its line in
@@ -84,6 +91,65 @@ impl Poller {
             .await?;
         }
         self.end(batch, ending).await
+    }
+
+    /// Ends the open jobs of `batch` (but those in `skip`) whose answer
+    /// is in the cache by now, because an identical job was answered while
+    /// they collected: no line, no cost, as a hit at submission would have
+    /// been. Only jobs whose callers let them read the cache. The ids ended.
+    pub(crate) async fn end_from_cache(
+        &self,
+        batch: &HeldBatch,
+        skip: &[JobId],
+    ) -> Result<Vec<JobId>, StepError> {
+        let cache = &self.executor.followers.cache;
+        let entries: Vec<(JobId, EntryKey)> = batch
+            .jobs
+            .iter()
+            .filter(|j| !j.rerouted && !skip.contains(&j.job.message.id))
+            .filter_map(|j| {
+                let message = &j.job.message;
+                let directive = message.cache.as_ref().filter(|d| d.read)?;
+                let entry = EntryKey {
+                    tenant: message.tenant_id.clone(),
+                    model: message.model.clone(),
+                    key: directive.key.clone(),
+                };
+                Some((message.id, entry))
+            })
+            .collect();
+        let answers: HashMap<JobId, CachedAnswer> = futures::stream::iter(entries)
+            .map(|(id, entry)| async move {
+                match cache.get(&entry).await {
+                    Ok(answer) => answer.map(|a| (id, a)),
+                    Err(e) => {
+                        tracing::warn!(job = %id, error = %e, "cannot read the cache before a batch is sent");
+                        None
+                    }
+                }
+            })
+            .buffer_unordered(CACHE_READS_AT_ONCE)
+            .filter_map(std::future::ready)
+            .collect()
+            .await;
+        let found: Vec<(&OpenJob, CachedAnswer)> = batch
+            .jobs
+            .iter()
+            .filter_map(|j| Some((j, answers.get(&j.job.message.id)?.clone())))
+            .collect();
+        let ids: Vec<JobId> = found.iter().map(|(o, _)| o.job.message.id).collect();
+        let ending = found
+            .into_iter()
+            .map(|(open, answer)| {
+                let info = answer.info(CacheKind::Exact, None);
+                (open, Outcome::Cached { answer, info })
+            })
+            .collect();
+        if self.end(batch, ending).await? {
+            Ok(ids)
+        } else {
+            Err(StepError::Unsettled)
+        }
     }
 
     /// Ends jobs with their lines' outcomes; whether every one settled.

@@ -6,7 +6,9 @@
 //!   stage: start the jobs, append them to their target's collecting batch
 //!          in PostgreSQL, then ack their messages
 //! poller (every worker, every poll_s): claim the batches due, by lease
-//!   collecting, closed ─▶ submit (lines by custom_id = job id)
+//!   collecting, closed ─▶ drop the jobs canceled or answered by the
+//!                         cache meanwhile; submit the rest (lines by
+//!                         custom_id = job id)
 //!   submitted ─▶ status ─▶ ended: read results, end each job through the
 //!                           executor's one finish path (CAS, cache,
 //!                           ledger, webhook), then close its row

@@ -54,6 +54,9 @@ pub(crate) enum StepError {
     Queue(#[from] QueueError),
     #[error("{0}")]
     Provider(#[from] ProviderError),
+    /// Some jobs' ends could not be stored, written or announced.
+    #[error("some jobs' ends could not be settled")]
+    Unsettled,
     /// Another worker took the batch over.
     #[error("the batch's lease was lost to another worker")]
     Lost,
@@ -187,13 +190,16 @@ impl Poller {
         }
         // Cancel is checked just before the batch is sent: a job that
         // ended meanwhile (canceled) gets no line.
-        let ended = self.ended_meanwhile(&batch).await?;
+        let mut ended = self.ended_meanwhile(&batch).await?;
         if !ended.is_empty() {
             with_store_retry("close jobs", || {
                 self.batches.store.settled(&batch.id, &ended)
             })
             .await?;
         }
+        // So is the cache: an identical job answered meanwhile answers it.
+        let cached = self.end_from_cache(&batch, &ended).await?;
+        ended.extend(cached);
         let mut lines: Vec<BatchLine> = Vec::with_capacity(batch.jobs.len());
         let mut unfit: Vec<&OpenJob> = Vec::new();
         for open in batch
