@@ -71,6 +71,33 @@ async fn reported_cost(client: &Client) -> u64 {
         .sum()
 }
 
+/// The sum of the jobs' costs.
+fn cost_of(jobs: &[Value]) -> u64 {
+    jobs.iter()
+        .map(|j| j["cost_micros"].as_u64().unwrap())
+        .sum()
+}
+
+/// Waits until job `id` waits in a provider batch (running, on that tier).
+async fn until_waiting(client: &Client, id: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let job = client.job(id).await.body;
+        if job["tier"] == "provider_batch" {
+            assert_eq!(job["status"], "running", "{job}");
+            return;
+        }
+        assert!(Instant::now() < deadline, "never waiting in a batch: {job}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Asserts that worker 0's metrics hold `line`.
+async fn assert_metric(stack: &Stack, line: &str) {
+    let metrics = stack.worker_metrics(0).await;
+    assert!(metrics.contains(line), "{line} in {metrics}");
+}
+
 /// Waits until the mock holds `n` batches (of any status).
 async fn until_batches(stack: &Stack, n: u64, secs: u64) -> Value {
     let deadline = Instant::now() + Duration::from_secs(secs);
@@ -124,19 +151,16 @@ async fn a_thousand_jobs_with_a_day_to_spare_go_out_in_a_few_batches_at_the_batc
         .await;
     assert_eq!(files["data"], json!([]), "{files}");
 
-    let costs: u64 = ended
-        .iter()
-        .map(|j| j["cost_micros"].as_u64().unwrap())
-        .sum();
+    let costs = cost_of(&ended);
     let bill = stack.mock_bill().await;
     assert_eq!(bill["by_tier"]["batch"]["cost_micros"], costs, "{bill}");
     assert_eq!(bill["total_cost_micros"], costs, "{bill}");
     assert_eq!(reported_cost(&client).await, costs);
-    let metrics = stack.worker_metrics(0).await;
-    assert!(
-        metrics.contains("sluice_jobs_answered_total{tier=\"provider_batch\"} 1000"),
-        "{metrics}"
-    );
+    assert_metric(
+        &stack,
+        "sluice_jobs_answered_total{tier=\"provider_batch\"} 1000",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -163,10 +187,7 @@ async fn a_worker_killed_while_it_holds_a_batch_loses_nothing_and_the_batch_is_n
     assert_eq!(stats["batches"]["by_status"]["completed"], 1, "{stats}");
     assert_eq!(stats["batches"]["lines"]["total"], 60, "{stats}");
     assert_eq!(stats["requests"], 0, "{stats}");
-    let costs: u64 = ended
-        .iter()
-        .map(|j| j["cost_micros"].as_u64().unwrap())
-        .sum();
+    let costs = cost_of(&ended);
     assert_eq!(stack.mock_bill().await["total_cost_micros"], costs);
     assert_eq!(reported_cost(&client).await, costs);
 }
@@ -215,13 +236,11 @@ async fn a_batch_not_done_in_time_is_hedged_to_real_time_and_every_line_billed_i
     }
     let stats = stack.mock_stats().await;
     assert_eq!(stats["batches"]["by_status"]["cancelled"], 1, "{stats}");
-    let metrics = stack.worker_metrics(0).await;
-    assert!(
-        metrics.contains(
-            "sluice_provider_batch_reroutes_total{provider=\"mock\",reason=\"hedge\"} 40"
-        ),
-        "{metrics}"
-    );
+    assert_metric(
+        &stack,
+        "sluice_provider_batch_reroutes_total{provider=\"mock\",reason=\"hedge\"} 40",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -239,20 +258,15 @@ async fn a_refused_batch_sends_its_jobs_to_real_time_instead_of_failing_them() {
         // Flex is not configured: the re-routed jobs go out at the standard price.
         assert_answered(i, job, "realtime");
     }
-    let costs: u64 = ended
-        .iter()
-        .map(|j| j["cost_micros"].as_u64().unwrap())
-        .sum();
+    let costs = cost_of(&ended);
     let bill = stack.mock_bill().await;
     assert_eq!(bill["total_cost_micros"], costs, "{bill}");
     assert_eq!(bill["by_tier"]["batch"]["requests"], 0, "{bill}");
-    let metrics = stack.worker_metrics(0).await;
-    assert!(
-        metrics.contains(
-            "sluice_provider_batch_reroutes_total{provider=\"mock\",reason=\"refused\"} 20"
-        ),
-        "{metrics}"
-    );
+    assert_metric(
+        &stack,
+        "sluice_provider_batch_reroutes_total{provider=\"mock\",reason=\"refused\"} 20",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -266,17 +280,8 @@ async fn a_job_waiting_in_a_batch_shows_its_tier_and_canceled_it_gets_no_line() 
         .submit_batch((0..10).map(|i| with_deadline(i, 3600)).collect())
         .await;
     // Taken into a collecting batch: running, waiting on the batch tier.
-    let deadline = Instant::now() + Duration::from_secs(20);
     for id in &ids[..4] {
-        loop {
-            let job = client.job(id).await.body;
-            if job["tier"] == "provider_batch" {
-                assert_eq!(job["status"], "running", "{job}");
-                break;
-            }
-            assert!(Instant::now() < deadline, "never waiting in a batch: {job}");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        until_waiting(&client, id).await;
         let canceled = client
             .post(&format!("/v1/jobs/{id}/cancel"), &json!({}))
             .await;
@@ -294,10 +299,7 @@ async fn a_job_waiting_in_a_batch_shows_its_tier_and_canceled_it_gets_no_line() 
         stats["batches"]["lines"]["total"], 6,
         "no line for a canceled job: {stats}"
     );
-    let costs: u64 = ended[4..]
-        .iter()
-        .map(|j| j["cost_micros"].as_u64().unwrap())
-        .sum();
+    let costs = cost_of(&ended[4..]);
     assert_eq!(stack.mock_bill().await["total_cost_micros"], costs);
     assert_eq!(reported_cost(&client).await, costs);
 }
@@ -342,10 +344,7 @@ async fn anthropic_message_batches_answer_each_job_by_its_custom_id_at_the_batch
         assert_eq!(job["provider"], "anthropic", "{job}");
         assert_eq!(job["result"]["object"], "chat.completion", "{job}");
     }
-    let costs: u64 = ended
-        .iter()
-        .map(|j| j["cost_micros"].as_u64().unwrap())
-        .sum();
+    let costs = cost_of(&ended);
     assert!(costs > 0);
     let bill = stack.backup_bill().await;
     assert_eq!(bill["by_tier"]["batch"]["cost_micros"], costs, "{bill}");
@@ -365,14 +364,12 @@ async fn a_job_answered_by_the_cache_while_it_collected_gets_no_line() {
     let waits = client
         .submit(&json!({"body": body, "deadline_s": 3600}))
         .await;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while client.job(&waits).await.body["tier"] != "provider_batch" {
-        assert!(Instant::now() < deadline, "never waiting in a batch");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    until_waiting(&client, &waits).await;
     // The same request from a caller who cannot wait: answered in real
     // time (it does not join a job in a batch), and cached.
-    let now = client.wait(&client.submit(&json!({"body": body})).await, 30).await;
+    let now = client
+        .wait(&client.submit(&json!({"body": body})).await, 30)
+        .await;
     assert_answered(0, &now, "realtime");
 
     // The waiting job is answered from the cache before its batch is sent.
