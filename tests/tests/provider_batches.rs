@@ -120,7 +120,7 @@ async fn until_batches(stack: &Stack, n: u64, secs: u64) -> Value {
 #[tokio::test]
 async fn a_thousand_jobs_with_a_day_to_spare_go_out_in_a_few_batches_at_the_batch_price() {
     let (stack, client) = acme_stack(batches(
-        "min_deadline_s = 600\nrealtime_margin_s = 60\nmax_lines = 400\ncollect_s = 15",
+        "min_deadline_s = 600\nrealtime_margin_s = 60\nmax_lines = 400\ncollect_s = 30",
         &["--batch-turnaround-ms=1500"],
     ))
     .await;
@@ -194,15 +194,16 @@ async fn a_worker_killed_while_it_holds_a_batch_loses_nothing_and_the_batch_is_n
 
 #[tokio::test]
 async fn a_batch_not_done_in_time_is_hedged_to_real_time_and_every_line_billed_is_recorded() {
-    // Deadlines 20 s away, a margin of 12 s: the batch is hedged about 8 s
-    // after it was taken, when the provider has done about half its lines.
+    // Deadlines 30 s away, a margin of 12 s: the batch is hedged about 18 s
+    // after the jobs were taken, when the provider has done about half its
+    // lines.
     let (stack, client) = acme_stack(batches(
         "min_deadline_s = 15\nrealtime_margin_s = 12\ncollect_s = 1",
-        &["--batch-turnaround-ms=16000"],
+        &["--batch-turnaround-ms=30000"],
     ))
     .await;
     let ids = client
-        .submit_batch((0..40).map(|i| with_deadline(i, 20)).collect())
+        .submit_batch((0..40).map(|i| with_deadline(i, 30)).collect())
         .await;
     let ended = client.wait_all(&ids, 60).await;
     for (i, job) in ended.iter().enumerate() {
@@ -272,7 +273,7 @@ async fn a_refused_batch_sends_its_jobs_to_real_time_instead_of_failing_them() {
 #[tokio::test]
 async fn a_job_waiting_in_a_batch_shows_its_tier_and_canceled_it_gets_no_line() {
     let (stack, client) = acme_stack(batches(
-        "min_deadline_s = 600\nrealtime_margin_s = 60\ncollect_s = 4",
+        "min_deadline_s = 600\nrealtime_margin_s = 60\ncollect_s = 8",
         &["--batch-turnaround-ms=500"],
     ))
     .await;
@@ -355,7 +356,7 @@ async fn anthropic_message_batches_answer_each_job_by_its_custom_id_at_the_batch
 #[tokio::test]
 async fn a_job_answered_by_the_cache_while_it_collected_gets_no_line() {
     let (stack, client) = acme_stack(batches(
-        "min_deadline_s = 600\nrealtime_margin_s = 60\ncollect_s = 4",
+        "min_deadline_s = 600\nrealtime_margin_s = 60\ncollect_s = 8",
         &["--batch-turnaround-ms=500"],
     ))
     .await;
