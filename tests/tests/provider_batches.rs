@@ -187,6 +187,24 @@ async fn a_worker_killed_while_it_holds_a_batch_loses_nothing_and_the_batch_is_n
     assert_eq!(stats["batches"]["by_status"]["completed"], 1, "{stats}");
     assert_eq!(stats["batches"]["lines"]["total"], 60, "{stats}");
     assert_eq!(stats["requests"], 0, "{stats}");
+    // The operator's view: one batch, done, with its remote id and lines.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let listed = stack.sluice(&["admin", "batches", "--all"]).await;
+        let rows: Vec<&str> = listed.lines().skip(1).collect();
+        assert_eq!(rows.len(), 1, "{listed}");
+        let fields: Vec<&str> = rows[0].split_whitespace().collect();
+        if fields[3] == "done" {
+            assert_eq!(fields[1..3], ["mock", "mock-small"], "{listed}");
+            assert!(fields[4].starts_with("batch_"), "{listed}");
+            assert_eq!(fields[5..7], ["60", "0"], "{listed}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the batch never ended: {listed}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let none = stack.sluice(&["admin", "batches"]).await;
+    assert!(none.contains("no provider batches in progress"), "{none}");
     let costs = cost_of(&ended);
     assert_eq!(stack.mock_bill().await["total_cost_micros"], costs);
     assert_eq!(reported_cost(&client).await, costs);

@@ -158,6 +158,16 @@ pub enum AdminCommand {
         #[command(subcommand)]
         command: WebhookCommand,
     },
+    /// Provider batches, newest first: those not done (with --all, every
+    /// one), with their state, remote id, lines and jobs still open.
+    Batches {
+        /// Done batches too.
+        #[arg(long)]
+        all: bool,
+        /// At most this many.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
 }
 
 #[derive(Subcommand, Debug)]

@@ -47,6 +47,7 @@ macro_rules! provider_batch_contract_tests {
             a_finished_batch_is_never_claimed_again,
             release_lets_another_owner_claim_at_once,
             counts_batches_not_done_by_provider_and_state,
+            lists_batches_newest_first_with_their_open_jobs,
         );
     };
     ($fresh:path; $($scenario:ident),+ $(,)?) => {

@@ -12,7 +12,7 @@ use sluice_core::JobId;
 
 use super::fill::{self, Totals};
 use super::{
-    BatchState, BatchTarget, BatchedJob, CollectLimits, HeldBatch, NewLine, OpenJob,
+    BatchState, BatchSummary, BatchTarget, BatchedJob, CollectLimits, HeldBatch, NewLine, OpenJob,
     ProviderBatchStore, StateCount,
 };
 use crate::StoreError;
@@ -304,6 +304,26 @@ impl ProviderBatchStore for MemoryProviderBatchStore {
             }
         }
         Ok(())
+    }
+
+    async fn list(&self, all: bool, limit: usize) -> Result<Vec<BatchSummary>, StoreError> {
+        let batches = self.lock();
+        let mut listed: Vec<BatchSummary> = (batches.iter())
+            .filter(|(_, b)| all || b.state != BatchState::Done)
+            .map(|(id, b)| BatchSummary {
+                batch: HeldBatch {
+                    jobs: Vec::new(),
+                    ..b.held(id)
+                },
+                open_jobs: b.jobs.iter().filter(|row| row.open).count() as u64,
+                owner: b.owner.clone(),
+            })
+            .collect();
+        listed.sort_by(|a, b| {
+            (b.batch.created_at, &b.batch.id).cmp(&(a.batch.created_at, &a.batch.id))
+        });
+        listed.truncate(limit);
+        Ok(listed)
     }
 
     async fn counts(&self) -> Result<Vec<StateCount>, StoreError> {

@@ -172,6 +172,17 @@ impl HeldBatch {
     }
 }
 
+/// A batch as an operator lists it (`sluice admin batches`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct BatchSummary {
+    /// The batch, without its jobs.
+    pub batch: HeldBatch,
+    /// Its jobs whose ends are not settled yet.
+    pub open_jobs: u64,
+    /// The worker that holds its lease, if any.
+    pub owner: Option<String>,
+}
+
 /// Batches not done, by provider and state (for the gauge).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StateCount {
@@ -278,6 +289,10 @@ pub trait ProviderBatchStore: Send + Sync + 'static {
     /// takes its batches over at once. `owner` no longer holds them: its
     /// writes answer `false` from then on.
     async fn release(&self, owner: &str) -> Result<(), StoreError>;
+
+    /// The newest `limit` batches, newest first: those not done, or every
+    /// one with `all`.
+    async fn list(&self, all: bool, limit: usize) -> Result<Vec<BatchSummary>, StoreError>;
 
     /// Batches not done, by provider and state, sorted by provider, then
     /// by state in the order a batch goes through them.

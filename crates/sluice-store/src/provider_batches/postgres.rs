@@ -17,7 +17,8 @@ use sqlx::{PgPool, Row};
 
 use super::fill::{self, Totals};
 use super::{
-    BatchTarget, CollectLimits, HeldBatch, NewLine, OpenJob, ProviderBatchStore, StateCount,
+    BatchSummary, BatchTarget, CollectLimits, HeldBatch, NewLine, OpenJob, ProviderBatchStore,
+    StateCount,
 };
 use crate::StoreError;
 
@@ -381,6 +382,28 @@ impl ProviderBatchStore for PgProviderBatchStore {
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+
+    async fn list(&self, all: bool, limit: usize) -> Result<Vec<BatchSummary>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {BATCH_COLUMNS}, owner, \
+             (SELECT count(*) FROM provider_batch_jobs j WHERE j.batch_id = b.id AND j.open) AS open_jobs \
+             FROM provider_batches b WHERE $1 OR state <> 'done' \
+             ORDER BY created_at DESC, id DESC LIMIT $2"
+        ))
+        .bind(all)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(BatchSummary {
+                    batch: batch(row)?,
+                    open_jobs: u64::try_from(row.try_get::<i64, _>("open_jobs")?).unwrap_or(0),
+                    owner: row.try_get("owner")?,
+                })
+            })
+            .collect()
     }
 
     async fn counts(&self) -> Result<Vec<StateCount>, StoreError> {

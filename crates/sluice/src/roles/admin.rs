@@ -1,5 +1,6 @@
 //! `sluice migrate` and `sluice admin …`.
 
+use sluice_store::provider_batches::{PgProviderBatchStore, ProviderBatchStore};
 use sluice_store::tenants::{self, PgTenantStore, TenantStore};
 
 use super::connect::redact;
@@ -22,6 +23,7 @@ pub async fn run(command: AdminCommand, conn: Connections) -> anyhow::Result<()>
         AdminCommand::Usage(args) => super::usage::run(&store, args).await?,
         AdminCommand::Reconcile(args) => super::reconcile::run(&store, args).await?,
         AdminCommand::Webhook { command } => super::webhooks::admin(&store, command).await?,
+        AdminCommand::Batches { all, limit } => batches(&store, all, limit).await?,
         AdminCommand::Tenant {
             command: TenantCommand::Create { name },
         } => {
@@ -136,5 +138,44 @@ async fn create_key(
         key.record.name, key.record.id, key.record.display_prefix
     ));
     say(&key.key);
+    Ok(())
+}
+
+/// `sluice admin batches`: one line per provider batch, newest first.
+async fn batches(store: &PgTenantStore, all: bool, limit: usize) -> anyhow::Result<()> {
+    let batches = PgProviderBatchStore::new(store.pool().clone());
+    let listed = batches.list(all, limit).await?;
+    if listed.is_empty() {
+        say(if all {
+            "no provider batches"
+        } else {
+            "no provider batches in progress (--all shows the done ones)"
+        });
+        return Ok(());
+    }
+    say(&format!(
+        "{:<26}  {:<12}  {:<20}  {:<11}  {:<30}  {:>6}  {:>5}  {:<20}  HEDGE AT",
+        "BATCH", "PROVIDER", "MODEL", "STATE", "REMOTE", "LINES", "OPEN", "CREATED"
+    ));
+    for s in listed {
+        let b = &s.batch;
+        let state = if b.hedged {
+            format!("{} (hedged)", b.state.as_str())
+        } else {
+            b.state.as_str().to_owned()
+        };
+        say(&format!(
+            "{:<26}  {:<12}  {:<20}  {:<11}  {:<30}  {:>6}  {:>5}  {:<20}  {}",
+            b.id,
+            b.target.provider,
+            b.target.model,
+            state,
+            b.remote_id.as_deref().unwrap_or("-"),
+            b.lines,
+            s.open_jobs,
+            b.created_at.format("%Y-%m-%d %H:%M:%S"),
+            b.hedge_at.format("%Y-%m-%d %H:%M:%S"),
+        ));
+    }
     Ok(())
 }

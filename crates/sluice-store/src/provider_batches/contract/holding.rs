@@ -141,3 +141,41 @@ pub async fn counts_batches_not_done_by_provider_and_state(store: &dyn ProviderB
     ];
     assert_eq!(store.counts().await.unwrap(), expected);
 }
+
+pub async fn lists_batches_newest_first_with_their_open_jobs(store: &dyn ProviderBatchStore) {
+    let older = append(store, &target("p", "m1"), &lines(2, 10), most(2), t0()).await;
+    let newer = append(store, &target("p", "m2"), &lines(3, 10), most(3), at(10)).await;
+    assert_eq!(
+        claim_ids(store, "a", at(20)).await,
+        [older[0].clone(), newer[0].clone()]
+    );
+    store.begin_submit(&older[0], "a").await.unwrap().unwrap();
+    assert!(store.finish(&older[0], "a", at(21)).await.unwrap());
+
+    let open = store.list(false, 10).await.unwrap();
+    assert_eq!(open.len(), 1);
+    assert_eq!(open[0].batch.id, newer[0]);
+    assert_eq!(open[0].batch.state, BatchState::Collecting);
+    assert_eq!(
+        (open[0].open_jobs, open[0].owner.as_deref()),
+        (3, Some("a"))
+    );
+    assert!(
+        open[0].batch.jobs.is_empty(),
+        "a summary carries no job bodies"
+    );
+
+    let all = store.list(true, 10).await.unwrap();
+    let listed: Vec<(&str, BatchState, u64)> = all
+        .iter()
+        .map(|b| (b.batch.id.as_str(), b.batch.state, b.open_jobs))
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            (newer[0].as_str(), BatchState::Collecting, 3),
+            (older[0].as_str(), BatchState::Done, 0)
+        ]
+    );
+    assert_eq!(store.list(true, 1).await.unwrap().len(), 1);
+}
