@@ -2,6 +2,9 @@
 //!
 //! ```text
 //! consumers (one per priority queue, prefetch-bounded)
+//!   ├→ a job with hours to spare, for a provider that sells batches:
+//!   │    the provider-batch tier ([`provider_batch`]: into PostgreSQL,
+//!   │    acked; sent, polled, ended or hedged by the lease holder)
 //!   → batcher (key = endpoint + model + priority + prompt-prefix hash)
 //!   → at most `batches_in_flight` batches at once
 //!   → start each job (cancel/deadline checked here, just before the call)
