@@ -10,8 +10,8 @@
 //! | failed, worth another try;     | back to the queue             | nothing to record         |
 //! | never run; missing             |                               |                           |
 //!
-//! An answered or failed job ends through [`Executor::finish`] and
-//! [`Executor::settle_all`], as a real-time call's jobs do: the same
+//! An answered or failed job ends through `Executor::finish` and
+//! `Executor::settle_all`, as a real-time call's jobs do: the same
 //! compare-and-set, cache, ledger rows and webhook events. Its row closes
 //! once that settled; one that could not be settled stays open, and the
 //! next poll reads its line again.
