@@ -24,6 +24,9 @@ pub struct BatchKey {
     /// Whether the jobs have a deadline: only those may wait for a cheaper
     /// tier, so they do not share an array call with jobs that cannot.
     pub deadline: bool,
+    /// Whether the jobs stream: a streaming job goes out in a call of its
+    /// own, so it never shares an array call with jobs that do not.
+    pub stream: bool,
 }
 
 impl BatchKey {
@@ -42,6 +45,7 @@ impl BatchKey {
             prefix_hash: short_hash(prefix.as_bytes()),
             params,
             deadline: job.may_wait(),
+            stream: job.stream,
         }
     }
 }

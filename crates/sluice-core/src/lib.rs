@@ -9,6 +9,8 @@
 //! - [`cache`]: cache modes, keys, what a hit shows, and the semantic cache's vectors.
 //! - [`repeat`]: repeated provider calls (a worker died mid-call) and their charge.
 //! - [`split`]: exact integer splits of a batch total across its jobs.
+//! - [`stream`]: streamed answers: the chunk log, assembling chunks into
+//!   the answer, and streaming a finished answer.
 //! - [`tier`]: cost tiers (cache, provider batch, flex, real time) and the
 //!   rule that picks a call's from its jobs' deadlines.
 //! - [`metrics`]: the Prometheus metrics every role shares.
@@ -32,6 +34,7 @@ pub mod pricing;
 pub mod repeat;
 pub mod services;
 pub mod split;
+pub mod stream;
 pub mod tier;
 pub mod trace;
 pub mod view;

@@ -36,6 +36,11 @@ pub struct JobMessage {
     /// never in a provider batch again.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub rerouted: bool,
+    /// Its caller reads the answer as it is written (`stream: true` on an
+    /// OpenAI-compatible route): the provider call streams, and its chunks
+    /// are relayed (`crate::stream`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stream: bool,
 }
 
 impl JobMessage {
@@ -65,6 +70,7 @@ impl JobMessage {
             webhook: None,
             cache: None,
             rerouted: false,
+            stream: false,
         }
     }
 
@@ -86,6 +92,7 @@ impl JobMessage {
             webhook: record.webhook.clone(),
             cache: None,
             rerouted: false,
+            stream: false,
         }
     }
 

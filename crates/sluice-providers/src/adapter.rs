@@ -19,18 +19,20 @@ pub struct AdapterBase {
     pub prices: HashMap<String, Prices>,
     /// Calls within one batch in flight at once (chat fans out).
     pub fanout: usize,
+    /// Takes streaming calls' chunks; without one, calls do not stream.
+    pub relay: Option<Arc<dyn crate::ChunkRelay>>,
 }
 
 impl AdapterBase {
     /// The base of the provider `provider` of `config`: its prices from the
-    /// price table; the API key read from the environment variable the
+    /// price table; the worker's `hooks`; the API key read from the environment variable the
     /// provider names (an error if it is unset).
     pub fn new(
         config: &Config,
         provider: &ProviderConfig,
         metrics: Arc<Metrics>,
         budget: Option<Arc<dyn RateBudget>>,
-        sent: Option<Arc<dyn crate::SendLog>>,
+        hooks: crate::CallHooks,
     ) -> Result<Self, SetupError> {
         let prices = config
             .prices
@@ -39,9 +41,10 @@ impl AdapterBase {
             .map(|entry| (entry.model.clone(), entry.prices()))
             .collect();
         Ok(Self {
-            http: ProviderHttp::new(provider, metrics, budget, sent)?,
+            http: ProviderHttp::new(provider, metrics, budget, hooks.sent)?,
             prices,
             fanout: config.worker.fanout_concurrency.max(1),
+            relay: hooks.relay,
         })
     }
 

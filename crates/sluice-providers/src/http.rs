@@ -5,14 +5,18 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use eventsource_stream::Eventsource;
+use futures::StreamExt;
 use serde_json::Value;
 use sluice_core::budget::{BudgetLimits, Grant, RateBudget};
 use sluice_core::config::ProviderConfig;
 use sluice_core::metrics::Metrics;
+use sluice_core::stream::{Assembler, StreamEntry};
+use sluice_core::Endpoint;
 use sluice_core::JobId;
 use tokio::sync::Semaphore;
 
-use crate::{ProviderError, SetupError};
+use crate::{ChunkRelay, ProviderError, SetupError};
 
 /// The longest `Retry-After` honoured as given; longer asks are capped.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
@@ -174,6 +178,96 @@ impl ProviderHttp {
         jobs: &[JobId],
         timeout: Option<Duration>,
     ) -> Result<Value, ProviderError> {
+        let request = async {
+            let response = self.send(url, headers, body, timeout).await?;
+            response.json::<Value>().await.map_err(|e| {
+                let error = self.transient(format!("unreadable response body: {e}"));
+                ("bad_response", error)
+            })
+        };
+        self.metered(label, tokens, jobs, request).await
+    }
+
+    /// As [`post`](Self::post), for one job whose `body` streams (see
+    /// `sluice_core::stream`): each batch of chunks that arrives together
+    /// goes to `relay`, the first after a [`StreamEntry::Begin`]; the answer
+    /// is the chunks assembled, the body a call without `stream` returns.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn post_stream(
+        &self,
+        url: &str,
+        headers: &[(&str, String)],
+        body: &Value,
+        endpoint: Endpoint,
+        tokens: u64,
+        job: JobId,
+        relay: &dyn ChunkRelay,
+    ) -> Result<Value, ProviderError> {
+        let request = async {
+            let response = self.send(url, headers, body, None).await?;
+            self.relay_events(response, endpoint, job, relay).await
+        };
+        self.metered(endpoint.path(), tokens, &[job], request).await
+    }
+
+    /// Reads a streaming answer's events, relaying its chunks, into the
+    /// answer they assemble to.
+    async fn relay_events(
+        &self,
+        response: reqwest::Response,
+        endpoint: Endpoint,
+        job: JobId,
+        relay: &dyn ChunkRelay,
+    ) -> Result<Value, (&'static str, ProviderError)> {
+        let broken = |why: String| ("bad_response", self.transient(why));
+        let mut events = response.bytes_stream().eventsource().ready_chunks(64);
+        let mut assembler = Assembler::new(endpoint);
+        let mut begun = false;
+        let mut done = false;
+        while let Some(batch) = events.next().await {
+            let mut entries = Vec::with_capacity(batch.len() + 1);
+            if !begun {
+                entries.push(StreamEntry::Begin);
+                begun = true;
+            }
+            for event in batch {
+                let event = event.map_err(|e| broken(format!("the stream broke off: {e}")))?;
+                if event.data.trim() == "[DONE]" {
+                    done = true;
+                    break;
+                }
+                let chunk: Value = serde_json::from_str(&event.data)
+                    .map_err(|e| broken(format!("unreadable stream chunk: {e}")))?;
+                if let Some(error) = chunk.get("error") {
+                    let message = error.get("message").and_then(Value::as_str).unwrap_or("");
+                    return Err(broken(format!("the provider ended the stream: {message}")));
+                }
+                assembler.push(&chunk);
+                entries.push(StreamEntry::Chunk(event.data));
+            }
+            relay.relay(job, entries).await;
+            if done {
+                break;
+            }
+        }
+        if !done || !assembler.has_usage() {
+            return Err(broken(
+                "the stream ended before its usage and [DONE]".into(),
+            ));
+        }
+        Ok(assembler.finish())
+    }
+
+    /// Runs `request` after taking `tokens` (and one request) from the
+    /// fleet-wide budget and a connection slot, and telling the send log,
+    /// and records its duration and error kind.
+    async fn metered(
+        &self,
+        label: &str,
+        tokens: u64,
+        jobs: &[JobId],
+        request: impl std::future::Future<Output = Result<Value, (&'static str, ProviderError)>>,
+    ) -> Result<Value, ProviderError> {
         self.spend_budget(tokens).await?;
         let _permit = self
             .permits
@@ -184,7 +278,7 @@ impl ProviderHttp {
             log.sending(jobs).await;
         }
         let started = Instant::now();
-        let result = self.post_unmetered(url, headers, body, timeout).await;
+        let result = request.await;
         let outcome = match &result {
             Ok(_) => "ok",
             Err((_, ProviderError::Terminal { .. })) => "rejected",
@@ -203,14 +297,15 @@ impl ProviderHttp {
         })
     }
 
-    /// One POST; a failure comes with its kind for `sluice_provider_errors_total`.
-    async fn post_unmetered(
+    /// One POST, answered 2xx; a failure comes with its kind for
+    /// `sluice_provider_errors_total`.
+    async fn send(
         &self,
         url: &str,
         headers: &[(&str, String)],
         body: &Value,
         timeout: Option<Duration>,
-    ) -> Result<Value, (&'static str, ProviderError)> {
+    ) -> Result<reqwest::Response, (&'static str, ProviderError)> {
         let mut request = self
             .client
             .post(url)
@@ -230,13 +325,10 @@ impl ProviderHttp {
             }
         })?;
         let status = response.status();
-        let retry_after = retry_after(response.headers());
         if status.is_success() {
-            return response.json::<Value>().await.map_err(|e| {
-                let error = self.transient(format!("unreadable response body: {e}"));
-                ("bad_response", error)
-            });
+            return Ok(response);
         }
+        let retry_after = retry_after(response.headers());
         let text = response.text().await.unwrap_or_default();
         let code = status.as_u16();
         let error = status_error(&self.name, code, retry_after, &text);

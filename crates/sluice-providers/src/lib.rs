@@ -65,6 +65,9 @@ pub struct BatchJob {
     pub traceparent: Option<String>,
     /// When the job must be answered by, if it says.
     pub deadline: Option<chrono::DateTime<chrono::Utc>>,
+    /// Whether the call streams, its chunks relayed as they come
+    /// ([`ChunkRelay`]). Adapters that cannot stream answer in one piece.
+    pub stream: bool,
 }
 
 /// One job's answer: the response body as the caller sees it (OpenAI-shaped,
@@ -89,6 +92,25 @@ pub struct Answer {
 #[async_trait]
 pub trait SendLog: Send + Sync {
     async fn sending(&self, jobs: &[JobId]);
+}
+
+/// Takes a streaming call's entries as they arrive: the worker appends
+/// them to the job's chunk log, where its caller reads them
+/// (`sluice_core::stream`). It answers once they are stored, so a job's
+/// entries stay in order; an entry that cannot be stored is logged, and the
+/// call goes on (its caller still gets the whole answer at the end).
+#[async_trait]
+pub trait ChunkRelay: Send + Sync {
+    async fn relay(&self, job: JobId, entries: Vec<sluice_core::stream::StreamEntry>);
+}
+
+/// What the worker hears of the calls the providers make.
+#[derive(Clone, Default)]
+pub struct CallHooks {
+    /// Told of each call just before it leaves.
+    pub sent: Option<std::sync::Arc<dyn SendLog>>,
+    /// Takes a streaming call's chunks; without one, no call streams.
+    pub relay: Option<std::sync::Arc<dyn ChunkRelay>>,
 }
 
 #[async_trait]

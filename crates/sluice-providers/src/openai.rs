@@ -1,5 +1,7 @@
 //! The OpenAI-compatible adapter: chat completions (fan-out), completions
 //! with a prompt array and embeddings with an input array (one call each).
+//! A job that streams gets a call of its own with `stream: true`, its
+//! chunks relayed as they come (`ProviderHttp::post_stream`).
 
 use crate::adapter::AdapterBase;
 use crate::tokens;
@@ -49,16 +51,13 @@ impl OpenAiProvider {
         self.base.http.terminal(message)
     }
 
-    /// One call to `endpoint` for `jobs`, with the key as a bearer token
-    /// and the job's `traceparent`, within `timeout` if given.
-    async fn post(
+    /// The URL of `endpoint` and the headers of a call to it: the key as a
+    /// bearer token, and the job's `traceparent`.
+    fn request(
         &self,
         endpoint: Endpoint,
-        body: &Value,
         traceparent: Option<&str>,
-        jobs: &[JobId],
-        timeout: Option<std::time::Duration>,
-    ) -> Result<Value, ProviderError> {
+    ) -> (String, Vec<(&'static str, String)>) {
         let url = self
             .base
             .http
@@ -70,6 +69,19 @@ impl OpenAiProvider {
         if let Some(tp) = traceparent {
             headers.push((sluice_core::trace::HEADER, tp.to_owned()));
         }
+        (url, headers)
+    }
+
+    /// One call to `endpoint` for `jobs`, within `timeout` if given.
+    async fn post(
+        &self,
+        endpoint: Endpoint,
+        body: &Value,
+        traceparent: Option<&str>,
+        jobs: &[JobId],
+        timeout: Option<std::time::Duration>,
+    ) -> Result<Value, ProviderError> {
+        let (url, headers) = self.request(endpoint, traceparent);
         let tokens = request_tokens(endpoint, body);
         self.base
             .http
@@ -77,44 +89,53 @@ impl OpenAiProvider {
             .await
     }
 
-    async fn chat(&self, batch: &Batch) -> Vec<Result<Answer, ProviderError>> {
-        let bodies: Vec<(Value, Option<String>, JobId)> = batch
-            .jobs
-            .iter()
-            .map(|job| {
-                let body = self.outgoing(job.body.clone(), batch);
-                (body, job.traceparent.clone(), job.id)
-            })
-            .collect();
-        futures::stream::iter(bodies)
-            .map(|(body, traceparent, id)| self.chat_one(body, batch, traceparent, id))
+    /// One call per job, at most `fanout` at once: chat (whose endpoint
+    /// takes one conversation a call), and streaming completions.
+    async fn one_by_one(&self, batch: &Batch) -> Vec<Result<Answer, ProviderError>> {
+        // By index: a stream over references trips async-trait's bounds.
+        futures::stream::iter(0..batch.jobs.len())
+            .map(|i| self.one(batch, &batch.jobs[i]))
             .buffered(self.base.fanout)
             .collect()
             .await
     }
 
-    async fn chat_one(
-        &self,
-        mut body: Value,
-        batch: &Batch,
-        traceparent: Option<String>,
-        id: JobId,
-    ) -> Result<Answer, ProviderError> {
+    /// `job`'s own call: streamed, its chunks relayed, when it asks and
+    /// the worker takes chunks (a flex call never streams: its caller can
+    /// wait).
+    async fn one(&self, batch: &Batch, job: &crate::BatchJob) -> Result<Answer, ProviderError> {
         let model = batch.upstream_model.as_str();
+        let mut body = self.outgoing(job.body.clone(), batch);
         body["model"] = json!(model);
-        let response = self
-            .post(
-                Endpoint::ChatCompletions,
-                &body,
-                traceparent.as_deref(),
-                &[id],
-                batch.flex,
-            )
-            .await?;
-        let usage = usage_of(&response)
-            .ok_or_else(|| self.terminal("chat completion response without usage"))?;
+        let relay = self
+            .base
+            .relay
+            .as_deref()
+            .filter(|_| job.stream && batch.flex.is_none());
+        let response = match relay {
+            Some(relay) => {
+                let body = sluice_core::stream::streaming_body(body);
+                let (url, headers) = self.request(batch.endpoint, job.traceparent.as_deref());
+                let tokens = request_tokens(batch.endpoint, &body);
+                self.base
+                    .http
+                    .post_stream(&url, &headers, &body, batch.endpoint, tokens, job.id, relay)
+                    .await?
+            }
+            None => {
+                self.post(
+                    batch.endpoint,
+                    &body,
+                    job.traceparent.as_deref(),
+                    &[job.id],
+                    batch.flex,
+                )
+                .await?
+            }
+        };
+        let usage = usage_of(&response).ok_or_else(|| self.terminal("response without usage"))?;
         if response.get("choices").and_then(Value::as_array).is_none() {
-            return Err(self.terminal("chat completion response without choices"));
+            return Err(self.terminal("response without choices"));
         }
         let tier = served_tier(&response, batch.tier());
         Ok(Answer {
@@ -370,8 +391,11 @@ impl Provider for OpenAiProvider {
     }
 
     async fn call(&self, batch: &Batch) -> Vec<Result<Answer, ProviderError>> {
+        // A batch's jobs all stream or none does (their batch key says).
+        let streams = batch.jobs.iter().any(|job| job.stream) && self.base.relay.is_some();
         match batch.endpoint {
-            Endpoint::ChatCompletions => self.chat(batch).await,
+            Endpoint::ChatCompletions => self.one_by_one(batch).await,
+            Endpoint::Completions if streams => self.one_by_one(batch).await,
             Endpoint::Completions | Endpoint::Embeddings => self.array_call(batch).await,
         }
     }

@@ -276,13 +276,13 @@ impl Router {
     }
 
     /// Builds every provider and route the config names; providers with
-    /// limits take from the fleet-wide `budget`; every call is told to
-    /// `sent` just before it leaves.
+    /// limits take from the fleet-wide `budget`; the worker hears of the
+    /// calls through `hooks`.
     pub fn from_config(
         config: &Config,
         metrics: Arc<Metrics>,
         budget: Option<Arc<dyn RateBudget>>,
-        sent: Option<Arc<dyn crate::SendLog>>,
+        hooks: crate::CallHooks,
     ) -> Result<Self, SetupError> {
         let mut providers: HashMap<&str, Arc<dyn Provider>> = HashMap::new();
         for p in &config.providers {
@@ -291,7 +291,7 @@ impl Router {
                 p,
                 Arc::clone(&metrics),
                 budget.clone(),
-                sent.clone(),
+                hooks.clone(),
             )?;
             let provider: Arc<dyn Provider> = match p.kind {
                 ProviderKind::Openai => Arc::new(OpenAiProvider::new(base, p)),

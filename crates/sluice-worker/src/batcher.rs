@@ -292,6 +292,7 @@ mod tests {
             prefix_hash: prefix.into(),
             params: String::new(),
             deadline: false,
+            stream: false,
         }
     }
 

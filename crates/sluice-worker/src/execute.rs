@@ -272,6 +272,7 @@ impl Executor {
                 body: p.message.body.clone(),
                 traceparent: Some(crate::trace::outgoing(&p.trace)),
                 deadline: p.message.deadline_at,
+                stream: p.message.stream,
             })
             .collect();
         let called = Instant::now();

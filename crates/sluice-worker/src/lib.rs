@@ -8,7 +8,8 @@
 //!   → batcher (key = endpoint + model + priority + prompt-prefix hash)
 //!   → at most `batches_in_flight` batches at once
 //!   → start each job (cancel/deadline checked here, just before the call)
-//!   → provider router (one array call, or a bounded fan-out)
+//!   → provider router (one array call, or a bounded fan-out; a streaming
+//!     job's chunks relayed to its chunk log as they come, [`relay`])
 //!   → store each result (compare-and-set; notifies waiters)
 //!   → cache the answer; end the identical jobs that joined it in flight
 //!   → ledger rows, then webhook events (confirmed) of jobs with a webhook
@@ -26,6 +27,7 @@ pub mod execute;
 pub mod followers;
 pub mod pending;
 pub mod provider_batch;
+pub mod relay;
 pub mod repeats;
 pub mod retry;
 pub mod sent;

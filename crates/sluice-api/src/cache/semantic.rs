@@ -79,6 +79,7 @@ impl SemanticIndex {
                     traceparent: crate::trace::current().map(|tp| tp.child().to_string()),
                     // The caller waits for the lookup: it cannot wait for flex.
                     deadline: None,
+                    stream: false,
                 }],
             )
             .await;

@@ -301,7 +301,13 @@ pub fn batch_api(
     provider: &ProviderConfig,
     metrics: Arc<Metrics>,
 ) -> Result<Arc<dyn BatchApi>, SetupError> {
-    let base = AdapterBase::new(config, provider, Arc::clone(&metrics), None, None)?;
+    let base = AdapterBase::new(
+        config,
+        provider,
+        Arc::clone(&metrics),
+        None,
+        crate::CallHooks::default(),
+    )?;
     Ok(match provider.kind {
         ProviderKind::Openai => Arc::new(openai::OpenAiBatches::new(base, provider, metrics)?),
         ProviderKind::Anthropic => {

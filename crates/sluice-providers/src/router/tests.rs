@@ -75,6 +75,7 @@ fn jobs(n: usize) -> Vec<BatchJob> {
             body: json!({}),
             traceparent: None,
             deadline: None,
+            stream: false,
         })
         .collect()
 }

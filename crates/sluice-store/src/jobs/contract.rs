@@ -367,6 +367,57 @@ async fn sent_attempts_are_marked_and_told_to_the_next_start(store: &dyn JobStor
     assert_eq!(store.get(other.id).await.unwrap().unwrap().sent, vec![2]);
 }
 
+/// A chunk log keeps each job's entries in order, reads on from a
+/// position, and wakes the job's watchers.
+async fn a_chunk_log_is_read_in_order_and_wakes_its_watchers(store: &dyn JobStore) {
+    use sluice_core::stream::StreamEntry;
+    let (a, b) = (JobId::new(), JobId::new());
+    let chunk = |text: &str| StreamEntry::Chunk(text.to_owned());
+    assert!(store.read_chunks(a, None, 10).await.unwrap().is_empty());
+    let mut watch = store.watch(a);
+    store
+        .append_chunks(&[
+            (a, vec![StreamEntry::Begin, chunk("{\"n\":1}")]),
+            (b, vec![chunk("other")]),
+        ])
+        .await
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(5), watch.changed())
+        .await
+        .expect("the append woke the watcher");
+    store
+        .append_chunks(&[(a, vec![chunk("2"), chunk("3")])])
+        .await
+        .unwrap();
+    let all = store.read_chunks(a, None, 10).await.unwrap();
+    let entries: Vec<StreamEntry> = all.iter().map(|(_, e)| e.clone()).collect();
+    assert_eq!(
+        entries,
+        vec![
+            StreamEntry::Begin,
+            chunk("{\"n\":1}"),
+            chunk("2"),
+            chunk("3")
+        ]
+    );
+    let first_two = store.read_chunks(a, None, 2).await.unwrap();
+    assert_eq!(first_two.len(), 2);
+    let rest = store
+        .read_chunks(a, Some(&first_two[1].0), 10)
+        .await
+        .unwrap();
+    assert_eq!(rest, all[2..].to_vec());
+    assert!(store
+        .read_chunks(a, Some(&all[3].0), 10)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        store.read_chunks(b, None, 10).await.unwrap()[0].1,
+        chunk("other")
+    );
+}
+
 async fn run_all(store: &dyn JobStore) {
     a_job_moves_forward_once(store).await;
     sent_attempts_are_marked_and_told_to_the_next_start(store).await;
@@ -398,6 +449,7 @@ async fn memory_store_keeps_the_contract() {
     let store = MemoryJobStore::new(Duration::from_secs(60));
     run_all(&store).await;
     a_watcher_wakes_on_the_end(&store).await;
+    a_chunk_log_is_read_in_order_and_wakes_its_watchers(&store).await;
 }
 
 fn redis_url() -> String {
@@ -424,6 +476,7 @@ async fn redis_store_keeps_the_contract() {
     #[allow(clippy::disallowed_methods)]
     let listening = tokio::spawn(listener.run(stop.clone()));
     a_watcher_wakes_on_the_end(store.as_ref()).await;
+    a_chunk_log_is_read_in_order_and_wakes_its_watchers(store.as_ref()).await;
     stop.cancel();
     listening.await.unwrap();
 

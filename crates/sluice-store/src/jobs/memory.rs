@@ -9,10 +9,11 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sluice_core::job::{CancelOutcome, Outcome, StartOutcome};
+use sluice_core::stream::StreamEntry;
 use sluice_core::{JobId, JobRecord, JobStatus, Tier};
 
 use super::waiters::{WaiterHub, Watch};
-use super::JobStore;
+use super::{ChunkPosition, JobStore};
 use crate::StoreError;
 
 pub struct MemoryJobStore {
@@ -21,6 +22,8 @@ pub struct MemoryJobStore {
     claims: Mutex<HashMap<(String, String), String>>,
     retention: Duration,
     hub: Arc<WaiterHub>,
+    /// Each job's chunk log (kept for the process's life: tests and dev).
+    chunks: Mutex<HashMap<JobId, Vec<StreamEntry>>>,
 }
 
 impl MemoryJobStore {
@@ -30,6 +33,7 @@ impl MemoryJobStore {
             claims: Mutex::default(),
             retention,
             hub: WaiterHub::new(),
+            chunks: Mutex::default(),
         }
     }
 
@@ -164,6 +168,40 @@ impl JobStore for MemoryJobStore {
 
     fn watch(&self, id: JobId) -> Watch {
         self.hub.watch(id)
+    }
+
+    async fn append_chunks(&self, logs: &[(JobId, Vec<StreamEntry>)]) -> Result<(), StoreError> {
+        {
+            let mut chunks = self.chunks.lock().unwrap_or_else(|e| e.into_inner());
+            for (id, entries) in logs {
+                chunks
+                    .entry(*id)
+                    .or_default()
+                    .extend(entries.iter().cloned());
+            }
+        }
+        for (id, _) in logs {
+            self.hub.notify(*id);
+        }
+        Ok(())
+    }
+
+    async fn read_chunks(
+        &self,
+        id: JobId,
+        after: Option<&ChunkPosition>,
+        limit: usize,
+    ) -> Result<Vec<(ChunkPosition, StreamEntry)>, StoreError> {
+        let chunks = self.chunks.lock().unwrap_or_else(|e| e.into_inner());
+        let from = after
+            .and_then(|p| p.0.parse::<usize>().ok())
+            .map_or(0, |p| p + 1);
+        Ok(chunks
+            .get(&id)
+            .into_iter()
+            .flat_map(|log| log.iter().enumerate().skip(from).take(limit))
+            .map(|(i, entry)| (ChunkPosition(i.to_string()), entry.clone()))
+            .collect())
     }
 
     async fn claim_idempotency(

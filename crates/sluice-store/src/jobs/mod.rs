@@ -6,6 +6,10 @@
 //! to a terminal status notifies the job's watchers ([`JobStore::watch`]).
 //! The `_many` forms take a whole batch, so that a worker changes its
 //! batch's jobs in one round trip, not one per job.
+//!
+//! A job that streams also has a chunk log ([`JobStore::append_chunks`],
+//! [`JobStore::read_chunks`]): what its provider call has sent so far, for
+//! whichever API process streams it to its caller.
 
 mod codec;
 mod memory;
@@ -16,6 +20,7 @@ mod waiters;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sluice_core::job::{CancelOutcome, Outcome, StartOutcome};
+use sluice_core::stream::StreamEntry;
 use sluice_core::{JobId, JobRecord, JobStatus, Tier};
 
 pub use memory::MemoryJobStore;
@@ -85,9 +90,24 @@ pub trait JobStore: Send + Sync + 'static {
     /// Cancels a job that is still queued.
     async fn cancel(&self, id: JobId, now: DateTime<Utc>) -> Result<CancelOutcome, StoreError>;
 
-    /// Starts watching a job for its end. Watch first, then read the
-    /// record, then wait: a finish between the read and the wait still wakes.
+    /// Starts watching a job for its end, or for more of its chunk log.
+    /// Watch first, then read, then wait: a write between the read and
+    /// the wait still wakes.
     fn watch(&self, id: JobId) -> Watch;
+
+    /// Appends entries to each job's chunk log (a streaming call's chunks,
+    /// `sluice_core::stream`), in order, and wakes its watchers. A log is
+    /// kept for [`CHUNK_LOG_TTL`] after its last append.
+    async fn append_chunks(&self, logs: &[(JobId, Vec<StreamEntry>)]) -> Result<(), StoreError>;
+
+    /// The entries of `id`'s chunk log after `after` (`None`: from the
+    /// start), each with its position, at most `limit`.
+    async fn read_chunks(
+        &self,
+        id: JobId,
+        after: Option<&ChunkPosition>,
+        limit: usize,
+    ) -> Result<Vec<(ChunkPosition, StreamEntry)>, StoreError>;
 
     /// Claims an `Idempotency-Key` of `tenant` for `job`, for `ttl`: the
     /// first claim wins, a later one learns the job (and request
@@ -113,6 +133,14 @@ pub trait JobStore: Send + Sync + 'static {
 
     async fn ping(&self) -> Result<(), StoreError>;
 }
+
+/// How long a job's chunk log is kept after its last append: its readers
+/// are streaming it to their callers as it is written.
+pub const CHUNK_LOG_TTL: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// Where an entry stands in a chunk log (a Redis stream entry id).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChunkPosition(pub String);
 
 /// What claiming an idempotency key found.
 #[derive(Clone, Debug, PartialEq, Eq)]

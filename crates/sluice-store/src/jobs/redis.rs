@@ -6,6 +6,9 @@
 //!   The id is the key's hash tag, so a script touching a job touches one slot.
 //! - `P:done`: the completion channel; the jobs that end together publish
 //!   their ids in one message, separated by spaces.
+//! - `P:chunks:{ID}`: a streaming job's chunk log, a Redis stream, kept for
+//!   `CHUNK_LOG_TTL` after its last append; `P:chunks` (the channel) names
+//!   the jobs whose logs grew, as `P:done` does.
 //!
 //! State changes are Lua scripts (`lua/`): compare-and-set, so a job's
 //! status only moves forward, and each end publishes in the same atomic step.
@@ -24,13 +27,14 @@ use fred::types::scripts::Script;
 use fred::types::Message;
 use futures::StreamExt;
 use sluice_core::job::{CancelOutcome, Outcome, StartOutcome};
+use sluice_core::stream::StreamEntry;
 use sluice_core::{JobError, JobId, JobRecord, JobStatus, Tier};
 use tokio_util::sync::CancellationToken;
 
 use super::codec::{self, rfc3339};
 use super::scripts::{check_len, parse_start, push_fields, script_groups};
 use super::waiters::{WaiterHub, Watch};
-use super::JobStore;
+use super::{ChunkPosition, JobStore};
 use crate::StoreError;
 
 /// How long one Redis command may take before it fails: a store that does
@@ -68,6 +72,7 @@ pub struct RedisJobStore {
     waiting: Script,
     cancel: Script,
     release_idem: Script,
+    chunks: Script,
 }
 
 impl RedisJobStore {
@@ -101,6 +106,7 @@ impl RedisJobStore {
             waiting: Script::from_lua(include_str!("lua/waiting.lua")),
             cancel: Script::from_lua(include_str!("lua/cancel.lua")),
             release_idem: Script::from_lua(include_str!("lua/release_idem.lua")),
+            chunks: Script::from_lua(include_str!("lua/chunks.lua")),
         })
     }
 
@@ -112,21 +118,31 @@ impl RedisJobStore {
         format!("{}:done", self.prefix)
     }
 
+    fn chunk_key(&self, id: JobId) -> String {
+        format!("{}:chunks:{{{id}}}", self.prefix)
+    }
+
+    fn chunk_channel(&self) -> String {
+        format!("{}:chunks", self.prefix)
+    }
+
     /// The positions of `keys` in the groups one script call takes.
     fn groups(&self, keys: &[String]) -> Vec<Vec<usize>> {
         script_groups(keys, self.clustered)
     }
 
-    /// Subscribes to the completion channel: one subscription for the
-    /// whole process, confirmed when this returns. Run the listener to feed
-    /// this store's watchers.
+    /// Subscribes to the completion channel and the chunk channel: one
+    /// subscription for the whole process, confirmed when this returns.
+    /// Run the listener to feed this store's watchers.
     pub async fn subscribe(&self) -> Result<CompletionListener, StoreError> {
         let subscriber = self.builder.build_subscriber_client()?;
         subscriber.init().await?;
         let messages = subscriber.message_rx();
         let reconnects = subscriber.reconnect_rx();
         let resubscriber = subscriber.manage_subscriptions();
-        subscriber.subscribe(self.channel()).await?;
+        subscriber
+            .subscribe(vec![self.channel(), self.chunk_channel()])
+            .await?;
         Ok(CompletionListener {
             subscriber,
             messages,
@@ -347,6 +363,47 @@ impl JobStore for RedisJobStore {
         self.hub.watch(id)
     }
 
+    async fn append_chunks(&self, logs: &[(JobId, Vec<StreamEntry>)]) -> Result<(), StoreError> {
+        let keys: Vec<String> = logs.iter().map(|(id, _)| self.chunk_key(*id)).collect();
+        let ttl = super::CHUNK_LOG_TTL.as_millis().to_string();
+        let calls = self.groups(&keys).into_iter().map(|group| {
+            let mut args = vec![ttl.clone(), self.chunk_channel()];
+            for &i in &group {
+                let (id, entries) = &logs[i];
+                args.push(id.to_string());
+                args.push(entries.len().to_string());
+                for entry in entries {
+                    let (field, value) = entry.field();
+                    args.push(field.to_owned());
+                    args.push(value.to_owned());
+                }
+            }
+            let keys: Vec<String> = group.iter().map(|&i| keys[i].clone()).collect();
+            self.chunks
+                .evalsha_with_reload::<i64, _, Vec<String>>(self.pool.next(), keys, args)
+        });
+        futures::future::try_join_all(calls).await?;
+        Ok(())
+    }
+
+    async fn read_chunks(
+        &self,
+        id: JobId,
+        after: Option<&ChunkPosition>,
+        limit: usize,
+    ) -> Result<Vec<(ChunkPosition, StreamEntry)>, StoreError> {
+        let start = match after {
+            Some(position) => format!("({}", position.0),
+            None => "-".to_owned(),
+        };
+        let reply: Value = self
+            .pool
+            .next()
+            .xrange(self.chunk_key(id), start, "+", Some(limit as u64))
+            .await?;
+        parse_chunks(reply)
+    }
+
     async fn claim_idempotency(
         &self,
         tenant: &str,
@@ -396,4 +453,33 @@ impl JobStore for RedisJobStore {
         let () = self.pool.next().ping(None).await?;
         Ok(())
     }
+}
+
+/// An `XRANGE` reply as chunk-log entries: `[[id, [field, value]], …]`.
+fn parse_chunks(reply: Value) -> Result<Vec<(ChunkPosition, StreamEntry)>, StoreError> {
+    let corrupt = || StoreError::Corrupt("a chunk log entry is not [id, [field, value]]".into());
+    let Value::Array(entries) = reply else {
+        return Ok(Vec::new());
+    };
+    let mut out = Vec::with_capacity(entries.len());
+    for entry in entries {
+        let Value::Array(parts) = entry else {
+            return Err(corrupt());
+        };
+        let mut parts = parts.into_iter();
+        let (Some(id), Some(Value::Array(fields))) = (parts.next(), parts.next()) else {
+            return Err(corrupt());
+        };
+        let id = id.into_string().ok_or_else(corrupt)?;
+        let mut fields = fields.into_iter();
+        let (Some(field), Some(value)) = (fields.next(), fields.next()) else {
+            return Err(corrupt());
+        };
+        let field = field.into_string().ok_or_else(corrupt)?;
+        let value = value.into_string().ok_or_else(corrupt)?;
+        if let Some(entry) = StreamEntry::from_field(&field, value) {
+            out.push((ChunkPosition(id), entry));
+        }
+    }
+    Ok(out)
 }

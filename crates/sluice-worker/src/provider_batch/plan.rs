@@ -127,7 +127,10 @@ impl Targets {
 
     /// Where `message`'s job goes if it goes into a provider batch.
     pub fn plan(&self, message: &JobMessage, now: DateTime<Utc>) -> Option<Planned> {
-        let deadline = message.deadline_at.filter(|_| !message.rerouted)?;
+        // A caller reading a stream waits on its connection: never hours.
+        let deadline = message
+            .deadline_at
+            .filter(|_| !message.rerouted && !message.stream)?;
         if message.body.get("service_tier").is_some() {
             return None;
         }

@@ -127,7 +127,7 @@ async fn serve(
                 &config,
                 Arc::clone(&metrics),
                 Some(budget),
-                None,
+                sluice_providers::CallHooks::default(),
             )?;
             Some(Arc::new(router))
         }

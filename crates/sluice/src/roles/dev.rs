@@ -69,10 +69,7 @@ pub async fn run(listen: SocketAddr) -> anyhow::Result<()> {
             &config,
             Arc::clone(&metrics),
             Some(Arc::new(sluice_core::budget::MemoryBudget::default())),
-            Some(Arc::new(sluice_worker::sent::SentLog::start(
-                store.clone(),
-                &tasks,
-            ))),
+            sluice_worker::relay::call_hooks(store.clone(), &tasks),
         )?),
         ledger: ledger.clone(),
         metrics: Arc::clone(&metrics),

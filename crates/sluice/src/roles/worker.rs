@@ -55,9 +55,10 @@ async fn serve(
         tasks,
     ));
     let budget: Arc<dyn sluice_core::budget::RateBudget> = Arc::new(store.budget());
-    // Each call's attempts are marked sent just before it leaves.
-    let sent = Arc::new(sluice_worker::sent::SentLog::start(store.clone(), tasks));
-    let router = Router::from_config(config, Arc::clone(metrics), Some(budget), Some(sent))?;
+    // Each call's attempts are marked sent just before it leaves; a
+    // streaming call's chunks are relayed to its job's chunk log.
+    let hooks = sluice_worker::relay::call_hooks(store.clone(), tasks);
+    let router = Router::from_config(config, Arc::clone(metrics), Some(budget), hooks)?;
     {
         let queue: Arc<dyn JobQueue> = queue.clone();
         let (metrics, stop) = (Arc::clone(metrics), shutdown.clone());

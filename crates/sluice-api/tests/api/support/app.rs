@@ -197,10 +197,7 @@ impl Stack {
             config,
             Arc::clone(&self.metrics),
             Some(Arc::new(MemoryBudget::default())),
-            Some(Arc::new(sluice_worker::sent::SentLog::start(
-                self.memory_store.clone(),
-                &self.tasks,
-            ))),
+            sluice_worker::relay::call_hooks(self.memory_store.clone(), &self.tasks),
         )
         .unwrap();
         let worker = Worker {

@@ -229,6 +229,30 @@ impl JobStore for FaultyStore {
         self.inner.watch(id)
     }
 
+    async fn append_chunks(
+        &self,
+        logs: &[(JobId, Vec<sluice_core::stream::StreamEntry>)],
+    ) -> Result<(), StoreError> {
+        self.check()?;
+        self.inner.append_chunks(logs).await
+    }
+
+    async fn read_chunks(
+        &self,
+        id: JobId,
+        after: Option<&sluice_store::jobs::ChunkPosition>,
+        limit: usize,
+    ) -> Result<
+        Vec<(
+            sluice_store::jobs::ChunkPosition,
+            sluice_core::stream::StreamEntry,
+        )>,
+        StoreError,
+    > {
+        self.check()?;
+        self.inner.read_chunks(id, after, limit).await
+    }
+
     async fn claim_idempotency(
         &self,
         tenant: &str,
