@@ -77,7 +77,7 @@ pub use bill::{MockBill, ModelBill, Refusals, TierBill};
 pub use cache::PrefixCacheOptions;
 pub use faults::Faults;
 pub use flex::FlexOptions;
-pub use latency::Sequence;
+pub use latency::{LatencyParts, Sequence};
 pub use limits::RateLimits;
 pub use options::{ConfigError, LatencyOptions, MockOptions};
 pub use pricing::{ModelPrice, Price, PriceTable, Tier, Usage};
