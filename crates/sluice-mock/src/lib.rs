@@ -27,7 +27,8 @@
 //! - [`text`]: the deterministic "model": answers, tokenizer, embeddings.
 //! - [`stats`]: [`MockStats`], what was served.
 //! - `routes`: one module per endpoint (and what the conversation routes
-//!   share); `admission`: rate limits and faults per request; `auth`: the
+//!   share), and `stream: true` on chat and completions in OpenAI's
+//!   event-stream format, timed by the latency model; `admission`: rate limits and faults per request; `auth`: the
 //!   optional API key; `error`: errors in the OpenAI and Anthropic shapes;
 //!   `tally`: the lock the counters and the bill are kept behind.
 //!

@@ -9,7 +9,7 @@
 //! [`prefix`](crate::prefix)), scoped by `prompt_cache_key` when given.
 //! `service_tier` may ask for flex (see [`flex`](crate::flex)). With
 //! `stream: true` the answer comes in chunks (see
-//! [`stream`](super::stream)): the role, then the content (or the tool
+//! [`stream`]): the role, then the content (or the tool
 //! call's arguments) a token at a time, then the finish reason.
 
 use axum::body::Bytes;

@@ -9,7 +9,7 @@
 //! [`prefix`](crate::prefix)), scoped by `prompt_cache_key` when given.
 //! `service_tier` may ask for flex (see [`flex`](crate::flex)). With
 //! `stream: true` each choice's text comes in chunks (see
-//! [`stream`](super::stream)).
+//! [`stream`]).
 
 use axum::body::Bytes;
 use axum::extract::State;

@@ -430,3 +430,70 @@ async fn admission_answers_json_errors_before_any_stream() {
     assert!(reply.body["error"].is_object(), "{}", reply.text);
     assert_eq!(failing.server.bill().total_cost_micros, 0);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_stream_holds_its_slot_until_done_and_a_stall_delays_its_first_token() {
+    let mock = TestMock::with(MockOptions {
+        max_concurrency: std::num::NonZeroUsize::new(1),
+        ..slow()
+    });
+    let body = json!({"model": "m", "prompt": "aaaa", "max_tokens": 10, "stream": true});
+    let (a, b) = tokio::join!(
+        post_stream(&mock.server, COMPLETIONS, &body),
+        post_stream(&mock.server, COMPLETIONS, &body),
+    );
+    let (first, second) = if a.chunks[0].0 < b.chunks[0].0 {
+        (a, b)
+    } else {
+        (b, a)
+    };
+    assert_eq!(first.ended, Duration::from_millis(301));
+    // The second waits for the first's slot, then takes as long.
+    assert_eq!(second.chunks[0].0, Duration::from_millis(301 + 101));
+    assert_eq!(second.ended, Duration::from_millis(2 * 301));
+
+    let stalling = TestMock::with(MockOptions {
+        faults: Faults {
+            stall_rate: Ratio::ONE,
+            stall_ms: 5_000,
+            ..Faults::default()
+        },
+        ..slow()
+    });
+    let streamed = post_stream(&stalling.server, COMPLETIONS, &body).await;
+    assert_eq!(streamed.chunks[0].0, Duration::from_millis(5_000 + 101));
+    assert_eq!(streamed.ended, Duration::from_millis(5_000 + 301));
+    assert_eq!(stalling.server.stats().stalls, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_batch_line_cannot_stream() {
+    let mock = TestMock::new();
+    let body = json!({"model": "m", "max_tokens": 5, "stream": true,
+        "messages": [{"role": "user", "content": "q"}]});
+    let line = json!({"custom_id": "s", "method": "POST", "url": CHAT, "body": body});
+    let file = mock.upload("in.jsonl", "batch", &format!("{line}\n")).await;
+    let created = mock
+        .post_full(
+            "/v1/batches",
+            &json!({"input_file_id": file.body["id"], "endpoint": CHAT, "completion_window": "24h"}),
+        )
+        .await;
+    assert_eq!(created.status, 200, "{}", created.body);
+    tokio::time::advance(Duration::from_secs(120)).await;
+    let id = created.body["id"].as_str().unwrap();
+    let (_, done) = mock.get(&format!("/v1/batches/{id}")).await;
+    assert_eq!(done["request_counts"]["failed"], 1, "{done}");
+    let errors = mock
+        .get_with(
+            &format!(
+                "/v1/files/{}/content",
+                done["error_file_id"].as_str().unwrap()
+            ),
+            &[],
+        )
+        .await;
+    let error = crate::helpers::jsonl(&errors.text).remove(0);
+    assert_eq!(error["response"]["status_code"], 400);
+    assert_eq!(error["response"]["body"]["error"]["param"], "stream");
+}
