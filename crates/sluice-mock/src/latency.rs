@@ -25,6 +25,13 @@
 //! `fixed + Σ prefill_i + max decode`, less than its prompts sent one by one
 //! (`n × fixed + Σ prefill_i + Σ decode_i`) whenever there are at least two
 //! and `fixed` or decode is not zero.
+//!
+//! A streamed answer needs the total split in two ([`LatencyParts`]): the
+//! wait for the first token, `fixed + prefill`, and `decode`, over which the
+//! tokens are spread. Jitter, the flex slowdown and a stall apply to the
+//! whole as above; [`LatencyParts::scaled_to`] then shares the result out,
+//! the stall going to the first-token wait, so that the two parts always
+//! add up to exactly what a non-streamed answer waits.
 
 use std::time::Duration;
 
@@ -40,6 +47,50 @@ pub struct Sequence {
     pub cached_tokens: u64,
     /// Completion tokens to decode.
     pub decode_tokens: u64,
+}
+
+/// A latency split into the wait for the first token and the decode
+/// that follows; [`total`](Self::total) is the whole latency.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LatencyParts {
+    /// Until the first token: the fixed cost and prefill (and, once
+    /// scaled, any stall).
+    pub first_token: Duration,
+    /// From the first token to the last.
+    pub decode: Duration,
+}
+
+impl LatencyParts {
+    /// Both parts, saturating at about 584 years as [`base_latency`](MockOptions::base_latency) does.
+    pub fn total(&self) -> Duration {
+        nanos(
+            self.first_token
+                .as_nanos()
+                .saturating_add(self.decode.as_nanos()),
+        )
+    }
+
+    /// The parts of a latency that became `scaled` (jitter and slowdown
+    /// applied to [`total`](Self::total)) and then took `stall` more:
+    /// decode scaled in proportion, the rest, stall included, before the
+    /// first token. The parts add up to exactly `scaled + stall`.
+    pub fn scaled_to(&self, scaled: Duration, stall: Duration) -> Self {
+        let base = self.total().as_nanos();
+        // decode ≤ base, so the quotient is at most `scaled`; no base, no
+        // decode.
+        let decode = self
+            .decode
+            .as_nanos()
+            .saturating_mul(scaled.as_nanos())
+            .checked_div(base)
+            .unwrap_or(0);
+        let decode = nanos(decode.min(scaled.as_nanos()));
+        let total = scaled.saturating_add(stall);
+        Self {
+            first_token: total.saturating_sub(decode),
+            decode,
+        }
+    }
 }
 
 impl MockOptions {
@@ -67,6 +118,11 @@ impl MockOptions {
     /// `base` in the [module documentation](self): the latency before jitter
     /// and stalls.
     pub fn base_latency(&self, sequences: impl IntoIterator<Item = Sequence>) -> Duration {
+        self.latency_parts(sequences).total()
+    }
+
+    /// `base` split in two: `fixed + prefill`, then `decode`.
+    pub fn latency_parts(&self, sequences: impl IntoIterator<Item = Sequence>) -> LatencyParts {
         let l = &self.latency;
         let per_prompt = micros_as_nanos(l.per_prompt_token_us);
         let per_cached = micros_as_nanos(l.per_cached_prompt_token_us);
@@ -83,11 +139,13 @@ impl MockOptions {
         }
         let prefill = sum - l.batch_efficiency.of(sum - max);
         let decode = micros_as_nanos(l.per_completion_token_us).saturating_mul(u128::from(decode));
-        let total = Duration::from_millis(l.fixed_ms)
+        let first_token = Duration::from_millis(l.fixed_ms)
             .as_nanos()
-            .saturating_add(prefill)
-            .saturating_add(decode);
-        nanos(total)
+            .saturating_add(prefill);
+        LatencyParts {
+            first_token: nanos(first_token),
+            decode: nanos(decode),
+        }
     }
 
     /// `base × (1 + jitter × r)` for the request numbered `sequence`.
@@ -205,6 +263,48 @@ mod tests {
                 .map(|i| reseeded.jittered(base, i))
                 .collect::<Vec<_>>()[..]
         );
+    }
+
+    #[test]
+    fn parts_split_the_base_latency() {
+        let o = opts();
+        let parts = o.latency_parts([Sequence {
+            prompt_tokens: 200,
+            cached_tokens: 0,
+            decode_tokens: 16,
+        }]);
+        assert_eq!(parts.first_token, Duration::from_millis(50 + 20));
+        assert_eq!(parts.decode, Duration::from_millis(160));
+        assert_eq!(parts.total(), o.latency(200, 16));
+    }
+
+    #[test]
+    fn scaled_parts_add_up_to_the_scaled_latency() {
+        let parts = LatencyParts {
+            first_token: Duration::from_millis(100),
+            decode: Duration::from_millis(300),
+        };
+        // Three times slower, plus a 50 ms stall: decode triples, the
+        // stall waits before the first token.
+        let scaled = parts.scaled_to(Duration::from_millis(1_200), Duration::from_millis(50));
+        assert_eq!(scaled.decode, Duration::from_millis(900));
+        assert_eq!(scaled.first_token, Duration::from_millis(350));
+        // Rounding never loses a nanosecond of the total.
+        let odd = parts.scaled_to(Duration::from_nanos(1_000_000_007), Duration::ZERO);
+        assert_eq!(odd.total(), Duration::from_nanos(1_000_000_007));
+        assert_eq!(
+            LatencyParts::default().scaled_to(Duration::ZERO, Duration::from_millis(5)),
+            LatencyParts {
+                first_token: Duration::from_millis(5),
+                decode: Duration::ZERO,
+            }
+        );
+        let huge = LatencyParts {
+            first_token: Duration::from_nanos(u64::MAX),
+            decode: Duration::from_nanos(u64::MAX),
+        };
+        let scaled = huge.scaled_to(huge.total(), Duration::ZERO);
+        assert_eq!(scaled.total(), huge.total());
     }
 
     #[test]

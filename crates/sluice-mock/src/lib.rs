@@ -27,7 +27,8 @@
 //! - [`text`]: the deterministic "model": answers, tokenizer, embeddings.
 //! - [`stats`]: [`MockStats`], what was served.
 //! - `routes`: one module per endpoint (and what the conversation routes
-//!   share); `admission`: rate limits and faults per request; `auth`: the
+//!   share), and `stream: true` on chat and completions in OpenAI's
+//!   event-stream format, timed by the latency model; `admission`: rate limits and faults per request; `auth`: the
 //!   optional API key; `error`: errors in the OpenAI and Anthropic shapes;
 //!   `tally`: the lock the counters and the bill are kept behind.
 //!
@@ -77,7 +78,7 @@ pub use bill::{MockBill, ModelBill, Refusals, TierBill};
 pub use cache::PrefixCacheOptions;
 pub use faults::Faults;
 pub use flex::FlexOptions;
-pub use latency::Sequence;
+pub use latency::{LatencyParts, Sequence};
 pub use limits::RateLimits;
 pub use options::{ConfigError, LatencyOptions, MockOptions};
 pub use pricing::{ModelPrice, Price, PriceTable, Tier, Usage};

@@ -1,8 +1,10 @@
 //! The state every handler shares: the options, the counters, the bill,
 //! the prefix cache, the rate-limit windows, the down switch, and the
 //! files and batches; [`Shared::serve`], which accounts for a real-time
-//! request and waits as long as the latency model says, and
-//! [`Shared::charge`], the one place a request is billed.
+//! request and waits as long as the latency model says (its parts,
+//! [`Shared::account`], [`Shared::slot`] and [`Shared::latency_of`], are
+//! what a streamed answer uses), and [`Shared::charge`], the one place a
+//! request is billed.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -15,7 +17,7 @@ use crate::admission::{quota_headers, Admission};
 use crate::batches::Store;
 use crate::bill::{MockBill, Refusal};
 use crate::cache::{Boundary, CacheOutcome, PrefixCache};
-use crate::latency::Sequence;
+use crate::latency::{LatencyParts, Sequence};
 use crate::limits::RateLimiter;
 use crate::options::MockOptions;
 use crate::pricing::{Tier, Usage};
@@ -47,7 +49,7 @@ struct Inner {
     /// The files and batches (see `batches`).
     batches: Mutex<Store>,
     /// Slots for requests being served, when `max_concurrency` is set.
-    slots: Option<tokio::sync::Semaphore>,
+    slots: Option<Arc<tokio::sync::Semaphore>>,
     traces: crate::traces::TraceLog,
     received: crate::received::RequestLog,
 }
@@ -90,7 +92,7 @@ impl Shared {
     pub(crate) fn new(options: MockOptions) -> Self {
         let slots = options
             .max_concurrency
-            .map(|slots| tokio::sync::Semaphore::new(slots.get()));
+            .map(|slots| Arc::new(tokio::sync::Semaphore::new(slots.get())));
         Self {
             inner: Arc::new(Inner {
                 slots,
@@ -240,6 +242,24 @@ impl Shared {
         admission: &Admission,
         work: &Work,
     ) -> Receipt {
+        let receipt = self.account(path, model, admission, work);
+        let delay = self.latency_of(admission, work).total();
+        let _slot = self.slot().await;
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+        receipt
+    }
+
+    /// Counts and bills an admitted request at its tier's price: the
+    /// headers its answer carries (cost, rate limits).
+    pub(crate) fn account(
+        &self,
+        path: &str,
+        model: &str,
+        admission: &Admission,
+        work: &Work,
+    ) -> Receipt {
         let usage = work.usage();
         self.stats().update(|stats| {
             stats.record(
@@ -253,25 +273,6 @@ impl Shared {
             }
         });
         let cost_micros = self.charge(model, admission.tier, &usage);
-
-        let options = self.options();
-        let base = options.base_latency(work.sequences.iter().copied());
-        let mut delay = options.jittered(base, admission.sequence);
-        if admission.tier == Tier::Flex {
-            let nanos = options.flex.slowdown.of(delay.as_nanos());
-            delay = Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX));
-        }
-        let delay = delay.saturating_add(admission.stall.unwrap_or(Duration::ZERO));
-        // The semaphore is never closed, so a failed acquire cannot happen;
-        // it would only mean serving without a slot.
-        let _slot = match &self.inner.slots {
-            Some(slots) => slots.acquire().await.ok(),
-            None => None,
-        };
-        if !delay.is_zero() {
-            tokio::time::sleep(delay).await;
-        }
-
         let mut headers = admission
             .quota
             .as_ref()
@@ -279,5 +280,30 @@ impl Shared {
             .unwrap_or_default();
         headers.insert(COST_HEADER, HeaderValue::from(cost_micros));
         Receipt { headers }
+    }
+
+    /// How long the admitted request takes, as the latency model says
+    /// (jittered, times the flex slowdown on flex, plus any stall), split
+    /// into the wait for the first token and decode.
+    pub(crate) fn latency_of(&self, admission: &Admission, work: &Work) -> LatencyParts {
+        let options = self.options();
+        let parts = options.latency_parts(work.sequences.iter().copied());
+        let mut delay = options.jittered(parts.total(), admission.sequence);
+        if admission.tier == Tier::Flex {
+            let nanos = options.flex.slowdown.of(delay.as_nanos());
+            delay = Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX));
+        }
+        parts.scaled_to(delay, admission.stall.unwrap_or(Duration::ZERO))
+    }
+
+    /// A slot to serve in, held until dropped; none without
+    /// `max_concurrency`. Waits its turn when every slot is taken.
+    pub(crate) async fn slot(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        // The semaphore is never closed, so a failed acquire cannot happen;
+        // it would only mean serving without a slot.
+        match &self.inner.slots {
+            Some(slots) => Arc::clone(slots).acquire_owned().await.ok(),
+            None => None,
+        }
     }
 }

@@ -58,6 +58,29 @@ pub fn generate(prompt: &str, max_tokens: u64) -> String {
     text
 }
 
+/// The first token of `text` as a streamed answer sends it: four bytes (the
+/// tokenizer's [`count_tokens`] unit), or a little more so as not to cut a
+/// character; all of `text` when shorter. Empty only when `text` is.
+pub fn first_token(text: &str) -> &str {
+    let mut end = text.len().min(4);
+    while !text.is_char_boundary(end) {
+        end += 1;
+    }
+    text.get(..end).unwrap_or(text)
+}
+
+/// `text` cut into its tokens, as a streamed answer sends them (see
+/// [`first_token`]); they concatenate to exactly `text`. For ASCII text
+/// there are exactly [`count_tokens`] of them.
+pub fn token_pieces(text: &str) -> impl Iterator<Item = &str> {
+    let mut rest = text;
+    std::iter::from_fn(move || {
+        let piece = first_token(rest);
+        rest = rest.get(piece.len()..).unwrap_or_default();
+        (!piece.is_empty()).then_some(piece)
+    })
+}
+
 /// A unit-length embedding of `text` with `dims` components.
 ///
 /// The components are drawn from SHA-256 in counter mode, seeded by the
@@ -160,6 +183,28 @@ mod tests {
         // Bytes, not chars: "é" is two bytes.
         assert_eq!(count_tokens("éé"), 1);
         assert_eq!(count_tokens("ééé"), 2);
+    }
+
+    #[test]
+    fn token_pieces_concatenate_to_the_text() {
+        for text in [
+            "",
+            "a",
+            "abcd",
+            "abcde",
+            "mock:2cf24dba5fb0a30e tok tok",
+            "éé",
+            "aéé€x😀",
+        ] {
+            let pieces: Vec<&str> = token_pieces(text).collect();
+            assert_eq!(pieces.concat(), text);
+            assert!(pieces.iter().all(|p| !p.is_empty() && p.len() <= 7));
+            if text.is_ascii() {
+                assert_eq!(pieces.len() as u64, count_tokens(text), "{text:?}");
+            }
+        }
+        assert_eq!(token_pieces("aéé€").collect::<Vec<_>>(), ["aéé", "€"]);
+        assert_eq!(first_token("😀x"), "😀");
     }
 
     #[test]

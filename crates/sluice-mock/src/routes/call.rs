@@ -4,11 +4,14 @@
 //! provider batch ([`LineRoute::answer`]: no admission, no wait, the batch
 //! price). So a batch line's answer is exactly the real-time answer to the
 //! same body: the same text, ids and usage, prefix cache included (a line
-//! reads and fills the cache as a real-time request does).
+//! reads and fills the cache as a real-time request does). A request that
+//! asks to be streamed is served by [`stream`](super::stream) on the routes
+//! that stream; a batch line cannot be streamed.
 
 use axum::response::Response;
 use serde::Serialize;
 
+use super::stream::Streaming;
 use super::{chat, completions, embeddings, messages, respond};
 use crate::error::ApiError;
 use crate::pricing::Tier;
@@ -23,6 +26,9 @@ pub(crate) struct Call<R> {
     /// Prompt tokens plus the most completion tokens it may produce: what
     /// the rate limits and the batch quota count.
     pub(crate) estimated_tokens: u64,
+    /// Whether the answer is streamed; `None` on the routes that never
+    /// stream.
+    pub(crate) stream: Option<Streaming>,
     pub(crate) request: R,
 }
 
@@ -50,6 +56,16 @@ pub(crate) async fn serve<R: ModelRoute>(
     body: &[u8],
 ) -> Result<Response, ApiError> {
     let call = R::parse(shared, body)?;
+    serve_parsed::<R>(shared, body, call).await
+}
+
+/// [`serve`], for a call already parsed from `body`: admission, the
+/// answer, the bill and the wait. The call is answered in one piece.
+pub(crate) async fn serve_parsed<R: ModelRoute>(
+    shared: &Shared,
+    body: &[u8],
+    call: Call<R::Request>,
+) -> Result<Response, ApiError> {
     let admission = shared.admit(&call.model, call.estimated_tokens, call.tier)?;
     let model = call.model.clone();
     let (work, answer) = R::answer(shared, body, call);
@@ -86,7 +102,7 @@ impl LineRoute {
     /// would be answered (which the line then gets when it runs).
     pub(crate) fn estimate(self, shared: &Shared, body: &[u8]) -> Result<(String, u64), ApiError> {
         fn of<R: ModelRoute>(shared: &Shared, body: &[u8]) -> Result<(String, u64), ApiError> {
-            R::parse(shared, body).map(|call| (call.model, call.estimated_tokens))
+            parse_line::<R>(shared, body).map(|call| (call.model, call.estimated_tokens))
         }
         match self {
             Self::Chat => of::<chat::Chat>(shared, body),
@@ -113,11 +129,24 @@ impl LineRoute {
 }
 
 fn answer_line<R: ModelRoute>(shared: &Shared, body: &[u8]) -> Result<serde_json::Value, ApiError> {
-    let mut call = R::parse(shared, body)?;
+    let mut call = parse_line::<R>(shared, body)?;
     call.tier = Tier::Batch;
     let model = call.model.clone();
     let (work, answer) = R::answer(shared, body, call);
     shared.charge(&model, Tier::Batch, &work.usage());
     // An answer is plain data; serializing it cannot fail.
     Ok(serde_json::to_value(answer).unwrap_or_default())
+}
+
+/// Parses a batch line's `body`; a line that asks to be streamed is
+/// refused, as a batch has no stream to send it on.
+fn parse_line<R: ModelRoute>(shared: &Shared, body: &[u8]) -> Result<Call<R::Request>, ApiError> {
+    let call = R::parse(shared, body)?;
+    if call.stream.is_some() {
+        return Err(ApiError::unsupported(
+            "stream",
+            "a batch line cannot be streamed; send stream: false",
+        ));
+    }
+    Ok(call)
 }

@@ -7,7 +7,10 @@
 //! `prompt_tokens` counts the content of every message. The messages
 //! before the answered one are the cacheable prefix (see
 //! [`prefix`](crate::prefix)), scoped by `prompt_cache_key` when given.
-//! `service_tier` may ask for flex (see [`flex`](crate::flex)).
+//! `service_tier` may ask for flex (see [`flex`](crate::flex)). With
+//! `stream: true` the answer comes in chunks (see
+//! [`stream`]): the role, then the content (or the tool
+//! call's arguments) a token at a time, then the finish reason.
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -16,9 +19,9 @@ use serde::{Deserialize, Serialize};
 
 use super::call::{Call, ModelRoute};
 use super::conversation::{answered, require_messages, Conversation};
+use super::stream::{self, Script, StreamOptions, StreamedChoice};
 use super::{
-    parse_body, reject_stream, require_model, resolve_max_tokens, resolve_n, response_id,
-    Completion, Usage,
+    parse_body, require_model, resolve_max_tokens, resolve_n, response_id, Completion, Usage,
 };
 use crate::error::ApiError;
 use crate::flex::requested_tier;
@@ -36,6 +39,7 @@ struct ChatRequest {
     max_completion_tokens: Option<u64>,
     n: Option<u64>,
     stream: Option<bool>,
+    stream_options: Option<StreamOptions>,
     prompt_cache_key: Option<String>,
     #[serde(default)]
     tools: Vec<Tool>,
@@ -149,14 +153,28 @@ struct AssistantMessage {
     role: &'static str,
     content: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    tool_calls: Option<Vec<serde_json::Value>>,
+    tool_calls: Option<Vec<ToolCall>>,
+}
+
+#[derive(Debug, Serialize)]
+struct ToolCall {
+    id: String,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    function: FunctionCall,
+}
+
+#[derive(Debug, Serialize)]
+struct FunctionCall {
+    name: String,
+    arguments: String,
 }
 
 pub(super) async fn handle(
     State(shared): State<Shared>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    super::call::serve::<Chat>(&shared, &body).await
+    stream::serve::<Chat, Choice>(&shared, &body).await
 }
 
 /// The chat route, for [`ModelRoute`].
@@ -184,7 +202,7 @@ impl ModelRoute for Chat {
     fn parse(shared: &Shared, body: &[u8]) -> Result<Call<Parsed>, ApiError> {
         let request: ChatRequest = parse_body(body)?;
         let model = require_model(request.model)?;
-        reject_stream(request.stream)?;
+        let stream = stream::requested(request.stream, request.stream_options)?;
         let messages = require_messages(
             request.messages,
             "you must provide a non-empty messages array",
@@ -209,6 +227,7 @@ impl ModelRoute for Chat {
             model,
             tier,
             estimated_tokens: prompt_tokens.saturating_add(max_tokens.saturating_mul(n)),
+            stream,
             request: Parsed {
                 messages,
                 texts,
@@ -286,14 +305,14 @@ fn choice(index: u64, body: &[u8], chat: &Parsed, content: &str) -> Choice {
             message: AssistantMessage {
                 role: "assistant",
                 content: None,
-                tool_calls: Some(vec![serde_json::json!({
-                    "id": format!("{}_{index}", response_id("call_", body)),
-                    "type": "function",
-                    "function": {
-                        "name": name,
-                        "arguments": serde_json::json!({"input": content}).to_string(),
+                tool_calls: Some(vec![ToolCall {
+                    id: format!("{}_{index}", response_id("call_", body)),
+                    kind: "function",
+                    function: FunctionCall {
+                        name: name.clone(),
+                        arguments: serde_json::json!({"input": content}).to_string(),
                     },
-                })]),
+                }]),
             },
             logprobs: None,
             finish_reason: "tool_calls",
@@ -313,4 +332,75 @@ fn choice(index: u64, body: &[u8], chat: &Parsed, content: &str) -> Choice {
             finish_reason: "length",
         },
     }
+}
+
+/// A chat choice streams as OpenAI streams it: a first delta with the role
+/// (and an empty content, or the tool call's id and name with empty
+/// arguments), then the content (or the arguments) a piece a delta, then an
+/// empty delta with the finish reason.
+impl StreamedChoice for Choice {
+    const CHUNK_OBJECT: &'static str = "chat.completion.chunk";
+
+    fn script(self) -> Script {
+        let index = self.index;
+        let closing = stream_entry(index, serde_json::json!({}), Some(self.finish_reason));
+        let message = self.message;
+        match message
+            .tool_calls
+            .and_then(|calls| calls.into_iter().next())
+        {
+            Some(call) => Script {
+                index,
+                opening: Some(stream_entry(
+                    index,
+                    serde_json::json!({
+                        "role": message.role,
+                        "content": null,
+                        "tool_calls": [{
+                            "index": 0,
+                            "id": call.id,
+                            "type": call.kind,
+                            "function": {"name": call.function.name, "arguments": ""},
+                        }],
+                    }),
+                    None,
+                )),
+                text: call.function.arguments,
+                piece: |index, piece| {
+                    let delta = serde_json::json!({
+                        "tool_calls": [{"index": 0, "function": {"arguments": piece}}],
+                    });
+                    stream_entry(index, delta, None)
+                },
+                closing,
+            },
+            None => Script {
+                index,
+                opening: Some(stream_entry(
+                    index,
+                    serde_json::json!({"role": message.role, "content": ""}),
+                    None,
+                )),
+                text: message.content.unwrap_or_default(),
+                piece: |index, piece| {
+                    stream_entry(index, serde_json::json!({"content": piece}), None)
+                },
+                closing,
+            },
+        }
+    }
+}
+
+/// A streamed chunk's choice: `delta` of choice `index`.
+fn stream_entry(
+    index: u64,
+    delta: serde_json::Value,
+    finish_reason: Option<&str>,
+) -> serde_json::Value {
+    serde_json::json!({
+        "index": index,
+        "delta": delta,
+        "logprobs": null,
+        "finish_reason": finish_reason,
+    })
 }

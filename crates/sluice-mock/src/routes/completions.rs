@@ -7,7 +7,9 @@
 //! them in parallel (see [`latency`](crate::latency)). Each prompt's
 //! leading blocks may come from the prefix cache (see
 //! [`prefix`](crate::prefix)), scoped by `prompt_cache_key` when given.
-//! `service_tier` may ask for flex (see [`flex`](crate::flex)).
+//! `service_tier` may ask for flex (see [`flex`](crate::flex)). With
+//! `stream: true` each choice's text comes in chunks (see
+//! [`stream`]).
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -15,9 +17,9 @@ use axum::response::Response;
 use serde::{Deserialize, Serialize};
 
 use super::call::{Call, ModelRoute};
+use super::stream::{self, Script, StreamOptions, StreamedChoice};
 use super::{
-    parse_body, reject_stream, require_model, resolve_max_tokens, resolve_n, Completion, TextInput,
-    Usage,
+    parse_body, require_model, resolve_max_tokens, resolve_n, Completion, TextInput, Usage,
 };
 use crate::error::ApiError;
 use crate::flex::requested_tier;
@@ -35,6 +37,7 @@ struct CompletionRequest {
     max_tokens: Option<u64>,
     n: Option<u64>,
     stream: Option<bool>,
+    stream_options: Option<StreamOptions>,
     prompt_cache_key: Option<String>,
     service_tier: Option<String>,
 }
@@ -51,7 +54,7 @@ pub(super) async fn handle(
     State(shared): State<Shared>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    super::call::serve::<Completions>(&shared, &body).await
+    stream::serve::<Completions, Choice>(&shared, &body).await
 }
 
 /// The completions route, for [`ModelRoute`].
@@ -75,7 +78,7 @@ impl ModelRoute for Completions {
     fn parse(shared: &Shared, body: &[u8]) -> Result<Call<Parsed>, ApiError> {
         let request: CompletionRequest = parse_body(body)?;
         let model = require_model(request.model)?;
-        reject_stream(request.stream)?;
+        let stream = stream::requested(request.stream, request.stream_options)?;
         let prompts = TextInput::require(request.prompt, "prompt", "you must provide a prompt")?;
         let max_tokens = resolve_max_tokens(
             request.max_tokens,
@@ -92,6 +95,7 @@ impl ModelRoute for Completions {
             model,
             tier,
             estimated_tokens: prompt_tokens.saturating_add(completion_tokens),
+            stream,
             request: Parsed {
                 prompts,
                 max_tokens,
@@ -160,4 +164,30 @@ impl ModelRoute for Completions {
         );
         (work, response)
     }
+}
+
+/// A completions choice streams its text; the last chunk has an empty
+/// text and the finish reason.
+impl StreamedChoice for Choice {
+    const CHUNK_OBJECT: &'static str = "text_completion";
+
+    fn script(self) -> Script {
+        Script {
+            index: self.index,
+            opening: None,
+            closing: stream_entry(self.index, "", Some(self.finish_reason)),
+            text: self.text,
+            piece: |index, text| stream_entry(index, text, None),
+        }
+    }
+}
+
+/// A streamed chunk's choice: `text` of choice `index`.
+fn stream_entry(index: u64, text: &str, finish_reason: Option<&str>) -> serde_json::Value {
+    serde_json::json!({
+        "text": text,
+        "index": index,
+        "logprobs": null,
+        "finish_reason": finish_reason,
+    })
 }

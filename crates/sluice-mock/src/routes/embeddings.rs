@@ -120,6 +120,7 @@ impl ModelRoute for Embeddings {
             model,
             tier,
             estimated_tokens: prompt_tokens,
+            stream: None,
             request: Parsed {
                 inputs,
                 semantic,

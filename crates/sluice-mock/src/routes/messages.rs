@@ -221,6 +221,7 @@ impl ModelRoute for Messages {
             model,
             tier: Tier::Standard,
             estimated_tokens: parsed.prompt_tokens.saturating_add(max_tokens),
+            stream: None,
             request: parsed,
         })
     }

@@ -1,6 +1,7 @@
 //! The HTTP surface: one module per endpoint, plus what they share
-//! (body parsing, validation, ids; answering a model route, `call`). The
-//! files and batches routes are in [`batches`](crate::batches).
+//! (body parsing, validation, ids; answering a model route, `call`;
+//! streaming an answer, `stream`). The files and batches routes are in
+//! [`batches`](crate::batches).
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -27,6 +28,7 @@ pub(crate) mod costs;
 mod down;
 mod embeddings;
 pub(crate) mod messages;
+mod stream;
 
 /// Largest request body accepted. Benchmarks send batches of hundreds of
 /// prompts in one call, well past axum's 2 MiB default.
@@ -194,8 +196,9 @@ pub(crate) fn resolve_dims(requested: Option<usize>, default: usize) -> Result<u
     }
 }
 
-/// The mock answers in one piece; a streaming client would wait for
-/// server-sent events that never come, so it is told plainly instead.
+/// Anthropic's Messages route answers in one piece (only the OpenAI routes
+/// stream, see `stream`); a streaming client would wait for server-sent
+/// events that never come, so it is told plainly instead.
 pub(crate) fn reject_stream(stream: Option<bool>) -> Result<(), ApiError> {
     if stream == Some(true) {
         return Err(ApiError::unsupported(

@@ -63,8 +63,8 @@ async fn missing_fields_are_400_with_param() {
         ),
         (
             "/v1/completions",
-            json!({"model": "m", "prompt": "x", "stream": true}),
-            "stream",
+            json!({"model": "m", "prompt": "x", "stream_options": {"include_usage": true}}),
+            "stream_options",
         ),
         (
             "/v1/completions",

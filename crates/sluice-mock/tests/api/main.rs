@@ -22,3 +22,4 @@ mod prefix_cache;
 mod rate_limits;
 mod serve;
 mod stats;
+mod stream;
