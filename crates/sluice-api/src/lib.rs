@@ -17,6 +17,7 @@ pub mod ingest;
 pub mod problem;
 pub mod read;
 pub mod routes;
+pub mod sse;
 pub mod state;
 pub mod submission;
 pub mod trace;

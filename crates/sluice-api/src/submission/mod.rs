@@ -49,12 +49,16 @@ pub async fn submit(
         envelopes,
         trace_id,
         idempotency,
+        stream,
     } = request;
     let fingerprint = match &envelopes {
         Envelopes::One(raw) if idempotency.is_some() => idempotency::fingerprint(raw),
         _ => String::new(),
     };
-    let jobs = validate::check_all(envelopes, &state.config, caller, &trace_id, Utc::now())?;
+    let mut jobs = validate::check_all(envelopes, &state.config, caller, &trace_id, Utc::now())?;
+    for job in &mut jobs {
+        job.message.stream = stream;
+    }
     let claimed = match (idempotency, jobs.as_slice()) {
         (Some(key), [job]) => {
             let claim = idempotency::claim(state, caller, &key, &fingerprint, job.record.id);

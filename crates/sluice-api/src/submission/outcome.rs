@@ -12,6 +12,8 @@ pub struct Request {
     pub(super) envelopes: Envelopes,
     pub(super) trace_id: String,
     pub(super) idempotency: Option<IdempotencyKey>,
+    /// Its callers read the answers as they are written (`JobMessage::stream`).
+    pub(super) stream: bool,
 }
 
 /// One job envelope (`POST /v1/jobs`), or a batch of them.
@@ -27,6 +29,7 @@ impl Request {
             envelopes: Envelopes::One(envelope),
             trace_id,
             idempotency: None,
+            stream: false,
         }
     }
 
@@ -36,7 +39,15 @@ impl Request {
             envelopes: Envelopes::Batch(envelopes),
             trace_id,
             idempotency: None,
+            stream: false,
         }
+    }
+
+    /// Jobs whose callers read their answers as they are written: their
+    /// provider calls stream, and their chunks are relayed.
+    pub fn streaming(mut self) -> Self {
+        self.stream = true;
+        self
     }
 
     /// One job that a repeat with the same key must not submit again.

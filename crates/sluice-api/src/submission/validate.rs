@@ -239,9 +239,14 @@ fn check(
 
 /// The body fields each endpoint cannot do without.
 fn check_body(endpoint: Endpoint, body: &Value) -> Result<(), ApiError> {
-    if body.get("stream").and_then(Value::as_bool) == Some(true) {
+    // The OpenAI-compatible routes take `stream: true` out of the body
+    // (chat and completions stream from there); a job read by polling
+    // cannot stream.
+    if body.get("stream").is_some_and(|s| *s != Value::Bool(false)) {
         return Err(ApiError::InvalidRequest(
-            "`stream: true` is not supported for queued jobs".into(),
+            "`stream` must be false or absent here: streams are served on \
+             /v1/chat/completions and /v1/completions"
+                .into(),
         ));
     }
     let ok = match endpoint {

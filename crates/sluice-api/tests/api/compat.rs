@@ -258,7 +258,7 @@ async fn a_bad_call_is_refused_before_it_becomes_a_job() {
         .await;
     reply.expect_openai_error(400, "invalid_request_error", None);
     assert_eq!(reply.body["error"]["param"], "model");
-    let streaming = json!({"model": "mock-small", "stream": true,
+    let streaming = json!({"model": "mock-small", "stream": "yes",
                            "messages": [{"role": "user", "content": "x"}]});
     let reply = app.post("/v1/chat/completions", &streaming).await;
     reply.expect_openai_error(400, "invalid_request_error", None);

@@ -17,6 +17,7 @@ mod jobs;
 mod limits;
 mod ops;
 mod outages;
+mod streaming;
 mod tiers;
 mod usage;
 mod webhooks;
