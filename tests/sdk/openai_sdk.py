@@ -94,6 +94,41 @@ def _():
     assert all(len(d.embedding) == 4 for d in short), short
 
 
+@check("chat and completions stream, usage on request, as the plain answers")
+def _():
+    messages = [{"role": "user", "content": "stream to the SDK"}]
+    plain = sluice.chat.completions.create(model="mock-small", max_tokens=8, messages=messages)
+    pieces, finish, usage = [], None, None
+    stream = sluice.chat.completions.create(
+        model="mock-small",
+        max_tokens=8,
+        messages=messages,
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    for chunk in stream:
+        assert chunk.object == "chat.completion.chunk", chunk
+        if chunk.usage:
+            usage = chunk.usage
+        for choice in chunk.choices:
+            if choice.delta.content:
+                pieces.append(choice.delta.content)
+            finish = choice.finish_reason or finish
+    assert len(pieces) > 1, pieces
+    assert "".join(pieces) == plain.choices[0].message.content, (pieces, plain)
+    assert finish == "length" and usage.completion_tokens == 8, (finish, usage)
+    # Without include_usage, no chunk carries usage.
+    quiet = list(sluice.chat.completions.create(model="mock-small", max_tokens=3, messages=messages, stream=True))
+    assert quiet and all(c.usage is None for c in quiet), quiet
+
+    plain = sluice.completions.create(model="mock-small", prompt=["a", "b"], max_tokens=3)
+    texts = {0: "", 1: ""}
+    for chunk in sluice.completions.create(model="mock-small", prompt=["a", "b"], max_tokens=3, stream=True):
+        for choice in chunk.choices:
+            texts[choice.index] += choice.text
+    assert [texts[0], texts[1]] == [c.text for c in plain.choices], (texts, plain)
+
+
 @check("models")
 def _():
     ids = [m.id for m in sluice.models.list()]

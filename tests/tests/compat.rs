@@ -47,8 +47,86 @@ async fn an_openai_client_gets_openai_answers_through_the_queue() {
     );
     assert_eq!(r.body["error"]["code"], "model_not_found");
     let r = client
-        .post("/v1/chat/completions", &json!({"model": "mock-small", "stream": true, "messages": [{"role": "user", "content": "x"}]}))
+        .post(
+            "/v1/embeddings",
+            &json!({"model": "mock-embed", "stream": true, "input": "x"}),
+        )
         .await;
-    assert_eq!(r.status, 400, "streaming is refused: {r:?}");
+    assert_eq!(r.status, 400, "embeddings do not stream: {r:?}");
     assert_eq!(r.body["error"]["type"], "invalid_request_error");
+}
+
+/// A streaming call through the real services: the worker relays the
+/// provider's chunks through Redis, and the API sends each as it comes.
+/// A caller that hangs up midway leaves the job to finish.
+#[tokio::test]
+async fn a_stream_arrives_as_the_provider_writes_it_and_a_caller_who_leaves_cancels_nothing() {
+    let (stack, client) = acme_stack(StackOptions {
+        // 15 ms a token: a 40-token answer takes 0.6 s to write.
+        mock_args: vec!["--latency-per-completion-token-us".into(), "15000".into()],
+        ..StackOptions::default()
+    })
+    .await;
+    let http = reqwest::Client::new();
+    let body = |text: &str| {
+        json!({"model": "mock-small", "max_tokens": 40, "stream": true,
+               "stream_options": {"include_usage": true},
+               "messages": [{"role": "user", "content": text}]})
+    };
+    let call = |text: &str| {
+        http.post(format!("{}/v1/chat/completions", stack.api_url()))
+            .bearer_auth(&client.key)
+            .json(&body(text))
+            .send()
+    };
+    let mut response = call("stream through redis").await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(response.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/event-stream"));
+    let id = response.headers()["sluice-job-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    // Count the reads that brought content before the end: a stream that
+    // was answered whole would bring it in one.
+    let (mut text, mut reads_with_content) = (String::new(), 0);
+    while let Some(bytes) = response.chunk().await.unwrap() {
+        text.push_str(std::str::from_utf8(&bytes).unwrap());
+        if !text.contains("[DONE]") && bytes.windows(10).any(|w| w == b"\"content\":") {
+            reads_with_content += 1;
+        }
+    }
+    assert!(
+        reads_with_content >= 5,
+        "{reads_with_content} reads: {text}"
+    );
+    let chunks: Vec<serde_json::Value> = text
+        .split("\n\n")
+        .filter_map(|e| e.strip_prefix("data: "))
+        .filter(|e| *e != "[DONE]")
+        .map(|e| serde_json::from_str(e).unwrap())
+        .collect();
+    assert!(text.trim_end().ends_with("data: [DONE]"), "{text}");
+    let content: String = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
+        .collect();
+    let job = client.wait(&id, 30).await;
+    assert_eq!(job["status"], "succeeded");
+    assert_eq!(job["result"]["choices"][0]["message"]["content"], content);
+    assert_eq!(chunks.last().unwrap()["usage"], job["result"]["usage"]);
+
+    // Hang up after the first chunk: the job still ends, answered.
+    let mut response = call("hang up early").await.unwrap();
+    let id = response.headers()["sluice-job-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    response.chunk().await.unwrap().expect("a first chunk");
+    drop(response);
+    let job = client.wait(&id, 30).await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    assert_eq!(job["usage"]["completion_tokens"], 40);
 }

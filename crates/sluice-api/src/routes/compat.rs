@@ -117,7 +117,8 @@ fn streamed(endpoint: Endpoint, body: &mut Value) -> Option<sse::Asked> {
 
 /// OpenAI's chat completions, through a job (`Sluice-Job-Id` names it).
 #[utoipa::path(post, path = "/v1/chat/completions", request_body = Object,
-    responses((status = 200, body = Object, description = "The provider's answer"),
+    responses((status = 200, description = "The provider's answer; with `stream: true`, Server-Sent Events as OpenAI sends them, ending `data: [DONE]`",
+               content((Object = "application/json"), (String = "text/event-stream"))),
               (status = 404, body = super::openai::OpenAiError), (status = 429, body = super::openai::OpenAiError),
               (status = 502, body = super::openai::OpenAiError), (status = 504, body = super::openai::OpenAiError)),
     security(("bearer" = [])))]
@@ -132,7 +133,8 @@ pub async fn chat_completions(
 
 /// OpenAI's completions, through a job.
 #[utoipa::path(post, path = "/v1/completions", request_body = Object,
-    responses((status = 200, body = Object, description = "The provider's answer"),
+    responses((status = 200, description = "The provider's answer; with `stream: true`, Server-Sent Events as OpenAI sends them, ending `data: [DONE]`",
+               content((Object = "application/json"), (String = "text/event-stream"))),
               (status = 404, body = super::openai::OpenAiError), (status = 429, body = super::openai::OpenAiError),
               (status = 502, body = super::openai::OpenAiError), (status = 504, body = super::openai::OpenAiError)),
     security(("bearer" = [])))]
