@@ -6,6 +6,8 @@
 //! - [`cache`]: the response cache: exact entries, in-flight coalescing,
 //!   semantic vectors (Redis).
 //! - [`budget`]: fleet-wide provider rate budgets (Redis).
+//! - [`files`]: tenants' uploads for the Files API, kept in parts
+//!   (PostgreSQL).
 //! - [`tenants`]: tenants and API keys, keys stored hashed (PostgreSQL
 //!   through sqlx), and the migrations.
 //! - [`provider_batches`]: the durable home of jobs handed to a provider's
@@ -14,6 +16,7 @@
 
 pub mod budget;
 pub mod cache;
+pub mod files;
 pub mod group;
 pub mod jobs;
 pub mod provider_batches;
