@@ -129,6 +129,22 @@ def _():
     assert [texts[0], texts[1]] == [c.text for c in plain.choices], (texts, plain)
 
 
+@check("files: upload, list, retrieve, content, delete; another tenant's is a NotFoundError")
+def _():
+    import io
+
+    content = b'{"custom_id": "a", "method": "POST", "url": "/v1/chat/completions", "body": {}}\n' * 3
+    f = sluice.files.create(file=("in.jsonl", io.BytesIO(content)), purpose="batch")
+    assert f.object == "file" and f.purpose == "batch" and f.bytes == len(content), f
+    assert f.id in [x.id for x in sluice.files.list()]
+    assert sluice.files.retrieve(f.id).filename == "in.jsonl"
+    assert sluice.files.content(f.id).content == content
+    other = client(os.environ["SLUICE_LIMITED"])
+    expect(openai.NotFoundError, 404, lambda: other.files.retrieve(f.id))
+    assert sluice.files.delete(f.id).deleted
+    expect(openai.NotFoundError, 404, lambda: sluice.files.retrieve(f.id))
+
+
 @check("models")
 def _():
     ids = [m.id for m in sluice.models.list()]

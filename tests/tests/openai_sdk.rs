@@ -84,7 +84,7 @@ async fn the_openai_sdk_works_unchanged_against_sluice() {
     .await;
     assert_eq!(
         out.lines().filter(|l| l.starts_with("ok ")).count(),
-        10,
+        11,
         "{out}"
     );
 }

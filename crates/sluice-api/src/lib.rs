@@ -16,6 +16,7 @@ pub mod extract;
 pub mod ingest;
 pub mod problem;
 pub mod read;
+pub mod retention;
 pub mod routes;
 pub mod sse;
 pub mod state;

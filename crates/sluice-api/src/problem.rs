@@ -51,6 +51,10 @@ pub enum ApiError {
     InvalidWebhook(String),
     /// No such webhook endpoint or delivery for this tenant.
     WebhookNotFound(String),
+    /// No such file for this tenant (the Files API).
+    FileNotFound(String),
+    /// An upload over `[files] max_bytes` or `max_lines`.
+    FileTooLarge(String),
     /// Over the tenant's rate limit; the headers say when to come back.
     RateLimited {
         detail: String,
@@ -207,6 +211,18 @@ impl ApiError {
                 StatusCode::NOT_FOUND,
                 "webhook-not-found",
                 "Webhook not found",
+                d.clone(),
+            ),
+            FileNotFound(d) => (
+                StatusCode::NOT_FOUND,
+                "file-not-found",
+                "File not found",
+                d.clone(),
+            ),
+            FileTooLarge(d) => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "file-too-large",
+                "File too large",
                 d.clone(),
             ),
             RateLimited { detail, .. } => (

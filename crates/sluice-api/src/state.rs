@@ -9,6 +9,7 @@ use sluice_core::config::Config;
 use sluice_core::metrics::Metrics;
 use sluice_queue::{JobEvents, JobQueue, WebhookQueue};
 use sluice_store::cache::ResponseCache;
+use sluice_store::files::FileStore;
 use sluice_store::jobs::JobStore;
 use sluice_store::tenants::TenantStore;
 use sluice_store::usage::UsageLedger;
@@ -67,6 +68,8 @@ pub struct Shared {
     pub semantic: Option<Arc<cache::semantic::SemanticIndex>>,
     /// Writes the ledger rows of cache hits and embedding calls.
     pub cache_rows: cache::ledger::RowWriter,
+    /// Tenants' uploads (the Files API).
+    pub files: Arc<dyn FileStore>,
 }
 
 /// What the API talks to.
@@ -84,6 +87,7 @@ pub struct Backends {
     pub cache: Arc<dyn ResponseCache>,
     /// Calls the semantic cache's embedding model (the config's routes).
     pub embedder: Option<Arc<sluice_providers::Router>>,
+    pub files: Arc<dyn FileStore>,
 }
 
 impl AppState {
@@ -120,6 +124,7 @@ impl AppState {
             events: b.events,
             webhook_queue: b.webhook_queue,
             endpoints: Default::default(),
+            files: b.files,
         };
         Self {
             shared: Arc::new(shared),

@@ -37,6 +37,8 @@ pub struct Config {
     pub webhooks: WebhooksConfig,
     #[serde(default)]
     pub cache: crate::cache::CacheConfig,
+    #[serde(default)]
+    pub files: FilesConfig,
 }
 
 /// What the Prometheus metrics label.
@@ -463,6 +465,7 @@ impl Config {
             return Err("jobs: pack_jobs must be between 1 and 1000".to_owned());
         }
         self.webhooks.validate()?;
+        self.files.validate()?;
         self.cache.validate()?;
         if let Some(model) = &self.cache.semantic.model {
             if self.route(model).is_none() {
@@ -531,12 +534,15 @@ impl Config {
                 ..WebhooksConfig::default()
             },
             cache: crate::cache::CacheConfig::default(),
+            files: FilesConfig::default(),
         }
     }
 }
 
+mod files;
 mod prices;
 mod webhooks;
+pub use files::FilesConfig;
 pub use prices::PriceEntry;
 pub use webhooks::WebhooksConfig;
 

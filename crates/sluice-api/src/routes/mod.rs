@@ -4,6 +4,7 @@
 
 pub mod cache;
 pub mod compat;
+pub mod files;
 pub mod jobs;
 pub mod models;
 pub mod openai;
@@ -86,7 +87,18 @@ fn routes(api: &ApiConfig) -> OpenApiRouter<AppState> {
             OpenApiRouter::new()
                 .routes(routes!(models::list))
                 .routes(routes!(models::get))
+                .routes(routes!(files::list))
+                .routes(routes!(files::get, files::delete))
+                .routes(routes!(files::content))
                 .route_layer(bound(Duration::ZERO)),
+        )
+        .merge(
+            // An upload streams to the store, up to `[files] max_bytes`
+            // (its own limit, not the body limit), and may take a while.
+            OpenApiRouter::new()
+                .routes(routes!(files::upload))
+                .route_layer(DefaultBodyLimit::disable())
+                .route_layer(bound(files::UPLOAD_WAIT)),
         )
         .route_layer(axum::middleware::from_fn(openai::errors));
     OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())

@@ -74,6 +74,8 @@ fn shape(
             None,
         ),
         "not-found" => (StatusCode::NOT_FOUND, INVALID, Some("unknown_url"), None),
+        "file-not-found" => (StatusCode::NOT_FOUND, INVALID, None, Some("id")),
+        "file-too-large" => (StatusCode::PAYLOAD_TOO_LARGE, INVALID, None, Some("file")),
         "still-running" => (
             StatusCode::GATEWAY_TIMEOUT,
             "server_error",
@@ -148,6 +150,8 @@ mod tests {
             ("still-running", 504),
             ("body-too-large", 413),
             ("not-found", 404),
+            ("file-not-found", 404),
+            ("file-too-large", 413),
             ("method-not-allowed", 405),
         ];
         for (slug, status) in slugs {

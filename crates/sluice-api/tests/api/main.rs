@@ -12,6 +12,7 @@ mod budget;
 mod cache;
 mod compat;
 mod errors;
+mod files;
 mod idempotency;
 mod jobs;
 mod limits;

@@ -136,6 +136,9 @@ async fn the_openapi_document_names_every_route() {
         "/v1/embeddings",
         "/v1/models",
         "/v1/models/{id}",
+        "/v1/files",
+        "/v1/files/{id}",
+        "/v1/files/{id}/content",
         "/healthz",
         "/readyz",
         "/metrics",
@@ -153,6 +156,7 @@ async fn errors_are_documented_with_the_content_type_they_are_sent_with() {
     for (path, item) in doc["paths"].as_object().unwrap() {
         for (method, operation) in item.as_object().unwrap() {
             let openai = path.starts_with("/v1/models")
+                || path.starts_with("/v1/files")
                 || ["/v1/chat/completions", "/v1/completions", "/v1/embeddings"]
                     .contains(&path.as_str());
             for (status, response) in operation["responses"].as_object().unwrap() {

@@ -139,6 +139,12 @@ async fn serve(
         .context("cannot subscribe to job completions")?;
     tasks.spawn(listener.run(shutdown.clone()));
 
+    let files: Arc<dyn sluice_store::files::FileStore> =
+        Arc::new(sluice_store::files::PgFileStore::new(pool.clone()));
+    tasks.spawn(sluice_api::retention::sweep_files(
+        Arc::clone(&files),
+        shutdown.clone(),
+    ));
     let backends = sluice_api::Backends {
         config,
         queue: queue.clone(),
@@ -152,6 +158,7 @@ async fn serve(
         webhooks: Arc::new(sluice_store::webhooks::PgWebhookStore::new(pool)),
         events: queue.clone(),
         webhook_queue: queue.clone(),
+        files: Arc::clone(&files),
     };
     let state = AppState::new(backends, tasks).with_shutdown(shutdown.clone());
     front.open(sluice_api::router(state));

@@ -115,6 +115,7 @@ pub async fn run(listen: SocketAddr) -> anyhow::Result<()> {
         webhooks: webhook_store,
         events: queue.clone(),
         webhook_queue: queue.clone(),
+        files: Arc::new(sluice_store::files::MemoryFileStore::default()),
     };
     let state = AppState::new(backends, &tasks).with_shutdown(shutdown.clone());
     let socket = tokio::net::TcpListener::bind(listen)

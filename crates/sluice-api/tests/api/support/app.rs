@@ -131,6 +131,7 @@ impl Builder {
             webhook_queue: twins.memory_queue.clone(),
             cache: twins.cache.clone(),
             embedder: None,
+            files: Arc::new(sluice_store::files::MemoryFileStore::default()),
         };
         let state = AppState::new(backends, &tasks).with_shutdown(shutdown.clone());
         let stack = Arc::new(Stack {
