@@ -181,8 +181,9 @@ pub async fn upload(
 pub async fn list(
     State(state): State<AppState>,
     Caller(caller): Caller,
-    Query(params): Query<ListParams>,
+    params: Result<Query<ListParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<FileList>, ApiError> {
+    let Query(params) = params.map_err(|e| ApiError::InvalidRequest(e.body_text()))?;
     let limit = params.limit.unwrap_or(MAX_LIST);
     if !(1..=MAX_LIST).contains(&limit) {
         return Err(ApiError::InvalidRequest(format!(

@@ -163,9 +163,11 @@ async fn uploads_past_the_limits_or_malformed_are_refused_and_leave_nothing() {
     app.post("/v1/files", &serde_json::json!({"purpose": "batch"}))
         .await
         .expect_openai_error(400, "invalid_request_error", None);
-    app.get("/v1/files?limit=0")
-        .await
-        .expect_openai_error(400, "invalid_request_error", None);
+    for bad in ["limit=0", "limit=-1", "order=sideways"] {
+        app.get(&format!("/v1/files?{bad}"))
+            .await
+            .expect_openai_error(400, "invalid_request_error", None);
+    }
     // Only the one good upload is there.
     let list = app.get("/v1/files").await;
     assert_eq!(list.body["data"].as_array().unwrap().len(), 1);
