@@ -168,7 +168,8 @@ pub struct WorkerConfig {
     pub max_batch_tokens: u64,
     /// … or when its first job has waited this long, per priority class.
     pub max_wait_ms: MaxWait,
-    /// Batches a worker sends at once; with `max_batch_size` it sets the
+    /// Full batches a worker sends at once: with `max_batch_size` it sets
+    /// the jobs in flight at once (however they are batched) and the
     /// prefetch, which bounds the worker's memory.
     pub batches_in_flight: usize,
     /// Concurrent provider calls within one chat batch (chat has no array form).

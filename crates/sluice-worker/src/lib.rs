@@ -6,7 +6,7 @@
 //!   │    the provider-batch tier ([`provider_batch`]: into PostgreSQL,
 //!   │    acked; sent, polled, ended or hedged by the lease holder)
 //!   → batcher (key = endpoint + model + priority + prompt-prefix hash)
-//!   → at most `batches_in_flight` batches at once
+//!   → at most `max_batch_size × batches_in_flight` jobs in flight at once
 //!   → start each job (cancel/deadline checked here, just before the call)
 //!   → provider router (one array call, or a bounded fan-out; a streaming
 //!     job's chunks relayed to its chunk log as they come, [`relay`])
@@ -149,7 +149,12 @@ impl Worker {
             self.run_provider_batches(batches, &executor, staged_rx, &tasks, &shutdown);
         }
 
-        let slots = Arc::new(Semaphore::new(self.config.batches_in_flight));
+        // In flight at once: jobs, `max_batch_size × batches_in_flight` of
+        // them. Full batches take `batches_in_flight` slots, the batcher
+        // waits when they are taken, and batches grow meanwhile; but many
+        // small batches (long calls arriving one at a time) are not held
+        // to `batches_in_flight` calls.
+        let slots = Arc::new(Semaphore::new(usize::from(self.config.prefetch())));
         let batches = TaskTracker::new();
         let limits = Limits {
             max_jobs: self.config.max_batch_size,
@@ -159,7 +164,8 @@ impl Worker {
             let (executor, slots, batches) =
                 (Arc::clone(&executor), Arc::clone(&slots), batches.clone());
             async move {
-                let Ok(slot) = slots.acquire_owned().await else {
+                let jobs = u32::try_from(flushed.items.len()).unwrap_or(u32::MAX).max(1);
+                let Ok(slot) = slots.acquire_many_owned(jobs).await else {
                     return;
                 };
                 batches.spawn(async move {
