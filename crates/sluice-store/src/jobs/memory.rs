@@ -22,7 +22,7 @@ pub struct MemoryJobStore {
     claims: Mutex<HashMap<(String, String), String>>,
     retention: Duration,
     hub: Arc<WaiterHub>,
-    /// Each job's chunk log (kept for the process's life: tests and dev).
+    /// Each job's chunk log, kept as long as its record.
     chunks: Mutex<HashMap<JobId, Vec<StreamEntry>>>,
 }
 
@@ -99,6 +99,11 @@ impl JobStore for MemoryJobStore {
         for job in jobs {
             map.insert(job.id, job.clone());
         }
+        // A chunk log goes with its job's record.
+        self.chunks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|id, _| map.contains_key(id));
         Ok(())
     }
 
