@@ -197,12 +197,15 @@ impl AmqpQueue {
     /// Sends every frame on one publisher channel, returning the pending
     /// confirms in order. Retries once on a fresh channel when the very
     /// first send finds the channel or connection broken.
-    async fn send_all(&self, frames: &[Frame]) -> Vec<Result<PublisherConfirm, QueueError>> {
+    async fn send_all(
+        &self,
+        frames: &[Frame],
+    ) -> (Option<Used>, Vec<Result<PublisherConfirm, QueueError>>) {
         let fail_all = |e: QueueError| {
             let text = e.to_string();
             let mut all = vec![Err(e)];
             all.resize_with(frames.len(), || Err(QueueError::Unavailable(text.clone())));
-            all
+            (None, all)
         };
         let mut retried = false;
         'attempt: loop {
@@ -246,7 +249,12 @@ impl AmqpQueue {
                     }
                 }
             }
-            return sent;
+            let used = Used {
+                conn: Arc::clone(&conn),
+                index,
+                channel,
+            };
+            return (Some(used), sent);
         }
     }
 
@@ -255,7 +263,7 @@ impl AmqpQueue {
         if frames.is_empty() {
             return Vec::new();
         }
-        let sent = match timeout(SEND_TIMEOUT, self.send_all(&frames)).await {
+        let (used, sent) = match timeout(SEND_TIMEOUT, self.send_all(&frames)).await {
             Ok(sent) => sent,
             Err(_) => {
                 let text = timed_out("publish", SEND_TIMEOUT).to_string();
@@ -272,13 +280,29 @@ impl AmqpQueue {
         )
         .await;
         let ids: Vec<Option<&str>> = frames.iter().map(|f| f.message_id.as_deref()).collect();
-        publish::outcomes(&ids, confirmations)
+        let outcomes = publish::outcomes(&ids, confirmations);
+        if outcomes
+            .iter()
+            .any(|o| matches!(o, Err(QueueError::Nacked)))
+        {
+            if let Some(used) = used {
+                used.conn.retire_publisher(used.index, &used.channel).await;
+            }
+        }
+        outcomes
     }
 
     fn consumer_tag(&self, source: Source) -> String {
         let n = self.next_consumer.fetch_add(1, Ordering::Relaxed);
         format!("sluice.{}.{n}", self.topology.source_queue(source))
     }
+}
+
+/// The publisher channel a send went out on.
+struct Used {
+    conn: Arc<link::Conn>,
+    index: usize,
+    channel: lapin::Channel,
 }
 
 #[async_trait]

@@ -164,7 +164,9 @@ impl Worker {
             let (executor, slots, batches) =
                 (Arc::clone(&executor), Arc::clone(&slots), batches.clone());
             async move {
-                let jobs = u32::try_from(flushed.items.len()).unwrap_or(u32::MAX).max(1);
+                let jobs = u32::try_from(flushed.items.len())
+                    .unwrap_or(u32::MAX)
+                    .max(1);
                 let Ok(slot) = slots.acquire_many_owned(jobs).await else {
                     return;
                 };

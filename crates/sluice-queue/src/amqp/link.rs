@@ -132,6 +132,31 @@ impl Conn {
         Ok((guard, channel))
     }
 
+    /// Drops publisher channel `index` if it still is `channel`, so that
+    /// the next publish on it opens a fresh one. Used after the broker
+    /// nacked a publish: after a node stopped, a channel that published
+    /// while the queues were electing new leaders was seen to nack every
+    /// later publish, while a new channel on the same connection worked.
+    pub(super) async fn retire_publisher(&self, index: usize, channel: &Channel) {
+        let Some(slot) = self.publishers.get(index) else {
+            return;
+        };
+        let retired = {
+            let mut guard = slot.lock().await;
+            match guard.as_ref() {
+                Some(current) if current.id() == channel.id() => guard.take(),
+                _ => None,
+            }
+        };
+        if let Some(old) = retired.filter(|c| c.status().connected()) {
+            warn!(
+                channel = old.id(),
+                "a publisher channel was nacked; opening a new one"
+            );
+            let _ = timeout(RPC_TIMEOUT, old.close(REPLY_SUCCESS, "nacked")).await;
+        }
+    }
+
     pub(super) async fn close(&self) {
         for slot in self.publishers.iter().chain([&self.admin]) {
             if let Some(channel) = slot.lock().await.take() {
