@@ -56,6 +56,12 @@ pub struct CacheArgs {
     /// the workers idle: the hit path's own latency.
     #[arg(long, default_value_t = 2_000)]
     pub hits_alone: usize,
+    /// Measure the semantic cache's quality instead: a labelled probe
+    /// set on a real embedding model (see `semantic/mod.rs`).
+    #[arg(long)]
+    pub semantic: bool,
+    #[command(flatten)]
+    pub semantic_args: crate::semantic::SemanticArgs,
     #[command(flatten)]
     pub conn: Connections,
 }
@@ -202,6 +208,9 @@ fn counter(metrics: &str, series: &str) -> u64 {
 }
 
 pub async fn run(args: CacheArgs) -> anyhow::Result<()> {
+    if args.semantic {
+        return crate::semantic::run(&args.semantic_args, &args.conn, args.latency_ms).await;
+    }
     let options = sluice_testkit::StackOptions {
         mock_args: vec!["--latency-fixed-ms".into(), args.latency_ms.to_string()],
         ..stack::options(&args.conn, args.workers)

@@ -16,6 +16,7 @@ mod load;
 mod progress;
 mod raw;
 mod report;
+mod semantic;
 mod stack;
 mod stats;
 mod throughput;

