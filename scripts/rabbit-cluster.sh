@@ -32,7 +32,7 @@ die() { printf '%s\n' "rabbit-cluster: error: $*" >&2; exit 1; }
 
 RABBIT_BIN=/usr/lib/rabbitmq/bin
 # How long a node may take to boot, and the cluster to show three nodes.
-BOOT_TIMEOUT=90
+BOOT_TIMEOUT=150
 
 usage() { die "usage: $0 start|stop DIR, start-node DIR NAME, or ctl DIR RABBITMQCTL-ARGS..."; }
 
@@ -52,11 +52,13 @@ ctl() {
         timeout 60 "$RABBIT_BIN/rabbitmqctl" "$@"
 }
 
-# Prints a free TCP port from 30000 up, not in $USED (space separated).
+# Prints a free TCP port from 21000 to 32000, below Linux's ephemeral
+# range (so no outgoing connection takes it before the node binds it), not
+# the shared broker's 25672, not in $USED (space separated).
 USED=""
 free_port() {
-    local port=$(( 30000 + RANDOM % 20000 ))
-    while port_open "$port" || [[ " $USED " == *" $port "* ]]; do
+    local port=$(( 21000 + RANDOM % 11000 ))
+    while port_open "$port" || [[ " $USED " == *" $port "* ]] || (( port == 25672 )); do
         port=$(( port + 1 ))
     done
     USED="$USED $port"
@@ -87,6 +89,8 @@ await_node() {
     # Until the node has registered with epmd, await_startup fails at once.
     until ctl -n "$name@localhost" -t 10 await_startup >/dev/null 2>&1; do
         if (( SECONDS >= deadline )); then
+            log "the last lines of $name's logs:"
+            tail -n 20 "$DIR/$name/log/"*.log >&2 || true
             die "node $name did not boot within ${BOOT_TIMEOUT}s; see $DIR/$name/log (run: $0 stop $DIR)"
         fi
         sleep 1
