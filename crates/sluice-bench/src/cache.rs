@@ -171,12 +171,7 @@ async fn hits_alone(
     let (mut took, mut missed) = (Vec::with_capacity(order.len()), 0);
     for job in order {
         let sent = Instant::now();
-        let r = http
-            .post(format!("{}/v1/jobs", stack.api_url))
-            .bearer_auth(&stack.key)
-            .json(job)
-            .send()
-            .await?;
+        let r = stack.post_job(http, job).await?;
         let status = r.status().as_u16();
         r.bytes().await?;
         if status == 200 {

@@ -64,6 +64,20 @@ impl BenchStack {
         }
     }
 
+    /// Submits one job envelope (`POST /v1/jobs`) with the bench's key: the
+    /// answer, a 200 (a cache hit) or a 202, unread.
+    pub async fn post_job(
+        &self,
+        http: &reqwest::Client,
+        job: &serde_json::Value,
+    ) -> reqwest::Result<reqwest::Response> {
+        http.post(format!("{}/v1/jobs", self.api_url))
+            .bearer_auth(&self.key)
+            .json(job)
+            .send()
+            .await
+    }
+
     /// Submits `jobs` (job envelopes) through `/v1/jobs/batch`, a thousand
     /// at a time; their ids, in order. `submitted` hears the count so far.
     pub async fn submit(

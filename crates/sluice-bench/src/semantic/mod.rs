@@ -185,12 +185,7 @@ async fn ask_all(
 
 async fn ask(http: &reqwest::Client, stack: &BenchStack, job: &Value) -> anyhow::Result<Answered> {
     let sent = Instant::now();
-    let r = http
-        .post(format!("{}/v1/jobs", stack.api_url))
-        .bearer_auth(&stack.key)
-        .json(job)
-        .send()
-        .await?;
+    let r = stack.post_job(http, job).await?;
     let status = r.status().as_u16();
     let body: Value = r.json().await?;
     let took = sent.elapsed();

@@ -196,3 +196,17 @@ pub fn chat_content(response: &Value) -> String {
         .unwrap()
         .to_owned()
 }
+
+/// A mock that takes its time: 100 ms fixed, 1 ms a prompt token and 20 ms
+/// a completion token, so a test can tell prefill from decode.
+pub fn slow_options() -> MockOptions {
+    MockOptions {
+        latency: sluice_mock::LatencyOptions {
+            fixed_ms: 100,
+            per_prompt_token_us: 1_000,
+            per_completion_token_us: 20_000,
+            ..sluice_mock::LatencyOptions::default()
+        },
+        ..MockOptions::default()
+    }
+}

@@ -8,19 +8,7 @@ use serde_json::json;
 use sluice_mock::{count_tokens, LatencyOptions, MockOptions};
 use tokio::time::Instant;
 
-use crate::helpers::TestMock;
-
-fn options() -> MockOptions {
-    MockOptions {
-        latency: LatencyOptions {
-            fixed_ms: 100,
-            per_prompt_token_us: 1_000,
-            per_completion_token_us: 20_000,
-            ..LatencyOptions::default()
-        },
-        ..MockOptions::default()
-    }
-}
+use crate::helpers::{slow_options as options, TestMock};
 
 #[tokio::test(start_paused = true)]
 async fn chat_waits_fixed_plus_prefill_plus_decode() {

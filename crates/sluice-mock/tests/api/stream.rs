@@ -15,7 +15,7 @@ use sluice_mock::{
 use tokio::time::Instant;
 use tower::ServiceExt;
 
-use crate::helpers::{choice_texts, TestMock};
+use crate::helpers::{choice_texts, slow_options as slow, TestMock};
 
 const CHAT: &str = "/v1/chat/completions";
 const COMPLETIONS: &str = "/v1/completions";
@@ -249,18 +249,6 @@ async fn completions_of_a_prompt_array_stream_each_choice() {
     let (_, usage) = streamed.chunks.last().unwrap();
     assert_eq!(usage["choices"], json!([]));
     assert_eq!(usage["usage"], plain.body["usage"]);
-}
-
-fn slow() -> MockOptions {
-    MockOptions {
-        latency: LatencyOptions {
-            fixed_ms: 100,
-            per_prompt_token_us: 1_000,
-            per_completion_token_us: 20_000,
-            ..LatencyOptions::default()
-        },
-        ..MockOptions::default()
-    }
 }
 
 #[tokio::test(start_paused = true)]
