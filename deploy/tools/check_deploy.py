@@ -42,7 +42,7 @@ from observability import check_grafana, check_prometheus, promql_check  # noqa:
 # The keys crates/sluice-core/src/config.rs accepts (it denies unknown ones).
 CONFIG_KEYS = {
     "": {"providers", "models", "worker", "api", "jobs", "metrics"},
-    "providers": {"name", "kind", "base_url", "api_key_env", "timeout_s", "max_concurrency",
+    "providers": {"name", "kind", "base_url", "api_key_env", "timeout_s", "max_concurrency", "latency_target_ms",
                   "breaker_failures", "breaker_cool_down_s", "requests_per_minute", "tokens_per_minute",
                   "limits_window_ms", "headers", "prompt_cache_key"},
     "models": {"name", "providers", "upstream_model"},

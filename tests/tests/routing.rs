@@ -124,3 +124,45 @@ async fn serial_workers_share_the_providers_limit_instead_of_collecting_429s() {
     );
     stack.workers.clear();
 }
+
+#[tokio::test]
+/// A self-hosted server serves 4 requests at once and queues the rest, so
+/// its latency climbs past 4 in flight (its knee). With a latency target
+/// the worker finds that, from its ceiling of 64. Serial: the latencies it
+/// steers by must be the server's, not a busy machine's.
+async fn serial_a_latency_target_finds_a_self_hosted_servers_knee() {
+    let (mut stack, client) = acme_stack(StackOptions {
+        mock_args: vec![
+            "--latency-fixed-ms".into(),
+            "100".into(),
+            "--max-concurrency=4".into(),
+        ],
+        provider_toml: "latency_target_ms = 160".into(),
+        ..StackOptions::default()
+    })
+    .await;
+    let limit = async |stack: &Stack| -> f64 {
+        stack
+            .worker_metrics(0)
+            .await
+            .lines()
+            .find(|l| l.starts_with("sluice_provider_concurrency_limit{provider=\"mock\"}"))
+            .and_then(|l| l.split_whitespace().last()?.parse().ok())
+            .expect("the limit is on the worker's metrics")
+    };
+    assert_eq!(limit(&stack).await, 64.0, "it starts at the ceiling");
+    let jobs = (0..300)
+        .map(|i| json!({"body": {"model": "mock-small", "max_tokens": 2, "messages": [{"role": "user", "content": format!("knee {i}")}]}}))
+        .collect();
+    let ids = client.submit_batch(jobs).await;
+    for done in client.wait_all(&ids, 120).await {
+        assert_eq!(done["status"], "succeeded", "{done}");
+    }
+    let found = limit(&stack).await;
+    eprintln!("the limit settled at {found} (knee 4, ceiling 64)");
+    assert!(
+        (2.0..=8.0).contains(&found),
+        "the limit settled near the knee of 4, not at {found}"
+    );
+    stack.workers.clear();
+}

@@ -95,9 +95,17 @@ pub struct ProviderConfig {
     /// Seconds before a request to this provider is abandoned.
     #[serde(default = "defaults::provider_timeout_s")]
     pub timeout_s: u64,
-    /// Requests in flight to this provider from one worker.
+    /// Requests in flight to this provider from one worker: fixed, or with
+    /// `latency_target_ms` the most the found limit may reach.
     #[serde(default = "defaults::provider_concurrency")]
     pub max_concurrency: usize,
+    /// Find the concurrency (between 1 and `max_concurrency`) that keeps
+    /// this provider's calls within this latency, by additive increase and
+    /// multiplicative decrease: for a self-hosted server, whose latency
+    /// climbs past some number of requests at once. Unset: the concurrency
+    /// is `max_concurrency`, fixed.
+    #[serde(default)]
+    pub latency_target_ms: Option<u64>,
     /// Consecutive failed calls that open the provider's circuit breaker.
     #[serde(default = "defaults::breaker_failures")]
     pub breaker_failures: u32,
@@ -370,9 +378,9 @@ impl Config {
                     p.base_url.as_str()
                 ));
             }
-            if p.timeout_s == 0 || p.max_concurrency == 0 {
+            if p.timeout_s == 0 || p.max_concurrency == 0 || p.latency_target_ms == Some(0) {
                 return Err(format!(
-                    "{at}: timeout_s and max_concurrency must be above 0"
+                    "{at}: timeout_s, max_concurrency and latency_target_ms must be above 0"
                 ));
             }
             if let Some(flex) = &p.flex {
@@ -505,6 +513,7 @@ impl Config {
                 api_key_env: None,
                 timeout_s: defaults::provider_timeout_s(),
                 max_concurrency: defaults::provider_concurrency(),
+                latency_target_ms: None,
                 breaker_failures: defaults::breaker_failures(),
                 breaker_cool_down_s: defaults::breaker_cool_down_s(),
                 requests_per_minute: None,

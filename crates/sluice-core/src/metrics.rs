@@ -71,6 +71,9 @@ pub struct Metrics {
     pub provider_errors: IntCounterVec,
     /// Each provider's circuit breaker: 0 closed, 1 open, 2 half-open.
     pub provider_breaker_state: IntGaugeVec,
+    /// Calls to each provider a process lets be in flight at once: its
+    /// `max_concurrency`, or the limit found against `latency_target_ms`.
+    pub provider_concurrency_limit: IntGaugeVec,
     /// Seconds a call waited for its provider's fleet-wide budget.
     pub provider_budget_wait: HistogramVec,
     /// Provider calls billed beyond each job's own, by provider and
@@ -219,6 +222,11 @@ impl Metrics {
             provider_breaker_state: b.gauge_vec(
                 "sluice_provider_breaker_state",
                 "Each provider's circuit breaker: 0 closed, 1 open, 2 half-open.",
+                &["provider"],
+            ),
+            provider_concurrency_limit: b.gauge_vec(
+                "sluice_provider_concurrency_limit",
+                "Calls to each provider this process lets be in flight at once: max_concurrency, or the limit found by additive increase and multiplicative decrease against latency_target_ms.",
                 &["provider"],
             ),
             provider_budget_wait: b.histogram(

@@ -14,8 +14,8 @@ use sluice_core::metrics::Metrics;
 use sluice_core::stream::{Assembler, StreamEntry};
 use sluice_core::Endpoint;
 use sluice_core::JobId;
-use tokio::sync::Semaphore;
 
+use crate::limit::ConcurrencyLimit;
 use crate::{ChunkRelay, ProviderError, SetupError};
 
 /// The longest `Retry-After` honoured as given; longer asks are capped.
@@ -34,8 +34,9 @@ pub struct ProviderHttp {
     base_url: String,
     api_key: Option<String>,
     client: reqwest::Client,
-    /// Calls in flight to this provider from this process.
-    permits: Arc<Semaphore>,
+    /// Calls in flight to this provider from this process: fixed, or found
+    /// against the latency target.
+    limit: Arc<ConcurrencyLimit>,
     metrics: Arc<Metrics>,
     /// The fleet-wide budget and this provider's limits, if it has any.
     budget: Option<(Arc<dyn RateBudget>, BudgetLimits)>,
@@ -89,7 +90,13 @@ impl ProviderHttp {
             base_url: config.base_url.as_str().trim_end_matches('/').to_owned(),
             api_key,
             client,
-            permits: Arc::new(Semaphore::new(config.max_concurrency)),
+            limit: ConcurrencyLimit::new(
+                config.max_concurrency,
+                config.latency_target_ms.map(Duration::from_millis),
+                metrics
+                    .provider_concurrency_limit
+                    .with_label_values(&[&config.name]),
+            ),
             metrics,
             budget: budget
                 .filter(|_| !config.budget().is_unlimited())
@@ -269,16 +276,18 @@ impl ProviderHttp {
         request: impl std::future::Future<Output = Result<Value, (&'static str, ProviderError)>>,
     ) -> Result<Value, ProviderError> {
         self.spend_budget(tokens).await?;
-        let _permit = self
-            .permits
-            .acquire()
-            .await
-            .map_err(|_| self.transient("provider is shutting down"))?;
+        let permit = self.limit.acquire().await;
         if let Some(log) = &self.sent {
             log.sending(jobs).await;
         }
         let started = Instant::now();
         let result = request.await;
+        // An answer's time, or a timeout's, is what the limit steers by; an
+        // error says nothing of the provider's load.
+        permit.done(match &result {
+            Ok(_) | Err(("timeout", _)) => Some(started.elapsed()),
+            Err(_) => None,
+        });
         let outcome = match &result {
             Ok(_) => "ok",
             Err((_, ProviderError::Terminal { .. })) => "rejected",

@@ -17,6 +17,7 @@ pub mod breaker;
 pub mod costs;
 pub mod error;
 pub mod http;
+pub mod limit;
 pub mod openai;
 pub mod router;
 pub mod tokens;
