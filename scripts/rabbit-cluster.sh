@@ -40,6 +40,9 @@ usage() { die "usage: $0 start|stop DIR, start-node DIR NAME, or ctl DIR RABBITM
 COMMAND="$1"
 DIR="$2"
 shift 2
+# An Erlang VM that dies (a node, or rabbitmqctl) writes its crash dump
+# into the cluster's directory, not into the caller's working directory.
+export ERL_CRASH_DUMP="$DIR/erl_crash.dump"
 
 # Whether something accepts TCP connections on 127.0.0.1:$1.
 port_open() {
