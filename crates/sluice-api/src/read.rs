@@ -9,9 +9,9 @@ use sluice_store::jobs::get_current;
 use crate::problem::ApiError;
 use crate::state::AppState;
 
-/// A long-poll re-reads its job at least this often, in case a completion
-/// message was lost.
-const RECHECK_EVERY: Duration = Duration::from_secs(5);
+/// A long-poll (or a stream) re-reads its job at least this often, in case
+/// a wake-up was lost.
+pub(crate) const RECHECK_EVERY: Duration = Duration::from_secs(5);
 
 /// The job, if it is the caller's (another tenant's job is not found).
 pub async fn own_job(state: &AppState, tenant: &str, id: JobId) -> Result<JobRecord, ApiError> {

@@ -27,11 +27,9 @@ use sluice_core::{Endpoint, JobId, JobRecord, JobStatus};
 use sluice_store::jobs::{ChunkPosition, Watch};
 
 use crate::problem::ApiError;
-use crate::read::own_job;
+use crate::read::{own_job, RECHECK_EVERY};
 use crate::state::AppState;
 
-/// The chunk log is re-read at least this often, in case a wake-up was lost.
-const RECHECK_EVERY: Duration = Duration::from_secs(5);
 /// Entries read from the chunk log at once.
 const READ_BATCH: usize = 512;
 

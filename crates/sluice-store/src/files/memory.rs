@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use futures::stream::BoxStream;
 use futures::StreamExt;
 
-use super::{Content, FileLimits, FileMeta, FileQuery, FileStore, NewFile, Parts, PutError};
+use super::{Content, FileLimits, FileMeta, FileQuery, FileStore, NewFile, PutError, Uploaded};
 use crate::StoreError;
 
 #[derive(Default)]
@@ -35,16 +35,14 @@ impl FileStore for MemoryFileStore {
         &self,
         file: NewFile,
         limits: FileLimits,
-        mut content: BoxStream<'_, Result<Bytes, String>>,
+        content: BoxStream<'_, Result<Bytes, String>>,
     ) -> Result<FileMeta, PutError> {
-        let mut parts = Parts::new(limits);
+        let mut upload = Uploaded::new(content, limits);
         let mut stored = Vec::new();
-        while let Some(piece) = content.next().await {
-            let piece = piece.map_err(PutError::Unreadable)?;
-            stored.extend(parts.push(&piece)?.into_iter().map(Bytes::from));
+        while let Some(part) = upload.next_part().await? {
+            stored.push(Bytes::from(part));
         }
-        let (last, bytes, lines) = parts.finish();
-        stored.extend(last.map(Bytes::from));
+        let (bytes, lines) = upload.totals();
         let meta = file.meta(bytes, lines);
         self.lock().insert(meta.id.clone(), (meta.clone(), stored));
         Ok(meta)

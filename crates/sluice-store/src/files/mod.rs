@@ -157,6 +157,57 @@ pub trait FileStore: Send + Sync {
     async fn delete_expired(&self, now: DateTime<Utc>) -> Result<u64, StoreError>;
 }
 
+/// An upload read part by part: [`Uploaded::next_part`] until `None`,
+/// then [`Uploaded::totals`]. Both stores write their parts through this.
+pub(crate) struct Uploaded<'a> {
+    content: BoxStream<'a, Result<Bytes, String>>,
+    parts: Option<Parts>,
+    full: std::collections::VecDeque<Vec<u8>>,
+    totals: (u64, u64),
+}
+
+impl<'a> Uploaded<'a> {
+    pub(crate) fn new(content: BoxStream<'a, Result<Bytes, String>>, limits: FileLimits) -> Self {
+        Self {
+            content,
+            parts: Some(Parts::new(limits)),
+            full: Default::default(),
+            totals: (0, 0),
+        }
+    }
+
+    /// The next part of [`PART_BYTES`] (the last one shorter), in order;
+    /// `None` once the content has ended.
+    pub(crate) async fn next_part(&mut self) -> Result<Option<Vec<u8>>, PutError> {
+        use futures::StreamExt;
+        loop {
+            if let Some(part) = self.full.pop_front() {
+                return Ok(Some(part));
+            }
+            let Some(parts) = self.parts.as_mut() else {
+                return Ok(None);
+            };
+            match self.content.next().await {
+                Some(piece) => {
+                    let piece = piece.map_err(PutError::Unreadable)?;
+                    self.full.extend(parts.push(&piece)?);
+                }
+                None => {
+                    let (last, bytes, lines) = parts.finish_ref();
+                    self.totals = (bytes, lines);
+                    self.parts = None;
+                    return Ok(last);
+                }
+            }
+        }
+    }
+
+    /// The file's bytes and lines, once every part was read.
+    pub(crate) fn totals(&self) -> (u64, u64) {
+        self.totals
+    }
+}
+
 /// Cuts an upload into parts of [`PART_BYTES`] as it streams in, counting
 /// its bytes and lines against the limits.
 #[derive(Debug)]
@@ -215,10 +266,13 @@ impl Parts {
     }
 
     /// The last part (if any content is left) and the totals: bytes, lines.
-    pub fn finish(self) -> (Option<Vec<u8>>, u64, u64) {
-        let lines = self.lines();
-        let last = (!self.part.is_empty()).then_some(self.part);
-        (last, self.bytes, lines)
+    pub fn finish(mut self) -> (Option<Vec<u8>>, u64, u64) {
+        self.finish_ref()
+    }
+
+    fn finish_ref(&mut self) -> (Option<Vec<u8>>, u64, u64) {
+        let part = std::mem::take(&mut self.part);
+        ((!part.is_empty()).then_some(part), self.bytes, self.lines())
     }
 }
 

@@ -11,7 +11,8 @@ use futures::StreamExt;
 use sqlx::postgres::PgRow;
 use sqlx::{PgPool, Row};
 
-use super::{Content, FileLimits, FileMeta, FileQuery, FileStore, NewFile, Parts, PutError};
+use super::{Content, FileLimits, FileMeta, FileQuery, FileStore, NewFile, PutError, Uploaded};
+use crate::usage::uuid;
 use crate::StoreError;
 
 #[derive(Clone, Debug)]
@@ -45,11 +46,6 @@ fn meta(row: &PgRow) -> Result<FileMeta, StoreError> {
     })
 }
 
-fn tenant(text: &str) -> Result<uuid::Uuid, StoreError> {
-    uuid::Uuid::parse_str(text)
-        .map_err(|_| StoreError::Corrupt(format!("tenant id {text:?} is not a uuid")))
-}
-
 fn signed(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
@@ -60,7 +56,7 @@ impl FileStore for PgFileStore {
         &self,
         file: NewFile,
         limits: FileLimits,
-        mut content: BoxStream<'_, Result<Bytes, String>>,
+        content: BoxStream<'_, Result<Bytes, String>>,
     ) -> Result<FileMeta, PutError> {
         let mut tx = self.pool.begin().await.map_err(StoreError::from)?;
         sqlx::query(
@@ -68,7 +64,7 @@ impl FileStore for PgFileStore {
              VALUES ($1, $2, $3, $4, 0, 0, $5, $6)",
         )
         .bind(&file.id)
-        .bind(tenant(&file.tenant_id)?)
+        .bind(uuid(&file.tenant_id, "tenant id")?)
         .bind(&file.purpose)
         .bind(&file.filename)
         .bind(file.created_at)
@@ -76,29 +72,20 @@ impl FileStore for PgFileStore {
         .execute(&mut *tx)
         .await
         .map_err(StoreError::from)?;
-        let mut parts = Parts::new(limits);
+        // A failure drops the transaction: nothing of the file stays.
+        let mut upload = Uploaded::new(content, limits);
         let mut seq: i32 = 0;
-        let write = async |tx: &mut sqlx::PgConnection, seq: i32, data: Vec<u8>| {
+        while let Some(data) = upload.next_part().await? {
             sqlx::query("INSERT INTO file_parts (file_id, seq, data) VALUES ($1, $2, $3)")
                 .bind(&file.id)
                 .bind(seq)
                 .bind(data)
-                .execute(tx)
+                .execute(&mut *tx)
                 .await
-                .map_err(StoreError::from)
-        };
-        // A failure drops the transaction: nothing of the file stays.
-        while let Some(piece) = content.next().await {
-            let piece = piece.map_err(PutError::Unreadable)?;
-            for part in parts.push(&piece)? {
-                write(&mut *tx, seq, part).await?;
-                seq += 1;
-            }
+                .map_err(StoreError::from)?;
+            seq += 1;
         }
-        let (last, bytes, lines) = parts.finish();
-        if let Some(part) = last {
-            write(&mut *tx, seq, part).await?;
-        }
+        let (bytes, lines) = upload.totals();
         sqlx::query("UPDATE files SET bytes = $2, lines = $3 WHERE id = $1")
             .bind(&file.id)
             .bind(signed(bytes))
@@ -116,9 +103,7 @@ impl FileStore for PgFileStore {
         id: &str,
         now: DateTime<Utc>,
     ) -> Result<Option<FileMeta>, StoreError> {
-        let Ok(tenant_id) = uuid::Uuid::parse_str(tenant_id) else {
-            return Ok(None);
-        };
+        let tenant_id = uuid(tenant_id, "tenant id")?;
         let row = sqlx::query(&format!(
             "SELECT {COLUMNS} FROM files WHERE id = $1 AND tenant_id = $2 \
              AND (expires_at IS NULL OR expires_at > $3)"
@@ -137,7 +122,7 @@ impl FileStore for PgFileStore {
         query: &FileQuery,
         now: DateTime<Utc>,
     ) -> Result<Vec<FileMeta>, StoreError> {
-        let tenant_id = tenant(tenant_id)?;
+        let tenant_id = uuid(tenant_id, "tenant id")?;
         let (after, order) = if query.oldest_first {
             ("id > $3", "ASC")
         } else {
@@ -186,9 +171,7 @@ impl FileStore for PgFileStore {
     }
 
     async fn delete(&self, tenant_id: &str, id: &str) -> Result<bool, StoreError> {
-        let Ok(tenant_id) = uuid::Uuid::parse_str(tenant_id) else {
-            return Ok(false);
-        };
+        let tenant_id = uuid(tenant_id, "tenant id")?;
         let done = sqlx::query("DELETE FROM files WHERE id = $1 AND tenant_id = $2")
             .bind(id)
             .bind(tenant_id)

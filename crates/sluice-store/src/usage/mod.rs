@@ -5,6 +5,7 @@ mod group;
 mod memory;
 mod pg_record;
 mod postgres;
+pub(crate) use postgres::uuid;
 
 use std::collections::BTreeMap;
 use std::str::FromStr;

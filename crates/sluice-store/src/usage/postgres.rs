@@ -54,7 +54,7 @@ fn is_midnight(t: &chrono::DateTime<chrono::Utc>) -> bool {
     t.time() == chrono::NaiveTime::MIN
 }
 
-pub(super) fn uuid(text: &str, what: &str) -> Result<Uuid, StoreError> {
+pub(crate) fn uuid(text: &str, what: &str) -> Result<Uuid, StoreError> {
     Uuid::parse_str(text).map_err(|_| StoreError::Corrupt(format!("{what} {text:?} is not a uuid")))
 }
 
