@@ -89,14 +89,20 @@ pub async fn a_batch_runs_from_validating_to_completed(store: &dyn BatchStore, t
     assert!(!store.begin(&b.id, "w1", &input, 700, t0()).await.unwrap());
     let got = store.get(&t[0], &b.id).await.unwrap().unwrap();
     assert_eq!(got.status, BatchStatus::InProgress);
-    assert_eq!((got.total, got.tokens, got.in_progress_at), (7, 700, Some(t0())));
+    assert_eq!(
+        (got.total, got.tokens, got.in_progress_at),
+        (7, 700, Some(t0()))
+    );
     assert_eq!(store.lines(&b.id, all(100)).await.unwrap(), input);
     let page = LinePage {
         after: Some(2),
         limit: 3,
         open_only: false,
     };
-    assert_eq!(store.lines(&b.id, page).await.unwrap(), input[3..6].to_vec());
+    assert_eq!(
+        store.lines(&b.id, page).await.unwrap(),
+        input[3..6].to_vec()
+    );
 
     let ends = [
         (0, LineState::Succeeded),
@@ -114,12 +120,21 @@ pub async fn a_batch_runs_from_validating_to_completed(store: &dyn BatchStore, t
         limit: 100,
         open_only: true,
     };
-    let open: Vec<u64> = store.lines(&b.id, open).await.unwrap().iter().map(|l| l.line).collect();
+    let open: Vec<u64> = store
+        .lines(&b.id, open)
+        .await
+        .unwrap()
+        .iter()
+        .map(|l| l.line)
+        .collect();
     assert_eq!(open, [4, 5, 6]);
 
     let at = t0() + Duration::minutes(5);
     assert!(store.finalize(&b.id, "w1", false, at).await.unwrap());
-    assert!(store.finish(&b.id, "w1", Some("file-out"), None, at).await.unwrap());
+    assert!(store
+        .finish(&b.id, "w1", Some("file-out"), None, at)
+        .await
+        .unwrap());
     let got = store.get(&t[0], &b.id).await.unwrap().unwrap();
     assert_eq!(got.status, BatchStatus::Completed);
     assert_eq!((got.finalizing_at, got.completed_at), (Some(at), Some(at)));
@@ -154,22 +169,41 @@ pub async fn a_lease_keeps_other_drivers_out_until_it_runs_out(
 pub async fn a_cancel_stops_a_moving_batch_only(store: &dyn BatchStore, t: &[String; 2]) {
     let validating = new_batch(store, &t[0]).await;
     let at = t0() + Duration::seconds(3);
-    let got = store.cancel(&t[0], &validating.id, at).await.unwrap().unwrap();
+    let got = store
+        .cancel(&t[0], &validating.id, at)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(got.status, BatchStatus::Cancelling);
     assert_eq!(got.cancelling_at, Some(at));
-    assert!(store.cancel(&t[1], &validating.id, at).await.unwrap().is_none());
+    assert!(store
+        .cancel(&t[1], &validating.id, at)
+        .await
+        .unwrap()
+        .is_none());
 
     let running = new_batch(store, &t[0]).await;
     store.claim("w1", LEASE, t0(), 10).await.unwrap();
-    assert!(store.begin(&running.id, "w1", &lines(2), 2, t0()).await.unwrap());
+    assert!(store
+        .begin(&running.id, "w1", &lines(2), 2, t0())
+        .await
+        .unwrap());
     assert_eq!(
-        store.cancel(&t[0], &running.id, at).await.unwrap().unwrap().status,
+        store
+            .cancel(&t[0], &running.id, at)
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
         BatchStatus::Cancelling
     );
     // A cancelling batch is still claimed (to cancel its lines), and ends
     // cancelled, with the files of what finished.
     assert_eq!(store.claim("w1", LEASE, at, 10).await.unwrap().len(), 2);
-    assert!(store.finish(&running.id, "w1", Some("out"), Some("err"), at).await.unwrap());
+    assert!(store
+        .finish(&running.id, "w1", Some("out"), Some("err"), at)
+        .await
+        .unwrap());
     let got = store.get(&t[0], &running.id).await.unwrap().unwrap();
     assert_eq!(got.status, BatchStatus::Cancelled);
     assert_eq!(got.cancelled_at, Some(at));

@@ -94,7 +94,9 @@ impl BatchStore for MemoryBatchStore {
         now: DateTime<Utc>,
     ) -> Result<Option<Batch>, StoreError> {
         self.with(|batches| {
-            let held = batches.get_mut(id).filter(|h| h.batch.tenant_id == tenant)?;
+            let held = batches
+                .get_mut(id)
+                .filter(|h| h.batch.tenant_id == tenant)?;
             let b = &mut held.batch;
             if matches!(b.status, BatchStatus::Validating | BatchStatus::InProgress) {
                 b.status = BatchStatus::Cancelling;

@@ -205,10 +205,12 @@ impl BatchStore for PgBatchStore {
     }
 
     async fn release(&self, owner: &str) -> Result<(), StoreError> {
-        sqlx::query("UPDATE batches SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = $1")
-            .bind(owner)
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(
+            "UPDATE batches SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = $1",
+        )
+        .bind(owner)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 

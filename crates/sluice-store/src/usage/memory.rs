@@ -63,6 +63,16 @@ impl UsageLedger for MemoryLedger {
             .sum())
     }
 
+    async fn batch_usage(&self, tenant_id: &str, batch_id: &str) -> Result<UsageLine, StoreError> {
+        let map = self.rows.lock().unwrap_or_else(|e| e.into_inner());
+        let mut line = UsageLine::default();
+        map.values()
+            .filter(|r| r.tenant_id == tenant_id)
+            .filter(|r| r.metadata.get("batch_id").and_then(|v| v.as_str()) == Some(batch_id))
+            .for_each(|r| line.add(r));
+        Ok(line)
+    }
+
     async fn report(&self, q: &UsageQuery) -> Result<Vec<UsageLine>, StoreError> {
         let map = self.rows.lock().unwrap_or_else(|e| e.into_inner());
         let mut groups: BTreeMap<Vec<Option<String>>, UsageLine> = BTreeMap::new();
