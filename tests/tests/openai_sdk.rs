@@ -135,5 +135,9 @@ async fn the_openai_batch_api_works_unchanged_against_sluice() {
         &[("SLUICE_KEY", key), ("SLUICE_OTHER", other)],
     )
     .await;
-    assert_eq!(out.lines().filter(|l| l.starts_with("ok ")).count(), 4, "{out}");
+    assert_eq!(
+        out.lines().filter(|l| l.starts_with("ok ")).count(),
+        4,
+        "{out}"
+    );
 }

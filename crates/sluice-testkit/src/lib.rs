@@ -10,6 +10,7 @@
 //!   webhooks role on free ports, under a fresh prefix and database, with
 //!   a generated config; everything it made is removed when it is dropped.
 //! - [`Completions`]: the job ends announced on the completion channel.
+//! - [`upload_batch_input`]: a batch input file uploaded as an SDK does.
 //!
 //! It is test and bench support: a failure to set things up panics, with a
 //! message that says what could not be done and why.
@@ -21,12 +22,14 @@ mod completions;
 mod role;
 mod services;
 mod stack;
+mod upload;
 
 pub use binary::{binary, sluice_binary};
 pub use completions::Completions;
 pub use role::Role;
 pub use services::{amqp_url, redis_url, Database, Services};
 pub use stack::{Stack, StackOptions, TEST_WEBHOOKS_TOML};
+pub use upload::{batch_input_form, upload_batch_input};
 
 /// Runs `work` to its end on a runtime of its own, on a thread of its own:
 /// what a `Drop` that must await uses, since it may run inside a runtime.

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use serde_json::{json, Value};
 
 use crate::support::files::upload_batch_input;
-use crate::support::{eventually, TestApp};
+use crate::support::{eventually, QueueFault, TestApp};
 
 /// Drivers that look at their batches often, for quick tests.
 const FAST: &str = "[batches]\npoll_ms = 20\nlease_s = 5\n";
@@ -272,4 +272,36 @@ async fn a_batch_request_that_is_not_one_is_refused_in_openais_shape() {
     app.get("/v1/batches?limit=0")
         .await
         .expect_openai_error(400, "invalid_request_error", None);
+}
+
+#[tokio::test]
+async fn lines_the_broker_did_not_confirm_get_new_jobs_and_each_runs_once() {
+    let app = TestApp::builder().toml(FAST).worker().spawn().await;
+    app.queue.set(QueueFault::NoConfirm);
+    let lines: Vec<String> = (0..3)
+        .map(|i| line(&format!("r{i}"), &format!("unconfirmed {i}")))
+        .collect();
+    let input = upload_batch_input(&app, &file(&lines)).await;
+    let id = create(&app, &input).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let refused = eventually("the publishes refused", || async {
+        let refused = app.queue.unconfirmed();
+        (refused.len() >= 3).then_some(refused)
+    })
+    .await;
+    // The broker is back: the chunk is made again, with new jobs.
+    app.queue.set(QueueFault::None);
+    let done = reaches(&app, &id, "completed").await;
+    assert_eq!(done["request_counts"]["completed"], 3);
+    let output = read_lines(&app, &done["output_file_id"]).await;
+    for out in output.values() {
+        let job = out["response"]["request_id"].as_str().unwrap();
+        assert!(
+            !refused.iter().any(|r| r == job),
+            "{job} was refused, yet answered"
+        );
+    }
+    assert_eq!(app.mock.stats().total.prompts, 3, "each line ran once");
 }
