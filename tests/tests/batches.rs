@@ -1,12 +1,14 @@
 //! The Batch API on the real services: a batch whose driver (the API
 //! process making its lines into jobs) is SIGKILLed mid-way completes after
-//! a restart, with every line run exactly once.
+//! a restart, with every line run exactly once; a batch's end reaches the
+//! tenant's webhook endpoints, signed.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
+use sluice_e2e::receiver::{Behaviour, Receiver};
 use sluice_e2e::{acme_stack, Client, Stack, StackOptions};
 
 /// A chat line of its own (no two alike, so none is answered by another).
@@ -114,4 +116,61 @@ async fn a_batch_whose_api_is_killed_mid_expansion_completes_with_every_line_run
     ids.dedup();
     assert_eq!(ids.len(), LINES);
     drop::<Stack>(stack);
+}
+
+/// Creates a batch of `lines` (JSONL lines); its id.
+async fn create_batch(client: &Client, lines: &[String]) -> String {
+    let content: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    let input = client.upload_batch_input(content.as_bytes()).await;
+    let created = client
+        .post(
+            "/v1/batches",
+            &json!({"input_file_id": input, "endpoint": "/v1/chat/completions", "completion_window": "24h"}),
+        )
+        .await;
+    assert_eq!(created.status, 200, "{:?}", created.body);
+    created.body["id"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn a_batchs_end_reaches_the_tenants_endpoints_signed() {
+    let receiver = Receiver::start(Behaviour::Accept).await;
+    let (_stack, client) = acme_stack(StackOptions {
+        workers: 1,
+        webhooks: true,
+        extra_toml: "[batches]\npoll_ms = 50\n".into(),
+        ..StackOptions::default()
+    })
+    .await;
+    let r = client
+        .post(
+            "/v1/webhook-endpoints",
+            &json!({"url": receiver.url, "events": ["batch.completed", "batch.failed"]}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{r:?}");
+    *receiver.secret.lock().unwrap() = r.body["secret"].as_str().unwrap().to_owned();
+
+    let done = create_batch(&client, &[line(1), line(2), line(3)]).await;
+    let failed = create_batch(&client, &["{not json".to_owned()]).await;
+    let seen = receiver.until(60, |s| s.len() >= 2).await;
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    let by_type: std::collections::HashMap<String, &sluice_e2e::receiver::Seen> = seen
+        .iter()
+        .map(|s| (s.body["type"].as_str().unwrap().to_owned(), s))
+        .collect();
+    let completed = by_type["batch.completed"];
+    assert!(completed.valid_signature);
+    let ulid = done.strip_prefix("batch_").unwrap();
+    assert_eq!(completed.id, format!("msg_{ulid}_batch.completed"));
+    assert_eq!(completed.body["data"]["id"], done.as_str());
+    assert_eq!(completed.body["data"]["request_counts"]["completed"], 3);
+    let output = completed.body["data"]["output_file_id"].as_str().unwrap();
+    assert_eq!(client.get(&format!("/v1/files/{output}")).await.status, 200);
+    let bad = by_type["batch.failed"];
+    assert!(bad.valid_signature);
+    assert_eq!(bad.body["data"]["id"], failed.as_str());
+    assert_eq!(bad.body["data"]["errors"][0]["code"], "invalid_json_line");
+    // Its own endpoint's choice: the batch's lines sent no job events.
+    assert_eq!(receiver.seen().len(), 2);
 }

@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use chrono::Utc;
 use futures::StreamExt;
 use sluice_core::JobId;
-use sluice_store::batches::{Batch, BatchLine, LineError, LineState};
+use sluice_store::batches::{Batch, BatchLine, BatchStatus, LineError, LineState};
 
 use super::lines;
 use super::{caller_of, StepError};
@@ -36,8 +36,7 @@ pub(super) async fn run(state: &AppState, owner: &str, batch: &Batch) -> Result<
             "file_not_found",
             format!("the input file {} no longer exists", batch.input_file_id),
         );
-        state.batches.fail(&batch.id, owner, &[error], now).await?;
-        return Ok(());
+        return fail(state, owner, batch, &[error]).await;
     };
     let caller = caller_of(batch);
     let mut errors = Vec::new();
@@ -139,16 +138,30 @@ pub(super) async fn run(state: &AppState, owner: &str, batch: &Batch) -> Result<
             }
         }
     }
-    let now = Utc::now();
     if errors.is_empty() {
+        let begun = state
+            .batches
+            .begin(&batch.id, owner, &accepted, tokens, Utc::now());
+        super::held(begun.await?)
+    } else {
+        fail(state, owner, batch, &errors).await
+    }
+}
+
+/// Fails the batch with `errors`, announced first.
+async fn fail(
+    state: &AppState,
+    owner: &str,
+    batch: &Batch,
+    errors: &[LineError],
+) -> Result<(), StepError> {
+    super::announce(state, batch, BatchStatus::Failed, (None, None), errors).await?;
+    super::held(
         state
             .batches
-            .begin(&batch.id, owner, &accepted, tokens, now)
-            .await?;
-    } else {
-        state.batches.fail(&batch.id, owner, &errors, now).await?;
-    }
-    Ok(())
+            .fail(&batch.id, owner, errors, Utc::now())
+            .await?,
+    )
 }
 
 /// An error of the whole file (no line).

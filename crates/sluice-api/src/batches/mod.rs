@@ -21,8 +21,10 @@ mod output;
 mod track;
 
 use chrono::Utc;
+use serde_json::json;
+use sluice_core::webhook::{EventKind, JobEvent, WebhookMessage};
 use sluice_core::JobId;
-use sluice_store::batches::{Batch, BatchStatus, LineState};
+use sluice_store::batches::{Batch, BatchStatus, LineError, LineState};
 use sluice_store::tenants::Principal;
 use sluice_store::StoreError;
 use tokio_util::sync::CancellationToken;
@@ -78,14 +80,58 @@ fn queue_limit(state: &AppState) -> Option<u64> {
     state.config.batches.queue_tokens
 }
 
-/// Counts a batch's end.
-async fn ended(state: &AppState, batch: &Batch, status: BatchStatus) {
+/// Announces a batch's end to the tenant's endpoints (`batch.completed`,
+/// `batch.failed`, `batch.expired`, `batch.cancelled`), before the end is
+/// written: a driver that dies in between announces it again, under the
+/// same `webhook-id`, and the webhooks role delivers it once.
+async fn announce(
+    state: &AppState,
+    batch: &Batch,
+    status: BatchStatus,
+    files: (Option<&str>, Option<&str>),
+    errors: &[LineError],
+) -> Result<(), StepError> {
+    let kind = match status {
+        BatchStatus::Completed => EventKind::BatchCompleted,
+        BatchStatus::Failed => EventKind::BatchFailed,
+        BatchStatus::Expired => EventKind::BatchExpired,
+        BatchStatus::Cancelled => EventKind::BatchCancelled,
+        _ => return Ok(()),
+    };
+    let ulid: JobId = batch
+        .id
+        .strip_prefix("batch_")
+        .and_then(|ulid| ulid.parse().ok())
+        .ok_or_else(|| StepError::Input(format!("{} is not a batch id", batch.id)))?;
+    let data = json!({
+        "id": batch.id,
+        "object": "batch",
+        "status": status.as_str(),
+        "input_file_id": batch.input_file_id,
+        "output_file_id": files.0,
+        "error_file_id": files.1,
+        "request_counts": {"total": batch.total, "completed": batch.completed, "failed": batch.failed},
+        "errors": errors,
+        "metadata": batch.metadata,
+    });
+    let event = JobEvent::of_batch(ulid, &batch.tenant_id, kind, Utc::now(), data);
+    let message = WebhookMessage::Event(event)
+        .encode()
+        .map_err(|e| StepError::Input(format!("the batch's event: {e}")))?;
+    for confirm in state
+        .webhook_queue
+        .publish_webhooks(vec![(message.into(), 0)])
+        .await
+    {
+        confirm.map_err(|e| StepError::NotAccepted(format!("the batch's event: {e}")))?;
+    }
     state
         .metrics
         .batches_ended
         .with_label_values(&[status.as_str()])
         .inc();
     tracing::info!(batch = %batch.id, status = status.as_str(), "batch ended");
+    Ok(())
 }
 
 /// Drives batches until `stop` (see the module docs); gives up its leases
@@ -126,13 +172,7 @@ async fn step(
     stop: &CancellationToken,
 ) -> Result<(), StepError> {
     match batch.status {
-        BatchStatus::Validating => {
-            check::run(state, owner, batch).await?;
-            let now = state.batches.get(&batch.tenant_id, &batch.id).await?;
-            if let Some(failed) = now.filter(|b| b.status == BatchStatus::Failed) {
-                ended(state, &failed, BatchStatus::Failed).await;
-            }
-        }
+        BatchStatus::Validating => check::run(state, owner, batch).await?,
         BatchStatus::InProgress if Utc::now() >= batch.expires_at => {
             track::stop_open(state, owner, batch, LineState::Expired).await?;
             if track::follow(state, owner, batch, batch.expanded).await? == 0 {

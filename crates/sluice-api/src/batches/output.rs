@@ -42,20 +42,19 @@ pub(super) async fn finish(state: &AppState, owner: &str, batch: &Batch) -> Resu
         false => None,
         true => Some(write(state, &batch, false).await?),
     };
-    let now = Utc::now();
-    super::held(
-        state
-            .batches
-            .finish(&batch.id, owner, output.as_deref(), errors.as_deref(), now)
-            .await?,
-    )?;
     let status = match batch.status {
         BatchStatus::Cancelling => BatchStatus::Cancelled,
         _ if batch.expired_at.is_some() => BatchStatus::Expired,
         _ => BatchStatus::Completed,
     };
-    super::ended(state, &batch, status).await;
-    Ok(())
+    let files = (output.as_deref(), errors.as_deref());
+    super::announce(state, &batch, status, files, &[]).await?;
+    super::held(
+        state
+            .batches
+            .finish(&batch.id, owner, files.0, files.1, Utc::now())
+            .await?,
+    )
 }
 
 /// Writes the file of the answered lines (`answered`) or of the others;

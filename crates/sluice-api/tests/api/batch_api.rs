@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
+use sluice_core::webhook::{JobWebhook, WebhookMessage};
 
 use crate::support::files::upload_batch_input;
 use crate::support::{eventually, QueueFault, TestApp};
@@ -44,6 +45,27 @@ async fn reaches(app: &TestApp, id: &str, status: &str) -> Value {
         (batch["status"] == status).then_some(batch)
     })
     .await
+}
+
+/// The `batch.*` events announced for the tenant's endpoints: (type,
+/// batch id) of each.
+async fn batch_events(app: &TestApp) -> Vec<(String, String)> {
+    app.take_webhook_messages()
+        .await
+        .into_iter()
+        .filter_map(|m| match m {
+            WebhookMessage::Event(e) if e.kind.as_str().starts_with("batch.") => {
+                let body: Value = serde_json::from_str(&e.body).unwrap();
+                assert_eq!(e.target, JobWebhook::Endpoints);
+                assert_eq!(e.tenant_id, app.tenant_id);
+                Some((
+                    body["type"].as_str().unwrap().to_owned(),
+                    body["data"]["id"].as_str().unwrap().to_owned(),
+                ))
+            }
+            _ => None,
+        })
+        .collect()
 }
 
 /// A file's JSONL lines, by `custom_id`.
@@ -86,6 +108,10 @@ async fn every_line_runs_and_its_answer_comes_back_by_custom_id() {
     );
     assert!(done["in_progress_at"].is_i64() && done["completed_at"].is_i64());
     assert_eq!(done["error_file_id"], Value::Null);
+    assert_eq!(
+        batch_events(&app).await,
+        [("batch.completed".to_owned(), id.clone())]
+    );
     let output = read_lines(&app, &done["output_file_id"]).await;
     assert_eq!(output.len(), 6);
     for i in 0..6 {
@@ -164,6 +190,7 @@ async fn a_file_with_bad_lines_fails_naming_each_and_runs_nothing() {
     assert_eq!(failed["request_counts"]["total"], 0);
     // Nothing of it was queued.
     assert_eq!(app.queued_jobs().await, 0);
+    assert_eq!(batch_events(&app).await, [("batch.failed".to_owned(), id)]);
 }
 
 #[tokio::test]
@@ -190,6 +217,10 @@ async fn a_cancelled_batch_cancels_its_queued_lines_and_says_so_in_its_error_fil
     assert!(["cancelling", "cancelled"].contains(&cancelling.body["status"].as_str().unwrap()));
     let cancelled = reaches(&app, &id, "cancelled").await;
     assert!(cancelled["cancelled_at"].is_i64());
+    assert_eq!(
+        batch_events(&app).await,
+        [("batch.cancelled".to_owned(), id.clone())]
+    );
     assert_eq!(cancelled["output_file_id"], Value::Null);
     let errors = read_lines(&app, &cancelled["error_file_id"]).await;
     assert_eq!(errors.len(), 4);
