@@ -20,9 +20,8 @@ use crate::extract::{Caller, JsonBody};
 use crate::problem::ApiError;
 use crate::state::AppState;
 
-/// The only completion window (OpenAI's).
+/// The only completion window (OpenAI's); it lasts `[batches] window_s`.
 const WINDOW: &str = "24h";
-const WINDOW_S: i64 = 24 * 3600;
 /// Most batches one list answers (OpenAI's limit), and its default.
 const MAX_LIST: usize = 100;
 const DEFAULT_LIST: usize = 20;
@@ -273,7 +272,10 @@ pub async fn create(
         completion_window: request.completion_window,
         metadata: request.metadata.filter(|m| !m.is_null()),
         created_at: now,
-        expires_at: now + chrono::Duration::seconds(WINDOW_S),
+        expires_at: now
+            + chrono::Duration::seconds(
+                i64::try_from(state.config.batches.window_s).unwrap_or(i64::MAX),
+            ),
     });
     state.batches.create(&batch).await?;
     Ok(Json(object(&state, batch).await?))

@@ -336,3 +336,33 @@ async fn lines_the_broker_did_not_confirm_get_new_jobs_and_each_runs_once() {
     }
     assert_eq!(app.mock.stats().total.prompts, 3, "each line ran once");
 }
+
+#[tokio::test]
+async fn a_batch_out_of_time_expires_with_what_finished_and_the_rest_marked_expired() {
+    // A window of one second, and no worker: nothing runs in time.
+    let app = TestApp::builder()
+        .toml(&format!("{FAST}window_s = 1\n"))
+        .spawn()
+        .await;
+    let lines: Vec<String> = (0..3)
+        .map(|i| line(&format!("late{i}"), &format!("late {i}")))
+        .collect();
+    let input = upload_batch_input(&app, &file(&lines)).await;
+    let id = create(&app, &input).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let expired = reaches(&app, &id, "expired").await;
+    assert!(expired["expired_at"].is_i64());
+    assert_eq!(expired["output_file_id"], Value::Null);
+    let errors = read_lines(&app, &expired["error_file_id"]).await;
+    assert_eq!(errors.len(), 3);
+    for out in errors.values() {
+        assert_eq!(out["error"]["code"], "batch_expired");
+    }
+    assert_eq!(batch_events(&app).await, [("batch.expired".to_owned(), id)]);
+    // Its jobs were stopped: a worker started now calls the provider for none.
+    app.start_worker();
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    assert_eq!(app.mock.stats().total.prompts, 0);
+}

@@ -15,6 +15,9 @@ pub struct BatchesConfig {
     /// How long a driver's lease on a batch lasts without renewal, in
     /// seconds: a killed API process's batches are taken over after it.
     pub lease_s: u64,
+    /// How long the one completion window callers name, `24h`, lasts here,
+    /// in seconds (shorter only for drills and tests of expiry).
+    pub window_s: u64,
 }
 
 impl Default for BatchesConfig {
@@ -23,14 +26,15 @@ impl Default for BatchesConfig {
             queue_tokens: None,
             poll_ms: 1000,
             lease_s: 60,
+            window_s: 86_400,
         }
     }
 }
 
 impl BatchesConfig {
     pub(super) fn validate(&self) -> Result<(), String> {
-        if self.poll_ms == 0 || self.lease_s == 0 {
-            return Err("batches: poll_ms and lease_s must be above 0".into());
+        if self.poll_ms == 0 || self.lease_s == 0 || self.window_s == 0 {
+            return Err("batches: poll_ms, lease_s and window_s must be above 0".into());
         }
         if self.lease_s * 1000 <= self.poll_ms * 2 {
             return Err("batches: lease_s must be longer than two polls (poll_ms)".into());
