@@ -126,6 +126,14 @@ impl ProviderHttp {
         }
     }
 
+    /// A call given up on after its request reached the provider.
+    pub fn abandoned(&self, message: impl Into<String>) -> ProviderError {
+        ProviderError::Abandoned {
+            provider: self.name.clone(),
+            message: message.into(),
+        }
+    }
+
     pub fn terminal(&self, message: impl Into<String>) -> ProviderError {
         ProviderError::Terminal {
             provider: self.name.clone(),
@@ -187,8 +195,9 @@ impl ProviderHttp {
     ) -> Result<Value, ProviderError> {
         let request = async {
             let response = self.send(url, headers, body, timeout).await?;
+            // A 2xx was billed, whatever became of its body.
             response.json::<Value>().await.map_err(|e| {
-                let error = self.transient(format!("unreadable response body: {e}"));
+                let error = self.abandoned(format!("unreadable response body: {e}"));
                 ("bad_response", error)
             })
         };
@@ -228,6 +237,10 @@ impl ProviderHttp {
         job: JobId,
         relay: &dyn ChunkRelay,
     ) -> Result<Value, (&'static str, ProviderError)> {
+        // The provider answered 2xx and started: a stream cut short was
+        // billed, one it ended with an error event (or we cannot read) is
+        // the provider's refusal.
+        let cut = |why: String| ("bad_response", self.abandoned(why));
         let broken = |why: String| ("bad_response", self.transient(why));
         let mut events = response.bytes_stream().eventsource().ready_chunks(64);
         let mut begun = false;
@@ -240,7 +253,7 @@ impl ProviderHttp {
                 begun = true;
             }
             for event in batch {
-                let event = event.map_err(|e| broken(format!("the stream broke off: {e}")))?;
+                let event = event.map_err(|e| cut(format!("the stream broke off: {e}")))?;
                 done = decoder
                     .event(&event.event, &event.data, &mut chunks)
                     .map_err(broken)?;
@@ -257,7 +270,7 @@ impl ProviderHttp {
             }
         }
         if !done {
-            return Err(broken("the stream ended before its end event".into()));
+            return Err(cut("the stream ended before its end event".into()));
         }
         decoder
             .finish()
@@ -325,13 +338,17 @@ impl ProviderHttp {
         for (name, value) in headers {
             request = request.header(*name, value);
         }
-        let response = request.send().await.map_err(|e| {
-            if e.is_timeout() {
-                ("timeout", self.transient("request timed out"))
-            } else {
-                ("connect", self.transient(format!("request failed: {e}")))
-            }
-        })?;
+        // Past the connection, the request may have left, and then the
+        // provider bills it whether or not its answer reaches us.
+        let response =
+            request
+                .send()
+                .await
+                .map_err(|e| match (e.is_connect(), e.is_timeout()) {
+                    (true, _) => ("connect", self.transient(format!("cannot connect: {e}"))),
+                    (false, true) => ("timeout", self.abandoned("request timed out")),
+                    (false, false) => ("connect", self.abandoned(format!("request failed: {e}"))),
+                })?;
         let status = response.status();
         if status.is_success() {
             return Ok(response);
