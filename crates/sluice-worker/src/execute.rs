@@ -268,7 +268,7 @@ impl Executor {
     async fn call_and_finish_together(
         &self,
         key: &BatchKey,
-        runnable: Vec<Running>,
+        mut runnable: Vec<Running>,
     ) -> Vec<Settled> {
         let jobs: Vec<BatchJob> = runnable
             .iter()
@@ -286,7 +286,6 @@ impl Executor {
             .route(&key.model, key.endpoint, &key.prefix_hash, jobs)
             .await;
         let latency_ms = u64::try_from(called.elapsed().as_millis()).unwrap_or(u64::MAX);
-        let mut runnable = runnable;
         for (running, abandoned) in runnable.iter_mut().zip(routed.abandoned) {
             running.abandoned = abandoned;
         }
