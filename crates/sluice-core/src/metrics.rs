@@ -250,7 +250,7 @@ impl Metrics {
             ),
             provider_calls_repeated: b.counter(
                 "sluice_provider_calls_repeated_total",
-                "Provider calls billed beyond each job's own (orphaned: the worker died during the call; superseded: another delivery ended the job first).",
+                "Provider calls billed beyond each job's own (orphaned: the worker died during the call; superseded: another delivery ended the job first; abandoned: the worker gave up on the call after it reached the provider, a timeout or a broken connection, and called again).",
                 &["provider", "reason"],
             ),
             flex_fallbacks: b.counter(

@@ -12,7 +12,7 @@ use crate::StoreError;
 
 #[derive(Default)]
 pub struct MemoryLedger {
-    rows: Mutex<BTreeMap<(JobId, u32), LedgerRow>>,
+    rows: Mutex<BTreeMap<(JobId, u32, u32), LedgerRow>>,
 }
 
 fn key_of(row: &LedgerRow, g: GroupBy) -> Option<String> {
@@ -32,7 +32,7 @@ impl UsageLedger for MemoryLedger {
     async fn record(&self, rows: &[LedgerRow]) -> Result<(), StoreError> {
         let mut map = self.rows.lock().unwrap_or_else(|e| e.into_inner());
         for row in rows {
-            map.entry((row.job_id, row.attempt))
+            map.entry((row.job_id, row.attempt, row.call_index))
                 .or_insert_with(|| row.clone());
         }
         Ok(())

@@ -1,6 +1,6 @@
 //! The ledger in PostgreSQL (`usage_ledger`, migration 0003). Rows go in
-//! with one insert per batch (see `pg_record`); `ON CONFLICT (job_id, attempt)
-//! DO NOTHING` keeps a redelivered job from being counted twice. Reports group in SQL
+//! with one insert per batch (see `pg_record`); `ON CONFLICT (job_id, attempt,
+//! call_index) DO NOTHING` keeps a redelivered job from being counted twice. Reports group in SQL
 //! over the (tenant_id, finished_at) index.
 
 use std::collections::BTreeMap;
