@@ -135,7 +135,7 @@ async fn create_batch(client: &Client, lines: &[String]) -> String {
 #[tokio::test]
 async fn a_batchs_end_reaches_the_tenants_endpoints_signed() {
     let receiver = Receiver::start(Behaviour::Accept).await;
-    let (_stack, client) = acme_stack(StackOptions {
+    let (stack, client) = acme_stack(StackOptions {
         workers: 1,
         webhooks: true,
         extra_toml: "[batches]\npoll_ms = 50\n".into(),
@@ -173,4 +173,11 @@ async fn a_batchs_end_reaches_the_tenants_endpoints_signed() {
     assert_eq!(bad.body["data"]["errors"][0]["code"], "invalid_json_line");
     // Its own endpoint's choice: the batch's lines sent no job events.
     assert_eq!(receiver.seen().len(), 2);
+
+    // An operator sees the tenant's batches, with counts and cost.
+    let listed = stack.sluice(&["admin", "batches", "--tenant", "acme"]).await;
+    let row = |id: &str| listed.lines().find(|l| l.starts_with(id)).unwrap_or_default().to_owned();
+    let fields: Vec<String> = row(&done).split_whitespace().map(str::to_owned).collect();
+    assert_eq!(fields[1..5], ["completed", "3", "3", "0"], "{listed}");
+    assert!(row(&failed).contains("failed"), "{listed}");
 }
