@@ -175,8 +175,16 @@ async fn a_batchs_end_reaches_the_tenants_endpoints_signed() {
     assert_eq!(receiver.seen().len(), 2);
 
     // An operator sees the tenant's batches, with counts and cost.
-    let listed = stack.sluice(&["admin", "batches", "--tenant", "acme"]).await;
-    let row = |id: &str| listed.lines().find(|l| l.starts_with(id)).unwrap_or_default().to_owned();
+    let listed = stack
+        .sluice(&["admin", "batches", "--tenant", "acme"])
+        .await;
+    let row = |id: &str| {
+        listed
+            .lines()
+            .find(|l| l.starts_with(id))
+            .unwrap_or_default()
+            .to_owned()
+    };
     let fields: Vec<String> = row(&done).split_whitespace().map(str::to_owned).collect();
     assert_eq!(fields[1..5], ["completed", "3", "3", "0"], "{listed}");
     assert!(row(&failed).contains("failed"), "{listed}");

@@ -280,6 +280,10 @@ pub enum TenantCommand {
         /// Estimated tokens (prompt + max_tokens) per minute.
         #[arg(long)]
         tokens_per_minute: Option<u64>,
+        /// Estimated prompt tokens in Batch API batches in progress (a
+        /// batch over it fails with `token_limit_exceeded`).
+        #[arg(long)]
+        batch_queue_tokens: Option<u64>,
     },
 }
 

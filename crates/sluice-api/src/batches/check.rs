@@ -121,7 +121,7 @@ pub(super) async fn run(state: &AppState, owner: &str, batch: &Batch) -> Result<
         ));
     }
     if errors.is_empty() {
-        if let Some(limit) = super::queue_limit(state) {
+        if let Some(limit) = super::queue_limit(state, batch).await? {
             let queued = state
                 .batches
                 .queued_tokens(&batch.tenant_id, &batch.id)

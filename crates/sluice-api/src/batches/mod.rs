@@ -75,9 +75,11 @@ fn caller_of(batch: &Batch) -> Principal {
     }
 }
 
-/// The most prompt tokens a tenant may have queued in batches, if limited.
-fn queue_limit(state: &AppState) -> Option<u64> {
-    state.config.batches.queue_tokens
+/// The most prompt tokens `batch`'s tenant may have queued in batches, if
+/// limited: its own limit, else the config's.
+async fn queue_limit(state: &AppState, batch: &Batch) -> Result<Option<u64>, StepError> {
+    let own = state.tenants.batch_queue_tokens(&batch.tenant_id).await?;
+    Ok(own.or(state.config.batches.queue_tokens))
 }
 
 /// Announces a batch's end to the tenant's endpoints (`batch.completed`,

@@ -366,3 +366,57 @@ async fn a_batch_out_of_time_expires_with_what_finished_and_the_rest_marked_expi
     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     assert_eq!(app.mock.stats().total.prompts, 0);
 }
+
+#[tokio::test]
+async fn a_batch_over_the_tenants_batch_queue_tokens_fails_with_a_clear_error() {
+    use sluice_store::tenants::TenantStore;
+    // No worker: the first batch stays in progress, its tokens queued.
+    let app = TestApp::builder().toml(FAST).spawn().await;
+    let lines: Vec<String> = (0..3)
+        .map(|i| line(&format!("t{i}"), &format!("tokens {i}")))
+        .collect();
+    let tokens: u64 = lines
+        .iter()
+        .map(|l| {
+            let line: Value = serde_json::from_str(l).unwrap();
+            sluice_core::batching::request_tokens(
+                sluice_core::Endpoint::ChatCompletions,
+                &line["body"],
+            )
+        })
+        .sum();
+    app.tenants
+        .set_batch_queue_tokens(&app.tenant_name, Some(tokens))
+        .await
+        .unwrap();
+    let input = upload_batch_input(&app, &file(&lines)).await;
+    let first = create(&app, &input).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    reaches(&app, &first, "in_progress").await;
+    let second = create(&app, &input).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let failed = reaches(&app, &second, "failed").await;
+    let error = &failed["errors"]["data"][0];
+    assert_eq!(error["code"], "token_limit_exceeded");
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .contains("batch_queue_tokens"),
+        "{error}"
+    );
+    // Once the first is cancelled, its tokens no longer count.
+    app.post(&format!("/v1/batches/{first}/cancel"), &json!({}))
+        .await
+        .expect(200);
+    reaches(&app, &first, "cancelled").await;
+    let third = create(&app, &input).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    reaches(&app, &third, "in_progress").await;
+}

@@ -2,8 +2,8 @@
 
 use sluice_store::batches::{BatchStore, PgBatchStore};
 use sluice_store::provider_batches::{PgProviderBatchStore, ProviderBatchStore};
-use sluice_store::usage::{PgLedger, UsageLedger};
 use sluice_store::tenants::{self, PgTenantStore, TenantStore};
+use sluice_store::usage::{PgLedger, UsageLedger};
 
 use super::connect::redact;
 use crate::cli::{AdminCommand, Connections, KeyCommand, TenantCommand};
@@ -43,19 +43,25 @@ pub async fn run(command: AdminCommand, conn: Connections) -> anyhow::Result<()>
                     name,
                     requests_per_minute,
                     tokens_per_minute,
+                    batch_queue_tokens,
                 },
         } => {
-            if requests_per_minute == Some(0) || tokens_per_minute == Some(0) {
+            let limits = [requests_per_minute, tokens_per_minute, batch_queue_tokens];
+            if limits.contains(&Some(0)) {
                 anyhow::bail!("limits must be above 0; leave a limit out to remove it");
             }
             store
                 .set_limits(&name, requests_per_minute, tokens_per_minute)
                 .await?;
+            store
+                .set_batch_queue_tokens(&name, batch_queue_tokens)
+                .await?;
             let show = |v: Option<u64>| v.map_or("the default".to_owned(), |v| v.to_string());
             say(&format!(
-                "tenant {name}: {} jobs/min, {} tokens/min",
+                "tenant {name}: {} jobs/min, {} tokens/min, {} tokens queued in batches",
                 show(requests_per_minute),
-                show(tokens_per_minute)
+                show(tokens_per_minute),
+                show(batch_queue_tokens)
             ));
         }
         AdminCommand::Tenant {
