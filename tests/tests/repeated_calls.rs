@@ -307,18 +307,18 @@ async fn ledger_rows(stack: &Stack, jobs: usize) -> u64 {
 
 /// Jobs a worker had started but not yet called when it was killed (their
 /// calls waited for room in the provider's budget, which lets `allowed`
-/// calls out per 15 s) are called once by the next worker, and charged
+/// calls out per 20 s) are called once by the next worker, and charged
 /// once: no call was sent for them, so none is orphaned. The jobs the dead
 /// worker had answered but not acked are not called again either (their
 /// rows come from their stored ends). The provider received one prompt per
 /// job, and the usage report's exact part is its bill to the micro-dollar.
 #[tokio::test]
 async fn jobs_whose_worker_died_before_their_call_are_called_and_charged_once() {
-    let allowed = 8;
+    let allowed = 10;
     let (mut stack, client) = priced_stack(
         1,
         50,
-        &format!("requests_per_minute = {allowed}\nlimits_window_ms = 15000"),
+        &format!("requests_per_minute = {allowed}\nlimits_window_ms = 20000"),
     )
     .await;
     let jobs = 20;
