@@ -5,21 +5,29 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use serde_json::json;
+use serde_json::{json, Value};
 use sluice_e2e::{acme_stack, Client, Price, Stack, StackOptions, ODD_PRICE};
 
 /// Two workers on a mock that answers chat after `latency_ms` and bills at
 /// odd prices.
 async fn slow_priced_stack(latency_ms: u64) -> (Stack, Client) {
+    priced_stack(2, latency_ms, "").await
+}
+
+/// `workers` workers on a mock that answers chat after `latency_ms` and
+/// bills at odd prices, with `provider_toml` in its provider's table.
+async fn priced_stack(workers: usize, latency_ms: u64, provider_toml: &str) -> (Stack, Client) {
     let prices = [ODD_PRICE];
     acme_stack(StackOptions {
-        workers: 2,
+        workers,
         mock_args: ["--latency-fixed-ms".to_owned(), latency_ms.to_string()]
             .into_iter()
             .chain(prices.iter().flat_map(Price::mock_flags))
             .collect(),
+        provider_toml: provider_toml.into(),
         extra_toml: prices.iter().map(|p| p.toml("mock")).collect(),
         ..StackOptions::default()
     })
@@ -97,19 +105,7 @@ async fn calls_repeated_after_workers_die_are_on_the_ledger_and_the_usage_meets_
         .unwrap();
     // Every billed call is on the ledger.
     let extra = received - jobs;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let usage = loop {
-        let usage = client.get("/v1/usage").await.body;
-        let total = &usage["total"];
-        if total["jobs"] == jobs && total["repeated_calls"].as_u64().unwrap() >= extra {
-            break usage;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{received} calls for {jobs} jobs, not all on the ledger: {usage}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let usage = usage_once(&client, jobs, extra).await;
     let total = &usage["total"];
     let charged =
         total["cost_micros"].as_u64().unwrap() + total["estimated_micros"].as_u64().unwrap();
@@ -172,19 +168,11 @@ async fn a_worker_drained_by_sigterm_leaves_no_repeated_call() {
     let bill = stack.mock_bill().await["total_cost_micros"]
         .as_u64()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let usage = client.get("/v1/usage").await.body;
-        let total = &usage["total"];
-        if total["jobs"] == jobs {
-            assert_eq!(total["repeated_calls"], 0, "{usage}");
-            assert_eq!(total["estimated_micros"], 0, "{usage}");
-            assert_eq!(total["cost_micros"], bill, "{usage}");
-            break;
-        }
-        assert!(Instant::now() < deadline, "{usage}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let usage = usage_once(&client, jobs, 0).await;
+    let total = &usage["total"];
+    assert_eq!(total["repeated_calls"], 0, "{usage}");
+    assert_eq!(total["estimated_micros"], 0, "{usage}");
+    assert_eq!(total["cost_micros"], bill, "{usage}");
 }
 
 /// Calls the worker's router gave up on after their request reached the
@@ -240,15 +228,7 @@ async fn calls_abandoned_after_a_client_side_timeout_are_on_the_ledger() {
         + stack.backup_bill().await["total_cost_micros"]
             .as_u64()
             .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let usage = loop {
-        let usage = client.get("/v1/usage").await.body;
-        if usage["total"]["jobs"] == jobs {
-            break usage;
-        }
-        assert!(Instant::now() < deadline, "{usage}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let usage = usage_once(&client, jobs as u64, 0).await;
     let total = &usage["total"];
     let (exact, estimated) = (
         total["cost_micros"].as_u64().unwrap(),
@@ -270,4 +250,178 @@ async fn calls_abandoned_after_a_client_side_timeout_are_on_the_ledger() {
         (exact + estimated - bill) * 50 <= bill,
         "charged more than 2% over the bill: {usage}"
     );
+}
+
+/// The usage report once its total counts `jobs` jobs and at least
+/// `repeated` repeated calls (a worker writes them with the jobs' own rows,
+/// before it acks).
+async fn usage_once(client: &Client, jobs: u64, repeated: u64) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let usage = client.get("/v1/usage").await.body;
+        let total = &usage["total"];
+        if total["jobs"] == jobs && total["repeated_calls"].as_u64().unwrap_or(0) >= repeated {
+            return usage;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not {jobs} jobs and {repeated} repeated calls on the ledger: {usage}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// How many of `ids` are in each status.
+async fn statuses(client: &Client, ids: &[String]) -> HashMap<String, usize> {
+    let mut counts = HashMap::new();
+    for id in ids {
+        let status = client.job(id).await.body["status"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        *counts.entry(status).or_default() += 1;
+    }
+    counts
+}
+
+/// The ledger's rows for jobs: each job's own row (attempt 0, call 0) once,
+/// and how many rows of repeated calls there are.
+async fn ledger_rows(stack: &Stack, jobs: usize) -> u64 {
+    use sqlx::Connection;
+    let mut db = sqlx::PgConnection::connect(&stack.database_url())
+        .await
+        .unwrap();
+    let rows: Vec<(String, i32, i32)> =
+        sqlx::query_as("SELECT job_id, attempt, call_index FROM usage_ledger")
+            .fetch_all(&mut db)
+            .await
+            .unwrap();
+    let mut own: HashMap<&str, usize> = HashMap::new();
+    for (job, _, _) in rows.iter().filter(|(_, a, c)| (*a, *c) == (0, 0)) {
+        *own.entry(job.as_str()).or_default() += 1;
+    }
+    assert_eq!(own.len(), jobs, "not every job has its own row: {rows:?}");
+    assert!(own.values().all(|n| *n == 1), "{rows:?}");
+    (rows.len() - jobs) as u64
+}
+
+/// Jobs a worker had started but not yet called when it was killed (their
+/// calls waited for room in the provider's budget, which lets `allowed`
+/// calls out per 20 s) are called once by the next worker, and charged
+/// once: no call was sent for them, so none is orphaned. The jobs the dead
+/// worker had answered but not acked are not called again either (their
+/// rows come from their stored ends). The provider received one prompt per
+/// job, and the usage report's exact part is its bill to the micro-dollar.
+#[tokio::test]
+async fn jobs_whose_worker_died_before_their_call_are_called_and_charged_once() {
+    let allowed = 10;
+    let (mut stack, client) = priced_stack(
+        1,
+        50,
+        &format!("requests_per_minute = {allowed}\nlimits_window_ms = 20000"),
+    )
+    .await;
+    let jobs = 20;
+    let ids = submit_chats(&client, jobs, 6, "before the call").await;
+    // The budget's calls answered and ended; other jobs started, their
+    // calls waiting for room (no sent mark yet).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let counts = loop {
+        let counts = statuses(&client, &ids).await;
+        if counts.get("succeeded") == Some(&allowed) && counts.get("running") > Some(&0) {
+            break counts;
+        }
+        assert!(Instant::now() < deadline, "{counts:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(prompts(&stack).await, allowed as u64, "{counts:?}");
+    stack.workers.remove(0).kill().await;
+    assert_eq!(
+        prompts(&stack).await,
+        allowed as u64,
+        "a call left past the budget before the kill"
+    );
+    eprintln!("killed with {counts:?}");
+    stack.start_worker().await;
+    for job in client.wait_all(&ids, 120).await {
+        assert_eq!(job["status"], "succeeded", "{job}");
+    }
+    let jobs = jobs as u64;
+    assert_eq!(prompts(&stack).await, jobs, "a job was called twice");
+    let bill = stack.mock_bill().await["total_cost_micros"]
+        .as_u64()
+        .unwrap();
+    let usage = usage_once(&client, jobs, 0).await;
+    let total = &usage["total"];
+    assert_eq!(total["repeated_calls"], 0, "{usage}");
+    assert_eq!(total["estimated_micros"], 0, "{usage}");
+    assert_eq!(total["cost_micros"], bill, "{usage}");
+    let budget = client.get("/v1/budget").await.body;
+    assert_eq!(budget["spent_micros"], bill, "{budget}");
+    assert_eq!(ledger_rows(&stack, ids.len()).await, 0);
+}
+
+/// With one call in flight at a time (`max_concurrency = 1`), a batch's
+/// jobs wait for the connection slot before their attempts are marked
+/// sent. A worker killed with one call at the provider and the others
+/// waiting leaves that one call orphaned, and only it: the usage report's
+/// repeated calls are exactly the prompts the provider received beyond one
+/// per job, every job has its own row once, and exact plus estimated meets
+/// the bill. The orphan was younger than the provider timeout: its job is
+/// called again at once, and the orphan counted (the choice of "fewer
+/// repeats" in issue 20).
+#[tokio::test]
+async fn jobs_waiting_for_a_connection_slot_when_their_worker_dies_are_not_charged_twice() {
+    let (mut stack, client) = priced_stack(1, 1000, "max_concurrency = 1").await;
+    let jobs = 8;
+    let ids = submit_chats(&client, jobs, 6, "waiting for a slot").await;
+    // Just after the second call reached the provider: the first answered,
+    // the second in flight, the rest started and waiting for the slot.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let counts = loop {
+        if prompts(&stack).await >= 2 {
+            let counts = statuses(&client, &ids).await;
+            if counts.get("succeeded") == Some(&1) {
+                break counts;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no second call after a first answer"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    stack.workers.remove(0).kill().await;
+    let at_kill = prompts(&stack).await;
+    assert_eq!(at_kill, 2, "a third call left before the kill");
+    eprintln!("killed with {counts:?}");
+    assert!(
+        counts.get("running") >= Some(&2),
+        "no job was waiting for the slot: {counts:?}"
+    );
+    stack.start_worker().await;
+    for job in client.wait_all(&ids, 120).await {
+        assert_eq!(job["status"], "succeeded", "{job}");
+    }
+    let jobs = jobs as u64;
+    let received = prompts(&stack).await;
+    let extra = received - jobs;
+    assert_eq!(extra, 1, "only the call in flight is repeated");
+    let bill = stack.mock_bill().await["total_cost_micros"]
+        .as_u64()
+        .unwrap();
+    let usage = usage_once(&client, jobs, extra).await;
+    let total = &usage["total"];
+    assert_eq!(total["repeated_calls"], extra, "{usage}");
+    let (exact, estimated) = (
+        total["cost_micros"].as_u64().unwrap(),
+        total["estimated_micros"].as_u64().unwrap(),
+    );
+    eprintln!(
+        "{received} calls for {jobs} jobs; billed {bill} µ$, charged {exact} exact + {estimated} estimated"
+    );
+    assert!(exact <= bill, "exact {exact} > billed {bill}: {usage}");
+    assert!(exact + estimated >= bill, "{usage}");
+    assert!((exact + estimated - bill) * 50 <= bill, "{usage}");
+    assert_eq!(ledger_rows(&stack, ids.len()).await, extra);
 }
