@@ -37,6 +37,10 @@ pub enum Command {
     /// through Sluice against straight to an instant mock, at a few
     /// connection counts.
     Compat(crate::compat::CompatArgs),
+    /// The Batch API at OpenAI's input limits: a file of chat requests
+    /// (some repeated) uploaded, run to completed; times, the API's peak
+    /// memory, and the cost against sending each line directly.
+    Batch(crate::batch::BatchArgs),
 }
 
 pub async fn run(command: Command) -> anyhow::Result<()> {
@@ -49,6 +53,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Econ(args) => crate::econ::run(args).await,
         Command::Held(args) => crate::held::run(args).await,
         Command::Compat(args) => crate::compat::run(args).await,
+        Command::Batch(args) => crate::batch::run(args).await,
     }
 }
 

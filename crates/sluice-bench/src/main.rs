@@ -4,6 +4,7 @@
 //! and a database of its own that it removes afterwards, and prints its
 //! figures on stdout; how far it is goes to stderr (`progress.rs`).
 
+mod batch;
 mod cache;
 mod cli;
 mod compat;
