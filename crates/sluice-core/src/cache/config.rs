@@ -48,6 +48,11 @@ pub struct SemanticConfig {
     pub seed: u64,
     /// At most this many candidates are compared per lookup.
     pub max_candidates: usize,
+    /// The share of semantic hits that may be wrong answers: it sets how
+    /// close the words that differ between two questions must embed for
+    /// the cached answer to serve ([`super::verify::word_floor`]). A job
+    /// may ask for its own (`cache.max_error`).
+    pub max_error: f64,
 }
 
 impl Default for SemanticConfig {
@@ -60,6 +65,7 @@ impl Default for SemanticConfig {
             bits_per_band: 8,
             seed: 0x5eed_cafe,
             max_candidates: 64,
+            max_error: 0.01,
         }
     }
 }
@@ -81,6 +87,12 @@ impl CacheConfig {
             return Err(
                 "cache.semantic: bands must be above 0 and bits_per_band within 1..=32".to_owned(),
             );
+        }
+        if !(s.max_error > 0.0 && s.max_error <= 1.0) {
+            return Err(format!(
+                "cache.semantic: max_error must be in (0, 1] (got {})",
+                s.max_error
+            ));
         }
         if s.max_candidates == 0 {
             return Err("cache.semantic: max_candidates must be above 0".to_owned());
