@@ -14,8 +14,9 @@ use super::semantic::{EmbedCall, SemanticIndex};
 pub struct Served {
     pub candidate: Candidate,
     pub similarity: f64,
-    /// The weakest counterpart of a differing word (1 when none differs).
-    pub word_similarity: f64,
+    /// The weakest counterpart of a differing word (1 when none differs;
+    /// `None` when not verified).
+    pub word_similarity: Option<f64>,
 }
 
 /// What verifying a shortlist found: the neighbour that serves (if any),
@@ -32,14 +33,26 @@ pub struct Verdicts {
 
 /// Verifies `shortlist` (most similar first) for `question`: the first
 /// neighbour whose differing words all have a counterpart at or above
-/// `floor` serves.
+/// `floor` serves. With no floor (the tenant accepts any error) the most
+/// similar one serves unverified.
 pub async fn first_served(
     index: &SemanticIndex,
     question: &str,
-    floor: f64,
+    floor: Option<f64>,
     shortlist: Vec<(Candidate, f64)>,
 ) -> Verdicts {
     let mut verdicts = Verdicts::default();
+    let Some(floor) = floor else {
+        verdicts.served = shortlist
+            .into_iter()
+            .next()
+            .map(|(candidate, similarity)| Served {
+                candidate,
+                similarity,
+                word_similarity: None,
+            });
+        return verdicts;
+    };
     let mut passed: Vec<(Candidate, f64, Differing)> = Vec::new();
     for (candidate, similarity) in shortlist {
         match compare(question, &candidate.text) {
@@ -84,7 +97,7 @@ pub async fn first_served(
             verdicts.served = Some(Served {
                 candidate,
                 similarity,
-                word_similarity,
+                word_similarity: Some(word_similarity),
             });
             return verdicts;
         }

@@ -141,8 +141,10 @@ pub struct SemanticSample {
     /// The cosine similarity of the two questions.
     pub similarity: f64,
     /// The weakest counterpart the verifier found for a word that differs
-    /// (1 when only function words differ).
-    pub word_similarity: f64,
+    /// (1 when only function words differ; absent when the job accepted
+    /// any error and nothing was verified).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub word_similarity: Option<f64>,
     /// The error rate expected of hits served at this job's setting.
     pub expected_error: f64,
     /// The new question and the cached one, as embedded.

@@ -330,30 +330,45 @@ fn differing(a: &Words, b: &Words) -> Differing {
 /// `sluice-bench cache --semantic` on its probe set with
 /// multilingual-e5-small and a sentence threshold of 0.90
 /// (docs/benchmarks.md). Loosest first.
-pub const CALIBRATION: &[(f64, u32, u32)] =
-    &[(0.0, 45, 111), (0.88, 9, 30), (0.89, 1, 13), (0.90, 0, 9)];
+pub const CALIBRATION: &[(f64, u32, u32)] = &[
+    (-1.0, 49, 125),
+    (0.88, 16, 50),
+    (0.89, 2, 20),
+    (0.895, 1, 14),
+    (0.90, 0, 10),
+];
+
+/// What the same bench measured with no verifier at all (a static
+/// threshold of 0.90): (wrong hits, hits).
+pub const UNVERIFIED: (u32, u32) = (54, 126);
 
 /// The loosest word floor whose measured share of wrong hits is at most
-/// `max_error` (the strictest when none is).
-pub fn word_floor(max_error: f64) -> f64 {
+/// `max_error` (the strictest when none is); `None`, no verification,
+/// when any error is accepted (`max_error` 1).
+pub fn word_floor(max_error: f64) -> Option<f64> {
+    if max_error >= 1.0 {
+        return None;
+    }
     CALIBRATION
         .iter()
         .find(|(_, wrong, hits)| f64::from(*wrong) <= max_error * f64::from(*hits))
         .or(CALIBRATION.last())
-        .map_or(1.0, |(floor, _, _)| *floor)
+        .map(|(floor, _, _)| *floor)
 }
 
-/// The error rate expected of hits served at `floor`: the measured share,
-/// smoothed ((wrong + 1) / (hits + 2)) so that a few hits with no wrong
-/// one do not read as a certainty.
-pub fn expected_error(floor: f64) -> f64 {
+/// The error rate expected of hits served at `floor` (`None`: unverified):
+/// the measured share, smoothed ((wrong + 1) / (hits + 2)) so that a few
+/// hits with no wrong one do not read as a certainty.
+pub fn expected_error(floor: Option<f64>) -> f64 {
+    let smoothed = |wrong: u32, hits: u32| f64::from(wrong + 1) / f64::from(hits + 2);
+    let Some(floor) = floor else {
+        return smoothed(UNVERIFIED.0, UNVERIFIED.1);
+    };
     CALIBRATION
         .iter()
         .rev()
         .find(|(f, _, _)| *f <= floor)
-        .map_or(1.0, |(_, wrong, hits)| {
-            f64::from(wrong + 1) / f64::from(hits + 2)
-        })
+        .map_or(1.0, |(_, wrong, hits)| smoothed(*wrong, *hits))
 }
 
 #[cfg(test)]

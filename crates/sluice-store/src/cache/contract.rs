@@ -174,7 +174,7 @@ async fn samples_are_per_tenant_newest_first_and_bounded(cache: &dyn ResponseCac
         job: JobId::new(),
         source_job: JobId::new(),
         similarity: 0.9,
-        word_similarity: 1.0,
+        word_similarity: Some(1.0),
         expected_error: 0.05,
         question: format!("q{n}"),
         cached_question: "c".into(),
