@@ -21,7 +21,7 @@ use sluice_store::tenants::Principal;
 
 use super::validate::NewJob;
 use crate::cache::count;
-use crate::cache::semantic::EmbedCall;
+use crate::cache::semantic::{EmbedCall, SemanticIndex};
 use crate::cache::verify;
 use crate::problem::ApiError;
 use crate::state::AppState;
@@ -81,7 +81,7 @@ async fn one(
             Ok(candidates) => {
                 let shortlist = index.shortlist(&embedded.vector, candidates);
                 if let Some(record) =
-                    verified_hit(state, caller, job, text, plan.max_error, shortlist).await?
+                    verified_hit(state, index, caller, job, text, plan.max_error, shortlist).await?
                 {
                     return Ok(Some(record));
                 }
@@ -103,15 +103,13 @@ async fn one(
 /// verifier's embedding call a ledger row.
 async fn verified_hit(
     state: &AppState,
+    index: &SemanticIndex,
     caller: &Principal,
     job: &NewJob,
     text: &str,
     max_error: f64,
     shortlist: Vec<(Candidate, f64)>,
 ) -> Result<Option<JobRecord>, ApiError> {
-    let Some(index) = &state.semantic else {
-        return Ok(None);
-    };
     let floor = word_floor(max_error);
     let verdicts = verify::first_served(index, text, floor, shortlist).await;
     if let Some(call) = &verdicts.call {

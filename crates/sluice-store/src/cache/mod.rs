@@ -124,7 +124,6 @@ pub trait ResponseCache: Send + Sync + 'static {
 
     /// Files `job`'s prompt vector and text in its buckets, with no
     /// answer yet.
-    #[allow(clippy::too_many_arguments)]
     async fn file_vector(
         &self,
         scope: &SemanticScope,
