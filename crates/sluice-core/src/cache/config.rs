@@ -33,8 +33,9 @@ pub struct SemanticConfig {
     /// The model (a configured route to an embeddings endpoint) that
     /// embeds prompts. Without one, the semantic cache is off.
     pub model: Option<String>,
-    /// The least cosine similarity that counts as the same question. The
-    /// default is high: a wrong answer costs more than a provider call.
+    /// The least cosine similarity for a cached question to be shortlisted;
+    /// the verifier decides whether it serves. The default is the
+    /// threshold the verifier's calibration was measured at.
     pub threshold: f64,
     /// Tenants (by name) whose jobs use the semantic cache unless a job
     /// says otherwise.
@@ -59,7 +60,7 @@ impl Default for SemanticConfig {
     fn default() -> Self {
         Self {
             model: None,
-            threshold: 0.95,
+            threshold: 0.90,
             tenants: Vec::new(),
             bands: 8,
             bits_per_band: 8,
