@@ -19,8 +19,16 @@ use sluice_store::cache::Candidate;
 /// but each try may cost an embedding call, so few.
 pub const VERIFIED_PER_LOOKUP: usize = 3;
 
+/// Word vectors kept per process for the verifier: the words that differ
+/// between questions come from a small vocabulary, so most lookups find
+/// them all here and make no second embedding call. 384 floats a word:
+/// about 80 MB at most.
+const WORDS_KEPT: u64 = 50_000;
+
 pub struct SemanticIndex {
     router: Arc<Router>,
+    /// The verifier's word vectors, by word (the model is fixed per index).
+    words: moka::future::Cache<String, Arc<Vec<f32>>>,
     model: String,
     config: SemanticConfig,
     /// Hyperplanes per embedding size (built on first use).
@@ -58,6 +66,7 @@ impl SemanticIndex {
     pub fn new(router: Arc<Router>, config: &SemanticConfig) -> Option<Self> {
         Some(Self {
             router,
+            words: moka::future::Cache::new(WORDS_KEPT),
             model: config.model.clone()?,
             config: config.clone(),
             planes: Mutex::default(),
@@ -132,6 +141,43 @@ impl SemanticIndex {
             cost_micros: answer.cost_micros.unwrap_or(0),
         };
         Ok((vectors, call))
+    }
+
+    /// The vectors of `words`, in order: those kept from earlier lookups,
+    /// the others embedded in one call (then kept), and that call's cost
+    /// if it was made.
+    pub async fn embed_words(
+        &self,
+        words: &[String],
+    ) -> Result<(Vec<Vec<f32>>, Option<EmbedCall>), EmbedError> {
+        let mut found = Vec::with_capacity(words.len());
+        let mut missing = Vec::new();
+        for w in words {
+            let kept = self.words.get(w).await;
+            if kept.is_none() {
+                missing.push(w.clone());
+            }
+            found.push(kept);
+        }
+        let mut call = None;
+        let mut fresh = HashMap::new();
+        if !missing.is_empty() {
+            let (vectors, made) = self.embed_all(&missing).await?;
+            for (w, v) in missing.into_iter().zip(vectors) {
+                let v = Arc::new(v);
+                self.words.insert(w.clone(), Arc::clone(&v)).await;
+                fresh.insert(w, v);
+            }
+            call = Some(made);
+        }
+        let mut out = Vec::with_capacity(words.len());
+        for (w, kept) in words.iter().zip(found) {
+            let v = kept
+                .or_else(|| fresh.get(w).cloned())
+                .ok_or(EmbedError::NoVector)?;
+            out.push(v.as_ref().clone());
+        }
+        Ok((out, call))
     }
 
     fn lsh(&self, dims: usize) -> Arc<Lsh> {

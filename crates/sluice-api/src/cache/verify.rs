@@ -72,9 +72,9 @@ pub async fn first_served(
     let vectors = if words.is_empty() {
         Vec::new()
     } else {
-        match index.embed_all(&words).await {
+        match index.embed_words(&words).await {
             Ok((vectors, call)) => {
-                verdicts.call = Some(call);
+                verdicts.call = call;
                 vectors
             }
             Err(e) => {
