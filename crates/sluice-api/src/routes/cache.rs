@@ -43,9 +43,11 @@ pub async fn clear(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct SamplesQuery {
     /// At most this many samples, newest first (1 to 200; 50 when left
     /// out).
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<usize>,
 }
 
