@@ -7,9 +7,10 @@ starts the stack and passes, in the environment:
   SLUICE_LIMITED    a key of a tenant allowed 1 job a minute
   SLUICE_BROKE      a key of a tenant whose monthly budget is 0
 
-The first argument picks the checks: `surface` (everything but the retry)
-or `retry` (the SDK's retry after a client timeout, against a slow
-provider). Each check raises on failure; the script prints one line per
+The first argument picks the checks: `surface` (everything but the retry
+and batches), `retry` (the SDK's retry after a client timeout, against a
+slow provider) or `batches` (the Batch API, against a provider slow enough
+to cancel a batch partway). Each check raises on failure; the script prints one line per
 check passed, and exits non-zero at the first that fails.
 """
 
@@ -30,7 +31,7 @@ def client(key, **kw):
 sluice = client(os.environ["SLUICE_KEY"])
 
 
-CHECKS = {"surface": [], "retry": []}
+CHECKS = {"surface": [], "retry": [], "batches": []}
 
 
 def check(name, group="surface"):
@@ -232,6 +233,124 @@ def _():
         messages=[{"role": "user", "content": "worth the wait"}],
     )
     assert r.choices[0].message.content, r
+
+
+# --- the Batch API --------------------------------------------------------
+
+import io
+import json
+import time
+
+import httpx
+
+
+def batch_line(custom_id, text, model="mock-small"):
+    return {"custom_id": custom_id, "method": "POST", "url": "/v1/chat/completions",
+            "body": {"model": model, "temperature": 0, "max_tokens": 5,
+                     "messages": [{"role": "user", "content": text}]}}
+
+
+def upload(lines, who=None):
+    content = "".join((l if isinstance(l, str) else json.dumps(l)) + "\n" for l in lines)
+    return (who or sluice).files.create(file=("in.jsonl", io.BytesIO(content.encode())), purpose="batch")
+
+
+def run_batch(lines):
+    f = upload(lines)
+    b = sluice.batches.create(input_file_id=f.id, endpoint="/v1/chat/completions",
+                              completion_window="24h", metadata={"run": "sdk"})
+    assert b.status == "validating" and b.metadata == {"run": "sdk"}, b
+    return b
+
+
+def until(batch_id, statuses, timeout=90):
+    end = time.time() + timeout
+    while time.time() < end:
+        b = sluice.batches.retrieve(batch_id)
+        if b.status in statuses:
+            return b
+        time.sleep(0.2)
+    raise AssertionError(f"batch {batch_id} is still {b.status}")
+
+
+def file_lines(file_id):
+    text = sluice.files.content(file_id).text
+    return {l["custom_id"]: l for l in map(json.loads, text.splitlines())}
+
+
+def job(job_id):
+    r = httpx.get(f"{BASE}/jobs/{job_id}", headers={"Authorization": f"Bearer {os.environ['SLUICE_KEY']}"})
+    r.raise_for_status()
+    return r.json()
+
+
+@check("batch: upload, create, poll to completed, each line its own answer by custom_id, repeats from the cache at no cost", group="batches")
+def _():
+    lines = [batch_line(f"q{i}", f"batch question {i}") for i in range(8)]
+    lines += [batch_line(f"again{i}", f"batch question {i}") for i in range(4)]
+    b = until(run_batch(lines).id, ["completed", "failed", "expired", "cancelled"])
+    assert b.status == "completed", b
+    assert (b.request_counts.total, b.request_counts.completed, b.request_counts.failed) == (12, 12, 0), b
+    assert b.error_file_id is None, b
+    out = file_lines(b.output_file_id)
+    assert sorted(out) == sorted(l["custom_id"] for l in lines), out.keys()
+    answers = {}
+    for custom_id, line in out.items():
+        assert line["error"] is None and line["response"]["status_code"] == 200, line
+        assert line["id"].startswith("batch_req_"), line
+        answers[custom_id] = line["response"]["body"]["choices"][0]["message"]["content"]
+    # The mock answers as a function of the prompt: distinct questions
+    # got distinct answers, and a repeat the first one's.
+    assert len({answers[f"q{i}"] for i in range(8)}) == 8, answers
+    for i in range(4):
+        assert answers[f"again{i}"] == answers[f"q{i}"], answers
+    paid = [job(out[f"q{i}"]["response"]["request_id"]) for i in range(8)]
+    free = [job(out[f"again{i}"]["response"]["request_id"]) for i in range(4)]
+    assert all(j["cost_micros"] > 0 for j in paid), paid
+    assert all(j["cost_micros"] == 0 and j["cached"] for j in free), free
+    # The batch's cost is its lines' (Sluice's extension to the object).
+    b = sluice.batches.retrieve(b.id)
+    assert b.model_extra["cost_micros"] == sum(j["cost_micros"] for j in paid), b
+    assert b.id in [x.id for x in sluice.batches.list(limit=100)]
+
+
+@check("batch: a cancel partway keeps the finished lines in the output", group="batches")
+def _():
+    lines = [batch_line(f"slow{i}", f"a slow question {i}") for i in range(30)]
+    b = run_batch(lines)
+    end = time.time() + 60
+    while sluice.batches.retrieve(b.id).request_counts.completed < 2:
+        assert time.time() < end, "no line finished"
+        time.sleep(0.05)
+    c = sluice.batches.cancel(b.id)
+    assert c.status in ("cancelling", "cancelled"), c
+    b = until(b.id, ["cancelled"])
+    done = file_lines(b.output_file_id)
+    stopped = file_lines(b.error_file_id)
+    assert 2 <= len(done) < 30, len(done)
+    assert len(done) + len(stopped) == 30 and not set(done) & set(stopped), (done.keys(), stopped.keys())
+    assert b.request_counts.completed == len(done), b
+    for line in stopped.values():
+        assert line["response"] is None and line["error"]["code"] == "batch_cancelled", line
+
+
+@check("batch: a malformed file fails with its lines' numbers, and nothing runs", group="batches")
+def _():
+    lines = [batch_line("fine", "fine"), "{not json", batch_line("nope", "x", model="gpt-nope")]
+    b = until(run_batch(lines).id, ["failed", "in_progress", "completed"])
+    assert b.status == "failed", b
+    got = [(e.code, e.line) for e in b.errors.data]
+    assert got == [("invalid_json_line", 2), ("model_not_found", 3)], got
+
+
+@check("batch: another tenant cannot see a batch or read its files", group="batches")
+def _():
+    other = client(os.environ["SLUICE_OTHER"])
+    b = until(run_batch([batch_line("mine", "my own question")]).id, ["completed"])
+    expect(openai.NotFoundError, 404, lambda: other.batches.retrieve(b.id))
+    expect(openai.NotFoundError, 404, lambda: other.files.content(b.output_file_id))
+    expect(openai.NotFoundError, 404, lambda: other.batches.cancel(b.id))
+    assert b.id not in [x.id for x in other.batches.list()]
 
 
 for name, run in CHECKS[sys.argv[1]]:

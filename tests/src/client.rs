@@ -86,6 +86,13 @@ impl Client {
         self.send(request).await
     }
 
+    /// Uploads `content` as a batch input file, as an SDK does; its id.
+    pub async fn upload_batch_input(&self, content: &[u8]) -> String {
+        sluice_testkit::upload_batch_input(&self.http, &self.base, &self.key, content)
+            .await
+            .expect("the upload is accepted")
+    }
+
     /// Submits one job; panics unless it is accepted. Returns its id.
     pub async fn submit(&self, job: &Value) -> String {
         let r = self.post("/v1/jobs", job).await;

@@ -8,7 +8,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use sluice_e2e::{python_tool, Stack, StackOptions};
+use sluice_e2e::{python_tool, Price, Stack, StackOptions, ODD_PRICE};
 
 /// The Python with the SDK.
 fn python() -> PathBuf {
@@ -104,5 +104,40 @@ async fn an_sdk_retry_after_a_timeout_does_not_bill_twice() {
     assert_eq!(
         stats["by_endpoint"]["/v1/chat/completions"]["requests"], 1,
         "the retries joined the first call: {stats}"
+    );
+}
+
+#[tokio::test]
+async fn the_openai_batch_api_works_unchanged_against_sluice() {
+    // Lines take 150 ms at the provider and a worker holds two at once, so
+    // a batch of 30 is still running when it is cancelled. The mock bills
+    // at the config's prices, so each line has a cost.
+    let prices = [ODD_PRICE];
+    let stack = Stack::start(StackOptions {
+        mock_args: ["--latency-fixed-ms", "150"]
+            .map(str::to_owned)
+            .into_iter()
+            .chain(prices.iter().flat_map(Price::mock_flags))
+            .collect(),
+        worker_toml: "max_batch_size = 2\nbatches_in_flight = 1\n\
+                      max_wait_ms = { interactive = 5, standard = 20, batch = 20 }"
+            .into(),
+        extra_toml: prices.iter().map(|p| p.toml("mock")).collect::<String>()
+            + "[batches]\npoll_ms = 100\n",
+        ..StackOptions::default()
+    })
+    .await;
+    let key = stack.key("acme").await;
+    let other = stack.key("other").await;
+    let out = run_checks(
+        &stack,
+        "batches",
+        &[("SLUICE_KEY", key), ("SLUICE_OTHER", other)],
+    )
+    .await;
+    assert_eq!(
+        out.lines().filter(|l| l.starts_with("ok ")).count(),
+        4,
+        "{out}"
     );
 }

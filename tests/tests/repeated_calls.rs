@@ -186,3 +186,88 @@ async fn a_worker_drained_by_sigterm_leaves_no_repeated_call() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// Calls the worker's router gave up on after their request reached the
+/// provider (its first answers stall past the worker's one-second
+/// timeout) were billed all the same: each is on the ledger as a repeated
+/// call, its prompt exact and its completion estimated from the answer
+/// the job got, so the usage report's exact part stays within the bill
+/// and exact plus estimated meets it.
+#[tokio::test]
+async fn calls_abandoned_after_a_client_side_timeout_are_on_the_ledger() {
+    let price = ODD_PRICE;
+    let (stack, client) = acme_stack(StackOptions {
+        // The primary stalls every answer for 3 s; the worker waits 1 s.
+        mock_args: ["--stall-rate", "1", "--stall-ms", "3000"]
+            .map(str::to_owned)
+            .into_iter()
+            .chain(price.mock_flags())
+            .collect(),
+        provider_toml: "timeout_s = 1".into(),
+        backup_mock: Some(price.mock_flags().to_vec()),
+        worker_toml: "provider_attempts = 2\nprovider_backoff_ms = 50".into(),
+        extra_toml: sluice_e2e::backup_route(
+            "backup",
+            "openai",
+            "mock-ha",
+            &["mock", "backup"],
+            "upstream_model = \"mock-small\"",
+        ) + &price.toml("mock")
+            + &price.toml("backup"),
+        ..StackOptions::default()
+    })
+    .await;
+    let jobs = 4;
+    let ids = client
+        .submit_batch(
+            (0..jobs)
+                .map(|i| {
+                    json!({"body": {"model": "mock-ha", "max_tokens": 6, "messages": [
+                    {"role": "user", "content": format!("abandoned call {i}")}]}})
+                })
+                .collect(),
+        )
+        .await;
+    for job in client.wait_all(&ids, 60).await {
+        assert_eq!(job["status"], "succeeded", "{job}");
+        assert_eq!(job["provider"], "backup", "{job}");
+    }
+    let abandoned = prompts(&stack).await;
+    assert!(abandoned >= jobs as u64, "the primary was never called");
+    let bill = stack.mock_bill().await["total_cost_micros"]
+        .as_u64()
+        .unwrap()
+        + stack.backup_bill().await["total_cost_micros"]
+            .as_u64()
+            .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let usage = loop {
+        let usage = client.get("/v1/usage").await.body;
+        if usage["total"]["jobs"] == jobs {
+            break usage;
+        }
+        assert!(Instant::now() < deadline, "{usage}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let total = &usage["total"];
+    let (exact, estimated) = (
+        total["cost_micros"].as_u64().unwrap(),
+        total["estimated_micros"].as_u64().unwrap(),
+    );
+    eprintln!(
+        "{abandoned} abandoned calls for {jobs} jobs, {} repeated calls on the ledger; \
+         billed {bill} µ$, charged {exact} exact + {estimated} estimated",
+        total["repeated_calls"]
+    );
+    assert_eq!(total["repeated_calls"], abandoned, "{usage}");
+    assert!(exact <= bill, "exact {exact} > billed {bill}: {usage}");
+    assert!(
+        exact + estimated >= bill,
+        "charged {} < billed {bill}: {usage}",
+        exact + estimated
+    );
+    assert!(
+        (exact + estimated - bill) * 50 <= bill,
+        "charged more than 2% over the bill: {usage}"
+    );
+}

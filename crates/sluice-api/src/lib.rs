@@ -10,6 +10,7 @@
 //! Invariants: a 202 means the broker confirmed the job; one tenant never
 //! sees another's jobs (404); every error is problem+json.
 
+pub mod batches;
 pub mod cache;
 pub mod caches;
 pub mod extract;

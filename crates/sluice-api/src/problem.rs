@@ -55,6 +55,8 @@ pub enum ApiError {
     FileNotFound(String),
     /// An upload over `[files] max_bytes` or `max_lines`.
     FileTooLarge(String),
+    /// No such batch for this tenant (the Batch API).
+    BatchNotFound(String),
     /// Over the tenant's rate limit; the headers say when to come back.
     RateLimited {
         detail: String,
@@ -219,6 +221,12 @@ impl ApiError {
                 "File not found",
                 d.clone(),
             ),
+            BatchNotFound(d) => (
+                StatusCode::NOT_FOUND,
+                "batch-not-found",
+                "Batch not found",
+                d.clone(),
+            ),
             FileTooLarge(d) => (
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "file-too-large",
@@ -256,6 +264,15 @@ impl ApiError {
         }
     }
 }
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (_, _, title, detail) = self.parts();
+        write!(f, "{title}: {detail}")
+    }
+}
+
+impl std::error::Error for ApiError {}
 
 impl From<sluice_store::StoreError> for ApiError {
     fn from(e: sluice_store::StoreError) -> Self {

@@ -8,6 +8,7 @@ use sluice_core::budget::RateBudget;
 use sluice_core::config::Config;
 use sluice_core::metrics::Metrics;
 use sluice_queue::{JobEvents, JobQueue, WebhookQueue};
+use sluice_store::batches::BatchStore;
 use sluice_store::cache::ResponseCache;
 use sluice_store::files::FileStore;
 use sluice_store::jobs::JobStore;
@@ -70,6 +71,8 @@ pub struct Shared {
     pub cache_rows: cache::ledger::RowWriter,
     /// Tenants' uploads (the Files API).
     pub files: Arc<dyn FileStore>,
+    /// Batches of the Batch API, and their lines.
+    pub batches: Arc<dyn BatchStore>,
 }
 
 /// What the API talks to.
@@ -88,6 +91,7 @@ pub struct Backends {
     /// Calls the semantic cache's embedding model (the config's routes).
     pub embedder: Option<Arc<sluice_providers::Router>>,
     pub files: Arc<dyn FileStore>,
+    pub batches: Arc<dyn BatchStore>,
 }
 
 impl AppState {
@@ -125,6 +129,7 @@ impl AppState {
             webhook_queue: b.webhook_queue,
             endpoints: Default::default(),
             files: b.files,
+            batches: b.batches,
         };
         Self {
             shared: Arc::new(shared),

@@ -39,6 +39,8 @@ pub struct Config {
     pub cache: crate::cache::CacheConfig,
     #[serde(default)]
     pub files: FilesConfig,
+    #[serde(default)]
+    pub batches: BatchesConfig,
 }
 
 /// What the Prometheus metrics label.
@@ -475,6 +477,7 @@ impl Config {
         }
         self.webhooks.validate()?;
         self.files.validate()?;
+        self.batches.validate()?;
         self.cache.validate()?;
         if let Some(model) = &self.cache.semantic.model {
             if self.route(model).is_none() {
@@ -545,13 +548,16 @@ impl Config {
             },
             cache: crate::cache::CacheConfig::default(),
             files: FilesConfig::default(),
+            batches: BatchesConfig::default(),
         }
     }
 }
 
+mod batches;
 mod files;
 mod prices;
 mod webhooks;
+pub use batches::BatchesConfig;
 pub use files::FilesConfig;
 pub use prices::PriceEntry;
 pub use webhooks::WebhooksConfig;

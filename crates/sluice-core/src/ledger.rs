@@ -71,6 +71,10 @@ pub struct LedgerRow {
     /// `n` for its `n`-th attempt when that was a repeated call: one the
     /// provider billed beyond the job's own (see [`crate::repeat`]).
     pub attempt: u32,
+    /// 0, but for a call that attempt `attempt`'s router gave up on after
+    /// its request reached the provider ([`Repeat::Abandoned`]): its number
+    /// among those, from 1. A row is keyed by job, attempt and this.
+    pub call_index: u32,
     /// The part of the cost that is an estimate (`cost_micros` holds the
     /// exact part), and how it was estimated.
     pub estimated_micros: u64,
@@ -88,6 +92,17 @@ pub enum Repeat {
         attempt: u32,
         provider: Option<String>,
         orphan: Orphan,
+    },
+    /// A call of attempt `attempt` that its router gave up on after the
+    /// request reached the provider (a client-side timeout, a connection or
+    /// stream broken midway), and called again: the `call_index`-th such
+    /// call of the attempt (from 1), asked on `tier`, charged as an orphan.
+    Abandoned {
+        attempt: u32,
+        call_index: u32,
+        provider: String,
+        orphan: Orphan,
+        tier: Tier,
     },
     /// An attempt answered after another delivery had ended the job: its
     /// usage and cost are what the provider reported.
@@ -148,6 +163,7 @@ impl LedgerRow {
             provider_latency_ms,
             finished_at,
             attempt: 0,
+            call_index: 0,
             estimated_micros: 0,
             estimated_by: None,
             tier: outcome.tier(),
@@ -174,6 +190,7 @@ impl LedgerRow {
             provider_latency_ms: None,
             finished_at,
             attempt: 0,
+            call_index: 0,
             estimated_micros: 0,
             estimated_by: None,
             tier: Some(Tier::Realtime),
@@ -182,43 +199,75 @@ impl LedgerRow {
 
     /// The row of a job's repeated call (see [`Repeat`]): charged to the
     /// job's tenant and labels, under the job's final `status`, keyed by
-    /// the job and the attempt's number so that it is recorded once.
+    /// the job, the attempt's number and the call's within it, so that it
+    /// is recorded once.
     pub fn for_repeat(
         message: &JobMessage,
         status: JobStatus,
         repeat: Repeat,
         finished_at: DateTime<Utc>,
     ) -> Self {
-        let (attempt, provider, usage, cost_micros, estimated_micros, estimated_by, tier) =
-            match repeat {
-                Repeat::Orphaned {
-                    attempt,
-                    provider,
-                    orphan,
-                } => (
-                    attempt,
-                    provider,
-                    orphan.usage,
-                    orphan.exact_micros,
-                    orphan.estimated_micros,
-                    Some(orphan.estimate),
-                    // Priced as a standard call: the mark does not say its tier.
-                    Tier::Realtime,
-                ),
-                Repeat::Superseded {
-                    attempt,
-                    provider,
-                    usage,
-                    cost_micros,
-                    tier,
-                } => (attempt, Some(provider), usage, cost_micros, 0, None, tier),
-            };
+        let (
+            (attempt, call_index),
+            provider,
+            usage,
+            cost_micros,
+            estimated_micros,
+            estimated_by,
+            tier,
+        ) = match repeat {
+            Repeat::Orphaned {
+                attempt,
+                provider,
+                orphan,
+            } => (
+                (attempt, 0),
+                provider,
+                orphan.usage,
+                orphan.exact_micros,
+                orphan.estimated_micros,
+                Some(orphan.estimate),
+                // Priced as a standard call: the mark does not say its tier.
+                Tier::Realtime,
+            ),
+            Repeat::Abandoned {
+                attempt,
+                call_index,
+                provider,
+                orphan,
+                tier,
+            } => (
+                (attempt, call_index),
+                Some(provider),
+                orphan.usage,
+                orphan.exact_micros,
+                orphan.estimated_micros,
+                Some(orphan.estimate),
+                tier,
+            ),
+            Repeat::Superseded {
+                attempt,
+                provider,
+                usage,
+                cost_micros,
+                tier,
+            } => (
+                (attempt, 0),
+                Some(provider),
+                usage,
+                cost_micros,
+                0,
+                None,
+                tier,
+            ),
+        };
         Self {
             provider,
             status,
             usage,
             cost_micros,
             attempt,
+            call_index,
             estimated_micros,
             estimated_by,
             tier: Some(tier),
@@ -256,6 +305,7 @@ impl LedgerRow {
             provider_latency_ms,
             finished_at: record.finished_at.unwrap_or(record.created_at),
             attempt: 0,
+            call_index: 0,
             estimated_micros: 0,
             estimated_by: None,
             tier: record.tier,

@@ -44,6 +44,10 @@ pub struct Metrics {
     pub publish_confirms: IntCounterVec,
     /// Each capped tenant's spend this month over its cap.
     pub tenant_budget_used: prometheus::GaugeVec,
+    /// Batch API lines made into jobs.
+    pub batch_lines_made: IntCounter,
+    /// Batch API batches that ended, by status.
+    pub batches_ended: IntCounterVec,
     // --- queue ---
     /// Messages ready in each queue, as the broker counts them.
     pub queue_depth: IntGaugeVec,
@@ -164,6 +168,15 @@ impl Metrics {
                 "A capped tenant's spend this month over its monthly cap (1 = at the cap), as the API last read it.",
                 &["tenant"],
             ),
+            batch_lines_made: b.plain_counter(
+                "sluice_batch_lines_made_total",
+                "Lines of Batch API batches (`/v1/batches`) made into jobs (answered from the cache, joined to a job in flight, or queued at priority batch).",
+            ),
+            batches_ended: b.counter(
+                "sluice_batches_ended_total",
+                "Batch API batches that ended: completed, expired, cancelled or failed (validation).",
+                &["status"],
+            ),
             queue_depth: b.gauge_vec(
                 "sluice_queue_depth",
                 "Messages ready in each queue (interactive, standard, batch, dead), read from the broker every few seconds. A message holds up to `jobs.pack_jobs` jobs.",
@@ -244,7 +257,7 @@ impl Metrics {
             ),
             provider_calls_repeated: b.counter(
                 "sluice_provider_calls_repeated_total",
-                "Provider calls billed beyond each job's own (orphaned: the worker died during the call; superseded: another delivery ended the job first).",
+                "Provider calls billed beyond each job's own (orphaned: the worker died during the call; superseded: another delivery ended the job first; abandoned: the worker gave up on the call after it reached the provider, a timeout or a broken connection, and called again).",
                 &["provider", "reason"],
             ),
             flex_fallbacks: b.counter(

@@ -15,6 +15,12 @@
 //! keeps until the ack. The attempt that ends the job closes the sent
 //! attempts before it: those never answered (see [`orphaned`]) become
 //! ledger rows of their own, priced by [`orphan_usage`].
+//!
+//! Within an attempt, a call its worker gave up on after the request
+//! reached the provider (a client-side timeout, a connection or stream
+//! broken midway) and made again is unanswered money too: it is charged
+//! by the same rule, a row per call keyed by the attempt and the call's
+//! number within it (`ledger::Repeat::Abandoned`).
 
 use serde::{Deserialize, Serialize};
 

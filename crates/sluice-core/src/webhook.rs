@@ -26,7 +26,9 @@ use utoipa::ToSchema;
 use crate::view::JobView;
 use crate::{JobId, JobRecord, JobStatus};
 
-/// The terminal events a webhook can ask for.
+/// The events a webhook can ask for: a job's terminal ones, and a Batch
+/// API batch's end (`batch.completed`, …), which go to the tenant's
+/// endpoints.
 #[derive(
     Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema,
 )]
@@ -36,10 +38,32 @@ pub enum EventKind {
     Failed,
     Canceled,
     Expired,
+    #[serde(rename = "batch.completed")]
+    BatchCompleted,
+    #[serde(rename = "batch.failed")]
+    BatchFailed,
+    #[serde(rename = "batch.expired")]
+    BatchExpired,
+    #[serde(rename = "batch.cancelled")]
+    BatchCancelled,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 4] = [Self::Succeeded, Self::Failed, Self::Canceled, Self::Expired];
+    /// Every event: what an endpoint gets unless it names some.
+    pub const ALL: [EventKind; 8] = [
+        Self::Succeeded,
+        Self::Failed,
+        Self::Canceled,
+        Self::Expired,
+        Self::BatchCompleted,
+        Self::BatchFailed,
+        Self::BatchExpired,
+        Self::BatchCancelled,
+    ];
+
+    /// A job's terminal events: what a job's own webhook gets unless it
+    /// names some.
+    pub const JOB: [EventKind; 4] = [Self::Succeeded, Self::Failed, Self::Canceled, Self::Expired];
 
     /// The event a job in `status` produces; `None` while it is not over.
     pub fn of(status: JobStatus) -> Option<Self> {
@@ -58,17 +82,26 @@ impl EventKind {
             Self::Failed => "failed",
             Self::Canceled => "canceled",
             Self::Expired => "expired",
+            Self::BatchCompleted => "batch.completed",
+            Self::BatchFailed => "batch.failed",
+            Self::BatchExpired => "batch.expired",
+            Self::BatchCancelled => "batch.cancelled",
         }
     }
 
-    /// The payload's `type`: `job.succeeded`, …
+    /// The payload's `type`: `job.succeeded`, …, `batch.completed`, …
     pub fn type_name(self) -> String {
-        format!("job.{}", self.as_str())
+        match self {
+            Self::Succeeded | Self::Failed | Self::Canceled | Self::Expired => {
+                format!("job.{}", self.as_str())
+            }
+            batch => batch.as_str().to_owned(),
+        }
     }
 }
 
 fn all_events() -> Vec<EventKind> {
-    EventKind::ALL.to_vec()
+    EventKind::JOB.to_vec()
 }
 
 /// A webhook named on a job at submit.
@@ -148,6 +181,36 @@ impl JobEvent {
             body: body.to_string(),
             trace_id: record.trace_id.clone(),
         })
+    }
+}
+
+impl JobEvent {
+    /// A Batch API batch's end (`kind` one of the `batch.*` events), for
+    /// the tenant's endpoints. `batch` is the batch id's ULID (the id
+    /// without its `batch_` prefix), under which its deliveries are kept;
+    /// `data` is the batch as the Batch API shows it.
+    pub fn of_batch(
+        batch: JobId,
+        tenant_id: &str,
+        kind: EventKind,
+        occurred_at: DateTime<Utc>,
+        data: serde_json::Value,
+    ) -> Self {
+        let body = serde_json::json!({
+            "type": kind.type_name(),
+            "timestamp": occurred_at,
+            "data": data,
+        });
+        Self {
+            webhook_id: webhook_id(batch, kind),
+            job_id: batch,
+            tenant_id: tenant_id.to_owned(),
+            kind,
+            target: JobWebhook::Endpoints,
+            occurred_at,
+            body: body.to_string(),
+            trace_id: None,
+        }
     }
 }
 

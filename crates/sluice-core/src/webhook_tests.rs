@@ -72,7 +72,7 @@ fn ended(status: JobStatus, webhook: Option<JobWebhook>) -> JobRecord {
 #[test]
 fn an_ended_job_with_a_webhook_makes_one_stable_event() {
     let spec: WebhookSpec = serde_json::from_str(r#"{"url": "https://example.com/h"}"#).unwrap();
-    assert_eq!(spec.events, EventKind::ALL);
+    assert_eq!(spec.events, EventKind::JOB);
     let record = ended(JobStatus::Succeeded, Some(JobWebhook::Url(spec)));
     let event = JobEvent::of(&record).unwrap();
     assert_eq!(event.webhook_id, format!("msg_{}_succeeded", record.id));

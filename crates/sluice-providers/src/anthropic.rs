@@ -4,19 +4,23 @@
 //! with cache reads and writes). A batch goes out as a bounded fan-out of
 //! single calls (Messages has no array form), each marking the shared
 //! system prompt with `cache_control`, so the batch's jobs share the
-//! provider's prompt cache.
+//! provider's prompt cache. A job that streams gets `"stream": true`, its
+//! events relayed as OpenAI chunks as they come (`anthropic_stream`).
 
 use async_trait::async_trait;
 use futures::StreamExt;
 use serde_json::{json, Map, Value};
 use sluice_core::batching::{content_text, request_tokens};
-use sluice_core::{Endpoint, JobId, Tier, Usage};
+use sluice_core::{Endpoint, Tier, Usage};
 
 use crate::adapter::AdapterBase;
-use crate::{Answer, Batch, Provider, ProviderError};
+use crate::anthropic_stream::MessageEvents;
+use crate::{Answer, Batch, BatchJob, Provider, ProviderError};
 
 /// The API version this adapter speaks.
 pub const ANTHROPIC_VERSION: &str = "2023-06-01";
+/// The Messages path, as the duration metric names it.
+const PATH: &str = "/v1/messages";
 /// Anthropic requires `max_tokens`; this is used when a job gives none.
 pub const DEFAULT_MAX_TOKENS: u64 = 1024;
 
@@ -29,14 +33,11 @@ impl AnthropicProvider {
         Self { base }
     }
 
-    async fn one(
-        &self,
-        body: &Value,
-        model: &str,
-        traceparent: Option<&str>,
-        id: JobId,
-    ) -> Result<Answer, ProviderError> {
-        let request =
+    /// `job`'s call: streamed, its events relayed as OpenAI chunks, when
+    /// it asks and the worker takes chunks.
+    async fn one(&self, job: &BatchJob, model: &str) -> Result<Answer, ProviderError> {
+        let (body, traceparent, id) = (&job.body, job.traceparent.as_deref(), job.id);
+        let mut request =
             to_messages(body, model).map_err(|why| self.base.http.terminal(why.to_string()))?;
         let mut headers = vec![("anthropic-version", ANTHROPIC_VERSION.to_owned())];
         if let Some(key) = self.base.http.api_key() {
@@ -47,19 +48,19 @@ impl AnthropicProvider {
         }
         let url = self.base.http.url("/messages");
         let tokens = request_tokens(Endpoint::ChatCompletions, body);
-        let response = self
-            .base
-            .http
-            .post(
-                &url,
-                &headers,
-                &request,
-                "/v1/messages",
-                tokens,
-                &[id],
-                None,
-            )
-            .await?;
+        let http = &self.base.http;
+        let response = match self.base.relay.as_deref().filter(|_| job.stream) {
+            Some(relay) => {
+                request["stream"] = json!(true);
+                let decoder = MessageEvents::new();
+                http.post_stream(&url, &headers, &request, PATH, tokens, id, relay, decoder)
+                    .await?
+            }
+            None => {
+                http.post(&url, &headers, &request, PATH, tokens, &[id], None)
+                    .await?
+            }
+        };
         // A 2xx that is not a Messages answer will not become one on a retry.
         let mut answer =
             from_messages(&response).map_err(|why| self.base.http.terminal(why.to_string()))?;
@@ -83,13 +84,9 @@ impl Provider for AnthropicProvider {
             return batch.jobs.iter().map(|_| Err(e.clone())).collect();
         }
         let model = batch.upstream_model.as_str();
-        let jobs: Vec<(Value, Option<String>, JobId)> = batch
-            .jobs
-            .iter()
-            .map(|j| (j.body.clone(), j.traceparent.clone(), j.id))
-            .collect();
-        futures::stream::iter(jobs)
-            .map(|(body, tp, id)| async move { self.one(&body, model, tp.as_deref(), id).await })
+        // By index: a stream over references trips async-trait's bounds.
+        futures::stream::iter(0..batch.jobs.len())
+            .map(|i| self.one(&batch.jobs[i], model))
             .buffered(self.base.fanout)
             .collect()
             .await
@@ -194,6 +191,15 @@ pub fn to_messages(body: &Value, model: &str) -> Result<Value, Untranslatable> {
     Ok(Value::Object(request))
 }
 
+/// OpenAI's `finish_reason` for Anthropic's `stop_reason`.
+pub fn finish_reason(stop_reason: Option<&str>) -> &'static str {
+    match stop_reason {
+        Some("max_tokens") => "length",
+        Some("tool_use") => "tool_calls",
+        _ => "stop",
+    }
+}
+
 /// A Messages answer as an OpenAI chat completion, with its usage.
 pub fn from_messages(response: &Value) -> Result<Answer, NotAnAnswer> {
     let content = response
@@ -215,16 +221,12 @@ pub fn from_messages(response: &Value) -> Result<Answer, NotAnAnswer> {
     // OpenAI counts every prompt token in prompt_tokens, cached or not.
     let mut usage = Usage::new(input + read + write, output, read);
     usage.cache_write_tokens = write;
-    let finish_reason = match response.get("stop_reason").and_then(Value::as_str) {
-        Some("max_tokens") => "length",
-        Some("tool_use") => "tool_calls",
-        _ => "stop",
-    };
+    let finish_reason = finish_reason(response.get("stop_reason").and_then(Value::as_str));
     let body = json!({
         "id": response.get("id").cloned().unwrap_or(Value::Null),
         "object": "chat.completion",
         "model": response.get("model").cloned().unwrap_or(Value::Null),
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish_reason}],
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "logprobs": null, "finish_reason": finish_reason}],
         "usage": {
             "prompt_tokens": usage.prompt_tokens,
             "completion_tokens": usage.completion_tokens,

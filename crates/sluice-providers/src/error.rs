@@ -23,14 +23,27 @@ pub enum ProviderError {
         after: Duration,
         message: String,
     },
-    /// Worth another try after a backoff (connect error, timeout, 5xx).
+    /// Worth another try after a backoff (a connection refused, 5xx): the
+    /// provider did not take the request, and bills nothing for it.
     #[error("{provider}: {message}")]
     Transient { provider: String, message: String },
+    /// Worth another try, but the request reached the provider and its
+    /// answer did not reach us: the client's timeout ran out, or the
+    /// connection or stream broke after the request left. The provider may
+    /// well have billed it (see `sluice_core::repeat`).
+    #[error("{provider}: {message}")]
+    Abandoned { provider: String, message: String },
 }
 
 impl ProviderError {
     pub fn is_retryable(&self) -> bool {
         !matches!(self, Self::Terminal { .. })
+    }
+
+    /// Whether the call was abandoned after its request reached the
+    /// provider, which may have billed it.
+    pub fn is_abandoned(&self) -> bool {
+        matches!(self, Self::Abandoned { .. })
     }
 
     /// The shortest wait the provider asked for, if it asked.
@@ -45,7 +58,9 @@ impl ProviderError {
     pub fn kind(&self) -> &'static str {
         match self {
             Self::Terminal { .. } => "provider_rejected",
-            Self::RetryAfter { .. } | Self::Transient { .. } => "provider_unavailable",
+            Self::RetryAfter { .. } | Self::Transient { .. } | Self::Abandoned { .. } => {
+                "provider_unavailable"
+            }
         }
     }
 

@@ -11,10 +11,10 @@ use serde_json::Value;
 use sluice_core::budget::{BudgetLimits, Grant, RateBudget};
 use sluice_core::config::ProviderConfig;
 use sluice_core::metrics::Metrics;
-use sluice_core::stream::{Assembler, StreamEntry};
-use sluice_core::Endpoint;
+use sluice_core::stream::StreamEntry;
 use sluice_core::JobId;
 
+use crate::decode::StreamDecoder;
 use crate::limit::ConcurrencyLimit;
 use crate::{ChunkRelay, ProviderError, SetupError};
 
@@ -126,6 +126,14 @@ impl ProviderHttp {
         }
     }
 
+    /// A call given up on after its request reached the provider.
+    pub fn abandoned(&self, message: impl Into<String>) -> ProviderError {
+        ProviderError::Abandoned {
+            provider: self.name.clone(),
+            message: message.into(),
+        }
+    }
+
     pub fn terminal(&self, message: impl Into<String>) -> ProviderError {
         ProviderError::Terminal {
             provider: self.name.clone(),
@@ -187,50 +195,57 @@ impl ProviderHttp {
     ) -> Result<Value, ProviderError> {
         let request = async {
             let response = self.send(url, headers, body, timeout).await?;
+            // A 2xx was billed, whatever became of its body.
             response.json::<Value>().await.map_err(|e| {
-                let error = self.transient(format!("unreadable response body: {e}"));
+                let error = self.abandoned(format!("unreadable response body: {e}"));
                 ("bad_response", error)
             })
         };
         self.metered(label, tokens, jobs, request).await
     }
 
-    /// As [`post`](Self::post), for one job whose `body` streams (see
-    /// `sluice_core::stream`): each batch of chunks that arrives together
-    /// goes to `relay`, the first after a [`StreamEntry::Begin`]; the answer
-    /// is the chunks assembled, the body a call without `stream` returns.
+    /// As [`post`](Self::post), for one job whose `body` streams: each
+    /// batch of events that arrives together is read by `decoder` into
+    /// OpenAI chunks (see `sluice_core::stream`), which go to `relay`, the
+    /// first after a [`StreamEntry::Begin`]; the answer is the decoder's,
+    /// the body a call without `stream` returns.
     #[allow(clippy::too_many_arguments)]
     pub async fn post_stream(
         &self,
         url: &str,
         headers: &[(&str, String)],
         body: &Value,
-        endpoint: Endpoint,
+        label: &str,
         tokens: u64,
         job: JobId,
         relay: &dyn ChunkRelay,
+        decoder: impl StreamDecoder,
     ) -> Result<Value, ProviderError> {
         let request = async {
             let response = self.send(url, headers, body, None).await?;
-            self.relay_events(response, endpoint, job, relay).await
+            self.relay_events(response, decoder, job, relay).await
         };
-        self.metered(endpoint.path(), tokens, &[job], request).await
+        self.metered(label, tokens, &[job], request).await
     }
 
-    /// Reads a streaming answer's events, relaying its chunks, into the
-    /// answer they assemble to.
+    /// Reads a streaming answer's events with `decoder`, relaying its
+    /// chunks, into the answer they amount to.
     async fn relay_events(
         &self,
         response: reqwest::Response,
-        endpoint: Endpoint,
+        mut decoder: impl StreamDecoder,
         job: JobId,
         relay: &dyn ChunkRelay,
     ) -> Result<Value, (&'static str, ProviderError)> {
+        // The provider answered 2xx and started: a stream cut short was
+        // billed, one it ended with an error event (or we cannot read) is
+        // the provider's refusal.
+        let cut = |why: String| ("bad_response", self.abandoned(why));
         let broken = |why: String| ("bad_response", self.transient(why));
         let mut events = response.bytes_stream().eventsource().ready_chunks(64);
-        let mut assembler = Assembler::new(endpoint);
         let mut begun = false;
         let mut done = false;
+        let mut chunks = Vec::new();
         while let Some(batch) = events.next().await {
             let mut entries = Vec::with_capacity(batch.len() + 1);
             if !begun {
@@ -238,31 +253,28 @@ impl ProviderHttp {
                 begun = true;
             }
             for event in batch {
-                let event = event.map_err(|e| broken(format!("the stream broke off: {e}")))?;
-                if event.data.trim() == "[DONE]" {
-                    done = true;
+                let event = event.map_err(|e| cut(format!("the stream broke off: {e}")))?;
+                done = decoder
+                    .event(&event.event, &event.data, &mut chunks)
+                    .map_err(broken)?;
+                entries.extend(chunks.drain(..).map(StreamEntry::Chunk));
+                if done {
                     break;
                 }
-                let chunk: Value = serde_json::from_str(&event.data)
-                    .map_err(|e| broken(format!("unreadable stream chunk: {e}")))?;
-                if let Some(error) = chunk.get("error") {
-                    let message = error.get("message").and_then(Value::as_str).unwrap_or("");
-                    return Err(broken(format!("the provider ended the stream: {message}")));
-                }
-                assembler.push(&chunk);
-                entries.push(StreamEntry::Chunk(event.data));
             }
-            relay.relay(job, entries).await;
+            if !entries.is_empty() {
+                relay.relay(job, entries).await;
+            }
             if done {
                 break;
             }
         }
-        if !done || !assembler.has_usage() {
-            return Err(broken(
-                "the stream ended before its usage and [DONE]".into(),
-            ));
+        if !done {
+            return Err(cut("the stream ended before its end event".into()));
         }
-        Ok(assembler.finish())
+        decoder
+            .finish()
+            .map_err(|why| broken(format!("the stream ended early: {why}")))
     }
 
     /// Runs `request` after taking `tokens` (and one request) from the
@@ -326,13 +338,17 @@ impl ProviderHttp {
         for (name, value) in headers {
             request = request.header(*name, value);
         }
-        let response = request.send().await.map_err(|e| {
-            if e.is_timeout() {
-                ("timeout", self.transient("request timed out"))
-            } else {
-                ("connect", self.transient(format!("request failed: {e}")))
-            }
-        })?;
+        // Past the connection, the request may have left, and then the
+        // provider bills it whether or not its answer reaches us.
+        let response =
+            request
+                .send()
+                .await
+                .map_err(|e| match (e.is_connect(), e.is_timeout()) {
+                    (true, _) => ("connect", self.transient(format!("cannot connect: {e}"))),
+                    (false, true) => ("timeout", self.abandoned("request timed out")),
+                    (false, false) => ("connect", self.abandoned(format!("request failed: {e}"))),
+                })?;
         let status = response.status();
         if status.is_success() {
             return Ok(response);

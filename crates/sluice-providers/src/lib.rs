@@ -12,9 +12,11 @@
 
 pub mod adapter;
 pub mod anthropic;
+pub mod anthropic_stream;
 pub mod batch;
 pub mod breaker;
 pub mod costs;
+pub mod decode;
 pub mod error;
 pub mod http;
 pub mod limit;

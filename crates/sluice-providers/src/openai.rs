@@ -119,7 +119,16 @@ impl OpenAiProvider {
                 let tokens = request_tokens(batch.endpoint, &body);
                 self.base
                     .http
-                    .post_stream(&url, &headers, &body, batch.endpoint, tokens, job.id, relay)
+                    .post_stream(
+                        &url,
+                        &headers,
+                        &body,
+                        batch.endpoint.path(),
+                        tokens,
+                        job.id,
+                        relay,
+                        crate::decode::OpenAiChunks::new(batch.endpoint),
+                    )
                     .await?
             }
             None => {

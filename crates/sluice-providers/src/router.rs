@@ -1,7 +1,10 @@
 //! Routes: a model's ordered providers. A batch goes to the first; jobs
 //! that fail with a retryable error are retried there with exponential
 //! backoff and full jitter (never sooner than a `Retry-After`), then fall
-//! back to the next provider. Terminal errors end a job at once.
+//! back to the next provider. Terminal errors end a job at once. Each call
+//! given up on after its request reached the provider (a client-side
+//! timeout, a connection or stream broken midway) is handed back with the
+//! jobs' ends ([`Abandoned`]): the provider may have billed it.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -12,7 +15,7 @@ use sluice_core::backoff::Backoff;
 use sluice_core::budget::RateBudget;
 use sluice_core::config::{Config, ProviderKind};
 use sluice_core::metrics::Metrics;
-use sluice_core::Endpoint;
+use sluice_core::{Endpoint, Tier};
 
 use crate::adapter::AdapterBase;
 use crate::anthropic::AnthropicProvider;
@@ -110,10 +113,28 @@ impl Route {
 /// One job's end: the answer and the provider that gave it, or the last error.
 pub type Routed = Result<(Answer, String), ProviderError>;
 
+/// A call for a job given up on after its request reached the provider
+/// ([`ProviderError::Abandoned`]): the provider may have billed it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Abandoned {
+    pub provider: String,
+    /// The tier it was asked for.
+    pub tier: Tier,
+}
+
+/// Each job's end, and the calls for it given up on on the way, by the
+/// job's index.
+#[derive(Debug)]
+pub struct RoutedCalls {
+    pub ends: Vec<Routed>,
+    pub abandoned: Vec<Vec<Abandoned>>,
+}
+
 /// Where the jobs of one routed call stand, by their index in it.
 struct Calls {
     ends: Vec<Option<Routed>>,
     last_error: Vec<Option<ProviderError>>,
+    abandoned: Vec<Vec<Abandoned>>,
     /// The jobs still without an end.
     pending: Vec<usize>,
 }
@@ -129,14 +150,20 @@ struct Left {
 
 impl Calls {
     /// Takes one provider call's results for the pending jobs: an answer
-    /// or a terminal error ends a job; a retryable error leaves it pending.
-    /// `attempt` numbers a standard call (`None`: a flex call).
+    /// or a terminal error ends a job; a retryable error leaves it pending,
+    /// and an abandoned call is noted. `attempt` numbers a standard call
+    /// (`None`: a flex call).
     fn absorb(
         &mut self,
         provider: &str,
         attempt: Option<u32>,
         results: Vec<Result<Answer, ProviderError>>,
     ) -> Left {
+        let tier = if attempt.is_some() {
+            Tier::Realtime
+        } else {
+            Tier::Flex
+        };
         let mut still = Vec::new();
         let mut left = Left {
             wait_floor: None,
@@ -147,6 +174,12 @@ impl Calls {
                 Ok(answer) => self.ends[i] = Some(Ok((answer, provider.to_owned()))),
                 Err(e) if !e.is_retryable() => self.ends[i] = Some(Err(e)),
                 Err(e) => {
+                    if e.is_abandoned() {
+                        self.abandoned[i].push(Abandoned {
+                            provider: provider.to_owned(),
+                            tier,
+                        });
+                    }
                     left.wait_floor = left.wait_floor.max(e.retry_after());
                     let reason = if e.retry_after().is_some() {
                         "unavailable"
@@ -362,6 +395,17 @@ impl Router {
         prefix_hash: &str,
         jobs: Vec<BatchJob>,
     ) -> Vec<Routed> {
+        self.route(model, endpoint, prefix_hash, jobs).await.ends
+    }
+
+    /// [`call`](Self::call), with the calls abandoned on the way.
+    pub async fn route(
+        &self,
+        model: &str,
+        endpoint: Endpoint,
+        prefix_hash: &str,
+        jobs: Vec<BatchJob>,
+    ) -> RoutedCalls {
         let n = jobs.len();
         let Some(route) = self.routes.get(model) else {
             let e = ProviderError::Terminal {
@@ -369,11 +413,15 @@ impl Router {
                 message: format!("no route for model {model:?}"),
                 rejection: None,
             };
-            return (0..n).map(|_| Err(e.clone())).collect();
+            return RoutedCalls {
+                ends: (0..n).map(|_| Err(e.clone())).collect(),
+                abandoned: vec![Vec::new(); n],
+            };
         };
         let mut calls = Calls {
             ends: (0..n).map(|_| None).collect(),
             last_error: vec![None; n],
+            abandoned: vec![Vec::new(); n],
             pending: (0..n).collect(),
         };
         let order = route.order(&mut rand::thread_rng());
@@ -423,9 +471,13 @@ impl Router {
             }
         }
         let Calls {
-            ends, last_error, ..
+            ends,
+            last_error,
+            abandoned,
+            ..
         } = calls;
-        ends.into_iter()
+        let ends = ends
+            .into_iter()
             .zip(last_error)
             .map(|(end, last)| {
                 end.unwrap_or_else(|| {
@@ -435,7 +487,8 @@ impl Router {
                     }))
                 })
             })
-            .collect()
+            .collect();
+        RoutedCalls { ends, abandoned }
     }
 }
 

@@ -14,6 +14,7 @@
 //!   Batch API, taken by workers on lease (PostgreSQL).
 //! - [`group`]: group commit, one write for concurrent callers' items.
 
+pub mod batches;
 pub mod budget;
 pub mod cache;
 pub mod files;

@@ -49,10 +49,15 @@ fn answered_on(message: &JobMessage, cost: u64, tier: Tier) -> LedgerRow {
     LedgerRow::for_job(message, &outcome, Some(at()), at(), Some(10))
 }
 
-fn orphan(message: &JobMessage, attempt: u32, exact: u64, estimated: u64) -> LedgerRow {
+fn charge(exact: u64, estimated: u64) -> sluice_core::repeat::Orphan {
     let mut orphan = orphan_usage(Some(&Usage::new(100, 20, 0)), 0, 0, None);
     orphan.exact_micros = exact;
     orphan.estimated_micros = estimated;
+    orphan
+}
+
+fn orphan(message: &JobMessage, attempt: u32, exact: u64, estimated: u64) -> LedgerRow {
+    let orphan = charge(exact, estimated);
     LedgerRow::for_repeat(
         message,
         JobStatus::Succeeded,
@@ -104,18 +109,33 @@ async fn a_repeated_call_is_a_row_of_its_own_counted_once_in_reports_and_spend()
         },
         at(),
     );
+    // The same attempt's router had given up on a call to the provider
+    // before (a timeout): a row of its own beside the attempt's.
+    let abandoned = LedgerRow::for_repeat(
+        &b,
+        JobStatus::Succeeded,
+        Repeat::Abandoned {
+            attempt: 2,
+            call_index: 1,
+            provider: "p".into(),
+            orphan: charge(10, 30),
+            tier: Tier::Realtime,
+        },
+        at(),
+    );
     ledger
         .record(&[
             answered(&a, 100),
             orphan(&a, 1, 40, 60),
             answered(&b, 50),
             superseded,
+            abandoned.clone(),
         ])
         .await
         .unwrap();
     // A redelivery writes them all again: nothing more is counted.
     ledger
-        .record(&[answered(&a, 100), orphan(&a, 1, 40, 60)])
+        .record(&[answered(&a, 100), orphan(&a, 1, 40, 60), abandoned])
         .await
         .unwrap();
 
@@ -136,17 +156,17 @@ async fn a_repeated_call_is_a_row_of_its_own_counted_once_in_reports_and_spend()
         at() + Duration::hours(1),
     )
     .await;
-    assert_eq!((rows.jobs, rows.repeated_calls), (2, 2));
-    assert_eq!((rows.cost_micros, rows.estimated_micros), (240, 60));
-    assert_eq!(rows.prompt_tokens, 400, "every billed call's prompt");
+    assert_eq!((rows.jobs, rows.repeated_calls), (2, 3));
+    assert_eq!((rows.cost_micros, rows.estimated_micros), (250, 90));
+    assert_eq!(rows.prompt_tokens, 500, "every billed call's prompt");
     // … and by the daily totals (whole days): the same.
     let day = Utc.with_ymd_and_hms(2026, 11, 17, 0, 0, 0).unwrap();
     let daily = report(&ledger, &tenant, day, day + Duration::days(1)).await;
     assert_eq!(daily, rows);
 
     let month = NaiveDate::from_ymd_opt(2026, 11, 1).unwrap();
-    assert_eq!(ledger.spend(&tenant, month).await.unwrap(), 300);
-    assert_eq!(ledger.key_spend(&key, month).await.unwrap(), 300);
+    assert_eq!(ledger.spend(&tenant, month).await.unwrap(), 340);
+    assert_eq!(ledger.key_spend(&key, month).await.unwrap(), 340);
 }
 
 #[tokio::test]

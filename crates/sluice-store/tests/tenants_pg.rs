@@ -296,3 +296,25 @@ async fn a_malformed_stored_webhook_secret_is_refused_not_signed_with() {
         other => panic!("a malformed secret was read as {other:?}"),
     }
 }
+
+#[tokio::test]
+async fn a_tenants_batch_queue_limit_is_set_read_and_cleared() {
+    let db = TestDb::migrated().await;
+    let store = db.store();
+    let tenant = store.create_tenant("queued").await.unwrap();
+    assert_eq!(store.batch_queue_tokens(&tenant.id).await.unwrap(), None);
+    store
+        .set_batch_queue_tokens("queued", Some(90_000))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.batch_queue_tokens(&tenant.id).await.unwrap(),
+        Some(90_000)
+    );
+    store.set_batch_queue_tokens("queued", None).await.unwrap();
+    assert_eq!(store.batch_queue_tokens(&tenant.id).await.unwrap(), None);
+    assert!(matches!(
+        store.set_batch_queue_tokens("nobody", Some(1)).await,
+        Err(StoreError::NotFound(_))
+    ));
+}

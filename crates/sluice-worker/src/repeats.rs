@@ -8,6 +8,15 @@
 //! a job again records nothing at first; the attempt that ends the job
 //! writes the rows of the earlier ones, with the batch's other rows.
 //!
+//! A call the worker's own router gave up on after its request reached the
+//! provider (a client-side timeout, a connection or stream broken midway:
+//! `sluice_providers::router::Abandoned`) and made again is billed too, and
+//! charged the same way, by [`Repeats::abandoned`]: a row per call, keyed by
+//! the attempt and the call's number within it. The router hands these back
+//! with the jobs' ends, so recording them costs no store call of its own;
+//! they go with the attempt's other rows. An attempt whose worker dies takes
+//! its abandoned calls' count with it: its orphan row stands for one call.
+//!
 //! Waiting for an orphaned call is pointless: its connection closed with
 //! the worker, so nobody can receive its answer, and the chat and
 //! completions APIs offer no way to cancel it. The job is called again at
@@ -21,17 +30,18 @@ use sluice_core::config::Config;
 use sluice_core::job::Outcome;
 use sluice_core::ledger::{LedgerRow, Repeat};
 use sluice_core::metrics::Metrics;
-use sluice_core::pricing::Price;
-use sluice_core::repeat::{orphan_usage, orphaned};
-use sluice_core::{JobMessage, JobRecord, JobStatus, Usage};
+use sluice_core::pricing::Prices;
+use sluice_core::repeat::{orphan_usage, orphaned, Orphan};
+use sluice_core::{JobMessage, JobRecord, JobStatus, Tier, Usage};
+use sluice_providers::router::Abandoned;
 
 /// Where a model's calls go first, and what they cost there.
 #[derive(Clone, Debug, Default)]
 pub struct Repeats {
     /// Model → (its route's first provider, the model name billed).
     routes: HashMap<String, (String, String)>,
-    /// (provider, billed model) → price.
-    prices: HashMap<(String, String), Price>,
+    /// (provider, billed model) → its prices by tier.
+    prices: HashMap<(String, String), Prices>,
 }
 
 /// The attempt whose provider answer ended a job.
@@ -58,7 +68,7 @@ impl Repeats {
         let prices = config
             .prices
             .iter()
-            .map(|p| ((p.provider.clone(), p.model.clone()), p.price))
+            .map(|p| ((p.provider.clone(), p.model.clone()), p.prices()))
             .collect();
         Self { routes, prices }
     }
@@ -80,20 +90,13 @@ impl Repeats {
         if attempts.is_empty() {
             return Vec::new();
         }
-        let (first, billed) = match self.routes.get(&message.model) {
-            Some((provider, billed)) => (Some(provider.as_str()), billed.as_str()),
-            None => (None, message.model.as_str()),
-        };
+        let first = self.routes.get(&message.model).map(|(p, _)| p.as_str());
         let provider = answered.and_then(|a| a.provider).or(first);
-        let price = provider.and_then(|p| self.prices.get(&(p.to_owned(), billed.to_owned())));
-        let prompt_tokens =
-            sluice_providers::tokens::count(billed, &prompt_text(message.endpoint, &message.body));
-        let max_tokens = completion_allowance(message.endpoint, &message.body);
-        let orphan = orphan_usage(
+        let orphan = self.charge(
+            message,
+            provider,
+            Tier::Realtime,
             answered.and_then(|a| a.usage),
-            prompt_tokens,
-            max_tokens,
-            price,
         );
         attempts
             .into_iter()
@@ -108,6 +111,68 @@ impl Repeats {
                     },
                     finished_at,
                 )
+            })
+            .collect()
+    }
+
+    /// What one unanswered call of `message`'s job to `provider` on `tier`
+    /// is charged ([`orphan_usage`], the one rule): estimated from `answer`,
+    /// the usage of the call that answered the job, if one did.
+    fn charge(
+        &self,
+        message: &JobMessage,
+        provider: Option<&str>,
+        tier: Tier,
+        answer: Option<&Usage>,
+    ) -> Orphan {
+        let billed = match self.routes.get(&message.model) {
+            Some((_, billed)) => billed.as_str(),
+            None => message.model.as_str(),
+        };
+        let price = provider
+            .and_then(|p| self.prices.get(&(p.to_owned(), billed.to_owned())))
+            .map(|prices| prices.at(tier));
+        let prompt_tokens =
+            sluice_providers::tokens::count(billed, &prompt_text(message.endpoint, &message.body));
+        let max_tokens = completion_allowance(message.endpoint, &message.body);
+        orphan_usage(answer, prompt_tokens, max_tokens, price)
+    }
+
+    /// The rows of the calls of `attempt` its router gave up on after they
+    /// reached the provider (`abandoned`, in the order made), for a job
+    /// that ended with `outcome` (by this attempt or, if another delivery
+    /// ended it first, by that one: then `outcome` is this attempt's own).
+    pub fn abandoned(
+        &self,
+        metrics: &Metrics,
+        message: &JobMessage,
+        attempt: u32,
+        abandoned: &[Abandoned],
+        outcome: &Outcome,
+        now: DateTime<Utc>,
+    ) -> Vec<LedgerRow> {
+        let answer = match outcome {
+            Outcome::Succeeded { usage, .. } => Some(usage),
+            _ => None,
+        };
+        (1..)
+            .zip(abandoned)
+            .map(|(call_index, call)| {
+                let orphan = self.charge(message, Some(&call.provider), call.tier, answer);
+                let row = LedgerRow::for_repeat(
+                    message,
+                    outcome.status(),
+                    Repeat::Abandoned {
+                        attempt,
+                        call_index,
+                        provider: call.provider.clone(),
+                        orphan,
+                        tier: call.tier,
+                    },
+                    now,
+                );
+                count(metrics, &row, "abandoned");
+                row
             })
             .collect()
     }
@@ -224,6 +289,7 @@ pub fn answered_by(record: &JobRecord) -> Option<Answered<'_>> {
 mod tests {
     use super::*;
     use serde_json::json;
+    use sluice_core::pricing::Price;
     use sluice_core::repeat::Estimate;
     use sluice_core::{Endpoint, JobId};
 
@@ -304,5 +370,52 @@ mod tests {
         assert!(repeats
             .orphans(&chat(), JobStatus::Succeeded, &[1], None, &[1], Utc::now())
             .is_empty());
+    }
+
+    #[test]
+    fn calls_given_up_on_are_rows_of_their_attempt_priced_at_their_tier() {
+        let repeats = Repeats::new(&config());
+        let metrics = Metrics::new();
+        let calls = [
+            Abandoned {
+                provider: "dev-mock".into(),
+                tier: Tier::Flex,
+            },
+            Abandoned {
+                provider: "dev-mock".into(),
+                tier: Tier::Realtime,
+            },
+        ];
+        let answered = Outcome::Succeeded {
+            result: json!({}),
+            usage: Usage::new(12, 8, 4),
+            provider: "dev-mock".into(),
+            cost_micros: Some(1),
+            tier: Tier::Realtime,
+        };
+        let rows = repeats.abandoned(&metrics, &chat(), 2, &calls, &answered, Utc::now());
+        let keys: Vec<(u32, u32)> = rows.iter().map(|r| (r.attempt, r.call_index)).collect();
+        assert_eq!(keys, [(2, 1), (2, 2)]);
+        // Estimated as the answer, uncached; flex at half the price.
+        assert_eq!((rows[1].cost_micros, rows[1].estimated_micros), (12, 16));
+        assert_eq!((rows[0].cost_micros, rows[0].estimated_micros), (6, 8));
+        assert_eq!(rows[0].tier, Some(Tier::Flex));
+        assert!(rows
+            .iter()
+            .all(|r| r.estimated_by == Some(Estimate::AnsweredAttempt)));
+        // No answer: the prompt and max_tokens, as for an orphan.
+        let failed = Outcome::Failed(sluice_core::JobError::new(
+            "provider_unavailable",
+            "timeout",
+        ));
+        let rows = repeats.abandoned(&metrics, &chat(), 1, &calls[1..], &failed, Utc::now());
+        assert_eq!(rows[0].usage, Usage::new(2, 8, 0));
+        assert_eq!(rows[0].estimated_by, Some(Estimate::MaxTokens));
+        assert_eq!(rows[0].status, JobStatus::Failed);
+        let counted = metrics
+            .provider_calls_repeated
+            .with_label_values(&["dev-mock", "abandoned"])
+            .get();
+        assert_eq!(counted, 3);
     }
 }

@@ -159,11 +159,16 @@ pub enum AdminCommand {
         command: WebhookCommand,
     },
     /// Provider batches, newest first: those not done (with --all, every
-    /// one), with their state, remote id, lines and jobs still open.
+    /// one), with their state, remote id, lines and jobs still open. With
+    /// --tenant, that tenant's Batch API batches (`/v1/batches`) instead,
+    /// with their counts and cost.
     Batches {
         /// Done batches too.
         #[arg(long)]
         all: bool,
+        /// A tenant's Batch API batches, newest first.
+        #[arg(long, conflicts_with = "all")]
+        tenant: Option<String>,
         /// At most this many.
         #[arg(long, default_value_t = 50)]
         limit: usize,
@@ -275,6 +280,10 @@ pub enum TenantCommand {
         /// Estimated tokens (prompt + max_tokens) per minute.
         #[arg(long)]
         tokens_per_minute: Option<u64>,
+        /// Estimated prompt tokens in Batch API batches in progress (a
+        /// batch over it fails with `token_limit_exceeded`).
+        #[arg(long)]
+        batch_queue_tokens: Option<u64>,
     },
 }
 

@@ -2,6 +2,7 @@
 //! submission pipeline or a store, and shapes the answer. Errors are
 //! problem+json (`crate::problem`).
 
+pub mod batches;
 pub mod cache;
 pub mod compat;
 pub mod files;
@@ -90,6 +91,9 @@ fn routes(api: &ApiConfig) -> OpenApiRouter<AppState> {
                 .routes(routes!(files::list))
                 .routes(routes!(files::get, files::delete))
                 .routes(routes!(files::content))
+                .routes(routes!(batches::create, batches::list))
+                .routes(routes!(batches::get))
+                .routes(routes!(batches::cancel))
                 .route_layer(bound(Duration::ZERO)),
         )
         .merge(

@@ -74,7 +74,7 @@ fn shape(
             None,
         ),
         "not-found" => (StatusCode::NOT_FOUND, INVALID, Some("unknown_url"), None),
-        "file-not-found" => (StatusCode::NOT_FOUND, INVALID, None, Some("id")),
+        "file-not-found" | "batch-not-found" => (StatusCode::NOT_FOUND, INVALID, None, Some("id")),
         "file-too-large" => (StatusCode::PAYLOAD_TOO_LARGE, INVALID, None, Some("file")),
         "still-running" => (
             StatusCode::GATEWAY_TIMEOUT,
@@ -151,6 +151,8 @@ mod tests {
             ("body-too-large", 413),
             ("not-found", 404),
             ("file-not-found", 404),
+            ("batch-not-found", 404),
+            ("not-cancelable", 409),
             ("file-too-large", 413),
             ("method-not-allowed", 405),
         ];

@@ -82,6 +82,35 @@ pub async fn submit(
     submitted
 }
 
+/// Stages 4, 7 and 8 for the lines of a Batch API batch (`crate::batches`),
+/// checked by [`validate::check_line`]. Lines carry no webhook of their
+/// own (the batch's events go to the tenant's endpoints), and the batch as
+/// a whole was held to the tenant's budget and batch queue when it was
+/// created, not each line to the per-minute limits. One outcome per job,
+/// in order.
+pub(crate) async fn admit_lines(
+    state: &AppState,
+    caller: &Principal,
+    mut jobs: Vec<NewJob>,
+) -> Result<Vec<Outcome>, ApiError> {
+    let mut outcomes = Vec::with_capacity(jobs.len());
+    let mut missed = Vec::new();
+    let hits = lookup::all(state, caller, &mut jobs).await?;
+    for (i, (job, hit)) in jobs.into_iter().zip(hits).enumerate() {
+        match hit {
+            Some(record) => outcomes.push((i, Outcome::Answered(record))),
+            None => missed.push((i, job)),
+        }
+    }
+    for round in join::rounds(missed) {
+        let (decided, to_publish) = join::all(state, round).await;
+        outcomes.extend(decided);
+        outcomes.extend(publish::all(state, to_publish).await);
+    }
+    outcomes.sort_unstable_by_key(|(i, _)| *i);
+    Ok(outcomes.into_iter().map(|(_, o)| o).collect())
+}
+
 /// Stages 3 to 8 for checked jobs. Each job is carried with its position
 /// from stage to stage, and the stage that decides its fate turns it into
 /// its outcome, so every job gets exactly one.

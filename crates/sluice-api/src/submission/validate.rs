@@ -126,6 +126,26 @@ pub(super) fn check_all(
         .collect()
 }
 
+/// Checks one line of a Batch API batch (its job envelope, as JSON) for
+/// `caller`: the job gets the line's own `id`, fixed before any job of the
+/// batch was made, and the batch's window as its deadline.
+pub(crate) fn check_line(
+    raw: Value,
+    config: &Config,
+    caller: &Principal,
+    trace_id: &str,
+    id: JobId,
+    deadline_at: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<NewJob, ApiError> {
+    let mut job = check(raw, config, caller, trace_id, now)?;
+    job.record.id = id;
+    job.record.deadline_at = Some(deadline_at);
+    job.message.id = id;
+    job.message.deadline_at = Some(deadline_at);
+    Ok(job)
+}
+
 /// Checks one job envelope (as JSON) for `caller`.
 fn check(
     raw: Value,

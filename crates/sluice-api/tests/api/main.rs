@@ -8,6 +8,7 @@
 mod support;
 
 mod batch;
+mod batch_api;
 mod budget;
 mod cache;
 mod compat;

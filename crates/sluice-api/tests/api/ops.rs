@@ -139,6 +139,9 @@ async fn the_openapi_document_names_every_route() {
         "/v1/files",
         "/v1/files/{id}",
         "/v1/files/{id}/content",
+        "/v1/batches",
+        "/v1/batches/{id}",
+        "/v1/batches/{id}/cancel",
         "/healthz",
         "/readyz",
         "/metrics",
@@ -157,6 +160,7 @@ async fn errors_are_documented_with_the_content_type_they_are_sent_with() {
         for (method, operation) in item.as_object().unwrap() {
             let openai = path.starts_with("/v1/models")
                 || path.starts_with("/v1/files")
+                || path.starts_with("/v1/batches")
                 || ["/v1/chat/completions", "/v1/completions", "/v1/embeddings"]
                     .contains(&path.as_str());
             for (status, response) in operation["responses"].as_object().unwrap() {

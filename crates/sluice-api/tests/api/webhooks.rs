@@ -195,12 +195,24 @@ async fn endpoints_are_created_listed_rotated_and_deleted() {
     assert_ne!(rotated.body["secret"], secret.as_str());
     assert!(rotated.body["previous_valid_until"].is_string());
 
-    // Every terminal event when `events` is left out.
+    // Every event, a job's and a batch's, when `events` is left out.
     let all = app
         .post("/v1/webhook-endpoints", &json!({"url": RECEIVER}))
         .await;
     all.expect(201);
-    assert_eq!(all.body["events"].as_array().unwrap().len(), 4);
+    assert_eq!(
+        all.body["events"],
+        json!([
+            "succeeded",
+            "failed",
+            "canceled",
+            "expired",
+            "batch.completed",
+            "batch.failed",
+            "batch.expired",
+            "batch.cancelled"
+        ])
+    );
 
     let deleted = app.delete(&format!("/v1/webhook-endpoints/{id}")).await;
     deleted.expect(204);

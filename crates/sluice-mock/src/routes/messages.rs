@@ -24,7 +24,8 @@ use serde::{Deserialize, Serialize};
 
 use super::call::{Call, ModelRoute};
 use super::conversation::{answered, require_messages, Conversation};
-use super::{parse_body, reject_stream, require_model, resolve_max_tokens, response_id};
+use super::stream::Streaming;
+use super::{parse_body, require_model, resolve_max_tokens, response_id};
 use crate::error::{AnthropicError, ApiError};
 use crate::prefix::{Piece, Scope};
 use crate::pricing::Tier;
@@ -119,28 +120,28 @@ impl Block {
 
 #[derive(Debug, Serialize)]
 pub(crate) struct MessagesResponse {
-    id: String,
+    pub(super) id: String,
     #[serde(rename = "type")]
     kind: &'static str,
     role: &'static str,
-    model: String,
-    content: Vec<TextBlock>,
-    stop_reason: &'static str,
+    pub(super) model: String,
+    pub(super) content: Vec<TextBlock>,
+    pub(super) stop_reason: &'static str,
     stop_sequence: Option<String>,
-    usage: AnthropicUsage,
+    pub(super) usage: AnthropicUsage,
 }
 
 #[derive(Debug, Serialize)]
-struct TextBlock {
+pub(super) struct TextBlock {
     #[serde(rename = "type")]
     kind: &'static str,
-    text: String,
+    pub(super) text: String,
 }
 
 #[derive(Debug, Serialize)]
-struct AnthropicUsage {
+pub(super) struct AnthropicUsage {
     input_tokens: u64,
-    output_tokens: u64,
+    pub(super) output_tokens: u64,
     cache_creation_input_tokens: u64,
     cache_read_input_tokens: u64,
     service_tier: &'static str,
@@ -152,7 +153,12 @@ pub(super) async fn handle(
     body: Bytes,
 ) -> Result<Response, AnthropicError> {
     require_version(&headers)?;
-    Ok(super::call::serve::<Messages>(&shared, &body).await?)
+    Ok(super::stream::serve_paced::<Messages, _>(
+        &shared,
+        &body,
+        super::messages_stream::MessageEvents::new,
+    )
+    .await?)
 }
 
 /// A 400 unless the request carries `anthropic-version` (any value).
@@ -183,7 +189,6 @@ impl ModelRoute for Messages {
     fn parse(_shared: &Shared, body: &[u8]) -> Result<Call<Parsed>, ApiError> {
         let request: MessagesRequest = parse_body(body)?;
         let model = require_model(request.model)?;
-        reject_stream(request.stream)?;
         let messages = require_messages(
             request.messages,
             "messages: you must provide a non-empty array",
@@ -221,7 +226,10 @@ impl ModelRoute for Messages {
             model,
             tier: Tier::Standard,
             estimated_tokens: parsed.prompt_tokens.saturating_add(max_tokens),
-            stream: None,
+            // Anthropic has no `stream_options`: usage always comes.
+            stream: (request.stream == Some(true)).then_some(Streaming {
+                include_usage: true,
+            }),
             request: parsed,
         })
     }

@@ -28,6 +28,7 @@ pub(crate) mod costs;
 mod down;
 mod embeddings;
 pub(crate) mod messages;
+mod messages_stream;
 mod stream;
 
 /// Largest request body accepted. Benchmarks send batches of hundreds of
@@ -194,19 +195,6 @@ pub(crate) fn resolve_dims(requested: Option<usize>, default: usize) -> Result<u
             format!("dimensions is {dims}; it must be between 1 and {MAX_EMBEDDING_DIMS}"),
         )),
     }
-}
-
-/// Anthropic's Messages route answers in one piece (only the OpenAI routes
-/// stream, see `stream`); a streaming client would wait for server-sent
-/// events that never come, so it is told plainly instead.
-pub(crate) fn reject_stream(stream: Option<bool>) -> Result<(), ApiError> {
-    if stream == Some(true) {
-        return Err(ApiError::unsupported(
-            "stream",
-            "the mock does not stream; send stream: false",
-        ));
-    }
-    Ok(())
 }
 
 /// `prompt` or `input`: one string, an array of strings, a list of token

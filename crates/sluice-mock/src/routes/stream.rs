@@ -1,5 +1,7 @@
-//! Streamed answers (`"stream": true`) on `/v1/chat/completions` and
-//! `/v1/completions`, in OpenAI's wire format: a `200` with
+//! Streamed answers (`"stream": true`), paced alike on every route that
+//! streams ([`Paced`]: each route's wire format; Anthropic's is in
+//! [`messages_stream`](super::messages_stream)). On `/v1/chat/completions`
+//! and `/v1/completions`, in OpenAI's wire format: a `200` with
 //! `content-type: text/event-stream` whose body is events
 //! `data: {chunk}\n\n`, ending with `data: [DONE]\n\n`.
 //!
@@ -118,6 +120,22 @@ where
     R: ModelRoute<Answer = Completion<C>>,
     C: StreamedChoice,
 {
+    serve_paced::<R, _>(shared, body, Events::new).await
+}
+
+/// Serves `body` on route `R`: when it asks to be streamed, as the events
+/// `events` makes of the answer, paced as the [module documentation](self)
+/// says; else as [`call::serve`] does. Each route's wire format is its own
+/// [`Paced`]; admission, bill and pacing are the same for all.
+pub(crate) async fn serve_paced<R, E>(
+    shared: &Shared,
+    body: &[u8],
+    events: impl FnOnce(R::Answer, Streaming) -> E,
+) -> Result<Response, ApiError>
+where
+    R: ModelRoute,
+    E: Paced,
+{
     let call = R::parse(shared, body)?;
     let Some(streaming) = call.stream else {
         return call::serve_parsed::<R>(shared, body, call).await;
@@ -128,7 +146,7 @@ where
     let receipt = shared.account(R::PATH, &model, &admission, &work);
     let latency = shared.latency_of(&admission, &work);
     let run = Run {
-        events: Events::new(answer, streaming),
+        events: events(answer, streaming),
         shared: shared.clone(),
         latency,
         slot: None,
@@ -145,6 +163,20 @@ where
         Body::from_stream(run.into_stream()),
     )
         .into_response())
+}
+
+/// An answer's events as a stream sends them: opened, then one step per
+/// token (see the [module documentation](self)), then closed.
+pub(crate) trait Paced: Send + 'static {
+    /// Steps before the closing events: at least one, so that the
+    /// openings are sent.
+    fn steps(&self) -> u64;
+
+    /// The events of step `step`, in `0..steps`.
+    fn step(&mut self, step: u64) -> Bytes;
+
+    /// The closing events.
+    fn end(&self) -> Bytes;
 }
 
 /// `body` without `stream` and `stream_options`, as serde_json writes it:
@@ -245,9 +277,15 @@ impl Events {
         out.extend_from_slice(json.as_bytes());
         out.extend_from_slice(b"\n\n");
     }
+}
 
-    /// The events of step `step`: on the first, each choice's opening;
-    /// then each choice's next piece, if it has one left.
+impl Paced for Events {
+    fn steps(&self) -> u64 {
+        self.steps
+    }
+
+    /// On the first step, each choice's opening; then each choice's next
+    /// piece, if it has one left.
     fn step(&mut self, step: u64) -> Bytes {
         let mut out = Vec::new();
         let mut entries = Vec::with_capacity(self.choices.len() * 2);
@@ -269,8 +307,8 @@ impl Events {
         out.into()
     }
 
-    /// The closing events: each choice's last chunk, the usage chunk when
-    /// asked for, and `[DONE]`.
+    /// Each choice's last chunk, the usage chunk when asked for, and
+    /// `[DONE]`.
     fn end(&self) -> Bytes {
         let mut out = Vec::new();
         for sending in &self.choices {
@@ -299,8 +337,8 @@ enum Phase {
 }
 
 /// A stream being sent: its events, and when each step is due.
-struct Run {
-    events: Events,
+struct Run<E> {
+    events: E,
     shared: Shared,
     latency: LatencyParts,
     /// The slot held while streaming, with `max_concurrency`.
@@ -310,7 +348,7 @@ struct Run {
     phase: Phase,
 }
 
-impl Run {
+impl<E: Paced> Run<E> {
     fn into_stream(self) -> impl Stream<Item = Result<Bytes, Infallible>> + Send {
         futures::stream::unfold(self, |mut run| async move {
             let bytes = run.next().await?;
@@ -330,7 +368,7 @@ impl Run {
             }
             Phase::At(step) => step,
         };
-        let steps = self.events.steps;
+        let steps = self.events.steps().max(1);
         let due = share(self.latency.decode, step, steps);
         if !due.is_zero() {
             tokio::time::sleep_until(self.decode_from + due).await;

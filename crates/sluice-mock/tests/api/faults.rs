@@ -113,6 +113,8 @@ async fn stalls_delay_the_answer_and_are_still_billed() {
     )
     .await;
     assert!(timed.is_err());
+    // It was billed all the same, as a provider bills a request it took.
+    assert_eq!(mock.server.bill().model("m").charges.requests, 2);
 }
 
 #[tokio::test]

@@ -18,6 +18,7 @@ mod flex;
 mod latency;
 mod message_batches;
 mod messages;
+mod messages_stream;
 mod prefix_cache;
 mod rate_limits;
 mod serve;

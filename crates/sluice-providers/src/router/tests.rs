@@ -323,3 +323,35 @@ async fn an_unknown_model_fails_every_job() {
     assert_eq!(ends.len(), 2);
     assert!(ends.iter().all(|e| !e.as_ref().unwrap_err().is_retryable()));
 }
+
+#[tokio::test]
+async fn calls_given_up_on_after_they_left_come_back_with_the_ends() {
+    let abandoned = ProviderError::Abandoned {
+        provider: "first".into(),
+        message: "request timed out".into(),
+    };
+    // Two timeouts at the first provider (its attempts), a refusal and
+    // then an answer at the second: only the timeouts may have been billed.
+    let first = flaky("first", 2, abandoned);
+    let second = flaky("second", 1, transient());
+    let r = router(vec![first.clone(), second.clone()]);
+    let routed = r.route("m", Endpoint::ChatCompletions, "", jobs(2)).await;
+    assert!(routed
+        .ends
+        .iter()
+        .all(|e| e.as_ref().unwrap().1 == "second"));
+    let timed_out = Abandoned {
+        provider: "first".into(),
+        tier: Tier::Realtime,
+    };
+    assert_eq!(
+        routed.abandoned,
+        vec![vec![timed_out.clone(), timed_out.clone()]; 2]
+    );
+    assert!(r
+        .route("nope", Endpoint::ChatCompletions, "", jobs(1))
+        .await
+        .abandoned
+        .iter()
+        .all(Vec::is_empty));
+}

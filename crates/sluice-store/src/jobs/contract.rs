@@ -80,6 +80,12 @@ async fn a_job_moves_forward_once(store: &dyn JobStore) {
     assert_eq!(done.attempts, 2);
     assert!(done.started_at.is_some() && done.finished_at.is_some());
     assert_eq!(done.error, None);
+    let gone = JobId::new();
+    assert_eq!(
+        store.statuses(&[job.id, gone]).await.unwrap(),
+        [Some(JobStatus::Succeeded), None]
+    );
+    assert_eq!(store.statuses(&[]).await.unwrap(), []);
 }
 
 /// A batch's jobs change together, each by its own state; every answer

@@ -111,6 +111,14 @@ impl JobStore for MemoryJobStore {
         Ok(self.lock().get(&id).cloned())
     }
 
+    async fn statuses(&self, ids: &[JobId]) -> Result<Vec<Option<JobStatus>>, StoreError> {
+        let jobs = self.lock();
+        Ok(ids
+            .iter()
+            .map(|id| jobs.get(id).map(|r| r.status))
+            .collect())
+    }
+
     async fn start_many(
         &self,
         ids: &[JobId],

@@ -37,6 +37,10 @@ pub trait JobStore: Send + Sync + 'static {
     /// The record as stored, whoever owns it; callers check the tenant.
     async fn get(&self, id: JobId) -> Result<Option<JobRecord>, StoreError>;
 
+    /// Each job's status as stored (`None` for a job that is gone), in
+    /// order, in one round trip: how a batch driver follows its lines.
+    async fn statuses(&self, ids: &[JobId]) -> Result<Vec<Option<JobStatus>>, StoreError>;
+
     /// Moves each queued (or redelivered running) job to running, unless
     /// its deadline passed while it was queued: then it becomes expired.
     /// One outcome per id, in order.

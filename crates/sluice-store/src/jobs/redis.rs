@@ -250,6 +250,24 @@ impl JobStore for RedisJobStore {
         codec::decode(&fields)
     }
 
+    async fn statuses(&self, ids: &[JobId]) -> Result<Vec<Option<JobStatus>>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let pipeline = self.pool.next().pipeline();
+        for &id in ids {
+            let () = pipeline.hget(self.key(id), "status").await?;
+        }
+        let statuses: Vec<Option<String>> = pipeline.all().await?;
+        statuses
+            .into_iter()
+            .map(|s| {
+                s.map(|s| s.parse().map_err(StoreError::Corrupt))
+                    .transpose()
+            })
+            .collect()
+    }
+
     async fn start_many(
         &self,
         ids: &[JobId],

@@ -25,6 +25,7 @@ struct Inner {
     tenants: HashMap<String, Tenant>,
     /// Rate limits by tenant id.
     limits: HashMap<String, (Option<u64>, Option<u64>)>,
+    batch_queue_tokens: HashMap<String, u64>,
     /// Monthly spend caps by tenant id, and by key id.
     budgets: HashMap<String, u64>,
     key_budgets: HashMap<String, u64>,
@@ -167,6 +168,7 @@ impl TenantStore for MemoryTenantStore {
             budgets,
             key_budgets,
             key_priorities,
+            ..
         } = &mut *inner;
         let Some(row) = keys.get_mut(&hash) else {
             return Ok(None);
@@ -271,6 +273,24 @@ impl TenantStore for MemoryTenantStore {
             .limits
             .insert(id, (requests_per_minute, tokens_per_minute));
         Ok(())
+    }
+
+    async fn set_batch_queue_tokens(
+        &self,
+        tenant: &str,
+        tokens: Option<u64>,
+    ) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        let id = inner.tenant_id(tenant)?;
+        match tokens {
+            Some(tokens) => inner.batch_queue_tokens.insert(id, tokens),
+            None => inner.batch_queue_tokens.remove(&id),
+        };
+        Ok(())
+    }
+
+    async fn batch_queue_tokens(&self, tenant_id: &str) -> Result<Option<u64>, StoreError> {
+        Ok(self.lock().batch_queue_tokens.get(tenant_id).copied())
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -111,6 +111,19 @@ pub trait TenantStore: Send + Sync + 'static {
         tokens_per_minute: Option<u64>,
     ) -> Result<(), StoreError>;
 
+    /// Sets (or, with `None`, clears) the tenant's limit on the prompt
+    /// tokens of its Batch API batches in progress; `StoreError::NotFound`
+    /// if there is no such tenant.
+    async fn set_batch_queue_tokens(
+        &self,
+        tenant: &str,
+        tokens: Option<u64>,
+    ) -> Result<(), StoreError>;
+
+    /// The tenant's own limit on its batches' queued tokens, if it has one
+    /// (by the tenant's id).
+    async fn batch_queue_tokens(&self, tenant_id: &str) -> Result<Option<u64>, StoreError>;
+
     /// Sets (or, with `None`, removes) the tenant's monthly spend cap.
     async fn set_budget(&self, tenant: &str, monthly_micros: Option<u64>)
         -> Result<(), StoreError>;

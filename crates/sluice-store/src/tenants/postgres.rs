@@ -413,6 +413,31 @@ impl TenantStore for PgTenantStore {
         Ok(())
     }
 
+    async fn set_batch_queue_tokens(
+        &self,
+        tenant: &str,
+        tokens: Option<u64>,
+    ) -> Result<(), StoreError> {
+        let updated = sqlx::query("UPDATE tenants SET batch_queue_tokens = $2 WHERE name = $1")
+            .bind(tenant)
+            .bind(tokens.map(|v| i64::try_from(v).unwrap_or(i64::MAX)))
+            .execute(&self.pool)
+            .await?;
+        if updated.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("no tenant named {tenant:?}")));
+        }
+        Ok(())
+    }
+
+    async fn batch_queue_tokens(&self, tenant_id: &str) -> Result<Option<u64>, StoreError> {
+        let tokens: Option<Option<i64>> =
+            sqlx::query_scalar("SELECT batch_queue_tokens FROM tenants WHERE id = $1")
+                .bind(crate::usage::uuid(tenant_id, "tenant id")?)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(tokens.flatten().and_then(|n| u64::try_from(n).ok()))
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())

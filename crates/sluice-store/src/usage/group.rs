@@ -54,6 +54,10 @@ impl UsageLedger for GroupCommitLedger {
     async fn key_spend(&self, key_id: &str, month: chrono::NaiveDate) -> Result<u64, StoreError> {
         self.inner.key_spend(key_id, month).await
     }
+
+    async fn batch_usage(&self, tenant_id: &str, batch_id: &str) -> Result<UsageLine, StoreError> {
+        self.inner.batch_usage(tenant_id, batch_id).await
+    }
 }
 
 #[cfg(test)]

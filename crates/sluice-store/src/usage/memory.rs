@@ -12,7 +12,7 @@ use crate::StoreError;
 
 #[derive(Default)]
 pub struct MemoryLedger {
-    rows: Mutex<BTreeMap<(JobId, u32), LedgerRow>>,
+    rows: Mutex<BTreeMap<(JobId, u32, u32), LedgerRow>>,
 }
 
 fn key_of(row: &LedgerRow, g: GroupBy) -> Option<String> {
@@ -32,7 +32,7 @@ impl UsageLedger for MemoryLedger {
     async fn record(&self, rows: &[LedgerRow]) -> Result<(), StoreError> {
         let mut map = self.rows.lock().unwrap_or_else(|e| e.into_inner());
         for row in rows {
-            map.entry((row.job_id, row.attempt))
+            map.entry((row.job_id, row.attempt, row.call_index))
                 .or_insert_with(|| row.clone());
         }
         Ok(())
@@ -61,6 +61,16 @@ impl UsageLedger for MemoryLedger {
             })
             .map(|r| r.cost_micros + r.estimated_micros)
             .sum())
+    }
+
+    async fn batch_usage(&self, tenant_id: &str, batch_id: &str) -> Result<UsageLine, StoreError> {
+        let map = self.rows.lock().unwrap_or_else(|e| e.into_inner());
+        let mut line = UsageLine::default();
+        map.values()
+            .filter(|r| r.tenant_id == tenant_id)
+            .filter(|r| r.metadata.get("batch_id").and_then(|v| v.as_str()) == Some(batch_id))
+            .for_each(|r| line.add(r));
+        Ok(line)
     }
 
     async fn report(&self, q: &UsageQuery) -> Result<Vec<UsageLine>, StoreError> {

@@ -154,4 +154,8 @@ pub trait UsageLedger: Send + Sync + 'static {
 
     /// What the key spent in the month starting on `month` (UTC), µ$.
     async fn key_spend(&self, key_id: &str, month: chrono::NaiveDate) -> Result<u64, StoreError>;
+
+    /// The sums of the tenant's rows of one Batch API batch (the rows whose
+    /// metadata carries its `batch_id`).
+    async fn batch_usage(&self, tenant_id: &str, batch_id: &str) -> Result<UsageLine, StoreError>;
 }

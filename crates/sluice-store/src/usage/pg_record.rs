@@ -20,18 +20,18 @@ pub const RECORD: &str = "\
 WITH ins AS (INSERT INTO usage_ledger (job_id, tenant_id, key_id, model, provider, endpoint, feature, route, \
  metadata, status, prompt_tokens, cached_tokens, cache_write_tokens, completion_tokens, \
  cost_micros, saved_micros, cache_hit, queue_wait_ms, provider_latency_ms, finished_at, \
- attempt, estimated_micros, estimated_by, tier) \
+ attempt, estimated_micros, estimated_by, tier, call_index) \
  SELECT job_id, tenant_id, key_id, model, provider, endpoint, feature, route, metadata::jsonb, status, \
  prompt_tokens, cached_tokens, cache_write_tokens, completion_tokens, cost_micros, saved_micros, \
- cache_hit, queue_wait_ms, provider_latency_ms, finished_at, attempt, estimated_micros, estimated_by, tier \
- FROM unnest($1::text[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::text[], $7::text[], \
+ cache_hit, queue_wait_ms, provider_latency_ms, finished_at, attempt, estimated_micros, estimated_by, tier, \
+ call_index FROM unnest($1::text[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::text[], $7::text[], \
  $8::text[], $9::text[], $10::text[], $11::int8[], $12::int8[], $13::int8[], $14::int8[], $15::int8[], \
  $16::int8[], $17::bool[], $18::int8[], $19::int8[], $20::timestamptz[], $21::int4[], $22::int8[], \
- $23::text[], $24::text[]) \
+ $23::text[], $24::text[], $25::int4[]) \
  AS r(job_id, tenant_id, key_id, model, provider, endpoint, feature, route, metadata, status, \
  prompt_tokens, cached_tokens, cache_write_tokens, completion_tokens, cost_micros, saved_micros, \
- cache_hit, queue_wait_ms, provider_latency_ms, finished_at, attempt, estimated_micros, estimated_by, tier) \
- ON CONFLICT (job_id, attempt) DO NOTHING RETURNING tenant_id, key_id, finished_at, \
+ cache_hit, queue_wait_ms, provider_latency_ms, finished_at, attempt, estimated_micros, estimated_by, tier, \
+ call_index) ON CONFLICT (job_id, attempt, call_index) DO NOTHING RETURNING tenant_id, key_id, finished_at, \
  cost_micros + estimated_micros AS charged_micros, model, provider, feature, route, prompt_tokens, \
  cached_tokens, completion_tokens, cost_micros, saved_micros, attempt, estimated_micros, tier), \
 daily AS (INSERT INTO usage_daily (tenant_id, day, model, provider, feature, route, tier, jobs, \
@@ -86,6 +86,7 @@ pub struct Columns {
     estimated_micros: Vec<i64>,
     estimated_by: Vec<Option<&'static str>>,
     tier: Vec<Option<&'static str>>,
+    call_index: Vec<i32>,
 }
 
 fn as_i64(v: u64) -> i64 {
@@ -127,6 +128,8 @@ impl Columns {
             c.estimated_micros.push(as_i64(r.estimated_micros));
             c.estimated_by.push(r.estimated_by.map(|e| e.as_str()));
             c.tier.push(r.tier.map(|t| t.as_str()));
+            c.call_index
+                .push(i32::try_from(r.call_index).unwrap_or(i32::MAX));
         }
         Ok(c)
     }
@@ -157,5 +160,6 @@ impl Columns {
             .bind(self.estimated_micros)
             .bind(self.estimated_by)
             .bind(self.tier)
+            .bind(self.call_index)
     }
 }

@@ -1,6 +1,6 @@
 //! The ledger in PostgreSQL (`usage_ledger`, migration 0003). Rows go in
-//! with one insert per batch (see `pg_record`); `ON CONFLICT (job_id, attempt)
-//! DO NOTHING` keeps a redelivered job from being counted twice. Reports group in SQL
+//! with one insert per batch (see `pg_record`); `ON CONFLICT (job_id, attempt,
+//! call_index) DO NOTHING` keeps a redelivered job from being counted twice. Reports group in SQL
 //! over the (tenant_id, finished_at) index.
 
 use std::collections::BTreeMap;
@@ -81,6 +81,40 @@ impl UsageLedger for PgLedger {
         .fetch_optional(&self.pool)
         .await?;
         Ok(u64::try_from(spent.unwrap_or(0)).unwrap_or(0))
+    }
+
+    async fn batch_usage(&self, tenant_id: &str, batch_id: &str) -> Result<UsageLine, StoreError> {
+        let row = sqlx::query(
+            "SELECT count(*) FILTER (WHERE attempt = 0) AS jobs, \
+               count(*) FILTER (WHERE attempt > 0) AS repeated_calls, \
+               coalesce(sum(prompt_tokens), 0)::bigint AS prompt_tokens, \
+               coalesce(sum(cached_tokens), 0)::bigint AS cached_tokens, \
+               coalesce(sum(completion_tokens), 0)::bigint AS completion_tokens, \
+               coalesce(sum(cost_micros), 0)::bigint AS cost_micros, \
+               coalesce(sum(saved_micros), 0)::bigint AS saved_micros, \
+               coalesce(sum(estimated_micros), 0)::bigint AS estimated_micros \
+             FROM usage_ledger \
+             WHERE metadata ? 'batch_id' AND metadata ->> 'batch_id' = $2 AND tenant_id = $1",
+        )
+        .bind(uuid(tenant_id, "tenant id")?)
+        .bind(batch_id)
+        .fetch_one(&self.pool)
+        .await?;
+        let n = |name: &str| -> Result<u64, StoreError> {
+            let v: i64 = row.try_get(name)?;
+            Ok(u64::try_from(v).unwrap_or(0))
+        };
+        Ok(UsageLine {
+            group: Default::default(),
+            jobs: n("jobs")?,
+            prompt_tokens: n("prompt_tokens")?,
+            cached_tokens: n("cached_tokens")?,
+            completion_tokens: n("completion_tokens")?,
+            cost_micros: n("cost_micros")?,
+            saved_micros: n("saved_micros")?,
+            repeated_calls: n("repeated_calls")?,
+            estimated_micros: n("estimated_micros")?,
+        })
     }
 
     async fn key_spend(&self, key_id: &str, month: chrono::NaiveDate) -> Result<u64, StoreError> {

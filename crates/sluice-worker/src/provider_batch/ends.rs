@@ -173,6 +173,8 @@ impl Poller {
                     started_at,
                     attempt: open.job.attempt,
                     sent_before: open.job.sent_before.clone(),
+                    // A batch line is no call of the router's.
+                    abandoned: Vec::new(),
                 };
                 (running, outcome)
             })

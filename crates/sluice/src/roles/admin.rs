@@ -1,7 +1,9 @@
 //! `sluice migrate` and `sluice admin …`.
 
+use sluice_store::batches::{BatchStore, PgBatchStore};
 use sluice_store::provider_batches::{PgProviderBatchStore, ProviderBatchStore};
 use sluice_store::tenants::{self, PgTenantStore, TenantStore};
+use sluice_store::usage::{PgLedger, UsageLedger};
 
 use super::connect::redact;
 use crate::cli::{AdminCommand, Connections, KeyCommand, TenantCommand};
@@ -23,7 +25,12 @@ pub async fn run(command: AdminCommand, conn: Connections) -> anyhow::Result<()>
         AdminCommand::Usage(args) => super::usage::run(&store, args).await?,
         AdminCommand::Reconcile(args) => super::reconcile::run(&store, args).await?,
         AdminCommand::Webhook { command } => super::webhooks::admin(&store, command).await?,
-        AdminCommand::Batches { all, limit } => batches(&store, all, limit).await?,
+        AdminCommand::Batches {
+            tenant: Some(tenant),
+            limit,
+            ..
+        } => tenant_batches(&store, &tenant, limit).await?,
+        AdminCommand::Batches { all, limit, .. } => batches(&store, all, limit).await?,
         AdminCommand::Tenant {
             command: TenantCommand::Create { name },
         } => {
@@ -36,19 +43,25 @@ pub async fn run(command: AdminCommand, conn: Connections) -> anyhow::Result<()>
                     name,
                     requests_per_minute,
                     tokens_per_minute,
+                    batch_queue_tokens,
                 },
         } => {
-            if requests_per_minute == Some(0) || tokens_per_minute == Some(0) {
+            let limits = [requests_per_minute, tokens_per_minute, batch_queue_tokens];
+            if limits.contains(&Some(0)) {
                 anyhow::bail!("limits must be above 0; leave a limit out to remove it");
             }
             store
                 .set_limits(&name, requests_per_minute, tokens_per_minute)
                 .await?;
+            store
+                .set_batch_queue_tokens(&name, batch_queue_tokens)
+                .await?;
             let show = |v: Option<u64>| v.map_or("the default".to_owned(), |v| v.to_string());
             say(&format!(
-                "tenant {name}: {} jobs/min, {} tokens/min",
+                "tenant {name}: {} jobs/min, {} tokens/min, {} tokens queued in batches",
                 show(requests_per_minute),
-                show(tokens_per_minute)
+                show(tokens_per_minute),
+                show(batch_queue_tokens)
             ));
         }
         AdminCommand::Tenant {
@@ -175,6 +188,41 @@ async fn batches(store: &PgTenantStore, all: bool, limit: usize) -> anyhow::Resu
             s.open_jobs,
             b.created_at.format("%Y-%m-%d %H:%M:%S"),
             b.hedge_at.format("%Y-%m-%d %H:%M:%S"),
+        ));
+    }
+    Ok(())
+}
+
+/// `sluice admin batches --tenant NAME`: the tenant's Batch API batches,
+/// newest first, with their counts and what their lines cost so far.
+async fn tenant_batches(store: &PgTenantStore, name: &str, limit: usize) -> anyhow::Result<()> {
+    let tenant = store
+        .tenant_by_name(name)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("no tenant named {name:?}"))?;
+    let batches = PgBatchStore::new(store.pool().clone());
+    let ledger = PgLedger::new(store.pool().clone());
+    let listed = batches.list(&tenant.id, None, limit).await?;
+    if listed.is_empty() {
+        say(&format!("tenant {name} has no batches"));
+        return Ok(());
+    }
+    say(&format!(
+        "{:<32}  {:<11}  {:>6}  {:>9}  {:>6}  {:>12}  {:>12}  CREATED",
+        "BATCH", "STATUS", "LINES", "COMPLETED", "FAILED", "COST_MICROS", "ESTIMATED"
+    ));
+    for b in listed {
+        let usage = ledger.batch_usage(&tenant.id, &b.id).await?;
+        say(&format!(
+            "{:<32}  {:<11}  {:>6}  {:>9}  {:>6}  {:>12}  {:>12}  {}",
+            b.id,
+            b.status.as_str(),
+            b.total,
+            b.completed,
+            b.failed,
+            usage.cost_micros,
+            usage.estimated_micros,
+            b.created_at.format("%Y-%m-%d %H:%M:%S"),
         ));
     }
     Ok(())

@@ -155,12 +155,14 @@ async fn serve(
         usage: Arc::new(sluice_store::usage::PgLedger::new(pool.clone())),
         cache: Arc::new(store.cache()),
         embedder,
-        webhooks: Arc::new(sluice_store::webhooks::PgWebhookStore::new(pool)),
+        webhooks: Arc::new(sluice_store::webhooks::PgWebhookStore::new(pool.clone())),
         events: queue.clone(),
         webhook_queue: queue.clone(),
         files: Arc::clone(&files),
+        batches: Arc::new(sluice_store::batches::PgBatchStore::new(pool.clone())),
     };
     let state = AppState::new(backends, tasks).with_shutdown(shutdown.clone());
+    tasks.spawn(sluice_api::batches::drive(state.clone(), shutdown.clone()));
     front.open(sluice_api::router(state));
     say(&format!("sluice api listening on http://{addr}"));
     shutdown.cancelled().await;

@@ -116,8 +116,10 @@ pub async fn run(listen: SocketAddr) -> anyhow::Result<()> {
         events: queue.clone(),
         webhook_queue: queue.clone(),
         files: Arc::new(sluice_store::files::MemoryFileStore::default()),
+        batches: Arc::new(sluice_store::batches::MemoryBatchStore::default()),
     };
     let state = AppState::new(backends, &tasks).with_shutdown(shutdown.clone());
+    tasks.spawn(sluice_api::batches::drive(state.clone(), shutdown.clone()));
     let socket = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen} (try --listen 127.0.0.1:0)"))?;

@@ -144,8 +144,10 @@ impl Builder {
                 )
             }),
             files: Arc::new(sluice_store::files::MemoryFileStore::default()),
+            batches: Arc::new(sluice_store::batches::MemoryBatchStore::default()),
         };
         let state = AppState::new(backends, &tasks).with_shutdown(shutdown.clone());
+        tasks.spawn(sluice_api::batches::drive(state.clone(), shutdown.clone()));
         let stack = Arc::new(Stack {
             router: sluice_api::router(state),
             twins,

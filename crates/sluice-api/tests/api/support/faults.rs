@@ -10,7 +10,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sluice_core::job::{CancelOutcome, Outcome, StartOutcome};
-use sluice_core::{JobId, JobRecord, Priority};
+use sluice_core::{JobId, JobRecord, JobStatus, Priority};
 use sluice_queue::{DeliveryStream, JobQueue, MemoryQueue, Outgoing, QueueError, Source};
 use sluice_store::jobs::{IdempotencyClaim, JobStore, MemoryJobStore, Watch};
 use sluice_store::StoreError;
@@ -186,6 +186,11 @@ impl JobStore for FaultyStore {
     async fn get(&self, id: JobId) -> Result<Option<JobRecord>, StoreError> {
         self.check()?;
         self.inner.get(id).await
+    }
+
+    async fn statuses(&self, ids: &[JobId]) -> Result<Vec<Option<JobStatus>>, StoreError> {
+        self.check()?;
+        self.inner.statuses(ids).await
     }
 
     async fn start_many(

@@ -58,6 +58,7 @@ impl TestApp {
             provider_latency_ms: None,
             finished_at: row.finished_at,
             attempt: 0,
+            call_index: 0,
             estimated_micros: 0,
             estimated_by: None,
             tier: Some(row.tier),

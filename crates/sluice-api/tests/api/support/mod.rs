@@ -9,6 +9,7 @@ pub mod app;
 pub mod client;
 pub mod eventually;
 pub mod faults;
+pub mod files;
 pub mod jobs;
 pub mod ledger;
 
