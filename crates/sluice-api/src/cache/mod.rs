@@ -1,6 +1,6 @@
 //! The cache at the API: what the cache may do for a job ([`plan`],
-//! decided when it is validated), the semantic index ([`semantic`]), the
-//! ledger rows the API writes itself ([`ledger`]). The cache's part in a
+//! decided when it is validated), the semantic index ([`semantic`]) and
+//! its verifier ([`verify`]), the ledger rows the API writes itself ([`ledger`]). The cache's part in a
 //! submission is two of its stages:
 //! `submission::lookup` (answer from the cache) and `submission::join`
 //! (join an identical job in flight); `DELETE /v1/cache` is
@@ -9,6 +9,7 @@
 pub mod ledger;
 pub mod plan;
 pub mod semantic;
+pub mod verify;
 
 use sluice_core::cache::CacheKind;
 use sluice_core::metrics::Metrics;

@@ -22,6 +22,8 @@ pub struct CachePlan {
     pub ttl: Duration,
     /// The prompt's text and scope, when the semantic cache takes part.
     pub semantic: Option<(String, SemanticScope)>,
+    /// The share of semantic hits the job accepts being wrong.
+    pub max_error: f64,
     /// The prompt's vector, once embedded (to file after a miss).
     pub embedded: Option<super::semantic::Embedded>,
 }
@@ -58,6 +60,13 @@ pub fn plan(
             return Err(ApiError::InvalidRequest(format!(
                 "`cache.ttl_s` must be between 1 and {} (got {ttl})",
                 cfg.max_ttl_s
+            )));
+        }
+    }
+    if let Some(max_error) = options.max_error {
+        if !(max_error > 0.0 && max_error <= 1.0) {
+            return Err(ApiError::InvalidRequest(format!(
+                "`cache.max_error` must be in (0, 1] (got {max_error})"
             )));
         }
     }
@@ -105,6 +114,7 @@ pub fn plan(
         write: mode.writes(),
         ttl: Duration::from_secs(options.ttl_s.unwrap_or(cfg.default_ttl_s)),
         semantic,
+        max_error: options.max_error.unwrap_or(cfg.semantic.max_error),
         embedded: None,
     }))
 }

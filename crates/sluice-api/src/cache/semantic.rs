@@ -1,20 +1,34 @@
 //! The semantic cache at the API: embed the prompt with the configured
 //! embedding model, shortlist neighbours by their locality-sensitive
-//! buckets (in Redis, so every replica sees every entry), and take the
-//! most similar one at or above the threshold.
+//! buckets (in Redis, so every replica sees every entry), and shortlist
+//! the most similar ones at or above the threshold for the verifier
+//! (`cache::verify`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use serde_json::{json, Value};
 use sluice_core::cache::lsh::{cosine, Lsh};
-use sluice_core::cache::{CachedAnswer, SemanticConfig};
+use sluice_core::cache::SemanticConfig;
 use sluice_core::{Endpoint, JobId, Usage};
 use sluice_providers::{BatchJob, Router};
 use sluice_store::cache::Candidate;
 
+/// Neighbours the verifier tries per lookup: the best one refused, a
+/// next one may still be the same question (a paraphrase cached twice),
+/// but each try may cost an embedding call, so few.
+pub const VERIFIED_PER_LOOKUP: usize = 3;
+
+/// Word vectors kept per process for the verifier: the words that differ
+/// between questions come from a small vocabulary, so most lookups find
+/// them all here and make no second embedding call. 384 floats a word:
+/// about 80 MB at most.
+const WORDS_KEPT: u64 = 50_000;
+
 pub struct SemanticIndex {
     router: Arc<Router>,
+    /// The verifier's word vectors, by word (the model is fixed per index).
+    words: moka::future::Cache<String, Arc<Vec<f32>>>,
     model: String,
     config: SemanticConfig,
     /// Hyperplanes per embedding size (built on first use).
@@ -52,6 +66,7 @@ impl SemanticIndex {
     pub fn new(router: Arc<Router>, config: &SemanticConfig) -> Option<Self> {
         Some(Self {
             router,
+            words: moka::future::Cache::new(WORDS_KEPT),
             model: config.model.clone()?,
             config: config.clone(),
             planes: Mutex::default(),
@@ -64,8 +79,20 @@ impl SemanticIndex {
 
     /// Embeds `text`: its vector and buckets, and what the call cost.
     pub async fn embed(&self, text: &str) -> Result<(Embedded, EmbedCall), EmbedError> {
+        let (mut vectors, call) = self.embed_all(&[text.to_owned()]).await?;
+        let vector = vectors.pop().ok_or(EmbedError::NoVector)?;
+        let buckets = self.lsh(vector.len()).buckets(&vector);
+        Ok((Embedded { vector, buckets }, call))
+    }
+
+    /// Embeds every text of `texts` in one call: their vectors in order,
+    /// and what the call cost.
+    pub async fn embed_all(
+        &self,
+        texts: &[String],
+    ) -> Result<(Vec<Vec<f32>>, EmbedCall), EmbedError> {
         let id = JobId::new();
-        let body = json!({"model": self.model, "input": text});
+        let body = json!({"model": self.model, "input": texts});
         let mut results = self
             .router
             .call(
@@ -88,21 +115,24 @@ impl SemanticIndex {
             Some(Err(e)) => return Err(e.into()),
             None => return Err(EmbedError::NoAnswer),
         };
-        let vector: Vec<f32> = answer
-            .body
-            .pointer("/data/0/embedding")
-            .and_then(Value::as_array)
-            .map(|v| {
-                v.iter()
-                    .filter_map(Value::as_f64)
-                    .map(|x| x as f32)
-                    .collect()
+        let vectors: Vec<Vec<f32>> = (0..texts.len())
+            .map(|i| {
+                answer
+                    .body
+                    .pointer(&format!("/data/{i}/embedding"))
+                    .and_then(Value::as_array)
+                    .map(|v| {
+                        v.iter()
+                            .filter_map(Value::as_f64)
+                            .map(|x| x as f32)
+                            .collect()
+                    })
+                    .unwrap_or_default()
             })
-            .unwrap_or_default();
-        if vector.is_empty() {
+            .collect();
+        if vectors.iter().any(Vec::is_empty) {
             return Err(EmbedError::NoVector);
         }
-        let buckets = self.lsh(vector.len()).buckets(&vector);
         let call = EmbedCall {
             id,
             model: self.model.clone(),
@@ -110,7 +140,44 @@ impl SemanticIndex {
             usage: answer.usage,
             cost_micros: answer.cost_micros.unwrap_or(0),
         };
-        Ok((Embedded { vector, buckets }, call))
+        Ok((vectors, call))
+    }
+
+    /// The vectors of `words`, in order: those kept from earlier lookups,
+    /// the others embedded in one call (then kept), and that call's cost
+    /// if it was made.
+    pub async fn embed_words(
+        &self,
+        words: &[String],
+    ) -> Result<(Vec<Vec<f32>>, Option<EmbedCall>), EmbedError> {
+        let mut found = Vec::with_capacity(words.len());
+        let mut missing = Vec::new();
+        for w in words {
+            let kept = self.words.get(w).await;
+            if kept.is_none() {
+                missing.push(w.clone());
+            }
+            found.push(kept);
+        }
+        let mut call = None;
+        let mut fresh = HashMap::new();
+        if !missing.is_empty() {
+            let (vectors, made) = self.embed_all(&missing).await?;
+            for (w, v) in missing.into_iter().zip(vectors) {
+                let v = Arc::new(v);
+                self.words.insert(w.clone(), Arc::clone(&v)).await;
+                fresh.insert(w, v);
+            }
+            call = Some(made);
+        }
+        let mut out = Vec::with_capacity(words.len());
+        for (w, kept) in words.iter().zip(found) {
+            let v = kept
+                .or_else(|| fresh.get(w).cloned())
+                .ok_or(EmbedError::NoVector)?;
+            out.push(v.as_ref().clone());
+        }
+        Ok((out, call))
     }
 
     fn lsh(&self, dims: usize) -> Arc<Lsh> {
@@ -123,13 +190,20 @@ impl SemanticIndex {
         )
     }
 
-    /// The most similar candidate at or above the threshold.
-    pub fn best(&self, vector: &[f32], candidates: Vec<Candidate>) -> Option<(CachedAnswer, f64)> {
-        candidates
+    /// The candidates at or above the threshold, most similar first, at
+    /// most [`VERIFIED_PER_LOOKUP`] (each may cost the verifier an
+    /// embedding call).
+    pub fn shortlist(&self, vector: &[f32], candidates: Vec<Candidate>) -> Vec<(Candidate, f64)> {
+        let mut near: Vec<(Candidate, f64)> = candidates
             .into_iter()
-            .map(|c| (cosine(vector, &c.vector), c.answer))
-            .filter(|(similarity, _)| *similarity >= self.config.threshold)
-            .max_by(|a, b| a.0.total_cmp(&b.0))
-            .map(|(similarity, answer)| (answer, similarity))
+            .map(|c| {
+                let similarity = cosine(vector, &c.vector);
+                (c, similarity)
+            })
+            .filter(|(_, similarity)| *similarity >= self.config.threshold)
+            .collect();
+        near.sort_by(|a, b| b.1.total_cmp(&a.1));
+        near.truncate(VERIFIED_PER_LOOKUP);
+        near
     }
 }

@@ -118,6 +118,7 @@ fn routes(api: &ApiConfig) -> OpenApiRouter<AppState> {
         .routes(routes!(usage::report))
         .routes(routes!(usage::budget))
         .routes(routes!(cache::clear))
+        .routes(routes!(cache::samples))
         .routes(routes!(ops::healthz))
         .routes(routes!(ops::readyz))
         .routes(routes!(ops::metrics))

@@ -46,6 +46,8 @@ use utoipa::{Modify, OpenApi};
         sluice_core::cache::CacheInfo,
         sluice_core::cache::CacheKind,
         super::cache::Cleared,
+        super::cache::Samples,
+        sluice_core::cache::SemanticSample,
         super::models::Model,
         super::models::ModelList,
         super::files::FileObject,

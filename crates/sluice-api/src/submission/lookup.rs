@@ -5,20 +5,24 @@
 //! error in the metrics), never a failed request. Writes, for a hit: the
 //! finished record, its end event (a hit that cannot be announced is not
 //! answered: 503) and its ledger row (cost 0, with what it saved, behind
-//! the answer); for a semantic lookup, the embedding call's ledger row.
+//! the answer); for a semantic lookup, the embedding calls' ledger rows
+//! (the question's, and the verifier's of the words that differ) and, for
+//! a semantic hit, a sample kept for review.
 //! A miss keeps its prompt's vector, for stage 8 to file.
 
 use chrono::{SubsecRound, Utc};
-use sluice_core::cache::{CacheKind, CachedAnswer};
+use sluice_core::cache::verify::{expected_error, word_floor};
+use sluice_core::cache::{CacheKind, CachedAnswer, SemanticSample};
 use sluice_core::job::Outcome;
 use sluice_core::ledger::LedgerRow;
 use sluice_core::{Endpoint, JobRecord, Tier};
-use sluice_store::cache::EntryKey;
+use sluice_store::cache::{Candidate, EntryKey};
 use sluice_store::tenants::Principal;
 
 use super::validate::NewJob;
 use crate::cache::count;
-use crate::cache::semantic::EmbedCall;
+use crate::cache::semantic::{EmbedCall, SemanticIndex};
+use crate::cache::verify;
 use crate::problem::ApiError;
 use crate::state::AppState;
 
@@ -75,13 +79,12 @@ async fn one(
             .await
         {
             Ok(candidates) => {
-                if let Some((answer, similarity)) = index.best(&embedded.vector, candidates) {
-                    let record =
-                        answer_from(state, job, &answer, CacheKind::Semantic, Some(similarity))
-                            .await?;
+                let shortlist = index.shortlist(&embedded.vector, candidates);
+                if let Some(record) =
+                    verified_hit(state, index, caller, job, text, plan.max_error, shortlist).await?
+                {
                     return Ok(Some(record));
                 }
-                count(&state.metrics, CacheKind::Semantic, "miss");
             }
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read the semantic cache; treating as a miss");
@@ -93,6 +96,63 @@ async fn one(
         plan.embedded = Some(embedded);
     }
     Ok(None)
+}
+
+/// The job finished with the first shortlisted neighbour the verifier
+/// lets serve, if any: its sample kept, its verdicts counted, the
+/// verifier's embedding call a ledger row.
+async fn verified_hit(
+    state: &AppState,
+    index: &SemanticIndex,
+    caller: &Principal,
+    job: &NewJob,
+    text: &str,
+    max_error: f64,
+    shortlist: Vec<(Candidate, f64)>,
+) -> Result<Option<JobRecord>, ApiError> {
+    let floor = word_floor(max_error);
+    let verdicts = verify::first_served(index, text, floor, shortlist).await;
+    if let Some(call) = &verdicts.call {
+        state.cache_rows.write(embed_row(job, caller, call)).await;
+    }
+    for refusal in &verdicts.refusals {
+        state
+            .metrics
+            .semantic_refusals
+            .with_label_values(&[refusal.as_str()])
+            .inc();
+    }
+    let Some(served) = verdicts.served else {
+        let outcome = if verdicts.failed { "error" } else { "miss" };
+        count(&state.metrics, CacheKind::Semantic, outcome);
+        return Ok(None);
+    };
+    let answer = &served.candidate.answer;
+    let record = answer_from(
+        state,
+        job,
+        answer,
+        CacheKind::Semantic,
+        Some(served.similarity),
+    )
+    .await?;
+    let expected = expected_error(floor);
+    state.metrics.semantic_served(expected);
+    let sample = SemanticSample {
+        job: record.id,
+        source_job: answer.job,
+        similarity: served.similarity,
+        word_similarity: served.word_similarity,
+        expected_error: expected,
+        question: text.to_owned(),
+        cached_question: served.candidate.text.clone(),
+        served_at: Utc::now(),
+    };
+    // A sample is for review: one that cannot be kept fails nothing.
+    if let Err(e) = state.cache.add_sample(&caller.tenant_id, &sample).await {
+        tracing::warn!(error = %e, "cannot keep a semantic sample");
+    }
+    Ok(Some(record))
 }
 
 /// The job finished with the answer cached at `entry`, if one is there

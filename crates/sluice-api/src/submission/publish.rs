@@ -96,7 +96,7 @@ async fn mark_failed(state: &AppState, job: &NewJob, why: String) {
 /// only means the job's answer will not serve paraphrases.
 async fn file_vector(state: &AppState, job: &mut NewJob) {
     let Some(plan) = &job.cache else { return };
-    let (Some(embedded), Some((_, scope)), true) = (&plan.embedded, &plan.semantic, plan.write)
+    let (Some(embedded), Some((text, scope)), true) = (&plan.embedded, &plan.semantic, plan.write)
     else {
         return;
     };
@@ -105,7 +105,7 @@ async fn file_vector(state: &AppState, job: &mut NewJob) {
     let ttl = plan.ttl + Duration::from_secs(state.config.jobs.retention_s);
     match state
         .cache
-        .file_vector(scope, id, &embedded.vector, &embedded.buckets, ttl)
+        .file_vector(scope, id, &embedded.vector, text, &embedded.buckets, ttl)
         .await
     {
         Ok(()) => {

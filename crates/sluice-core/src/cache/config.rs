@@ -33,8 +33,9 @@ pub struct SemanticConfig {
     /// The model (a configured route to an embeddings endpoint) that
     /// embeds prompts. Without one, the semantic cache is off.
     pub model: Option<String>,
-    /// The least cosine similarity that counts as the same question. The
-    /// default is high: a wrong answer costs more than a provider call.
+    /// The least cosine similarity for a cached question to be shortlisted;
+    /// the verifier decides whether it serves. The default is the
+    /// threshold the verifier's calibration was measured at.
     pub threshold: f64,
     /// Tenants (by name) whose jobs use the semantic cache unless a job
     /// says otherwise.
@@ -48,18 +49,24 @@ pub struct SemanticConfig {
     pub seed: u64,
     /// At most this many candidates are compared per lookup.
     pub max_candidates: usize,
+    /// The share of semantic hits that may be wrong answers: it sets how
+    /// close the words that differ between two questions must embed for
+    /// the cached answer to serve ([`super::verify::word_floor`]). A job
+    /// may ask for its own (`cache.max_error`).
+    pub max_error: f64,
 }
 
 impl Default for SemanticConfig {
     fn default() -> Self {
         Self {
             model: None,
-            threshold: 0.95,
+            threshold: 0.90,
             tenants: Vec::new(),
             bands: 8,
             bits_per_band: 8,
             seed: 0x5eed_cafe,
             max_candidates: 64,
+            max_error: 0.01,
         }
     }
 }
@@ -81,6 +88,12 @@ impl CacheConfig {
             return Err(
                 "cache.semantic: bands must be above 0 and bits_per_band within 1..=32".to_owned(),
             );
+        }
+        if !(s.max_error > 0.0 && s.max_error <= 1.0) {
+            return Err(format!(
+                "cache.semantic: max_error must be in (0, 1] (got {})",
+                s.max_error
+            ));
         }
         if s.max_candidates == 0 {
             return Err("cache.semantic: max_candidates must be above 0".to_owned());

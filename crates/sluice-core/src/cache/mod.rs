@@ -7,10 +7,13 @@
 //!   normalised request) and whether a request is deterministic.
 //! - [`lsh`]: locality-sensitive bucket signatures and cosine similarity.
 //! - [`config`]: the `[cache]` table.
+//! - [`verify`]: the semantic verifier (the words that differ must not
+//!   change the meaning) and its calibration.
 
 pub mod canonical;
 pub mod config;
 pub mod lsh;
+pub mod verify;
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -59,6 +62,10 @@ pub struct CacheOptions {
     /// Also look for (and store) answers to similar prompts.
     #[serde(default)]
     pub semantic: Option<bool>,
+    /// The share of semantic hits this job accepts being wrong answers,
+    /// in (0, 1]; left out, `cache.semantic.max_error` of the config.
+    #[serde(default)]
+    pub max_error: Option<f64>,
 }
 
 /// What the worker does with a job's answer, carried on its message.
@@ -120,6 +127,30 @@ pub struct CacheInfo {
     pub source_job: JobId,
     /// What that call cost, and so what this job did not.
     pub saved_micros: u64,
+}
+
+/// A served semantic hit, kept for review (`GET /v1/cache/semantic/samples`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct SemanticSample {
+    /// The job answered from the cache.
+    #[schema(value_type = String)]
+    pub job: JobId,
+    /// The job whose answer it was served.
+    #[schema(value_type = String)]
+    pub source_job: JobId,
+    /// The cosine similarity of the two questions.
+    pub similarity: f64,
+    /// The weakest counterpart the verifier found for a word that differs
+    /// (1 when only function words differ; absent when the job accepted
+    /// any error and nothing was verified).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub word_similarity: Option<f64>,
+    /// The error rate expected of hits served at this job's setting.
+    pub expected_error: f64,
+    /// The new question and the cached one, as embedded.
+    pub question: String,
+    pub cached_question: String,
+    pub served_at: chrono::DateTime<chrono::Utc>,
 }
 
 /// A stored answer.

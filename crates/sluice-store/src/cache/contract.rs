@@ -122,7 +122,7 @@ async fn vectors_are_found_by_bucket_once_answered(cache: &dyn ResponseCache) {
     let job = JobId::new();
     let buckets = vec!["0:a".to_owned(), "1:b".to_owned()];
     cache
-        .file_vector(&scope, job, &[0.6, 0.8], &buckets, TTL)
+        .file_vector(&scope, job, &[0.6, 0.8], "Near?", &buckets, TTL)
         .await
         .unwrap();
     assert!(
@@ -143,6 +143,7 @@ async fn vectors_are_found_by_bucket_once_answered(cache: &dyn ResponseCache) {
         found,
         vec![Candidate {
             vector: vec![0.6, 0.8],
+            text: "Near?".into(),
             answer: a
         }]
     );
@@ -168,10 +169,39 @@ async fn vectors_are_found_by_bucket_once_answered(cache: &dyn ResponseCache) {
         .is_empty());
 }
 
+async fn samples_are_per_tenant_newest_first_and_bounded(cache: &dyn ResponseCache) {
+    let sample = |n: usize| SemanticSample {
+        job: JobId::new(),
+        source_job: JobId::new(),
+        similarity: 0.9,
+        word_similarity: Some(1.0),
+        expected_error: 0.05,
+        question: format!("q{n}"),
+        cached_question: "c".into(),
+        served_at: chrono::Utc::now(),
+    };
+    let tenant = format!("t-{}", JobId::new());
+    assert!(cache.samples(&tenant, 10).await.unwrap().is_empty());
+    for n in 0..SAMPLES_KEPT + 3 {
+        cache.add_sample(&tenant, &sample(n)).await.unwrap();
+    }
+    let all = cache.samples(&tenant, SAMPLES_KEPT + 10).await.unwrap();
+    assert_eq!(all.len(), SAMPLES_KEPT, "bounded");
+    assert_eq!(
+        all[0].question,
+        format!("q{}", SAMPLES_KEPT + 2),
+        "newest first"
+    );
+    let few = cache.samples(&tenant, 2).await.unwrap();
+    assert_eq!(few, all[..2]);
+    assert!(cache.samples("another", 10).await.unwrap().is_empty());
+}
+
 async fn run_all(cache: &dyn ResponseCache) {
     entries_are_per_tenant_and_model_and_clear(cache).await;
     followers_join_only_a_live_leader(cache).await;
     vectors_are_found_by_bucket_once_answered(cache).await;
+    samples_are_per_tenant_newest_first_and_bounded(cache).await;
 }
 
 #[tokio::test]

@@ -6,10 +6,10 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use sluice_core::cache::CachedAnswer;
+use sluice_core::cache::{CachedAnswer, SemanticSample};
 use sluice_core::{JobId, JobMessage};
 
-use super::{Candidate, Claim, EntryKey, ResponseCache, SemanticScope};
+use super::{Candidate, Claim, EntryKey, ResponseCache, SemanticScope, SAMPLES_KEPT};
 use crate::StoreError;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -20,6 +20,7 @@ enum Pointer {
 
 struct Vector {
     vector: Vec<f32>,
+    text: String,
     answer: Option<CachedAnswer>,
     until: Instant,
 }
@@ -31,6 +32,7 @@ struct Inner {
     followers: HashMap<(String, String, JobId), Vec<JobMessage>>,
     vectors: HashMap<(SemanticScope, JobId), Vector>,
     buckets: HashMap<(SemanticScope, String), HashSet<JobId>>,
+    samples: HashMap<String, std::collections::VecDeque<SemanticSample>>,
 }
 
 #[derive(Default)]
@@ -173,6 +175,7 @@ impl ResponseCache for MemoryCache {
         scope: &SemanticScope,
         job: JobId,
         vector: &[f32],
+        text: &str,
         buckets: &[String],
         ttl: Duration,
     ) -> Result<(), StoreError> {
@@ -183,6 +186,7 @@ impl ResponseCache for MemoryCache {
             (scope.clone(), job),
             Vector {
                 vector: vector.to_vec(),
+                text: text.to_owned(),
                 answer: None,
                 until: now + ttl,
             },
@@ -234,6 +238,7 @@ impl ResponseCache for MemoryCache {
                     if let (Some(answer), true) = (&v.answer, v.until > now) {
                         out.push(Candidate {
                             vector: v.vector.clone(),
+                            text: v.text.clone(),
                             answer: answer.clone(),
                         });
                     }
@@ -241,6 +246,23 @@ impl ResponseCache for MemoryCache {
             }
         }
         Ok(out)
+    }
+
+    async fn add_sample(&self, tenant: &str, sample: &SemanticSample) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        let kept = inner.samples.entry(tenant.to_owned()).or_default();
+        kept.push_front(sample.clone());
+        kept.truncate(SAMPLES_KEPT);
+        Ok(())
+    }
+
+    async fn samples(&self, tenant: &str, max: usize) -> Result<Vec<SemanticSample>, StoreError> {
+        let inner = self.lock();
+        Ok(inner
+            .samples
+            .get(tenant)
+            .map(|kept| kept.iter().take(max).cloned().collect())
+            .unwrap_or_default())
     }
 
     async fn clear(&self, tenant: &str, model: Option<&str>) -> Result<u64, StoreError> {

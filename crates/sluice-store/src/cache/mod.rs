@@ -16,7 +16,7 @@ mod redis;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sluice_core::cache::CachedAnswer;
+use sluice_core::cache::{CachedAnswer, SemanticSample};
 use sluice_core::{JobId, JobMessage};
 
 pub use memory::MemoryCache;
@@ -66,10 +66,13 @@ pub enum Claim {
     Live(JobId),
 }
 
-/// A semantic neighbour: its prompt's vector and its answer.
+/// A semantic neighbour: its prompt's vector and text, and its answer.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Candidate {
     pub vector: Vec<f32>,
+    /// The prompt's text, for the verifier (empty for an entry filed
+    /// without one, which the verifier never serves).
+    pub text: String,
     pub answer: CachedAnswer,
 }
 
@@ -119,12 +122,14 @@ pub trait ResponseCache: Send + Sync + 'static {
     /// for a while, so a redelivered leader finds it again.
     async fn close(&self, entry: &EntryKey, leader: JobId) -> Result<Vec<JobMessage>, StoreError>;
 
-    /// Files `job`'s prompt vector in its buckets, with no answer yet.
+    /// Files `job`'s prompt vector and text in its buckets, with no
+    /// answer yet.
     async fn file_vector(
         &self,
         scope: &SemanticScope,
         job: JobId,
         vector: &[f32],
+        text: &str,
         buckets: &[String],
         ttl: Duration,
     ) -> Result<(), StoreError>;
@@ -146,10 +151,25 @@ pub trait ResponseCache: Send + Sync + 'static {
         max: usize,
     ) -> Result<Vec<Candidate>, StoreError>;
 
+    /// Keeps `sample` among `tenant`'s latest [`SAMPLES_KEPT`] served
+    /// semantic hits.
+    async fn add_sample(&self, tenant: &str, sample: &SemanticSample) -> Result<(), StoreError>;
+
+    /// `tenant`'s latest served semantic hits, newest first, at most `max`.
+    async fn samples(&self, tenant: &str, max: usize) -> Result<Vec<SemanticSample>, StoreError>;
+
     /// Deletes `tenant`'s entries (exact and semantic), of one model or
     /// all; how many entries went.
     async fn clear(&self, tenant: &str, model: Option<&str>) -> Result<u64, StoreError>;
 }
+
+/// Served semantic hits kept per tenant for review: enough to read a
+/// day's hits of a small feature, bounded so a busy tenant costs at most a
+/// few hundred KiB of Redis.
+pub const SAMPLES_KEPT: usize = 200;
+
+/// How long a tenant's samples outlive its last semantic hit.
+pub const SAMPLES_TTL: Duration = Duration::from_secs(7 * 86_400);
 
 /// How long a leader's follower list outlives its close, for redeliveries.
 pub const FOLLOWERS_KEPT: Duration = Duration::from_secs(3_600);

@@ -8,9 +8,11 @@
 //!   leader `ID` (their messages). One hash tag, one slot, one script.
 //! - `P:sem:T:M:{S}:b:BUCKET`: a set of job ids whose prompt vectors fall
 //!   in that bucket of scope `S`; `P:sem:T:M:{S}:e:ID`: the vector (`vec`,
-//!   f32 little-endian) and, once answered, the `answer`. A scope is one
+//!   f32 little-endian), the prompt's `text` and, once answered, the `answer`. A scope is one
 //!   hash tag, so a lookup is one script on one slot, and scopes spread
 //!   over a cluster.
+//! - `P:semsamples:T`: the tenant's latest served semantic hits (JSON,
+//!   newest first, trimmed to [`SAMPLES_KEPT`]).
 
 use std::time::Duration;
 
@@ -18,12 +20,12 @@ use async_trait::async_trait;
 use fred::prelude::*;
 use fred::types::scripts::Script;
 use sluice_core::cache::canonical::model_tag;
-use sluice_core::cache::CachedAnswer;
+use sluice_core::cache::{CachedAnswer, SemanticSample};
 use sluice_core::{JobId, JobMessage};
 
 use super::{
     decode_vector, encode_vector, Candidate, Claim, EntryKey, ResponseCache, SemanticScope,
-    FOLLOWERS_KEPT,
+    FOLLOWERS_KEPT, SAMPLES_KEPT, SAMPLES_TTL,
 };
 use crate::StoreError;
 
@@ -97,6 +99,10 @@ impl RedisCache {
 
     fn bucket(&self, s: &SemanticScope, bucket: &str) -> String {
         format!("{}:b:{bucket}", self.scope(s))
+    }
+
+    fn samples_key(&self, tenant: &str) -> String {
+        format!("{}:semsamples:{tenant}", self.prefix)
     }
 
     fn vector_entry_prefix(&self, s: &SemanticScope) -> String {
@@ -255,6 +261,7 @@ impl ResponseCache for RedisCache {
         scope: &SemanticScope,
         job: JobId,
         vector: &[f32],
+        text: &str,
         buckets: &[String],
         ttl: Duration,
     ) -> Result<(), StoreError> {
@@ -262,7 +269,13 @@ impl ResponseCache for RedisCache {
         let entry = format!("{}{job}", self.vector_entry_prefix(scope));
         let pipeline = self.pool.next().pipeline();
         let () = pipeline
-            .hset(&entry, ("vec", Value::Bytes(encode_vector(vector).into())))
+            .hset(
+                &entry,
+                [
+                    ("vec", Value::Bytes(encode_vector(vector).into())),
+                    ("text", Value::from(text)),
+                ],
+            )
             .await?;
         let () = pipeline.expire(&entry, ttl, None).await?;
         for bucket in buckets {
@@ -311,18 +324,51 @@ impl ResponseCache for RedisCache {
                 vec![self.vector_entry_prefix(scope), max.max(1).to_string()],
             )
             .await?;
+        let utf8 = |v: &Value| {
+            v.as_bytes()
+                .map(String::from_utf8_lossy)
+                .unwrap_or_default()
+                .into_owned()
+        };
         reply
-            .chunks_exact(2)
-            .map(|pair| {
-                let vector = decode_vector(pair[0].as_bytes().unwrap_or_default());
-                let text = pair[1]
-                    .as_bytes()
-                    .map(String::from_utf8_lossy)
-                    .unwrap_or_default();
+            .chunks_exact(3)
+            .map(|triple| {
+                let vector = decode_vector(triple[0].as_bytes().unwrap_or_default());
                 Ok(Candidate {
                     vector,
-                    answer: answer(&text)?,
+                    answer: answer(&utf8(&triple[1]))?,
+                    text: utf8(&triple[2]),
                 })
+            })
+            .collect()
+    }
+
+    async fn add_sample(&self, tenant: &str, sample: &SemanticSample) -> Result<(), StoreError> {
+        let key = self.samples_key(tenant);
+        let text = serde_json::to_string(sample)
+            .map_err(|e| StoreError::unencodable("a semantic sample", &e))?;
+        let pipeline = self.pool.next().pipeline();
+        let () = pipeline.lpush(&key, text).await?;
+        let () = pipeline.ltrim(&key, 0, SAMPLES_KEPT as i64 - 1).await?;
+        let () = pipeline.expire(&key, secs(SAMPLES_TTL), None).await?;
+        let _: Vec<Value> = pipeline.all().await?;
+        Ok(())
+    }
+
+    async fn samples(&self, tenant: &str, max: usize) -> Result<Vec<SemanticSample>, StoreError> {
+        if max == 0 {
+            return Ok(Vec::new());
+        }
+        let texts: Vec<String> = self
+            .pool
+            .next()
+            .lrange(self.samples_key(tenant), 0, max as i64 - 1)
+            .await?;
+        texts
+            .iter()
+            .map(|t| {
+                serde_json::from_str(t)
+                    .map_err(|e| StoreError::Corrupt(format!("semantic sample: {e}")))
             })
             .collect()
     }

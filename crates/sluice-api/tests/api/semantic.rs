@@ -1,0 +1,108 @@
+//! The semantic cache at the API, on the mock's bag-of-words vectors: a
+//! paraphrase is served, a near miss the verifier refuses is not, and the
+//! served hits are kept for review (`GET /v1/cache/semantic/samples`).
+
+use axum::body::Body;
+use axum::http::Request;
+use serde_json::json;
+
+use crate::support::{cacheable, with, TestApp};
+
+/// The mock's semantic model embeds the cache's prompts; its vectors are
+/// bag-of-words, so a threshold of 0.8 shortlists a one-word change.
+const SEMANTIC: &str = r#"
+[[models]]
+name = "mock-embed-semantic"
+providers = ["mock"]
+
+[cache.semantic]
+model = "mock-embed-semantic"
+threshold = 0.8
+"#;
+
+fn semantic(text: &str) -> serde_json::Value {
+    with(cacheable(text), "cache", json!({"semantic": true}))
+}
+
+async fn metric(app: &TestApp, line: &str) -> bool {
+    let reply = app
+        .send(Request::get("/metrics").body(Body::empty()).unwrap())
+        .await;
+    reply.body.as_str().unwrap().lines().any(|l| l == line)
+}
+
+#[tokio::test]
+async fn a_paraphrase_is_served_a_near_miss_is_refused_and_hits_are_sampled() {
+    let app = TestApp::builder().toml(SEMANTIC).worker().spawn().await;
+    let source = app.submit_ok(&semantic("How do I cancel my order?")).await;
+    let first = app.wait(&source).await;
+
+    // The same content words: served, with its similarity.
+    let hit = app
+        .submit(&semantic("Please, how can I cancel my orders?"))
+        .await;
+    hit.expect(200);
+    assert_eq!(hit.body["cache"]["kind"], "semantic");
+    assert_eq!(hit.body["cache"]["source_job"], source);
+    assert_eq!(hit.body["result"], first["result"]);
+    let similarity = hit.body["cache"]["similarity"].as_f64().unwrap();
+
+    // A number added: close enough to shortlist, refused by the verifier.
+    let near = app.submit(&semantic("How do I cancel my 2 orders?")).await;
+    near.expect(202);
+    assert_eq!(app.wait(&near.id()).await["cached"], false);
+    assert!(
+        metric(
+            &app,
+            r#"sluice_cache_semantic_refusals_total{reason="number"} 1"#
+        )
+        .await,
+        "the refusal is counted"
+    );
+    assert!(
+        metric(
+            &app,
+            r#"sluice_cache_requests_total{kind="semantic",outcome="hit"} 1"#
+        )
+        .await
+    );
+
+    // The served hit, for review; another tenant sees none of it.
+    let samples = app.get("/v1/cache/semantic/samples").await;
+    samples.expect(200);
+    assert_eq!(samples.body["object"], "list");
+    let data = samples.body["data"].as_array().unwrap();
+    assert_eq!(data.len(), 1, "{data:?}");
+    assert_eq!(data[0]["job"], hit.id());
+    assert_eq!(data[0]["source_job"], source);
+    assert_eq!(data[0]["similarity"], similarity);
+    assert_eq!(data[0]["word_similarity"], 1.0);
+    assert_eq!(data[0]["question"], "Please, how can I cancel my orders?");
+    assert_eq!(data[0]["cached_question"], "How do I cancel my order?");
+    assert!(data[0]["expected_error"].as_f64().unwrap() > 0.0);
+    let other = app.tenant("globex").await;
+    let theirs = other.get("/v1/cache/semantic/samples").await;
+    theirs.expect(200);
+    assert_eq!(theirs.body["data"], json!([]));
+}
+
+#[tokio::test]
+async fn samples_and_max_error_out_of_bounds_are_refused() {
+    let app = TestApp::builder().toml(SEMANTIC).spawn().await;
+    for limit in ["0", "201", "many"] {
+        app.get(&format!("/v1/cache/semantic/samples?limit={limit}"))
+            .await
+            .expect_problem(422, "invalid-request");
+    }
+    for max_error in [0.0, 1.5] {
+        let job = with(
+            cacheable("x"),
+            "cache",
+            json!({"semantic": true, "max_error": max_error}),
+        );
+        let reply = app.submit(&job).await;
+        reply.expect_problem(422, "invalid-request");
+        assert!(reply.detail().contains("max_error"), "{reply:?}");
+    }
+    assert_eq!(app.queued_jobs().await, 0);
+}
