@@ -37,6 +37,16 @@ async fn create(app: &TestApp, input: &str) -> Value {
     reply.body.clone()
 }
 
+/// `n` distinct lines (`custom_id` `{tag}0`, `{tag}1`, …) uploaded and
+/// created as a batch; its id.
+async fn start(app: &TestApp, n: usize, tag: &str) -> String {
+    let lines: Vec<String> = (0..n)
+        .map(|i| line(&format!("{tag}{i}"), &format!("{tag} question {i}")))
+        .collect();
+    let input = upload_batch_input(app, &file(&lines)).await;
+    create(app, &input).await["id"].as_str().unwrap().to_owned()
+}
+
 /// The batch once it reached `status`.
 async fn reaches(app: &TestApp, id: &str, status: &str) -> Value {
     let path = format!("/v1/batches/{id}");
@@ -196,14 +206,7 @@ async fn a_file_with_bad_lines_fails_naming_each_and_runs_nothing() {
 #[tokio::test]
 async fn a_cancelled_batch_cancels_its_queued_lines_and_says_so_in_its_error_file() {
     let app = TestApp::builder().toml(FAST).spawn().await;
-    let lines: Vec<String> = (0..4)
-        .map(|i| line(&format!("r{i}"), &format!("q{i}")))
-        .collect();
-    let input = upload_batch_input(&app, &file(&lines)).await;
-    let id = create(&app, &input).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = start(&app, 4, "r").await;
     reaches(&app, &id, "in_progress").await;
     eventually("the lines queued", || async {
         (app.queued_jobs().await == 4).then_some(())
@@ -309,14 +312,7 @@ async fn a_batch_request_that_is_not_one_is_refused_in_openais_shape() {
 async fn lines_the_broker_did_not_confirm_get_new_jobs_and_each_runs_once() {
     let app = TestApp::builder().toml(FAST).worker().spawn().await;
     app.queue.set(QueueFault::NoConfirm);
-    let lines: Vec<String> = (0..3)
-        .map(|i| line(&format!("r{i}"), &format!("unconfirmed {i}")))
-        .collect();
-    let input = upload_batch_input(&app, &file(&lines)).await;
-    let id = create(&app, &input).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = start(&app, 3, "r").await;
     let refused = eventually("the publishes refused", || async {
         let refused = app.queue.unconfirmed();
         (refused.len() >= 3).then_some(refused)
@@ -344,14 +340,7 @@ async fn a_batch_out_of_time_expires_with_what_finished_and_the_rest_marked_expi
         .toml(&format!("{FAST}window_s = 1\n"))
         .spawn()
         .await;
-    let lines: Vec<String> = (0..3)
-        .map(|i| line(&format!("late{i}"), &format!("late {i}")))
-        .collect();
-    let input = upload_batch_input(&app, &file(&lines)).await;
-    let id = create(&app, &input).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = start(&app, 3, "late").await;
     let expired = reaches(&app, &id, "expired").await;
     assert!(expired["expired_at"].is_i64());
     assert_eq!(expired["output_file_id"], Value::Null);

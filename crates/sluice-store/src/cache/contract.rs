@@ -113,6 +113,22 @@ async fn followers_join_only_a_live_leader(cache: &dyn ResponseCache) {
     assert_eq!(cache.claim(&e, leader, TTL).await.unwrap(), Claim::Leader);
 }
 
+/// A leader's worker may answer before the API marked its claim live: the
+/// claim ends with it, and is not made live after, so no identical request
+/// follows a leader that already ended.
+async fn a_leader_that_ends_before_its_claim_is_live_leaves_no_claim(cache: &dyn ResponseCache) {
+    let e = entry("t", "m", "raced");
+    let (leader, next) = (JobId::new(), JobId::new());
+    assert_eq!(cache.claim(&e, leader, TTL).await.unwrap(), Claim::Leader);
+    assert!(cache.close(&e, leader).await.unwrap().is_empty());
+    assert!(
+        !cache.confirm(&e, leader, TTL).await.unwrap(),
+        "an ended leader's claim is not made live"
+    );
+    assert!(!cache.follow(&e, leader, &message(), TTL).await.unwrap());
+    assert_eq!(cache.claim(&e, next, TTL).await.unwrap(), Claim::Leader);
+}
+
 async fn vectors_are_found_by_bucket_once_answered(cache: &dyn ResponseCache) {
     let scope = SemanticScope {
         tenant: "t".into(),
@@ -200,6 +216,7 @@ async fn samples_are_per_tenant_newest_first_and_bounded(cache: &dyn ResponseCac
 async fn run_all(cache: &dyn ResponseCache) {
     entries_are_per_tenant_and_model_and_clear(cache).await;
     followers_join_only_a_live_leader(cache).await;
+    a_leader_that_ends_before_its_claim_is_live_leaves_no_claim(cache).await;
     vectors_are_found_by_bucket_once_answered(cache).await;
     samples_are_per_tenant_newest_first_and_bounded(cache).await;
 }

@@ -160,7 +160,9 @@ impl ResponseCache for MemoryCache {
 
     async fn close(&self, entry: &EntryKey, leader: JobId) -> Result<Vec<JobMessage>, StoreError> {
         let mut inner = self.lock();
-        if inner.pointer(entry) == Some(Pointer::Live(leader)) {
+        // A claim still pending ends too (see `close.lua`).
+        if matches!(inner.pointer(entry), Some(Pointer::Live(j) | Pointer::Pending(j)) if j == leader)
+        {
             inner.pointers.remove(&pointer_key(entry));
         }
         Ok(inner
