@@ -168,7 +168,7 @@ async fn measure(stack: &BenchStack, args: &BatchArgs) -> anyhow::Result<String>
     let calls = stats["by_endpoint"]["/v1/chat/completions"]["requests"]
         .as_u64()
         .unwrap_or(0);
-    let billed = bill["total_micros"].as_u64().unwrap_or(0);
+    let billed = bill["total_cost_micros"].as_u64().unwrap_or(0);
     let cost = done["cost_micros"].as_u64().unwrap_or(0);
     let direct = billed as f64 / calls.max(1) as f64 * args.lines as f64;
     let validated = validated.unwrap_or(finished);

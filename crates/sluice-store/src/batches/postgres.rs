@@ -288,6 +288,9 @@ impl BatchStore for PgBatchStore {
             .await?;
         }
         tx.commit().await?;
+        // Fresh statistics for the lines just written, so that following
+        // them is planned as probes by key, not scans of every line.
+        sqlx::query("ANALYZE batch_lines").execute(&self.pool).await?;
         Ok(true)
     }
 
@@ -353,14 +356,16 @@ impl BatchStore for PgBatchStore {
         let numbers: Vec<i32> = ends.iter().map(|(l, _)| line_number(*l)).collect();
         let states: Vec<&str> = ends.iter().map(|(_, s)| s.as_str()).collect();
         // One statement: the lines that were still open change, and the
-        // batch counts exactly those.
+        // batch counts exactly those. Each line is found by its key
+        // (`batch_id = $1`, not through the lease's row), so the lines are
+        // read by the primary key, one probe per line ended.
         let done = sqlx::query(
             "WITH holder AS (SELECT id FROM batches WHERE id = $1 AND lease_owner = $2 FOR UPDATE), \
              ended AS ( \
                UPDATE batch_lines SET state = e.state \
-               FROM UNNEST($3::int[], $4::text[]) AS e(line, state), holder \
-               WHERE batch_lines.batch_id = holder.id AND batch_lines.line = e.line \
-                 AND batch_lines.state = 'open' \
+               FROM UNNEST($3::int[], $4::text[]) AS e(line, state) \
+               WHERE batch_lines.batch_id = $1 AND batch_lines.line = e.line \
+                 AND batch_lines.state = 'open' AND EXISTS (SELECT 1 FROM holder) \
                RETURNING e.state) \
              UPDATE batches SET \
                completed = completed + (SELECT count(*) FROM ended WHERE state = 'succeeded'), \
