@@ -290,7 +290,9 @@ impl BatchStore for PgBatchStore {
         tx.commit().await?;
         // Fresh statistics for the lines just written, so that following
         // them is planned as probes by key, not scans of every line.
-        sqlx::query("ANALYZE batch_lines").execute(&self.pool).await?;
+        sqlx::query("ANALYZE batch_lines")
+            .execute(&self.pool)
+            .await?;
         Ok(true)
     }
 
