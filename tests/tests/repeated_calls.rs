@@ -45,6 +45,21 @@ async fn submit_chats(client: &Client, jobs: usize, max_tokens: u64, tag: &str) 
     client.submit_batch(bodies).await
 }
 
+/// Asserts the provider was called once per job and the usage report
+/// charges exactly its bill, with no repeated call; the report and the bill.
+async fn charged_once(stack: &Stack, client: &Client, jobs: u64) -> (Value, u64) {
+    assert_eq!(prompts(stack).await, jobs, "a call was repeated");
+    let bill = stack.mock_bill().await["total_cost_micros"]
+        .as_u64()
+        .unwrap();
+    let usage = usage_once(client, jobs, 0).await;
+    let total = &usage["total"];
+    assert_eq!(total["repeated_calls"], 0, "{usage}");
+    assert_eq!(total["estimated_micros"], 0, "{usage}");
+    assert_eq!(total["cost_micros"], bill, "{usage}");
+    (usage, bill)
+}
+
 /// Prompts the mock received (and billed).
 async fn prompts(stack: &Stack) -> u64 {
     stack.mock_stats().await["prompts"].as_u64().unwrap()
@@ -163,16 +178,7 @@ async fn a_worker_drained_by_sigterm_leaves_no_repeated_call() {
     for job in client.wait_all(&ids, 120).await {
         assert_eq!(job["status"], "succeeded", "{job}");
     }
-    let jobs = jobs as u64;
-    assert_eq!(prompts(&stack).await, jobs, "a call was repeated");
-    let bill = stack.mock_bill().await["total_cost_micros"]
-        .as_u64()
-        .unwrap();
-    let usage = usage_once(&client, jobs, 0).await;
-    let total = &usage["total"];
-    assert_eq!(total["repeated_calls"], 0, "{usage}");
-    assert_eq!(total["estimated_micros"], 0, "{usage}");
-    assert_eq!(total["cost_micros"], bill, "{usage}");
+    charged_once(&stack, &client, jobs as u64).await;
 }
 
 /// Calls the worker's router gave up on after their request reached the
@@ -346,16 +352,7 @@ async fn jobs_whose_worker_died_before_their_call_are_called_and_charged_once() 
     for job in client.wait_all(&ids, 120).await {
         assert_eq!(job["status"], "succeeded", "{job}");
     }
-    let jobs = jobs as u64;
-    assert_eq!(prompts(&stack).await, jobs, "a job was called twice");
-    let bill = stack.mock_bill().await["total_cost_micros"]
-        .as_u64()
-        .unwrap();
-    let usage = usage_once(&client, jobs, 0).await;
-    let total = &usage["total"];
-    assert_eq!(total["repeated_calls"], 0, "{usage}");
-    assert_eq!(total["estimated_micros"], 0, "{usage}");
-    assert_eq!(total["cost_micros"], bill, "{usage}");
+    let (_, bill) = charged_once(&stack, &client, jobs as u64).await;
     let budget = client.get("/v1/budget").await.body;
     assert_eq!(budget["spent_micros"], bill, "{budget}");
     assert_eq!(ledger_rows(&stack, ids.len()).await, 0);

@@ -161,7 +161,9 @@ async fn fail(
             .batches
             .fail(&batch.id, owner, errors, Utc::now())
             .await?,
-    )
+    )?;
+    super::ended(state, batch, BatchStatus::Failed);
+    Ok(())
 }
 
 /// An error of the whole file (no line).

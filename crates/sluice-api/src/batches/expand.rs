@@ -47,14 +47,21 @@ enum Plan {
     Make(JobId),
 }
 
-/// Makes jobs of `batch`'s lines from where it got to, for up to
-/// [`STEP`]; whether every line has its job now.
+/// How far an expansion step got.
+pub(super) struct Expansion {
+    /// Lines before this position have their jobs.
+    pub expanded: u64,
+    /// Whether every line has its job now.
+    pub all_made: bool,
+}
+
+/// Makes jobs of `batch`'s lines from where it got to, for up to [`STEP`].
 pub(super) async fn run(
     state: &AppState,
     owner: &str,
     batch: &Batch,
     stop: &CancellationToken,
-) -> Result<bool, StepError> {
+) -> Result<Expansion, StepError> {
     let started = Instant::now();
     let caller = caller_of(batch);
     let mut expanded = batch.expanded;
@@ -69,21 +76,34 @@ pub(super) async fn run(
         .await?
     else {
         // The input file was deleted before every line had its job: the
-        // lines left fail (their error says so).
-        let left = state.batches.lines(&batch.id, page(expanded)).await?;
-        let ends: Vec<_> = left.iter().map(|l| (l.line, LineState::Failed)).collect();
-        super::held(state.batches.settle(&batch.id, owner, &ends).await?)?;
-        return Ok(false);
+        // lines left count as made, and, having no job, end failed when
+        // they are followed (their error says so).
+        super::held(
+            state
+                .batches
+                .expanded(&batch.id, owner, u64::MAX, &[])
+                .await?,
+        )?;
+        return Ok(Expansion {
+            expanded: u64::MAX,
+            all_made: true,
+        });
     };
     let mut raws = std::pin::pin!(lines::read(content));
     let mut position = 0u64;
     loop {
         let chunk = state.batches.lines(&batch.id, page(expanded)).await?;
         let Some(last) = chunk.last().map(|l| l.line) else {
-            return Ok(true);
+            return Ok(Expansion {
+                expanded,
+                all_made: true,
+            });
         };
         if stop.is_cancelled() || started.elapsed() > STEP || !in_progress(state, batch).await? {
-            return Ok(false);
+            return Ok(Expansion {
+                expanded,
+                all_made: false,
+            });
         }
         // The raw lines of the chunk, from the file read on in step.
         let mut raw = Vec::with_capacity(chunk.len());

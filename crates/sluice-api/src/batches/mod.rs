@@ -127,13 +127,17 @@ async fn announce(
     {
         confirm.map_err(|e| StepError::NotAccepted(format!("the batch's event: {e}")))?;
     }
+    Ok(())
+}
+
+/// Counts a batch's end, once it is written.
+fn ended(state: &AppState, batch: &Batch, status: BatchStatus) {
     state
         .metrics
         .batches_ended
         .with_label_values(&[status.as_str()])
         .inc();
     tracing::info!(batch = %batch.id, status = status.as_str(), "batch ended");
-    Ok(())
 }
 
 /// Drives batches until `stop` (see the module docs); gives up its leases
@@ -188,15 +192,10 @@ async fn step(
             }
         }
         BatchStatus::InProgress => {
-            let all_made = expand::run(state, owner, batch, stop).await?;
             // The lines made in this step are followed at once.
-            let expanded = state
-                .batches
-                .get(&batch.tenant_id, &batch.id)
-                .await?
-                .map_or(batch.expanded, |b| b.expanded);
-            let open = track::follow(state, owner, batch, expanded).await?;
-            if all_made && open == 0 {
+            let made = expand::run(state, owner, batch, stop).await?;
+            let open = track::follow(state, owner, batch, made.expanded).await?;
+            if made.all_made && open == 0 {
                 held(
                     state
                         .batches

@@ -54,7 +54,9 @@ pub(super) async fn finish(state: &AppState, owner: &str, batch: &Batch) -> Resu
             .batches
             .finish(&batch.id, owner, files.0, files.1, Utc::now())
             .await?,
-    )
+    )?;
+    super::ended(state, &batch, status);
+    Ok(())
 }
 
 /// Writes the file of the answered lines (`answered`) or of the others;
