@@ -202,6 +202,8 @@ pub struct WorkerConfig {
     /// is not abandoned and made again; keep it under the pod's
     /// `terminationGracePeriodSeconds` (k8s/README.md, Shutdown).
     pub drain_timeout_s: u64,
+    /// Fair share between tenants.
+    pub fair: FairConfig,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -245,6 +247,7 @@ impl Default for WorkerConfig {
             provider_backoff_ms: 200,
             delivery_limit: 5,
             drain_timeout_s: 130,
+            fair: FairConfig::default(),
         }
     }
 }
@@ -478,6 +481,7 @@ impl Config {
         self.webhooks.validate()?;
         self.files.validate()?;
         self.batches.validate()?;
+        self.worker.fair.validate()?;
         self.cache.validate()?;
         if let Some(model) = &self.cache.semantic.model {
             if self.route(model).is_none() {
@@ -554,10 +558,12 @@ impl Config {
 }
 
 mod batches;
+mod fair;
 mod files;
 mod prices;
 mod webhooks;
 pub use batches::BatchesConfig;
+pub use fair::FairConfig;
 pub use files::FilesConfig;
 pub use prices::PriceEntry;
 pub use webhooks::WebhooksConfig;

@@ -25,6 +25,7 @@ pub mod batching;
 pub mod budget;
 pub mod cache;
 pub mod config;
+pub mod fair;
 pub mod ids;
 pub mod job;
 pub mod ledger;

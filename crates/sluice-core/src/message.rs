@@ -41,6 +41,10 @@ pub struct JobMessage {
     /// are relayed (`crate::stream`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub stream: bool,
+    /// Its tenant's weight and its key's cap on jobs in flight, for the
+    /// worker's fair share (`crate::fair`).
+    #[serde(default, skip_serializing_if = "crate::fair::Share::is_default")]
+    pub share: crate::fair::Share,
 }
 
 impl JobMessage {
@@ -71,6 +75,7 @@ impl JobMessage {
             cache: None,
             rerouted: false,
             stream: false,
+            share: crate::fair::Share::default(),
         }
     }
 
@@ -93,6 +98,7 @@ impl JobMessage {
             cache: None,
             rerouted: false,
             stream: false,
+            share: crate::fair::Share::default(),
         }
     }
 
