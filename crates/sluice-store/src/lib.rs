@@ -6,6 +6,8 @@
 //! - [`cache`]: the response cache: exact entries, in-flight coalescing,
 //!   semantic vectors (Redis).
 //! - [`budget`]: fleet-wide provider rate budgets (Redis).
+//! - [`fair`]: fair share's virtual counters and keys' in-flight slots
+//!   (Redis).
 //! - [`files`]: tenants' uploads for the Files API, kept in parts
 //!   (PostgreSQL).
 //! - [`tenants`]: tenants and API keys, keys stored hashed (PostgreSQL
@@ -17,6 +19,7 @@
 pub mod batches;
 pub mod budget;
 pub mod cache;
+pub mod fair;
 pub mod files;
 pub mod group;
 pub mod jobs;

@@ -174,6 +174,11 @@ impl RedisJobStore {
         crate::budget::RedisBudget::new(self.pool.clone(), self.prefix.clone())
     }
 
+    /// Fair share's counters and keys' slots, on this store's connections.
+    pub fn fair(&self) -> crate::fair::RedisFairStore {
+        crate::fair::RedisFairStore::new(self.pool.clone(), self.prefix.clone())
+    }
+
     /// The response cache, on this store's connections.
     pub fn cache(&self) -> crate::cache::RedisCache {
         crate::cache::RedisCache::new(self.pool.clone(), self.prefix.clone())
