@@ -62,6 +62,8 @@ pub struct Metrics {
     pub job_duration: HistogramVec,
     /// Jobs a worker holds unacked.
     pub inflight_jobs: IntGauge,
+    /// Jobs a worker's fair gate holds, waiting for their turn, by priority.
+    pub fair_held_jobs: IntGaugeVec,
     /// Jobs per flushed batch, by endpoint.
     pub batch_size: HistogramVec,
     /// Flushed batches, by reason (size, tokens, wait, idle, shutdown).
@@ -210,6 +212,11 @@ impl Metrics {
             inflight_jobs: b.gauge(
                 "sluice_inflight_jobs",
                 "Jobs a worker holds unacked.",
+            ),
+            fair_held_jobs: b.gauge_vec(
+                "sluice_fair_held_jobs",
+                "Jobs a worker's fair gate holds (taken from the queue, unacked, and part of `sluice_inflight_jobs`) waiting for their turn at a provider, by priority class: the tenant served least goes next, and a key at its cap on jobs in flight waits here.",
+                &["priority"],
             ),
             batch_size: b.histogram(
                 "sluice_batch_size",

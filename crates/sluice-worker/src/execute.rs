@@ -56,6 +56,8 @@ pub struct Executor {
     pub fanout: usize,
     /// Prices the calls a job repeated.
     pub repeats: Repeats,
+    /// Told of each job settled (fair share), if there is a gate.
+    pub gate: Option<crate::fair::Gate>,
 }
 
 /// A job started for this delivery: when, as which attempt, and which
@@ -465,6 +467,13 @@ impl Executor {
             };
         futures::future::join_all(settled.into_iter().map(|s| async move {
             let id = s.pending.message.id;
+            let completion: u64 = s
+                .rows
+                .iter()
+                .filter(|r| r.job_id == id)
+                .map(|r| r.usage.completion_tokens)
+                .sum();
+
             self.metrics.inflight_jobs.dec();
             let has_rows = !s.rows.is_empty() || !s.followers.is_empty();
             let announced = events_ok || (s.ended.is_none() && s.followers_ended.is_empty());
@@ -477,6 +486,9 @@ impl Executor {
                 // The channel is gone: the broker redelivers, and the job's
                 // stored end makes that redelivery a no-op.
                 tracing::warn!(job = %id, error = %e, "settling the delivery failed");
+            }
+            if let Some(gate) = &self.gate {
+                gate.ended(id, completion);
             }
         }))
         .await;

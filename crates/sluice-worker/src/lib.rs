@@ -5,6 +5,8 @@
 //!   ├→ a job with hours to spare, for a provider that sells batches:
 //!   │    the provider-batch tier ([`provider_batch`]: into PostgreSQL,
 //!   │    acked; sent, polled, ended or hedged by the lease holder)
+//!   → the fair gate ([`fair`]): by class, then the tenant served least,
+//!     a capped key's jobs only with a slot; while few wait for a provider
 //!   → batcher (key = endpoint + model + priority + prompt-prefix hash)
 //!   → at most `max_batch_size × batches_in_flight` jobs in flight at once
 //!   → start each job (cancel/deadline checked here, just before the call)
@@ -24,6 +26,7 @@ pub mod batcher;
 pub mod consume;
 pub mod depth;
 pub mod execute;
+pub mod fair;
 pub mod followers;
 pub mod pending;
 pub mod provider_batch;
@@ -68,11 +71,15 @@ pub struct Worker {
     /// The provider-batch tier, when a provider sells batches (and a
     /// record to keep them in is at hand).
     pub provider_batches: Option<Arc<ProviderBatches>>,
+    /// Fair share between tenants (the gate before the batcher); `None`
+    /// hands jobs to the batcher as they come.
+    pub fair: Option<fair::Fair>,
 }
 
 /// The share of the prefetch each priority queue's consumer gets (3:2:1),
-/// so that interactive jobs are taken up first when all queues are full.
-fn prefetch_for(priority: Priority, config: &WorkerConfig) -> u16 {
+/// so that interactive jobs are taken up first when all queues are full,
+/// plus `hold` jobs for the fair gate to choose among.
+fn prefetch_for(priority: Priority, config: &WorkerConfig, hold: u16) -> u16 {
     let total = u32::from(config.prefetch());
     let share = match priority {
         Priority::Interactive => total / 2,
@@ -80,13 +87,14 @@ fn prefetch_for(priority: Priority, config: &WorkerConfig) -> u16 {
         Priority::Batch => total / 6,
     };
     let floor = u32::try_from(config.max_batch_size).unwrap_or(u32::MAX);
-    u16::try_from(share.max(floor).max(1)).unwrap_or(u16::MAX)
+    let slots = share.max(floor).max(1) + u32::from(hold);
+    u16::try_from(slots).unwrap_or(u16::MAX)
 }
 
 impl Worker {
     /// Runs until `shutdown`, then drains: every job taken is stored and
     /// acked (or given back) before this returns.
-    pub async fn run(self, shutdown: CancellationToken) {
+    pub async fn run(mut self, shutdown: CancellationToken) {
         let executor = Arc::new(Executor {
             store: Arc::clone(&self.store),
             router: Arc::clone(&self.router),
@@ -101,6 +109,7 @@ impl Worker {
             events: Arc::clone(&self.events),
             fanout: self.config.fanout_concurrency.max(1),
             repeats: self.repeats.clone(),
+            gate: self.fair.as_ref().map(|f| f.gate.clone()),
         });
         let batches = self
             .provider_batches
@@ -118,6 +127,23 @@ impl Worker {
         });
         let tasks = TaskTracker::new();
         let (tx, rx) = mpsc::channel(usize::from(self.config.prefetch()));
+        // With fair share, the consumers feed the gate, and the gate the
+        // batcher; each consumer holds `hold_jobs` more for it to choose among.
+        let (realtime, hold, gate) = match self.fair.take() {
+            Some(fair) => {
+                let hold = if self.config.fair.enabled {
+                    self.config.fair.hold_jobs
+                } else {
+                    0
+                };
+                let capacity = usize::from(self.config.prefetch()) + 3 * usize::from(hold);
+                let (gate_tx, gate_rx) = mpsc::channel(capacity);
+                let gate = fair.gate.clone();
+                fair.start(&self.config, Arc::clone(&self.metrics), gate_rx, tx, &tasks);
+                (gate_tx, hold, Some(gate))
+            }
+            None => (tx, 0, None),
+        };
         let (staged_tx, staged_rx) = match &batches {
             Some(_) => {
                 let (tx, rx) = mpsc::channel(usize::from(self.config.prefetch()));
@@ -126,13 +152,13 @@ impl Worker {
             None => (None, None),
         };
         let routes = Routes {
-            realtime: tx,
+            realtime,
             staged: staged_tx,
         };
         for priority in Priority::ALL {
             let consumers = Arc::clone(&consumers);
             let (routes, stop) = (routes.clone(), shutdown.clone());
-            let prefetch = prefetch_for(priority, &self.config);
+            let prefetch = prefetch_for(priority, &self.config, hold);
             tasks.spawn(async move {
                 consumers
                     .jobs(Source::Jobs(priority), prefetch, routes, stop)
@@ -177,9 +203,13 @@ impl Worker {
             }
         })
         .await;
-        // The batcher returns once every job consumer stopped: finish the rest.
+        // The batcher returns once every job consumer stopped (and the gate
+        // gave back what it held): finish the rest.
         batches.close();
         batches.wait().await;
+        if let Some(gate) = gate {
+            gate.close();
+        }
         tasks.close();
         tasks.wait().await;
         tracing::info!("worker drained");

@@ -46,11 +46,17 @@ impl ChunkRelay for StoreRelay {
 }
 
 /// What a worker's providers report to: the send log (each call marked
-/// sent before it leaves) and the chunk relay, both on `store`.
-pub fn call_hooks(store: Arc<dyn JobStore>, tasks: &TaskTracker) -> CallHooks {
+/// sent before it leaves, and the fair gate told, if there is one) and the
+/// chunk relay, both on `store`.
+pub fn call_hooks(
+    store: Arc<dyn JobStore>,
+    gate: Option<crate::fair::Gate>,
+    tasks: &TaskTracker,
+) -> CallHooks {
     CallHooks {
         sent: Some(Arc::new(crate::sent::SentLog::start(
             Arc::clone(&store),
+            gate,
             tasks,
         ))),
         relay: Some(Arc::new(StoreRelay::start(store, tasks))),

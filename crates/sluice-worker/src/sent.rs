@@ -16,22 +16,26 @@ use sluice_store::group::GroupCommit;
 use sluice_store::jobs::JobStore;
 use tokio_util::task::TaskTracker;
 
+use crate::fair::Gate;
+
 /// Most jobs marked in one store call.
 const MAX_MARKS: usize = 512;
 
 #[derive(Clone)]
 pub struct SentLog {
     marks: GroupCommit<JobId>,
+    /// Told when a call leaves, so its jobs no longer count as waiting.
+    gate: Option<Gate>,
 }
 
 impl SentLog {
     /// Starts the writer on `tasks`; it stops once every clone is dropped.
-    pub fn start(store: Arc<dyn JobStore>, tasks: &TaskTracker) -> Self {
+    pub fn start(store: Arc<dyn JobStore>, gate: Option<Gate>, tasks: &TaskTracker) -> Self {
         let marks = GroupCommit::start("send log", MAX_MARKS, tasks, move |ids: Vec<JobId>| {
             let store = Arc::clone(&store);
             async move { store.mark_sent(&ids).await }
         });
-        Self { marks }
+        Self { marks, gate }
     }
 }
 
@@ -40,6 +44,9 @@ impl SendLog for SentLog {
     async fn sending(&self, jobs: &[JobId]) {
         if let Err(e) = self.marks.submit(jobs.to_vec()).await {
             tracing::warn!(jobs = jobs.len(), error = %e, "cannot mark calls sent; sending anyway");
+        }
+        if let Some(gate) = &self.gate {
+            gate.sent(jobs);
         }
     }
 }

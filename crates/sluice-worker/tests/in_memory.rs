@@ -164,6 +164,7 @@ impl Harness {
             events: events(queue.clone()),
             repeats: sluice_worker::repeats::Repeats::default(),
             provider_batches: None,
+            fair: None,
         };
         let stop = CancellationToken::new();
         let worker = tokio::spawn(worker.run(stop.clone()));

@@ -62,6 +62,10 @@ pub async fn run(listen: SocketAddr) -> anyhow::Result<()> {
 
     let ledger = Arc::new(sluice_store::usage::MemoryLedger::default());
     let cache = Arc::new(sluice_store::cache::MemoryCache::new());
+    let fair = sluice_worker::fair::Fair::new(
+        Arc::new(sluice_store::fair::MemoryFairStore::default()),
+        &config,
+    );
     let worker = Worker {
         queue: queue.clone(),
         store: store.clone(),
@@ -69,7 +73,7 @@ pub async fn run(listen: SocketAddr) -> anyhow::Result<()> {
             &config,
             Arc::clone(&metrics),
             Some(Arc::new(sluice_core::budget::MemoryBudget::default())),
-            sluice_worker::relay::call_hooks(store.clone(), &tasks),
+            sluice_worker::relay::call_hooks(store.clone(), Some(fair.gate.clone()), &tasks),
         )?),
         ledger: ledger.clone(),
         metrics: Arc::clone(&metrics),
@@ -82,6 +86,7 @@ pub async fn run(listen: SocketAddr) -> anyhow::Result<()> {
             &metrics,
             Arc::new(MemoryProviderBatchStore::default()),
         )?,
+        fair: Some(fair),
     };
     tasks.spawn(worker.run(shutdown.clone()));
 

@@ -57,7 +57,9 @@ async fn serve(
     let budget: Arc<dyn sluice_core::budget::RateBudget> = Arc::new(store.budget());
     // Each call's attempts are marked sent just before it leaves; a
     // streaming call's chunks are relayed to its job's chunk log.
-    let hooks = sluice_worker::relay::call_hooks(store.clone(), tasks);
+    // Fair share's gate hears of each call leaving, through the send log.
+    let fair = sluice_worker::fair::Fair::new(Arc::new(store.fair()), config);
+    let hooks = sluice_worker::relay::call_hooks(store.clone(), Some(fair.gate.clone()), tasks);
     let router = Router::from_config(config, Arc::clone(metrics), Some(budget), hooks)?;
     {
         let queue: Arc<dyn JobQueue> = queue.clone();
@@ -82,6 +84,7 @@ async fn serve(
             metrics,
             Arc::new(PgProviderBatchStore::new(tenants.pool().clone())),
         )?,
+        fair: Some(fair),
     }
     .run(shutdown.clone());
     // The drain is bounded: past `drain_timeout_s` the connection closes

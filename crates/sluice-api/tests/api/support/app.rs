@@ -208,11 +208,19 @@ impl Stack {
     /// Starts a worker on the stack's queue, store, cache and ledger.
     pub fn start_worker(&self) {
         let config = &self.twins.config;
+        let fair = sluice_worker::fair::Fair::new(
+            Arc::new(sluice_store::fair::MemoryFairStore::default()),
+            config,
+        );
         let router = sluice_providers::Router::from_config(
             config,
             Arc::clone(&self.metrics),
             Some(Arc::new(MemoryBudget::default())),
-            sluice_worker::relay::call_hooks(self.memory_store.clone(), &self.tasks),
+            sluice_worker::relay::call_hooks(
+                self.memory_store.clone(),
+                Some(fair.gate.clone()),
+                &self.tasks,
+            ),
         )
         .unwrap();
         let worker = Worker {
@@ -231,6 +239,7 @@ impl Stack {
                 Arc::new(sluice_store::provider_batches::MemoryProviderBatchStore::default()),
             )
             .unwrap(),
+            fair: Some(fair),
         };
         let stop = self.shutdown.child_token();
         let handle = self.tasks.spawn(worker.run(stop.clone()));
