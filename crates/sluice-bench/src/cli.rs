@@ -41,6 +41,10 @@ pub enum Command {
     /// (some repeated) uploaded, run to completed; times, the API's peak
     /// memory, and the cost against sending each line directly.
     Batch(crate::batch::BatchArgs),
+    /// One tenant floods, another sends one job at a time: the other's
+    /// times alone, beside the flood with fair share, and first come first
+    /// served; how busy the provider stays.
+    Fairness(crate::fairness::FairnessArgs),
 }
 
 pub async fn run(command: Command) -> anyhow::Result<()> {
@@ -54,6 +58,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Held(args) => crate::held::run(args).await,
         Command::Compat(args) => crate::compat::run(args).await,
         Command::Batch(args) => crate::batch::run(args).await,
+        Command::Fairness(args) => crate::fairness::run(args).await,
     }
 }
 

@@ -10,6 +10,7 @@ mod cli;
 mod compat;
 mod cpu;
 mod econ;
+mod fairness;
 mod held;
 mod ledger;
 mod limits;

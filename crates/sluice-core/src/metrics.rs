@@ -64,6 +64,8 @@ pub struct Metrics {
     pub inflight_jobs: IntGauge,
     /// Jobs a worker's fair gate holds, waiting for their turn, by priority.
     pub fair_held_jobs: IntGaugeVec,
+    /// Jobs a worker's fair gate lets wait for a provider at once, now.
+    pub fair_window_jobs: IntGauge,
     /// Jobs per flushed batch, by endpoint.
     pub batch_size: HistogramVec,
     /// Flushed batches, by reason (size, tokens, wait, idle, shutdown).
@@ -153,6 +155,10 @@ impl Metrics {
                 "sluice_jobs_submitted_total",
                 "Jobs accepted by the API and confirmed by the broker.",
                 &["priority"],
+            ),
+            fair_window_jobs: b.gauge(
+                "sluice_fair_window_jobs",
+                "Jobs a worker's fair gate lets wait for a provider at once (passed on, call not yet sent): the configured `[worker.fair] window_jobs` while calls go out at once, less while they wait for the provider's budget or concurrency.",
             ),
             http_requests: b.histogram(
                 "sluice_http_request_duration_seconds",

@@ -8,8 +8,10 @@ use sluice_core::Endpoint;
 use sluice_queue::{Delivery, QueueError, Settle, Settlement};
 use sluice_store::fair::MemoryFairStore;
 
+use sluice_core::fair::Share;
 use sluice_core::JobMessage;
 
+use super::state::State;
 use super::*;
 
 /// Where a test's deliveries report how they were settled.
@@ -199,7 +201,7 @@ fn the_window_holds_jobs_until_calls_leave() {
         state.pick(Instant::now()).is_none(),
         "two wait for a provider"
     );
-    state.waiting.remove(&first);
+    state.sent(&[first], Instant::now());
     assert!(next(&mut state).is_some(), "a call left: one more goes");
 }
 

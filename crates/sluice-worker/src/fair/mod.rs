@@ -30,21 +30,24 @@
 //! changes the order of jobs, never their path (a job still starts, calls,
 //! stores and acks as before).
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+mod state;
+mod window;
+
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use sluice_core::config::{Config, WorkerConfig};
-use sluice_core::fair::{priced_tokens, Counters, Share};
 use sluice_core::metrics::Metrics;
 use sluice_core::{JobId, Priority};
-use sluice_store::fair::{Charge, FairStore};
+use sluice_store::fair::FairStore;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::task::TaskTracker;
 
 use crate::batcher::Incoming;
 use crate::pending::Pending;
+use state::State;
 
 /// How often charges go to the fleet and counters come back.
 pub const FLUSH_EVERY: Duration = Duration::from_millis(50);
@@ -167,256 +170,6 @@ impl Gate {
     }
 }
 
-/// A job waiting in the gate, with its arrival order.
-struct Held {
-    incoming: Incoming<Pending>,
-    seq: u64,
-}
-
-/// One tenant's jobs under one key, in arrival order.
-struct Flow {
-    tenant: String,
-    /// The key and its cap, for a key with one.
-    capped: Option<(String, u32)>,
-    jobs: VecDeque<Held>,
-}
-
-#[derive(Default)]
-struct Class {
-    /// By (tenant, key id): a stable order for ties.
-    flows: BTreeMap<(String, String), Flow>,
-    counters: Counters,
-    /// Charges not yet sent to the fleet.
-    charges: Vec<Charge>,
-}
-
-/// A job passed on and not yet settled.
-struct Passed {
-    class: usize,
-    tenant: String,
-    share: Share,
-    model: String,
-    key: Option<String>,
-}
-
-/// The gate's bookkeeping, without I/O (so its order is unit-tested).
-struct State {
-    config: GateConfig,
-    classes: [Class; 3],
-    /// Jobs passed on whose calls have not left and that have not ended.
-    waiting: HashSet<JobId>,
-    passed: HashMap<JobId, Passed>,
-    /// Capped keys found full, and when to ask again.
-    full: HashMap<String, Instant>,
-    seq: u64,
-}
-
-fn class_of(p: Priority) -> usize {
-    match p {
-        Priority::Interactive => 0,
-        Priority::Standard => 1,
-        Priority::Batch => 2,
-    }
-}
-
-impl State {
-    fn new(config: GateConfig) -> Self {
-        Self {
-            config,
-            classes: Default::default(),
-            waiting: HashSet::new(),
-            passed: HashMap::new(),
-            full: HashMap::new(),
-            seq: 0,
-        }
-    }
-
-    fn held(&self, class: usize) -> usize {
-        self.classes[class]
-            .flows
-            .values()
-            .map(|f| f.jobs.len())
-            .sum()
-    }
-
-    /// Takes in a job. A tenant with nothing held in its class starts from
-    /// the least counter of those that have (idle time banks no credit).
-    fn push(&mut self, incoming: Incoming<Pending>) {
-        let message = &incoming.item.message;
-        let class = &mut self.classes[class_of(message.priority)];
-        let tenant = message.tenant_id.clone();
-        let key = message.key_id.clone().unwrap_or_default();
-        let back_from_idle = !class.flows.keys().any(|(t, _)| *t == tenant);
-        if self.config.enabled && back_from_idle {
-            let floor = class
-                .flows
-                .values()
-                .map(|f| class.counters.get(&f.tenant))
-                .min();
-            if let Some(floor) = floor {
-                if class.counters.lift(&tenant, floor) > 0 {
-                    class.charges.push(Charge {
-                        tenant: tenant.clone(),
-                        units: 0,
-                        floor,
-                    });
-                }
-            }
-        }
-        let capped = message
-            .share
-            .key_max_inflight
-            .filter(|_| !key.is_empty())
-            .map(|cap| (key.clone(), cap));
-        self.seq += 1;
-        let seq = self.seq;
-        class
-            .flows
-            .entry((tenant.clone(), key))
-            .or_insert_with(|| Flow {
-                tenant,
-                capped,
-                jobs: VecDeque::new(),
-            })
-            .jobs
-            .push_back(Held { incoming, seq });
-    }
-
-    /// The flow whose job goes next, if one may go at `now`.
-    fn pick(&self, now: Instant) -> Option<(usize, (String, String))> {
-        if self.waiting.len() >= self.config.window {
-            return None;
-        }
-        for (i, class) in self.classes.iter().enumerate() {
-            let may_go = |f: &&Flow| match &f.capped {
-                Some((key, _)) => self.full.get(key).is_none_or(|until| *until <= now),
-                None => true,
-            };
-            let best = class
-                .flows
-                .iter()
-                .filter(|(_, f)| may_go(f))
-                .filter_map(|(k, f)| f.jobs.front().map(|h| (k, f, h.seq)))
-                .min_by_key(|(_, f, seq)| {
-                    let served = if self.config.enabled {
-                        class.counters.get(&f.tenant)
-                    } else {
-                        0
-                    };
-                    (served, *seq)
-                });
-            if let Some((k, _, _)) = best {
-                return Some((i, k.clone()));
-            }
-        }
-        None
-    }
-
-    /// Takes the next job of a flow, and its key's cap if it has one.
-    fn take(
-        &mut self,
-        class: usize,
-        flow: &(String, String),
-    ) -> Option<(Held, Option<(String, u32)>)> {
-        let flows = &mut self.classes[class].flows;
-        let f = flows.get_mut(flow)?;
-        let held = f.jobs.pop_front()?;
-        let capped = f.capped.clone();
-        if f.jobs.is_empty() {
-            flows.remove(flow);
-        }
-        Some((held, capped))
-    }
-
-    /// Puts back a job its key had no slot for, first in its flow.
-    fn put_back(&mut self, class: usize, held: Held, key: String, now: Instant) {
-        self.full.insert(key, now + FULL_RECHECK);
-        let message = &held.incoming.item.message;
-        let flow = (
-            message.tenant_id.clone(),
-            message.key_id.clone().unwrap_or_default(),
-        );
-        let capped = message
-            .share
-            .key_max_inflight
-            .zip(message.key_id.clone())
-            .map(|(cap, key)| (key, cap));
-        self.classes[class]
-            .flows
-            .entry(flow)
-            .or_insert_with(|| Flow {
-                tenant: message.tenant_id.clone(),
-                capped,
-                jobs: VecDeque::new(),
-            })
-            .jobs
-            .push_front(held);
-    }
-
-    /// A job goes on: charged its prompt tokens, counted as waiting.
-    fn passing(&mut self, class: usize, incoming: &Incoming<Pending>) {
-        let message = &incoming.item.message;
-        let units = message.share.units(priced_tokens(incoming.tokens, 0, 1));
-        let c = &mut self.classes[class];
-        c.counters.charge(&message.tenant_id, units);
-        c.charges.push(Charge {
-            tenant: message.tenant_id.clone(),
-            units,
-            floor: 0,
-        });
-        self.waiting.insert(message.id);
-        self.passed.insert(
-            message.id,
-            Passed {
-                class,
-                tenant: message.tenant_id.clone(),
-                share: message.share,
-                model: message.model.clone(),
-                key: message
-                    .key_id
-                    .clone()
-                    .filter(|_| message.share.key_max_inflight.is_some()),
-            },
-        );
-    }
-
-    /// A job passed on ended: charged its completion tokens. Answers its
-    /// capped key, whose slot is to be freed.
-    fn ended(&mut self, id: JobId, completion: u64) -> Option<String> {
-        self.waiting.remove(&id);
-        let passed = self.passed.remove(&id)?;
-        let weight = self
-            .config
-            .completion_weights
-            .get(&passed.model)
-            .copied()
-            .unwrap_or(1);
-        let units = passed.share.units(priced_tokens(0, completion, weight));
-        let c = &mut self.classes[passed.class];
-        if units > 0 {
-            c.counters.charge(&passed.tenant, units);
-            c.charges.push(Charge {
-                tenant: passed.tenant,
-                units,
-                floor: 0,
-            });
-        }
-        if let Some(key) = &passed.key {
-            self.full.remove(key);
-        }
-        passed.key
-    }
-
-    /// Every held job, out of the gate.
-    fn drain(&mut self) -> Vec<Held> {
-        self.classes
-            .iter_mut()
-            .flat_map(|c| std::mem::take(&mut c.flows).into_values())
-            .flat_map(|f| f.jobs)
-            .collect()
-    }
-}
-
 struct Actor {
     state: State,
     store: Arc<dyn FairStore>,
@@ -452,11 +205,7 @@ impl Actor {
                     }
                 },
                 Some(event) = events.recv() => match event {
-                    Event::Sent(ids) => {
-                        for id in ids {
-                            self.state.waiting.remove(&id);
-                        }
-                    }
+                    Event::Sent(ids) => self.state.sent(&ids, Instant::now()),
                     Event::Ended { id, completion } => {
                         if let Some(key) = self.state.ended(id, completion) {
                             self.frees.entry(key).or_default().push(id);
@@ -464,7 +213,10 @@ impl Actor {
                     }
                     Event::Close => closed = true,
                 },
-                _ = flush.tick() => self.flush().await,
+                _ = flush.tick() => {
+                    self.state.adapt();
+                    self.flush().await;
+                }
                 () = sleep_until(recheck) => {
                     let now = Instant::now();
                     self.state.full.retain(|_, until| *until > now);
@@ -556,6 +308,8 @@ impl Actor {
     }
 
     fn show_held(&self) {
+        let window = i64::try_from(self.state.window()).unwrap_or(i64::MAX);
+        self.metrics.fair_window_jobs.set(window);
         for (i, priority) in Priority::ALL.into_iter().enumerate() {
             let held = i64::try_from(self.state.held(i)).unwrap_or(i64::MAX);
             self.metrics
@@ -574,5 +328,4 @@ async fn sleep_until(due: Option<Instant>) {
 }
 
 #[cfg(test)]
-#[path = "fair_tests.rs"]
 mod tests;
