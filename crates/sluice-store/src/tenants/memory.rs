@@ -26,11 +26,15 @@ struct Inner {
     /// Rate limits by tenant id.
     limits: HashMap<String, (Option<u64>, Option<u64>)>,
     batch_queue_tokens: HashMap<String, u64>,
+    /// Fair-share weights by tenant id.
+    weights: HashMap<String, u32>,
     /// Monthly spend caps by tenant id, and by key id.
     budgets: HashMap<String, u64>,
     key_budgets: HashMap<String, u64>,
     /// Default priority classes by key id.
     key_priorities: HashMap<String, sluice_core::Priority>,
+    /// In-flight caps by key id.
+    key_max_inflight: HashMap<String, u32>,
     /// By key hash.
     keys: HashMap<String, KeyRow>,
 }
@@ -168,6 +172,8 @@ impl TenantStore for MemoryTenantStore {
             budgets,
             key_budgets,
             key_priorities,
+            weights,
+            key_max_inflight,
             ..
         } = &mut *inner;
         let Some(row) = keys.get_mut(&hash) else {
@@ -191,6 +197,8 @@ impl TenantStore for MemoryTenantStore {
             monthly_budget_micros: budgets.get(&tenant.id).copied(),
             key_monthly_budget_micros: key_budgets.get(&row.record.id).copied(),
             default_priority: key_priorities.get(&row.record.id).copied(),
+            weight: weights.get(&tenant.id).copied(),
+            key_max_inflight: key_max_inflight.get(&row.record.id).copied(),
         }))
     }
 
@@ -236,6 +244,20 @@ impl TenantStore for MemoryTenantStore {
         match priority {
             Some(p) => inner.key_priorities.insert(key_id.to_owned(), p),
             None => inner.key_priorities.remove(key_id),
+        };
+        Ok(())
+    }
+
+    async fn set_key_max_inflight(
+        &self,
+        key_id: &str,
+        max_inflight: Option<u32>,
+    ) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        Self::key_row_mut(&mut inner, key_id)?;
+        match max_inflight {
+            Some(cap) => inner.key_max_inflight.insert(key_id.to_owned(), cap),
+            None => inner.key_max_inflight.remove(key_id),
         };
         Ok(())
     }
@@ -291,6 +313,20 @@ impl TenantStore for MemoryTenantStore {
 
     async fn batch_queue_tokens(&self, tenant_id: &str) -> Result<Option<u64>, StoreError> {
         Ok(self.lock().batch_queue_tokens.get(tenant_id).copied())
+    }
+
+    async fn set_tenant_weight(&self, tenant: &str, weight: Option<u32>) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        let id = inner.tenant_id(tenant)?;
+        match weight {
+            Some(weight) => inner.weights.insert(id, weight),
+            None => inner.weights.remove(&id),
+        };
+        Ok(())
+    }
+
+    async fn tenant_weight(&self, tenant_id: &str) -> Result<Option<u32>, StoreError> {
+        Ok(self.lock().weights.get(tenant_id).copied())
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
@@ -361,9 +397,56 @@ mod tests {
                 monthly_budget_micros: None,
                 key_monthly_budget_micros: None,
                 default_priority: None,
+                weight: None,
+                key_max_inflight: None,
             }
         );
         assert!(store.key_last_used_at(&new.record.id).unwrap().is_some());
+    }
+
+    #[tokio::test]
+    async fn a_tenants_weight_and_a_keys_cap_come_with_the_key() {
+        let store = MemoryTenantStore::new();
+        store.create_tenant("acme").await.unwrap();
+        let capped = store.create_key("acme", "capped").await.unwrap();
+        let other = store.create_key("acme", "other").await.unwrap();
+        store.set_tenant_weight("acme", Some(3)).await.unwrap();
+        store
+            .set_key_max_inflight(&capped.record.id, Some(100))
+            .await
+            .unwrap();
+        let share = |key: &str| {
+            let key = key.to_owned();
+            let store = &store;
+            async move { store.authenticate(&key).await.unwrap().unwrap().share() }
+        };
+        let both = sluice_core::fair::Share {
+            weight: Some(3),
+            key_max_inflight: Some(100),
+        };
+        assert_eq!(share(&capped.key).await, both);
+        // The weight is the tenant's, the cap the key's alone.
+        assert_eq!(
+            share(&other.key).await,
+            sluice_core::fair::Share {
+                weight: Some(3),
+                key_max_inflight: None
+            }
+        );
+        store.set_tenant_weight("acme", None).await.unwrap();
+        store
+            .set_key_max_inflight(&capped.record.id, None)
+            .await
+            .unwrap();
+        assert!(share(&capped.key).await.is_default());
+        assert!(matches!(
+            store.set_tenant_weight("nobody", Some(2)).await,
+            Err(StoreError::NotFound(_))
+        ));
+        assert!(matches!(
+            store.set_key_max_inflight("nope", Some(2)).await,
+            Err(StoreError::NotFound(_))
+        ));
     }
 
     #[tokio::test]
