@@ -152,7 +152,9 @@ async fn a_revoked_key_stops_working_within_seconds_and_keys_are_stored_hashed()
 #[tokio::test]
 async fn fair_share_settings_are_set_shown_and_refused_when_out_of_range() {
     let (stack, acme) = acme_stack(StackOptions::default()).await;
-    let out = stack.sluice(&["admin", "tenant", "weight", "acme", "3"]).await;
+    let out = stack
+        .sluice(&["admin", "tenant", "weight", "acme", "3"])
+        .await;
     assert!(out.contains("fair-share weight 3"), "{out}");
     let out = stack
         .sluice(&[
@@ -182,7 +184,15 @@ async fn fair_share_settings_are_set_shown_and_refused_when_out_of_range() {
         &["admin", "tenant", "weight", "acme", "1001"],
         &["admin", "tenant", "weight", "nobody", "2"],
         &["admin", "key", "max-inflight", "not-a-key", "3"],
-        &["admin", "key", "create", "--tenant", "acme", "--max-inflight", "0"],
+        &[
+            "admin",
+            "key",
+            "create",
+            "--tenant",
+            "acme",
+            "--max-inflight",
+            "0",
+        ],
     ] {
         let why = stack.sluice_fails(args).await;
         let first = why.lines().next().unwrap_or_default();
