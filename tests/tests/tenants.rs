@@ -148,3 +148,71 @@ async fn a_revoked_key_stops_working_within_seconds_and_keys_are_stored_hashed()
     let fresh = sluice_e2e::Client::new(&stack.api_url(), out.lines().last().unwrap().trim());
     assert_eq!(fresh.job(&id).await.status, 200);
 }
+
+#[tokio::test]
+async fn fair_share_settings_are_set_shown_and_refused_when_out_of_range() {
+    let (stack, acme) = acme_stack(StackOptions::default()).await;
+    let out = stack
+        .sluice(&["admin", "tenant", "weight", "acme", "3"])
+        .await;
+    assert!(out.contains("fair-share weight 3"), "{out}");
+    let out = stack
+        .sluice(&[
+            "admin",
+            "key",
+            "create",
+            "--tenant",
+            "acme",
+            "--name",
+            "pipeline",
+            "--max-inflight",
+            "2",
+        ])
+        .await;
+    assert!(out.contains("at most 2 jobs in flight"), "{out}");
+    let capped = sluice_e2e::Client::new(&stack.api_url(), out.lines().last().unwrap().trim());
+
+    // Jobs of the weighted tenant and the capped key run as before.
+    let ids = [capped.submit(&chat(1)).await, acme.submit(&chat(2)).await];
+    for job in acme.wait_all(&ids, 30).await {
+        assert_eq!(job["status"], "succeeded");
+    }
+
+    // Bad values: a non-zero exit and one line that says why.
+    for args in [
+        &["admin", "tenant", "weight", "acme", "0"][..],
+        &["admin", "tenant", "weight", "acme", "1001"],
+        &["admin", "tenant", "weight", "nobody", "2"],
+        &["admin", "key", "max-inflight", "not-a-key", "3"],
+        &[
+            "admin",
+            "key",
+            "create",
+            "--tenant",
+            "acme",
+            "--max-inflight",
+            "0",
+        ],
+    ] {
+        let why = stack.sluice_fails(args).await;
+        let first = why.lines().next().unwrap_or_default();
+        assert!(first.starts_with("error: "), "{args:?}: {why}");
+    }
+
+    // Left out, each is removed.
+    let out = stack.sluice(&["admin", "tenant", "weight", "acme"]).await;
+    assert!(out.contains("weight 1 (the default)"), "{out}");
+    let listed = stack
+        .sluice(&["admin", "key", "list", "--tenant", "acme"])
+        .await;
+    let pipeline = listed
+        .lines()
+        .find(|l| l.contains("pipeline"))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap()
+        .to_owned();
+    let out = stack
+        .sluice(&["admin", "key", "max-inflight", &pipeline])
+        .await;
+    assert!(out.contains("no cap on jobs in flight"), "{out}");
+}

@@ -149,6 +149,66 @@ async fn a_key_carries_its_default_priority_class() {
 }
 
 #[tokio::test]
+async fn a_key_carries_its_tenants_weight_and_its_own_in_flight_cap() {
+    use sluice_core::fair::Share;
+    let db = TestDb::migrated().await;
+    let store = db.store();
+    let tenant = store.create_tenant("acme").await.unwrap();
+    let capped = store.create_key("acme", "pipeline").await.unwrap();
+    let other = store.create_key("acme", "other").await.unwrap();
+    let share = |key: String| {
+        let store = &store;
+        async move { store.authenticate(&key).await.unwrap().unwrap().share() }
+    };
+    assert!(share(capped.key.clone()).await.is_default());
+    store.set_tenant_weight("acme", Some(3)).await.unwrap();
+    store
+        .set_key_max_inflight(&capped.record.id, Some(100))
+        .await
+        .unwrap();
+    assert_eq!(
+        share(capped.key.clone()).await,
+        Share {
+            weight: Some(3),
+            key_max_inflight: Some(100)
+        }
+    );
+    // The weight is the tenant's; the cap is the key's alone.
+    assert_eq!(
+        share(other.key.clone()).await,
+        Share {
+            weight: Some(3),
+            key_max_inflight: None
+        }
+    );
+    assert_eq!(store.tenant_weight(&tenant.id).await.unwrap(), Some(3));
+
+    store.set_tenant_weight("acme", None).await.unwrap();
+    store
+        .set_key_max_inflight(&capped.record.id, None)
+        .await
+        .unwrap();
+    assert!(share(capped.key.clone()).await.is_default());
+    assert_eq!(store.tenant_weight(&tenant.id).await.unwrap(), None);
+
+    assert!(matches!(
+        store.set_tenant_weight("nobody", Some(2)).await,
+        Err(StoreError::NotFound(_))
+    ));
+    let unknown = uuid::Uuid::new_v4().to_string();
+    assert!(matches!(
+        store.set_key_max_inflight(&unknown, Some(2)).await,
+        Err(StoreError::NotFound(_))
+    ));
+    // The schema refuses a weight or a cap of 0 (the CLI never sends one).
+    assert!(store.set_tenant_weight("acme", Some(0)).await.is_err());
+    assert!(store
+        .set_key_max_inflight(&capped.record.id, Some(0))
+        .await
+        .is_err());
+}
+
+#[tokio::test]
 async fn revoked_and_expired_keys_are_refused() {
     let db = TestDb::migrated().await;
     let store = db.store();

@@ -192,6 +192,22 @@ impl Stack {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// Runs `sluice <args>`, which must fail (a non-zero exit); its stderr.
+    pub async fn sluice_fails(&self, args: &[&str]) -> String {
+        let out = tokio::process::Command::new(crate::sluice_binary())
+            .args(args)
+            .envs(self.env.iter().cloned())
+            .output()
+            .await
+            .unwrap_or_else(|e| panic!("cannot run sluice {args:?}: {e}"));
+        assert!(
+            !out.status.success(),
+            "sluice {args:?} succeeded: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
     pub fn config_arg(&self) -> String {
         self.config_path.display().to_string()
     }

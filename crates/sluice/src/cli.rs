@@ -285,6 +285,38 @@ pub enum TenantCommand {
         #[arg(long)]
         batch_queue_tokens: Option<u64>,
     },
+    /// Sets (or, without a value, removes: 1) a tenant's fair-share
+    /// weight: while tenants' jobs wait for a provider, a tenant of weight
+    /// 2 is served twice the tokens of one of weight 1.
+    Weight {
+        name: String,
+        /// 1 to 1000.
+        #[arg(value_parser = parse_weight)]
+        weight: Option<u32>,
+    },
+}
+
+/// A fair-share weight: 1 up to `UNITS_PER_TOKEN`, the most at which a
+/// token still charges the tenant's counter something.
+fn parse_weight(text: &str) -> Result<u32, String> {
+    let most = sluice_core::fair::UNITS_PER_TOKEN;
+    match text.parse::<u32>() {
+        Ok(w) if w >= 1 && u64::from(w) <= most => Ok(w),
+        _ => Err(format!(
+            "a weight is a whole number from 1 to {most}; leave it out to remove it"
+        )),
+    }
+}
+
+/// A cap on a key's jobs in flight: at least 1.
+fn parse_max_inflight(text: &str) -> Result<u32, String> {
+    match text.parse::<u32>() {
+        Ok(n) if n >= 1 && i32::try_from(n).is_ok() => Ok(n),
+        _ => Err(format!(
+            "the cap is a whole number from 1 to {}; leave it out to remove it",
+            i32::MAX
+        )),
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -302,6 +334,10 @@ pub enum KeyCommand {
         /// (interactive, standard or batch).
         #[arg(long)]
         priority: Option<sluice_core::Priority>,
+        /// The most jobs of the key in flight at once, across the fleet;
+        /// the key's jobs over it wait in the queue.
+        #[arg(long, value_parser = parse_max_inflight)]
+        max_inflight: Option<u32>,
     },
     /// Sets (or, without a value, removes) the priority class of a key's
     /// jobs that name none.
@@ -309,6 +345,13 @@ pub enum KeyCommand {
         id: String,
         /// interactive, standard or batch.
         priority: Option<sluice_core::Priority>,
+    },
+    /// Sets (or, without a value, removes) the most jobs of a key in
+    /// flight at once, across the fleet; its jobs over it wait in the queue.
+    MaxInflight {
+        id: String,
+        #[arg(value_parser = parse_max_inflight)]
+        max_inflight: Option<u32>,
     },
     /// Sets (or, without a value, removes) a key's own monthly spend cap.
     Budget {
@@ -324,4 +367,78 @@ pub enum KeyCommand {
         #[arg(long)]
         tenant: String,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<AdminCommand, String> {
+        let argv = ["sluice", "admin"].iter().chain(args).copied();
+        match Cli::try_parse_from(argv)
+            .map_err(|e| e.to_string())?
+            .command
+        {
+            Command::Admin { command, .. } => Ok(command),
+            other => panic!("not admin: {other:?}"),
+        }
+    }
+
+    fn weight(value: &[&str]) -> Result<Option<u32>, String> {
+        match parse(&[&["tenant", "weight", "acme"], value].concat())? {
+            AdminCommand::Tenant {
+                command: TenantCommand::Weight { weight, .. },
+            } => Ok(weight),
+            other => panic!("not tenant weight: {other:?}"),
+        }
+    }
+
+    fn max_inflight(value: &[&str]) -> Result<Option<u32>, String> {
+        match parse(&[&["key", "max-inflight", "0190"], value].concat())? {
+            AdminCommand::Key {
+                command: KeyCommand::MaxInflight { max_inflight, .. },
+            } => Ok(max_inflight),
+            other => panic!("not key max-inflight: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_weight_is_1_to_1000_and_left_out_to_remove_it() {
+        assert_eq!(weight(&["3"]), Ok(Some(3)));
+        assert_eq!(weight(&["1000"]), Ok(Some(1000)));
+        assert_eq!(weight(&[]), Ok(None));
+        // A negative number reads as a flag: clap refuses it on its own.
+        assert!(weight(&["-1"]).is_err());
+        for bad in ["0", "1001", "two", "1.5"] {
+            let why = weight(&[bad]).unwrap_err();
+            assert!(why.contains("from 1 to 1000"), "{bad}: {why}");
+        }
+    }
+
+    #[test]
+    fn a_keys_cap_is_at_least_1_and_left_out_to_remove_it() {
+        assert_eq!(max_inflight(&["100"]), Ok(Some(100)));
+        assert_eq!(max_inflight(&[]), Ok(None));
+        assert!(max_inflight(&["-5"]).is_err());
+        for bad in ["0", "many", "4294967295"] {
+            let why = max_inflight(&[bad]).unwrap_err();
+            assert!(why.contains("from 1 to"), "{bad}: {why}");
+        }
+        let created = parse(&["key", "create", "--tenant", "acme", "--max-inflight", "100"]);
+        assert!(
+            matches!(
+                created,
+                Ok(AdminCommand::Key {
+                    command: KeyCommand::Create {
+                        max_inflight: Some(100),
+                        ..
+                    }
+                })
+            ),
+            "{created:?}"
+        );
+        assert!(parse(&["key", "create", "--tenant", "acme", "--max-inflight", "0"]).is_err());
+    }
 }

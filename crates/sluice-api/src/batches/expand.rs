@@ -23,6 +23,7 @@ use futures::StreamExt;
 use sluice_core::job::CancelOutcome;
 use sluice_core::{JobId, JobStatus};
 use sluice_store::batches::{Batch, BatchLine, BatchStatus, LinePage, LineState};
+use sluice_store::tenants::Principal;
 use tokio_util::sync::CancellationToken;
 
 use super::{caller_of, lines, StepError};
@@ -63,7 +64,12 @@ pub(super) async fn run(
     stop: &CancellationToken,
 ) -> Result<Expansion, StepError> {
     let started = Instant::now();
-    let caller = caller_of(batch);
+    // The tenant's weight as it is now, read once a step (a step is at
+    // most `STEP` long, so a new weight reaches the batch's next lines).
+    let caller = Principal {
+        weight: state.tenants.tenant_weight(&batch.tenant_id).await?,
+        ..caller_of(batch)
+    };
     let mut expanded = batch.expanded;
     let page = |expanded: u64| LinePage {
         after: expanded.checked_sub(1),

@@ -62,6 +62,8 @@ fn held(written: bool) -> Result<(), StepError> {
 }
 
 /// Whom a batch's lines are submitted as: its creator's tenant and key.
+/// Their fair-share weight is set where they are made into jobs
+/// ([`expand`]); they have no key cap: a batch's lines are the tenant's.
 fn caller_of(batch: &Batch) -> Principal {
     Principal {
         tenant_id: batch.tenant_id.clone(),
@@ -72,6 +74,8 @@ fn caller_of(batch: &Batch) -> Principal {
         monthly_budget_micros: None,
         key_monthly_budget_micros: None,
         default_priority: None,
+        weight: None,
+        key_max_inflight: None,
     }
 }
 

@@ -248,6 +248,7 @@ fn check(
     record.webhook = webhook;
     let message = JobMessage {
         cache: cache.as_ref().map(CachePlan::directive),
+        share: caller.share(),
         ..JobMessage::of(&record, body)
     };
     Ok(NewJob {

@@ -20,6 +20,7 @@ mod limits;
 mod ops;
 mod outages;
 mod semantic;
+mod share;
 mod streaming;
 mod tiers;
 mod usage;

@@ -26,11 +26,15 @@ struct Inner {
     /// Rate limits by tenant id.
     limits: HashMap<String, (Option<u64>, Option<u64>)>,
     batch_queue_tokens: HashMap<String, u64>,
+    /// Fair-share weights by tenant id.
+    weights: HashMap<String, u32>,
     /// Monthly spend caps by tenant id, and by key id.
     budgets: HashMap<String, u64>,
     key_budgets: HashMap<String, u64>,
     /// Default priority classes by key id.
     key_priorities: HashMap<String, sluice_core::Priority>,
+    /// In-flight caps by key id.
+    key_max_inflight: HashMap<String, u32>,
     /// By key hash.
     keys: HashMap<String, KeyRow>,
 }
@@ -168,6 +172,8 @@ impl TenantStore for MemoryTenantStore {
             budgets,
             key_budgets,
             key_priorities,
+            weights,
+            key_max_inflight,
             ..
         } = &mut *inner;
         let Some(row) = keys.get_mut(&hash) else {
@@ -191,6 +197,8 @@ impl TenantStore for MemoryTenantStore {
             monthly_budget_micros: budgets.get(&tenant.id).copied(),
             key_monthly_budget_micros: key_budgets.get(&row.record.id).copied(),
             default_priority: key_priorities.get(&row.record.id).copied(),
+            weight: weights.get(&tenant.id).copied(),
+            key_max_inflight: key_max_inflight.get(&row.record.id).copied(),
         }))
     }
 
@@ -236,6 +244,20 @@ impl TenantStore for MemoryTenantStore {
         match priority {
             Some(p) => inner.key_priorities.insert(key_id.to_owned(), p),
             None => inner.key_priorities.remove(key_id),
+        };
+        Ok(())
+    }
+
+    async fn set_key_max_inflight(
+        &self,
+        key_id: &str,
+        max_inflight: Option<u32>,
+    ) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        Self::key_row_mut(&mut inner, key_id)?;
+        match max_inflight {
+            Some(cap) => inner.key_max_inflight.insert(key_id.to_owned(), cap),
+            None => inner.key_max_inflight.remove(key_id),
         };
         Ok(())
     }
@@ -293,148 +315,24 @@ impl TenantStore for MemoryTenantStore {
         Ok(self.lock().batch_queue_tokens.get(tenant_id).copied())
     }
 
+    async fn set_tenant_weight(&self, tenant: &str, weight: Option<u32>) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        let id = inner.tenant_id(tenant)?;
+        match weight {
+            Some(weight) => inner.weights.insert(id, weight),
+            None => inner.weights.remove(&id),
+        };
+        Ok(())
+    }
+
+    async fn tenant_weight(&self, tenant_id: &str) -> Result<Option<u32>, StoreError> {
+        Ok(self.lock().weights.get(tenant_id).copied())
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         Ok(())
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::tenants::KEY_PREFIX;
-    use chrono::Duration;
-
-    #[tokio::test]
-    async fn create_and_find_tenant() {
-        let store = MemoryTenantStore::new();
-        let t = store.create_tenant("acme").await.unwrap();
-        assert_eq!(t.name, "acme");
-        assert!(Uuid::parse_str(&t.id).is_ok());
-        assert_eq!(store.tenant_by_name("acme").await.unwrap(), Some(t));
-        assert_eq!(store.tenant_by_name("nope").await.unwrap(), None);
-        store.ping().await.unwrap();
-    }
-
-    #[tokio::test]
-    async fn duplicate_tenant_conflicts() {
-        let store = MemoryTenantStore::new();
-        store.create_tenant("acme").await.unwrap();
-        let err = store.create_tenant("acme").await.unwrap_err();
-        assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
-    }
-
-    #[tokio::test]
-    async fn tenant_ids_sort_by_creation() {
-        let store = MemoryTenantStore::new();
-        let a = store.create_tenant("a").await.unwrap();
-        let b = store.create_tenant("b").await.unwrap();
-        assert!(a.id < b.id);
-    }
-
-    #[tokio::test]
-    async fn key_for_unknown_tenant_is_not_found() {
-        let store = MemoryTenantStore::new();
-        let err = store.create_key("ghost", "k").await.unwrap_err();
-        assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
-    }
-
-    #[tokio::test]
-    async fn key_authenticates_as_its_tenant() {
-        let store = MemoryTenantStore::new();
-        let t = store.create_tenant("acme").await.unwrap();
-        let new = store.create_key("acme", "ci").await.unwrap();
-        assert!(new.key.starts_with(KEY_PREFIX));
-        assert_eq!(new.record.tenant_id, t.id);
-        assert_eq!(new.record.name, "ci");
-        assert_eq!(new.record.display_prefix, &new.key[..14]);
-        assert_eq!(store.key_last_used_at(&new.record.id).unwrap(), None);
-
-        let p = store.authenticate(&new.key).await.unwrap().unwrap();
-        assert_eq!(
-            p,
-            Principal {
-                tenant_id: t.id,
-                tenant_name: "acme".into(),
-                key_id: new.record.id.clone(),
-                requests_per_minute: None,
-                tokens_per_minute: None,
-                monthly_budget_micros: None,
-                key_monthly_budget_micros: None,
-                default_priority: None,
-            }
-        );
-        assert!(store.key_last_used_at(&new.record.id).unwrap().is_some());
-    }
-
-    #[tokio::test]
-    async fn plaintext_is_not_kept() {
-        let store = MemoryTenantStore::new();
-        store.create_tenant("acme").await.unwrap();
-        let new = store.create_key("acme", "ci").await.unwrap();
-        let dump = format!("{store:?}");
-        assert!(!dump.contains(&new.key));
-        assert!(dump.contains(&hash_key(&new.key)));
-    }
-
-    #[tokio::test]
-    async fn unknown_and_malformed_keys_are_refused() {
-        let store = MemoryTenantStore::new();
-        store.create_tenant("acme").await.unwrap();
-        let new = store.create_key("acme", "ci").await.unwrap();
-        assert_eq!(store.authenticate(&generate_key()).await.unwrap(), None);
-        assert_eq!(store.authenticate("").await.unwrap(), None);
-        assert_eq!(store.authenticate(&new.key[..20]).await.unwrap(), None);
-        assert_eq!(
-            store.authenticate(&format!("{}x", new.key)).await.unwrap(),
-            None
-        );
-    }
-
-    #[tokio::test]
-    async fn revoked_key_is_refused() {
-        let store = MemoryTenantStore::new();
-        store.create_tenant("acme").await.unwrap();
-        let new = store.create_key("acme", "ci").await.unwrap();
-        store.revoke_key(&new.record.id).unwrap();
-        assert_eq!(store.authenticate(&new.key).await.unwrap(), None);
-        assert!(matches!(
-            store.revoke_key("nope"),
-            Err(StoreError::NotFound(_))
-        ));
-    }
-
-    #[tokio::test]
-    async fn expired_key_is_refused() {
-        let store = MemoryTenantStore::new();
-        store.create_tenant("acme").await.unwrap();
-        let new = store.create_key("acme", "ci").await.unwrap();
-        let id = &new.record.id;
-
-        store
-            .set_key_expiry(id, Some(Utc::now() + Duration::hours(1)))
-            .unwrap();
-        assert!(store.authenticate(&new.key).await.unwrap().is_some());
-
-        store
-            .set_key_expiry(id, Some(Utc::now() - Duration::seconds(1)))
-            .unwrap();
-        assert_eq!(store.authenticate(&new.key).await.unwrap(), None);
-
-        store.set_key_expiry(id, None).unwrap();
-        assert!(store.authenticate(&new.key).await.unwrap().is_some());
-    }
-
-    #[tokio::test]
-    async fn keys_of_different_tenants_stay_apart() {
-        let store = MemoryTenantStore::new();
-        store.create_tenant("a").await.unwrap();
-        store.create_tenant("b").await.unwrap();
-        let ka = store.create_key("a", "k").await.unwrap();
-        let kb = store.create_key("b", "k").await.unwrap();
-        assert_ne!(ka.key, kb.key);
-        let pa = store.authenticate(&ka.key).await.unwrap().unwrap();
-        let pb = store.authenticate(&kb.key).await.unwrap().unwrap();
-        assert_eq!(pa.tenant_name, "a");
-        assert_eq!(pb.tenant_name, "b");
-    }
-}
+mod tests;

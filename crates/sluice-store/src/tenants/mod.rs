@@ -55,6 +55,22 @@ pub struct Principal {
     pub key_monthly_budget_micros: Option<u64>,
     /// The priority class of the key's jobs that name none.
     pub default_priority: Option<sluice_core::Priority>,
+    /// The tenant's fair-share weight against other tenants (`None`: 1).
+    pub weight: Option<u32>,
+    /// The most jobs of the key in flight at once, fleet-wide (`None`: no
+    /// cap of its own).
+    pub key_max_inflight: Option<u32>,
+}
+
+impl Principal {
+    /// What this caller's jobs claim of provider capacity: the tenant's
+    /// weight and the key's in-flight cap, carried on each job's message.
+    pub fn share(&self) -> sluice_core::fair::Share {
+        sluice_core::fair::Share {
+            weight: self.weight,
+            key_max_inflight: self.key_max_inflight,
+        }
+    }
 }
 
 #[async_trait]
@@ -92,6 +108,14 @@ pub trait TenantStore: Send + Sync + 'static {
         priority: Option<sluice_core::Priority>,
     ) -> Result<(), StoreError>;
 
+    /// Sets (or, with `None`, removes) the most jobs of the key in flight
+    /// at once; `StoreError::NotFound` if there is no such key.
+    async fn set_key_max_inflight(
+        &self,
+        key_id: &str,
+        max_inflight: Option<u32>,
+    ) -> Result<(), StoreError>;
+
     /// Sets (or clears) when a key stops working.
     async fn set_key_expiry(
         &self,
@@ -123,6 +147,13 @@ pub trait TenantStore: Send + Sync + 'static {
     /// The tenant's own limit on its batches' queued tokens, if it has one
     /// (by the tenant's id).
     async fn batch_queue_tokens(&self, tenant_id: &str) -> Result<Option<u64>, StoreError>;
+
+    /// Sets (or, with `None`, removes: weight 1) the tenant's fair-share
+    /// weight; `StoreError::NotFound` if there is no such tenant.
+    async fn set_tenant_weight(&self, tenant: &str, weight: Option<u32>) -> Result<(), StoreError>;
+
+    /// The tenant's fair-share weight, if it has one (by the tenant's id).
+    async fn tenant_weight(&self, tenant_id: &str) -> Result<Option<u32>, StoreError>;
 
     /// Sets (or, with `None`, removes) the tenant's monthly spend cap.
     async fn set_budget(&self, tenant: &str, monthly_micros: Option<u64>)

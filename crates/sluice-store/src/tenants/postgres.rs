@@ -158,6 +158,12 @@ impl PgTenantStore {
     }
 }
 
+/// A `u32` setting as an `integer` column holds it (the largest fits
+/// any weight or cap that means something).
+fn as_int4(v: u32) -> i32 {
+    i32::try_from(v).unwrap_or(i32::MAX)
+}
+
 fn key_not_found(key_id: &str) -> StoreError {
     StoreError::NotFound(format!("no key with id {key_id:?}"))
 }
@@ -261,12 +267,15 @@ impl TenantStore for PgTenantStore {
             Option<i64>,
             Option<i64>,
             Option<String>,
+            Option<i32>,
+            Option<i32>,
         );
         let row: Option<Row> = sqlx::query_as(
             "WITH k AS ( \
                  SELECT k.id, k.tenant_id, t.name AS tenant_name, k.last_used_at, \
                         t.requests_per_minute, t.tokens_per_minute, t.monthly_budget_micros, \
-                        k.monthly_budget_micros AS key_budget, k.default_priority \
+                        k.monthly_budget_micros AS key_budget, k.default_priority, \
+                        t.fair_weight, k.max_inflight \
                  FROM api_keys k JOIN tenants t ON t.id = k.tenant_id \
                  WHERE k.key_hash = $1 \
                    AND k.revoked_at IS NULL \
@@ -279,13 +288,26 @@ impl TenantStore for PgTenantStore {
                         OR k.last_used_at < now() - interval '1 minute') \
              ) \
              SELECT id, tenant_id, tenant_name, requests_per_minute, tokens_per_minute, \
-                    monthly_budget_micros, key_budget, default_priority FROM k",
+                    monthly_budget_micros, key_budget, default_priority, fair_weight, max_inflight \
+             FROM k",
         )
         .bind(hash_key(presented))
         .fetch_optional(&self.pool)
         .await?;
         let limit = |v: Option<i64>| v.and_then(|v| u64::try_from(v).ok());
-        let Some((key_id, tenant_id, tenant_name, rpm, tpm, budget, key_budget, priority)) = row
+        let positive = |v: Option<i32>| v.and_then(|v| u32::try_from(v).ok());
+        let Some((
+            key_id,
+            tenant_id,
+            tenant_name,
+            rpm,
+            tpm,
+            budget,
+            key_budget,
+            priority,
+            weight,
+            max_inflight,
+        )) = row
         else {
             return Ok(None);
         };
@@ -302,6 +324,8 @@ impl TenantStore for PgTenantStore {
             monthly_budget_micros: limit(budget),
             key_monthly_budget_micros: limit(key_budget),
             default_priority,
+            weight: positive(weight),
+            key_max_inflight: positive(max_inflight),
         }))
     }
 
@@ -332,6 +356,17 @@ impl TenantStore for PgTenantStore {
         let update = sqlx::query("UPDATE api_keys SET default_priority = $2 WHERE id = $1")
             .bind(key_uuid(key_id)?)
             .bind(priority.map(|p| p.as_str()));
+        self.update_key(key_id, update).await
+    }
+
+    async fn set_key_max_inflight(
+        &self,
+        key_id: &str,
+        max_inflight: Option<u32>,
+    ) -> Result<(), StoreError> {
+        let update = sqlx::query("UPDATE api_keys SET max_inflight = $2 WHERE id = $1")
+            .bind(key_uuid(key_id)?)
+            .bind(max_inflight.map(as_int4));
         self.update_key(key_id, update).await
     }
 
@@ -436,6 +471,27 @@ impl TenantStore for PgTenantStore {
                 .fetch_optional(&self.pool)
                 .await?;
         Ok(tokens.flatten().and_then(|n| u64::try_from(n).ok()))
+    }
+
+    async fn set_tenant_weight(&self, tenant: &str, weight: Option<u32>) -> Result<(), StoreError> {
+        let updated = sqlx::query("UPDATE tenants SET fair_weight = $2 WHERE name = $1")
+            .bind(tenant)
+            .bind(weight.map(as_int4))
+            .execute(&self.pool)
+            .await?;
+        if updated.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("no tenant named {tenant:?}")));
+        }
+        Ok(())
+    }
+
+    async fn tenant_weight(&self, tenant_id: &str) -> Result<Option<u32>, StoreError> {
+        let weight: Option<Option<i32>> =
+            sqlx::query_scalar("SELECT fair_weight FROM tenants WHERE id = $1")
+                .bind(crate::usage::uuid(tenant_id, "tenant id")?)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(weight.flatten().and_then(|n| u32::try_from(n).ok()))
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

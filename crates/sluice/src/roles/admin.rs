@@ -65,6 +65,15 @@ pub async fn run(command: AdminCommand, conn: Connections) -> anyhow::Result<()>
             ));
         }
         AdminCommand::Tenant {
+            command: TenantCommand::Weight { name, weight },
+        } => {
+            store.set_tenant_weight(&name, weight).await?;
+            say(&match weight {
+                Some(w) => format!("tenant {name}: fair-share weight {w}"),
+                None => format!("tenant {name}: fair-share weight 1 (the default)"),
+            });
+        }
+        AdminCommand::Tenant {
             command:
                 TenantCommand::Budget {
                     name,
@@ -84,8 +93,22 @@ pub async fn run(command: AdminCommand, conn: Connections) -> anyhow::Result<()>
                     name,
                     expires_in_days,
                     priority,
+                    max_inflight,
                 },
-        } => create_key(&store, &tenant, &name, expires_in_days, priority).await?,
+        } => {
+            let settings = KeySettings {
+                expires_in_days,
+                priority,
+                max_inflight,
+            };
+            create_key(&store, &tenant, &name, settings).await?
+        }
+        AdminCommand::Key {
+            command: KeyCommand::MaxInflight { id, max_inflight },
+        } => {
+            store.set_key_max_inflight(&id, max_inflight).await?;
+            say(&in_flight(&id, max_inflight));
+        }
         AdminCommand::Key {
             command: KeyCommand::Priority { id, priority },
         } => {
@@ -126,17 +149,40 @@ pub async fn run(command: AdminCommand, conn: Connections) -> anyhow::Result<()>
     Ok(())
 }
 
+/// What `sluice admin key create` sets on a new key besides its name.
+struct KeySettings {
+    expires_in_days: Option<u32>,
+    priority: Option<sluice_core::Priority>,
+    max_inflight: Option<u32>,
+}
+
+/// What a key's in-flight cap now is, in words.
+fn in_flight(key_id: &str, max_inflight: Option<u32>) -> String {
+    match max_inflight {
+        Some(n) => format!("key {key_id}: at most {n} jobs in flight; the rest wait in the queue"),
+        None => format!("key {key_id}: no cap on jobs in flight of its own"),
+    }
+}
+
 async fn create_key(
     store: &PgTenantStore,
     tenant: &str,
     name: &str,
-    expires_in_days: Option<u32>,
-    priority: Option<sluice_core::Priority>,
+    settings: KeySettings,
 ) -> anyhow::Result<()> {
+    let KeySettings {
+        expires_in_days,
+        priority,
+        max_inflight,
+    } = settings;
     let key = store.create_key(tenant, name).await?;
     if let Some(p) = priority {
         store.set_key_priority(&key.record.id, Some(p)).await?;
         say(&format!("the key's jobs that name no priority are {p}"));
+    }
+    if let Some(n) = max_inflight {
+        store.set_key_max_inflight(&key.record.id, Some(n)).await?;
+        say(&in_flight(&key.record.id, Some(n)));
     }
     if let Some(days) = expires_in_days {
         let at = chrono::Utc::now() + chrono::Duration::days(i64::from(days));
