@@ -92,3 +92,67 @@ async fn a_tenant_sending_behind_another_tenants_flood_waits_about_as_long_as_al
         "the provider served {served} calls in {elapsed:?}, its budget {budget:.0}"
     );
 }
+
+/// The most of `jobs` running at once, from their start and end times.
+fn most_at_once(jobs: &[Value]) -> usize {
+    let at = |j: &Value, field: &str| {
+        chrono::DateTime::parse_from_rfc3339(j[field].as_str().unwrap()).unwrap()
+    };
+    let mut edges: Vec<_> = jobs
+        .iter()
+        .flat_map(|j| [(at(j, "started_at"), 1), (at(j, "finished_at"), -1)])
+        .collect();
+    // An end at the same instant as a start comes first.
+    edges.sort();
+    let (mut now, mut most) = (0_i64, 0_i64);
+    for (_, step) in edges {
+        now += step;
+        most = most.max(now);
+    }
+    usize::try_from(most).unwrap()
+}
+
+#[tokio::test]
+async fn a_keys_cap_on_jobs_in_flight_holds_across_two_workers_and_its_jobs_wait_not_fail() {
+    let stack = Stack::start(StackOptions {
+        label: "cap",
+        workers: 2,
+        mock_args: vec!["--latency-fixed-ms".into(), "200".into()],
+        ..StackOptions::default()
+    })
+    .await;
+    let free = stack.tenant("acme").await;
+    let out = stack
+        .sluice(&[
+            "admin",
+            "key",
+            "create",
+            "--tenant",
+            "acme",
+            "--name",
+            "pipeline",
+            "--max-inflight",
+            "3",
+        ])
+        .await;
+    let capped = Client::new(&stack.api_url(), out.lines().last().unwrap().trim());
+
+    let capped_ids = capped
+        .submit_batch((0..30).map(|i| chat("capped", i)).collect())
+        .await;
+    let free_ids = free
+        .submit_batch((0..30).map(|i| chat("free", i)).collect())
+        .await;
+    let capped_jobs = capped.wait_all(&capped_ids, 120).await;
+    let free_jobs = free.wait_all(&free_ids, 120).await;
+    for job in capped_jobs.iter().chain(&free_jobs) {
+        assert_eq!(job["status"], "succeeded", "{job}");
+    }
+    let (capped_most, free_most) = (most_at_once(&capped_jobs), most_at_once(&free_jobs));
+    assert!(
+        (1..=3).contains(&capped_most),
+        "the capped key ran {capped_most} jobs at once"
+    );
+    // The cap is the key's: the other key's jobs ran past it.
+    assert!(free_most > 3, "the uncapped key ran {free_most} at once");
+}
