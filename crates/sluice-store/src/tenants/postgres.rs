@@ -164,6 +164,14 @@ fn as_int4(v: u32) -> i32 {
     i32::try_from(v).unwrap_or(i32::MAX)
 }
 
+/// `NotFound` when an update by tenant name touched no row.
+fn tenant_updated(updated: &sqlx::postgres::PgQueryResult, tenant: &str) -> Result<(), StoreError> {
+    if updated.rows_affected() == 0 {
+        return Err(StoreError::NotFound(format!("no tenant named {tenant:?}")));
+    }
+    Ok(())
+}
+
 fn key_not_found(key_id: &str) -> StoreError {
     StoreError::NotFound(format!("no key with id {key_id:?}"))
 }
@@ -421,10 +429,7 @@ impl TenantStore for PgTenantStore {
             .bind(monthly_micros.map(|v| i64::try_from(v).unwrap_or(i64::MAX)))
             .execute(&self.pool)
             .await?;
-        if updated.rows_affected() == 0 {
-            return Err(StoreError::NotFound(format!("no tenant named {tenant:?}")));
-        }
-        Ok(())
+        tenant_updated(&updated, tenant)
     }
 
     async fn set_limits(
@@ -442,10 +447,7 @@ impl TenantStore for PgTenantStore {
         .bind(as_i64(tokens_per_minute))
         .execute(&self.pool)
         .await?;
-        if updated.rows_affected() == 0 {
-            return Err(StoreError::NotFound(format!("no tenant named {tenant:?}")));
-        }
-        Ok(())
+        tenant_updated(&updated, tenant)
     }
 
     async fn set_batch_queue_tokens(
@@ -458,10 +460,7 @@ impl TenantStore for PgTenantStore {
             .bind(tokens.map(|v| i64::try_from(v).unwrap_or(i64::MAX)))
             .execute(&self.pool)
             .await?;
-        if updated.rows_affected() == 0 {
-            return Err(StoreError::NotFound(format!("no tenant named {tenant:?}")));
-        }
-        Ok(())
+        tenant_updated(&updated, tenant)
     }
 
     async fn batch_queue_tokens(&self, tenant_id: &str) -> Result<Option<u64>, StoreError> {
@@ -479,10 +478,7 @@ impl TenantStore for PgTenantStore {
             .bind(weight.map(as_int4))
             .execute(&self.pool)
             .await?;
-        if updated.rows_affected() == 0 {
-            return Err(StoreError::NotFound(format!("no tenant named {tenant:?}")));
-        }
-        Ok(())
+        tenant_updated(&updated, tenant)
     }
 
     async fn tenant_weight(&self, tenant_id: &str) -> Result<Option<u32>, StoreError> {
