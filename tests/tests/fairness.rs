@@ -53,7 +53,7 @@ async fn a_tenant_sending_behind_another_tenants_flood_waits_about_as_long_as_al
         ),
         worker_toml: format!(
             "max_wait_ms = {{ interactive = 5, standard = 20, batch = 50 }}\n\
-             [worker.fair]\nwindow_jobs = {WINDOW_JOBS}\nhold_jobs = 2048"
+             [worker.fair]\nwindow_calls = {WINDOW_JOBS}\nhold_jobs = 2048"
         ),
         ..StackOptions::default()
     })

@@ -64,8 +64,8 @@ pub struct Metrics {
     pub inflight_jobs: IntGauge,
     /// Jobs a worker's fair gate holds, waiting for their turn, by priority.
     pub fair_held_jobs: IntGaugeVec,
-    /// Jobs a worker's fair gate lets wait for a provider at once, now.
-    pub fair_window_jobs: IntGauge,
+    /// Calls' worth of jobs a worker's fair gate lets wait for a provider at once, now.
+    pub fair_window_calls: IntGauge,
     /// Jobs per flushed batch, by endpoint.
     pub batch_size: HistogramVec,
     /// Flushed batches, by reason (size, tokens, wait, idle, shutdown).
@@ -156,9 +156,9 @@ impl Metrics {
                 "Jobs accepted by the API and confirmed by the broker.",
                 &["priority"],
             ),
-            fair_window_jobs: b.gauge(
-                "sluice_fair_window_jobs",
-                "Jobs a worker's fair gate lets wait for a provider at once (passed on, call not yet sent): the configured `[worker.fair] window_jobs` while calls go out at once, less while they wait for the provider's budget or concurrency.",
+            fair_window_calls: b.gauge(
+                "sluice_fair_window_calls",
+                "Provider calls' worth of jobs a worker's fair gate lets wait for a provider at once (passed on, call not yet sent; a chat job is a call, `max_batch_size` completions or embeddings jobs are one): the configured `[worker.fair] window_calls` while calls go out at once, less while they wait for the provider's budget or concurrency.",
             ),
             http_requests: b.histogram(
                 "sluice_http_request_duration_seconds",

@@ -14,10 +14,13 @@ pub struct FairConfig {
     /// the jobs of others. Held jobs are unacked, and counted in the
     /// backlog the autoscaler reads.
     pub hold_jobs: u16,
-    /// Jobs a worker lets wait for a provider at once (handed to the
-    /// batcher, not yet sent, not ended); the others wait in the gate, in
-    /// fair order. 0: `max_batch_size`.
-    pub window_jobs: usize,
+    /// Provider calls' worth of jobs a worker lets wait for a provider at
+    /// once (handed to the batcher, not yet sent, not ended): a chat job is
+    /// a call, `max_batch_size` completions or embeddings jobs are one
+    /// (they go out as one array call). The others wait in the gate, in
+    /// fair order. The most: the gate shrinks it while calls wait for the
+    /// provider. 0: `max_batch_size`.
+    pub window_calls: usize,
     /// How long a key's in-flight slot outlives a worker that died
     /// holding it, in seconds.
     pub slot_lease_s: u64,
@@ -28,19 +31,19 @@ impl Default for FairConfig {
         Self {
             enabled: true,
             hold_jobs: 1_024,
-            window_jobs: 0,
+            window_calls: 0,
             slot_lease_s: 300,
         }
     }
 }
 
 impl FairConfig {
-    /// The window, given the batch size.
+    /// The window in calls, given the batch size.
     pub fn window(&self, max_batch_size: usize) -> usize {
-        if self.window_jobs == 0 {
+        if self.window_calls == 0 {
             max_batch_size.max(1)
         } else {
-            self.window_jobs
+            self.window_calls
         }
     }
 

@@ -61,8 +61,12 @@ pub const FULL_RECHECK: Duration = Duration::from_millis(100);
 pub struct GateConfig {
     /// Fair share on; off, the oldest job of a class goes first.
     pub enabled: bool,
-    /// Jobs passed on and still waiting for a provider, at most.
+    /// Calls' worth of jobs passed on and still waiting for a provider,
+    /// at most.
     pub window: usize,
+    /// Jobs of an array endpoint (completions, embeddings) that make one
+    /// call: each counts this much less than a chat job in the window.
+    pub batch_size: usize,
     /// How long a key's slot outlives a worker that died holding it.
     pub lease: Duration,
     /// Per model, what a completion token counts against a prompt token
@@ -106,6 +110,7 @@ impl Fair {
         let config = GateConfig {
             enabled: config.fair.enabled,
             window: config.fair.window(config.max_batch_size),
+            batch_size: config.max_batch_size.max(1),
             lease: Duration::from_secs(config.fair.slot_lease_s),
             completion_weights: self.completion_weights,
         };
@@ -309,7 +314,7 @@ impl Actor {
 
     fn show_held(&self) {
         let window = i64::try_from(self.state.window()).unwrap_or(i64::MAX);
-        self.metrics.fair_window_jobs.set(window);
+        self.metrics.fair_window_calls.set(window);
         for (i, priority) in Priority::ALL.into_iter().enumerate() {
             let held = i64::try_from(self.state.held(i)).unwrap_or(i64::MAX);
             self.metrics

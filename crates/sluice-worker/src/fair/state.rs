@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::Duration;
 
 use sluice_core::fair::{priced_tokens, Counters, Share};
-use sluice_core::{JobId, Priority};
+use sluice_core::{Endpoint, JobId, Priority};
 use sluice_store::fair::Charge;
 use tokio::time::Instant;
 
@@ -47,11 +47,13 @@ pub(super) struct Passed {
     key: Option<String>,
 }
 
-/// A job passed on whose call has not left: since when, and how long its
-/// batch may wait of its own.
+/// A job passed on whose call has not left: since when, how long its
+/// batch may wait of its own, and its share of a call in units of
+/// `1 / batch_size` (a chat job is a whole call).
 struct Waiting {
     since: Instant,
     batch_wait: Duration,
+    units: usize,
 }
 
 pub(super) struct State {
@@ -59,6 +61,8 @@ pub(super) struct State {
     pub(super) classes: [Class; 3],
     /// Jobs passed on whose calls have not left and that have not ended.
     waiting: HashMap<JobId, Waiting>,
+    /// The waiting jobs' units, summed.
+    waiting_units: usize,
     window: Window,
     pub(super) passed: HashMap<JobId, Passed>,
     /// Capped keys found full, and when to ask again.
@@ -81,6 +85,7 @@ impl State {
             config,
             classes: Default::default(),
             waiting: HashMap::new(),
+            waiting_units: 0,
             passed: HashMap::new(),
             full: HashMap::new(),
             seq: 0,
@@ -140,7 +145,7 @@ impl State {
 
     /// The flow whose job goes next, if one may go at `now`.
     pub(super) fn pick(&mut self, now: Instant) -> Option<(usize, (String, String))> {
-        if self.waiting.len() >= self.window.size() {
+        if self.waiting_units >= self.window.size() * self.config.batch_size {
             if self.classes.iter().any(|c| !c.flows.is_empty()) {
                 self.window.wanted_more();
             }
@@ -223,11 +228,17 @@ impl State {
             units,
             floor: 0,
         });
+        let units = match message.endpoint {
+            Endpoint::ChatCompletions => self.config.batch_size,
+            Endpoint::Completions | Endpoint::Embeddings => 1,
+        };
+        self.waiting_units += units;
         self.waiting.insert(
             message.id,
             Waiting {
                 since: Instant::now(),
                 batch_wait: incoming.max_wait,
+                units,
             },
         );
         self.passed.insert(
@@ -248,7 +259,7 @@ impl State {
     /// A job passed on ended: charged its completion tokens. Answers its
     /// capped key, whose slot is to be freed.
     pub(super) fn ended(&mut self, id: JobId, completion: u64) -> Option<String> {
-        self.waiting.remove(&id);
+        self.stop_waiting(id);
         let passed = self.passed.remove(&id)?;
         let weight = self
             .config
@@ -276,11 +287,17 @@ impl State {
     /// waited past their batch's wait steers the window.
     pub(super) fn sent(&mut self, ids: &[JobId], now: Instant) {
         for id in ids {
-            if let Some(w) = self.waiting.remove(id) {
+            if let Some(w) = self.stop_waiting(*id) {
                 let waited = now.saturating_duration_since(w.since);
                 self.window.sent(waited.saturating_sub(w.batch_wait));
             }
         }
+    }
+
+    fn stop_waiting(&mut self, id: JobId) -> Option<Waiting> {
+        let w = self.waiting.remove(&id)?;
+        self.waiting_units -= w.units;
+        Some(w)
     }
 
     /// One step of the window's steering.
@@ -288,7 +305,7 @@ impl State {
         self.window.adapt();
     }
 
-    /// Jobs that may wait for a provider at once, now.
+    /// Calls' worth of jobs that may wait for a provider at once, now.
     pub(super) fn window(&self) -> usize {
         self.window.size()
     }

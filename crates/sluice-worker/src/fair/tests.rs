@@ -66,6 +66,7 @@ fn config(enabled: bool, window: usize) -> GateConfig {
     GateConfig {
         enabled,
         window,
+        batch_size: 1,
         lease: Duration::from_secs(60),
         completion_weights: HashMap::new(),
     }
@@ -203,6 +204,32 @@ fn the_window_holds_jobs_until_calls_leave() {
     );
     state.sent(&[first], Instant::now());
     assert!(next(&mut state).is_some(), "a call left: one more goes");
+}
+
+#[test]
+fn the_window_counts_calls_so_jobs_that_share_an_array_call_count_a_fraction() {
+    let settles = Settles::default();
+    let mut state = State::new(GateConfig {
+        batch_size: 4,
+        ..config(true, 1)
+    });
+    for i in 0..6 {
+        let mut embed = job("a", "ka", Priority::Standard, Share::default(), &settles);
+        embed.item.message.endpoint = if i < 5 {
+            Endpoint::Embeddings
+        } else {
+            Endpoint::ChatCompletions
+        };
+        state.push(embed);
+    }
+    let passed: Vec<JobId> = (0..4).map(|_| next(&mut state).unwrap().0).collect();
+    assert!(state.pick(Instant::now()).is_none(), "four make one call");
+    state.sent(&passed, Instant::now());
+    next(&mut state).unwrap();
+    // The chat job counts as a whole call: it goes while a quarter waits,
+    // and nothing after it.
+    next(&mut state).unwrap();
+    assert!(state.pick(Instant::now()).is_none());
 }
 
 #[tokio::test]

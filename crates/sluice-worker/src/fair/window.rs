@@ -1,4 +1,5 @@
-//! How many jobs the gate lets wait for a provider at once. Jobs past the
+//! How many provider calls' worth of jobs the gate lets wait for a
+//! provider at once. Jobs past the
 //! gate are served in the order the provider's budget and concurrency
 //! limit take them, not in fair order, so the fewer wait there the better;
 //! but too few and the provider idles between them.
@@ -9,7 +10,7 @@
 //! bottleneck: the window shrinks by a quarter. Jobs that went out without
 //! waiting, while the gate had more to give, mean it can take more: it
 //! grows by a quarter (at least one). It stays between 1 and the
-//! configured window (`[worker.fair] window_jobs`, by default the batch
+//! configured window (`[worker.fair] window_calls`, by default the batch
 //! size), which a provider without a bottleneck keeps it at.
 
 use std::time::Duration;
