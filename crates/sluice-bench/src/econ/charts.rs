@@ -4,6 +4,7 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
+use super::profile::OwnLimit;
 use super::profile::Profile;
 use super::report::Outcome;
 use super::run::Mode;
@@ -20,7 +21,15 @@ fn colour(mode: Mode) -> &'static str {
         Mode::Direct => "#d62728",
         Mode::Sluice => "#1f77b4",
         Mode::SluiceNoCache => "#ff7f0e",
-        Mode::SelfHosted => "#2ca02c",
+        Mode::SelfHosted(OwnLimit::Default) => "#2ca02c",
+        Mode::SelfHosted(OwnLimit::Adaptive) => "#9467bd",
+        // Fixed limits: from light to dark as they double.
+        Mode::SelfHosted(OwnLimit::Fixed(n)) => {
+            const GREENS: [&str; 6] = [
+                "#c7e9c0", "#a1d99b", "#74c476", "#41ab5d", "#238b45", "#005a32",
+            ];
+            GREENS[(n.max(1).ilog2() as usize).min(GREENS.len() - 1)]
+        }
     }
 }
 
@@ -193,7 +202,7 @@ pub fn latency_cdf(outcome: &Outcome, profile: &Profile) -> String {
                 .map(|(i, d)| (profile.full_ms(*d), (i + 1) as f64 / n)),
         );
         f.line(&points, colour(p.mode), false);
-        f.legend(row, p.mode.name(), colour(p.mode));
+        f.legend(row, &p.mode.name(), colour(p.mode));
     }
     f.finish()
 }
@@ -225,7 +234,7 @@ pub fn cost(outcome: &Outcome) -> String {
             y - 5.0,
             p.cost_per_1k()
         );
-        f.legend(i, p.mode.name(), colour(p.mode));
+        f.legend(i, &p.mode.name(), colour(p.mode));
     }
     f.finish()
 }
@@ -258,7 +267,7 @@ pub fn p95_vs_users(outcome: &Outcome, profile: &Profile) -> String {
         xy.sort_by(|a, b| a.0.total_cmp(&b.0));
         f.line(&xy, colour(*mode), false);
         f.dots(&xy, colour(*mode));
-        f.legend(row, mode.name(), colour(*mode));
+        f.legend(row, &mode.name(), colour(*mode));
         row += 1;
     }
     f.legend(row, "SLO", "#888");
@@ -299,6 +308,7 @@ mod tests {
             provider_calls: 0,
             rate_limited: 0,
             tiers: Vec::new(),
+            found: Vec::new(),
         }
     }
 

@@ -20,9 +20,9 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 
-use self::profile::{Flex, Latency, Paid, Profile, SelfHosted};
+use self::profile::{Flex, Latency, OwnLimit, Paid, Profile, SelfHosted};
 use self::report::Outcome;
-use self::run::{Bench, Mode, Timing, OWN_MODEL, PAID_MODEL};
+use self::run::{Bench, Mode, Timing, PAID_MODEL};
 use crate::cli::Connections;
 use crate::progress;
 use crate::say;
@@ -112,9 +112,16 @@ pub struct EconArgs {
     /// The self-hosted server's price per hour, in dollars.
     #[arg(long, default_value_t = 4.0)]
     pub self_hosted_usd_per_hour: f64,
-    /// Sequences the self-hosted server runs at once.
+    /// Sequences the self-hosted server runs at once (its knee).
     #[arg(long, default_value_t = 8)]
     pub self_hosted_concurrency: usize,
+    /// Also run the self-hosted mode with Sluice's calls to the server
+    /// limited in each of these ways, per worker: a number is
+    /// `max_concurrency`, fixed; `adaptive` is `latency_target_ms` at the
+    /// SLO with `max_concurrency` at its default (the ceiling). Without
+    /// --modes, only these run.
+    #[arg(long, value_delimiter = ',')]
+    pub self_hosted_limits: Vec<String>,
     #[arg(long, default_value_t = 2)]
     pub workers: usize,
     /// Where the tables and the charts go.
@@ -125,10 +132,29 @@ pub struct EconArgs {
 }
 
 impl EconArgs {
+    fn own_limits(&self) -> anyhow::Result<Vec<OwnLimit>> {
+        self.self_hosted_limits
+            .iter()
+            .map(|s| {
+                OwnLimit::parse(s).with_context(|| {
+                    format!("--self-hosted-limits: {s:?} is neither a number above 0 nor adaptive")
+                })
+            })
+            .collect()
+    }
+
     fn modes(&self) -> anyhow::Result<Vec<Mode>> {
-        if self.modes.is_empty() {
-            return Ok(Mode::ALL.to_vec());
-        }
+        let limits = self.own_limits()?;
+        let mut modes = match (self.modes.is_empty(), limits.is_empty()) {
+            (true, true) => Mode::ALL.to_vec(),
+            (true, false) => Vec::new(),
+            (false, _) => self.named_modes()?,
+        };
+        modes.extend(limits.into_iter().map(Mode::SelfHosted));
+        Ok(modes)
+    }
+
+    fn named_modes(&self) -> anyhow::Result<Vec<Mode>> {
         self.modes
             .iter()
             .map(|m| {
@@ -244,6 +270,8 @@ pub async fn run(args: EconArgs) -> anyhow::Result<()> {
     let profile = args.profile();
     let timing = args.timing(&profile);
     let (requests, described) = workload(&args)?;
+    let mut own_limits = vec![OwnLimit::Default];
+    own_limits.extend(args.own_limits()?);
     let dir = std::env::temp_dir().join(format!("sluice-econ-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let paid_toml = dir.join("paid.toml");
@@ -258,9 +286,8 @@ pub async fn run(args: EconArgs) -> anyhow::Result<()> {
         provider_toml: profile.sluice_paid_provider_toml(),
         backup_mock: Some(flags(&own_toml)),
         extra_toml: format!(
-            "[[providers]]\nname = \"own\"\nkind = \"openai\"\nbase_url = \"{{backup_url}}/v1\"\n\n\
-             [[models]]\nname = \"{PAID_MODEL}\"\nproviders = [\"mock\"]\n\n\
-             [[models]]\nname = \"{OWN_MODEL}\"\nproviders = [\"own\"]\n\n{}",
+            "{}[[models]]\nname = \"{PAID_MODEL}\"\nproviders = [\"mock\"]\n\n{}",
+            profile.sluice_own_toml(&own_limits, "{backup_url}", timing.slo),
             profile.sluice_toml(PAID_MODEL)
         ),
         ..stack::options(&args.conn, args.workers)
@@ -300,6 +327,12 @@ async fn measure(bench: &Bench, args: &EconArgs, modes: &[Mode]) -> anyhow::Resu
             if pass { "" } else { "  (misses the SLO)" },
             if p.measured.exhausted { "  (workload exhausted: raise --requests)" } else { "" },
         ));
+        if !p.found.is_empty() {
+            progress::line(&format!(
+                "bench econ:   limit found per worker: {:?}",
+                p.found
+            ));
+        }
         if let Some(why) = p.measured.error_samples.first() {
             progress::line(&format!("bench econ:   first error: {why}"));
         }

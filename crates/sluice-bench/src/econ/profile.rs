@@ -121,10 +121,61 @@ impl Default for Latency {
 
 /// The self-hosted endpoint: a vLLM-like server on rented hardware, with
 /// no per-token price and a fixed number of sequences served at once.
+///
+/// That number is the server's knee: up to it a call takes the latency
+/// model's time whatever the load; past it calls wait in the server's
+/// queue for a slot, so the latency a caller sees climbs in proportion to
+/// the calls in flight while the throughput stays flat.
 #[derive(Clone, Debug)]
 pub struct SelfHosted {
     pub micros_per_hour: u64,
     pub concurrency: usize,
+}
+
+/// How Sluice limits its calls to the self-hosted server, per worker.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OwnLimit {
+    /// Sluice's default provider setting: `max_concurrency` (64), fixed.
+    Default,
+    /// `max_concurrency = n`, fixed.
+    Fixed(usize),
+    /// `latency_target_ms` at the SLO and `max_concurrency` left at its
+    /// default (the ceiling): the limit found by AIMD, nothing tuned.
+    Adaptive,
+}
+
+impl OwnLimit {
+    /// `"adaptive"` or a number of calls above zero.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.trim() {
+            "adaptive" => Some(Self::Adaptive),
+            n => n.parse().ok().filter(|n| *n > 0).map(Self::Fixed),
+        }
+    }
+
+    /// The provider in Sluice's configuration (each setting its own
+    /// provider, all on the same server).
+    pub fn provider(self) -> String {
+        match self {
+            Self::Default => "own".into(),
+            Self::Fixed(n) => format!("own-fixed-{n}"),
+            Self::Adaptive => "own-adaptive".into(),
+        }
+    }
+
+    /// The model routed to [`provider`](Self::provider).
+    pub fn model(self) -> String {
+        format!("{}-model", self.provider())
+    }
+
+    /// What the setting is, for tables.
+    pub fn describe(self) -> String {
+        match self {
+            Self::Default => "the default (64 per worker, fixed)".into(),
+            Self::Fixed(n) => format!("{n} per worker, fixed"),
+            Self::Adaptive => "adaptive (latency target = SLO)".into(),
+        }
+    }
 }
 
 /// The whole setting of a run.
@@ -259,6 +310,31 @@ impl Profile {
         )
     }
 
+    /// The self-hosted server's providers and models in Sluice's
+    /// configuration, one per setting of `limits`, every one at
+    /// `server_url` (a template the stack fills); the adaptive one aims at
+    /// `slo` (at the run's scale, as measured).
+    pub fn sluice_own_toml(&self, limits: &[OwnLimit], server_url: &str, slo: Duration) -> String {
+        let mut out = String::new();
+        for &limit in limits {
+            let setting = match limit {
+                OwnLimit::Default => String::new(),
+                OwnLimit::Fixed(n) => format!("max_concurrency = {n}\n"),
+                OwnLimit::Adaptive => {
+                    format!("latency_target_ms = {}\n", slo.as_millis().max(1))
+                }
+            };
+            let _ = write!(
+                out,
+                "[[providers]]\nname = \"{p}\"\nkind = \"openai\"\nbase_url = \"{server_url}/v1\"\n\
+                 {setting}\n[[models]]\nname = \"{m}\"\nproviders = [\"{p}\"]\n\n",
+                p = limit.provider(),
+                m = limit.model(),
+            );
+        }
+        out
+    }
+
     /// The self-hosted server's cost for `wall` of the run (at full scale).
     pub fn self_hosted_micros(&self, wall: Duration) -> u64 {
         let hours = self.full_scale(wall).as_secs_f64() / 3_600.0;
@@ -345,6 +421,33 @@ mod tests {
         let p = Paid::default();
         let per_request = (1_200 * p.input + 300 * p.output) / 1_000_000;
         assert_eq!(per_request * 1_000, 4_200_000);
+    }
+
+    #[test]
+    fn each_self_hosted_setting_is_a_provider_of_its_own_on_the_one_server() {
+        assert_eq!(OwnLimit::parse("8"), Some(OwnLimit::Fixed(8)));
+        assert_eq!(OwnLimit::parse(" adaptive"), Some(OwnLimit::Adaptive));
+        assert_eq!(OwnLimit::parse("0"), None);
+        assert_eq!(OwnLimit::parse("fast"), None);
+        let limits = [OwnLimit::Default, OwnLimit::Fixed(4), OwnLimit::Adaptive];
+        let toml = profile(0.1).sluice_own_toml(&limits, "http://own", Duration::from_millis(200));
+        #[derive(serde::Deserialize)]
+        struct Part {
+            providers: Vec<sluice_core::config::ProviderConfig>,
+            models: Vec<sluice_core::config::ModelRoute>,
+        }
+        let part: Part = toml::from_str(&toml).unwrap();
+        let p = &part.providers;
+        assert_eq!(p.len(), 3);
+        assert!(p.iter().all(|p| p.base_url.as_str() == "http://own/v1"));
+        assert_eq!((p[0].max_concurrency, p[0].latency_target_ms), (64, None));
+        assert_eq!((p[1].max_concurrency, p[1].latency_target_ms), (4, None));
+        assert_eq!(
+            (p[2].max_concurrency, p[2].latency_target_ms),
+            (64, Some(200))
+        );
+        assert_eq!(part.models[1].name, "own-fixed-4-model");
+        assert_eq!(part.models[1].providers, ["own-fixed-4"]);
     }
 
     #[test]

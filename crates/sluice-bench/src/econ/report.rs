@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use super::profile::Profile;
+use super::profile::{OwnLimit, Profile};
 use super::run::{Mode, Point};
 
 /// What a run found, per mode.
@@ -111,9 +111,80 @@ pub fn markdown(outcome: &Outcome, profile: &Profile, command: &str, workload: &
             );
         }
     }
+    out.push_str(&own_limits(outcome, profile));
     out.push_str(&tiers(outcome));
     out.push_str(&targets(outcome));
     out.push_str(&tier_targets(outcome, profile));
+    out
+}
+
+/// The self-hosted sweeps side by side, one per limit on Sluice's calls
+/// to the server: the most users within the SLO, the P95 and cost per 1k
+/// at that load (the sweep's phase at it), and whether the adaptive limit
+/// serves at least as many users as the best fixed one.
+pub fn own_limits(outcome: &Outcome, profile: &Profile) -> String {
+    let swept: Vec<(OwnLimit, usize, Option<&Point>)> = outcome
+        .sweeps
+        .iter()
+        .filter_map(|(mode, max, points)| match mode {
+            Mode::SelfHosted(limit) => {
+                Some((*limit, *max, points.iter().find(|p| p.users == *max)))
+            }
+            _ => None,
+        })
+        .collect();
+    if swept.len() < 2 {
+        return String::new();
+    }
+    let mut out = format!(
+        "\n### Self-hosted: Sluice's calls to the server ({} sequences at once)\n\n\
+         | calls in flight per worker | max users within the SLO | P95 at that load | \
+         cost per 1k at that load | adaptive limit per worker at that load |\n\
+         |---|---|---|---|---|\n",
+        profile.self_hosted.concurrency
+    );
+    for (limit, max, at) in &swept {
+        let (p95, cost) = at.map_or(("–".into(), "–".into()), |p| {
+            (
+                ms(profile, p.measured.quantile(0.95)),
+                format!("${:.2}", p.cost_per_1k()),
+            )
+        });
+        let found = at.filter(|p| !p.found.is_empty()).map_or("–".into(), |p| {
+            p.found
+                .iter()
+                .map(u64::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        });
+        let _ = writeln!(
+            out,
+            "| {} | {max} | {p95} | {cost} | {found} |",
+            limit.describe()
+        );
+    }
+    // Of fixed settings that tie, the first swept (the lowest, as listed).
+    let best_fixed = swept
+        .iter()
+        .filter(|(limit, ..)| *limit != OwnLimit::Adaptive)
+        .fold(
+            None,
+            |best: Option<&(OwnLimit, usize, Option<&Point>)>, s| match best {
+                Some(b) if b.1 >= s.1 => Some(b),
+                _ => Some(s),
+            },
+        );
+    let adaptive = swept
+        .iter()
+        .find(|(limit, ..)| *limit == OwnLimit::Adaptive);
+    if let (Some((fixed, best, _)), Some((_, found, _))) = (best_fixed, adaptive) {
+        let _ = writeln!(
+            out,
+            "\n- adaptive: {found} users against the best fixed setting's {best} ({}): {}",
+            fixed.describe(),
+            if found >= best { "met" } else { "missed" }
+        );
+    }
     out
 }
 
@@ -269,6 +340,7 @@ mod tests {
             provider_calls: 0,
             rate_limited: 0,
             tiers: Vec::new(),
+            found: Vec::new(),
         }
     }
 
@@ -311,6 +383,49 @@ mod tests {
                 concurrency: 1,
             },
         }
+    }
+
+    #[test]
+    fn the_self_hosted_table_sets_adaptive_against_the_best_fixed_setting() {
+        let sweep = |limit: OwnLimit, max: usize, found: Vec<u64>| {
+            let mut at = point(Mode::SelfHosted(limit), 1_500_000, 900);
+            at.users = max;
+            at.found = found;
+            let mut over = at.clone();
+            over.users = max * 2;
+            (Mode::SelfHosted(limit), max, vec![at, over])
+        };
+        let mut outcome = Outcome {
+            table: Vec::new(),
+            sweeps: vec![
+                (Mode::Direct, 100, Vec::new()),
+                sweep(OwnLimit::Fixed(2), 400, Vec::new()),
+                sweep(OwnLimit::Fixed(8), 1_100, Vec::new()),
+                sweep(OwnLimit::Fixed(16), 1_100, Vec::new()),
+                sweep(OwnLimit::Adaptive, 1_000, vec![9, 11]),
+            ],
+            users: 100,
+            slo: Duration::from_secs(2),
+        };
+        let t = own_limits(&outcome, &profile());
+        assert!(
+            t.contains("| 2 per worker, fixed | 400 | 900 ms | $1.50 | – |"),
+            "{t}"
+        );
+        assert!(
+            t.contains("| adaptive (latency target = SLO) | 1000 | 900 ms | $1.50 | 9, 11 |"),
+            "{t}"
+        );
+        assert!(
+            t.contains("adaptive: 1000 users against the best fixed setting's 1100 (8 per worker, fixed): missed"),
+            "{t}"
+        );
+        outcome.sweeps.truncate(2);
+        assert_eq!(
+            own_limits(&outcome, &profile()),
+            "",
+            "one self-hosted sweep, nothing to compare"
+        );
     }
 
     #[test]

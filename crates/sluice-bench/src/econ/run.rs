@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use tokio::time::Instant;
 
 use super::clients::Client;
-use super::profile::Profile;
+use super::profile::{OwnLimit, Profile};
 use super::users::{self, Measured, Phase};
 use super::workload::Request;
 use crate::progress::{self, Size};
@@ -25,8 +25,9 @@ pub enum Mode {
     Sluice,
     /// The same, with every job's cache off.
     SluiceNoCache,
-    /// Sluice, cache on, in front of a self-hosted server.
-    SelfHosted,
+    /// Sluice, cache on, in front of a self-hosted server, its calls to it
+    /// limited so.
+    SelfHosted(OwnLimit),
 }
 
 impl Mode {
@@ -34,15 +35,17 @@ impl Mode {
         Mode::Direct,
         Mode::Sluice,
         Mode::SluiceNoCache,
-        Mode::SelfHosted,
+        Mode::SelfHosted(OwnLimit::Default),
     ];
 
-    pub fn name(self) -> &'static str {
+    pub fn name(self) -> String {
         match self {
-            Self::Direct => "direct calls",
-            Self::Sluice => "sluice (batching + cache)",
-            Self::SluiceNoCache => "sluice without cache",
-            Self::SelfHosted => "sluice + self-hosted endpoint",
+            Self::Direct => "direct calls".into(),
+            Self::Sluice => "sluice (batching + cache)".into(),
+            Self::SluiceNoCache => "sluice without cache".into(),
+            Self::SelfHosted(OwnLimit::Default) => "sluice + self-hosted endpoint".into(),
+            Self::SelfHosted(OwnLimit::Fixed(n)) => format!("self-hosted, {n} calls/worker"),
+            Self::SelfHosted(OwnLimit::Adaptive) => "self-hosted, adaptive".into(),
         }
     }
 
@@ -52,14 +55,14 @@ impl Mode {
             Self::Direct => "direct",
             Self::Sluice => "sluice",
             Self::SluiceNoCache => "sluice-no-cache",
-            Self::SelfHosted => "self-hosted",
+            Self::SelfHosted(_) => "self-hosted",
         }
     }
 }
 
-/// The model routes of the bench stack.
+/// The paid provider's model route in the bench stack (the self-hosted
+/// server's are [`OwnLimit::model`]).
 pub const PAID_MODEL: &str = "paid-model";
-pub const OWN_MODEL: &str = "own-model";
 
 /// One phase's figures.
 #[derive(Clone, Debug)]
@@ -77,6 +80,8 @@ pub struct Point {
     /// Sluice's jobs of the phase by the tier that answered them: tier,
     /// jobs and cost (µ$), from its usage report (empty for direct calls).
     pub tiers: Vec<(String, u64, u64)>,
+    /// With an adaptive limit, each worker's limit at the phase's end.
+    pub found: Vec<u64>,
 }
 
 impl Point {
@@ -159,7 +164,7 @@ impl Bench {
                 url: format!("{}/v1/chat/completions", self.paid_url),
                 scale: self.profile.scale,
             },
-            Mode::Sluice | Mode::SelfHosted => sluice(None),
+            Mode::Sluice | Mode::SelfHosted(_) => sluice(None),
             Mode::SluiceNoCache => sluice(Some(json!({"mode": "off"}))),
         }
     }
@@ -188,10 +193,9 @@ impl Bench {
             "DELETE /v1/cache: {}",
             cleared.status()
         );
-        let model = if mode == Mode::SelfHosted {
-            OWN_MODEL
-        } else {
-            PAID_MODEL
+        let model = match mode {
+            Mode::SelfHosted(limit) => limit.model(),
+            _ => PAID_MODEL.to_owned(),
         };
         let phase = Phase {
             users,
@@ -199,7 +203,7 @@ impl Bench {
             measure: self.timing.measure,
             think: self.timing.think,
             timeout: self.timing.timeout,
-            model: model.to_owned(),
+            model,
             deferrable_deadline: self.timing.deferrable_deadline,
         };
         let shown = progress::phase(
@@ -212,11 +216,8 @@ impl Bench {
         let measured = shown.follow(|| 0, run).await;
         // Jobs whose users gave up still run, and are billed: wait for them.
         self.settle().await?;
-        let provider = if mode == Mode::SelfHosted {
-            &self.own_url
-        } else {
-            &self.paid_url
-        };
+        let own = matches!(mode, Mode::SelfHosted(_));
+        let provider = if own { &self.own_url } else { &self.paid_url };
         let stats = self.get(&format!("{provider}/mock/stats")).await?;
         let bill = self.get(&format!("{}/mock/bill", self.paid_url)).await?;
         let tiers = match mode {
@@ -225,7 +226,11 @@ impl Bench {
         };
         shown.done();
         let paid = bill["total_cost_micros"].as_u64().unwrap_or(0);
-        let cost_micros = if mode == Mode::SelfHosted {
+        let found = match mode {
+            Mode::SelfHosted(limit @ OwnLimit::Adaptive) => self.limits_found(limit).await,
+            _ => Vec::new(),
+        };
+        let cost_micros = if own {
             paid + self.profile.self_hosted_micros(measured.wall)
         } else {
             paid
@@ -238,7 +243,29 @@ impl Bench {
             rate_limited: stats["rate_limited"].as_u64().unwrap_or(0),
             measured,
             tiers,
+            found,
         })
+    }
+
+    /// Each worker's concurrency limit for `limit`'s provider now (its
+    /// `sluice_provider_concurrency_limit`); a worker whose metrics cannot
+    /// be read is left out.
+    async fn limits_found(&self, limit: OwnLimit) -> Vec<u64> {
+        let line = format!(
+            "sluice_provider_concurrency_limit{{provider=\"{}\"}} ",
+            limit.provider()
+        );
+        let mut found = Vec::new();
+        for i in 0..self.stack.stack.workers.len() {
+            let text = self.stack.stack.worker_metrics(i).await;
+            found.extend(
+                text.lines()
+                    .find_map(|l| l.strip_prefix(&line))
+                    .and_then(|v| v.trim().parse::<f64>().ok())
+                    .map(|v| v as u64),
+            );
+        }
+        found
     }
 
     /// Sluice's jobs since `from` by tier: tier, jobs, cost (µ$).
