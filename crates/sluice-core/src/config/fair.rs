@@ -30,7 +30,7 @@ impl Default for FairConfig {
     fn default() -> Self {
         Self {
             enabled: true,
-            hold_jobs: 1_024,
+            hold_jobs: 256,
             window_calls: 0,
             slot_lease_s: 300,
         }
