@@ -1,7 +1,8 @@
 //! The fair gate, between the consumers and the batcher: the jobs a worker
 //! took wait here, per priority class and per flow (tenant and key), and go
-//! on to the batcher only while fewer than `window` of the jobs it passed
-//! are still waiting for a provider (not yet sent, not ended). So when the
+//! on to the batcher only while fewer than a window of calls' worth of the
+//! jobs it passed are still waiting for a provider (not yet sent, not
+//! ended; the window adapts, see [`window`]). So when the
 //! provider is the bottleneck, jobs queue here and not at its budget, and
 //! the order they leave in is decided here:
 //!
