@@ -30,7 +30,7 @@ impl Default for FairConfig {
     fn default() -> Self {
         Self {
             enabled: true,
-            hold_jobs: 256,
+            hold_jobs: 128,
             window_calls: 0,
             slot_lease_s: 300,
         }

@@ -291,10 +291,10 @@ impl Actor {
             let class = &mut self.state.classes[i];
             let mut read: Vec<String> = class.flows.values().map(|f| f.tenant.clone()).collect();
             read.dedup();
-            if class.charges.is_empty() && read.len() < 2 {
+            let charges = class.take_charges();
+            if charges.is_empty() && read.len() < 2 {
                 continue;
             }
-            let charges = std::mem::take(&mut class.charges);
             match self.store.charge(priority, &charges, &read).await {
                 Ok(values) => {
                     for (tenant, value) in read.iter().zip(values) {

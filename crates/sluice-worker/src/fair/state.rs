@@ -34,8 +34,29 @@ pub(super) struct Class {
     /// By (tenant, key id): a stable order for ties.
     pub(super) flows: BTreeMap<(String, String), Flow>,
     pub(super) counters: Counters,
-    /// Charges not yet sent to the fleet.
-    pub(super) charges: Vec<Charge>,
+    /// Charges not yet sent to the fleet, one per tenant: units summed,
+    /// the highest floor a lift set.
+    charges: BTreeMap<String, (u64, u64)>,
+}
+
+impl Class {
+    fn charge(&mut self, tenant: &str, units: u64, floor: u64) {
+        let (sum, lifted) = self.charges.entry(tenant.to_owned()).or_default();
+        *sum += units;
+        *lifted = (*lifted).max(floor);
+    }
+
+    /// The charges not yet sent, taken.
+    pub(super) fn take_charges(&mut self) -> Vec<Charge> {
+        std::mem::take(&mut self.charges)
+            .into_iter()
+            .map(|(tenant, (units, floor))| Charge {
+                tenant,
+                units,
+                floor,
+            })
+            .collect()
+    }
 }
 
 /// A job passed on and not yet settled.
@@ -116,11 +137,7 @@ impl State {
                 .min();
             if let Some(floor) = floor {
                 if class.counters.lift(&tenant, floor) > 0 {
-                    class.charges.push(Charge {
-                        tenant: tenant.clone(),
-                        units: 0,
-                        floor,
-                    });
+                    class.charge(&tenant, 0, floor);
                 }
             }
         }
@@ -223,11 +240,7 @@ impl State {
         let units = message.share.units(priced_tokens(incoming.tokens, 0, 1));
         let c = &mut self.classes[class];
         c.counters.charge(&message.tenant_id, units);
-        c.charges.push(Charge {
-            tenant: message.tenant_id.clone(),
-            units,
-            floor: 0,
-        });
+        c.charge(&message.tenant_id, units, 0);
         let units = match message.endpoint {
             Endpoint::ChatCompletions => self.config.batch_size,
             Endpoint::Completions | Endpoint::Embeddings => 1,
@@ -271,11 +284,7 @@ impl State {
         let c = &mut self.classes[passed.class];
         if units > 0 {
             c.counters.charge(&passed.tenant, units);
-            c.charges.push(Charge {
-                tenant: passed.tenant,
-                units,
-                floor: 0,
-            });
+            c.charge(&passed.tenant, units, 0);
         }
         if let Some(key) = &passed.key {
             self.full.remove(key);
