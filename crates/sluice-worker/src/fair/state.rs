@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::Duration;
 
 use sluice_core::fair::{priced_tokens, Counters, Share};
-use sluice_core::{Endpoint, JobId, Priority};
+use sluice_core::{Endpoint, JobId, JobMessage, Priority};
 use sluice_store::fair::Charge;
 use tokio::time::Instant;
 
@@ -125,10 +125,9 @@ impl State {
     /// the least counter of those that have (idle time banks no credit).
     pub(super) fn push(&mut self, incoming: Incoming<Pending>) {
         let message = &incoming.item.message;
-        let class = &mut self.classes[class_of(message.priority)];
-        let tenant = message.tenant_id.clone();
-        let key = message.key_id.clone().unwrap_or_default();
-        let back_from_idle = !class.flows.keys().any(|(t, _)| *t == tenant);
+        let i = class_of(message.priority);
+        let (class, tenant) = (&mut self.classes[i], &message.tenant_id);
+        let back_from_idle = !class.flows.keys().any(|(t, _)| t == tenant);
         if self.config.enabled && back_from_idle {
             let floor = class
                 .flows
@@ -136,26 +135,14 @@ impl State {
                 .map(|f| class.counters.get(&f.tenant))
                 .min();
             if let Some(floor) = floor {
-                if class.counters.lift(&tenant, floor) > 0 {
-                    class.charge(&tenant, 0, floor);
+                if class.counters.lift(tenant, floor) > 0 {
+                    class.charge(tenant, 0, floor);
                 }
             }
         }
-        let capped = message
-            .share
-            .key_max_inflight
-            .filter(|_| !key.is_empty())
-            .map(|cap| (key.clone(), cap));
         self.seq += 1;
         let seq = self.seq;
-        class
-            .flows
-            .entry((tenant.clone(), key))
-            .or_insert_with(|| Flow {
-                tenant,
-                capped,
-                jobs: VecDeque::new(),
-            })
+        self.flow_of(i, &incoming.item.message)
             .jobs
             .push_back(Held { incoming, seq });
     }
@@ -212,26 +199,27 @@ impl State {
     /// Puts back a job its key had no slot for, first in its flow.
     pub(super) fn put_back(&mut self, class: usize, held: Held, key: String, now: Instant) {
         self.full.insert(key, now + FULL_RECHECK);
-        let message = &held.incoming.item.message;
-        let flow = (
-            message.tenant_id.clone(),
-            message.key_id.clone().unwrap_or_default(),
-        );
+        self.flow_of(class, &held.incoming.item.message)
+            .jobs
+            .push_front(held);
+    }
+
+    /// The flow of `message`'s tenant and key in `class`, made if new.
+    fn flow_of(&mut self, class: usize, message: &JobMessage) -> &mut Flow {
+        let key = message.key_id.clone().unwrap_or_default();
         let capped = message
             .share
             .key_max_inflight
-            .zip(message.key_id.clone())
-            .map(|(cap, key)| (key, cap));
+            .filter(|_| !key.is_empty())
+            .map(|cap| (key.clone(), cap));
         self.classes[class]
             .flows
-            .entry(flow)
+            .entry((message.tenant_id.clone(), key))
             .or_insert_with(|| Flow {
                 tenant: message.tenant_id.clone(),
                 capped,
                 jobs: VecDeque::new(),
             })
-            .jobs
-            .push_front(held);
     }
 
     /// A job goes on: charged its prompt tokens, counted as waiting.
