@@ -178,12 +178,7 @@ impl Stack {
 
     /// Runs `sluice <args>` to completion; its stdout, or a panic with stderr.
     pub async fn sluice(&self, args: &[&str]) -> String {
-        let out = tokio::process::Command::new(crate::sluice_binary())
-            .args(args)
-            .envs(self.env.iter().cloned())
-            .output()
-            .await
-            .unwrap_or_else(|e| panic!("cannot run sluice {args:?}: {e}"));
+        let out = self.run_sluice(args).await;
         assert!(
             out.status.success(),
             "sluice {args:?} failed: {}",
@@ -194,18 +189,23 @@ impl Stack {
 
     /// Runs `sluice <args>`, which must fail (a non-zero exit); its stderr.
     pub async fn sluice_fails(&self, args: &[&str]) -> String {
-        let out = tokio::process::Command::new(crate::sluice_binary())
-            .args(args)
-            .envs(self.env.iter().cloned())
-            .output()
-            .await
-            .unwrap_or_else(|e| panic!("cannot run sluice {args:?}: {e}"));
+        let out = self.run_sluice(args).await;
         assert!(
             !out.status.success(),
             "sluice {args:?} succeeded: {}",
             String::from_utf8_lossy(&out.stdout)
         );
         String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
+    /// Runs `sluice <args>` with the stack's environment, to its end.
+    async fn run_sluice(&self, args: &[&str]) -> std::process::Output {
+        tokio::process::Command::new(crate::sluice_binary())
+            .args(args)
+            .envs(self.env.iter().cloned())
+            .output()
+            .await
+            .unwrap_or_else(|e| panic!("cannot run sluice {args:?}: {e}"))
     }
 
     pub fn config_arg(&self) -> String {
