@@ -49,9 +49,10 @@ CONFIG_KEYS = {
     "worker": {
         "max_batch_size", "max_batch_tokens", "max_wait_ms", "batches_in_flight",
         "fanout_concurrency", "prefix_chars", "provider_attempts", "provider_backoff_ms",
-        "delivery_limit", "drain_timeout_s",
+        "delivery_limit", "drain_timeout_s", "fair",
     },
     "max_wait_ms": {"interactive", "standard", "batch"},
+    "fair": {"enabled", "hold_jobs", "window_calls", "slot_lease_s"},
     "api": {"max_body_bytes", "max_batch_jobs", "max_wait_s"},
     "jobs": {"retention_s"},
     "metrics": {"tenant_label"},
@@ -98,9 +99,10 @@ def config_problems(cfg: dict) -> list[str]:
         unknown = set(cfg.get(section, {})) - CONFIG_KEYS[section]
         if unknown:
             problems.append(f"[{section}]: unknown keys {sorted(unknown)}")
-    unknown = set(cfg.get("worker", {}).get("max_wait_ms", {})) - CONFIG_KEYS["max_wait_ms"]
-    if unknown:
-        problems.append(f"[worker.max_wait_ms]: unknown keys {sorted(unknown)}")
+    for table in ("max_wait_ms", "fair"):
+        unknown = set(cfg.get("worker", {}).get(table, {})) - CONFIG_KEYS[table]
+        if unknown:
+            problems.append(f"[worker.{table}]: unknown keys {sorted(unknown)}")
     if prefetch(cfg) > 65535:
         problems.append("worker: max_batch_size x batches_in_flight must stay under 65536")
     return problems
