@@ -197,7 +197,6 @@ impl Actor {
         let (mut input_done, mut closed) = (false, false);
         loop {
             self.pass_on().await;
-            self.show_held();
             if input_done && (closed || self.state.passed.is_empty()) {
                 break;
             }
@@ -222,6 +221,7 @@ impl Actor {
                 _ = flush.tick() => {
                     self.state.adapt();
                     self.flush().await;
+                    self.show_held();
                 }
                 () = sleep_until(recheck) => {
                     let now = Instant::now();

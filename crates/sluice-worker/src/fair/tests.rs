@@ -72,6 +72,20 @@ fn config(enabled: bool, window: usize) -> GateConfig {
     }
 }
 
+/// Pushes `n` standard jobs of `tenant` (key `k` + tenant), default share.
+fn push_standard(state: &mut State, tenant: &str, n: usize, settles: &Settles) {
+    let key = format!("k{tenant}");
+    for _ in 0..n {
+        state.push(job(
+            tenant,
+            &key,
+            Priority::Standard,
+            Share::default(),
+            settles,
+        ));
+    }
+}
+
 /// Passes on the next job, as the actor does (no caps here); answers its tenant.
 fn next(state: &mut State) -> Option<(JobId, String)> {
     let (class, flow) = state.pick(Instant::now())?;
@@ -96,25 +110,9 @@ fn serve(state: &mut State, n: usize) -> Vec<String> {
 fn a_tenant_arriving_behind_a_flood_is_served_next_not_after_it() {
     let settles = Settles::default();
     let mut state = State::new(config(true, 1));
-    for _ in 0..50 {
-        state.push(job(
-            "a",
-            "ka",
-            Priority::Standard,
-            Share::default(),
-            &settles,
-        ));
-    }
+    push_standard(&mut state, "a", 50, &settles);
     assert_eq!(serve(&mut state, 3), ["a", "a", "a"]);
-    for _ in 0..3 {
-        state.push(job(
-            "b",
-            "kb",
-            Priority::Standard,
-            Share::default(),
-            &settles,
-        ));
-    }
+    push_standard(&mut state, "b", 3, &settles);
     // b starts level with a (no credit for its idle time) and then they
     // alternate: b's three jobs go within the next six, not after 47.
     let order = serve(&mut state, 6);
@@ -153,15 +151,7 @@ fn a_higher_class_goes_first_and_off_the_oldest_job_goes_first() {
     for _ in 0..5 {
         state.push(job("a", "ka", Priority::Batch, Share::default(), &settles));
     }
-    for _ in 0..5 {
-        state.push(job(
-            "a",
-            "ka",
-            Priority::Standard,
-            Share::default(),
-            &settles,
-        ));
-    }
+    push_standard(&mut state, "a", 5, &settles);
     state.push(job(
         "b",
         "kb",
@@ -187,15 +177,7 @@ fn a_higher_class_goes_first_and_off_the_oldest_job_goes_first() {
 fn the_window_holds_jobs_until_calls_leave() {
     let settles = Settles::default();
     let mut state = State::new(config(true, 2));
-    for _ in 0..5 {
-        state.push(job(
-            "a",
-            "ka",
-            Priority::Standard,
-            Share::default(),
-            &settles,
-        ));
-    }
+    push_standard(&mut state, "a", 5, &settles);
     let (first, _) = next(&mut state).unwrap();
     next(&mut state).unwrap();
     assert!(
