@@ -490,6 +490,16 @@ impl Config {
                 ));
             }
         }
+        if let Some(judge) = &self.cache.semantic.judge_model {
+            if self.cache.semantic.model.is_none() {
+                return Err("cache.semantic: judge_model is set but no model embeds".to_owned());
+            }
+            if self.route(judge).is_none() {
+                return Err(format!(
+                    "cache.semantic: judge_model {judge:?} has no [[models]] route"
+                ));
+            }
+        }
         Ok(())
     }
 

@@ -315,16 +315,16 @@ impl Metrics {
             ),
             semantic_refusals: b.counter(
                 "sluice_cache_semantic_refusals_total",
-                "Semantic neighbours the verifier did not serve, by reason (number, negation, date, opposite, degree, counterpart, no_text).",
+                "Semantic neighbours the verifier did not serve, by reason (number, negation, date, opposite, degree, counterpart, no_text, judge).",
                 &["reason"],
             ),
             semantic_expected_wrong_micros: b.plain_counter(
                 "sluice_cache_semantic_expected_wrong_micros_total",
-                "Wrong answers expected among served semantic hits, in millionths of a hit: each hit adds the calibrated error of its max_error.",
+                "Wrong answers expected among served semantic hits, in millionths of a hit: each hit adds the expected error of the check that let it serve (the word check's calibration, or the judge's judge_error).",
             ),
             semantic_error_estimate: b.float_gauge(
                 "sluice_cache_semantic_error_estimate",
-                "Expected share of served semantic hits that are wrong answers, since the process started (calibrated on the probe set).",
+                "Expected share of served semantic hits that are wrong answers, since the process started (the word check's calibration on the probe set, or the judge's configured judge_error).",
                 &[],
             ),
             webhook_attempts: b.counter(

@@ -2,12 +2,13 @@
 //! embedding model, shortlist neighbours by their locality-sensitive
 //! buckets (in Redis, so every replica sees every entry), and shortlist
 //! the most similar ones at or above the threshold for the verifier
-//! (`cache::verify`).
+//! (`cache::verify`), which may ask the judge model.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use serde_json::{json, Value};
+use sluice_core::cache::judge;
 use sluice_core::cache::lsh::{cosine, Lsh};
 use sluice_core::cache::SemanticConfig;
 use sluice_core::{Endpoint, JobId, Usage};
@@ -41,22 +42,24 @@ pub struct Embedded {
     pub buckets: Vec<String>,
 }
 
-/// Why a prompt could not be embedded (the lookup is then a miss).
+/// Why a call of the semantic cache's (an embedding, a judgement) gave
+/// nothing to go on (the lookup is then a miss).
 #[derive(Debug, thiserror::Error)]
-pub enum EmbedError {
-    #[error("the embedding call failed: {0}")]
+pub enum CallError {
+    #[error("the call failed: {0}")]
     Provider(#[from] sluice_providers::ProviderError),
-    #[error("the embedding call answered nothing")]
+    #[error("the call answered nothing")]
     NoAnswer,
     #[error("the embedding answer has no vector")]
     NoVector,
 }
 
-/// What embedding a prompt cost, for the ledger.
-pub struct EmbedCall {
+/// What one call of the semantic cache's cost, for the ledger.
+pub struct CacheCall {
     pub id: JobId,
     pub model: String,
     pub provider: String,
+    pub endpoint: Endpoint,
     pub usage: Usage,
     pub cost_micros: u64,
 }
@@ -77,10 +80,18 @@ impl SemanticIndex {
         self.config.max_candidates
     }
 
+    /// The share of the judge's hits measured wrong, when one is configured.
+    pub fn judge_error(&self) -> Option<f64> {
+        self.config
+            .judge_model
+            .as_ref()
+            .and(self.config.judge_error)
+    }
+
     /// Embeds `text`: its vector and buckets, and what the call cost.
-    pub async fn embed(&self, text: &str) -> Result<(Embedded, EmbedCall), EmbedError> {
+    pub async fn embed(&self, text: &str) -> Result<(Embedded, CacheCall), CallError> {
         let (mut vectors, call) = self.embed_all(&[text.to_owned()]).await?;
-        let vector = vectors.pop().ok_or(EmbedError::NoVector)?;
+        let vector = vectors.pop().ok_or(CallError::NoVector)?;
         let buckets = self.lsh(vector.len()).buckets(&vector);
         Ok((Embedded { vector, buckets }, call))
     }
@@ -90,35 +101,12 @@ impl SemanticIndex {
     pub async fn embed_all(
         &self,
         texts: &[String],
-    ) -> Result<(Vec<Vec<f32>>, EmbedCall), EmbedError> {
-        let id = JobId::new();
+    ) -> Result<(Vec<Vec<f32>>, CacheCall), CallError> {
         let body = json!({"model": self.model, "input": texts});
-        let mut results = self
-            .router
-            .call(
-                &self.model,
-                Endpoint::Embeddings,
-                "semantic-cache",
-                vec![BatchJob {
-                    id,
-                    body,
-                    // The embedding call is part of the request's trace.
-                    traceparent: crate::trace::current().map(|tp| tp.child().to_string()),
-                    // The caller waits for the lookup: it cannot wait for flex.
-                    deadline: None,
-                    stream: false,
-                }],
-            )
-            .await;
-        let (answer, provider) = match results.pop() {
-            Some(Ok(answered)) => answered,
-            Some(Err(e)) => return Err(e.into()),
-            None => return Err(EmbedError::NoAnswer),
-        };
+        let (answer, call) = self.call(&self.model, Endpoint::Embeddings, body).await?;
         let vectors: Vec<Vec<f32>> = (0..texts.len())
             .map(|i| {
                 answer
-                    .body
                     .pointer(&format!("/data/{i}/embedding"))
                     .and_then(Value::as_array)
                     .map(|v| {
@@ -131,16 +119,64 @@ impl SemanticIndex {
             })
             .collect();
         if vectors.iter().any(Vec::is_empty) {
-            return Err(EmbedError::NoVector);
+            return Err(CallError::NoVector);
         }
-        let call = EmbedCall {
+        Ok((vectors, call))
+    }
+
+    /// Asks the judge model whether `new` asks what `cached` asked: its
+    /// verdict, and what the call cost. (No judge configured: an error.)
+    pub async fn judge(&self, cached: &str, new: &str) -> Result<(bool, CacheCall), CallError> {
+        let model = self
+            .config
+            .judge_model
+            .as_deref()
+            .ok_or(CallError::NoAnswer)?;
+        let body = judge::request(model, cached, new);
+        let (answer, call) = self.call(model, Endpoint::ChatCompletions, body).await?;
+        Ok((judge::says_same(&answer), call))
+    }
+
+    /// One call to `model` through the routes (on the providers'
+    /// fleet-wide budgets): its answer's body and what it cost.
+    async fn call(
+        &self,
+        model: &str,
+        endpoint: Endpoint,
+        body: Value,
+    ) -> Result<(Value, CacheCall), CallError> {
+        let id = JobId::new();
+        let mut results = self
+            .router
+            .call(
+                model,
+                endpoint,
+                "semantic-cache",
+                vec![BatchJob {
+                    id,
+                    body,
+                    // The call is part of the request's trace.
+                    traceparent: crate::trace::current().map(|tp| tp.child().to_string()),
+                    // The caller waits for the lookup: it cannot wait for flex.
+                    deadline: None,
+                    stream: false,
+                }],
+            )
+            .await;
+        let (answer, provider) = match results.pop() {
+            Some(Ok(answered)) => answered,
+            Some(Err(e)) => return Err(e.into()),
+            None => return Err(CallError::NoAnswer),
+        };
+        let call = CacheCall {
             id,
-            model: self.model.clone(),
+            model: model.to_owned(),
             provider,
+            endpoint,
             usage: answer.usage,
             cost_micros: answer.cost_micros.unwrap_or(0),
         };
-        Ok((vectors, call))
+        Ok((answer.body, call))
     }
 
     /// The vectors of `words`, in order: those kept from earlier lookups,
@@ -149,7 +185,7 @@ impl SemanticIndex {
     pub async fn embed_words(
         &self,
         words: &[String],
-    ) -> Result<(Vec<Vec<f32>>, Option<EmbedCall>), EmbedError> {
+    ) -> Result<(Vec<Vec<f32>>, Option<CacheCall>), CallError> {
         let mut found = Vec::with_capacity(words.len());
         let mut missing = Vec::new();
         for w in words {
@@ -174,7 +210,7 @@ impl SemanticIndex {
         for (w, kept) in words.iter().zip(found) {
             let v = kept
                 .or_else(|| fresh.get(w).cloned())
-                .ok_or(EmbedError::NoVector)?;
+                .ok_or(CallError::NoVector)?;
             out.push(v.as_ref().clone());
         }
         Ok((out, call))

@@ -1,48 +1,45 @@
 //! The verifier at the API: of the shortlisted neighbours, the most
-//! similar one whose differing words do not change the question's meaning
-//! (`sluice_core::cache::verify`) serves. The differing words of every
-//! shortlisted neighbour are embedded in one call, so a lookup makes at
-//! most two embedding calls (the question, then the words), each a ledger
-//! row of its own.
+//! similar one whose differences do not change the question's meaning
+//! serves. The exact-match rules (`sluice_core::cache::verify::compare`)
+//! refuse first, without a call; then either the word check (the
+//! differing words of every shortlisted neighbour embedded in one call)
+//! or the judge model (one call per neighbour, most similar first, until
+//! one is the same question). Every call is a ledger row of its own.
 
-use sluice_core::cache::verify::{compare, Differing, Refusal};
+use sluice_core::cache::verify::{compare, Check, Differing, Refusal};
 use sluice_store::cache::Candidate;
 
-use super::semantic::{EmbedCall, SemanticIndex};
+use super::semantic::{CacheCall, SemanticIndex};
 
 /// The neighbour that serves, and how close it was.
 pub struct Served {
     pub candidate: Candidate,
     pub similarity: f64,
     /// The weakest counterpart of a differing word (1 when none differs;
-    /// `None` when not verified).
+    /// `None` when the word check did not run).
     pub word_similarity: Option<f64>,
 }
 
 /// What verifying a shortlist found: the neighbour that serves (if any),
-/// the embedding call it made (if it made one) and why the others did not
-/// serve.
+/// the calls it made and why the others did not serve.
 #[derive(Default)]
 pub struct Verdicts {
     pub served: Option<Served>,
-    pub call: Option<EmbedCall>,
+    pub calls: Vec<CacheCall>,
     pub refusals: Vec<Refusal>,
-    /// The differing words could not be embedded: nothing is served.
+    /// A call failed: nothing is served.
     pub failed: bool,
 }
 
-/// Verifies `shortlist` (most similar first) for `question`: the first
-/// neighbour whose differing words all have a counterpart at or above
-/// `floor` serves. With no floor (the tenant accepts any error) the most
-/// similar one serves unverified.
+/// Verifies `shortlist` (most similar first) for `question` by `check`.
 pub async fn first_served(
     index: &SemanticIndex,
     question: &str,
-    floor: Option<f64>,
+    check: Check,
     shortlist: Vec<(Candidate, f64)>,
 ) -> Verdicts {
     let mut verdicts = Verdicts::default();
-    let Some(floor) = floor else {
+    if check == Check::Unverified {
         verdicts.served = shortlist
             .into_iter()
             .next()
@@ -52,7 +49,7 @@ pub async fn first_served(
                 word_similarity: None,
             });
         return verdicts;
-    };
+    }
     let mut passed: Vec<(Candidate, f64, Differing)> = Vec::new();
     for (candidate, similarity) in shortlist {
         match compare(question, &candidate.text) {
@@ -60,6 +57,53 @@ pub async fn first_served(
             Err(refusal) => verdicts.refusals.push(refusal),
         }
     }
+    match check {
+        Check::Words(floor) => by_words(index, floor, passed, &mut verdicts).await,
+        Check::Judge => by_judge(index, question, passed, &mut verdicts).await,
+        Check::Unverified => {}
+    }
+    verdicts
+}
+
+/// The judge asked of each neighbour in turn: the first it calls the same
+/// question serves.
+async fn by_judge(
+    index: &SemanticIndex,
+    question: &str,
+    passed: Vec<(Candidate, f64, Differing)>,
+    verdicts: &mut Verdicts,
+) {
+    for (candidate, similarity, _) in passed {
+        match index.judge(&candidate.text, question).await {
+            Ok((same, call)) => {
+                verdicts.calls.push(call);
+                if same {
+                    verdicts.served = Some(Served {
+                        candidate,
+                        similarity,
+                        word_similarity: None,
+                    });
+                    return;
+                }
+                verdicts.refusals.push(Refusal::Judge);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "the judge could not be asked; not serving");
+                verdicts.failed = true;
+                return;
+            }
+        }
+    }
+}
+
+/// The first neighbour whose differing words all have a counterpart at or
+/// above `floor` serves.
+async fn by_words(
+    index: &SemanticIndex,
+    floor: f64,
+    passed: Vec<(Candidate, f64, Differing)>,
+    verdicts: &mut Verdicts,
+) {
     // Every differing word of every neighbour left, each once, in one call.
     let mut words: Vec<String> = Vec::new();
     for (_, _, d) in &passed {
@@ -74,13 +118,13 @@ pub async fn first_served(
     } else {
         match index.embed_words(&words).await {
             Ok((vectors, call)) => {
-                verdicts.call = call;
+                verdicts.calls.extend(call);
                 vectors
             }
             Err(e) => {
                 tracing::warn!(error = %e, "cannot embed the differing words; not serving");
                 verdicts.failed = true;
-                return verdicts;
+                return;
             }
         }
     };
@@ -99,9 +143,8 @@ pub async fn first_served(
                 similarity,
                 word_similarity: Some(word_similarity),
             });
-            return verdicts;
+            return;
         }
         verdicts.refusals.push(Refusal::Counterpart);
     }
-    verdicts
 }

@@ -5,13 +5,13 @@
 //! error in the metrics), never a failed request. Writes, for a hit: the
 //! finished record, its end event (a hit that cannot be announced is not
 //! answered: 503) and its ledger row (cost 0, with what it saved, behind
-//! the answer); for a semantic lookup, the embedding calls' ledger rows
-//! (the question's, and the verifier's of the words that differ) and, for
-//! a semantic hit, a sample kept for review.
+//! the answer); for a semantic lookup, its calls' ledger rows (the
+//! question's embedding, and the verifier's: the words that differ, or the
+//! judge's verdicts) and, for a semantic hit, a sample kept for review.
 //! A miss keeps its prompt's vector, for stage 8 to file.
 
 use chrono::{SubsecRound, Utc};
-use sluice_core::cache::verify::{expected_error, word_floor};
+use sluice_core::cache::verify::Check;
 use sluice_core::cache::{CacheKind, CachedAnswer, SemanticSample};
 use sluice_core::job::Outcome;
 use sluice_core::ledger::LedgerRow;
@@ -21,7 +21,7 @@ use sluice_store::tenants::Principal;
 
 use super::validate::NewJob;
 use crate::cache::count;
-use crate::cache::semantic::{EmbedCall, SemanticIndex};
+use crate::cache::semantic::{CacheCall, SemanticIndex};
 use crate::cache::verify;
 use crate::problem::ApiError;
 use crate::state::AppState;
@@ -71,7 +71,7 @@ async fn one(
             return Ok(None);
         }
     };
-    state.cache_rows.write(embed_row(job, caller, &call)).await;
+    state.cache_rows.write(call_row(job, caller, &call)).await;
     if plan.read {
         match state
             .cache
@@ -100,7 +100,7 @@ async fn one(
 
 /// The job finished with the first shortlisted neighbour the verifier
 /// lets serve, if any: its sample kept, its verdicts counted, the
-/// verifier's embedding call a ledger row.
+/// verifier's calls (word embeddings, judgements) ledger rows.
 async fn verified_hit(
     state: &AppState,
     index: &SemanticIndex,
@@ -110,10 +110,10 @@ async fn verified_hit(
     max_error: f64,
     shortlist: Vec<(Candidate, f64)>,
 ) -> Result<Option<JobRecord>, ApiError> {
-    let floor = word_floor(max_error);
-    let verdicts = verify::first_served(index, text, floor, shortlist).await;
-    if let Some(call) = &verdicts.call {
-        state.cache_rows.write(embed_row(job, caller, call)).await;
+    let check = Check::for_error(max_error, index.judge_error());
+    let verdicts = verify::first_served(index, text, check, shortlist).await;
+    for call in &verdicts.calls {
+        state.cache_rows.write(call_row(job, caller, call)).await;
     }
     for refusal in &verdicts.refusals {
         state
@@ -136,13 +136,14 @@ async fn verified_hit(
         Some(served.similarity),
     )
     .await?;
-    let expected = expected_error(floor);
+    let expected = check.expected_error(index.judge_error());
     state.metrics.semantic_served(expected);
     let sample = SemanticSample {
         job: record.id,
         source_job: answer.job,
         similarity: served.similarity,
         word_similarity: served.word_similarity,
+        verified_by: Some(check.into()),
         expected_error: expected,
         question: text.to_owned(),
         cached_question: served.candidate.text.clone(),
@@ -211,18 +212,24 @@ async fn answer_from(
     Ok(record)
 }
 
-/// The ledger row of a prompt's embedding call: billed to the tenant, as
-/// the provider billed it, labelled as the semantic cache's.
-fn embed_row(job: &NewJob, caller: &Principal, call: &EmbedCall) -> LedgerRow {
+/// The ledger row of a semantic lookup's call (an embedding, a
+/// judgement): billed to the tenant, as the provider billed it, labelled
+/// as the semantic cache's (`purpose`: `semantic_cache` for embeddings,
+/// `semantic_cache_judge` for the judge).
+fn call_row(job: &NewJob, caller: &Principal, call: &CacheCall) -> LedgerRow {
+    let purpose = match call.endpoint {
+        Endpoint::Embeddings => "semantic_cache",
+        _ => "semantic_cache_judge",
+    };
     let mut metadata = job.record.metadata.clone();
-    metadata.insert("purpose".into(), "semantic_cache".into());
+    metadata.insert("purpose".into(), purpose.into());
     let call = sluice_core::ledger::Call {
         id: call.id,
         tenant_id: caller.tenant_id.clone(),
         key_id: Some(caller.key_id.clone()),
         model: call.model.clone(),
         provider: call.provider.clone(),
-        endpoint: Endpoint::Embeddings,
+        endpoint: call.endpoint,
         metadata,
         usage: call.usage,
         cost_micros: call.cost_micros,

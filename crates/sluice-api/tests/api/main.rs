@@ -16,6 +16,7 @@ mod errors;
 mod files;
 mod idempotency;
 mod jobs;
+mod judge;
 mod limits;
 mod ops;
 mod outages;

@@ -54,6 +54,15 @@ pub struct SemanticConfig {
     /// the cached answer to serve ([`super::verify::word_floor`]). A job
     /// may ask for its own (`cache.max_error`).
     pub max_error: f64,
+    /// A chat model (a configured route) asked whether a new question and
+    /// a cached one are the same before the cached answer serves, in place
+    /// of the word check ([`super::judge`]). Each call is a ledger row.
+    pub judge_model: Option<String>,
+    /// The share of the judge's hits that were wrong answers, as measured
+    /// for `judge_model` (`sluice-bench cache --semantic --judge`): a job
+    /// that accepts less gets the word check instead, and it feeds the
+    /// error estimate. Required with `judge_model`.
+    pub judge_error: Option<f64>,
 }
 
 impl Default for SemanticConfig {
@@ -67,6 +76,8 @@ impl Default for SemanticConfig {
             seed: 0x5eed_cafe,
             max_candidates: 64,
             max_error: 0.01,
+            judge_model: None,
+            judge_error: None,
         }
     }
 }
@@ -94,6 +105,24 @@ impl CacheConfig {
                 "cache.semantic: max_error must be in (0, 1] (got {})",
                 s.max_error
             ));
+        }
+        match (&s.judge_model, s.judge_error) {
+            (Some(_), None) => {
+                return Err(
+                    "cache.semantic: judge_model needs judge_error, the share of the \
+                     judge's hits measured wrong (sluice-bench cache --semantic --judge)"
+                        .to_owned(),
+                )
+            }
+            (None, Some(_)) => {
+                return Err("cache.semantic: judge_error is set but no judge_model".to_owned())
+            }
+            (_, Some(e)) if !(0.0..1.0).contains(&e) => {
+                return Err(format!(
+                    "cache.semantic: judge_error must be in [0, 1) (got {e})"
+                ))
+            }
+            _ => {}
         }
         if s.max_candidates == 0 {
             return Err("cache.semantic: max_candidates must be above 0".to_owned());

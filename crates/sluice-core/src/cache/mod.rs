@@ -7,11 +7,14 @@
 //!   normalised request) and whether a request is deterministic.
 //! - [`lsh`]: locality-sensitive bucket signatures and cosine similarity.
 //! - [`config`]: the `[cache]` table.
+//! - [`judge`]: the request that asks a judge model whether two questions
+//!   are the same, and how its reply reads.
 //! - [`verify`]: the semantic verifier (the words that differ must not
 //!   change the meaning) and its calibration.
 
 pub mod canonical;
 pub mod config;
+pub mod judge;
 pub mod lsh;
 pub mod verify;
 
@@ -145,12 +148,36 @@ pub struct SemanticSample {
     /// any error and nothing was verified).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub word_similarity: Option<f64>,
+    /// What let it serve: `words` (the word check), `judge` (the judge
+    /// model said the questions are the same) or `none` (the job accepted
+    /// any error). Absent on samples kept before the judge was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verified_by: Option<VerifiedBy>,
     /// The error rate expected of hits served at this job's setting.
     pub expected_error: f64,
     /// The new question and the cached one, as embedded.
     pub question: String,
     pub cached_question: String,
     pub served_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// What let a semantic hit serve.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum VerifiedBy {
+    None,
+    Words,
+    Judge,
+}
+
+impl From<verify::Check> for VerifiedBy {
+    fn from(check: verify::Check) -> Self {
+        match check {
+            verify::Check::Unverified => Self::None,
+            verify::Check::Words(_) => Self::Words,
+            verify::Check::Judge => Self::Judge,
+        }
+    }
 }
 
 /// A stored answer.

@@ -95,6 +95,8 @@ pub enum Refusal {
     /// The cached entry has no question text to compare (filed before the
     /// verifier was).
     NoText,
+    /// The judge model said the questions are not the same.
+    Judge,
 }
 
 impl Refusal {
@@ -108,6 +110,7 @@ impl Refusal {
             Self::Degree => "degree",
             Self::Counterpart => "counterpart",
             Self::NoText => "no_text",
+            Self::Judge => "judge",
         }
     }
 }
@@ -356,6 +359,42 @@ pub fn word_floor(max_error: f64) -> Option<f64> {
         .find(|(_, wrong, hits)| f64::from(*wrong) <= max_error * f64::from(*hits))
         .or(CALIBRATION.last())
         .map(|(floor, _, _)| *floor)
+}
+
+/// How a job's semantic hits are verified, chosen from the share of wrong
+/// hits it accepts.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Check {
+    /// Any error accepted: the most similar neighbour serves unverified.
+    Unverified,
+    /// The exact-match rules, then every differing word's counterpart at
+    /// or above this floor.
+    Words(f64),
+    /// The exact-match rules, then the judge model ([`super::judge`]).
+    Judge,
+}
+
+impl Check {
+    /// The check for a job accepting `max_error`, where `judge_error` is
+    /// the share of wrong hits measured for the configured judge (none
+    /// configured: `None`): the judge when that is within what the job
+    /// accepts, else the word floor calibrated for it.
+    pub fn for_error(max_error: f64, judge_error: Option<f64>) -> Self {
+        match word_floor(max_error) {
+            None => Self::Unverified,
+            Some(_) if judge_error.is_some_and(|e| e <= max_error) => Self::Judge,
+            Some(floor) => Self::Words(floor),
+        }
+    }
+
+    /// The error rate expected of the hits this check serves.
+    pub fn expected_error(self, judge_error: Option<f64>) -> f64 {
+        match self {
+            Self::Unverified => expected_error(None),
+            Self::Words(floor) => expected_error(Some(floor)),
+            Self::Judge => judge_error.unwrap_or(1.0),
+        }
+    }
 }
 
 /// The error rate expected of hits served at `floor` (`None`: unverified):

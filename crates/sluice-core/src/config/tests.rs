@@ -187,3 +187,28 @@ fn provider_batches_are_read_and_checked_with_their_location() {
     let e = err(&batch.replace("max_lines = 500", "max_line = 500"));
     assert!(e.contains("max_line"), "{e}");
 }
+
+#[test]
+fn a_judge_model_needs_a_route_an_embedder_and_its_measured_error() {
+    let judged = |extra: &str| {
+        format!("{GOOD}\n[cache.semantic]\nmodel = \"mock-small\"\njudge_model = \"mock-small\"\n{extra}")
+    };
+    let c = Config::parse(&judged("judge_error = 0.005"), "test.toml").unwrap();
+    assert_eq!(c.cache.semantic.judge_model.as_deref(), Some("mock-small"));
+    assert_eq!(c.cache.semantic.judge_error, Some(0.005));
+
+    let e = err(&judged(""));
+    assert!(e.contains("judge_model needs judge_error"), "{e}");
+    let e = err(&judged("judge_error = 1.5"));
+    assert!(e.contains("judge_error must be in [0, 1)"), "{e}");
+    let e = err(&judged("judge_error = 0.01")
+        .replace("judge_model = \"mock-small\"", "judge_model = \"nope\""));
+    assert!(
+        e.contains(r#"judge_model "nope" has no [[models]] route"#),
+        "{e}"
+    );
+    let e = err(&format!(
+        "{GOOD}\n[cache.semantic]\njudge_model = \"mock-small\"\njudge_error = 0.01\n"
+    ));
+    assert!(e.contains("no model embeds"), "{e}");
+}

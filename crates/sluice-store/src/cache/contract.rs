@@ -191,6 +191,7 @@ async fn samples_are_per_tenant_newest_first_and_bounded(cache: &dyn ResponseCac
         source_job: JobId::new(),
         similarity: 0.9,
         word_similarity: Some(1.0),
+        verified_by: Some(sluice_core::cache::VerifiedBy::Words),
         expected_error: 0.05,
         question: format!("q{n}"),
         cached_question: "c".into(),

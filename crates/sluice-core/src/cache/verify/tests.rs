@@ -135,3 +135,26 @@ fn the_floor_is_the_loosest_one_measured_within_the_error() {
     errors.extend(CALIBRATION.iter().map(|c| expected_error(Some(c.0))));
     assert!(errors.windows(2).all(|w| w[0] >= w[1]), "{errors:?}");
 }
+
+#[test]
+fn the_judge_checks_jobs_that_accept_its_error_and_the_word_floor_the_others() {
+    assert_eq!(Check::for_error(1.0, Some(0.01)), Check::Unverified);
+    assert_eq!(Check::for_error(0.01, Some(0.01)), Check::Judge);
+    assert_eq!(Check::for_error(0.2, Some(0.01)), Check::Judge);
+    // Stricter than the judge measured: the word check, as with no judge.
+    assert_eq!(
+        Check::for_error(0.005, Some(0.01)),
+        Check::Words(word_floor(0.005).unwrap())
+    );
+    assert_eq!(
+        Check::for_error(0.01, None),
+        Check::Words(word_floor(0.01).unwrap())
+    );
+    assert_eq!(Check::Judge.expected_error(Some(0.004)), 0.004);
+    let floor = word_floor(0.01).unwrap();
+    assert_eq!(
+        Check::Words(floor).expected_error(Some(0.004)),
+        expected_error(Some(floor))
+    );
+    assert_eq!(Check::Unverified.expected_error(None), expected_error(None));
+}
