@@ -99,6 +99,14 @@ async fn a_revoked_key_stops_working_within_seconds_and_keys_are_stored_hashed()
         !listed.contains(&acme.key),
         "the list never shows a key: {listed}"
     );
+    // Piped into a reader that has gone (`| head`), the listing ends
+    // cleanly instead of panicking on the closed pipe.
+    let piped = stack
+        .sluice_into_closed_pipe(&["admin", "key", "list", "--tenant", "acme"])
+        .await;
+    let stderr = String::from_utf8_lossy(&piped.stderr);
+    assert!(piped.status.success(), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
 
     // The table holds a hash, never the key.
     use sqlx::Connection;

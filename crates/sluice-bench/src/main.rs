@@ -61,11 +61,11 @@ async fn main() -> ExitCode {
 }
 
 /// Prints a line on stdout (the figures a caller reads), flushed.
-#[allow(clippy::print_stdout)]
 pub fn say(line: &str) {
     use std::io::Write;
+    // A closed stdout (`… | head`) drops the line; `println!` would panic.
     progress::suspend(|| {
-        println!("{line}");
-        let _ = std::io::stdout().flush();
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{line}").and_then(|()| out.flush());
     });
 }

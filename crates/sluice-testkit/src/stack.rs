@@ -198,6 +198,23 @@ impl Stack {
         String::from_utf8_lossy(&out.stderr).into_owned()
     }
 
+    /// Runs `sluice <args>` with its stdout a pipe closed before it
+    /// writes (as `sluice … | head -0` leaves it), to its end.
+    pub async fn sluice_into_closed_pipe(&self, args: &[&str]) -> std::process::Output {
+        let mut child = tokio::process::Command::new(crate::sluice_binary())
+            .args(args)
+            .envs(self.env.iter().cloned())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run sluice {args:?}: {e}"));
+        drop(child.stdout.take());
+        child
+            .wait_with_output()
+            .await
+            .unwrap_or_else(|e| panic!("cannot wait for sluice {args:?}: {e}"))
+    }
+
     /// Runs `sluice <args>` with the stack's environment, to its end.
     async fn run_sluice(&self, args: &[&str]) -> std::process::Output {
         tokio::process::Command::new(crate::sluice_binary())

@@ -86,10 +86,11 @@ async fn wait_for_signal() {
     }
 }
 
-/// Prints a line on stdout (what a caller or a test reads), flushed.
-#[allow(clippy::print_stdout)]
+/// Prints a line on stdout (what a caller or a test reads), flushed. A
+/// closed stdout (`sluice admin … | head`) is not an error: the line is
+/// dropped, where `println!` would panic.
 pub fn say(line: &str) {
     use std::io::Write;
-    println!("{line}");
-    let _ = std::io::stdout().flush();
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}").and_then(|()| out.flush());
 }
