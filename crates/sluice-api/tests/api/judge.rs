@@ -18,7 +18,8 @@ use axum::Json;
 use serde_json::{json, Value};
 use sluice_core::cache::judge;
 
-use crate::support::{cacheable, eventually, with, TestApp};
+use crate::semantic::SEMANTIC;
+use crate::support::{cacheable, eventually, semantic, with, TestApp};
 
 /// The stand-in judge's script and what it was asked.
 #[derive(Clone, Default)]
@@ -76,7 +77,7 @@ async fn judged_app(script: &Script) -> TestApp {
     app
 }
 
-/// The semantic cache on the mock's vectors, judged by the stand-in
+/// The semantic cache on the mock's vectors (`semantic::SEMANTIC`), judged by the stand-in
 /// (priced: 100 prompt tokens at 1 $/M and 1 completion token at 4 $/M,
 /// 104 µ$ a verdict).
 fn judged(url: &str) -> String {
@@ -99,31 +100,10 @@ input = 1000000
 cached_input = 0
 output = 4000000
 
-[[models]]
-name = "mock-embed-semantic"
-providers = ["mock"]
-
-[cache.semantic]
-model = "mock-embed-semantic"
-threshold = 0.8
-judge_model = "stand-in-judge"
+{SEMANTIC}judge_model = "stand-in-judge"
 judge_error = 0.005
 "#
     )
-}
-
-fn semantic(text: &str) -> Value {
-    with(cacheable(text), "cache", json!({"semantic": true}))
-}
-
-async fn metric(app: &TestApp, line: &str) -> bool {
-    app.get("/metrics")
-        .await
-        .body
-        .as_str()
-        .unwrap()
-        .lines()
-        .any(|l| l == line)
 }
 
 #[tokio::test]
@@ -163,11 +143,8 @@ async fn the_judge_decides_which_neighbour_serves_and_each_verdict_is_billed() {
     near.expect(202);
     assert_eq!(app.wait(&near.id()).await["cached"], false);
     assert!(
-        metric(
-            &app,
-            r#"sluice_cache_semantic_refusals_total{reason="judge"} 1"#
-        )
-        .await
+        app.has_metric(r#"sluice_cache_semantic_refusals_total{reason="judge"} 1"#)
+            .await
     );
 
     // A judge that cannot answer serves nothing: a miss, counted as an
@@ -178,18 +155,12 @@ async fn the_judge_decides_which_neighbour_serves_and_each_verdict_is_billed() {
     failed.expect(202);
     assert_eq!(app.wait(&failed.id()).await["cached"], false);
     assert!(
-        metric(
-            &app,
-            r#"sluice_cache_requests_total{kind="semantic",outcome="error"} 1"#
-        )
-        .await
+        app.has_metric(r#"sluice_cache_requests_total{kind="semantic",outcome="error"} 1"#)
+            .await
     );
     assert!(
-        metric(
-            &app,
-            r#"sluice_cache_requests_total{kind="semantic",outcome="hit"} 1"#
-        )
-        .await
+        app.has_metric(r#"sluice_cache_requests_total{kind="semantic",outcome="hit"} 1"#)
+            .await
     );
 
     // The sample says the judge let it serve, at the judge's measured error.

@@ -2,15 +2,13 @@
 //! paraphrase is served, a near miss the verifier refuses is not, and the
 //! served hits are kept for review (`GET /v1/cache/semantic/samples`).
 
-use axum::body::Body;
-use axum::http::Request;
 use serde_json::json;
 
-use crate::support::{cacheable, with, TestApp};
+use crate::support::{cacheable, semantic, with, TestApp};
 
 /// The mock's semantic model embeds the cache's prompts; its vectors are
 /// bag-of-words, so a threshold of 0.8 shortlists a one-word change.
-const SEMANTIC: &str = r#"
+pub const SEMANTIC: &str = r#"
 [[models]]
 name = "mock-embed-semantic"
 providers = ["mock"]
@@ -19,17 +17,6 @@ providers = ["mock"]
 model = "mock-embed-semantic"
 threshold = 0.8
 "#;
-
-fn semantic(text: &str) -> serde_json::Value {
-    with(cacheable(text), "cache", json!({"semantic": true}))
-}
-
-async fn metric(app: &TestApp, line: &str) -> bool {
-    let reply = app
-        .send(Request::get("/metrics").body(Body::empty()).unwrap())
-        .await;
-    reply.body.as_str().unwrap().lines().any(|l| l == line)
-}
 
 #[tokio::test]
 async fn a_paraphrase_is_served_a_near_miss_is_refused_and_hits_are_sampled() {
@@ -52,19 +39,13 @@ async fn a_paraphrase_is_served_a_near_miss_is_refused_and_hits_are_sampled() {
     near.expect(202);
     assert_eq!(app.wait(&near.id()).await["cached"], false);
     assert!(
-        metric(
-            &app,
-            r#"sluice_cache_semantic_refusals_total{reason="number"} 1"#
-        )
-        .await,
+        app.has_metric(r#"sluice_cache_semantic_refusals_total{reason="number"} 1"#)
+            .await,
         "the refusal is counted"
     );
     assert!(
-        metric(
-            &app,
-            r#"sluice_cache_requests_total{kind="semantic",outcome="hit"} 1"#
-        )
-        .await
+        app.has_metric(r#"sluice_cache_requests_total{kind="semantic",outcome="hit"} 1"#)
+            .await
     );
 
     // The served hit, for review; another tenant sees none of it.

@@ -141,6 +141,12 @@ impl TestApp {
         self.call(Method::GET, path, Body::empty(), &[]).await
     }
 
+    /// Whether `/metrics` shows `line` exactly.
+    pub async fn has_metric(&self, line: &str) -> bool {
+        let reply = self.get("/metrics").await;
+        reply.body.as_str().unwrap().lines().any(|l| l == line)
+    }
+
     pub async fn delete(&self, path: &str) -> Reply {
         self.call(Method::DELETE, path, Body::empty(), &[]).await
     }

@@ -14,6 +14,11 @@ pub fn cacheable(text: &str) -> Value {
                     "messages": [{"role": "user", "content": text}]}})
 }
 
+/// A cacheable chat job that asks for the semantic cache.
+pub fn semantic(text: &str) -> Value {
+    with(cacheable(text), "cache", json!({"semantic": true}))
+}
+
 /// `job` with `field` set to `value` in its envelope.
 pub fn with(mut job: Value, field: &str, value: Value) -> Value {
     job[field] = value;

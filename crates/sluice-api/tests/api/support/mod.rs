@@ -17,5 +17,5 @@ pub use app::TestApp;
 pub use client::Reply;
 pub use eventually::eventually;
 pub use faults::QueueFault;
-pub use jobs::{cacheable, chat, with};
+pub use jobs::{cacheable, chat, semantic, with};
 pub use ledger::Row;
