@@ -20,7 +20,7 @@ use crate::cli::Connections;
 use crate::econ::workload::{generate, replay, Kind, Request, Spec};
 use crate::progress::{self, Size};
 use crate::stack::{self, BenchStack};
-use crate::stats::percentile;
+use crate::stats::{bucket_quantile_ms, histogram_buckets, percentile};
 use crate::PHASE_LIMIT;
 
 #[derive(Args, Debug)]
@@ -120,40 +120,15 @@ fn server_quantile_ms(metrics: &str, status: &str, q: f64) -> Option<f64> {
     bucket_quantile_ms(&post_buckets(metrics, status), q)
 }
 
-/// The least bucket bound (ms) under which `q` of the observations fell.
-fn bucket_quantile_ms(buckets: &[(f64, f64)], q: f64) -> Option<f64> {
-    let total = buckets.last()?.1;
-    buckets
-        .iter()
-        .find(|(_, n)| *n >= total * q)
-        .map(|(le, _)| le * 1000.0)
-}
-
 /// The cumulative buckets `(le, count)` of the API's `POST /v1/jobs`
 /// answers with `status`, by bound.
 fn post_buckets(metrics: &str, status: &str) -> Vec<(f64, f64)> {
-    let wanted = [
-        "method=\"POST\"",
-        "route=\"/v1/jobs\"",
-        &format!("status=\"{status}\""),
-    ];
-    let mut buckets: Vec<(f64, f64)> = metrics
-        .lines()
-        .filter(|l| l.starts_with("sluice_http_request_duration_seconds_bucket{"))
-        .filter(|l| wanted.iter().all(|w| l.contains(w)))
-        .filter_map(|l| {
-            let le = l.split("le=\"").nth(1)?.split('"').next()?;
-            let le = if le == "+Inf" {
-                f64::INFINITY
-            } else {
-                le.parse().ok()?
-            };
-            let n = l.rsplit(' ').next()?.parse::<f64>().ok()?;
-            Some((le, n))
-        })
-        .collect();
-    buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
-    buckets
+    let status = format!("status=\"{status}\"");
+    histogram_buckets(
+        metrics,
+        "sluice_http_request_duration_seconds",
+        &["method=\"POST\"", "route=\"/v1/jobs\"", &status],
+    )
 }
 
 /// Hits alone: the requests `order` (already answered), sent one at a time once the

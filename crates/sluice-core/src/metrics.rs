@@ -117,6 +117,9 @@ pub struct Metrics {
     pub cache_saved_micros: IntCounter,
     /// Semantic neighbours the verifier did not serve, by reason.
     pub semantic_refusals: IntCounterVec,
+    /// Seconds a semantic lookup took until its verdict (the question
+    /// embedded, the neighbours read, the verifier's calls), by outcome.
+    pub semantic_lookup: HistogramVec,
     /// The wrong answers expected among served semantic hits (each hit
     /// adds its setting's calibrated error), in millionths of a hit.
     pub semantic_expected_wrong_micros: IntCounter,
@@ -136,6 +139,14 @@ pub struct Metrics {
     pub queue_ready_jobs: IntGaugeVec,
     /// When the job a worker last took from each job queue was accepted.
     pub queue_taken_enqueued: prometheus::GaugeVec,
+}
+
+/// A semantic lookup's buckets: 5 ms steps to 50 ms (its target), then
+/// coarser to 5 s.
+fn lookup_seconds() -> Vec<f64> {
+    let fine = (1..=10).map(|i| f64::from(i) * 0.005);
+    fine.chain([0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0, 2.0, 5.0])
+        .collect()
 }
 
 fn seconds() -> Vec<f64> {
@@ -317,6 +328,12 @@ impl Metrics {
                 "sluice_cache_semantic_refusals_total",
                 "Semantic neighbours the verifier did not serve, by reason (number, negation, date, opposite, degree, counterpart, no_text, judge).",
                 &["reason"],
+            ),
+            semantic_lookup: b.histogram(
+                "sluice_cache_semantic_lookup_seconds",
+                "Seconds a semantic lookup took until its verdict (the question embedded, the neighbours read, the verifier's calls), by outcome (hit, miss, error).",
+                &["outcome"],
+                lookup_seconds(),
             ),
             semantic_expected_wrong_micros: b.plain_counter(
                 "sluice_cache_semantic_expected_wrong_micros_total",

@@ -10,6 +10,8 @@
 //! judge's verdicts) and, for a semantic hit, a sample kept for review.
 //! A miss keeps its prompt's vector, for stage 8 to file.
 
+use std::time::Instant;
+
 use chrono::{SubsecRound, Utc};
 use sluice_core::cache::verify::Check;
 use sluice_core::cache::{CacheKind, CachedAnswer, SemanticSample};
@@ -63,11 +65,13 @@ async fn one(
     let (Some(index), Some((text, scope))) = (&state.semantic, &plan.semantic) else {
         return Ok(None);
     };
+    let started = Instant::now();
     let (embedded, call) = match index.embed(text).await {
         Ok(done) => done,
         Err(e) => {
             tracing::warn!(error = %e, "cannot embed a prompt for the semantic cache");
             count(&state.metrics, CacheKind::Semantic, "error");
+            timed(state, started, "error");
             return Ok(None);
         }
     };
@@ -80,8 +84,13 @@ async fn one(
         {
             Ok(candidates) => {
                 let shortlist = index.shortlist(&embedded.vector, candidates);
+                let lookup = Lookup {
+                    text,
+                    max_error: plan.max_error,
+                    started,
+                };
                 if let Some(record) =
-                    verified_hit(state, index, caller, job, text, plan.max_error, shortlist).await?
+                    verified_hit(state, index, caller, job, lookup, shortlist).await?
                 {
                     return Ok(Some(record));
                 }
@@ -89,6 +98,7 @@ async fn one(
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read the semantic cache; treating as a miss");
                 count(&state.metrics, CacheKind::Semantic, "error");
+                timed(state, started, "error");
             }
         }
     }
@@ -106,12 +116,22 @@ async fn verified_hit(
     index: &SemanticIndex,
     caller: &Principal,
     job: &NewJob,
-    text: &str,
-    max_error: f64,
+    lookup: Lookup<'_>,
     shortlist: Vec<(Candidate, f64)>,
 ) -> Result<Option<JobRecord>, ApiError> {
+    let Lookup {
+        text,
+        max_error,
+        started,
+    } = lookup;
     let check = Check::for_error(max_error, index.judge_error());
     let verdicts = verify::first_served(index, text, check, shortlist).await;
+    let outcome = match (&verdicts.served, verdicts.failed) {
+        (Some(_), _) => "hit",
+        (None, true) => "error",
+        (None, false) => "miss",
+    };
+    timed(state, started, outcome);
     for call in &verdicts.calls {
         state.cache_rows.write(call_row(job, caller, call)).await;
     }
@@ -123,7 +143,6 @@ async fn verified_hit(
             .inc();
     }
     let Some(served) = verdicts.served else {
-        let outcome = if verdicts.failed { "error" } else { "miss" };
         count(&state.metrics, CacheKind::Semantic, outcome);
         return Ok(None);
     };
@@ -154,6 +173,23 @@ async fn verified_hit(
         tracing::warn!(error = %e, "cannot keep a semantic sample");
     }
     Ok(Some(record))
+}
+
+/// A semantic lookup under way: the question, the error its job accepts,
+/// and when it started.
+struct Lookup<'a> {
+    text: &'a str,
+    max_error: f64,
+    started: Instant,
+}
+
+/// Observes how long a semantic lookup took to reach `outcome`.
+fn timed(state: &AppState, started: Instant, outcome: &str) {
+    state
+        .metrics
+        .semantic_lookup
+        .with_label_values(&[outcome])
+        .observe(started.elapsed().as_secs_f64());
 }
 
 /// The job finished with the answer cached at `entry`, if one is there

