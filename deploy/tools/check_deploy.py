@@ -44,7 +44,8 @@ CONFIG_KEYS = {
     "": {"providers", "models", "worker", "api", "jobs", "metrics"},
     "providers": {"name", "kind", "base_url", "api_key_env", "timeout_s", "max_concurrency", "latency_target_ms",
                   "breaker_failures", "breaker_cool_down_s", "requests_per_minute", "tokens_per_minute",
-                  "limits_window_ms", "headers", "prompt_cache_key"},
+                  "limits_window_ms", "headers", "prompt_cache_key",
+                  "keep_alive"},
     "models": {"name", "providers", "upstream_model"},
     "worker": {
         "max_batch_size", "max_batch_tokens", "max_wait_ms", "batches_in_flight",

