@@ -52,6 +52,8 @@ pub enum CallError {
     NoAnswer,
     #[error("the embedding answer has no vector")]
     NoVector,
+    #[error("no judge model is configured")]
+    NoJudge,
 }
 
 /// What one call of the semantic cache's cost, for the ledger.
@@ -125,13 +127,13 @@ impl SemanticIndex {
     }
 
     /// Asks the judge model whether `new` asks what `cached` asked: its
-    /// verdict, and what the call cost. (No judge configured: an error.)
+    /// verdict, and what the call cost.
     pub async fn judge(&self, cached: &str, new: &str) -> Result<(bool, CacheCall), CallError> {
         let model = self
             .config
             .judge_model
             .as_deref()
-            .ok_or(CallError::NoAnswer)?;
+            .ok_or(CallError::NoJudge)?;
         let body = judge::request(model, cached, new);
         let (answer, call) = self.call(model, Endpoint::ChatCompletions, body).await?;
         Ok((judge::says_same(&answer), call))
