@@ -65,18 +65,11 @@ fn held(written: bool) -> Result<(), StepError> {
 /// Their fair-share weight is set where they are made into jobs
 /// ([`expand`]); they have no key cap: a batch's lines are the tenant's.
 fn caller_of(batch: &Batch) -> Principal {
-    Principal {
-        tenant_id: batch.tenant_id.clone(),
-        tenant_name: batch.tenant_name.clone(),
-        key_id: batch.key_id.clone(),
-        requests_per_minute: None,
-        tokens_per_minute: None,
-        monthly_budget_micros: None,
-        key_monthly_budget_micros: None,
-        default_priority: None,
-        weight: None,
-        key_max_inflight: None,
-    }
+    Principal::with_defaults(
+        batch.tenant_id.clone(),
+        batch.tenant_name.clone(),
+        batch.key_id.clone(),
+    )
 }
 
 /// The most prompt tokens `batch`'s tenant may have queued in batches, if

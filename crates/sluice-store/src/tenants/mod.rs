@@ -63,6 +63,23 @@ pub struct Principal {
 }
 
 impl Principal {
+    /// A caller with no limits, caps, weight or priority of its own: every
+    /// one is the config's default.
+    pub fn with_defaults(tenant_id: String, tenant_name: String, key_id: String) -> Self {
+        Self {
+            tenant_id,
+            tenant_name,
+            key_id,
+            requests_per_minute: None,
+            tokens_per_minute: None,
+            monthly_budget_micros: None,
+            key_monthly_budget_micros: None,
+            default_priority: None,
+            weight: None,
+            key_max_inflight: None,
+        }
+    }
+
     /// What this caller's jobs claim of provider capacity: the tenant's
     /// weight and the key's in-flight cap, carried on each job's message.
     pub fn share(&self) -> sluice_core::fair::Share {

@@ -52,18 +52,7 @@ async fn key_authenticates_as_its_tenant() {
     let p = store.authenticate(&new.key).await.unwrap().unwrap();
     assert_eq!(
         p,
-        Principal {
-            tenant_id: t.id,
-            tenant_name: "acme".into(),
-            key_id: new.record.id.clone(),
-            requests_per_minute: None,
-            tokens_per_minute: None,
-            monthly_budget_micros: None,
-            key_monthly_budget_micros: None,
-            default_priority: None,
-            weight: None,
-            key_max_inflight: None,
-        }
+        Principal::with_defaults(t.id, "acme".into(), new.record.id.clone())
     );
     assert!(store.key_last_used_at(&new.record.id).unwrap().is_some());
 }
