@@ -90,6 +90,8 @@ pub struct Backends {
     pub cache: Arc<dyn ResponseCache>,
     /// Calls the semantic cache's embedding model (the config's routes).
     pub embedder: Option<Arc<sluice_providers::Router>>,
+    /// The semantic cache's lexicon, loaded from `[cache.semantic] lexicon`.
+    pub lexicon: Option<Arc<cache::lexicon::Lexicon>>,
     pub files: Arc<dyn FileStore>,
     pub batches: Arc<dyn BatchStore>,
 }
@@ -105,7 +107,8 @@ impl AppState {
             tasks,
         );
         let semantic = b.embedder.and_then(|router| {
-            cache::semantic::SemanticIndex::new(router, &b.config.cache.semantic).map(Arc::new)
+            cache::semantic::SemanticIndex::new(router, &b.config.cache.semantic, b.lexicon)
+                .map(Arc::new)
         });
         let cache_rows = cache::ledger::RowWriter::start(Arc::clone(&b.usage), tasks);
         let shared = Shared {

@@ -497,6 +497,9 @@ impl Config {
                 ));
             }
         }
+        if self.cache.semantic.lexicon.is_some() && self.cache.semantic.model.is_none() {
+            return Err("cache.semantic: lexicon is set but no model embeds".to_owned());
+        }
         if let Some(judge) = &self.cache.semantic.judge_model {
             if self.cache.semantic.model.is_none() {
                 return Err("cache.semantic: judge_model is set but no model embeds".to_owned());

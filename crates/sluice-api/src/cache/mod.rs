@@ -7,6 +7,7 @@
 //! `routes::cache`.
 
 pub mod ledger;
+pub mod lexicon;
 pub mod plan;
 pub mod semantic;
 pub mod verify;

@@ -15,6 +15,8 @@ use sluice_core::{Endpoint, JobId, Usage};
 use sluice_providers::{BatchJob, Router};
 use sluice_store::cache::Candidate;
 
+use super::lexicon::Lexicon;
+
 /// Neighbours the verifier tries per lookup: the best one refused, a
 /// next one may still be the same question (a paraphrase cached twice),
 /// but each try may cost an embedding call, so few.
@@ -28,6 +30,8 @@ const WORDS_KEPT: u64 = 50_000;
 
 pub struct SemanticIndex {
     router: Arc<Router>,
+    /// Settles the differing words it relates without a vector.
+    lexicon: Option<Arc<Lexicon>>,
     /// The verifier's word vectors, by word (the model is fixed per index).
     words: moka::future::Cache<String, Arc<Vec<f32>>>,
     model: String,
@@ -67,10 +71,16 @@ pub struct CacheCall {
 }
 
 impl SemanticIndex {
-    /// The index, when the config names an embedding model.
-    pub fn new(router: Arc<Router>, config: &SemanticConfig) -> Option<Self> {
+    /// The index, when the config names an embedding model; `lexicon` is
+    /// the one `config.lexicon` names, loaded.
+    pub fn new(
+        router: Arc<Router>,
+        config: &SemanticConfig,
+        lexicon: Option<Arc<Lexicon>>,
+    ) -> Option<Self> {
         Some(Self {
             router,
+            lexicon,
             words: moka::future::Cache::new(WORDS_KEPT),
             model: config.model.clone()?,
             config: config.clone(),
@@ -80,6 +90,16 @@ impl SemanticIndex {
 
     pub fn max_candidates(&self) -> usize {
         self.config.max_candidates
+    }
+
+    pub fn lexicon(&self) -> Option<&Lexicon> {
+        self.lexicon.as_deref()
+    }
+
+    /// Whether the word check embeds the differing words the lexicon does
+    /// not settle (else they refuse).
+    pub fn word_vectors(&self) -> bool {
+        self.config.word_vectors
     }
 
     /// The share of the judge's hits measured wrong, when one is configured.

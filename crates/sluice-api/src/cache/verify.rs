@@ -1,9 +1,9 @@
 //! The verifier at the API: of the shortlisted neighbours, the most
 //! similar one whose differences do not change the question's meaning
 //! serves. The exact-match rules (`sluice_core::cache::verify::compare`)
-//! refuse first, without a call; then either the word check (the
-//! differing words of every shortlisted neighbour embedded in one call)
-//! or the judge model (one call per neighbour, most similar first, until
+//! refuse first, without a call; then either the word check (differing
+//! words the lexicon relates to a counterpart settled, the others of
+//! every shortlisted neighbour embedded in one call) or the judge model (one call per neighbour, most similar first, until
 //! one is the same question). Every call is a ledger row of its own.
 
 use sluice_core::cache::verify::{compare, Check, Differing, Refusal};
@@ -96,20 +96,31 @@ async fn by_judge(
     }
 }
 
-/// The first neighbour whose differing words all have a counterpart at or
-/// above `floor` serves.
+/// The first neighbour whose differing words all have a counterpart serves:
+/// one the lexicon relates, or else (with word vectors on) one at or above
+/// `floor`.
 async fn by_words(
     index: &SemanticIndex,
     floor: f64,
     passed: Vec<(Candidate, f64, Differing)>,
     verdicts: &mut Verdicts,
 ) {
-    // Every differing word of every neighbour left, each once, in one call.
+    let passed: Vec<(Candidate, f64, Differing)> = match index.lexicon() {
+        Some(lexicon) => passed
+            .into_iter()
+            .map(|(c, s, d)| (c, s, d.unsettled(|a, b| lexicon.related(a, b))))
+            .collect(),
+        None => passed,
+    };
+    // Every unsettled word of every neighbour left, each once, in one call
+    // (none without word vectors: an unsettled word then refuses).
     let mut words: Vec<String> = Vec::new();
-    for (_, _, d) in &passed {
-        for w in &d.words {
-            if !words.contains(w) {
-                words.push(w.clone());
+    if index.word_vectors() {
+        for (_, _, d) in &passed {
+            for w in &d.words {
+                if !words.contains(w) {
+                    words.push(w.clone());
+                }
             }
         }
     }

@@ -4,7 +4,7 @@
 
 use serde_json::json;
 
-use crate::support::{cacheable, semantic, with, TestApp};
+use crate::support::{cacheable, eventually, semantic, with, TestApp};
 
 /// The mock's semantic model embeds the cache's prompts; its vectors are
 /// bag-of-words, so a threshold of 0.8 shortlists a one-word change.
@@ -93,4 +93,72 @@ async fn samples_and_max_error_out_of_bounds_are_refused() {
         assert!(reply.detail().contains("max_error"), "{reply:?}");
     }
     assert_eq!(app.queued_jobs().await, 0);
+}
+
+/// Questions whose content words differ in one: the mock's vectors
+/// shortlist each pair at 0.8.
+const BILL: &str = "Where can I download the bill for my last order from the shop?";
+const INVOICES: &str = "Where can I download the invoices for my last order from the shop?";
+const SUBSCRIPTION: &str = "Where can I download the subscription for my last order from the shop?";
+
+/// [`SEMANTIC`] with the fixture lexicon (`tests/fixtures/wordnet`: "bill"
+/// and "invoice" share a sense, "subscription" is another thing).
+fn with_lexicon(word_vectors: bool) -> String {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/wordnet");
+    format!("{SEMANTIC}lexicon = \"{dir}\"\nword_vectors = {word_vectors}\n")
+}
+
+#[tokio::test]
+async fn a_lexicon_serves_a_synonym_with_no_word_call_and_refuses_another_thing() {
+    let app = TestApp::builder()
+        .toml(&with_lexicon(false))
+        .worker()
+        .spawn()
+        .await;
+    let source = app.submit_ok(&semantic(BILL)).await;
+    let first = app.wait(&source).await;
+
+    // The mock's vectors put "bill" and "invoice" far apart (the word check
+    // alone refuses them: see below); the lexicon relates them.
+    let hit = app.submit(&semantic(INVOICES)).await;
+    hit.expect(200);
+    assert_eq!(hit.body["cache"]["source_job"], source);
+    assert_eq!(hit.body["result"], first["result"]);
+    let samples = app.get("/v1/cache/semantic/samples").await;
+    assert_eq!(samples.body["data"][0]["word_similarity"], 1.0);
+    assert_eq!(samples.body["data"][0]["verified_by"], "words");
+
+    // Another thing: refused, and without word vectors, without a call.
+    let other = app.submit(&semantic(SUBSCRIPTION)).await;
+    other.expect(202);
+    assert_eq!(app.wait(&other.id()).await["cached"], false);
+    assert!(
+        app.has_metric(r#"sluice_cache_semantic_refusals_total{reason="counterpart"} 1"#)
+            .await
+    );
+    // One embedding call per lookup, the question's, and none for words:
+    // three ledger rows of the embedding model's.
+    let embedded = eventually("the embedding calls' ledger rows", || async {
+        let reply = app.get("/v1/usage?group_by=model").await;
+        reply.body["data"]
+            .as_array()?
+            .iter()
+            .find(|l| l["group"]["model"] == "mock-embed-semantic" && l["jobs"] == 3)
+            .cloned()
+    })
+    .await;
+    assert_eq!(embedded["jobs"], 3, "{embedded}");
+}
+
+#[tokio::test]
+async fn without_a_lexicon_the_same_synonym_is_refused() {
+    let app = TestApp::builder().toml(SEMANTIC).worker().spawn().await;
+    let source = app.submit_ok(&semantic(BILL)).await;
+    app.wait(&source).await;
+    let refused = app.submit(&semantic(INVOICES)).await;
+    refused.expect(202);
+    assert!(
+        app.has_metric(r#"sluice_cache_semantic_refusals_total{reason="counterpart"} 1"#)
+            .await
+    );
 }

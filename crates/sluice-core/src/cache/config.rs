@@ -1,5 +1,7 @@
 //! The `[cache]` table of the configuration.
 
+use std::path::PathBuf;
+
 use serde::Deserialize;
 
 #[derive(Clone, Debug, Deserialize)]
@@ -63,6 +65,15 @@ pub struct SemanticConfig {
     /// that accepts less gets the word check instead, and it feeds the
     /// error estimate. Required with `judge_model`.
     pub judge_error: Option<f64>,
+    /// A WordNet database directory (`index.*`, `data.*`, `*.exc`; Debian's
+    /// `wordnet-base` installs one at `/usr/share/wordnet`): a differing
+    /// word with a synonym (or a derived form) among the other question's
+    /// content words needs no vector. Loaded at start-up.
+    pub lexicon: Option<PathBuf>,
+    /// Whether differing words the lexicon does not settle are embedded
+    /// (a second embedding call) and held to the word floor. `false`
+    /// refuses them instead: a lookup makes one embedding call at most.
+    pub word_vectors: bool,
 }
 
 impl Default for SemanticConfig {
@@ -78,6 +89,8 @@ impl Default for SemanticConfig {
             max_error: 0.01,
             judge_model: None,
             judge_error: None,
+            lexicon: None,
+            word_vectors: true,
         }
     }
 }

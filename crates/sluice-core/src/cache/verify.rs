@@ -255,6 +255,34 @@ impl Differing {
     pub fn hold(&self, vectors: &[Vec<f32>], floor: f64) -> bool {
         self.weakest(vectors) >= floor
     }
+
+    /// What is left for the vectors once a lexicon has settled every
+    /// differing word that has a counterpart it calls `related` (two words
+    /// that can mean the same): the unsettled checks, their words only.
+    pub fn unsettled(&self, related: impl Fn(&str, &str) -> bool) -> Differing {
+        let mut out = Differing::default();
+        for (word, others) in &self.checks {
+            let w = &self.words[*word];
+            if others.iter().any(|o| related(w, &self.words[*o])) {
+                continue;
+            }
+            let i = out.index(w);
+            let others = others.iter().map(|o| out.index(&self.words[*o])).collect();
+            out.checks.push((i, others));
+        }
+        out
+    }
+
+    /// `word`'s place in [`Differing::words`], added if new.
+    fn index(&mut self, word: &str) -> usize {
+        match self.words.iter().position(|w| w == word) {
+            Some(i) => i,
+            None => {
+                self.words.push(word.to_owned());
+                self.words.len() - 1
+            }
+        }
+    }
 }
 
 /// Compares a new question with a cached one: a refusal, or the differing
@@ -300,27 +328,18 @@ fn differing(a: &Words, b: &Words) -> Differing {
         |w: &Words| -> BTreeSet<String> { w.content.iter().map(|(s, _)| s.clone()).collect() };
     let (sa, sb) = (stems(a), stems(b));
     let mut out = Differing::default();
-    let index = |word: &str, out: &mut Differing| -> usize {
-        match out.words.iter().position(|w| w == word) {
-            Some(i) => i,
-            None => {
-                out.words.push(word.to_owned());
-                out.words.len() - 1
-            }
-        }
-    };
     for (this, other, other_stems) in [(a, b, &sb), (b, a, &sa)] {
         let mut seen = BTreeSet::new();
         for (s, word) in &this.content {
             if other_stems.contains(s) || !seen.insert(s.clone()) {
                 continue;
             }
-            let i = index(word, &mut out);
+            let i = out.index(word);
             let mut others = Vec::new();
             let mut other_seen = BTreeSet::new();
             for (os, oword) in &other.content {
                 if other_seen.insert(os.clone()) {
-                    others.push(index(oword, &mut out));
+                    others.push(out.index(oword));
                 }
             }
             out.checks.push((i, others));

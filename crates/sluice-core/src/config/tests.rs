@@ -212,3 +212,30 @@ fn a_judge_model_needs_a_route_an_embedder_and_its_measured_error() {
     ));
     assert!(e.contains("no model embeds"), "{e}");
 }
+
+#[test]
+fn a_lexicon_needs_an_embedder_and_word_vectors_stay_on_unless_turned_off() {
+    let c = Config::parse(
+        &format!(
+            "{GOOD}\n[cache.semantic]\nmodel = \"mock-small\"\nlexicon = \"/usr/share/wordnet\"\n"
+        ),
+        "test.toml",
+    )
+    .unwrap();
+    let s = &c.cache.semantic;
+    assert_eq!(
+        s.lexicon.as_deref(),
+        Some(std::path::Path::new("/usr/share/wordnet"))
+    );
+    assert!(s.word_vectors, "on by default");
+    let c = Config::parse(
+        &format!("{GOOD}\n[cache.semantic]\nmodel = \"mock-small\"\nword_vectors = false\n"),
+        "test.toml",
+    )
+    .unwrap();
+    assert!(!c.cache.semantic.word_vectors);
+    let e = err(&format!(
+        "{GOOD}\n[cache.semantic]\nlexicon = \"/usr/share/wordnet\"\n"
+    ));
+    assert!(e.contains("lexicon is set but no model embeds"), "{e}");
+}

@@ -133,6 +133,7 @@ async fn serve(
         }
         None => None,
     };
+    let lexicon = sluice_api::cache::lexicon::Lexicon::configured(&config.cache.semantic)?;
     let listener = store
         .subscribe()
         .await
@@ -155,6 +156,7 @@ async fn serve(
         usage: Arc::new(sluice_store::usage::PgLedger::new(pool.clone())),
         cache: Arc::new(store.cache()),
         embedder,
+        lexicon,
         webhooks: Arc::new(sluice_store::webhooks::PgWebhookStore::new(pool.clone())),
         events: queue.clone(),
         webhook_queue: queue.clone(),

@@ -117,6 +117,7 @@ pub async fn run(listen: SocketAddr) -> anyhow::Result<()> {
         usage: ledger,
         cache,
         embedder: None,
+        lexicon: None,
         webhooks: webhook_store,
         events: queue.clone(),
         webhook_queue: queue.clone(),

@@ -143,6 +143,8 @@ impl Builder {
                     .unwrap(),
                 )
             }),
+            lexicon: sluice_api::cache::lexicon::Lexicon::configured(&twins.config.cache.semantic)
+                .unwrap(),
             files: Arc::new(sluice_store::files::MemoryFileStore::default()),
             batches: Arc::new(sluice_store::batches::MemoryBatchStore::default()),
         };

@@ -100,6 +100,39 @@ fn differing_words_need_a_counterpart_from_the_other_question() {
 }
 
 #[test]
+fn a_lexicon_settles_the_words_it_relates_and_leaves_the_others() {
+    let d = compare(
+        "How do I cancel my bill and my order?",
+        "How do I cancel my invoice and my subscription?",
+    )
+    .unwrap();
+    let lexicon = |a: &str, b: &str| matches!((a, b), ("bill", "invoice") | ("invoice", "bill"));
+    let left = d.unsettled(lexicon);
+    // bill/invoice settled both ways; order and subscription still need
+    // vectors, against the other's content words.
+    assert_eq!(
+        left.words,
+        ["order", "cancel", "invoice", "subscription", "bill"]
+    );
+    assert!(!left.is_empty());
+    let v = |x: f32, y: f32| vec![x, y];
+    let far = [
+        v(1.0, 0.0),
+        v(0.0, 1.0),
+        v(0.0, 1.0),
+        v(0.6, 0.8),
+        v(0.0, 1.0),
+    ];
+    assert!((left.weakest(&far) - 0.6).abs() < 1e-6);
+    // A lexicon that relates every pair leaves nothing: no call needed.
+    let none = d.unsettled(|_, _| true);
+    assert!(none.is_empty() && none.words.is_empty());
+    assert_eq!(none.weakest(&[]), 1.0);
+    // One that relates nothing leaves the whole check.
+    assert_eq!(d.unsettled(|_, _| false), d);
+}
+
+#[test]
 fn a_cached_entry_without_text_is_refused() {
     assert_eq!(refusal("Anything?", " "), Some(Refusal::NoText));
 }

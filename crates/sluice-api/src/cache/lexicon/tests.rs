@@ -1,0 +1,53 @@
+use std::path::{Path, PathBuf};
+
+use super::Lexicon;
+
+/// A WordNet-format fixture with a few made-up senses.
+pub fn fixture() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/wordnet")
+}
+
+#[test]
+fn synonyms_derived_forms_and_similar_adjectives_are_related() {
+    let lexicon = Lexicon::load(&fixture()).unwrap();
+    for (a, b) in [
+        ("bill", "invoice"),
+        ("invoice", "bill"),
+        // Inflected forms, through morphy's rules and exception lists.
+        ("invoices", "bills"),
+        ("cancelled", "cancel"),
+        // A derived form, across parts of speech, both ways.
+        ("deleted", "deletion"),
+        ("deletion", "delete"),
+        // Similar adjectives.
+        ("broken", "damaged"),
+        ("bill", "bill"),
+    ] {
+        assert!(lexicon.related(a, b), "{a} / {b}");
+    }
+}
+
+#[test]
+fn different_things_and_unknown_words_are_not() {
+    let lexicon = Lexicon::load(&fixture()).unwrap();
+    for (a, b) in [
+        ("order", "subscription"),
+        ("bill", "order"),
+        ("cancel", "delete"),
+        // No rule makes `cancel` of it, and no exception lists it.
+        ("cancelling", "cancel"),
+        // Not in the lexicon: it knows nothing, so it relates nothing.
+        ("paypal", "bitcoin"),
+        ("paypal", "paypal"),
+    ] {
+        assert!(!lexicon.related(a, b), "{a} / {b}");
+    }
+}
+
+#[test]
+fn a_directory_without_a_database_is_refused_with_its_path() {
+    let dir = fixture().join("missing");
+    let e = Lexicon::load(&dir).err().unwrap().to_string();
+    assert!(e.contains("cannot load the lexicon"), "{e}");
+    assert!(e.contains("missing"), "{e}");
+}
