@@ -80,6 +80,11 @@ pub struct SemanticArgs {
     /// needs one.
     #[arg(long)]
     pub judge_key_env: Option<String>,
+    /// A WordNet database (the path `scripts/wordnet.sh` prints): adds, at
+    /// each `--max-errors`, a row with the lexicon beside word vectors and
+    /// one with the lexicon alone (`word_vectors = false`).
+    #[arg(long)]
+    pub lexicon: Option<PathBuf>,
 }
 
 /// One probe's answer, as the API gave it.
@@ -93,23 +98,42 @@ struct Answered {
 }
 
 /// One setting of the sweep: a threshold, and the verifier's max_error
-/// (1: off, a static threshold), or the judge.
+/// (1: off, a static threshold) with what its word check uses, or the
+/// judge.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 struct Setting {
     threshold: f64,
     max_error: f64,
+    words: Words,
     judged: bool,
+}
+
+/// What a verified setting's word check relates differing words by.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+enum Words {
+    /// Word vectors (a second embedding call) against the floor.
+    #[default]
+    Vectors,
+    /// The lexicon first, then word vectors for what it leaves.
+    LexiconAndVectors,
+    /// The lexicon alone: what it leaves refuses.
+    Lexicon,
 }
 
 impl Setting {
     fn label(&self) -> String {
+        let words = match self.words {
+            Words::Vectors => "",
+            Words::LexiconAndVectors => " + lexicon",
+            Words::Lexicon => ", lexicon only",
+        };
         if self.judged {
             format!("{:.2} + judge", self.threshold)
         } else if self.max_error >= 1.0 {
             format!("{:.2} static", self.threshold)
         } else {
             format!(
-                "{:.2} + verifier, max_error {}",
+                "{:.2} + verifier{words}, max_error {}",
                 self.threshold, self.max_error
             )
         }
@@ -180,17 +204,25 @@ async fn sweep(
     let statics = args.thresholds.iter().map(|&threshold| Setting {
         threshold,
         max_error: 1.0,
-        judged: false,
+        ..Setting::default()
     });
-    let verified = args.max_errors.iter().map(|&max_error| Setting {
-        threshold: args.verify_threshold,
-        max_error,
-        judged: false,
+    let kinds: &[Words] = match args.lexicon {
+        Some(_) => &[Words::Vectors, Words::LexiconAndVectors, Words::Lexicon],
+        None => &[Words::Vectors],
+    };
+    let verified = args.max_errors.iter().flat_map(|&max_error| {
+        kinds.iter().map(move |&words| Setting {
+            threshold: args.verify_threshold,
+            max_error,
+            words,
+            judged: false,
+        })
     });
     let judged = args.judge.as_ref().map(|_| Setting {
         threshold: args.verify_threshold,
         max_error: 0.5,
         judged: true,
+        ..Setting::default()
     });
     let mut rows = Vec::new();
     for setting in statics.chain(verified).chain(judged) {
@@ -247,6 +279,11 @@ fn config(base_url: &str, args: &SemanticArgs, setting: Setting) -> String {
         toml.push_str(&format!(
             "judge_model = \"{JUDGE_MODEL}\"\njudge_error = 0.0\n"
         ));
+    }
+    if let (Some(dir), Words::LexiconAndVectors | Words::Lexicon) = (&args.lexicon, setting.words) {
+        let dir = toml::Value::String(dir.display().to_string());
+        let vectors = setting.words == Words::LexiconAndVectors;
+        toml.push_str(&format!("lexicon = {dir}\nword_vectors = {vectors}\n"));
     }
     toml
 }
@@ -460,6 +497,7 @@ mod tests {
             threshold: 0.9,
             max_error: 0.5,
             judged: true,
+            ..Setting::default()
         };
         let toml: toml::Value = config("http://e5/v1", &args, judged).parse().unwrap();
         let semantic = &toml["cache"]["semantic"];
@@ -482,5 +520,38 @@ mod tests {
         let toml: toml::Value = config("http://e5/v1", &args, words).parse().unwrap();
         assert!(toml["cache"]["semantic"].get("judge_model").is_none());
         assert_eq!(toml["providers"].as_array().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn lexicon_settings_name_the_database_and_say_whether_vectors_are_used() {
+        let args = args(&["--lexicon", "/opt/word \"net\""]);
+        let setting = |words| Setting {
+            threshold: 0.9,
+            max_error: 0.01,
+            words,
+            judged: false,
+        };
+        let semantic = |words| -> toml::Value {
+            let toml: toml::Value = config("http://e5/v1", &args, setting(words))
+                .parse()
+                .unwrap();
+            toml["cache"]["semantic"].clone()
+        };
+        let both = semantic(Words::LexiconAndVectors);
+        assert_eq!(both["lexicon"].as_str(), Some("/opt/word \"net\""));
+        assert_eq!(both["word_vectors"].as_bool(), Some(true));
+        assert_eq!(
+            semantic(Words::Lexicon)["word_vectors"].as_bool(),
+            Some(false)
+        );
+        assert!(semantic(Words::Vectors).get("lexicon").is_none());
+        assert_eq!(
+            setting(Words::Lexicon).label(),
+            "0.90 + verifier, lexicon only, max_error 0.01"
+        );
+        assert_eq!(
+            setting(Words::LexiconAndVectors).label(),
+            "0.90 + verifier + lexicon, max_error 0.01"
+        );
     }
 }
