@@ -45,6 +45,13 @@ if SLUICE_EMBEDDER="$(scripts/embedder.sh)"; then
 else
     echo "test: the embedding server could not be installed; its test will fail" >&2
 fi
+# ... and with WordNet as its lexicon: fetch Debian's wordnet-base (cached).
+if SLUICE_WORDNET="$(scripts/wordnet.sh)"; then
+    export SLUICE_WORDNET
+    echo "test: the lexicon is ${SLUICE_WORDNET}"
+else
+    echo "test: WordNet could not be fetched; the lexicon's test will fail" >&2
+fi
 
 # The OpenTelemetry export (`--features otel`) is off by default and slow to
 # build cold; check that it still compiles when asked to.

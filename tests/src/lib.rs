@@ -21,8 +21,8 @@ use std::time::Duration;
 pub use client::{is_terminal, Client, Response};
 pub use config::{backup_route, Price, ODD_PRICE};
 pub use sluice_testkit::{
-    amqp_url, embedder_path, redis_url, sluice_binary as binary, Completions, Embedder, Role,
-    Stack, StackOptions, TEST_WEBHOOKS_TOML,
+    amqp_url, embedder_path, redis_url, sluice_binary as binary, wordnet_path, Completions,
+    Embedder, Role, Stack, StackOptions, TEST_WEBHOOKS_TOML,
 };
 
 /// What the tests do with a stack beyond what the testkit does.

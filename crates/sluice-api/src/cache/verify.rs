@@ -15,8 +15,8 @@ use super::semantic::{CacheCall, SemanticIndex};
 pub struct Served {
     pub candidate: Candidate,
     pub similarity: f64,
-    /// The weakest counterpart of a differing word (1 when none differs;
-    /// `None` when the word check did not run).
+    /// The weakest counterpart of a differing word by vectors (1 when none
+    /// needed one; `None` when the word check did not run).
     pub word_similarity: Option<f64>,
 }
 

@@ -144,8 +144,9 @@ pub struct SemanticSample {
     /// The cosine similarity of the two questions.
     pub similarity: f64,
     /// The weakest counterpart the verifier found for a word that differs
-    /// (1 when only function words differ; absent when the job accepted
-    /// any error and nothing was verified).
+    /// (1 when no differing word needed a vector: only function words
+    /// differ, or the lexicon related every one; absent when the job
+    /// accepted any error and nothing was verified).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub word_similarity: Option<f64>,
     /// What let it serve: `words` (the word check), `judge` (the judge
