@@ -75,8 +75,15 @@ pub struct LoadError {
     reason: String,
 }
 
+/// What the verifier needs of WordNet, kept compact (the parsed database,
+/// glosses and all, is about 150 MB; this is a tenth of it).
 pub struct Lexicon {
-    db: WordNet,
+    /// Every sense of each lemma (lower-case, `_` for a space), per part
+    /// of speech.
+    senses: HashMap<(Pos, String), Vec<SynsetId>>,
+    /// The senses one same-meaning link away from a sense, for those that
+    /// have any.
+    links: HashMap<SynsetId, Vec<SynsetId>>,
     /// Irregular forms and their lemmas (`geese` → `goose`), per part of
     /// speech.
     exceptions: HashMap<(Pos, String), Vec<String>>,
@@ -100,6 +107,25 @@ impl Lexicon {
             reason,
         };
         let db = WordNet::load(dir).map_err(|e| failed(format!("{e:#}")))?;
+        let mut senses: HashMap<(Pos, String), Vec<SynsetId>> = HashMap::new();
+        let mut links: HashMap<SynsetId, Vec<SynsetId>> = HashMap::new();
+        for synset in db.iter_synsets() {
+            for word in &synset.words {
+                senses
+                    .entry((synset.id.pos, lemma(word.text)))
+                    .or_default()
+                    .push(synset.id);
+            }
+            let linked: Vec<SynsetId> = synset
+                .pointers
+                .iter()
+                .filter(|p| SAME_MEANING.contains(&p.symbol))
+                .map(|p| p.target)
+                .collect();
+            if !linked.is_empty() {
+                links.entry(synset.id).or_default().extend(linked);
+            }
+        }
         let mut exceptions = HashMap::new();
         for (pos, file, _) in PARTS_OF_SPEECH {
             let path = dir.join(file);
@@ -115,23 +141,21 @@ impl Lexicon {
                 }
             }
         }
-        Ok(Self { db, exceptions })
+        Ok(Self {
+            senses,
+            links,
+            exceptions,
+        })
     }
 
     /// Whether `a` and `b` can mean the same (see the module's doc).
     pub fn related(&self, a: &str, b: &str) -> bool {
         let (sa, sb) = (self.senses(a), self.senses(b));
-        if sa.is_empty() || sb.is_empty() {
-            return false;
-        }
         let linked = |from: &[SynsetId], to: &[SynsetId]| {
-            from.iter().any(|id| {
-                self.db.get_synset(*id).is_some_and(|s| {
-                    s.pointers
-                        .iter()
-                        .any(|p| SAME_MEANING.contains(&p.symbol) && to.contains(&p.target))
-                })
-            })
+            from.iter()
+                .filter_map(|id| self.links.get(id))
+                .flatten()
+                .any(|target| to.contains(target))
         };
         sa.iter().any(|s| sb.contains(s)) || linked(&sa, &sb) || linked(&sb, &sa)
     }
@@ -156,7 +180,7 @@ impl Lexicon {
                 .chain(listed)
                 .chain(detached)
             {
-                for id in self.db.synsets_for_lemma(pos, &lemma) {
+                for id in self.senses.get(&(pos, lemma)).into_iter().flatten() {
                     if !out.contains(id) {
                         out.push(*id);
                     }
@@ -165,6 +189,16 @@ impl Lexicon {
         }
         out
     }
+}
+
+/// A data file's word as the index spells it: lower-case, without an
+/// adjective's position marker (`galore(ip)` → `galore`).
+fn lemma(word: &str) -> String {
+    let bare = match word.find('(') {
+        Some(i) if word.ends_with(')') => &word[..i],
+        _ => word,
+    };
+    bare.to_lowercase()
 }
 
 #[cfg(test)]
