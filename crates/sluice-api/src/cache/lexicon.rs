@@ -9,15 +9,18 @@
 //! one link from it: a derived form (`delete` / `deletion`), a similar
 //! adjective (`broken` / `damaged`), an "also see", a verb group. Not a
 //! broader or narrower term: a kind of a thing is another question.
+//!
+//! The files are read here, line by line, keeping only senses and those
+//! links (about 15 MB): a general reader (`wordnet-db`) keeps the whole
+//! database, glosses and all, and left an API process 130 MB larger.
+//! The format is WordNet's `wndb(5)`, unchanged since 1998.
 
 use std::collections::HashMap;
+use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use sluice_core::cache::SemanticConfig;
-
-use wordnet_db::WordNet;
-use wordnet_types::{Pos, SynsetId};
 
 /// WordNet's pointers between senses that keep a word's meaning.
 const SAME_MEANING: &[&str] = &[
@@ -27,14 +30,39 @@ const SAME_MEANING: &[&str] = &[
     "$", // verb group
 ];
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Pos {
+    Noun,
+    Verb,
+    Adj,
+    Adv,
+}
+
+impl Pos {
+    /// A pointer's part of speech (`s`: an adjective satellite).
+    fn from_mark(mark: &str) -> Option<Self> {
+        match mark {
+            "n" => Some(Self::Noun),
+            "v" => Some(Self::Verb),
+            "a" | "s" => Some(Self::Adj),
+            "r" => Some(Self::Adv),
+            _ => None,
+        }
+    }
+}
+
+/// A sense: its part of speech and its offset in that part's data file.
+type Sense = (Pos, u32);
+
 /// Morphy's detachment rules for a part of speech: (suffix, replacement).
 type Rules = &'static [(&'static str, &'static str)];
 
-/// Each part of speech, its exception list's file, and its rules.
+/// Each part of speech, its files' suffix (`index.noun`, `data.noun`,
+/// `noun.exc`) and its rules.
 const PARTS_OF_SPEECH: [(Pos, &str, Rules); 4] = [
     (
         Pos::Noun,
-        "noun.exc",
+        "noun",
         &[
             ("s", ""),
             ("ses", "s"),
@@ -48,7 +76,7 @@ const PARTS_OF_SPEECH: [(Pos, &str, Rules); 4] = [
     ),
     (
         Pos::Verb,
-        "verb.exc",
+        "verb",
         &[
             ("s", ""),
             ("ies", "y"),
@@ -62,10 +90,10 @@ const PARTS_OF_SPEECH: [(Pos, &str, Rules); 4] = [
     ),
     (
         Pos::Adj,
-        "adj.exc",
+        "adj",
         &[("er", ""), ("est", ""), ("er", "e"), ("est", "e")],
     ),
-    (Pos::Adv, "adv.exc", &[]),
+    (Pos::Adv, "adv", &[]),
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -75,15 +103,14 @@ pub struct LoadError {
     reason: String,
 }
 
-/// What the verifier needs of WordNet, kept compact (the parsed database,
-/// glosses and all, is about 150 MB; this is a tenth of it).
+/// What the verifier needs of WordNet.
 pub struct Lexicon {
     /// Every sense of each lemma (lower-case, `_` for a space), per part
     /// of speech.
-    senses: HashMap<(Pos, String), Vec<SynsetId>>,
+    senses: HashMap<(Pos, String), Vec<Sense>>,
     /// The senses one same-meaning link away from a sense, for those that
     /// have any.
-    links: HashMap<SynsetId, Vec<SynsetId>>,
+    links: HashMap<Sense, Vec<Sense>>,
     /// Irregular forms and their lemmas (`geese` → `goose`), per part of
     /// speech.
     exceptions: HashMap<(Pos, String), Vec<String>>,
@@ -99,59 +126,50 @@ impl Lexicon {
             .transpose()
     }
 
-    /// Reads the WordNet database in `dir` (`index.*`, `data.*`, and the
-    /// `*.exc` exception lists when present).
+    /// Reads the WordNet database in `dir`: `index.*` and `data.*` for
+    /// each part of speech, and the `*.exc` exception lists when present.
     pub fn load(dir: &Path) -> Result<Self, LoadError> {
         let failed = |reason: String| LoadError {
             dir: dir.to_owned(),
             reason,
         };
-        let db = WordNet::load(dir).map_err(|e| failed(format!("{e:#}")))?;
-        let mut senses: HashMap<(Pos, String), Vec<SynsetId>> = HashMap::new();
-        let mut links: HashMap<SynsetId, Vec<SynsetId>> = HashMap::new();
-        for synset in db.iter_synsets() {
-            for word in &synset.words {
-                senses
-                    .entry((synset.id.pos, lemma(word.text)))
-                    .or_default()
-                    .push(synset.id);
-            }
-            let linked: Vec<SynsetId> = synset
-                .pointers
-                .iter()
-                .filter(|p| SAME_MEANING.contains(&p.symbol))
-                .map(|p| p.target)
-                .collect();
-            if !linked.is_empty() {
-                links.entry(synset.id).or_default().extend(linked);
-            }
-        }
-        let mut exceptions = HashMap::new();
-        for (pos, file, _) in PARTS_OF_SPEECH {
-            let path = dir.join(file);
-            let text = match std::fs::read_to_string(&path) {
-                Ok(text) => text,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(failed(format!("{}: {e}", path.display()))),
-            };
-            for line in text.lines() {
-                let mut words = line.split_whitespace();
-                if let Some(form) = words.next() {
-                    exceptions.insert((pos, form.to_owned()), words.map(str::to_owned).collect());
+        let mut lexicon = Self {
+            senses: HashMap::new(),
+            links: HashMap::new(),
+            exceptions: HashMap::new(),
+        };
+        for (pos, part, _) in PARTS_OF_SPEECH {
+            each_line(&dir.join(format!("index.{part}")), true, |line| {
+                let (lemma, senses) = index_entry(line, pos)?;
+                lexicon.senses.insert((pos, lemma), senses);
+                Some(())
+            })
+            .map_err(failed)?;
+            each_line(&dir.join(format!("data.{part}")), true, |line| {
+                let (sense, linked) = data_links(line, pos)?;
+                if !linked.is_empty() {
+                    lexicon.links.insert(sense, linked);
                 }
-            }
+                Some(())
+            })
+            .map_err(failed)?;
+            each_line(&dir.join(format!("{part}.exc")), false, |line| {
+                let mut words = line.split_ascii_whitespace();
+                let form = words.next()?.to_owned();
+                lexicon
+                    .exceptions
+                    .insert((pos, form), words.map(str::to_owned).collect());
+                Some(())
+            })
+            .map_err(failed)?;
         }
-        Ok(Self {
-            senses,
-            links,
-            exceptions,
-        })
+        Ok(lexicon)
     }
 
     /// Whether `a` and `b` can mean the same (see the module's doc).
     pub fn related(&self, a: &str, b: &str) -> bool {
         let (sa, sb) = (self.senses(a), self.senses(b));
-        let linked = |from: &[SynsetId], to: &[SynsetId]| {
+        let linked = |from: &[Sense], to: &[Sense]| {
             from.iter()
                 .filter_map(|id| self.links.get(id))
                 .flatten()
@@ -163,8 +181,8 @@ impl Lexicon {
     /// Every sense of `word`, in every part of speech: those of the word
     /// itself, of the lemmas its exception list gives, and of what
     /// morphy's detachment rules make of it (`invoices` → `invoice`).
-    fn senses(&self, word: &str) -> Vec<SynsetId> {
-        let mut out: Vec<SynsetId> = Vec::new();
+    fn senses(&self, word: &str) -> Vec<Sense> {
+        let mut out: Vec<Sense> = Vec::new();
         for (pos, _, rules) in PARTS_OF_SPEECH {
             let detached = rules.iter().filter_map(|(suffix, replacement)| {
                 word.strip_suffix(suffix)
@@ -191,14 +209,70 @@ impl Lexicon {
     }
 }
 
-/// A data file's word as the index spells it: lower-case, without an
-/// adjective's position marker (`galore(ip)` → `galore`).
-fn lemma(word: &str) -> String {
-    let bare = match word.find('(') {
-        Some(i) if word.ends_with(')') => &word[..i],
-        _ => word,
+/// Calls `each` with every line of `path` but the licence header (lines
+/// that start with a space); a line it cannot read fails the load with
+/// its number. A missing file is an error when `required`, else nothing.
+fn each_line(
+    path: &Path,
+    required: bool,
+    mut each: impl FnMut(&str) -> Option<()>,
+) -> Result<(), String> {
+    let file = match std::fs::File::open(path) {
+        Ok(file) => file,
+        Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(format!("{}: {e}", path.display())),
     };
-    bare.to_lowercase()
+    for (n, line) in std::io::BufReader::new(file).split(b'\n').enumerate() {
+        let line = line.map_err(|e| format!("{}: {e}", path.display()))?;
+        // Latin-1 in places: a byte that is not UTF-8 is not in a lemma
+        // the verifier looks up.
+        let line = String::from_utf8_lossy(&line);
+        if line.starts_with(' ') || line.trim().is_empty() {
+            continue;
+        }
+        if each(&line).is_none() {
+            return Err(format!(
+                "{}: line {} is not WordNet's format",
+                path.display(),
+                n + 1
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// An `index.*` line: `lemma pos synset_cnt p_cnt [ptr_symbol…] sense_cnt
+/// tagsense_cnt synset_offset…`.
+fn index_entry(line: &str, pos: Pos) -> Option<(String, Vec<Sense>)> {
+    let fields: Vec<&str> = line.split_ascii_whitespace().collect();
+    let senses: usize = fields.get(2)?.parse().ok()?;
+    let pointers: usize = fields.get(3)?.parse().ok()?;
+    let first = 4 + pointers + 2;
+    let offsets = fields.get(first..first + senses)?;
+    let senses = offsets
+        .iter()
+        .map(|o| o.parse().ok().map(|o| (pos, o)))
+        .collect::<Option<Vec<Sense>>>()?;
+    Some((fields.first()?.to_lowercase(), senses))
+}
+
+/// A `data.*` line's sense and the senses its same-meaning pointers reach:
+/// `offset lex_filenum ss_type w_cnt (word lex_id)… p_cnt (symbol offset
+/// pos source/target)… [frames] | gloss`.
+fn data_links(line: &str, pos: Pos) -> Option<(Sense, Vec<Sense>)> {
+    let before_gloss = line.split(" | ").next()?;
+    let fields: Vec<&str> = before_gloss.split_ascii_whitespace().collect();
+    let offset: u32 = fields.first()?.parse().ok()?;
+    let words = usize::from_str_radix(fields.get(3)?, 16).ok()?;
+    let at = 4 + 2 * words;
+    let pointers: usize = fields.get(at)?.parse().ok()?;
+    let mut linked = Vec::new();
+    for pointer in fields.get(at + 1..at + 1 + 4 * pointers)?.chunks_exact(4) {
+        if SAME_MEANING.contains(&pointer[0]) {
+            linked.push((Pos::from_mark(pointer[2])?, pointer[1].parse().ok()?));
+        }
+    }
+    Some(((pos, offset), linked))
 }
 
 #[cfg(test)]

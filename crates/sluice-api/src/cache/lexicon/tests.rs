@@ -52,3 +52,23 @@ fn a_directory_without_a_database_is_refused_with_its_path() {
     assert!(e.contains("cannot load the lexicon"), "{e}");
     assert!(e.contains("missing"), "{e}");
 }
+
+#[test]
+fn a_line_out_of_format_is_refused_with_its_file_and_number() {
+    let dir = std::env::temp_dir().join(format!("sluice-lexicon-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for entry in std::fs::read_dir(fixture()).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, dir.join(path.file_name().unwrap())).unwrap();
+    }
+    let index = dir.join("index.noun");
+    let mut text = std::fs::read_to_string(&index).unwrap();
+    text.push_str("parcel n 2 0 1 0 00000100\n");
+    std::fs::write(&index, text).unwrap();
+    let e = Lexicon::load(&dir).err().unwrap().to_string();
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(
+        e.contains("index.noun: line 9 is not WordNet's format"),
+        "{e}"
+    );
+}
