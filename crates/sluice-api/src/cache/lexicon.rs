@@ -11,8 +11,9 @@
 //! broader or narrower term: a kind of a thing is another question.
 //!
 //! The files are read here, line by line, keeping only senses and those
-//! links (about 15 MB): a general reader (`wordnet-db`) keeps the whole
-//! database, glosses and all, and left an API process 130 MB larger.
+//! links (an API process is about 30 MB larger): a general reader
+//! (`wordnet-db`) keeps the whole database, glosses and all, and left it
+//! 130 MB larger.
 //! The format is WordNet's `wndb(5)`, unchanged since 1998.
 
 use std::collections::HashMap;
@@ -164,6 +165,11 @@ impl Lexicon {
             .map_err(failed)?;
         }
         Ok(lexicon)
+    }
+
+    /// How many lemmas it knows (each part of speech counted apart).
+    pub fn lemmas(&self) -> usize {
+        self.senses.len()
     }
 
     /// Whether `a` and `b` can mean the same (see the module's doc).

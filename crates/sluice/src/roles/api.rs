@@ -133,7 +133,15 @@ async fn serve(
         }
         None => None,
     };
+    let loading = std::time::Instant::now();
     let lexicon = sluice_api::cache::lexicon::Lexicon::configured(&config.cache.semantic)?;
+    if let Some(lexicon) = &lexicon {
+        tracing::info!(
+            lemmas = lexicon.lemmas(),
+            took_ms = loading.elapsed().as_millis(),
+            "loaded the semantic cache's lexicon"
+        );
+    }
     let listener = store
         .subscribe()
         .await

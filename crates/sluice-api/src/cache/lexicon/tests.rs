@@ -10,6 +10,8 @@ pub fn fixture() -> PathBuf {
 #[test]
 fn synonyms_derived_forms_and_similar_adjectives_are_related() {
     let lexicon = Lexicon::load(&fixture()).unwrap();
+    // Every index line, the header skipped.
+    assert_eq!(lexicon.lemmas(), 7 + 2 + 2 + 1);
     for (a, b) in [
         ("bill", "invoice"),
         ("invoice", "bill"),
