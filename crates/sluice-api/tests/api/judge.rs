@@ -19,7 +19,7 @@ use serde_json::{json, Value};
 use sluice_core::cache::judge;
 
 use crate::semantic::SEMANTIC;
-use crate::support::{cacheable, eventually, semantic, with, TestApp};
+use crate::support::{cacheable, semantic, with, TestApp};
 
 /// The stand-in judge's script and what it was asked.
 #[derive(Clone, Default)]
@@ -174,15 +174,9 @@ async fn the_judge_decides_which_neighbour_serves_and_each_verdict_is_billed() {
 
     // Each verdict given is a ledger row of the judge's, as it was priced:
     // two verdicts (yes, no), 104 µ$ each; the failed call billed nothing.
-    let judge_line = eventually("the judge's ledger rows", || async {
-        let reply = app.get("/v1/usage?group_by=model").await;
-        reply.body["data"]
-            .as_array()?
-            .iter()
-            .find(|l| l["group"]["model"] == "stand-in-judge" && l["cost_micros"] == 208)
-            .cloned()
-    })
-    .await;
+    let judge_line = app
+        .usage_of("stand-in-judge", |l| l["cost_micros"] == 208)
+        .await;
     assert_eq!(judge_line["cost_micros"], 208, "{judge_line}");
 }
 

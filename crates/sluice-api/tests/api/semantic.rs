@@ -4,7 +4,7 @@
 
 use serde_json::json;
 
-use crate::support::{cacheable, eventually, semantic, with, TestApp};
+use crate::support::{cacheable, semantic, with, TestApp};
 
 /// The mock's semantic model embeds the cache's prompts; its vectors are
 /// bag-of-words, so a threshold of 0.8 shortlists a one-word change.
@@ -138,15 +138,9 @@ async fn a_lexicon_serves_a_synonym_with_no_word_call_and_refuses_another_thing(
     );
     // One embedding call per lookup, the question's, and none for words:
     // three ledger rows of the embedding model's.
-    let embedded = eventually("the embedding calls' ledger rows", || async {
-        let reply = app.get("/v1/usage?group_by=model").await;
-        reply.body["data"]
-            .as_array()?
-            .iter()
-            .find(|l| l["group"]["model"] == "mock-embed-semantic" && l["jobs"] == 3)
-            .cloned()
-    })
-    .await;
+    let embedded = app
+        .usage_of("mock-embed-semantic", |l| l["jobs"] == 3)
+        .await;
     assert_eq!(embedded["jobs"], 3, "{embedded}");
 }
 

@@ -2,12 +2,13 @@
 //! for budgets, history for usage reports.
 
 use chrono::{DateTime, Utc};
-use serde_json::json;
+use serde_json::{json, Value};
 use sluice_core::ledger::LedgerRow;
 use sluice_core::{Endpoint, JobId, JobStatus, Tier, Usage};
 use sluice_store::usage::UsageLedger;
 
 use super::app::TestApp;
+use super::eventually::eventually;
 
 /// A finished job's row for the app's tenant and key.
 pub struct Row {
@@ -35,6 +36,20 @@ impl Default for Row {
 }
 
 impl TestApp {
+    /// `model`'s line of the usage report by model, once `settled` holds
+    /// for it (the API writes some rows behind its answers).
+    pub async fn usage_of(&self, model: &str, settled: impl Fn(&Value) -> bool) -> Value {
+        eventually(&format!("{model}'s ledger rows"), || async {
+            let reply = self.get("/v1/usage?group_by=model").await;
+            reply.body["data"]
+                .as_array()?
+                .iter()
+                .find(|l| l["group"]["model"] == model && settled(l))
+                .cloned()
+        })
+        .await
+    }
+
     /// Records `row` as a job of this app's tenant, made with its key.
     pub async fn record(&self, row: Row) {
         let metadata = row
