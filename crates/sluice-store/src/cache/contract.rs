@@ -185,6 +185,52 @@ async fn vectors_are_found_by_bucket_once_answered(cache: &dyn ResponseCache) {
         .is_empty());
 }
 
+/// More neighbours than a lookup compares: those sharing the most buckets
+/// come first, the newest first among equals, never an arbitrary subset.
+async fn the_neighbours_sharing_most_buckets_come_first(cache: &dyn ResponseCache) {
+    let scope = SemanticScope {
+        tenant: "crowded".into(),
+        model: "m".into(),
+        scope: "s".into(),
+    };
+    let query: Vec<String> = ["0:a", "1:b", "2:c"].map(String::from).to_vec();
+    // (text, its buckets), filed in this order: ids grow with it.
+    let filed = [
+        ("one band, older", vec!["0:a"]),
+        ("all three", vec!["0:a", "1:b", "2:c"]),
+        ("one band, newer", vec!["2:c"]),
+        ("two bands", vec!["0:a", "1:b"]),
+        ("none of them", vec!["9:z"]),
+    ];
+    for (text, buckets) in filed {
+        let job = JobId::new();
+        let buckets: Vec<String> = buckets.into_iter().map(String::from).collect();
+        cache
+            .file_vector(&scope, job, &[1.0, 0.0], text, &buckets, TTL)
+            .await
+            .unwrap();
+        cache
+            .answer_vector(&scope, job, &answer(text), TTL)
+            .await
+            .unwrap();
+    }
+    let texts =
+        |found: Vec<Candidate>| -> Vec<String> { found.into_iter().map(|c| c.text).collect() };
+    let all = cache.candidates(&scope, &query, 8).await.unwrap();
+    assert_eq!(
+        texts(all),
+        [
+            "all three",
+            "two bands",
+            "one band, newer",
+            "one band, older"
+        ]
+    );
+    let few = cache.candidates(&scope, &query, 3).await.unwrap();
+    assert_eq!(texts(few), ["all three", "two bands", "one band, newer"]);
+    cache.clear("crowded", None).await.unwrap();
+}
+
 async fn samples_are_per_tenant_newest_first_and_bounded(cache: &dyn ResponseCache) {
     let sample = |n: usize| SemanticSample {
         job: JobId::new(),
@@ -219,6 +265,7 @@ async fn run_all(cache: &dyn ResponseCache) {
     followers_join_only_a_live_leader(cache).await;
     a_leader_that_ends_before_its_claim_is_live_leaves_no_claim(cache).await;
     vectors_are_found_by_bucket_once_answered(cache).await;
+    the_neighbours_sharing_most_buckets_come_first(cache).await;
     samples_are_per_tenant_newest_first_and_bounded(cache).await;
 }
 

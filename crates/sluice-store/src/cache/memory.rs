@@ -226,27 +226,34 @@ impl ResponseCache for MemoryCache {
     ) -> Result<Vec<Candidate>, StoreError> {
         let inner = self.lock();
         let now = Instant::now();
-        let mut seen = HashSet::new();
-        let mut out = Vec::new();
+        // As the Redis script: those in the most buckets first, the newest
+        // first among equals.
+        let mut shared: HashMap<JobId, usize> = HashMap::new();
         for bucket in buckets {
-            let Some(ids) = inner.buckets.get(&(scope.clone(), bucket.clone())) else {
-                continue;
-            };
-            for id in ids {
-                if !seen.insert(*id) || out.len() >= max {
-                    continue;
-                }
-                if let Some(v) = inner.vectors.get(&(scope.clone(), *id)) {
-                    if let (Some(answer), true) = (&v.answer, v.until > now) {
-                        out.push(Candidate {
-                            vector: v.vector.clone(),
-                            text: v.text.clone(),
-                            answer: answer.clone(),
-                        });
-                    }
-                }
+            for id in inner
+                .buckets
+                .get(&(scope.clone(), bucket.clone()))
+                .into_iter()
+                .flatten()
+            {
+                *shared.entry(*id).or_default() += 1;
             }
         }
+        let mut ids: Vec<(usize, JobId)> = shared.into_iter().map(|(id, n)| (n, id)).collect();
+        ids.sort_unstable_by(|a, b| b.cmp(a));
+        let out = ids
+            .into_iter()
+            .filter_map(|(_, id)| inner.vectors.get(&(scope.clone(), id)))
+            .filter_map(|v| match &v.answer {
+                Some(answer) if v.until > now => Some(Candidate {
+                    vector: v.vector.clone(),
+                    text: v.text.clone(),
+                    answer: answer.clone(),
+                }),
+                _ => None,
+            })
+            .take(max)
+            .collect();
         Ok(out)
     }
 

@@ -143,7 +143,9 @@ pub trait ResponseCache: Send + Sync + 'static {
         ttl: Duration,
     ) -> Result<(), StoreError>;
 
-    /// Answered neighbours sharing at least one of `buckets`, at most `max`.
+    /// Answered neighbours sharing at least one of `buckets`, at most `max`:
+    /// those sharing the most buckets first (the likeliest to be near),
+    /// the newest first among equals.
     async fn candidates(
         &self,
         scope: &SemanticScope,
