@@ -3,8 +3,9 @@
 //! serves. The exact-match rules (`sluice_core::cache::verify::compare`)
 //! refuse first, without a call; then either the word check (differing
 //! words the lexicon relates to a counterpart settled, the others of
-//! every shortlisted neighbour embedded in one call) or the judge model (one call per neighbour, most similar first, until
-//! one is the same question). Every call is a ledger row of its own.
+//! every shortlisted neighbour embedded in one call) or the judge model
+//! (one call per neighbour, most similar first, until one is the same
+//! question). Every call is a ledger row of its own.
 
 use sluice_core::cache::verify::{compare, Check, Differing, Refusal};
 use sluice_store::cache::Candidate;
