@@ -145,6 +145,33 @@ async fn a_lexicon_serves_a_synonym_with_no_word_call_and_refuses_another_thing(
 }
 
 #[tokio::test]
+async fn with_word_vectors_on_only_the_words_the_lexicon_leaves_are_embedded() {
+    let app = TestApp::builder()
+        .toml(&with_lexicon(true))
+        .worker()
+        .spawn()
+        .await;
+    let source = app.submit_ok(&semantic(BILL)).await;
+    app.wait(&source).await;
+    // bill/invoices settled by the lexicon: no word call.
+    app.submit(&semantic(INVOICES)).await.expect(200);
+    // subscription/bill left to the vectors: one word call, which the
+    // mock's vectors refuse.
+    let other = app.submit(&semantic(SUBSCRIPTION)).await;
+    other.expect(202);
+    app.wait(&other.id()).await;
+    // Three questions' embeddings and one word call.
+    let embedded = app
+        .usage_of("mock-embed-semantic", |l| l["jobs"] == 4)
+        .await;
+    assert_eq!(embedded["jobs"], 4, "{embedded}");
+    assert!(
+        app.has_metric(r#"sluice_cache_semantic_refusals_total{reason="counterpart"} 1"#)
+            .await
+    );
+}
+
+#[tokio::test]
 async fn without_a_lexicon_the_same_synonym_is_refused() {
     let app = TestApp::builder().toml(SEMANTIC).worker().spawn().await;
     let source = app.submit_ok(&semantic(BILL)).await;
