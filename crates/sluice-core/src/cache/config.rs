@@ -43,7 +43,8 @@ pub struct SemanticConfig {
     /// says otherwise.
     pub tenants: Vec<String>,
     /// Bands of the locality-sensitive signature: more bands find more
-    /// neighbours, at more buckets per lookup.
+    /// neighbours, at more buckets per lookup, and rank them finer (a
+    /// lookup compares those sharing the most buckets first).
     pub bands: usize,
     /// Hyperplanes per band: more bits make each bucket narrower.
     pub bits_per_band: usize,
@@ -82,7 +83,7 @@ impl Default for SemanticConfig {
             model: None,
             threshold: 0.90,
             tenants: Vec::new(),
-            bands: 8,
+            bands: 32,
             bits_per_band: 8,
             seed: 0x5eed_cafe,
             max_candidates: 64,
