@@ -106,15 +106,20 @@ pub struct LoadError {
 
 /// What the verifier needs of WordNet.
 pub struct Lexicon {
-    /// Every sense of each lemma (lower-case, `_` for a space), per part
-    /// of speech.
-    senses: HashMap<(Pos, String), Vec<Sense>>,
+    /// Each part of speech's lemmas, in [`PARTS_OF_SPEECH`]'s order.
+    parts: Vec<Part>,
     /// The senses one same-meaning link away from a sense, for those that
     /// have any.
     links: HashMap<Sense, Vec<Sense>>,
-    /// Irregular forms and their lemmas (`geese` → `goose`), per part of
-    /// speech.
-    exceptions: HashMap<(Pos, String), Vec<String>>,
+}
+
+/// One part of speech's lemmas and irregular forms.
+#[derive(Default)]
+struct Part {
+    /// Every sense of each lemma (lower-case, `_` for a space).
+    senses: HashMap<String, Vec<Sense>>,
+    /// Irregular forms and their lemmas (`geese` → `goose`).
+    exceptions: HashMap<String, Vec<String>>,
 }
 
 impl Lexicon {
@@ -135,18 +140,18 @@ impl Lexicon {
             reason,
         };
         let mut lexicon = Self {
-            senses: HashMap::new(),
+            parts: Vec::new(),
             links: HashMap::new(),
-            exceptions: HashMap::new(),
         };
-        for (pos, part, _) in PARTS_OF_SPEECH {
-            each_line(&dir.join(format!("index.{part}")), true, |line| {
+        for (pos, name, _) in PARTS_OF_SPEECH {
+            let mut part = Part::default();
+            each_line(&dir.join(format!("index.{name}")), true, |line| {
                 let (lemma, senses) = index_entry(line, pos)?;
-                lexicon.senses.insert((pos, lemma), senses);
+                part.senses.insert(lemma, senses);
                 Some(())
             })
             .map_err(failed)?;
-            each_line(&dir.join(format!("data.{part}")), true, |line| {
+            each_line(&dir.join(format!("data.{name}")), true, |line| {
                 let (sense, linked) = data_links(line, pos)?;
                 if !linked.is_empty() {
                     lexicon.links.insert(sense, linked);
@@ -154,22 +159,22 @@ impl Lexicon {
                 Some(())
             })
             .map_err(failed)?;
-            each_line(&dir.join(format!("{part}.exc")), false, |line| {
+            each_line(&dir.join(format!("{name}.exc")), false, |line| {
                 let mut words = line.split_ascii_whitespace();
                 let form = words.next()?.to_owned();
-                lexicon
-                    .exceptions
-                    .insert((pos, form), words.map(str::to_owned).collect());
+                part.exceptions
+                    .insert(form, words.map(str::to_owned).collect());
                 Some(())
             })
             .map_err(failed)?;
+            lexicon.parts.push(part);
         }
         Ok(lexicon)
     }
 
     /// How many lemmas it knows (each part of speech counted apart).
     pub fn lemmas(&self) -> usize {
-        self.senses.len()
+        self.parts.iter().map(|p| p.senses.len()).sum()
     }
 
     /// Whether `a` and `b` can mean the same (see the module's doc).
@@ -189,25 +194,21 @@ impl Lexicon {
     /// morphy's detachment rules make of it (`invoices` → `invoice`).
     fn senses(&self, word: &str) -> Vec<Sense> {
         let mut out: Vec<Sense> = Vec::new();
-        for (pos, _, rules) in PARTS_OF_SPEECH {
-            let detached = rules.iter().filter_map(|(suffix, replacement)| {
-                word.strip_suffix(suffix)
-                    .map(|stem| format!("{stem}{replacement}"))
-            });
-            let listed = self
-                .exceptions
-                .get(&(pos, word.to_owned()))
-                .into_iter()
-                .flatten()
-                .cloned();
-            for lemma in std::iter::once(word.to_owned())
-                .chain(listed)
-                .chain(detached)
-            {
-                for id in self.senses.get(&(pos, lemma)).into_iter().flatten() {
+        for ((_, _, rules), part) in PARTS_OF_SPEECH.iter().zip(&self.parts) {
+            let mut add = |lemma: &str| {
+                for id in part.senses.get(lemma).into_iter().flatten() {
                     if !out.contains(id) {
                         out.push(*id);
                     }
+                }
+            };
+            add(word);
+            for lemma in part.exceptions.get(word).into_iter().flatten() {
+                add(lemma);
+            }
+            for (suffix, replacement) in rules.iter() {
+                if let Some(stem) = word.strip_suffix(suffix) {
+                    add(&format!("{stem}{replacement}"));
                 }
             }
         }

@@ -137,11 +137,8 @@ async fn the_judge_decides_which_neighbour_serves_and_each_verdict_is_billed() {
     }
 
     // Close enough to shortlist, but the judge says no: a miss, queued.
-    let near = app
-        .submit(&semantic("Please, how do I cancel my order?"))
+    app.submit_uncached(&semantic("Please, how do I cancel my order?"))
         .await;
-    near.expect(202);
-    assert_eq!(app.wait(&near.id()).await["cached"], false);
     assert!(
         app.has_metric(r#"sluice_cache_semantic_refusals_total{reason="judge"} 1"#)
             .await
@@ -149,11 +146,8 @@ async fn the_judge_decides_which_neighbour_serves_and_each_verdict_is_billed() {
 
     // A judge that cannot answer serves nothing: a miss, counted as an
     // error, and the job is queued, not lost.
-    let failed = app
-        .submit(&semantic("How do I cancel my order please!"))
+    app.submit_uncached(&semantic("How do I cancel my order please!"))
         .await;
-    failed.expect(202);
-    assert_eq!(app.wait(&failed.id()).await["cached"], false);
     assert!(
         app.has_metric(r#"sluice_cache_requests_total{kind="semantic",outcome="error"} 1"#)
             .await

@@ -35,9 +35,8 @@ async fn a_paraphrase_is_served_a_near_miss_is_refused_and_hits_are_sampled() {
     let similarity = hit.body["cache"]["similarity"].as_f64().unwrap();
 
     // A number added: close enough to shortlist, refused by the verifier.
-    let near = app.submit(&semantic("How do I cancel my 2 orders?")).await;
-    near.expect(202);
-    assert_eq!(app.wait(&near.id()).await["cached"], false);
+    app.submit_uncached(&semantic("How do I cancel my 2 orders?"))
+        .await;
     assert!(
         app.has_metric(r#"sluice_cache_semantic_refusals_total{reason="number"} 1"#)
             .await,
@@ -129,9 +128,7 @@ async fn a_lexicon_serves_a_synonym_with_no_word_call_and_refuses_another_thing(
     assert_eq!(samples.body["data"][0]["verified_by"], "words");
 
     // Another thing: refused, and without word vectors, without a call.
-    let other = app.submit(&semantic(SUBSCRIPTION)).await;
-    other.expect(202);
-    assert_eq!(app.wait(&other.id()).await["cached"], false);
+    app.submit_uncached(&semantic(SUBSCRIPTION)).await;
     assert!(
         app.has_metric(r#"sluice_cache_semantic_refusals_total{reason="counterpart"} 1"#)
             .await
@@ -157,9 +154,7 @@ async fn with_word_vectors_on_only_the_words_the_lexicon_leaves_are_embedded() {
     app.submit(&semantic(INVOICES)).await.expect(200);
     // subscription/bill left to the vectors: one word call, which the
     // mock's vectors refuse.
-    let other = app.submit(&semantic(SUBSCRIPTION)).await;
-    other.expect(202);
-    app.wait(&other.id()).await;
+    app.submit_uncached(&semantic(SUBSCRIPTION)).await;
     // Three questions' embeddings and one word call.
     let embedded = app
         .usage_of("mock-embed-semantic", |l| l["jobs"] == 4)
@@ -176,8 +171,7 @@ async fn without_a_lexicon_the_same_synonym_is_refused() {
     let app = TestApp::builder().toml(SEMANTIC).worker().spawn().await;
     let source = app.submit_ok(&semantic(BILL)).await;
     app.wait(&source).await;
-    let refused = app.submit(&semantic(INVOICES)).await;
-    refused.expect(202);
+    app.submit_uncached(&semantic(INVOICES)).await;
     assert!(
         app.has_metric(r#"sluice_cache_semantic_refusals_total{reason="counterpart"} 1"#)
             .await

@@ -187,6 +187,16 @@ impl TestApp {
     }
 
     /// Long-polls the job until it ends (at most 30 s); the job.
+    /// Submits `job`, which must miss the cache: queued (202), and ended
+    /// by a worker, not from the cache. Its finished view.
+    pub async fn submit_uncached(&self, job: &Value) -> Value {
+        let reply = self.submit(job).await;
+        reply.expect(202);
+        let ended = self.wait(&reply.id()).await;
+        assert_eq!(ended["cached"], false, "{ended}");
+        ended
+    }
+
     pub async fn wait(&self, id: &str) -> Value {
         let reply = self.get(&format!("/v1/jobs/{id}?wait=30")).await;
         reply.expect(200);
