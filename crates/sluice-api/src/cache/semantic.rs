@@ -5,11 +5,11 @@
 //! (`cache::verify`), which may ask the judge model.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use serde_json::{json, Value};
 use sluice_core::cache::judge;
-use sluice_core::cache::lsh::{cosine, Lsh};
+use sluice_core::cache::lsh::{self, cosine, Lsh};
 use sluice_core::cache::SemanticConfig;
 use sluice_core::{Endpoint, JobId, Usage};
 use sluice_providers::{BatchJob, Router};
@@ -36,8 +36,9 @@ pub struct SemanticIndex {
     words: moka::future::Cache<String, Arc<Vec<f32>>>,
     model: String,
     config: SemanticConfig,
-    /// Hyperplanes per embedding size (built on first use).
-    planes: Mutex<HashMap<usize, Arc<Lsh>>>,
+    /// The hyperplanes, centred on the model's reference vectors (built
+    /// on the first lookup, which embeds the reference texts).
+    lsh: tokio::sync::OnceCell<Arc<Lsh>>,
 }
 
 /// A prompt's vector and its bucket in each band.
@@ -58,6 +59,8 @@ pub enum CallError {
     NoVector,
     #[error("no judge model is configured")]
     NoJudge,
+    #[error("the embedding has {got} dimensions, the model's reference vectors {expected}")]
+    Dims { got: usize, expected: usize },
 }
 
 /// What one call of the semantic cache's cost, for the ledger.
@@ -84,7 +87,7 @@ impl SemanticIndex {
             words: moka::future::Cache::new(WORDS_KEPT),
             model: config.model.clone()?,
             config: config.clone(),
-            planes: Mutex::default(),
+            lsh: tokio::sync::OnceCell::new(),
         })
     }
 
@@ -110,12 +113,49 @@ impl SemanticIndex {
             .and(self.config.judge_error)
     }
 
-    /// Embeds `text`: its vector and buckets, and what the call cost.
-    pub async fn embed(&self, text: &str) -> Result<(Embedded, CacheCall), CallError> {
+    /// Embeds `text`: what the calls made cost (the question's, and on a
+    /// process's first lookup the reference texts'), even when one
+    /// failed, and its vector and buckets.
+    pub async fn embed(&self, text: &str) -> (Vec<CacheCall>, Result<Embedded, CallError>) {
+        let mut calls = Vec::new();
+        let embedded = self.embed_into(text, &mut calls).await;
+        (calls, embedded)
+    }
+
+    async fn embed_into(
+        &self,
+        text: &str,
+        calls: &mut Vec<CacheCall>,
+    ) -> Result<Embedded, CallError> {
+        let lsh = self.lsh(calls).await?;
         let (mut vectors, call) = self.embed_all(&[text.to_owned()]).await?;
+        calls.push(call);
         let vector = vectors.pop().ok_or(CallError::NoVector)?;
-        let buckets = self.lsh(vector.len()).buckets(&vector);
-        Ok((Embedded { vector, buckets }, call))
+        if vector.len() != lsh.dims() {
+            return Err(CallError::Dims {
+                got: vector.len(),
+                expected: lsh.dims(),
+            });
+        }
+        let buckets = lsh.buckets(&vector);
+        Ok(Embedded { vector, buckets })
+    }
+
+    /// The hyperplanes, centred on the mean of the model's vectors for the
+    /// reference texts; the first call embeds them (its cost is added to
+    /// `calls`), and a failed one is tried again on the next lookup.
+    async fn lsh(&self, calls: &mut Vec<CacheCall>) -> Result<Arc<Lsh>, CallError> {
+        let c = &self.config;
+        self.lsh
+            .get_or_try_init(|| async {
+                let (reference, call) = self.embed_all(&lsh::reference_texts()).await?;
+                calls.push(call);
+                let dims = reference.first().map_or(0, Vec::len);
+                let planes = Lsh::new(c.seed, c.bands, c.bits_per_band, dims).centred(&reference);
+                Ok(Arc::new(planes))
+            })
+            .await
+            .cloned()
     }
 
     /// Embeds every text of `texts` in one call: their vectors in order,
@@ -236,16 +276,6 @@ impl SemanticIndex {
             out.push(v.as_ref().clone());
         }
         Ok((out, call))
-    }
-
-    fn lsh(&self, dims: usize) -> Arc<Lsh> {
-        let mut planes = self.planes.lock().unwrap_or_else(|p| p.into_inner());
-        let c = &self.config;
-        Arc::clone(
-            planes
-                .entry(dims)
-                .or_insert_with(|| Arc::new(Lsh::new(c.seed, c.bands, c.bits_per_band, dims))),
-        )
     }
 
     /// The candidates at or above the threshold, most similar first, at

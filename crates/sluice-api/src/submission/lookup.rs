@@ -6,8 +6,9 @@
 //! finished record, its end event (a hit that cannot be announced is not
 //! answered: 503) and its ledger row (cost 0, with what it saved, behind
 //! the answer); for a semantic lookup, its calls' ledger rows (the
-//! question's embedding, and the verifier's: the words that differ, or the
-//! judge's verdicts) and, for a semantic hit, a sample kept for review.
+//! question's embedding, on a process's first lookup the reference texts'
+//! that centre the buckets, and the verifier's: the words that differ, or
+//! the judge's verdicts) and, for a semantic hit, a sample kept for review.
 //! A miss keeps its prompt's vector, for stage 8 to file.
 
 use std::time::Instant;
@@ -66,8 +67,12 @@ async fn one(
         return Ok(None);
     };
     let started = Instant::now();
-    let (embedded, call) = match index.embed(text).await {
-        Ok(done) => done,
+    let (calls, embedded) = index.embed(text).await;
+    for call in &calls {
+        state.cache_rows.write(call_row(job, caller, call)).await;
+    }
+    let embedded = match embedded {
+        Ok(embedded) => embedded,
         Err(e) => {
             tracing::warn!(error = %e, "cannot embed a prompt for the semantic cache");
             count(&state.metrics, CacheKind::Semantic, "error");
@@ -75,7 +80,6 @@ async fn one(
             return Ok(None);
         }
     };
-    state.cache_rows.write(call_row(job, caller, &call)).await;
     if plan.read {
         match state
             .cache

@@ -133,12 +133,13 @@ async fn a_lexicon_serves_a_synonym_with_no_word_call_and_refuses_another_thing(
         app.has_metric(r#"sluice_cache_semantic_refusals_total{reason="counterpart"} 1"#)
             .await
     );
-    // One embedding call per lookup, the question's, and none for words:
-    // three ledger rows of the embedding model's.
+    // One embedding call per lookup, the question's, and none for words;
+    // the first lookup also embedded the reference texts (the buckets'
+    // centre): four ledger rows of the embedding model's.
     let embedded = app
-        .usage_of("mock-embed-semantic", |l| l["jobs"] == 3)
+        .usage_of("mock-embed-semantic", |l| l["jobs"] == 4)
         .await;
-    assert_eq!(embedded["jobs"], 3, "{embedded}");
+    assert_eq!(embedded["jobs"], 4, "{embedded}");
 }
 
 #[tokio::test]
@@ -155,11 +156,11 @@ async fn with_word_vectors_on_only_the_words_the_lexicon_leaves_are_embedded() {
     // subscription/bill left to the vectors: one word call, which the
     // mock's vectors refuse.
     app.submit_uncached(&semantic(SUBSCRIPTION)).await;
-    // Three questions' embeddings and one word call.
+    // The reference texts, three questions' embeddings and one word call.
     let embedded = app
-        .usage_of("mock-embed-semantic", |l| l["jobs"] == 4)
+        .usage_of("mock-embed-semantic", |l| l["jobs"] == 5)
         .await;
-    assert_eq!(embedded["jobs"], 4, "{embedded}");
+    assert_eq!(embedded["jobs"], 5, "{embedded}");
     assert!(
         app.has_metric(r#"sluice_cache_semantic_refusals_total{reason="counterpart"} 1"#)
             .await

@@ -12,7 +12,11 @@
 //! `--verify-threshold` as its shortlist threshold, then, given `--judge`
 //! (an OpenAI-compatible chat server), the judge model at that threshold
 //! in place of the word check (`[cache.semantic] judge_model`).
+//!
+//! `--crowd N` also measures what a lookup costs Redis in a scope of N
+//! questions (`crowd.rs`).
 
+mod crowd;
 mod probes;
 
 use std::path::PathBuf;
@@ -85,6 +89,13 @@ pub struct SemanticArgs {
     /// one with the lexicon alone (`word_vectors = false`).
     #[arg(long)]
     pub lexicon: Option<PathBuf>,
+    /// Also file this many generated questions in one scope of the real
+    /// Redis and look rewordings of 230 of them up in it, with the
+    /// buckets' planes through the origin and centred: what a lookup
+    /// reads, how long the store takes, whether the nearest entry is found
+    /// (0: not measured; at most 10,000).
+    #[arg(long, default_value_t = 0)]
+    pub crowd: usize,
 }
 
 /// One probe's answer, as the API gave it.
@@ -187,8 +198,16 @@ pub async fn run(args: &SemanticArgs, conn: &Connections, latency_ms: u64) -> an
     let embedder = Embedder::start(command, args.embedder_threads).await?;
     phase.done();
     let outcome = sweep(args, conn, latency_ms, &set, &embedder).await;
+    let crowd = match (&outcome, args.crowd) {
+        (Ok(_), n) if n > 0 => Some(crowd::measure(conn, &embedder, EMBED_MODEL, n).await),
+        _ => None,
+    };
     embedder.stop().await;
-    crate::say(&report(&set, args, latency_ms, &outcome?));
+    let mut out = report(&set, args, latency_ms, &outcome?);
+    if let Some(rows) = crowd {
+        out.push_str(&crowd_report(args.crowd, &rows?));
+    }
+    crate::say(&out);
     Ok(())
 }
 
@@ -470,6 +489,38 @@ fn report(set: &ProbeSet, args: &SemanticArgs, latency_ms: u64, rows: &[Row]) ->
     if odd > 0 {
         out.push_str(&format!(
             "\n{odd} misses were not answered with their own prompt's answer: the judge is off\n"
+        ));
+    }
+    out
+}
+
+fn crowd_report(n: usize, rows: &[crowd::CrowdRow]) -> String {
+    let defaults = sluice_core::cache::SemanticConfig::default();
+    let mut out = format!(
+        "\n### A crowded scope: {n} questions\n\n\
+         {n} generated questions filed in one scope of the real Redis; 230 of them \
+         asked another way ({bands} bands of {bits} bits, at most {max} candidates; \
+         the nearest entry counted when at or above {threshold})\n\n\
+         | planes | a lookup's buckets hold (of the scope) | store call p50 / p99 | \
+         nearest entry among the candidates |\n|---|---|---|---|\n",
+        bands = defaults.bands,
+        bits = defaults.bits_per_band,
+        max = defaults.max_candidates,
+        threshold = defaults.threshold,
+    );
+    for r in rows {
+        out.push_str(&format!(
+            "| {planes} | {read:.2} × | {p50:.1} / {p99:.1} ms | {found} of {all} |\n",
+            planes = if r.centred {
+                "centred (Sluice's)"
+            } else {
+                "through the origin"
+            },
+            read = r.read_share,
+            p50 = r.call_ms.0,
+            p99 = r.call_ms.1,
+            found = r.nearest_found,
+            all = r.near,
         ));
     }
     out

@@ -46,7 +46,8 @@ pub struct SemanticConfig {
     /// neighbours, at more buckets per lookup, and rank them finer (a
     /// lookup compares those sharing the most buckets first).
     pub bands: usize,
-    /// Hyperplanes per band: more bits make each bucket narrower.
+    /// Hyperplanes per band: more bits make each bucket narrower (and
+    /// miss more neighbours near the threshold).
     pub bits_per_band: usize,
     /// Seeds the hyperplanes; every replica must use the same one.
     pub seed: u64,
@@ -84,7 +85,7 @@ impl Default for SemanticConfig {
             threshold: 0.90,
             tenants: Vec::new(),
             bands: 32,
-            bits_per_band: 8,
+            bits_per_band: 6,
             seed: 0x5eed_cafe,
             max_candidates: 64,
             max_error: 0.01,
