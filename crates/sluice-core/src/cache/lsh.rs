@@ -19,10 +19,10 @@
 //! entry compared, while a lookup in a scope of 10,000 questions of one
 //! kind reads a fifth of the bucket entries it read through the origin
 //! with 8 bits, in a third of the time (docs/benchmarks.md, "Crowded
-//! buckets"). How many buckets a neighbour
-//! shares ranks the candidates a lookup compares (`max_candidates`);
-//! with 8 bands the ranks tied too often to tell the nearest apart in a
-//! crowded scope (docs/benchmarks.md, "A lexicon: WordNet").
+//! buckets"). How many buckets a neighbour shares ranks the candidates a
+//! lookup compares (`max_candidates`); with 8 bands the ranks tied too
+//! often to tell the nearest apart in a crowded scope (docs/benchmarks.md,
+//! "A lexicon: WordNet").
 
 /// Texts of every kind, whose mean vector is an embedder's centre: what
 /// all its vectors share, whatever they say. Changing them moves every
