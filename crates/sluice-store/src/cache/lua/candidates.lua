@@ -7,34 +7,49 @@
 -- Entry keys share the buckets' hash tag, so they live in the same slot.
 -- Answers vector, answer, text, vector, answer, text, ... (text false
 -- for an entry filed without one).
+--
+-- Every id of the buckets is read (Redis runs nothing else meanwhile), so
+-- the ranking is linear: ids are grouped by how many buckets they are in,
+-- and only the groups reached are sorted, with the built-in order.
 local shared, ids = {}, {}
 for i = 1, #KEYS do
   for _, id in ipairs(redis.call('SMEMBERS', KEYS[i])) do
-    if shared[id] then
-      shared[id] = shared[id] + 1
+    local n = shared[id]
+    if n then
+      shared[id] = n + 1
     else
       shared[id] = 1
       ids[#ids + 1] = id
     end
   end
 end
-table.sort(ids, function(a, b)
-  if shared[a] ~= shared[b] then
-    return shared[a] > shared[b]
+local groups = {}
+for _, id in ipairs(ids) do
+  local n = shared[id]
+  local group = groups[n]
+  if group then
+    group[#group + 1] = id
+  else
+    groups[n] = { id }
   end
-  return a > b
-end)
+end
 local out, found = {}, 0
 local most = tonumber(ARGV[2])
-for _, id in ipairs(ids) do
-  local entry = redis.call('HMGET', ARGV[1] .. id, 'vec', 'answer', 'text')
-  if entry[1] and entry[2] then
-    out[#out + 1] = entry[1]
-    out[#out + 1] = entry[2]
-    out[#out + 1] = entry[3] or ''
-    found = found + 1
-    if found >= most then
-      return out
+for n = #KEYS, 1, -1 do
+  local group = groups[n]
+  if group then
+    table.sort(group)
+    for k = #group, 1, -1 do
+      local entry = redis.call('HMGET', ARGV[1] .. group[k], 'vec', 'answer', 'text')
+      if entry[1] and entry[2] then
+        out[#out + 1] = entry[1]
+        out[#out + 1] = entry[2]
+        out[#out + 1] = entry[3] or ''
+        found = found + 1
+        if found >= most then
+          return out
+        end
+      end
     end
   end
 end
