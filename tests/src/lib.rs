@@ -69,6 +69,26 @@ pub async fn run_bench(kind: &str, args: &[&str]) -> std::process::Output {
         .unwrap_or_else(|e| panic!("sluice-bench {kind} starts: {e}"))
 }
 
+/// The keys of the real Redis that match `pattern` (a `SCAN` pattern),
+/// and a client to act on them (quit it when done).
+pub async fn redis_keys(pattern: &str) -> (fred::prelude::Client, Vec<fred::types::Key>) {
+    use fred::prelude::*;
+    use fred::types::scan::Scanner;
+    use futures::StreamExt;
+    let client = Builder::from_config(Config::from_url(&redis_url()).unwrap())
+        .build()
+        .unwrap();
+    client.init().await.unwrap();
+    let mut keys = Vec::new();
+    let mut scan = client.scan(pattern, Some(500), None);
+    while let Some(page) = scan.next().await {
+        let mut page = page.unwrap();
+        keys.extend(page.take_results().unwrap_or_default());
+        page.next();
+    }
+    (client, keys)
+}
+
 /// A Python tool from PyPI the tests run: the path in `env` (which
 /// `scripts/test.sh` sets), else `program` in the virtualenv
 /// `scripts/pyvenv.sh NAME SPEC` makes (or finds). A missing tool fails

@@ -21,21 +21,9 @@ const PROBES: &str = r#"{
 /// Keys in the real Redis whose names start with `prefix`.
 async fn keys_under(prefix: &str) -> usize {
     use fred::prelude::*;
-    use fred::types::scan::Scanner;
-    use futures::StreamExt;
-    let client = Builder::from_config(Config::from_url(&sluice_e2e::redis_url()).unwrap())
-        .build()
-        .unwrap();
-    client.init().await.unwrap();
-    let mut found = 0;
-    let mut scan = client.scan(format!("{prefix}*"), Some(500), None);
-    while let Some(page) = scan.next().await {
-        let mut page = page.unwrap();
-        found += page.take_results().map_or(0, |keys| keys.len());
-        page.next();
-    }
+    let (client, keys) = sluice_e2e::redis_keys(&format!("{prefix}*")).await;
     client.quit().await.unwrap();
-    found
+    keys.len()
 }
 
 #[tokio::test(flavor = "multi_thread")]

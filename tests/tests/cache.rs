@@ -319,21 +319,9 @@ async fn a_flushed_cache_misses_and_nothing_breaks() {
 
 async fn delete_all(prefix: &str) {
     use fred::prelude::*;
-    use fred::types::scan::Scanner;
-    use futures::StreamExt;
-    let client = Builder::from_config(Config::from_url(&sluice_e2e::redis_url()).unwrap())
-        .build()
-        .unwrap();
-    client.init().await.unwrap();
-    let mut scan = client.scan(format!("{prefix}:*"), Some(500), None);
-    while let Some(page) = scan.next().await {
-        let mut page = page.unwrap();
-        if let Some(keys) = page.take_results() {
-            if !keys.is_empty() {
-                let _: i64 = client.del(keys).await.unwrap();
-            }
-        }
-        page.next();
+    let (client, keys) = sluice_e2e::redis_keys(&format!("{prefix}:*")).await;
+    for chunk in keys.chunks(500) {
+        let _: i64 = client.del(chunk.to_vec()).await.unwrap();
     }
     client.quit().await.unwrap();
 }

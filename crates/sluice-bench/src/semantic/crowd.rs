@@ -328,6 +328,39 @@ async fn fill_and_ask(
     })
 }
 
+/// The crowd's table, in Markdown.
+pub fn report(n: usize, rows: &[CrowdRow]) -> String {
+    let defaults = SemanticConfig::default();
+    let mut out = format!(
+        "\n### A crowded scope: {n} questions\n\n\
+         {n} generated questions filed in one scope of the real Redis; 230 of them \
+         asked another way ({bands} bands of {bits} bits, at most {max} candidates; \
+         the nearest entry counted when at or above {threshold})\n\n\
+         | planes | a lookup's buckets hold (of the scope) | store call p50 / p99 | \
+         nearest entry among the candidates |\n|---|---|---|---|\n",
+        bands = defaults.bands,
+        bits = defaults.bits_per_band,
+        max = defaults.max_candidates,
+        threshold = defaults.threshold,
+    );
+    for r in rows {
+        out.push_str(&format!(
+            "| {planes} | {read:.2} × | {p50:.1} / {p99:.1} ms | {found} of {all} |\n",
+            planes = if r.centred {
+                "centred (Sluice's)"
+            } else {
+                "through the origin"
+            },
+            read = r.read_share,
+            p50 = r.call_ms.0,
+            p99 = r.call_ms.1,
+            found = r.nearest_found,
+            all = r.near,
+        ));
+    }
+    out
+}
+
 /// The server's vectors of `texts`, in order, [`BATCH`] per call.
 async fn embed(
     http: &reqwest::Client,

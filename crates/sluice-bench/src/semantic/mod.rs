@@ -205,7 +205,7 @@ pub async fn run(args: &SemanticArgs, conn: &Connections, latency_ms: u64) -> an
     embedder.stop().await;
     let mut out = report(&set, args, latency_ms, &outcome?);
     if let Some(rows) = crowd {
-        out.push_str(&crowd_report(args.crowd, &rows?));
+        out.push_str(&crowd::report(args.crowd, &rows?));
     }
     crate::say(&out);
     Ok(())
@@ -489,38 +489,6 @@ fn report(set: &ProbeSet, args: &SemanticArgs, latency_ms: u64, rows: &[Row]) ->
     if odd > 0 {
         out.push_str(&format!(
             "\n{odd} misses were not answered with their own prompt's answer: the judge is off\n"
-        ));
-    }
-    out
-}
-
-fn crowd_report(n: usize, rows: &[crowd::CrowdRow]) -> String {
-    let defaults = sluice_core::cache::SemanticConfig::default();
-    let mut out = format!(
-        "\n### A crowded scope: {n} questions\n\n\
-         {n} generated questions filed in one scope of the real Redis; 230 of them \
-         asked another way ({bands} bands of {bits} bits, at most {max} candidates; \
-         the nearest entry counted when at or above {threshold})\n\n\
-         | planes | a lookup's buckets hold (of the scope) | store call p50 / p99 | \
-         nearest entry among the candidates |\n|---|---|---|---|\n",
-        bands = defaults.bands,
-        bits = defaults.bits_per_band,
-        max = defaults.max_candidates,
-        threshold = defaults.threshold,
-    );
-    for r in rows {
-        out.push_str(&format!(
-            "| {planes} | {read:.2} × | {p50:.1} / {p99:.1} ms | {found} of {all} |\n",
-            planes = if r.centred {
-                "centred (Sluice's)"
-            } else {
-                "through the origin"
-            },
-            read = r.read_share,
-            p50 = r.call_ms.0,
-            p99 = r.call_ms.1,
-            found = r.nearest_found,
-            all = r.near,
         ));
     }
     out
